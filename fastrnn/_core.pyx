@@ -1,0 +1,694 @@
+# cython: language_level=3
+"""Compiled kernels of fastrnn: forward unrolling and BPTT of RNN, LSTM and GRU layers.
+
+The kernels know nothing of classes: each takes arrays, writes into arrays it is given and
+returns nothing.  Every kernel runs its whole time loop in one ``with nogil:`` block and
+does all matrix products through :func:`gemm`, the one typed BLAS wrapper below.
+
+Notation (shared with :mod:`fastrnn.reference`)
+-----------------------------------------------
+One call handles one layer in one direction, on a batch whose rows are sorted by length,
+longest first.
+
+* ``T, B, I, H``  time steps, batch rows, input size, hidden size; ``G`` gates per cell
+  (1 RNN, 4 LSTM ``i f g o``, 3 GRU ``r z n``), so the gate width is ``G*H``.
+* ``X``    (T*B, I)       inputs of all steps, row ``t*B + b``.
+* ``nact`` (T,)           rows active at step t: rows ``b < nact[t]`` have ``t < lengths[b]``.
+  Sorting by length makes the active rows a prefix, in both directions.
+* ``h, c`` (B, H)         the running state: the initial state on entry, the final state on
+  exit.  A row that has ended (forward) or not yet started (reverse) keeps its state.
+* ``Y``    (T, B, ldy)    the outputs; this direction writes columns ``col .. col+H``;
+  zeros at padded steps.
+* ``Gt``   (T*B, G*H)     the gates: the input projection ``X @ W_ih.T + b`` on entry,
+  the gate activations after the forward pass (the training cache), the gradients of the
+  gate pre-activations ``dG`` after the backward pass.
+* ``Hp, Cp`` (T, B, H)    training cache: ``h_prev``/``c_prev``, the state each step started
+  from (all rows, so the weight-gradient GEMMs read only finite numbers).
+* ``Hn``   (T, B, H)      GRU only: ``W_hn h_prev + b_hn`` on the forward pass, then
+  ``dHn`` (its gradient) on the backward pass.
+
+Forward (per step t, active rows):   backward (per step t, from T-1 down, active rows):
+  1. Gt[t] += h @ W_hh.T               1. dh += dY[t]
+  2. gate nonlinearities, in place     2. dG[t] from dh (and dc) and the cached gates
+  3. state update (c, h)               3. dh = dG[t] @ W_hh   (+ the direct path of GRU)
+  4. Y[t] = h                          after the loop, one GEMM each over all T*B rows:
+                                         dX = dG @ W_ih, dW_ih += dG.T @ X,
+                                         dW_hh += dG.T @ Hp, db += column sums of dG
+Weight and bias gradients accumulate (``+=``) into the arrays given; ``dX`` is overwritten
+or accumulated (``accumulate_dx``), so two directions can share one input gradient.
+"""
+
+cimport cython
+from cython cimport floating
+from libc.math cimport exp, expf, tanh, tanhf
+from libc.string cimport memcpy, memset
+from scipy.linalg.cython_blas cimport dgemm, sgemm
+
+
+# ---------------------------------------------------------------------------------------
+# BLAS: one wrapper owning the row-major <-> column-major mapping
+# ---------------------------------------------------------------------------------------
+
+cdef inline void gemm(bint trans_a, bint trans_b, int m, int n, int k, floating alpha,
+                      const floating* A, int lda, const floating* B, int ldb,
+                      floating beta, floating* C, int ldc) noexcept nogil:
+    """C := alpha * op(A) @ op(B) + beta * C, every matrix row-major.
+
+    op(A) is (m, k), op(B) is (k, n), C is (m, n); lda, ldb, ldc are row strides.  A
+    row-major matrix is its transpose in column-major, so this computes C.T = op(B).T @
+    op(A).T by calling BLAS with the operands swapped and the same transpose flags.
+    """
+    cdef char ta = b'T' if trans_a else b'N'
+    cdef char tb = b'T' if trans_b else b'N'
+    if m <= 0 or n <= 0:
+        return
+    if floating is float:
+        sgemm(&tb, &ta, &n, &m, &k, &alpha, <float*>B, &ldb, <float*>A, &lda,
+              &beta, C, &ldc)
+    else:
+        dgemm(&tb, &ta, &n, &m, &k, &alpha, <double*>B, &ldb, <double*>A, &lda,
+              &beta, C, &ldc)
+
+
+def blas_gemm(const floating[:, :] A, const floating[:, :] B, floating[:, :] C,
+              bint trans_a=False, bint trans_b=False, floating alpha=1, floating beta=0):
+    """Test hook of :func:`gemm`: ``C := alpha * op(A) @ op(B) + beta * C`` in place.
+
+    Each array must be C-contiguous in its last axis (any row stride).
+    """
+    cdef Py_ssize_t m = C.shape[0], n = C.shape[1]
+    cdef Py_ssize_t k = A.shape[0] if trans_a else A.shape[1]
+    if (A.shape[1] if trans_a else A.shape[0]) != m:
+        raise ValueError(f"op(A) has {A.shape[1] if trans_a else A.shape[0]} rows, C has {m}")
+    if (B.shape[1] if trans_b else B.shape[0]) != k or (B.shape[0] if trans_b else B.shape[1]) != n:
+        raise ValueError("op(B) must be (k, n) with k the columns of op(A) and n those of C")
+    for arr, name in ((A, "A"), (B, "B"), (C, "C")):
+        if arr.shape[0] * arr.shape[1] and arr.strides[1] != sizeof(floating):
+            raise ValueError(f"{name} must be contiguous along its last axis")
+    if m == 0 or n == 0:
+        return
+    with nogil:
+        gemm(trans_a, trans_b, <int>m, <int>n, <int>k, alpha, &A[0, 0],
+             <int>(A.strides[0] // sizeof(floating)), &B[0, 0],
+             <int>(B.strides[0] // sizeof(floating)), beta, &C[0, 0],
+             <int>(C.strides[0] // sizeof(floating)))
+
+
+# ---------------------------------------------------------------------------------------
+# Elementwise helpers (float arithmetic stays float: integer literals only)
+# ---------------------------------------------------------------------------------------
+
+cdef inline floating _sigmoid(floating x) noexcept nogil:
+    if floating is float:
+        return 1 / (1 + expf(-x))
+    else:
+        return 1 / (1 + exp(-x))
+
+
+cdef inline floating _tanh(floating x) noexcept nogil:
+    if floating is float:
+        return tanhf(x)
+    else:
+        return tanh(x)
+
+
+cdef inline void _sigmoid_inplace(floating* a, Py_ssize_t n) noexcept nogil:
+    cdef Py_ssize_t j
+    for j in range(n):
+        a[j] = _sigmoid(a[j])
+
+
+cdef inline void _tanh_inplace(floating* a, Py_ssize_t n) noexcept nogil:
+    cdef Py_ssize_t j
+    for j in range(n):
+        a[j] = _tanh(a[j])
+
+
+cdef inline void _relu_inplace(floating* a, Py_ssize_t n) noexcept nogil:
+    cdef Py_ssize_t j
+    for j in range(n):
+        if a[j] < 0:
+            a[j] = 0
+
+
+cdef inline void _copy_rows(const floating* src, Py_ssize_t lds, floating* dst,
+                            Py_ssize_t ldd, Py_ssize_t rows, Py_ssize_t cols) noexcept nogil:
+    cdef Py_ssize_t b
+    for b in range(rows):
+        memcpy(dst + b * ldd, src + b * lds, cols * sizeof(floating))
+
+
+cdef inline void _add_rows(const floating* src, Py_ssize_t lds, floating* dst,
+                           Py_ssize_t ldd, Py_ssize_t rows, Py_ssize_t cols) noexcept nogil:
+    cdef Py_ssize_t b, j
+    cdef const floating* s
+    cdef floating* d
+    for b in range(rows):
+        s = src + b * lds
+        d = dst + b * ldd
+        for j in range(cols):
+            d[j] += s[j]
+
+
+cdef inline void _zero_rows(floating* dst, Py_ssize_t ldd, Py_ssize_t rows,
+                            Py_ssize_t cols) noexcept nogil:
+    cdef Py_ssize_t b
+    for b in range(rows):
+        memset(dst + b * ldd, 0, cols * sizeof(floating))
+
+
+cdef inline void _fill_bias(floating* Gt, Py_ssize_t rows, Py_ssize_t width,
+                            const floating* b_ih, const floating* b_hh,
+                            Py_ssize_t n_hh) noexcept nogil:
+    """Gt[r, :] = b_ih + b_hh on the first n_hh columns, b_ih alone after them."""
+    cdef Py_ssize_t r, j
+    cdef floating* g
+    for r in range(rows):
+        g = Gt + r * width
+        for j in range(n_hh):
+            g[j] = b_ih[j] + b_hh[j]
+        for j in range(n_hh, width):
+            g[j] = b_ih[j]
+
+
+cdef inline void _add_colsum(const floating* A, Py_ssize_t rows, Py_ssize_t cols,
+                             Py_ssize_t lda, floating* out) noexcept nogil:
+    """out += A.sum(axis=0) for A (rows, cols) with row stride lda."""
+    cdef Py_ssize_t r, j
+    cdef const floating* a
+    for r in range(rows):
+        a = A + r * lda
+        for j in range(cols):
+            out[j] += a[j]
+
+
+cdef inline void _input_grads(const floating* dG, int TB, int GH, const floating* X, int I,
+                              const floating* W_ih, floating* dX, bint accumulate_dx,
+                              floating* dW_ih, floating* db_ih) noexcept nogil:
+    """After the backward loop: input, input-weight and input-bias gradients."""
+    # dX (+)= dG @ W_ih
+    gemm(False, False, TB, I, GH, <floating>1, dG, GH, W_ih, I,
+         <floating>(1 if accumulate_dx else 0), dX, I)
+    # dW_ih += dG.T @ X
+    gemm(True, False, GH, I, TB, <floating>1, dG, GH, X, I, <floating>1, dW_ih, I)
+    # db_ih += dG.sum(0)
+    if db_ih != NULL:
+        _add_colsum(dG, TB, GH, GH, db_ih)
+
+
+cdef inline void _hidden_grads(const floating* dG, int TB, int n_out, int ldg,
+                               const floating* Hp, int H, floating* dW_hh,
+                               floating* db_hh) noexcept nogil:
+    """After the backward loop: dW_hh += dG.T @ Hp, db_hh += dG.sum(0), on n_out gate rows."""
+    gemm(True, False, n_out, H, TB, <floating>1, dG, ldg, Hp, H, <floating>1, dW_hh, H)
+    if db_hh != NULL:
+        _add_colsum(dG, TB, n_out, ldg, db_hh)
+
+
+# ---------------------------------------------------------------------------------------
+# Argument checks (run with the GIL, before any loop; the Python layer validates user input,
+# these keep a wrong call from the package itself from touching memory out of bounds)
+# ---------------------------------------------------------------------------------------
+
+cdef int _check_nact(const int[::1] nact, Py_ssize_t B) except -1:
+    cdef Py_ssize_t t
+    for t in range(nact.shape[0]):
+        if nact[t] < 0 or nact[t] > B:
+            raise ValueError(f"nact[{t}]={nact[t]} is outside [0, {B}]")
+    return 0
+
+
+cdef int _check_shape(str name, tuple actual, tuple expected) except -1:
+    if actual != expected:
+        raise ValueError(f"{name} must have shape {expected}, got {actual}")
+    return 0
+
+
+cdef floating* _bias_ptr(floating[::1] b, Py_ssize_t n, str name) except? NULL:
+    """Pointer to a bias vector, or NULL for an empty one (a layer without biases)."""
+    if b.shape[0] == 0:
+        return NULL
+    _check_shape(name, (b.shape[0],), (n,))
+    return &b[0]
+
+
+cdef int _check_bias_pair(const void* a, const void* b) except -1:
+    if (a == NULL) != (b == NULL):
+        raise ValueError("both biases must be given, or neither")
+    return 0
+
+
+cdef int _check_common(Py_ssize_t T, Py_ssize_t B, Py_ssize_t I, Py_ssize_t H, Py_ssize_t GH,
+                       tuple X, tuple W_ih, tuple W_hh, tuple Y, Py_ssize_t col) except -1:
+    if T < 1 or B < 1 or H < 1 or I < 1:
+        raise ValueError(f"sizes must be positive, got T={T} B={B} I={I} H={H}")
+    _check_shape("X", X, (T * B, I))
+    _check_shape("W_ih", W_ih, (GH, I))
+    _check_shape("W_hh", W_hh, (GH, H))
+    if Y[0] != T or Y[1] != B or col < 0 or col + H > Y[2]:
+        raise ValueError(f"Y of shape {Y} cannot hold columns {col}..{col + H} of (T={T}, B={B})")
+    return 0
+
+
+cdef int _check_cache(str name, floating[:, :, ::1] C, Py_ssize_t T, Py_ssize_t B,
+                      Py_ssize_t H) except -1:
+    if C.shape[0] != 0:
+        _check_shape(name, tuple(C.shape)[:3], (T, B, H))
+    return 0
+
+
+# ---------------------------------------------------------------------------------------
+# Vanilla RNN:  h' = act(W_ih x + b_ih + W_hh h + b_hh),  act = tanh | relu
+# ---------------------------------------------------------------------------------------
+
+def rnn_forward(const floating[:, ::1] X, const floating[:, ::1] W_ih,
+                const floating[:, ::1] W_hh, floating[::1] b_ih, floating[::1] b_hh,
+                const int[::1] nact, bint reverse, bint relu,
+                floating[:, ::1] h, floating[:, :, ::1] Y, Py_ssize_t col,
+                floating[:, ::1] Gt, floating[:, :, ::1] Hp):
+    """RNN forward over a sequence.  Training when ``Hp`` has T rows, inference when 0.
+
+    On exit ``Gt`` holds the activations h_t (the training cache) and ``h`` the final state.
+    """
+    cdef Py_ssize_t T = nact.shape[0], B = h.shape[0], H = h.shape[1], I = X.shape[1]
+    cdef Py_ssize_t ldy = Y.shape[2], s, t, n
+    cdef bint train = Hp.shape[0] != 0
+    _check_common(T, B, I, H, H, tuple(X.shape)[:2], tuple(W_ih.shape)[:2],
+                  tuple(W_hh.shape)[:2], tuple(Y.shape)[:3], col)
+    _check_shape("Gt", tuple(Gt.shape)[:2], (T * B, H))
+    _check_cache("Hp", Hp, T, B, H)
+    _check_nact(nact, B)
+    cdef floating* pb_ih = _bias_ptr(b_ih, H, "b_ih")
+    cdef floating* pb_hh = _bias_ptr(b_hh, H, "b_hh")
+    _check_bias_pair(pb_ih, pb_hh)
+    cdef floating* g = &Gt[0, 0]
+    cdef floating* hs = &h[0, 0]
+    cdef floating* y = &Y[0, 0, 0] + col
+    cdef floating* hp = &Hp[0, 0, 0] if train else NULL
+    cdef floating* gt
+    cdef floating* yt
+    with nogil:
+        # Gt = X @ W_ih.T + (b_ih + b_hh)
+        if pb_ih != NULL:
+            _fill_bias(g, T * B, H, pb_ih, pb_hh, H)
+        gemm(False, True, <int>(T * B), <int>H, <int>I, <floating>1, &X[0, 0], <int>I,
+             &W_ih[0, 0], <int>I, <floating>(1 if pb_ih != NULL else 0), g, <int>H)
+        for s in range(T):
+            t = T - 1 - s if reverse else s
+            n = nact[t]
+            gt = g + t * B * H
+            yt = y + t * B * ldy
+            if train:
+                memcpy(hp + t * B * H, hs, B * H * sizeof(floating))
+            # 1. Gt[t] += h @ W_hh.T
+            gemm(False, True, <int>n, <int>H, <int>H, <floating>1, hs, <int>H,
+                 &W_hh[0, 0], <int>H, <floating>1, gt, <int>H)
+            # 2.-3. h = act(Gt[t])
+            if relu:
+                _relu_inplace(gt, n * H)
+            else:
+                _tanh_inplace(gt, n * H)
+            memcpy(hs, gt, n * H * sizeof(floating))
+            # 4. Y[t] = h; zeros at padded steps
+            _copy_rows(gt, H, yt, ldy, n, H)
+            _zero_rows(yt + n * ldy, ldy, B - n, H)
+
+
+def rnn_backward(const floating[:, ::1] X, const floating[:, ::1] W_ih,
+                 const floating[:, ::1] W_hh, const int[::1] nact, bint reverse, bint relu,
+                 floating[:, ::1] Gt, const floating[:, :, ::1] Hp,
+                 const floating[:, :, ::1] dY, Py_ssize_t col, floating[:, ::1] dh,
+                 floating[:, ::1] dX, bint accumulate_dx, floating[:, ::1] dW_ih,
+                 floating[:, ::1] dW_hh, floating[::1] db_ih, floating[::1] db_hh):
+    """RNN backward through time.  ``dh``: dh_n on entry, dh0 on exit; ``Gt`` becomes dG."""
+    cdef Py_ssize_t T = nact.shape[0], B = dh.shape[0], H = dh.shape[1], I = X.shape[1]
+    cdef Py_ssize_t ldy = dY.shape[2], s, t, n, j
+    _check_common(T, B, I, H, H, tuple(X.shape)[:2], tuple(W_ih.shape)[:2],
+                  tuple(W_hh.shape)[:2], tuple(dY.shape)[:3], col)
+    _check_shape("Gt", tuple(Gt.shape)[:2], (T * B, H))
+    _check_shape("Hp", tuple(Hp.shape)[:3], (T, B, H))
+    _check_shape("dX", tuple(dX.shape)[:2], (T * B, I))
+    _check_shape("dW_ih", tuple(dW_ih.shape)[:2], (H, I))
+    _check_shape("dW_hh", tuple(dW_hh.shape)[:2], (H, H))
+    _check_nact(nact, B)
+    cdef floating* pdb_ih = _bias_ptr(db_ih, H, "db_ih")
+    cdef floating* pdb_hh = _bias_ptr(db_hh, H, "db_hh")
+    _check_bias_pair(pdb_ih, pdb_hh)
+    cdef floating* g = &Gt[0, 0]
+    cdef floating* dhs = &dh[0, 0]
+    cdef const floating* dy = &dY[0, 0, 0] + col
+    cdef floating* gt
+    with nogil:
+        for s in range(T):
+            t = s if reverse else T - 1 - s
+            n = nact[t]
+            gt = g + t * B * H
+            # 1. dh += dY[t]
+            _add_rows(dy + t * B * ldy, ldy, dhs, H, n, H)
+            # 2. dG[t] = dh * act'(h_t), in place over the cached h_t
+            for j in range(n * H):
+                if relu:
+                    gt[j] = dhs[j] if gt[j] > 0 else 0
+                else:
+                    gt[j] = dhs[j] * (1 - gt[j] * gt[j])
+            memset(gt + n * H, 0, (B - n) * H * sizeof(floating))
+            # 3. dh = dG[t] @ W_hh
+            gemm(False, False, <int>n, <int>H, <int>H, <floating>1, gt, <int>H,
+                 &W_hh[0, 0], <int>H, <floating>0, dhs, <int>H)
+        _input_grads(g, <int>(T * B), <int>H, &X[0, 0], <int>I, &W_ih[0, 0], &dX[0, 0],
+                     accumulate_dx, &dW_ih[0, 0], pdb_ih)
+        _hidden_grads(g, <int>(T * B), <int>H, <int>H, &Hp[0, 0, 0], <int>H,
+                      &dW_hh[0, 0], pdb_hh)
+
+
+# ---------------------------------------------------------------------------------------
+# LSTM:  gates i f g o;  c' = f*c + i*g;  h' = o*tanh(c')
+# ---------------------------------------------------------------------------------------
+
+cdef inline void _lstm_step(floating* gt, floating* h, floating* c, Py_ssize_t n,
+                            Py_ssize_t H) noexcept nogil:
+    """2.-3. Gate nonlinearities in place, then the state update, for n rows."""
+    cdef Py_ssize_t b, j
+    cdef floating* a
+    cdef floating* hb
+    cdef floating* cb
+    cdef floating cn
+    for b in range(n):
+        a = gt + b * 4 * H
+        _sigmoid_inplace(a, 2 * H)           # i, f
+        _tanh_inplace(a + 2 * H, H)          # g
+        _sigmoid_inplace(a + 3 * H, H)       # o
+        cb = c + b * H
+        for j in range(H):
+            cb[j] = a[H + j] * cb[j] + a[j] * a[2 * H + j]
+        hb = h + b * H
+        for j in range(H):
+            hb[j] = a[3 * H + j] * _tanh(cb[j])
+
+
+def lstm_forward(const floating[:, ::1] X, const floating[:, ::1] W_ih,
+                 const floating[:, ::1] W_hh, floating[::1] b_ih, floating[::1] b_hh,
+                 const int[::1] nact, bint reverse,
+                 floating[:, ::1] h, floating[:, ::1] c, floating[:, :, ::1] Y, Py_ssize_t col,
+                 floating[:, ::1] Gt, floating[:, :, ::1] Hp, floating[:, :, ::1] Cp):
+    """LSTM forward over a sequence.  Training when ``Hp``/``Cp`` have T rows, inference when 0.
+
+    On exit ``Gt`` holds the gate activations (i, f, g, o) and ``h``, ``c`` the final state.
+    """
+    cdef Py_ssize_t T = nact.shape[0], B = h.shape[0], H = h.shape[1], I = X.shape[1]
+    cdef Py_ssize_t ldy = Y.shape[2], GH = 4 * H, s, t, n
+    cdef bint train = Hp.shape[0] != 0
+    _check_common(T, B, I, H, GH, tuple(X.shape)[:2], tuple(W_ih.shape)[:2],
+                  tuple(W_hh.shape)[:2], tuple(Y.shape)[:3], col)
+    _check_shape("c", tuple(c.shape)[:2], (B, H))
+    _check_shape("Gt", tuple(Gt.shape)[:2], (T * B, GH))
+    _check_cache("Hp", Hp, T, B, H)
+    _check_cache("Cp", Cp, T, B, H)
+    if train != (Cp.shape[0] != 0):
+        raise ValueError("Hp and Cp must both be given (training) or both be empty")
+    _check_nact(nact, B)
+    cdef floating* pb_ih = _bias_ptr(b_ih, GH, "b_ih")
+    cdef floating* pb_hh = _bias_ptr(b_hh, GH, "b_hh")
+    _check_bias_pair(pb_ih, pb_hh)
+    cdef floating* g = &Gt[0, 0]
+    cdef floating* hs = &h[0, 0]
+    cdef floating* cs = &c[0, 0]
+    cdef floating* y = &Y[0, 0, 0] + col
+    cdef floating* hp = &Hp[0, 0, 0] if train else NULL
+    cdef floating* cp = &Cp[0, 0, 0] if train else NULL
+    cdef floating* gt
+    cdef floating* yt
+    with nogil:
+        # Gt = X @ W_ih.T + (b_ih + b_hh)
+        if pb_ih != NULL:
+            _fill_bias(g, T * B, GH, pb_ih, pb_hh, GH)
+        gemm(False, True, <int>(T * B), <int>GH, <int>I, <floating>1, &X[0, 0], <int>I,
+             &W_ih[0, 0], <int>I, <floating>(1 if pb_ih != NULL else 0), g, <int>GH)
+        for s in range(T):
+            t = T - 1 - s if reverse else s
+            n = nact[t]
+            gt = g + t * B * GH
+            yt = y + t * B * ldy
+            if train:
+                memcpy(hp + t * B * H, hs, B * H * sizeof(floating))
+                memcpy(cp + t * B * H, cs, B * H * sizeof(floating))
+            # 1. Gt[t] += h @ W_hh.T
+            gemm(False, True, <int>n, <int>GH, <int>H, <floating>1, hs, <int>H,
+                 &W_hh[0, 0], <int>H, <floating>1, gt, <int>GH)
+            # 2.-3. gates, c = f*c + i*g, h = o*tanh(c)
+            _lstm_step(gt, hs, cs, n, H)
+            # 4. Y[t] = h; zeros at padded steps
+            _copy_rows(hs, H, yt, ldy, n, H)
+            _zero_rows(yt + n * ldy, ldy, B - n, H)
+
+
+cdef inline void _lstm_step_backward(floating* gt, const floating* cp, floating* dh,
+                                     floating* dc, Py_ssize_t n, Py_ssize_t H) noexcept nogil:
+    """2. From the cached gates (i, f, g, o) and c_prev: dG in place of the gates, dc_prev."""
+    cdef Py_ssize_t b, j
+    cdef floating* a
+    cdef const floating* cpb
+    cdef floating* dhb
+    cdef floating* dcb
+    cdef floating i, f, gg, o, tc, dct
+    for b in range(n):
+        a = gt + b * 4 * H
+        cpb = cp + b * H
+        dhb = dh + b * H
+        dcb = dc + b * H
+        for j in range(H):
+            i = a[j]
+            f = a[H + j]
+            gg = a[2 * H + j]
+            o = a[3 * H + j]
+            tc = _tanh(f * cpb[j] + i * gg)            # tanh(c_t), recomputed
+            dct = dcb[j] + dhb[j] * o * (1 - tc * tc)  # dc_t, both paths
+            a[j] = dct * gg * i * (1 - i)              # di
+            a[H + j] = dct * cpb[j] * f * (1 - f)      # df
+            a[2 * H + j] = dct * i * (1 - gg * gg)     # dg
+            a[3 * H + j] = dhb[j] * tc * o * (1 - o)   # do
+            dcb[j] = dct * f                           # dc_prev
+
+
+def lstm_backward(const floating[:, ::1] X, const floating[:, ::1] W_ih,
+                  const floating[:, ::1] W_hh, const int[::1] nact, bint reverse,
+                  floating[:, ::1] Gt, const floating[:, :, ::1] Hp,
+                  const floating[:, :, ::1] Cp, const floating[:, :, ::1] dY, Py_ssize_t col,
+                  floating[:, ::1] dh, floating[:, ::1] dc,
+                  floating[:, ::1] dX, bint accumulate_dx, floating[:, ::1] dW_ih,
+                  floating[:, ::1] dW_hh, floating[::1] db_ih, floating[::1] db_hh):
+    """LSTM backward through time.  ``dh``, ``dc``: dh_n, dc_n on entry, dh0, dc0 on exit."""
+    cdef Py_ssize_t T = nact.shape[0], B = dh.shape[0], H = dh.shape[1], I = X.shape[1]
+    cdef Py_ssize_t ldy = dY.shape[2], GH = 4 * H, s, t, n
+    _check_common(T, B, I, H, GH, tuple(X.shape)[:2], tuple(W_ih.shape)[:2],
+                  tuple(W_hh.shape)[:2], tuple(dY.shape)[:3], col)
+    _check_shape("dc", tuple(dc.shape)[:2], (B, H))
+    _check_shape("Gt", tuple(Gt.shape)[:2], (T * B, GH))
+    _check_shape("Hp", tuple(Hp.shape)[:3], (T, B, H))
+    _check_shape("Cp", tuple(Cp.shape)[:3], (T, B, H))
+    _check_shape("dX", tuple(dX.shape)[:2], (T * B, I))
+    _check_shape("dW_ih", tuple(dW_ih.shape)[:2], (GH, I))
+    _check_shape("dW_hh", tuple(dW_hh.shape)[:2], (GH, H))
+    _check_nact(nact, B)
+    cdef floating* pdb_ih = _bias_ptr(db_ih, GH, "db_ih")
+    cdef floating* pdb_hh = _bias_ptr(db_hh, GH, "db_hh")
+    _check_bias_pair(pdb_ih, pdb_hh)
+    cdef floating* g = &Gt[0, 0]
+    cdef floating* dhs = &dh[0, 0]
+    cdef floating* dcs = &dc[0, 0]
+    cdef const floating* dy = &dY[0, 0, 0] + col
+    cdef floating* gt
+    with nogil:
+        for s in range(T):
+            t = s if reverse else T - 1 - s
+            n = nact[t]
+            gt = g + t * B * GH
+            # 1. dh += dY[t]
+            _add_rows(dy + t * B * ldy, ldy, dhs, H, n, H)
+            # 2. dG[t], dc = dc_prev
+            _lstm_step_backward(gt, &Cp[t, 0, 0], dhs, dcs, n, H)
+            memset(gt + n * GH, 0, (B - n) * GH * sizeof(floating))
+            # 3. dh = dG[t] @ W_hh
+            gemm(False, False, <int>n, <int>H, <int>GH, <floating>1, gt, <int>GH,
+                 &W_hh[0, 0], <int>H, <floating>0, dhs, <int>H)
+        _input_grads(g, <int>(T * B), <int>GH, &X[0, 0], <int>I, &W_ih[0, 0], &dX[0, 0],
+                     accumulate_dx, &dW_ih[0, 0], pdb_ih)
+        _hidden_grads(g, <int>(T * B), <int>GH, <int>GH, &Hp[0, 0, 0], <int>H,
+                      &dW_hh[0, 0], pdb_hh)
+
+
+# ---------------------------------------------------------------------------------------
+# GRU:  gates r z n;  n = tanh(W_in x + b_in + r*(W_hn h + b_hn));  h' = (1-z)*n + z*h
+# ---------------------------------------------------------------------------------------
+
+cdef inline void _gru_step(floating* gt, const floating* gh, const floating* b_hn,
+                           floating* h, floating* hn, Py_ssize_t n,
+                           Py_ssize_t H) noexcept nogil:
+    """2.-3. With gh = h @ W_hh.T: gates r, z, n in place of gt; h updated; hn cached."""
+    cdef Py_ssize_t b, j
+    cdef floating* a
+    cdef const floating* q
+    cdef floating* hb
+    cdef floating* hnb
+    cdef floating whn
+    for b in range(n):
+        a = gt + b * 3 * H
+        q = gh + b * 3 * H
+        for j in range(2 * H):
+            a[j] = _sigmoid(a[j] + q[j])               # r, z
+        hb = h + b * H
+        hnb = hn + b * H if hn != NULL else NULL
+        for j in range(H):
+            whn = q[2 * H + j]                                    # W_hn h + b_hn
+            if b_hn != NULL:
+                whn = whn + b_hn[j]
+            if hnb != NULL:
+                hnb[j] = whn
+            a[2 * H + j] = _tanh(a[2 * H + j] + a[j] * whn)        # n
+            hb[j] = a[2 * H + j] + a[H + j] * (hb[j] - a[2 * H + j])  # (1-z)*n + z*h
+
+
+def gru_forward(const floating[:, ::1] X, const floating[:, ::1] W_ih,
+                const floating[:, ::1] W_hh, floating[::1] b_ih, floating[::1] b_hh,
+                const int[::1] nact, bint reverse,
+                floating[:, ::1] h, floating[:, :, ::1] Y, Py_ssize_t col,
+                floating[:, ::1] Gt, floating[:, ::1] Gh,
+                floating[:, :, ::1] Hp, floating[:, :, ::1] Hn):
+    """GRU forward over a sequence.  Training when ``Hp``/``Hn`` have T rows, inference when 0.
+
+    ``Gh`` (B, 3H) is per-step workspace.  On exit ``Gt`` holds the gates (r, z, n).
+    """
+    cdef Py_ssize_t T = nact.shape[0], B = h.shape[0], H = h.shape[1], I = X.shape[1]
+    cdef Py_ssize_t ldy = Y.shape[2], GH = 3 * H, s, t, n
+    cdef bint train = Hp.shape[0] != 0
+    _check_common(T, B, I, H, GH, tuple(X.shape)[:2], tuple(W_ih.shape)[:2],
+                  tuple(W_hh.shape)[:2], tuple(Y.shape)[:3], col)
+    _check_shape("Gt", tuple(Gt.shape)[:2], (T * B, GH))
+    _check_shape("Gh", tuple(Gh.shape)[:2], (B, GH))
+    _check_cache("Hp", Hp, T, B, H)
+    _check_cache("Hn", Hn, T, B, H)
+    if train != (Hn.shape[0] != 0):
+        raise ValueError("Hp and Hn must both be given (training) or both be empty")
+    _check_nact(nact, B)
+    cdef floating* pb_ih = _bias_ptr(b_ih, GH, "b_ih")
+    cdef floating* pb_hh = _bias_ptr(b_hh, GH, "b_hh")
+    _check_bias_pair(pb_ih, pb_hh)
+    cdef floating* g = &Gt[0, 0]
+    cdef floating* gh = &Gh[0, 0]
+    cdef floating* hs = &h[0, 0]
+    cdef floating* y = &Y[0, 0, 0] + col
+    cdef floating* hp = &Hp[0, 0, 0] if train else NULL
+    cdef floating* hn = &Hn[0, 0, 0] if train else NULL
+    cdef const floating* b_hn = pb_hh + 2 * H if pb_hh != NULL else NULL
+    cdef floating* gt
+    cdef floating* yt
+    with nogil:
+        # Gt = X @ W_ih.T + b_ih + [b_hr, b_hz, 0]   (b_hn stays inside r*(...))
+        if pb_ih != NULL:
+            _fill_bias(g, T * B, GH, pb_ih, pb_hh, 2 * H)
+        gemm(False, True, <int>(T * B), <int>GH, <int>I, <floating>1, &X[0, 0], <int>I,
+             &W_ih[0, 0], <int>I, <floating>(1 if pb_ih != NULL else 0), g, <int>GH)
+        for s in range(T):
+            t = T - 1 - s if reverse else s
+            n = nact[t]
+            gt = g + t * B * GH
+            yt = y + t * B * ldy
+            if train:
+                memcpy(hp + t * B * H, hs, B * H * sizeof(floating))
+            # 1. Gh = h @ W_hh.T
+            gemm(False, True, <int>n, <int>GH, <int>H, <floating>1, hs, <int>H,
+                 &W_hh[0, 0], <int>H, <floating>0, gh, <int>GH)
+            # 2.-3. gates and h
+            _gru_step(gt, gh, b_hn, hs, hn + t * B * H if train else NULL, n, H)
+            # 4. Y[t] = h; zeros at padded steps
+            _copy_rows(hs, H, yt, ldy, n, H)
+            _zero_rows(yt + n * ldy, ldy, B - n, H)
+
+
+cdef inline void _gru_step_backward(floating* gt, floating* hn, floating* dgh,
+                                    const floating* hp, floating* dh, Py_ssize_t n,
+                                    Py_ssize_t H) noexcept nogil:
+    """2. dG[t] (input side) in place of the gates, dHn in place of hn, dGh (hidden side),
+    and dh = dh * z (the direct path; the GEMM adds the rest)."""
+    cdef Py_ssize_t b, j
+    cdef floating* a
+    cdef floating* hnb
+    cdef floating* q
+    cdef const floating* hpb
+    cdef floating* dhb
+    cdef floating r, z, nn, dnp, dz
+    for b in range(n):
+        a = gt + b * 3 * H
+        q = dgh + b * 3 * H
+        hnb = hn + b * H
+        hpb = hp + b * H
+        dhb = dh + b * H
+        for j in range(H):
+            r = a[j]
+            z = a[H + j]
+            nn = a[2 * H + j]
+            dnp = dhb[j] * (1 - z) * (1 - nn * nn)      # d(n pre-activation)
+            dz = dhb[j] * (hpb[j] - nn)
+            a[j] = dnp * hnb[j] * r * (1 - r)           # dr (pre-activation)
+            a[H + j] = dz * z * (1 - z)                 # dz (pre-activation)
+            a[2 * H + j] = dnp                          # d(W_in x + b_in)
+            hnb[j] = dnp * r                            # d(W_hn h + b_hn)
+            q[j] = a[j]
+            q[H + j] = a[H + j]
+            q[2 * H + j] = hnb[j]
+            dhb[j] = dhb[j] * z                         # dh_prev, direct path
+
+
+def gru_backward(const floating[:, ::1] X, const floating[:, ::1] W_ih,
+                 const floating[:, ::1] W_hh, const int[::1] nact, bint reverse,
+                 floating[:, ::1] Gt, floating[:, ::1] Gh, const floating[:, :, ::1] Hp,
+                 floating[:, :, ::1] Hn, const floating[:, :, ::1] dY, Py_ssize_t col,
+                 floating[:, ::1] dh, floating[:, ::1] dX, bint accumulate_dx,
+                 floating[:, ::1] dW_ih, floating[:, ::1] dW_hh,
+                 floating[::1] db_ih, floating[::1] db_hh):
+    """GRU backward through time.  ``dh``: dh_n on entry, dh0 on exit.
+
+    ``Gt`` becomes dG (input side), ``Hn`` becomes dHn, ``Gh`` (B, 3H) is workspace.
+    """
+    cdef Py_ssize_t T = nact.shape[0], B = dh.shape[0], H = dh.shape[1], I = X.shape[1]
+    cdef Py_ssize_t ldy = dY.shape[2], GH = 3 * H, s, t, n
+    _check_common(T, B, I, H, GH, tuple(X.shape)[:2], tuple(W_ih.shape)[:2],
+                  tuple(W_hh.shape)[:2], tuple(dY.shape)[:3], col)
+    _check_shape("Gt", tuple(Gt.shape)[:2], (T * B, GH))
+    _check_shape("Gh", tuple(Gh.shape)[:2], (B, GH))
+    _check_shape("Hp", tuple(Hp.shape)[:3], (T, B, H))
+    _check_shape("Hn", tuple(Hn.shape)[:3], (T, B, H))
+    _check_shape("dX", tuple(dX.shape)[:2], (T * B, I))
+    _check_shape("dW_ih", tuple(dW_ih.shape)[:2], (GH, I))
+    _check_shape("dW_hh", tuple(dW_hh.shape)[:2], (GH, H))
+    _check_nact(nact, B)
+    cdef floating* pdb_ih = _bias_ptr(db_ih, GH, "db_ih")
+    cdef floating* pdb_hh = _bias_ptr(db_hh, GH, "db_hh")
+    _check_bias_pair(pdb_ih, pdb_hh)
+    cdef floating* g = &Gt[0, 0]
+    cdef floating* dgh = &Gh[0, 0]
+    cdef floating* hn = &Hn[0, 0, 0]
+    cdef floating* dhs = &dh[0, 0]
+    cdef const floating* dy = &dY[0, 0, 0] + col
+    cdef floating* gt
+    with nogil:
+        for s in range(T):
+            t = s if reverse else T - 1 - s
+            n = nact[t]
+            gt = g + t * B * GH
+            # 1. dh += dY[t]
+            _add_rows(dy + t * B * ldy, ldy, dhs, H, n, H)
+            # 2. dG[t], dHn[t], dGh; dh = dh * z
+            _gru_step_backward(gt, hn + t * B * H, dgh, &Hp[t, 0, 0], dhs, n, H)
+            memset(gt + n * GH, 0, (B - n) * GH * sizeof(floating))
+            memset(hn + (t * B + n) * H, 0, (B - n) * H * sizeof(floating))
+            # 3. dh += dGh @ W_hh
+            gemm(False, False, <int>n, <int>H, <int>GH, <floating>1, dgh, <int>GH,
+                 &W_hh[0, 0], <int>H, <floating>1, dhs, <int>H)
+        _input_grads(g, <int>(T * B), <int>GH, &X[0, 0], <int>I, &W_ih[0, 0], &dX[0, 0],
+                     accumulate_dx, &dW_ih[0, 0], pdb_ih)
+        # dW_hh[:2H] += dG[:, :2H].T @ Hp;  dW_hh[2H:] += dHn.T @ Hp
+        _hidden_grads(g, <int>(T * B), <int>(2 * H), <int>GH, &Hp[0, 0, 0], <int>H,
+                      &dW_hh[0, 0], pdb_hh)
+        _hidden_grads(hn, <int>(T * B), <int>H, <int>H, &Hp[0, 0, 0], <int>H,
+                      &dW_hh[2 * H, 0], pdb_hh + 2 * H if pdb_hh != NULL else NULL)

@@ -1,0 +1,134 @@
+"""Runs stacks of recurrent layers through the compiled kernels.
+
+Shared by the cells (one layer, one direction, one step) and the sequence layers.  The
+callers validate; everything here takes arrays already of the right dtype, contiguous, and
+with the batch rows sorted by length (longest first), as the kernels require.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from . import _core
+
+GATES = {"RNN": 1, "LSTM": 4, "GRU": 3}
+
+
+def active_rows(sorted_lengths: np.ndarray | None, steps: int, batch: int) -> np.ndarray:
+    """nact[t] = number of rows with t < length; rows sorted longest first."""
+    if sorted_lengths is None:
+        return np.full(steps, batch, dtype=np.intc)
+    t = np.arange(steps)
+    # -lengths is ascending, and length > t  <=>  -length < -t
+    return np.searchsorted(-sorted_lengths, -t, side="left").astype(np.intc)
+
+
+def _cache_array(train: bool, shape: tuple[int, int, int], dtype) -> np.ndarray:
+    return np.empty(shape if train else (0,) + shape[1:], dtype)
+
+
+def run_forward(mode, relu, X, weights, nact, reverse, h, c, Y, col, train):
+    """One layer in one direction.  Updates ``h`` (and ``c``) in place to the final state,
+    writes columns ``col:col+H`` of ``Y``; returns what backward needs (or None)."""
+    T = nact.shape[0]
+    B, H = h.shape
+    dt = X.dtype
+    Gt = np.empty((T * B, GATES[mode] * H), dt)
+    Hp = _cache_array(train, (T, B, H), dt)
+    if mode == "LSTM":
+        Cp = _cache_array(train, (T, B, H), dt)
+        _core.lstm_forward(X, *weights, nact, reverse, h, c, Y, col, Gt, Hp, Cp)
+        return (Gt, Hp, Cp) if train else None
+    if mode == "GRU":
+        Hn = _cache_array(train, (T, B, H), dt)
+        Gh = np.empty((B, 3 * H), dt)
+        _core.gru_forward(X, *weights, nact, reverse, h, Y, col, Gt, Gh, Hp, Hn)
+        return (Gt, Gh, Hp, Hn) if train else None
+    _core.rnn_forward(X, *weights, nact, reverse, relu, h, Y, col, Gt, Hp)
+    return (Gt, Hp) if train else None
+
+
+def run_backward(mode, relu, X, weights, nact, reverse, cache, dY, col, dh, dc, dX,
+                 accumulate, grads):
+    """Backward of :func:`run_forward`: ``dh``/``dc`` from dh_n/dc_n to dh0/dc0 in place,
+    ``dX`` written (or added to), gradients added into ``grads``."""
+    W_ih, W_hh = weights[0], weights[1]
+    if mode == "LSTM":
+        Gt, Hp, Cp = cache
+        _core.lstm_backward(X, W_ih, W_hh, nact, reverse, Gt, Hp, Cp, dY, col, dh, dc,
+                            dX, accumulate, *grads)
+    elif mode == "GRU":
+        Gt, Gh, Hp, Hn = cache
+        _core.gru_backward(X, W_ih, W_hh, nact, reverse, Gt, Gh, Hp, Hn, dY, col, dh,
+                           dX, accumulate, *grads)
+    else:
+        Gt, Hp = cache
+        _core.rnn_backward(X, W_ih, W_hh, nact, reverse, relu, Gt, Hp, dY, col, dh,
+                           dX, accumulate, *grads)
+
+
+@dataclass
+class Tape:
+    """What a training forward pass of a stack keeps for its backward pass."""
+
+    mode: str
+    relu: bool
+    nact: np.ndarray
+    inputs: list = field(default_factory=list)   # per layer: its input (T*B, I_k)
+    masks: list = field(default_factory=list)    # per layer: dropout mask on its input, or None
+    caches: list = field(default_factory=list)   # per layer: per direction: kernel cache
+
+
+def stack_forward(mode, relu, X, weights, h, c, nact, train, dropout=0.0, rng=None):
+    """Run ``len(weights)`` layers of ``len(weights[0])`` directions.
+
+    ``X`` (T*B, I); ``weights[k][d]`` = (W_ih, W_hh, b_ih, b_hh); ``h``, ``c``
+    (L*D, B, H): the initial states on entry, the final states on exit (``c`` None unless
+    LSTM).  Dropout with probability ``dropout`` applies to the inputs of layers 1.. when
+    training.  Returns the output (T, B, D*H) and the tape (None unless training).
+    """
+    T = nact.shape[0]
+    B, H = h.shape[1], h.shape[2]
+    D = len(weights[0])
+    tape = Tape(mode, relu, nact) if train else None
+    Y = None
+    for k, layer in enumerate(weights):
+        mask = None
+        if train and dropout > 0 and k > 0:
+            mask = (rng.random(X.shape) >= dropout).astype(X.dtype) / X.dtype.type(1 - dropout)
+            X = X * mask
+        Y = np.empty((T, B, D * H), X.dtype)
+        caches = []
+        for d, w in enumerate(layer):
+            i = k * D + d
+            caches.append(run_forward(mode, relu, X, w, nact, d == 1, h[i],
+                                      None if c is None else c[i], Y, d * H, train))
+        if train:
+            tape.inputs.append(X)
+            tape.masks.append(mask)
+            tape.caches.append(caches)
+        X = Y.reshape(T * B, D * H)
+    return Y, tape
+
+
+def stack_backward(tape, weights, grads, dY, dh, dc):
+    """Backward of :func:`stack_forward`.  ``dY`` (T, B, D*H); ``dh``, ``dc`` (L*D, B, H):
+    dh_n/dc_n on entry, dh0/dc0 on exit; ``grads[k][d]`` = the 4 gradient arrays to add
+    into.  Returns dX (T*B, I)."""
+    D = len(weights[0])
+    H = dh.shape[2]
+    dX = None
+    for k in range(len(weights) - 1, -1, -1):
+        X = tape.inputs[k]
+        dX = np.empty_like(X)
+        for d in range(D):
+            i = k * D + d
+            run_backward(tape.mode, tape.relu, X, weights[k][d], tape.nact, d == 1,
+                         tape.caches[k][d], dY, d * H, dh[i], None if dc is None else dc[i],
+                         dX, d > 0, grads[k][d])
+        if tape.masks[k] is not None:
+            dX *= tape.masks[k]
+        dY = dX.reshape(tape.nact.shape[0], -1, X.shape[1])
+    return dX

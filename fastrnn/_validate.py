@@ -1,0 +1,108 @@
+"""Input checks shared by every public entry point: clear errors before any kernel runs."""
+
+from __future__ import annotations
+
+import math
+import numbers
+
+import numpy as np
+
+FLOAT_DTYPES = (np.dtype(np.float32), np.dtype(np.float64))
+
+
+def as_dtype(dtype, name: str = "dtype") -> np.dtype:
+    """The floating dtype a module computes in: float32 or float64."""
+    try:
+        dt = np.dtype(dtype)
+    except TypeError:
+        raise TypeError(f"{name} must be numpy.float32 or numpy.float64, got {dtype!r}") from None
+    if dt not in FLOAT_DTYPES:
+        raise TypeError(f"{name} must be numpy.float32 or numpy.float64, got {dt}")
+    return dt
+
+
+def positive_int(value, name: str) -> int:
+    if isinstance(value, bool) or not isinstance(value, numbers.Integral):
+        raise TypeError(f"{name} must be an int, got {type(value).__name__}")
+    if value < 1:
+        raise ValueError(f"{name} must be >= 1, got {value}")
+    return int(value)
+
+
+def probability(value, name: str) -> float:
+    if isinstance(value, bool) or not isinstance(value, numbers.Real):
+        raise TypeError(f"{name} must be a float, got {type(value).__name__}")
+    if not (math.isfinite(value) and 0 <= value < 1):
+        raise ValueError(f"{name} must be in [0, 1), got {value}")
+    return float(value)
+
+
+def float_array(x, name: str, dtype: np.dtype, ndim: int | tuple[int, ...]) -> np.ndarray:
+    """``x`` as a C-contiguous array of ``dtype`` with the given rank.
+
+    Integer, boolean and other floating inputs are cast; complex, object, string and
+    other inputs are refused.  The result never shares memory with ``x`` unless it already
+    was a C-contiguous array of ``dtype`` (callers must not write into it).
+    """
+    if x is None:
+        raise TypeError(f"{name} must be an array, got None")
+    a = np.asarray(x)
+    if a.dtype.kind not in "fiub":
+        raise TypeError(f"{name} must hold real numbers, got dtype {a.dtype}")
+    ndims = (ndim,) if isinstance(ndim, int) else ndim
+    if a.ndim not in ndims:
+        want = " or ".join(f"{d}-D" for d in ndims)
+        raise ValueError(f"{name} must be {want}, got {a.ndim}-D with shape {a.shape}")
+    return np.ascontiguousarray(a, dtype=dtype)
+
+
+def check_shape(a: np.ndarray, name: str, expected: tuple[int, ...]) -> None:
+    if a.shape != expected:
+        raise ValueError(f"{name} must have shape {expected}, got {a.shape}")
+
+
+def lengths_array(lengths, batch: int, steps: int, name: str = "lengths") -> np.ndarray:
+    """``lengths`` as an int64 array (B,) with values in [1, T]."""
+    a = np.asarray(lengths)
+    if a.dtype.kind not in "iu":
+        if a.dtype.kind == "f" and a.size and np.all(np.isfinite(a)) and np.all(a == np.round(a)):
+            a = a.astype(np.int64)
+        else:
+            raise TypeError(f"{name} must hold integers, got dtype {a.dtype}")
+    if a.shape != (batch,):
+        raise ValueError(f"{name} must have shape ({batch},) (one length per batch row), "
+                         f"got {a.shape}")
+    if batch and (a.min() < 1 or a.max() > steps):
+        raise ValueError(f"{name} must lie in [1, {steps}] (the number of time steps), "
+                         f"got values in [{a.min()}, {a.max()}]")
+    return a.astype(np.int64, copy=False)
+
+
+def seed_value(seed, name: str = "seed"):
+    if seed is None or (isinstance(seed, numbers.Integral) and not isinstance(seed, bool)):
+        if seed is not None and seed < 0:
+            raise ValueError(f"{name} must be a non-negative int or None, got {seed}")
+        return seed
+    raise TypeError(f"{name} must be an int or None, got {type(seed).__name__}")
+
+
+def state_arrays(state, lstm: bool, shape: tuple[int, ...], dtype: np.dtype, name: str):
+    """Fresh C-contiguous copies ``(h, c)`` of a recurrent state (``c`` is None unless
+    ``lstm``); zeros where ``state`` is None.  The kernels update these in place."""
+    if state is None:
+        return np.zeros(shape, dtype), (np.zeros(shape, dtype) if lstm else None)
+    if lstm:
+        if not isinstance(state, (tuple, list)) or len(state) != 2:
+            raise TypeError(f"{name} must be a tuple (h, c) for an LSTM, "
+                            f"got {type(state).__name__}")
+        parts = [(state[0], f"{name}[0] (h)"), (state[1], f"{name}[1] (c)")]
+    else:
+        if isinstance(state, (tuple, list)):
+            raise TypeError(f"{name} must be one array (h), not a {type(state).__name__}")
+        parts = [(state, name)]
+    out = []
+    for value, label in parts:
+        a = float_array(value, label, dtype, len(shape))
+        check_shape(a, label, shape)
+        out.append(a.copy())
+    return out[0], (out[1] if lstm else None)

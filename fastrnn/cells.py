@@ -1,0 +1,205 @@
+"""Recurrent cells: one time step, for streaming inference and step-by-step models.
+
+The equations, gate order and parameter names are PyTorch's ``nn.RNNCell``,
+``nn.LSTMCell`` and ``nn.GRUCell``; a cell runs through the same compiled kernels as the
+sequence layers, with one time step.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+
+from . import _engine
+from ._validate import (as_dtype, check_shape, float_array, positive_int, seed_value,
+                        state_arrays)
+from .module import Module
+
+__all__ = ["RNNCell", "LSTMCell", "GRUCell"]
+
+
+def init_parameters(module: Module, rng: np.random.Generator, gates: int, input_size: int,
+                    hidden_size: int, bias: bool, dtype: np.dtype, suffix: str = "") -> None:
+    """Register ``weight_ih``, ``weight_hh`` (and the biases) + ``suffix``, drawn from
+    uniform(-1/sqrt(H), 1/sqrt(H)) in that order, as PyTorch initialises them."""
+    k = 1.0 / math.sqrt(hidden_size)
+    G = gates * hidden_size
+    shapes = [("weight_ih", (G, input_size)), ("weight_hh", (G, hidden_size))]
+    if bias:
+        shapes += [("bias_ih", (G,)), ("bias_hh", (G,))]
+    for name, shape in shapes:
+        module._register(name + suffix, rng.uniform(-k, k, shape).astype(dtype))
+
+
+def weight_tuple(module: Module, suffix: str, grad: bool = False) -> tuple:
+    """``(W_ih, W_hh, b_ih, b_hh)`` (or their gradients) as the kernels take them; empty
+    bias arrays for a module without biases."""
+    p = module._params
+    arrays = []
+    for name in ("weight_ih", "weight_hh", "bias_ih", "bias_hh"):
+        param = p.get(name + suffix)
+        if param is None:
+            arrays.append(np.empty(0, module.dtype))
+        else:
+            arrays.append(param.grad if grad else param.data)
+    return tuple(arrays)
+
+
+class _CellBase(Module):
+    mode = "RNN"
+
+    def __init__(self, input_size: int, hidden_size: int, bias: bool = True,
+                 dtype=np.float32, seed: int | None = None):
+        super().__init__()
+        self.input_size = positive_int(input_size, "input_size")
+        self.hidden_size = positive_int(hidden_size, "hidden_size")
+        self.bias = bool(bias)
+        self.dtype = as_dtype(dtype)
+        rng = np.random.default_rng(seed_value(seed))
+        init_parameters(self, rng, _engine.GATES[self.mode], self.input_size,
+                        self.hidden_size, self.bias, self.dtype)
+
+    @property
+    def _relu(self) -> bool:
+        return False
+
+    def _prepare(self, x, state, name="state"):
+        x = float_array(x, "x", self.dtype, (1, 2))
+        unbatched = x.ndim == 1
+        if unbatched:
+            x = x[None]
+        if x.shape[1] != self.input_size:
+            raise ValueError(f"x.shape[-1] must equal input_size={self.input_size}, "
+                             f"got {x.shape[1]}")
+        B = x.shape[0]
+        shape = (self.hidden_size,) if unbatched else (B, self.hidden_size)
+        h, c = state_arrays(state, self.mode == "LSTM", shape, self.dtype, name)
+        h, c = h.reshape(1, B, -1), (None if c is None else c.reshape(1, B, -1))
+        return x, h, c, unbatched
+
+    def _result(self, h, c, unbatched):
+        h = h[0, 0] if unbatched else h[0]
+        if c is None:
+            return h
+        return h, (c[0, 0] if unbatched else c[0])
+
+    def __call__(self, x, state=None):
+        """One step: the new state from ``x`` (B, I) and ``state`` (B, H); zeros if None."""
+        x, h, c, unbatched = self._prepare(x, state)
+        nact = _engine.active_rows(None, 1, x.shape[0])
+        _engine.stack_forward(self.mode, self._relu, x, [[weight_tuple(self, "")]], h, c,
+                              nact, train=False)
+        return self._result(h, c, unbatched)
+
+    def forward_train(self, x, state=None):
+        """One step that keeps what backward needs.
+
+        Returns ``(new_state, backward)``; ``backward(dstate)`` takes the gradient of the
+        new state (zeros if None), adds the parameter gradients into ``.grad`` and returns
+        ``(dx, dstate0)``.  It may be called once.
+        """
+        x, h, c, unbatched = self._prepare(x, state)
+        B = x.shape[0]
+        nact = _engine.active_rows(None, 1, B)
+        weights = [[weight_tuple(self, "")]]
+        _, tape = _engine.stack_forward(self.mode, self._relu, x, weights, h, c, nact,
+                                        train=True)
+        new_state = self._result(h.copy(), None if c is None else c.copy(), unbatched)
+        done = False
+
+        def backward(dstate=None):
+            nonlocal done
+            if done:
+                raise RuntimeError("backward was already called for this forward_train; "
+                                   "run forward_train again")
+            shape = (self.hidden_size,) if unbatched else (B, self.hidden_size)
+            dh, dc = state_arrays(dstate, self.mode == "LSTM", shape, self.dtype, "dstate")
+            dh, dc = dh.reshape(1, B, -1), (None if dc is None else dc.reshape(1, B, -1))
+            dY = np.zeros((1, B, self.hidden_size), self.dtype)
+            dX = _engine.stack_backward(tape, weights, [[weight_tuple(self, "", grad=True)]],
+                                        dY, dh, dc)
+            done = True
+            return (dX[0] if unbatched else dX), self._result(dh, dc, unbatched)
+
+        return new_state, backward
+
+    def extra_repr(self) -> str:
+        s = f"{self.input_size}, {self.hidden_size}"
+        if not self.bias:
+            s += ", bias=False"
+        return s + f", dtype={self.dtype.name}"
+
+
+class RNNCell(_CellBase):
+    r"""Elman RNN cell: ``h' = act(W_ih x + b_ih + W_hh h + b_hh)``, act tanh or relu.
+
+    Parameters ``weight_ih`` (H, I), ``weight_hh`` (H, H), ``bias_ih``, ``bias_hh`` (H,),
+    each drawn from uniform(-1/sqrt(H), 1/sqrt(H)).  ``cell(x, h)`` takes x (B, I) or (I,)
+    and h of (B, H) or (H,) (zeros if None) and returns the new h.
+
+    >>> import numpy as np, fastrnn
+    >>> cell = fastrnn.RNNCell(3, 5, seed=0)
+    >>> cell(np.ones((2, 3), np.float32)).shape
+    (2, 5)
+    """
+
+    mode = "RNN"
+
+    def __init__(self, input_size: int, hidden_size: int, bias: bool = True,
+                 nonlinearity: str = "tanh", dtype=np.float32, seed: int | None = None):
+        if nonlinearity not in ("tanh", "relu"):
+            raise ValueError(f"nonlinearity must be 'tanh' or 'relu', got {nonlinearity!r}")
+        self.nonlinearity = nonlinearity
+        super().__init__(input_size, hidden_size, bias, dtype, seed)
+
+    @property
+    def _relu(self) -> bool:
+        return self.nonlinearity == "relu"
+
+    def extra_repr(self) -> str:
+        return super().extra_repr() + f", nonlinearity={self.nonlinearity!r}"
+
+
+class LSTMCell(_CellBase):
+    r"""LSTM cell, PyTorch's equations and gate order ``i, f, g, o``::
+
+        i = sigmoid(W_ii x + b_ii + W_hi h + b_hi)
+        f = sigmoid(W_if x + b_if + W_hf h + b_hf)
+        g = tanh(W_ig x + b_ig + W_hg h + b_hg)
+        o = sigmoid(W_io x + b_io + W_ho h + b_ho)
+        c' = f * c + i * g
+        h' = o * tanh(c')
+
+    Parameters ``weight_ih`` (4H, I), ``weight_hh`` (4H, H), ``bias_ih``, ``bias_hh``
+    (4H,), the four gates stacked in that order; uniform(-1/sqrt(H), 1/sqrt(H)) init.
+    ``cell(x, (h, c))`` returns the new ``(h, c)``.
+
+    >>> import numpy as np, fastrnn
+    >>> cell = fastrnn.LSTMCell(3, 5, seed=0)
+    >>> h, c = cell(np.ones((2, 3), np.float32))
+    >>> h.shape, c.shape
+    ((2, 5), (2, 5))
+    """
+
+    mode = "LSTM"
+
+
+class GRUCell(_CellBase):
+    r"""GRU cell, PyTorch's equations and gate order ``r, z, n``::
+
+        r = sigmoid(W_ir x + b_ir + W_hr h + b_hr)
+        z = sigmoid(W_iz x + b_iz + W_hz h + b_hz)
+        n = tanh(W_in x + b_in + r * (W_hn h + b_hn))
+        h' = (1 - z) * n + z * h
+
+    Parameters ``weight_ih`` (3H, I), ``weight_hh`` (3H, H), ``bias_ih``, ``bias_hh``
+    (3H,); uniform(-1/sqrt(H), 1/sqrt(H)) init.  ``cell(x, h)`` returns the new h.
+
+    >>> import numpy as np, fastrnn
+    >>> cell = fastrnn.GRUCell(3, 5, seed=0)
+    >>> cell(np.ones((2, 3), np.float32)).shape
+    (2, 5)
+    """
+
+    mode = "GRU"

@@ -1,0 +1,270 @@
+"""Recurrent sequence layers: RNN, LSTM, GRU with stacking, two directions, variable
+lengths and batch_first, PyTorch's parameter names and semantics."""
+
+from __future__ import annotations
+
+import warnings
+
+import numpy as np
+
+from . import _engine
+from ._validate import (as_dtype, float_array, lengths_array, positive_int, probability,
+                        seed_value, state_arrays)
+from .cells import init_parameters, weight_tuple
+from .module import Module
+
+__all__ = ["RNN", "LSTM", "GRU"]
+
+
+def _take_rows(a, index):
+    """``a[:, index]`` as a C-contiguous array (None stays None)."""
+    return None if a is None else np.ascontiguousarray(a[:, index])
+
+
+class _RNNBase(Module):
+    mode = "RNN"
+
+    def __init__(self, input_size: int, hidden_size: int, num_layers: int = 1,
+                 bias: bool = True, batch_first: bool = False, dropout: float = 0.0,
+                 bidirectional: bool = False, dtype=np.float32, seed: int | None = None,
+                 nonlinearity: str = "tanh"):
+        super().__init__()
+        self.input_size = positive_int(input_size, "input_size")
+        self.hidden_size = positive_int(hidden_size, "hidden_size")
+        self.num_layers = positive_int(num_layers, "num_layers")
+        self.bias = bool(bias)
+        self.batch_first = bool(batch_first)
+        self.dropout = probability(dropout, "dropout")
+        self.bidirectional = bool(bidirectional)
+        self.dtype = as_dtype(dtype)
+        if nonlinearity not in ("tanh", "relu"):
+            raise ValueError(f"nonlinearity must be 'tanh' or 'relu', got {nonlinearity!r}")
+        self.nonlinearity = nonlinearity
+        if self.dropout > 0 and self.num_layers == 1:
+            warnings.warn("dropout applies between recurrent layers; with num_layers=1 it "
+                          "has no effect", stacklevel=3)
+        seed = seed_value(seed)
+        rng = np.random.default_rng(seed)
+        self._dropout_rng = np.random.default_rng(np.random.SeedSequence(seed).spawn(1)[0])
+        D = self.num_directions
+        for k in range(self.num_layers):
+            layer_input = self.input_size if k == 0 else D * self.hidden_size
+            for d in range(D):
+                init_parameters(self, rng, _engine.GATES[self.mode], layer_input,
+                                self.hidden_size, self.bias, self.dtype, self._suffix(k, d))
+
+    @property
+    def num_directions(self) -> int:
+        return 2 if self.bidirectional else 1
+
+    @staticmethod
+    def _suffix(layer: int, direction: int) -> str:
+        return f"_l{layer}" + ("_reverse" if direction else "")
+
+    def _weights(self, grad: bool = False) -> list:
+        return [[weight_tuple(self, self._suffix(k, d), grad)
+                 for d in range(self.num_directions)] for k in range(self.num_layers)]
+
+    # -- the one shared path of RNN, LSTM and GRU ---------------------------------------
+
+    def _run(self, x, state0, lengths, train: bool):
+        lstm = self.mode == "LSTM"
+        x = float_array(x, "x", self.dtype, 3)
+        if self.batch_first:
+            x = x.transpose(1, 0, 2)
+        T, B, I = x.shape
+        if I != self.input_size:
+            raise ValueError(f"x.shape[-1] must equal input_size={self.input_size}, got {I}")
+        if T == 0 or B == 0:
+            raise ValueError(f"x must have at least one time step and one batch row, "
+                             f"got shape {x.shape}")
+        H, LD = self.hidden_size, self.num_layers * self.num_directions
+        h, c = state_arrays(state0, lstm, (LD, B, H), self.dtype, "state0")
+        order = inverse = sorted_lengths = None
+        if lengths is not None:
+            lengths = lengths_array(lengths, B, T)
+            order = np.argsort(-lengths, kind="stable")
+            if np.all(order[1:] > order[:-1]):   # already sorted: no permutation
+                order = None
+                sorted_lengths = lengths
+            else:
+                inverse = np.argsort(order)
+                sorted_lengths = lengths[order]
+                x, h, c = (_take_rows(a, order) for a in (x, h, c))
+        x = np.ascontiguousarray(x)
+        nact = _engine.active_rows(sorted_lengths, T, B)
+        weights = self._weights()
+        Y, tape = _engine.stack_forward(self.mode, self.nonlinearity == "relu",
+                                        x.reshape(T * B, I), weights, h, c, nact, train,
+                                        self.dropout, self._dropout_rng)
+        y = self._unsort(Y, inverse, time_axis=True)
+        state = self._pack(self._unsort(h, inverse), self._unsort(c, inverse))
+        if not train:
+            return y, state
+
+        done = False
+
+        def backward(dy, dstate=None):
+            nonlocal done
+            if done:
+                raise RuntimeError("backward was already called for this forward_train; "
+                                   "run forward_train again")
+            dy = float_array(dy, "dy", self.dtype, 3)
+            expected = (B, T, Y.shape[2]) if self.batch_first else (T, B, Y.shape[2])
+            if dy.shape != expected:
+                raise ValueError(f"dy must have the shape of y, {expected}, got {dy.shape}")
+            if self.batch_first:
+                dy = dy.transpose(1, 0, 2)
+            dh, dc = state_arrays(dstate, lstm, (LD, B, H), self.dtype, "dstate")
+            if inverse is not None:
+                dy, dh, dc = (_take_rows(a, order) for a in (dy, dh, dc))
+            dX = _engine.stack_backward(tape, weights, self._weights(grad=True),
+                                        np.ascontiguousarray(dy), dh, dc)
+            done = True
+            dx = self._unsort(dX.reshape(T, B, I), inverse, time_axis=True)
+            return dx, self._pack(self._unsort(dh, inverse), self._unsort(dc, inverse))
+
+        return y, state, backward
+
+    def _unsort(self, a, inverse, time_axis=False):
+        """Undo the sort by length (axis 1) and, for outputs, apply batch_first."""
+        if a is None:
+            return None
+        if inverse is not None:
+            a = _take_rows(a, inverse)
+        if time_axis and self.batch_first:
+            a = np.ascontiguousarray(a.transpose(1, 0, 2))
+        return a
+
+    def _pack(self, h, c):
+        return (h, c) if self.mode == "LSTM" else h
+
+    def forward_train(self, x, state0=None, lengths=None):
+        """Forward pass that keeps what backward needs.
+
+        Returns ``(y, state, backward)``.  ``backward(dy, dstate=None)`` takes the gradient
+        of ``y`` and of the final state (zeros if None), *adds* every parameter's gradient
+        into its ``.grad`` and returns ``(dx, dstate0)``.  Dropout (if any) is applied.
+        ``backward`` may be called once.
+        """
+        return self._run(x, state0, lengths, train=True)
+
+    def extra_repr(self) -> str:
+        s = f"{self.input_size}, {self.hidden_size}"
+        if self.num_layers != 1:
+            s += f", num_layers={self.num_layers}"
+        if not self.bias:
+            s += ", bias=False"
+        if self.batch_first:
+            s += ", batch_first=True"
+        if self.dropout:
+            s += f", dropout={self.dropout}"
+        if self.bidirectional:
+            s += ", bidirectional=True"
+        return s + f", dtype={self.dtype.name}"
+
+
+_SHAPES_DOC = """
+    Shapes (``D`` = 2 if bidirectional else 1, ``L`` = num_layers):
+
+    * ``x``: (T, B, input_size), or (B, T, input_size) with ``batch_first``;
+    * ``y``: (T, B, D*H) or (B, T, D*H): the last layer's outputs, the forward direction in
+      the first H columns; 0 at padded steps;
+    * states: (L*D, B, H) always (``batch_first`` never applies to states);
+    * ``lengths``: (B,) ints in [1, T]: sequence b uses steps t < lengths[b] only, as
+      PyTorch's ``pack_padded_sequence(..., enforce_sorted=False)``; the final state is the
+      state at each sequence's last valid step.
+
+    Parameters ``weight_ih_l{k}`` (G*H, input_size or D*H), ``weight_hh_l{k}`` (G*H, H),
+    ``bias_ih_l{k}``, ``bias_hh_l{k}`` (G*H,), suffix ``_reverse`` for the backward
+    direction, drawn from uniform(-1/sqrt(H), 1/sqrt(H)) with ``numpy.random.default_rng(seed)``;
+    a PyTorch ``state_dict()`` converted to numpy loads 1:1.  ``dropout`` applies to the
+    outputs of every layer but the last, in ``forward_train`` only.
+"""
+
+
+class RNN(_RNNBase):
+    __doc__ = r"""Elman RNN over a sequence: ``h_t = act(W_ih x_t + b_ih + W_hh h_{t-1} + b_hh)``.
+
+    ``act`` is tanh or relu (``nonlinearity=``); G = 1.  ``y, h_n = rnn(x, h0=None,
+    lengths=None)``.
+    """ + _SHAPES_DOC + r"""
+    >>> import numpy as np, fastrnn
+    >>> rnn = fastrnn.RNN(8, 16, num_layers=2, seed=0)
+    >>> y, h_n = rnn(np.zeros((5, 3, 8), np.float32))
+    >>> y.shape, h_n.shape
+    ((5, 3, 16), (2, 3, 16))
+    """
+
+    mode = "RNN"
+
+    def __call__(self, x, h0=None, lengths=None):
+        return self._run(x, h0, lengths, train=False)
+
+    def extra_repr(self) -> str:
+        s = super().extra_repr()
+        return s + (", nonlinearity='relu'" if self.nonlinearity == "relu" else "")
+
+
+class LSTM(_RNNBase):
+    __doc__ = r"""Long short-term memory over a sequence (PyTorch's ``nn.LSTM``).
+
+    Gates ``i, f, g, o`` (G = 4)::
+
+        i_t = sigmoid(W_ii x_t + b_ii + W_hi h_{t-1} + b_hi)
+        f_t = sigmoid(W_if x_t + b_if + W_hf h_{t-1} + b_hf)
+        g_t = tanh(W_ig x_t + b_ig + W_hg h_{t-1} + b_hg)
+        o_t = sigmoid(W_io x_t + b_io + W_ho h_{t-1} + b_ho)
+        c_t = f_t * c_{t-1} + i_t * g_t
+        h_t = o_t * tanh(c_t)
+
+    ``y, (h_n, c_n) = lstm(x, (h0, c0)=None, lengths=None)``.
+    """ + _SHAPES_DOC + r"""
+    >>> import numpy as np, fastrnn
+    >>> lstm = fastrnn.LSTM(8, 16, bidirectional=True, seed=0)
+    >>> y, (h_n, c_n) = lstm(np.zeros((5, 3, 8), np.float32), lengths=[5, 2, 4])
+    >>> y.shape, h_n.shape
+    ((5, 3, 32), (2, 3, 16))
+    """
+
+    mode = "LSTM"
+
+    def __init__(self, input_size: int, hidden_size: int, num_layers: int = 1,
+                 bias: bool = True, batch_first: bool = False, dropout: float = 0.0,
+                 bidirectional: bool = False, dtype=np.float32, seed: int | None = None):
+        super().__init__(input_size, hidden_size, num_layers, bias, batch_first, dropout,
+                         bidirectional, dtype, seed)
+
+    def __call__(self, x, state0=None, lengths=None):
+        return self._run(x, state0, lengths, train=False)
+
+
+class GRU(_RNNBase):
+    __doc__ = r"""Gated recurrent unit over a sequence (PyTorch's ``nn.GRU``).
+
+    Gates ``r, z, n`` (G = 3)::
+
+        r_t = sigmoid(W_ir x_t + b_ir + W_hr h_{t-1} + b_hr)
+        z_t = sigmoid(W_iz x_t + b_iz + W_hz h_{t-1} + b_hz)
+        n_t = tanh(W_in x_t + b_in + r_t * (W_hn h_{t-1} + b_hn))
+        h_t = (1 - z_t) * n_t + z_t * h_{t-1}
+
+    ``y, h_n = gru(x, h0=None, lengths=None)``.
+    """ + _SHAPES_DOC + r"""
+    >>> import numpy as np, fastrnn
+    >>> gru = fastrnn.GRU(8, 16, batch_first=True, seed=0)
+    >>> y, h_n = gru(np.zeros((3, 5, 8), np.float32))
+    >>> y.shape, h_n.shape
+    ((3, 5, 16), (1, 3, 16))
+    """
+
+    mode = "GRU"
+
+    def __init__(self, input_size: int, hidden_size: int, num_layers: int = 1,
+                 bias: bool = True, batch_first: bool = False, dropout: float = 0.0,
+                 bidirectional: bool = False, dtype=np.float32, seed: int | None = None):
+        super().__init__(input_size, hidden_size, num_layers, bias, batch_first, dropout,
+                         bidirectional, dtype, seed)
+
+    def __call__(self, x, h0=None, lengths=None):
+        return self._run(x, h0, lengths, train=False)

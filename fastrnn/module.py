@@ -1,0 +1,112 @@
+"""Parameters and the minimal module protocol shared by cells, layers and heads."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Mapping
+
+import numpy as np
+
+__all__ = ["Parameter", "Module"]
+
+
+class Parameter:
+    """A trainable array and its gradient.
+
+    ``data`` and ``grad`` are C-contiguous numpy arrays of one shape and dtype.  Backward
+    passes *accumulate* into ``grad``; :meth:`zero_grad` fills it with zeros in place, so
+    references to it (an optimizer's, say) stay valid.
+    """
+
+    __slots__ = ("data", "grad")
+
+    def __init__(self, data: np.ndarray):
+        self.data = np.ascontiguousarray(data)
+        self.grad = np.zeros_like(self.data)
+
+    @property
+    def shape(self) -> tuple[int, ...]:
+        return self.data.shape
+
+    @property
+    def dtype(self) -> np.dtype:
+        return self.data.dtype
+
+    def zero_grad(self) -> None:
+        self.grad.fill(0)
+
+    def __repr__(self) -> str:
+        return f"Parameter(shape={self.data.shape}, dtype={self.data.dtype})"
+
+
+class Module:
+    """Base of everything that owns parameters.
+
+    Subclasses register parameters with :meth:`_register` (in a fixed order, which is the
+    order of :meth:`named_parameters`) and sub-modules with :meth:`_add_module`.
+    """
+
+    def __init__(self) -> None:
+        self._params: dict[str, Parameter] = {}
+        self._modules: dict[str, Module] = {}
+
+    def _register(self, name: str, data: np.ndarray) -> Parameter:
+        p = Parameter(data)
+        self._params[name] = p
+        return p
+
+    def _add_module(self, name: str, module: Module) -> Module:
+        self._modules[name] = module
+        return module
+
+    def named_parameters(self, prefix: str = "") -> Iterator[tuple[str, Parameter]]:
+        """Yield ``(name, Parameter)`` pairs; sub-module names are joined with a dot."""
+        for name, p in self._params.items():
+            yield prefix + name, p
+        for mname, m in self._modules.items():
+            yield from m.named_parameters(prefix + mname + ".")
+
+    def parameters(self) -> list[Parameter]:
+        return [p for _, p in self.named_parameters()]
+
+    def zero_grad(self) -> None:
+        for p in self.parameters():
+            p.zero_grad()
+
+    def state_dict(self) -> dict[str, np.ndarray]:
+        """A copy of every parameter array, by name."""
+        return {name: p.data.copy() for name, p in self.named_parameters()}
+
+    def load_state_dict(self, state_dict: Mapping[str, np.ndarray]) -> None:
+        """Copy arrays into the parameters, in place.
+
+        Every name must match, every shape must be equal and every dtype castable
+        ('same_kind', e.g. float64 into float32).  Everything is checked before anything
+        is written, so a failed load changes nothing.
+        """
+        if not isinstance(state_dict, Mapping):
+            raise TypeError(f"state_dict must be a mapping of name -> array, "
+                            f"got {type(state_dict).__name__}")
+        params = dict(self.named_parameters())
+        missing = [k for k in params if k not in state_dict]
+        unexpected = [k for k in state_dict if k not in params]
+        if missing or unexpected:
+            raise ValueError(f"state_dict does not match {type(self).__name__}: "
+                             f"missing keys {missing}, unexpected keys {unexpected}")
+        arrays = {}
+        for name, p in params.items():
+            a = np.asarray(state_dict[name])
+            if a.shape != p.shape:
+                raise ValueError(f"state_dict[{name!r}] must have shape {p.shape}, "
+                                 f"got {a.shape}")
+            if not np.can_cast(a.dtype, p.dtype, casting="same_kind"):
+                raise TypeError(f"state_dict[{name!r}] has dtype {a.dtype}, which cannot "
+                                f"be cast to {p.dtype}")
+            arrays[name] = a
+        for name, a in arrays.items():
+            params[name].data[...] = a
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}({self.extra_repr()})"
+
+    def extra_repr(self) -> str:
+        return ""
