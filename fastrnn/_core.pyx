@@ -70,28 +70,52 @@ cdef inline void gemm(bint trans_a, bint trans_b, int m, int n, int k, floating 
               &beta, C, &ldc)
 
 
+cdef int _check_row_major(str name, Py_ssize_t rows, Py_ssize_t cols, Py_ssize_t row_stride,
+                          Py_ssize_t col_stride, Py_ssize_t itemsize) except -1:
+    """BLAS reads a matrix as rows at a positive stride of at least its width."""
+    if rows * cols == 0:
+        return 0
+    if col_stride != itemsize and cols > 1:
+        raise ValueError(f"{name} must be contiguous along its last axis")
+    if rows > 1 and (row_stride <= 0 or row_stride % itemsize or row_stride // itemsize < cols):
+        raise ValueError(f"{name} must have rows at a positive stride of at least its width "
+                         f"(no reversed or broadcast rows)")
+    return 0
+
+
+cdef inline int _leading_dim(Py_ssize_t rows, Py_ssize_t cols, Py_ssize_t row_stride,
+                             Py_ssize_t itemsize) noexcept:
+    return <int>(row_stride // itemsize if rows > 1 else max(cols, 1))
+
+
 def blas_gemm(const floating[:, :] A, const floating[:, :] B, floating[:, :] C,
               bint trans_a=False, bint trans_b=False, floating alpha=1, floating beta=0):
     """Test hook of :func:`gemm`: ``C := alpha * op(A) @ op(B) + beta * C`` in place.
 
     Each array must be C-contiguous in its last axis (any row stride).
     """
-    cdef Py_ssize_t m = C.shape[0], n = C.shape[1]
+    cdef Py_ssize_t m = C.shape[0], n = C.shape[1], i, j
     cdef Py_ssize_t k = A.shape[0] if trans_a else A.shape[1]
     if (A.shape[1] if trans_a else A.shape[0]) != m:
         raise ValueError(f"op(A) has {A.shape[1] if trans_a else A.shape[0]} rows, C has {m}")
     if (B.shape[1] if trans_b else B.shape[0]) != k or (B.shape[0] if trans_b else B.shape[1]) != n:
         raise ValueError("op(B) must be (k, n) with k the columns of op(A) and n those of C")
-    for arr, name in ((A, "A"), (B, "B"), (C, "C")):
-        if arr.shape[0] * arr.shape[1] and arr.strides[1] != sizeof(floating):
-            raise ValueError(f"{name} must be contiguous along its last axis")
     if m == 0 or n == 0:
         return
+    _check_row_major("A", A.shape[0], A.shape[1], A.strides[0], A.strides[1], sizeof(floating))
+    _check_row_major("B", B.shape[0], B.shape[1], B.strides[0], B.strides[1], sizeof(floating))
+    _check_row_major("C", C.shape[0], C.shape[1], C.strides[0], C.strides[1], sizeof(floating))
+    cdef int lda = _leading_dim(A.shape[0], A.shape[1], A.strides[0], sizeof(floating))
+    cdef int ldb = _leading_dim(B.shape[0], B.shape[1], B.strides[0], sizeof(floating))
+    cdef int ldc = _leading_dim(C.shape[0], C.shape[1], C.strides[0], sizeof(floating))
+    if k == 0:
+        for i in range(m):
+            for j in range(n):
+                C[i, j] = beta * C[i, j] if beta != 0 else 0
+        return
     with nogil:
-        gemm(trans_a, trans_b, <int>m, <int>n, <int>k, alpha, &A[0, 0],
-             <int>(A.strides[0] // sizeof(floating)), &B[0, 0],
-             <int>(B.strides[0] // sizeof(floating)), beta, &C[0, 0],
-             <int>(C.strides[0] // sizeof(floating)))
+        gemm(trans_a, trans_b, <int>m, <int>n, <int>k, alpha, &A[0, 0], lda, &B[0, 0], ldb,
+             beta, &C[0, 0], ldc)
 
 
 # ---------------------------------------------------------------------------------------

@@ -46,7 +46,10 @@ def float_array(x, name: str, dtype: np.dtype, ndim: int | tuple[int, ...]) -> n
     """
     if x is None:
         raise TypeError(f"{name} must be an array, got None")
-    a = np.asarray(x)
+    try:
+        a = np.asarray(x)
+    except ValueError as err:
+        raise ValueError(f"{name} must be a rectangular array of numbers: {err}") from None
     if a.dtype.kind not in "fiub":
         raise TypeError(f"{name} must hold real numbers, got dtype {a.dtype}")
     ndims = (ndim,) if isinstance(ndim, int) else ndim

@@ -73,6 +73,8 @@ class _CellBase(Module):
             raise ValueError(f"x.shape[-1] must equal input_size={self.input_size}, "
                              f"got {x.shape[1]}")
         B = x.shape[0]
+        if B == 0:
+            raise ValueError(f"x must have at least one batch row, got shape {x.shape}")
         shape = (self.hidden_size,) if unbatched else (B, self.hidden_size)
         h, c = state_arrays(state, self.mode == "LSTM", shape, self.dtype, name)
         h, c = h.reshape(1, B, -1), (None if c is None else c.reshape(1, B, -1))

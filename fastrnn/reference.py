@@ -1,0 +1,500 @@
+"""Pure-NumPy reference implementation of the RNN, LSTM and GRU layers.
+
+This module is the oracle of the tests (the kernels of ``fastrnn._core`` must match it
+in float64 to 1e-10) and the NumPy baseline of the benchmarks. It is written the way a
+careful NumPy user would write it: vectorised over the batch, the input projection of
+all time steps done as one matmul before the time loop, the weight gradients as one
+matmul each after the backward loop. Only the recurrence is a Python loop over t.
+Computations run in the dtype of ``x`` (float32 or float64); inputs are never modified.
+
+Equations, gate order and parameter shapes are PyTorch's ``nn.RNN``, ``nn.LSTM`` and
+``nn.GRU``; each forward function states its equations as numbered steps (1), (2), ...
+and the backward comments carry the number of the step they differentiate.
+
+Notation (shared with ``_core.pyx``)
+------------------------------------
+T, B, I, H    time steps, batch rows, input features, hidden units.
+NG            gate blocks: 1 (RNN), 4 (LSTM: i, f, g, o), 3 (GRU: r, z, n). Every
+              (..., NG*H) array holds the blocks side by side in that order.
+x             (T, B, I) input, time-major.
+h_prev, h_t   (B, H) hidden state entering / leaving step t; c_prev, c_t for the LSTM.
+Xp            (T, B, NG*H) input projection of all steps, ``x @ W_ih.T + b_ih``: one
+              matmul over the T*B rows. The RNN and LSTM fold ``b_hh`` into it too; the
+              GRU cannot, because r multiplies ``b_hn``.
+Hp            (B, NG*H) recurrent projection of one step, ``h_prev @ W_hh.T``
+              (``+ b_hh`` for the GRU).
+A             (T, B, NG*H) gate activations (after sigmoid / tanh / relu).
+H_prev        (T, B, H) h_prev of every step, kept for ``dW_hh``.
+dh, dc        (B, H) gradient reaching h_t / c_t: from the step processed after t,
+              plus ``dy[t]``.
+dGx, dGh      (T, B, NG*H) gradient w.r.t. the pre-activations fed by Xp / by Hp.
+              They are one array except for the GRU, whose n blocks differ
+              (``dGh_n = dGx_n * r``).
+active        (T, B) bool, ``t < lengths[b]``; None without lengths.
+
+After the backward loop, over all T*B rows at once::
+
+    dx    = dGx @ W_ih        dW_ih = dGx.T @ x         db_ih = dGx.sum(0)
+    dW_hh = dGh.T @ H_prev    db_hh = dGh.sum(0)
+
+Lengths follow ``pack_padded_sequence(..., enforce_sorted=False)``: where ``active[t, b]``
+is False, row b keeps its state unchanged and outputs 0. So the forward direction stops
+after step ``lengths[b] - 1``, and the reverse direction (t = T-1 down to 0) starts there
+from h0. The backward pass ignores ``dy`` at those steps and passes dh, dc through them.
+"""
+
+import numpy as np
+
+__all__ = [
+    "sigmoid",
+    "rnn_forward",
+    "rnn_backward",
+    "lstm_forward",
+    "lstm_backward",
+    "gru_forward",
+    "gru_backward",
+    "stack_forward",
+    "stack_backward",
+]
+
+NUM_GATES = {"RNN": 1, "LSTM": 4, "GRU": 3}
+
+
+# ----------------------------------------------------------------------------- helpers
+
+
+def sigmoid(a):
+    """Logistic function ``1 / (1 + exp(-a))``, as ``(1 + tanh(a/2)) / 2``: no overflow."""
+    return 0.5 * (1.0 + np.tanh(0.5 * a))
+
+
+def _float_dtype(x):
+    """float32 and float64 stay as they are; anything else computes in float64."""
+    return x.dtype if x.dtype in (np.float32, np.float64) else np.dtype(np.float64)
+
+
+def _check_shape(name, a, shape):
+    if a is not None and a.shape != shape:
+        raise ValueError(f"{name} must have shape {shape}, got {a.shape}")
+    return a
+
+
+def _prepare(x, states, W_ih, W_hh, b_ih, b_hh, num_gates, lengths):
+    """Cast everything to the dtype of x and check shapes.
+
+    ``states`` is a list of (name, array) pairs, each (B, H). Returns x, the list of
+    states, the weights (W_ih, W_hh, b_ih, b_hh) and the (T, B) mask ``active``.
+    """
+    x = np.asarray(x)
+    if x.ndim != 3:
+        raise ValueError(f"x must have shape (T, B, I), got {x.shape}")
+    dtype = _float_dtype(x)
+    x = x.astype(dtype, copy=False)
+    T, B, I = x.shape
+    W_ih, W_hh, b_ih, b_hh = (None if a is None else np.asarray(a, dtype=dtype)
+                              for a in (W_ih, W_hh, b_ih, b_hh))
+    H = W_hh.shape[-1]
+    _check_shape("W_ih", W_ih, (num_gates * H, I))
+    _check_shape("W_hh", W_hh, (num_gates * H, H))
+    _check_shape("b_ih", b_ih, (num_gates * H,))
+    _check_shape("b_hh", b_hh, (num_gates * H,))
+    states = [_check_shape(name, np.asarray(s, dtype=dtype), (B, H)) for name, s in states]
+    return x, states, (W_ih, W_hh, b_ih, b_hh), _active_mask(lengths, T, B)
+
+
+def _active_mask(lengths, T, B):
+    """(T, B) bool, True where step t lies inside sequence b; None without lengths."""
+    if lengths is None:
+        return None
+    lengths = np.asarray(lengths)
+    if lengths.shape != (B,) or not np.issubdtype(lengths.dtype, np.integer):
+        raise ValueError(f"lengths must be integers of shape ({B},), "
+                         f"got {lengths.dtype} of shape {lengths.shape}")
+    if lengths.min() < 1 or lengths.max() > T:
+        raise ValueError(f"lengths must lie in [1, {T}], "
+                         f"got min {lengths.min()} and max {lengths.max()}")
+    return np.arange(T)[:, None] < lengths[None, :]
+
+
+def _steps(T, reverse):
+    """Time indices in processing order."""
+    return range(T - 1, -1, -1) if reverse else range(T)
+
+
+def _row_mask(active, t):
+    return None if active is None else active[t]
+
+
+def _keep(mask, new, old):
+    """``new`` on active rows, ``old`` (the carried state) on the others."""
+    return new if mask is None else np.where(mask[:, None], new, old)
+
+
+def _zero_inactive(a, mask):
+    """Zero, in place, the entries of ``a`` (leading axes shaped like mask) where mask is False."""
+    if mask is not None:
+        a[~mask] = 0
+
+
+def _blocks(a, n):
+    """The n gate blocks of a (..., n*H) array, as views (writing them writes ``a``)."""
+    return np.split(a, n, axis=-1)
+
+
+def _sum_biases(b_ih, b_hh):
+    if b_ih is None or b_hh is None:
+        return b_hh if b_ih is None else b_ih
+    return b_ih + b_hh
+
+
+def _project_inputs(x, W_ih, bias):
+    """Xp = x @ W_ih.T + bias over all T*B rows: one matmul."""
+    T, B, I = x.shape
+    Xp = (x.reshape(T * B, I) @ W_ih.T).reshape(T, B, -1)
+    if bias is not None:
+        Xp += bias
+    return Xp
+
+
+def _forward_cache(x, weights, active, reverse, H_prev, A, **extra):
+    W_ih, W_hh, b_ih, b_hh = weights
+    return dict(x=x, W_ih=W_ih, W_hh=W_hh, has_b_ih=b_ih is not None,
+                has_b_hh=b_hh is not None, active=active, reverse=reverse,
+                H_prev=H_prev, A=A, **extra)
+
+
+def _backward_inputs(dy, dstates, cache):
+    """dy in the cache dtype with padded steps zeroed, and the state gradients (None -> 0)."""
+    x, H_prev, active = cache["x"], cache["H_prev"], cache["active"]
+    dy = _check_shape("dy", np.asarray(dy, dtype=x.dtype), H_prev.shape)
+    if active is not None:
+        dy = np.where(active[:, :, None], dy, 0)  # y is constant 0 there
+    zeros = np.zeros(H_prev.shape[1:], dtype=x.dtype)
+    dstates = [zeros if d is None else
+               _check_shape(name, np.asarray(d, dtype=x.dtype), zeros.shape)
+               for name, d in dstates]
+    return dy, dstates
+
+
+def _input_and_weight_grads(dGx, dGh, cache):
+    """dx and the parameter gradients from the pre-activation gradients of all steps."""
+    x, H_prev = cache["x"], cache["H_prev"]
+    T, B, I = x.shape
+    dGx = dGx.reshape(T * B, -1)
+    dGh = dGh.reshape(T * B, -1)
+    dx = (dGx @ cache["W_ih"]).reshape(T, B, I)
+    grads = {"weight_ih": dGx.T @ x.reshape(T * B, I),
+             "weight_hh": dGh.T @ H_prev.reshape(T * B, -1)}
+    if cache["has_b_ih"]:
+        grads["bias_ih"] = dGx.sum(axis=0)
+    if cache["has_b_hh"]:
+        grads["bias_hh"] = dGh.sum(axis=0)
+    return dx, grads
+
+
+# ----------------------------------------------------------------------------- RNN
+
+
+def _relu(a):
+    return np.maximum(a, 0)
+
+
+_ACTIVATIONS = {"tanh": np.tanh, "relu": _relu}
+
+
+def _activation_grad(nonlinearity, a):
+    """d act / d pre-activation, from the activation value ``a``."""
+    return 1 - a * a if nonlinearity == "tanh" else (a > 0).astype(a.dtype)
+
+
+def rnn_forward(x, h0, W_ih, W_hh, b_ih=None, b_hh=None, nonlinearity="tanh",
+                lengths=None, reverse=False):
+    """Elman RNN over a sequence, one layer, one direction.
+
+    (1) G_t = Xp[t] + h_prev @ W_hh.T      with Xp = x @ W_ih.T + b_ih + b_hh
+    (2) h_t = act(G_t)                     act = tanh or relu
+
+    x (T, B, I), h0 (B, H), W_ih (H, I), W_hh (H, H), b_ih, b_hh (H,) or None.
+    Returns y (T, B, H), h_n (B, H) and the cache for ``rnn_backward``.
+    """
+    if nonlinearity not in _ACTIVATIONS:
+        raise ValueError(f"nonlinearity must be 'tanh' or 'relu', got {nonlinearity!r}")
+    act = _ACTIVATIONS[nonlinearity]
+    x, (h,), weights, active = _prepare(x, [("h0", h0)], W_ih, W_hh, b_ih, b_hh, 1, lengths)
+    W_hh = weights[1]
+    T, B, H = x.shape[0], x.shape[1], h.shape[1]
+    Xp = _project_inputs(x, weights[0], _sum_biases(*weights[2:]))  # (1) input part, all steps
+    A = np.zeros((T, B, H), dtype=x.dtype)
+    H_prev = np.zeros_like(A)
+    for t in _steps(T, reverse):
+        mask = _row_mask(active, t)
+        H_prev[t] = h
+        h_t = act(Xp[t] + h @ W_hh.T)  # (1), (2)
+        A[t] = h_t
+        h = _keep(mask, h_t, h)
+    y = A.copy()
+    _zero_inactive(y, active)
+    cache = _forward_cache(x, weights, active, reverse, H_prev, A, nonlinearity=nonlinearity)
+    return y, h, cache
+
+
+def rnn_backward(dy, dh_n, cache):
+    """Backpropagation through time for ``rnn_forward``.
+
+    dy (T, B, H), dh_n (B, H) or None (zeros). Returns dx (T, B, I), dh0 (B, H) and
+    grads: dict with "weight_ih", "weight_hh" and, if the forward had them, "bias_ih",
+    "bias_hh".
+    """
+    dy, (dh,) = _backward_inputs(dy, [("dh_n", dh_n)], cache)
+    A, W_hh, active = cache["A"], cache["W_hh"], cache["active"]
+    dG = np.zeros_like(A)
+    for t in _steps(A.shape[0], not cache["reverse"]):
+        mask = _row_mask(active, t)
+        dh = dh + dy[t]
+        dG[t] = dh * _activation_grad(cache["nonlinearity"], A[t])  # (2)
+        _zero_inactive(dG[t], mask)
+        dh = _keep(mask, dG[t] @ W_hh, dh)  # (1) into h_prev
+    dx, grads = _input_and_weight_grads(dG, dG, cache)
+    return dx, dh, grads
+
+
+# ----------------------------------------------------------------------------- LSTM
+
+
+def lstm_forward(x, h0, c0, W_ih, W_hh, b_ih=None, b_hh=None, lengths=None, reverse=False):
+    """LSTM over a sequence, one layer, one direction (gate blocks i, f, g, o).
+
+    (1) G_t = Xp[t] + h_prev @ W_hh.T      with Xp = x @ W_ih.T + b_ih + b_hh
+    (2) i = σ(G_i), f = σ(G_f), g = tanh(G_g), o = σ(G_o)
+    (3) c_t = f * c_prev + i * g
+    (4) h_t = o * tanh(c_t)
+
+    x (T, B, I), h0, c0 (B, H), W_ih (4H, I), W_hh (4H, H), b_ih, b_hh (4H,) or None.
+    Returns y (T, B, H), h_n, c_n (B, H) and the cache for ``lstm_backward``.
+    """
+    x, (h, c), weights, active = _prepare(x, [("h0", h0), ("c0", c0)], W_ih, W_hh,
+                                          b_ih, b_hh, 4, lengths)
+    W_hh = weights[1]
+    T, B, H = x.shape[0], x.shape[1], h.shape[1]
+    Xp = _project_inputs(x, weights[0], _sum_biases(*weights[2:]))  # (1) input part, all steps
+    A = np.zeros((T, B, 4 * H), dtype=x.dtype)
+    y, H_prev, C_prev, TC = (np.zeros((T, B, H), dtype=x.dtype) for _ in range(4))
+    for t in _steps(T, reverse):
+        mask = _row_mask(active, t)
+        H_prev[t], C_prev[t] = h, c
+        G_i, G_f, G_g, G_o = _blocks(Xp[t] + h @ W_hh.T, 4)  # (1)
+        i, f, g, o = _blocks(A[t], 4)  # views: filling them fills A[t]
+        i[:], f[:], g[:], o[:] = sigmoid(G_i), sigmoid(G_f), np.tanh(G_g), sigmoid(G_o)  # (2)
+        c_t = f * c + i * g  # (3)
+        TC[t] = np.tanh(c_t)
+        h_t = o * TC[t]  # (4)
+        y[t] = h_t
+        h, c = _keep(mask, h_t, h), _keep(mask, c_t, c)
+    _zero_inactive(y, active)
+    cache = _forward_cache(x, weights, active, reverse, H_prev, A, C_prev=C_prev, TC=TC)
+    return y, h, c, cache
+
+
+def lstm_backward(dy, dh_n, dc_n, cache):
+    """Backpropagation through time for ``lstm_forward``.
+
+    dy (T, B, H), dh_n, dc_n (B, H) or None (zeros). Returns dx (T, B, I), dh0, dc0
+    (B, H) and grads (see ``rnn_backward``).
+    """
+    dy, (dh, dc) = _backward_inputs(dy, [("dh_n", dh_n), ("dc_n", dc_n)], cache)
+    A, W_hh, active = cache["A"], cache["W_hh"], cache["active"]
+    C_prev, TC = cache["C_prev"], cache["TC"]
+    dG = np.zeros_like(A)
+    for t in _steps(A.shape[0], not cache["reverse"]):
+        mask = _row_mask(active, t)
+        i, f, g, o = _blocks(A[t], 4)
+        dG_i, dG_f, dG_g, dG_o = _blocks(dG[t], 4)  # views: filling them fills dG[t]
+        dh = dh + dy[t]
+        dc_t = dc + dh * o * (1 - TC[t] * TC[t])  # (4) through tanh(c_t)
+        dG_o[:] = dh * TC[t] * o * (1 - o)  # (4) then (2)
+        dG_i[:] = dc_t * g * i * (1 - i)  # (3) then (2)
+        dG_f[:] = dc_t * C_prev[t] * f * (1 - f)  # (3) then (2)
+        dG_g[:] = dc_t * i * (1 - g * g)  # (3) then (2)
+        _zero_inactive(dG[t], mask)
+        dh = _keep(mask, dG[t] @ W_hh, dh)  # (1) into h_prev
+        dc = _keep(mask, dc_t * f, dc)  # (3) into c_prev
+    dx, grads = _input_and_weight_grads(dG, dG, cache)
+    return dx, dh, dc, grads
+
+
+# ----------------------------------------------------------------------------- GRU
+
+
+def gru_forward(x, h0, W_ih, W_hh, b_ih=None, b_hh=None, lengths=None, reverse=False):
+    """GRU over a sequence, one layer, one direction (gate blocks r, z, n).
+
+    (1) Hp = h_prev @ W_hh.T + b_hh        with Xp = x @ W_ih.T + b_ih
+    (2) r = σ(Xp_r + Hp_r), z = σ(Xp_z + Hp_z)
+    (3) n = tanh(Xp_n + r * Hp_n)
+    (4) h_t = (1 - z) * n + z * h_prev
+
+    x (T, B, I), h0 (B, H), W_ih (3H, I), W_hh (3H, H), b_ih, b_hh (3H,) or None.
+    Returns y (T, B, H), h_n (B, H) and the cache for ``gru_backward``.
+    """
+    x, (h,), weights, active = _prepare(x, [("h0", h0)], W_ih, W_hh, b_ih, b_hh, 3, lengths)
+    W_hh, b_hh = weights[1], weights[3]
+    T, B, H = x.shape[0], x.shape[1], h.shape[1]
+    Xp = _project_inputs(x, weights[0], weights[2])  # (1) input part, all steps
+    A = np.zeros((T, B, 3 * H), dtype=x.dtype)
+    y, H_prev, Hp_n = (np.zeros((T, B, H), dtype=x.dtype) for _ in range(3))
+    for t in _steps(T, reverse):
+        mask = _row_mask(active, t)
+        H_prev[t] = h
+        Hp = h @ W_hh.T  # (1)
+        if b_hh is not None:
+            Hp += b_hh
+        Xp_r, Xp_z, Xp_n = _blocks(Xp[t], 3)
+        Hp_r, Hp_z, Hp_n[t] = _blocks(Hp, 3)  # Hp_n of every step is kept for backward
+        r, z, n = _blocks(A[t], 3)  # views: filling them fills A[t]
+        r[:], z[:] = sigmoid(Xp_r + Hp_r), sigmoid(Xp_z + Hp_z)  # (2)
+        n[:] = np.tanh(Xp_n + r * Hp_n[t])  # (3)
+        h_t = n + z * (h - n)  # (4)
+        y[t] = h_t
+        h = _keep(mask, h_t, h)
+    _zero_inactive(y, active)
+    cache = _forward_cache(x, weights, active, reverse, H_prev, A, Hp_n=Hp_n)
+    return y, h, cache
+
+
+def gru_backward(dy, dh_n, cache):
+    """Backpropagation through time for ``gru_forward``.
+
+    dy (T, B, H), dh_n (B, H) or None (zeros). Returns dx (T, B, I), dh0 (B, H) and
+    grads (see ``rnn_backward``).
+    """
+    dy, (dh,) = _backward_inputs(dy, [("dh_n", dh_n)], cache)
+    A, W_hh, active = cache["A"], cache["W_hh"], cache["active"]
+    H_prev, Hp_n = cache["H_prev"], cache["Hp_n"]
+    dGx, dGh = np.zeros_like(A), np.zeros_like(A)
+    for t in _steps(A.shape[0], not cache["reverse"]):
+        mask = _row_mask(active, t)
+        r, z, n = _blocks(A[t], 3)
+        dGx_r, dGx_z, dGx_n = _blocks(dGx[t], 3)  # views: filling them fills dGx[t]
+        dGh_r, dGh_z, dGh_n = _blocks(dGh[t], 3)
+        dh = dh + dy[t]
+        dGx_n[:] = dh * (1 - z) * (1 - n * n)  # (4) then (3) through tanh
+        dGh_n[:] = dGx_n * r  # (3)
+        dGx_r[:] = dGx_n * Hp_n[t] * r * (1 - r)  # (3) then (2)
+        dGx_z[:] = dh * (H_prev[t] - n) * z * (1 - z)  # (4) then (2)
+        dGh_r[:], dGh_z[:] = dGx_r, dGx_z  # (2) r and z see Xp and Hp alike
+        _zero_inactive(dGx[t], mask)
+        _zero_inactive(dGh[t], mask)
+        dh = _keep(mask, dGh[t] @ W_hh + dh * z, dh)  # (1) and the z * h_prev path of (4)
+    dx, grads = _input_and_weight_grads(dGx, dGh, cache)
+    return dx, dh, grads
+
+
+# ----------------------------------------------------------------------------- stacks
+
+
+def _direction_forward(mode, x, h0, c0, weights, lengths, reverse, nonlinearity):
+    """One layer, one direction, with the LSTM's signature for all modes."""
+    if mode == "LSTM":
+        return lstm_forward(x, h0, c0, *weights, lengths=lengths, reverse=reverse)
+    if mode == "GRU":
+        y, h_n, cache = gru_forward(x, h0, *weights, lengths=lengths, reverse=reverse)
+    else:
+        y, h_n, cache = rnn_forward(x, h0, *weights, nonlinearity=nonlinearity,
+                                    lengths=lengths, reverse=reverse)
+    return y, h_n, None, cache
+
+
+def _direction_backward(mode, dy, dh_n, dc_n, cache):
+    if mode == "LSTM":
+        return lstm_backward(dy, dh_n, dc_n, cache)
+    backward = gru_backward if mode == "GRU" else rnn_backward
+    dx, dh0, grads = backward(dy, dh_n, cache)
+    return dx, dh0, None, grads
+
+
+def _initial_state(name, s, shape, dtype):
+    if s is None:
+        return np.zeros(shape, dtype=dtype)
+    return _check_shape(name, np.asarray(s, dtype=dtype), shape)
+
+
+def stack_forward(mode, x, params, num_layers=1, bidirectional=False, h0=None, c0=None,
+                  lengths=None, nonlinearity="tanh"):
+    """Multi-layer, optionally bidirectional RNN / LSTM / GRU, as PyTorch's modules.
+
+    mode: "RNN", "LSTM" or "GRU". params: PyTorch names ``weight_ih_l{k}{suffix}``,
+    ``weight_hh_l{k}{suffix}``, ``bias_ih_l{k}{suffix}``, ``bias_hh_l{k}{suffix}`` with
+    suffix "" or "_reverse" (bias keys absent when bias=False). x (T, B, I), time-major.
+    h0, c0 (num_layers*D, B, H), layer-major then direction, None for zeros; c0 for the
+    LSTM only. No dropout.
+
+    Returns y (T, B, D*H) (forward direction in the first H columns), h_n, c_n
+    (num_layers*D, B, H) (c_n None unless LSTM) and the cache for ``stack_backward``.
+    """
+    if mode not in NUM_GATES:
+        raise ValueError(f"mode must be one of {sorted(NUM_GATES)}, got {mode!r}")
+    if mode != "LSTM" and c0 is not None:
+        raise ValueError(f"c0 is for the LSTM only, got it with mode={mode!r}")
+    D = 2 if bidirectional else 1
+    x = np.asarray(x)
+    if x.ndim != 3:
+        raise ValueError(f"x must have shape (T, B, I), got {x.shape}")
+    dtype = _float_dtype(x)
+    T, B = x.shape[:2]
+    H = params["weight_hh_l0"].shape[-1]
+    state_shape = (num_layers * D, B, H)
+    h0 = _initial_state("h0", h0, state_shape, dtype)
+    c0 = _initial_state("c0", c0, state_shape, dtype) if mode == "LSTM" else None
+    h_n = np.zeros(state_shape, dtype=dtype)
+    c_n = np.zeros(state_shape, dtype=dtype) if mode == "LSTM" else None
+    caches = []
+    layer_input = x
+    for k in range(num_layers):
+        outputs = []
+        for d, suffix in enumerate(["", "_reverse"][:D]):
+            j = k * D + d
+            weights = tuple(params.get(f"{name}_l{k}{suffix}")
+                            for name in ("weight_ih", "weight_hh", "bias_ih", "bias_hh"))
+            y, h_n[j], c_last, cache = _direction_forward(
+                mode, layer_input, h0[j], None if c0 is None else c0[j], weights,
+                lengths, d == 1, nonlinearity)
+            if c_n is not None:
+                c_n[j] = c_last
+            outputs.append(y)
+            caches.append(cache)
+        layer_input = outputs[0] if D == 1 else np.concatenate(outputs, axis=2)
+    cache = dict(mode=mode, num_layers=num_layers, D=D, H=H, dtype=dtype, caches=caches)
+    return layer_input, h_n, c_n, cache
+
+
+def stack_backward(dy, dh_n, dc_n, cache):
+    """Backpropagation through ``stack_forward``.
+
+    dy (T, B, D*H); dh_n, dc_n (num_layers*D, B, H) or None (zeros); dc_n for the LSTM
+    only. Returns dx (T, B, I), dh0, dc0 (num_layers*D, B, H) (dc0 None unless LSTM) and
+    grads: dict with the keys of ``params``.
+    """
+    mode, L, D, H, dtype = (cache[key] for key in ("mode", "num_layers", "D", "H", "dtype"))
+    lstm = mode == "LSTM"
+    if not lstm and dc_n is not None:
+        raise ValueError(f"dc_n is for the LSTM only, got it with mode={mode!r}")
+    state_shape = (L * D,) + cache["caches"][0]["H_prev"].shape[1:]
+    dh_n = _initial_state("dh_n", dh_n, state_shape, dtype)
+    dc_n = _initial_state("dc_n", dc_n, state_shape, dtype) if lstm else None
+    dh0 = np.zeros(state_shape, dtype=dtype)
+    dc0 = np.zeros(state_shape, dtype=dtype) if lstm else None
+    grads = {}
+    d_output = np.asarray(dy, dtype=dtype)
+    for k in reversed(range(L)):
+        d_input = 0
+        for d, suffix in enumerate(["", "_reverse"][:D]):
+            j = k * D + d
+            dx, dh0[j], dc0_j, g = _direction_backward(
+                mode, d_output[:, :, d * H:(d + 1) * H], dh_n[j],
+                dc_n[j] if lstm else None, cache["caches"][j])
+            if lstm:
+                dc0[j] = dc0_j
+            d_input = d_input + dx  # both directions read the same layer input
+            grads.update({f"{name}_l{k}{suffix}": v for name, v in g.items()})
+        d_output = d_input
+    return d_output, dh0, dc0, grads

@@ -1,0 +1,459 @@
+"""The compiled kernels of fastrnn._core: the BLAS wrapper against NumPy, every kernel and
+the layers against the pure-NumPy reference (float64 to 1e-10), and the kernels' own
+argument checks (a ValueError, never a crash)."""
+
+import numpy as np
+import pytest
+from numpy.testing import assert_allclose
+
+import fastrnn
+from fastrnn import _core, _engine
+from fastrnn import reference as ref
+
+GATES = {"RNN": 1, "LSTM": 4, "GRU": 3}
+MODES = [("RNN", "tanh"), ("RNN", "relu"), ("LSTM", "tanh"), ("GRU", "tanh")]
+MODE_IDS = ["rnn_tanh", "rnn_relu", "lstm", "gru"]
+DTYPES = [np.float64, np.float32]
+DTYPE_IDS = ["f64", "f32"]
+TOL = {np.float64: dict(rtol=1e-10, atol=1e-10), np.float32: dict(rtol=1e-4, atol=1e-5)}
+
+
+# ------------------------------------------------------------------------ blas_gemm hook
+
+GEMM_TOL = {np.float64: dict(rtol=1e-12, atol=1e-12), np.float32: dict(rtol=1e-5, atol=1e-5)}
+
+
+def _embedded(rng, shape, dtype, layout):
+    """A (rows, cols) matrix: its own array, or a strided view into a larger parent (rows
+    two apart, columns offset), returned with the parent."""
+    if layout == "contiguous":
+        a = rng.standard_normal(shape).astype(dtype)
+        return a, a
+    rows, cols = shape
+    parent = rng.standard_normal((2 * rows + 1, cols + 3)).astype(dtype)
+    view = parent[1::2, 2:2 + cols]
+    assert view.shape == shape and not view.flags.c_contiguous
+    return view, parent
+
+
+@pytest.mark.parametrize("layout", ["contiguous", "row_views"])
+@pytest.mark.parametrize("alpha,beta", [(1.0, 0.0), (-2.5, 0.0), (1.0, 1.0), (0.5, -3.0)])
+@pytest.mark.parametrize("trans_b", [False, True], ids=["B", "Bt"])
+@pytest.mark.parametrize("trans_a", [False, True], ids=["A", "At"])
+@pytest.mark.parametrize("dtype", DTYPES, ids=DTYPE_IDS)
+def test_blas_gemm_matches_numpy(dtype, trans_a, trans_b, alpha, beta, layout):
+    rng = np.random.default_rng(0)
+    m, n, k = 5, 4, 3
+    A, _ = _embedded(rng, (k, m) if trans_a else (m, k), dtype, layout)
+    Bm, _ = _embedded(rng, (n, k) if trans_b else (k, n), dtype, layout)
+    C, C_parent = _embedded(rng, (m, n), dtype, layout)
+    A_copy, B_copy, C0, parent0 = A.copy(), Bm.copy(), C.copy(), C_parent.copy()
+    opA = A.astype(np.float64).T if trans_a else A.astype(np.float64)
+    opB = Bm.astype(np.float64).T if trans_b else Bm.astype(np.float64)
+    expected = alpha * opA @ opB + beta * C0.astype(np.float64)
+
+    _core.blas_gemm(A, Bm, C, trans_a, trans_b, alpha, beta)
+
+    assert_allclose(C, expected, **GEMM_TOL[dtype])
+    np.testing.assert_array_equal(A, A_copy)
+    np.testing.assert_array_equal(Bm, B_copy)
+    if layout == "row_views":  # nothing written outside the view
+        outside = np.ones(C_parent.shape, bool)
+        outside[1::2, 2:2 + n] = False
+        np.testing.assert_array_equal(C_parent[outside], parent0[outside])
+
+
+@pytest.mark.parametrize("dtype", DTYPES, ids=DTYPE_IDS)
+def test_blas_gemm_fortran_order(dtype):
+    """A Fortran-ordered matrix is the C-ordered transpose of its transpose: passed as
+    such with the flag flipped it gives op(A) @ op(B); passed as is it is refused."""
+    rng = np.random.default_rng(1)
+    A = np.asfortranarray(rng.standard_normal((4, 3)).astype(dtype))
+    Bm = np.asfortranarray(rng.standard_normal((3, 2)).astype(dtype))
+    C = np.zeros((4, 2), dtype)
+    _core.blas_gemm(A.T, Bm.T, C, trans_a=True, trans_b=True)
+    assert_allclose(C, A.astype(np.float64) @ Bm.astype(np.float64), **GEMM_TOL[dtype])
+    C_copy = C.copy()
+    with pytest.raises(ValueError, match="contiguous"):
+        _core.blas_gemm(A, np.ascontiguousarray(Bm), C)
+    with pytest.raises(ValueError, match="contiguous"):
+        _core.blas_gemm(np.ascontiguousarray(A), Bm, C)
+    with pytest.raises(ValueError, match="contiguous"):
+        _core.blas_gemm(np.ascontiguousarray(A), np.ascontiguousarray(Bm), np.asfortranarray(C))
+    np.testing.assert_array_equal(C, C_copy)
+
+
+@pytest.mark.parametrize("dtype", DTYPES, ids=DTYPE_IDS)
+def test_blas_gemm_degenerate_sizes(dtype):
+    C = np.ones((3, 2), dtype)
+    _core.blas_gemm(np.zeros((3, 0), dtype), np.zeros((0, 2), dtype), C, beta=0.5)
+    assert_allclose(C, 0.5)  # k = 0: C := beta * C
+    _core.blas_gemm(np.zeros((0, 4), dtype), np.zeros((4, 2), dtype), np.zeros((0, 2), dtype))
+
+
+def test_blas_gemm_rejects_bad_arguments():
+    A, Bm, C = np.ones((3, 2)), np.ones((2, 4)), np.zeros((3, 4))
+    with pytest.raises(ValueError, match="rows"):
+        _core.blas_gemm(A, Bm, np.zeros((2, 4)))
+    with pytest.raises(ValueError, match="op\\(B\\)"):
+        _core.blas_gemm(A, np.ones((3, 4)), C)
+    with pytest.raises(ValueError, match="op\\(B\\)"):
+        _core.blas_gemm(A, Bm, C, trans_b=True)
+    with pytest.raises((ValueError, TypeError)):
+        _core.blas_gemm(A.astype(np.float32), Bm, C)
+    with pytest.raises((ValueError, TypeError)):
+        _core.blas_gemm(np.ones((3, 2, 1)), Bm, C)
+    np.testing.assert_array_equal(C, 0)
+
+
+@pytest.mark.parametrize("view", ["reversed_rows", "broadcast_rows"])
+def test_blas_gemm_unusual_row_strides(view):
+    """Any view the hook accepts (its memoryviews take any row stride) must either give
+    op(A) @ op(B) or be refused; a negative or zero row stride is not a valid BLAS
+    leading dimension, so passing it through silently leaves C unchanged."""
+    rng = np.random.default_rng(2)
+    if view == "reversed_rows":
+        A = rng.standard_normal((4, 3))[::-1]
+    else:
+        A = np.broadcast_to(rng.standard_normal(3), (4, 3))
+    Bm = rng.standard_normal((3, 2))
+    C = np.zeros((4, 2))
+    try:
+        _core.blas_gemm(A, Bm, C)
+    except ValueError:
+        return
+    assert_allclose(C, A @ Bm, rtol=1e-12, atol=1e-12)
+
+
+# ------------------------------------------------------------- kernels vs the reference
+
+T, B, I, H = 5, 4, 3, 4
+SORTED_LENGTHS = {"full": None, "lengths": np.array([5, 4, 2, 1]),
+                  "ties": np.array([3, 3, 1, 1])}
+
+
+def _weights(rng, mode, bias, dtype, input_size=I):
+    G = GATES[mode]
+    W_ih = rng.uniform(-0.7, 0.7, (G * H, input_size)).astype(dtype)
+    W_hh = rng.uniform(-0.7, 0.7, (G * H, H)).astype(dtype)
+    if bias:
+        b_ih, b_hh = (rng.uniform(-0.7, 0.7, G * H).astype(dtype) for _ in range(2))
+    else:
+        b_ih = b_hh = None
+    return W_ih, W_hh, b_ih, b_hh
+
+
+def _reference_forward(mode, nonlinearity, x, h0, c0, weights, lengths, reverse):
+    if mode == "LSTM":
+        return ref.lstm_forward(x, h0, c0, *weights, lengths=lengths, reverse=reverse)
+    if mode == "GRU":
+        y, h, cache = ref.gru_forward(x, h0, *weights, lengths=lengths, reverse=reverse)
+    else:
+        y, h, cache = ref.rnn_forward(x, h0, *weights, nonlinearity=nonlinearity,
+                                      lengths=lengths, reverse=reverse)
+    return y, h, None, cache
+
+
+def _reference_backward(mode, dy, dh, dc, cache):
+    if mode == "LSTM":
+        return ref.lstm_backward(dy, dh, dc, cache)
+    dx, dh0, grads = (ref.gru_backward if mode == "GRU" else ref.rnn_backward)(dy, dh, cache)
+    return dx, dh0, None, grads
+
+
+@pytest.mark.parametrize("dtype", DTYPES, ids=DTYPE_IDS)
+@pytest.mark.parametrize("bias", [True, False], ids=["bias", "nobias"])
+@pytest.mark.parametrize("lengths_id", list(SORTED_LENGTHS))
+@pytest.mark.parametrize("reverse", [False, True], ids=["fwd", "rev"])
+@pytest.mark.parametrize("mode,nonlinearity", MODES, ids=MODE_IDS)
+def test_kernel_matches_reference(mode, nonlinearity, reverse, lengths_id, bias, dtype):
+    """One layer, one direction through run_forward / run_backward (the kernels' thin
+    dispatch), writing columns H..2H of a wider output, with gradients accumulated onto
+    arrays that already hold values."""
+    lstm, relu = mode == "LSTM", nonlinearity == "relu"
+    lengths = SORTED_LENGTHS[lengths_id]
+    rng = np.random.default_rng(3)
+    x = rng.standard_normal((T, B, I)).astype(dtype)
+    h0, c0, dh_n, dc_n = (rng.standard_normal((B, H)).astype(dtype) for _ in range(4))
+    weights = _weights(rng, mode, bias, dtype)
+    kweights = tuple(np.empty(0, dtype) if w is None else w for w in weights)
+    col, width = H, 3 * H
+    dY = rng.standard_normal((T, B, width)).astype(dtype)
+    X = x.reshape(T * B, I)
+    nact = _engine.active_rows(lengths, T, B)
+
+    y_r, h_r, c_r, cache_r = _reference_forward(mode, nonlinearity, x, h0, c0, weights,
+                                                lengths, reverse)
+    dx_r, dh0_r, dc0_r, grads_r = _reference_backward(mode, dY[:, :, col:col + H], dh_n,
+                                                      dc_n, cache_r)
+
+    # inference
+    h, c = h0.copy(), c0.copy() if lstm else None
+    Y = np.full((T, B, width), np.nan, dtype)
+    assert _engine.run_forward(mode, relu, X, kweights, nact, reverse, h, c, Y, col,
+                               False) is None
+    assert_allclose(Y[:, :, col:col + H], y_r, **TOL[dtype])
+    assert np.isnan(Y[:, :, :col]).all() and np.isnan(Y[:, :, col + H:]).all()
+    assert_allclose(h, h_r, **TOL[dtype])
+    if lstm:
+        assert_allclose(c, c_r, **TOL[dtype])
+
+    # training
+    h, c = h0.copy(), c0.copy() if lstm else None
+    Y = np.full((T, B, width), np.nan, dtype)
+    cache = _engine.run_forward(mode, relu, X, kweights, nact, reverse, h, c, Y, col, True)
+    assert_allclose(Y[:, :, col:col + H], y_r, **TOL[dtype])
+    assert_allclose(h, h_r, **TOL[dtype])
+    if lstm:
+        assert_allclose(c, c_r, **TOL[dtype])
+
+    dh, dc = dh_n.copy(), dc_n.copy() if lstm else None
+    dX0 = rng.standard_normal((T * B, I)).astype(dtype)
+    dX = dX0.copy()
+    grads0 = tuple(rng.standard_normal(w.shape).astype(dtype) for w in kweights)
+    grads = tuple(g.copy() for g in grads0)
+    _engine.run_backward(mode, relu, X, kweights, nact, reverse, cache, dY, col, dh, dc, dX,
+                         True, grads)
+    assert_allclose(dX, dX0 + dx_r.reshape(T * B, I), **TOL[dtype])
+    assert_allclose(dh, dh0_r, **TOL[dtype])
+    if lstm:
+        assert_allclose(dc, dc0_r, **TOL[dtype])
+    for name, g0, g in zip(("weight_ih", "weight_hh", "bias_ih", "bias_hh"), grads0, grads):
+        if g.size:
+            assert_allclose(g, g0 + grads_r[name], err_msg=name, **TOL[dtype])
+        else:
+            assert name not in grads_r
+
+    # overwriting dX (accumulate_dx=False) on a fresh training pass
+    h, c = h0.copy(), c0.copy() if lstm else None
+    cache = _engine.run_forward(mode, relu, X, kweights, nact, reverse, h, c, Y, col, True)
+    dh, dc = dh_n.copy(), dc_n.copy() if lstm else None
+    dX = np.full((T * B, I), np.nan, dtype)
+    zeros = tuple(np.zeros_like(w) for w in kweights)
+    _engine.run_backward(mode, relu, X, kweights, nact, reverse, cache, dY, col, dh, dc, dX,
+                         False, zeros)
+    assert_allclose(dX, dx_r.reshape(T * B, I), **TOL[dtype])
+    assert_allclose(zeros[0], grads_r["weight_ih"], **TOL[dtype])
+
+
+# (num_layers, bidirectional, lengths)
+STACKS = [(1, False, None), (1, True, [2, 5, 1, 3]), (2, False, [2, 5, 1, 3]),
+          (2, True, [2, 5, 1, 3]), (2, True, None)]
+STACK_IDS = ["L1-uni", "L1-bi-lengths", "L2-uni-lengths", "L2-bi-lengths", "L2-bi"]
+
+
+@pytest.mark.parametrize("bias", [True, False], ids=["bias", "nobias"])
+@pytest.mark.parametrize("stack", STACKS, ids=STACK_IDS)
+@pytest.mark.parametrize("mode,nonlinearity", MODES, ids=MODE_IDS)
+def test_layer_matches_reference_stack(mode, nonlinearity, stack, bias):
+    num_layers, bidirectional, lengths = stack
+    lstm = mode == "LSTM"
+    D = 2 if bidirectional else 1
+    kwargs = dict(num_layers=num_layers, bidirectional=bidirectional, bias=bias,
+                  dtype=np.float64, seed=4)
+    if mode == "RNN":
+        kwargs["nonlinearity"] = nonlinearity
+    layer = getattr(fastrnn, mode)(I, H, **kwargs)
+    params = layer.state_dict()
+    rng = np.random.default_rng(5)
+    x = rng.standard_normal((T, B, I))
+    h0, c0, dh_n, dc_n = (rng.standard_normal((num_layers * D, B, H)) for _ in range(4))
+    dy = rng.standard_normal((T, B, D * H))
+
+    y_r, h_r, c_r, cache = ref.stack_forward(mode, x, params, num_layers=num_layers,
+                                             bidirectional=bidirectional, h0=h0,
+                                             c0=c0 if lstm else None, lengths=lengths,
+                                             nonlinearity=nonlinearity)
+    dx_r, dh0_r, dc0_r, grads_r = ref.stack_backward(dy, dh_n, dc_n if lstm else None, cache)
+
+    y, state, backward = layer.forward_train(x, (h0, c0) if lstm else h0, lengths=lengths)
+    dx, dstate = backward(dy, (dh_n, dc_n) if lstm else dh_n)
+    tol = TOL[np.float64]
+    assert_allclose(y, y_r, **tol)
+    assert_allclose(dx, dx_r, **tol)
+    if lstm:
+        assert_allclose(state[0], h_r, **tol)
+        assert_allclose(state[1], c_r, **tol)
+        assert_allclose(dstate[0], dh0_r, **tol)
+        assert_allclose(dstate[1], dc0_r, **tol)
+    else:
+        assert_allclose(state, h_r, **tol)
+        assert_allclose(dstate, dh0_r, **tol)
+    assert sorted(grads_r) == sorted(name for name, _ in layer.named_parameters())
+    for name, p in layer.named_parameters():
+        assert_allclose(p.grad, grads_r[name], err_msg=name, **tol)
+    y_call = layer(x, (h0, c0) if lstm else h0, lengths=lengths)[0]
+    assert_allclose(y_call, y_r, **tol)
+
+
+# ------------------------------------------------------------------- kernel arg checks
+
+KT, KB, KI, KH = 3, 2, 2, 3
+
+
+def _kernel_args(kernel):
+    """Valid arguments of a kernel, in its order, as a dict (a training call)."""
+    mode = kernel.split("_")[0].upper()
+    GH = GATES[mode] * KH
+    z = np.zeros
+    X, W_ih, W_hh = z((KT * KB, KI)), z((GH, KI)), z((GH, KH))
+    nact = np.full(KT, KB, np.intc)
+    cache = dict(Gt=z((KT * KB, GH)), Hp=z((KT, KB, KH)))
+    if mode == "LSTM":
+        cache["Cp"] = z((KT, KB, KH))
+    if mode == "GRU":
+        cache = dict(Gt=cache["Gt"], Gh=z((KB, GH)), Hp=cache["Hp"], Hn=z((KT, KB, KH)))
+    if kernel.endswith("forward"):
+        args = dict(X=X, W_ih=W_ih, W_hh=W_hh, b_ih=z(GH), b_hh=z(GH), nact=nact,
+                    reverse=False)
+        if mode == "RNN":
+            args["relu"] = False
+        args["h"] = z((KB, KH))
+        if mode == "LSTM":
+            args["c"] = z((KB, KH))
+        args.update(Y=z((KT, KB, KH)), col=0)
+        args.update(cache)
+        return args
+    args = dict(X=X, W_ih=W_ih, W_hh=W_hh, nact=nact, reverse=False)
+    if mode == "RNN":
+        args["relu"] = False
+    args.update(cache)
+    args.update(dY=z((KT, KB, KH)), col=0, dh=z((KB, KH)))
+    if mode == "LSTM":
+        args["dc"] = z((KB, KH))
+    args.update(dX=z((KT * KB, KI)), accumulate_dx=False, dW_ih=z((GH, KI)),
+                dW_hh=z((GH, KH)), db_ih=z(GH), db_hh=z(GH))
+    return args
+
+
+def _call(kernel, args):
+    return getattr(_core, kernel)(*args.values())
+
+
+KERNELS = ["rnn_forward", "rnn_backward", "lstm_forward", "lstm_backward", "gru_forward",
+           "gru_backward"]
+
+
+def _shrunk_cases():
+    """(kernel, argument, axis): every array argument one shorter along its first and its
+    last axis."""
+    for kernel in KERNELS:
+        for name, value in _kernel_args(kernel).items():
+            if isinstance(value, np.ndarray):
+                yield kernel, name, 0
+                if value.ndim > 1:
+                    yield kernel, name, value.ndim - 1
+
+
+@pytest.mark.parametrize("kernel", KERNELS)
+def test_kernel_valid_arguments_run(kernel):
+    _call(kernel, _kernel_args(kernel))
+
+
+@pytest.mark.parametrize("kernel,name,axis", list(_shrunk_cases()))
+def test_kernel_rejects_a_wrong_shape(kernel, name, axis):
+    args = _kernel_args(kernel)
+    a = args[name]
+    index = [slice(None)] * a.ndim
+    index[axis] = slice(0, a.shape[axis] - 1)
+    args[name] = np.ascontiguousarray(a[tuple(index)])
+    with pytest.raises(ValueError):
+        _call(kernel, args)
+
+
+@pytest.mark.parametrize("bad", [-1, KB + 1, 1 << 30])
+@pytest.mark.parametrize("kernel", KERNELS)
+def test_kernel_rejects_nact_out_of_range(kernel, bad):
+    args = _kernel_args(kernel)
+    args["nact"] = np.array([KB, bad, 0], np.intc)
+    with pytest.raises(ValueError, match="nact"):
+        _call(kernel, args)
+
+
+@pytest.mark.parametrize("col", [-1, 1, KH])
+@pytest.mark.parametrize("kernel", KERNELS)
+def test_kernel_rejects_columns_outside_the_output(kernel, col):
+    args = _kernel_args(kernel)
+    args["col"] = col
+    with pytest.raises(ValueError):
+        _call(kernel, args)
+
+
+@pytest.mark.parametrize("kernel", KERNELS)
+def test_kernel_rejects_one_bias_only(kernel):
+    args = _kernel_args(kernel)
+    key = "b_hh" if kernel.endswith("forward") else "db_hh"
+    args[key] = np.zeros(0)
+    with pytest.raises(ValueError, match="bias"):
+        _call(kernel, args)
+
+
+@pytest.mark.parametrize("kernel", KERNELS)
+def test_kernel_rejects_no_time_steps(kernel):
+    args = _kernel_args(kernel)
+    for name, value in args.items():
+        if isinstance(value, np.ndarray) and name in ("nact", "Y", "dY", "Hp", "Cp", "Hn"):
+            args[name] = np.zeros((0,) + value.shape[1:], value.dtype)
+        elif isinstance(value, np.ndarray) and name in ("X", "Gt", "dX"):
+            args[name] = np.zeros((0, value.shape[1]))
+    with pytest.raises(ValueError):
+        _call(kernel, args)
+
+
+@pytest.mark.parametrize("kernel", KERNELS)
+def test_kernel_rejects_wrong_layout_rank_and_dtype(kernel):
+    for change in ("fortran", "rank", "dtype"):
+        args = _kernel_args(kernel)
+        if change == "fortran":
+            args["W_hh"] = np.asfortranarray(args["W_hh"])
+        elif change == "rank":
+            args["X"] = args["X"][:, :, None]
+        else:
+            args["X"] = args["X"].astype(np.float32)
+        with pytest.raises((ValueError, TypeError)):
+            _call(kernel, args)
+
+
+@pytest.mark.parametrize("kernel", ["lstm_forward", "gru_forward"])
+def test_kernel_rejects_half_a_training_cache(kernel):
+    args = _kernel_args(kernel)
+    second = "Cp" if kernel.startswith("lstm") else "Hn"
+    args[second] = np.zeros((0, KB, KH))
+    with pytest.raises(ValueError, match="both"):
+        _call(kernel, args)
+
+
+# (T, B, input_size, hidden_size, lengths): single steps, single rows, size-1 features, and
+# sizes past BLAS's small-matrix paths
+SIZES = [(1, 1, 1, 1, None), (1, 3, 2, 3, [1, 1, 1]), (6, 1, 3, 2, [4]),
+         (3, 2, 1, 1, [1, 3]), (7, 9, 17, 33, [7, 1, 3, 7, 2, 5, 6, 4, 7])]
+
+
+@pytest.mark.parametrize("size", SIZES, ids=lambda s: "x".join(map(str, s[:4])))
+@pytest.mark.parametrize("mode,nonlinearity", MODES, ids=MODE_IDS)
+def test_layer_matches_reference_at_edge_sizes(mode, nonlinearity, size):
+    steps, batch, input_size, hidden, lengths = size
+    lstm = mode == "LSTM"
+    kwargs = dict(num_layers=2, bidirectional=True, dtype=np.float64, seed=6)
+    if mode == "RNN":
+        kwargs["nonlinearity"] = nonlinearity
+    layer = getattr(fastrnn, mode)(input_size, hidden, **kwargs)
+    rng = np.random.default_rng(7)
+    x = rng.standard_normal((steps, batch, input_size))
+    h0, c0, dh_n, dc_n = (rng.standard_normal((4, batch, hidden)) for _ in range(4))
+    dy = rng.standard_normal((steps, batch, 2 * hidden))
+    y_r, h_r, c_r, cache = ref.stack_forward(mode, x, layer.state_dict(), num_layers=2,
+                                             bidirectional=True, h0=h0,
+                                             c0=c0 if lstm else None, lengths=lengths,
+                                             nonlinearity=nonlinearity)
+    dx_r, dh0_r, dc0_r, grads_r = ref.stack_backward(dy, dh_n, dc_n if lstm else None, cache)
+    y, state, backward = layer.forward_train(x, (h0, c0) if lstm else h0, lengths=lengths)
+    dx, dstate = backward(dy, (dh_n, dc_n) if lstm else dh_n)
+    tol = TOL[np.float64]
+    assert_allclose(y, y_r, **tol)
+    assert_allclose(dx, dx_r, **tol)
+    for got, want in zip((state, dstate) if not lstm else (*state, *dstate),
+                         (h_r, dh0_r) if not lstm else (h_r, c_r, dh0_r, dc0_r)):
+        assert_allclose(got, want, **tol)
+    for name, p in layer.named_parameters():
+        assert_allclose(p.grad, grads_r[name], err_msg=name, **tol)
