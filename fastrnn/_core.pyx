@@ -49,6 +49,57 @@ from scipy.linalg.cython_blas cimport dgemm, sgemm
 # BLAS: one wrapper owning the row-major <-> column-major mapping
 # ---------------------------------------------------------------------------------------
 
+# BLAS threads, chosen per call by the size of the product.  A small product (the per-step
+# recurrent GEMM) runs on one thread: waking a pool of threads costs more than it saves, and
+# on a busy machine spinning threads steal the cores.  A large one (the input projection,
+# the weight gradients) uses every thread.  The count is process-wide state of scipy's
+# OpenBLAS: two threads racing here can only cost speed, never change a result.
+ctypedef void (*_set_threads_t)(int) noexcept nogil
+cdef _set_threads_t _blas_set_threads = NULL
+cdef int _blas_max_threads = 1
+cdef int _blas_current = -1
+cdef double _blas_min_flops = 1 << 25
+
+
+def _bind_blas_threads(size_t set_threads, int max_threads):
+    """Give the kernels scipy's ``openblas_set_num_threads`` (as an address) and the most
+    threads to use; 0 unbinds."""
+    global _blas_set_threads, _blas_max_threads, _blas_current
+    if max_threads < 1:
+        raise ValueError(f"max_threads must be >= 1, got {max_threads}")
+    _blas_set_threads = <_set_threads_t>set_threads
+    _blas_max_threads = max_threads
+    _blas_current = -1
+
+
+def blas_threads(max_threads=None, min_flops=None):
+    """Get (and optionally set) ``(max_threads, min_flops, bound)``: products of at least
+    ``min_flops`` floating-point operations use ``max_threads`` BLAS threads, smaller ones
+    one thread; ``bound`` tells whether fastrnn controls the BLAS's thread count at all."""
+    global _blas_max_threads, _blas_min_flops, _blas_current
+    if max_threads is not None:
+        if int(max_threads) < 1:
+            raise ValueError(f"max_threads must be >= 1, got {max_threads}")
+        _blas_max_threads = int(max_threads)
+        _blas_current = -1
+    if min_flops is not None:
+        if not float(min_flops) >= 0:
+            raise ValueError(f"min_flops must be >= 0, got {min_flops}")
+        _blas_min_flops = float(min_flops)
+    return _blas_max_threads, _blas_min_flops, _blas_set_threads != NULL
+
+
+cdef inline void _threads_for(int m, int n, int k) noexcept nogil:
+    global _blas_current
+    cdef int want
+    if _blas_set_threads == NULL:
+        return
+    want = _blas_max_threads if 2.0 * m * n * k >= _blas_min_flops else 1
+    if want != _blas_current:
+        _blas_current = want
+        _blas_set_threads(want)
+
+
 cdef inline void gemm(bint trans_a, bint trans_b, int m, int n, int k, floating alpha,
                       const floating* A, int lda, const floating* B, int ldb,
                       floating beta, floating* C, int ldc) noexcept nogil:
@@ -62,6 +113,7 @@ cdef inline void gemm(bint trans_a, bint trans_b, int m, int n, int k, floating 
     cdef char tb = b'T' if trans_b else b'N'
     if m <= 0 or n <= 0:
         return
+    _threads_for(m, n, k)
     if floating is float:
         sgemm(&tb, &ta, &n, &m, &k, &alpha, <float*>B, &ldb, <float*>A, &lda,
               &beta, C, &ldc)

@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from . import _core
+from . import _blas, _core  # noqa: F401  (_blas binds the BLAS threads)
 
 GATES = {"RNN": 1, "LSTM": 4, "GRU": 3}
 
