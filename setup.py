@@ -28,7 +28,8 @@ extensions = [
     Extension(
         "fastrnn._core",
         ["fastrnn/_core.pyx"],
-        include_dirs=[numpy.get_include()],
+        include_dirs=[numpy.get_include(), "fastrnn"],
+        depends=["fastrnn/_cellmath.h"],
         define_macros=[("NPY_NO_DEPRECATED_API", "NPY_1_7_API_VERSION")],
         extra_compile_args=compile_args,
     )

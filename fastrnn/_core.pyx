@@ -40,7 +40,6 @@ or accumulated (``accumulate_dx``), so two directions can share one input gradie
 
 cimport cython
 from cython cimport floating
-from libc.math cimport exp, expf, tanh, tanhf
 from libc.string cimport memcpy, memset
 from scipy.linalg.cython_blas cimport dgemm, sgemm
 
@@ -171,40 +170,82 @@ def blas_gemm(const floating[:, :] A, const floating[:, :] B, floating[:, :] C,
 
 
 # ---------------------------------------------------------------------------------------
-# Elementwise helpers (float arithmetic stays float: integer literals only)
+# Cell math: the gate nonlinearities and state updates of one step, in C (_cellmath.h), so
+# that every loop vectorises (float: its own exp/tanh, dispatched to AVX-512/AVX2/baseline
+# at load time; double: the C library's exp/tanh)
 # ---------------------------------------------------------------------------------------
 
-cdef inline floating _sigmoid(floating x) noexcept nogil:
+cdef extern from "_cellmath.h" nogil:
+    void fr_rnn_act_f(float* a, long n, int relu)
+    void fr_rnn_act_d(double* a, long n, int relu)
+    void fr_rnn_grad_f(float* a, const float* dh, long n, int relu)
+    void fr_rnn_grad_d(double* a, const double* dh, long n, int relu)
+    void fr_lstm_step_f(float* gates, float* h, float* c, long n, long H)
+    void fr_lstm_step_d(double* gates, double* h, double* c, long n, long H)
+    void fr_lstm_grad_f(float* gates, const float* cp, const float* dh, float* dc, long n,
+                        long H)
+    void fr_lstm_grad_d(double* gates, const double* cp, const double* dh, double* dc,
+                        long n, long H)
+    void fr_gru_step_f(float* gates, const float* gh, const float* b_hn, float* h,
+                       float* hn, long n, long H)
+    void fr_gru_step_d(double* gates, const double* gh, const double* b_hn, double* h,
+                       double* hn, long n, long H)
+    void fr_gru_grad_f(float* gates, float* hn, float* dgh, const float* hp, float* dh,
+                       long n, long H)
+    void fr_gru_grad_d(double* gates, double* hn, double* dgh, const double* hp,
+                       double* dh, long n, long H)
+
+
+cdef inline void _rnn_act(floating* a, Py_ssize_t n, bint relu) noexcept nogil:
     if floating is float:
-        return 1 / (1 + expf(-x))
+        fr_rnn_act_f(a, n, relu)
     else:
-        return 1 / (1 + exp(-x))
+        fr_rnn_act_d(a, n, relu)
 
 
-cdef inline floating _tanh(floating x) noexcept nogil:
+cdef inline void _rnn_grad(floating* a, const floating* dh, Py_ssize_t n,
+                           bint relu) noexcept nogil:
     if floating is float:
-        return tanhf(x)
+        fr_rnn_grad_f(a, dh, n, relu)
     else:
-        return tanh(x)
+        fr_rnn_grad_d(a, dh, n, relu)
 
 
-cdef inline void _sigmoid_inplace(floating* a, Py_ssize_t n) noexcept nogil:
-    cdef Py_ssize_t j
-    for j in range(n):
-        a[j] = _sigmoid(a[j])
+cdef inline void _lstm_step(floating* gt, floating* h, floating* c, Py_ssize_t n,
+                            Py_ssize_t H) noexcept nogil:
+    """2.-3. Gate nonlinearities in place, then c = f*c + i*g, h = o*tanh(c), for n rows."""
+    if floating is float:
+        fr_lstm_step_f(gt, h, c, n, H)
+    else:
+        fr_lstm_step_d(gt, h, c, n, H)
 
 
-cdef inline void _tanh_inplace(floating* a, Py_ssize_t n) noexcept nogil:
-    cdef Py_ssize_t j
-    for j in range(n):
-        a[j] = _tanh(a[j])
+cdef inline void _lstm_grad(floating* gt, const floating* cp, const floating* dh,
+                            floating* dc, Py_ssize_t n, Py_ssize_t H) noexcept nogil:
+    """2. From the cached gates and c_prev: dG in place of the gates, dc becomes dc_prev."""
+    if floating is float:
+        fr_lstm_grad_f(gt, cp, dh, dc, n, H)
+    else:
+        fr_lstm_grad_d(gt, cp, dh, dc, n, H)
 
 
-cdef inline void _relu_inplace(floating* a, Py_ssize_t n) noexcept nogil:
-    cdef Py_ssize_t j
-    for j in range(n):
-        if a[j] < 0:
-            a[j] = 0
+cdef inline void _gru_step(floating* gt, const floating* gh, const floating* b_hn,
+                           floating* h, floating* hn, Py_ssize_t n, Py_ssize_t H) noexcept nogil:
+    """2.-3. With gh = h @ W_hh.T: gates r, z, n in place; h updated; hn cached if given."""
+    if floating is float:
+        fr_gru_step_f(gt, gh, b_hn, h, hn, n, H)
+    else:
+        fr_gru_step_d(gt, gh, b_hn, h, hn, n, H)
+
+
+cdef inline void _gru_grad(floating* gt, floating* hn, floating* dgh, const floating* hp,
+                           floating* dh, Py_ssize_t n, Py_ssize_t H) noexcept nogil:
+    """2. dG (input side) in place of the gates, dHn in place of hn, dGh (hidden side),
+    and dh = dh * z (the direct path; the GEMM adds the rest)."""
+    if floating is float:
+        fr_gru_grad_f(gt, hn, dgh, hp, dh, n, H)
+    else:
+        fr_gru_grad_d(gt, hn, dgh, hp, dh, n, H)
 
 
 cdef inline void _copy_rows(const floating* src, Py_ssize_t lds, floating* dst,
@@ -380,10 +421,7 @@ def rnn_forward(const floating[:, ::1] X, const floating[:, ::1] W_ih,
             gemm(False, True, <int>n, <int>H, <int>H, <floating>1, hs, <int>H,
                  &W_hh[0, 0], <int>H, <floating>1, gt, <int>H)
             # 2.-3. h = act(Gt[t])
-            if relu:
-                _relu_inplace(gt, n * H)
-            else:
-                _tanh_inplace(gt, n * H)
+            _rnn_act(gt, n * H, relu)
             memcpy(hs, gt, n * H * sizeof(floating))
             # 4. Y[t] = h; zeros at padded steps
             _copy_rows(gt, H, yt, ldy, n, H)
@@ -398,7 +436,7 @@ def rnn_backward(const floating[:, ::1] X, const floating[:, ::1] W_ih,
                  floating[:, ::1] dW_hh, floating[::1] db_ih, floating[::1] db_hh):
     """RNN backward through time.  ``dh``: dh_n on entry, dh0 on exit; ``Gt`` becomes dG."""
     cdef Py_ssize_t T = nact.shape[0], B = dh.shape[0], H = dh.shape[1], I = X.shape[1]
-    cdef Py_ssize_t ldy = dY.shape[2], s, t, n, j
+    cdef Py_ssize_t ldy = dY.shape[2], s, t, n
     _check_common(T, B, I, H, H, tuple(X.shape)[:2], tuple(W_ih.shape)[:2],
                   tuple(W_hh.shape)[:2], tuple(dY.shape)[:3], col)
     _check_shape("Gt", tuple(Gt.shape)[:2], (T * B, H))
@@ -422,11 +460,7 @@ def rnn_backward(const floating[:, ::1] X, const floating[:, ::1] W_ih,
             # 1. dh += dY[t]
             _add_rows(dy + t * B * ldy, ldy, dhs, H, n, H)
             # 2. dG[t] = dh * act'(h_t), in place over the cached h_t
-            for j in range(n * H):
-                if relu:
-                    gt[j] = dhs[j] if gt[j] > 0 else 0
-                else:
-                    gt[j] = dhs[j] * (1 - gt[j] * gt[j])
+            _rnn_grad(gt, dhs, n * H, relu)
             memset(gt + n * H, 0, (B - n) * H * sizeof(floating))
             # 3. dh = dG[t] @ W_hh
             gemm(False, False, <int>n, <int>H, <int>H, <floating>1, gt, <int>H,
@@ -440,27 +474,6 @@ def rnn_backward(const floating[:, ::1] X, const floating[:, ::1] W_ih,
 # ---------------------------------------------------------------------------------------
 # LSTM:  gates i f g o;  c' = f*c + i*g;  h' = o*tanh(c')
 # ---------------------------------------------------------------------------------------
-
-cdef inline void _lstm_step(floating* gt, floating* h, floating* c, Py_ssize_t n,
-                            Py_ssize_t H) noexcept nogil:
-    """2.-3. Gate nonlinearities in place, then the state update, for n rows."""
-    cdef Py_ssize_t b, j
-    cdef floating* a
-    cdef floating* hb
-    cdef floating* cb
-    cdef floating cn
-    for b in range(n):
-        a = gt + b * 4 * H
-        _sigmoid_inplace(a, 2 * H)           # i, f
-        _tanh_inplace(a + 2 * H, H)          # g
-        _sigmoid_inplace(a + 3 * H, H)       # o
-        cb = c + b * H
-        for j in range(H):
-            cb[j] = a[H + j] * cb[j] + a[j] * a[2 * H + j]
-        hb = h + b * H
-        for j in range(H):
-            hb[j] = a[3 * H + j] * _tanh(cb[j])
-
 
 def lstm_forward(const floating[:, ::1] X, const floating[:, ::1] W_ih,
                  const floating[:, ::1] W_hh, floating[::1] b_ih, floating[::1] b_hh,
@@ -518,34 +531,6 @@ def lstm_forward(const floating[:, ::1] X, const floating[:, ::1] W_ih,
             _zero_rows(yt + n * ldy, ldy, B - n, H)
 
 
-cdef inline void _lstm_step_backward(floating* gt, const floating* cp, floating* dh,
-                                     floating* dc, Py_ssize_t n, Py_ssize_t H) noexcept nogil:
-    """2. From the cached gates (i, f, g, o) and c_prev: dG in place of the gates, dc_prev."""
-    cdef Py_ssize_t b, j
-    cdef floating* a
-    cdef const floating* cpb
-    cdef floating* dhb
-    cdef floating* dcb
-    cdef floating i, f, gg, o, tc, dct
-    for b in range(n):
-        a = gt + b * 4 * H
-        cpb = cp + b * H
-        dhb = dh + b * H
-        dcb = dc + b * H
-        for j in range(H):
-            i = a[j]
-            f = a[H + j]
-            gg = a[2 * H + j]
-            o = a[3 * H + j]
-            tc = _tanh(f * cpb[j] + i * gg)            # tanh(c_t), recomputed
-            dct = dcb[j] + dhb[j] * o * (1 - tc * tc)  # dc_t, both paths
-            a[j] = dct * gg * i * (1 - i)              # di
-            a[H + j] = dct * cpb[j] * f * (1 - f)      # df
-            a[2 * H + j] = dct * i * (1 - gg * gg)     # dg
-            a[3 * H + j] = dhb[j] * tc * o * (1 - o)   # do
-            dcb[j] = dct * f                           # dc_prev
-
-
 def lstm_backward(const floating[:, ::1] X, const floating[:, ::1] W_ih,
                   const floating[:, ::1] W_hh, const int[::1] nact, bint reverse,
                   floating[:, ::1] Gt, const floating[:, :, ::1] Hp,
@@ -582,7 +567,7 @@ def lstm_backward(const floating[:, ::1] X, const floating[:, ::1] W_ih,
             # 1. dh += dY[t]
             _add_rows(dy + t * B * ldy, ldy, dhs, H, n, H)
             # 2. dG[t], dc = dc_prev
-            _lstm_step_backward(gt, &Cp[t, 0, 0], dhs, dcs, n, H)
+            _lstm_grad(gt, &Cp[t, 0, 0], dhs, dcs, n, H)
             memset(gt + n * GH, 0, (B - n) * GH * sizeof(floating))
             # 3. dh = dG[t] @ W_hh
             gemm(False, False, <int>n, <int>H, <int>GH, <floating>1, gt, <int>GH,
@@ -596,33 +581,6 @@ def lstm_backward(const floating[:, ::1] X, const floating[:, ::1] W_ih,
 # ---------------------------------------------------------------------------------------
 # GRU:  gates r z n;  n = tanh(W_in x + b_in + r*(W_hn h + b_hn));  h' = (1-z)*n + z*h
 # ---------------------------------------------------------------------------------------
-
-cdef inline void _gru_step(floating* gt, const floating* gh, const floating* b_hn,
-                           floating* h, floating* hn, Py_ssize_t n,
-                           Py_ssize_t H) noexcept nogil:
-    """2.-3. With gh = h @ W_hh.T: gates r, z, n in place of gt; h updated; hn cached."""
-    cdef Py_ssize_t b, j
-    cdef floating* a
-    cdef const floating* q
-    cdef floating* hb
-    cdef floating* hnb
-    cdef floating whn
-    for b in range(n):
-        a = gt + b * 3 * H
-        q = gh + b * 3 * H
-        for j in range(2 * H):
-            a[j] = _sigmoid(a[j] + q[j])               # r, z
-        hb = h + b * H
-        hnb = hn + b * H if hn != NULL else NULL
-        for j in range(H):
-            whn = q[2 * H + j]                                    # W_hn h + b_hn
-            if b_hn != NULL:
-                whn = whn + b_hn[j]
-            if hnb != NULL:
-                hnb[j] = whn
-            a[2 * H + j] = _tanh(a[2 * H + j] + a[j] * whn)        # n
-            hb[j] = a[2 * H + j] + a[H + j] * (hb[j] - a[2 * H + j])  # (1-z)*n + z*h
-
 
 def gru_forward(const floating[:, ::1] X, const floating[:, ::1] W_ih,
                 const floating[:, ::1] W_hh, floating[::1] b_ih, floating[::1] b_hh,
@@ -681,40 +639,6 @@ def gru_forward(const floating[:, ::1] X, const floating[:, ::1] W_ih,
             _zero_rows(yt + n * ldy, ldy, B - n, H)
 
 
-cdef inline void _gru_step_backward(floating* gt, floating* hn, floating* dgh,
-                                    const floating* hp, floating* dh, Py_ssize_t n,
-                                    Py_ssize_t H) noexcept nogil:
-    """2. dG[t] (input side) in place of the gates, dHn in place of hn, dGh (hidden side),
-    and dh = dh * z (the direct path; the GEMM adds the rest)."""
-    cdef Py_ssize_t b, j
-    cdef floating* a
-    cdef floating* hnb
-    cdef floating* q
-    cdef const floating* hpb
-    cdef floating* dhb
-    cdef floating r, z, nn, dnp, dz
-    for b in range(n):
-        a = gt + b * 3 * H
-        q = dgh + b * 3 * H
-        hnb = hn + b * H
-        hpb = hp + b * H
-        dhb = dh + b * H
-        for j in range(H):
-            r = a[j]
-            z = a[H + j]
-            nn = a[2 * H + j]
-            dnp = dhb[j] * (1 - z) * (1 - nn * nn)      # d(n pre-activation)
-            dz = dhb[j] * (hpb[j] - nn)
-            a[j] = dnp * hnb[j] * r * (1 - r)           # dr (pre-activation)
-            a[H + j] = dz * z * (1 - z)                 # dz (pre-activation)
-            a[2 * H + j] = dnp                          # d(W_in x + b_in)
-            hnb[j] = dnp * r                            # d(W_hn h + b_hn)
-            q[j] = a[j]
-            q[H + j] = a[H + j]
-            q[2 * H + j] = hnb[j]
-            dhb[j] = dhb[j] * z                         # dh_prev, direct path
-
-
 def gru_backward(const floating[:, ::1] X, const floating[:, ::1] W_ih,
                  const floating[:, ::1] W_hh, const int[::1] nact, bint reverse,
                  floating[:, ::1] Gt, floating[:, ::1] Gh, const floating[:, :, ::1] Hp,
@@ -755,7 +679,7 @@ def gru_backward(const floating[:, ::1] X, const floating[:, ::1] W_ih,
             # 1. dh += dY[t]
             _add_rows(dy + t * B * ldy, ldy, dhs, H, n, H)
             # 2. dG[t], dHn[t], dGh; dh = dh * z
-            _gru_step_backward(gt, hn + t * B * H, dgh, &Hp[t, 0, 0], dhs, n, H)
+            _gru_grad(gt, hn + t * B * H, dgh, &Hp[t, 0, 0], dhs, n, H)
             memset(gt + n * GH, 0, (B - n) * GH * sizeof(floating))
             memset(hn + (t * B + n) * H, 0, (B - n) * H * sizeof(floating))
             # 3. dh += dGh @ W_hh
