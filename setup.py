@@ -23,6 +23,7 @@ directives = {
 }
 
 compile_args = ["-O0", "-g"] if DEBUG else ["-O3", "-g0", "-fno-math-errno", "-fno-trapping-math"]
+compile_args.append("-fopenmp")     # the time loop runs on parts of the batch in parallel
 
 extensions = [
     Extension(
@@ -32,6 +33,7 @@ extensions = [
         depends=["fastrnn/_cellmath.h"],
         define_macros=[("NPY_NO_DEPRECATED_API", "NPY_1_7_API_VERSION")],
         extra_compile_args=compile_args,
+        extra_link_args=["-fopenmp"],
     )
 ]
 

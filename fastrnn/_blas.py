@@ -1,10 +1,12 @@
-"""Which BLAS the kernels use, and control of its threads.
+"""Which BLAS the kernels use, and its threads.
 
 The kernels call scipy's BLAS (``scipy.linalg.cython_blas``), which scipy's wheels bundle
-as their own OpenBLAS, separate from numpy's.  Here fastrnn finds that library among the
-loaded ones and hands its ``set_num_threads`` to the kernels, which then choose one
-thread for small products and all threads for large ones (see ``_core.blas_threads``).
-Where the library cannot be found (another BLAS, another platform), the BLAS keeps its own
+as their own OpenBLAS, separate from numpy's.  fastrnn parallelises its kernels itself
+(OpenMP: parts of the batch in the time loops, blocks of rows in the large products), so
+on import it finds that library among the loaded ones and sets it to one thread: a second
+pool of spinning threads would only steal the cores.  (This is process-wide: scipy's own
+BLAS calls then run on one thread too; ``fastrnn.set_num_threads`` does not change it.)
+Where the library cannot be found (another BLAS, another platform), it keeps its own
 threading and everything else works the same.
 """
 
@@ -43,38 +45,38 @@ def _symbol(lib, names):
     return None
 
 
-def _bind() -> dict:
-    info = {"library": None, "config": None, "threads": None, "controlled": False}
+def available_cores() -> int:
+    try:
+        return max(1, len(os.sched_getaffinity(0)))
+    except AttributeError:
+        return os.cpu_count() or 1
+
+
+def _setup() -> dict:
+    info = {"library": None, "config": None, "blas_threads_before": None,
+            "blas_threads": None}
     path = _loaded_openblas()
-    if path is None:
-        return info
-    lib = ctypes.CDLL(path)
-    set_fn, get_fn = _symbol(lib, _SET), _symbol(lib, _GET)
-    config_fn = _symbol(lib, _CONFIG)
-    info["library"] = path
-    if config_fn is not None:
-        config_fn.restype = ctypes.c_char_p
-        info["config"] = config_fn().decode(errors="replace")
-    if set_fn is None or get_fn is None:
-        return info
-    get_fn.restype = ctypes.c_int
-    threads = max(1, int(get_fn()))
-    _core._bind_blas_threads(ctypes.cast(set_fn, ctypes.c_void_p).value, threads)
-    info.update(threads=threads, controlled=True)
+    if path is not None:
+        lib = ctypes.CDLL(path)
+        info["library"] = path
+        config_fn = _symbol(lib, _CONFIG)
+        if config_fn is not None:
+            config_fn.restype = ctypes.c_char_p
+            info["config"] = config_fn().decode(errors="replace")
+        set_fn, get_fn = _symbol(lib, _SET), _symbol(lib, _GET)
+        if set_fn is not None and get_fn is not None:
+            get_fn.restype = ctypes.c_int
+            info["blas_threads_before"] = int(get_fn())
+            set_fn(1)
+            info["blas_threads"] = int(get_fn())
+    _core.set_num_threads(available_cores())
     return info
 
 
-INFO = _bind()
+INFO = _setup()
 
 
 def blas_info() -> dict:
-    """The BLAS library in use, its configuration, thread count and whether fastrnn
-    chooses its threads per call."""
-    max_threads, min_flops, bound = _core.blas_threads()
-    return {**INFO, "max_threads": max_threads, "min_flops_for_threads": min_flops,
-            "controlled": bound}
-
-
-def set_num_threads(n: int) -> None:
-    """The most BLAS threads fastrnn's large products use (small ones always use one)."""
-    _core.blas_threads(max_threads=n)
+    """The BLAS library in use, its configuration and threads, and the threads of
+    fastrnn's own kernels."""
+    return {**INFO, "kernel_threads": _core.get_num_threads()}

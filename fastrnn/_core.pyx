@@ -40,6 +40,7 @@ or accumulated (``accumulate_dx``), so two directions can share one input gradie
 
 cimport cython
 from cython cimport floating
+from cython.parallel cimport prange
 from libc.string cimport memcpy, memset
 from scipy.linalg.cython_blas cimport dgemm, sgemm
 
@@ -48,55 +49,36 @@ from scipy.linalg.cython_blas cimport dgemm, sgemm
 # BLAS: one wrapper owning the row-major <-> column-major mapping
 # ---------------------------------------------------------------------------------------
 
-# BLAS threads, chosen per call by the size of the product.  A small product (the per-step
-# recurrent GEMM) runs on one thread: waking a pool of threads costs more than it saves, and
-# on a busy machine spinning threads steal the cores.  A large one (the input projection,
-# the weight gradients) uses every thread.  The count is process-wide state of scipy's
-# OpenBLAS: two threads racing here can only cost speed, never change a result.
-ctypedef void (*_set_threads_t)(int) noexcept nogil
-cdef _set_threads_t _blas_set_threads = NULL
-cdef int _blas_max_threads = 1
-cdef int _blas_current = -1
-cdef double _blas_min_flops = 1 << 25
+# Threads.  fastrnn parallelises its own work with OpenMP and keeps scipy's BLAS on one
+# thread (fastrnn._blas sets it): two thread pools on two cores steal each other's cores
+# while they spin, and waking a BLAS pool for a small per-step product costs more than the
+# product.  Large products split the rows of their result across the threads; the time
+# loops split the batch (see row_bounds in fastrnn/_engine.py).
+cdef int _max_threads = 1
+cdef double _par_min_flops = 4e6
 
 
-def _bind_blas_threads(size_t set_threads, int max_threads):
-    """Give the kernels scipy's ``openblas_set_num_threads`` (as an address) and the most
-    threads to use; 0 unbinds."""
-    global _blas_set_threads, _blas_max_threads, _blas_current
-    if max_threads < 1:
-        raise ValueError(f"max_threads must be >= 1, got {max_threads}")
-    _blas_set_threads = <_set_threads_t>set_threads
-    _blas_max_threads = max_threads
-    _blas_current = -1
+def set_num_threads(int n):
+    """Use at most ``n`` threads in the kernels."""
+    global _max_threads
+    if n < 1:
+        raise ValueError(f"n must be >= 1, got {n}")
+    _max_threads = n
 
 
-def blas_threads(max_threads=None, min_flops=None):
-    """Get (and optionally set) ``(max_threads, min_flops, bound)``: products of at least
-    ``min_flops`` floating-point operations use ``max_threads`` BLAS threads, smaller ones
-    one thread; ``bound`` tells whether fastrnn controls the BLAS's thread count at all."""
-    global _blas_max_threads, _blas_min_flops, _blas_current
-    if max_threads is not None:
-        if int(max_threads) < 1:
-            raise ValueError(f"max_threads must be >= 1, got {max_threads}")
-        _blas_max_threads = int(max_threads)
-        _blas_current = -1
-    if min_flops is not None:
-        if not float(min_flops) >= 0:
-            raise ValueError(f"min_flops must be >= 0, got {min_flops}")
-        _blas_min_flops = float(min_flops)
-    return _blas_max_threads, _blas_min_flops, _blas_set_threads != NULL
+def get_num_threads():
+    return _max_threads
 
 
-cdef inline void _threads_for(int m, int n, int k) noexcept nogil:
-    global _blas_current
-    cdef int want
-    if _blas_set_threads == NULL:
-        return
-    want = _blas_max_threads if 2.0 * m * n * k >= _blas_min_flops else 1
-    if want != _blas_current:
-        _blas_current = want
-        _blas_set_threads(want)
+def parallel_min_flops(value=None):
+    """Get (and optionally set) the size, in floating-point operations, from which a product
+    is split across threads."""
+    global _par_min_flops
+    if value is not None:
+        if not float(value) >= 0:
+            raise ValueError(f"value must be >= 0, got {value}")
+        _par_min_flops = float(value)
+    return _par_min_flops
 
 
 cdef inline void gemm(bint trans_a, bint trans_b, int m, int n, int k, floating alpha,
@@ -112,13 +94,31 @@ cdef inline void gemm(bint trans_a, bint trans_b, int m, int n, int k, floating 
     cdef char tb = b'T' if trans_b else b'N'
     if m <= 0 or n <= 0:
         return
-    _threads_for(m, n, k)
     if floating is float:
         sgemm(&tb, &ta, &n, &m, &k, &alpha, <float*>B, &ldb, <float*>A, &lda,
               &beta, C, &ldc)
     else:
         dgemm(&tb, &ta, &n, &m, &k, &alpha, <double*>B, &ldb, <double*>A, &lda,
               &beta, C, &ldc)
+
+
+cdef void pgemm(bint trans_a, bint trans_b, int m, int n, int k, floating alpha,
+                const floating* A, int lda, const floating* B, int ldb,
+                floating beta, floating* C, int ldc) noexcept nogil:
+    """:func:`gemm` with the m rows of C split across threads when the product is large."""
+    cdef int parts = _max_threads, p, r0, r1
+    if parts > m // 8:
+        parts = m // 8
+    if parts <= 1 or 2.0 * m * n * k < _par_min_flops:
+        gemm(trans_a, trans_b, m, n, k, alpha, A, lda, B, ldb, beta, C, ldc)
+        return
+    for p in prange(parts, num_threads=parts, schedule="static"):
+        r0 = <int>((<long>m * p) // parts)
+        r1 = <int>((<long>m * (p + 1)) // parts)
+        # rows r0..r1 of op(A): rows of A, or columns of A when transposed
+        gemm(trans_a, trans_b, r1 - r0, n, k, alpha,
+             A + (r0 if trans_a else <long>r0 * lda), lda, B, ldb, beta,
+             C + <long>r0 * ldc, ldc)
 
 
 cdef int _check_row_major(str name, Py_ssize_t rows, Py_ssize_t cols, Py_ssize_t row_stride,
@@ -304,10 +304,10 @@ cdef inline void _input_grads(const floating* dG, int TB, int GH, const floating
                               floating* dW_ih, floating* db_ih) noexcept nogil:
     """After the backward loop: input, input-weight and input-bias gradients."""
     # dX (+)= dG @ W_ih
-    gemm(False, False, TB, I, GH, <floating>1, dG, GH, W_ih, I,
+    pgemm(False, False, TB, I, GH, <floating>1, dG, GH, W_ih, I,
          <floating>(1 if accumulate_dx else 0), dX, I)
     # dW_ih += dG.T @ X
-    gemm(True, False, GH, I, TB, <floating>1, dG, GH, X, I, <floating>1, dW_ih, I)
+    pgemm(True, False, GH, I, TB, <floating>1, dG, GH, X, I, <floating>1, dW_ih, I)
     # db_ih += dG.sum(0)
     if db_ih != NULL:
         _add_colsum(dG, TB, GH, GH, db_ih)
@@ -317,7 +317,7 @@ cdef inline void _hidden_grads(const floating* dG, int TB, int n_out, int ldg,
                                const floating* Hp, int H, floating* dW_hh,
                                floating* db_hh) noexcept nogil:
     """After the backward loop: dW_hh += dG.T @ Hp, db_hh += dG.sum(0), on n_out gate rows."""
-    gemm(True, False, n_out, H, TB, <floating>1, dG, ldg, Hp, H, <floating>1, dW_hh, H)
+    pgemm(True, False, n_out, H, TB, <floating>1, dG, ldg, Hp, H, <floating>1, dW_hh, H)
     if db_hh != NULL:
         _add_colsum(dG, TB, n_out, ldg, db_hh)
 
@@ -375,26 +375,85 @@ cdef int _check_cache(str name, floating[:, :, ::1] C, Py_ssize_t T, Py_ssize_t 
 
 
 # ---------------------------------------------------------------------------------------
+# Splitting the batch across threads
+#
+# Batch rows are independent sequences, so the time loop of a call can run on disjoint
+# row ranges [bounds[p], bounds[p+1]) in parallel, each thread with its own one-thread
+# BLAS calls and no synchronisation per step.  Every array of a step is laid out by row,
+# so a part only offsets its pointers by its first row; the time stride stays B rows.
+# The large GEMMs before and after the loop run once, over all rows, multi-threaded.
+# ---------------------------------------------------------------------------------------
+
+cdef int _check_bounds(const int[::1] bounds, Py_ssize_t B) except -1:
+    cdef Py_ssize_t p, parts = bounds.shape[0] - 1
+    if parts < 1 or bounds[0] != 0 or bounds[parts] != B:
+        raise ValueError(f"bounds must run from 0 to B={B}")
+    for p in range(parts):
+        if bounds[p + 1] < bounds[p]:
+            raise ValueError("bounds must be non-decreasing")
+    return 0
+
+
+cdef inline Py_ssize_t _active(int nact_t, Py_ssize_t lo, Py_ssize_t hi) noexcept nogil:
+    """How many of the rows lo..hi-1 are active, given nact_t active rows in all."""
+    if nact_t <= lo:
+        return 0
+    return (nact_t if nact_t < hi else hi) - lo
+
+
+# ---------------------------------------------------------------------------------------
 # Vanilla RNN:  h' = act(W_ih x + b_ih + W_hh h + b_hh),  act = tanh | relu
 # ---------------------------------------------------------------------------------------
+
+cdef void _rnn_forward_rows(const floating* W_hh, const int* nact, Py_ssize_t T,
+                            Py_ssize_t B, Py_ssize_t H, bint reverse, bint relu,
+                            Py_ssize_t lo, Py_ssize_t hi, floating* g, floating* hs,
+                            floating* y, Py_ssize_t ldy, floating* hp) noexcept nogil:
+    cdef Py_ssize_t rows = hi - lo, s, t, n
+    cdef floating* gt
+    cdef floating* yt
+    g += lo * H
+    hs += lo * H
+    y += lo * ldy
+    if hp != NULL:
+        hp += lo * H
+    for s in range(T):
+        t = T - 1 - s if reverse else s
+        n = _active(nact[t], lo, hi)
+        gt = g + t * B * H
+        yt = y + t * B * ldy
+        if hp != NULL:
+            memcpy(hp + t * B * H, hs, rows * H * sizeof(floating))
+        # 1. Gt[t] += h @ W_hh.T
+        gemm(False, True, <int>n, <int>H, <int>H, <floating>1, hs, <int>H, W_hh, <int>H,
+             <floating>1, gt, <int>H)
+        # 2.-3. h = act(Gt[t])
+        _rnn_act(gt, n * H, relu)
+        memcpy(hs, gt, n * H * sizeof(floating))
+        # 4. Y[t] = h; zeros at padded steps
+        _copy_rows(gt, H, yt, ldy, n, H)
+        _zero_rows(yt + n * ldy, ldy, rows - n, H)
+
 
 def rnn_forward(const floating[:, ::1] X, const floating[:, ::1] W_ih,
                 const floating[:, ::1] W_hh, floating[::1] b_ih, floating[::1] b_hh,
                 const int[::1] nact, bint reverse, bint relu,
                 floating[:, ::1] h, floating[:, :, ::1] Y, Py_ssize_t col,
-                floating[:, ::1] Gt, floating[:, :, ::1] Hp):
+                floating[:, ::1] Gt, floating[:, :, ::1] Hp, const int[::1] bounds):
     """RNN forward over a sequence.  Training when ``Hp`` has T rows, inference when 0.
 
     On exit ``Gt`` holds the activations h_t (the training cache) and ``h`` the final state.
+    The time loop runs on the row ranges of ``bounds`` in parallel.
     """
     cdef Py_ssize_t T = nact.shape[0], B = h.shape[0], H = h.shape[1], I = X.shape[1]
-    cdef Py_ssize_t ldy = Y.shape[2], s, t, n
+    cdef Py_ssize_t ldy = Y.shape[2], p, parts = bounds.shape[0] - 1
     cdef bint train = Hp.shape[0] != 0
     _check_common(T, B, I, H, H, tuple(X.shape)[:2], tuple(W_ih.shape)[:2],
                   tuple(W_hh.shape)[:2], tuple(Y.shape)[:3], col)
     _check_shape("Gt", tuple(Gt.shape)[:2], (T * B, H))
     _check_cache("Hp", Hp, T, B, H)
     _check_nact(nact, B)
+    _check_bounds(bounds, B)
     cdef floating* pb_ih = _bias_ptr(b_ih, H, "b_ih")
     cdef floating* pb_hh = _bias_ptr(b_hh, H, "b_hh")
     _check_bias_pair(pb_ih, pb_hh)
@@ -402,30 +461,44 @@ def rnn_forward(const floating[:, ::1] X, const floating[:, ::1] W_ih,
     cdef floating* hs = &h[0, 0]
     cdef floating* y = &Y[0, 0, 0] + col
     cdef floating* hp = &Hp[0, 0, 0] if train else NULL
-    cdef floating* gt
-    cdef floating* yt
+    cdef const floating* whh = &W_hh[0, 0]
+    cdef const int* na = &nact[0]
+    cdef const int* bd = &bounds[0]
     with nogil:
         # Gt = X @ W_ih.T + (b_ih + b_hh)
         if pb_ih != NULL:
             _fill_bias(g, T * B, H, pb_ih, pb_hh, H)
-        gemm(False, True, <int>(T * B), <int>H, <int>I, <floating>1, &X[0, 0], <int>I,
+        pgemm(False, True, <int>(T * B), <int>H, <int>I, <floating>1, &X[0, 0], <int>I,
              &W_ih[0, 0], <int>I, <floating>(1 if pb_ih != NULL else 0), g, <int>H)
-        for s in range(T):
-            t = T - 1 - s if reverse else s
-            n = nact[t]
-            gt = g + t * B * H
-            yt = y + t * B * ldy
-            if train:
-                memcpy(hp + t * B * H, hs, B * H * sizeof(floating))
-            # 1. Gt[t] += h @ W_hh.T
-            gemm(False, True, <int>n, <int>H, <int>H, <floating>1, hs, <int>H,
-                 &W_hh[0, 0], <int>H, <floating>1, gt, <int>H)
-            # 2.-3. h = act(Gt[t])
-            _rnn_act(gt, n * H, relu)
-            memcpy(hs, gt, n * H * sizeof(floating))
-            # 4. Y[t] = h; zeros at padded steps
-            _copy_rows(gt, H, yt, ldy, n, H)
-            _zero_rows(yt + n * ldy, ldy, B - n, H)
+        if parts == 1:
+            _rnn_forward_rows(whh, na, T, B, H, reverse, relu, 0, B, g, hs, y, ldy, hp)
+        else:
+            for p in prange(parts, num_threads=parts, schedule="static"):
+                _rnn_forward_rows(whh, na, T, B, H, reverse, relu, bd[p], bd[p + 1], g, hs,
+                                  y, ldy, hp)
+
+
+cdef void _rnn_backward_rows(const floating* W_hh, const int* nact, Py_ssize_t T,
+                             Py_ssize_t B, Py_ssize_t H, bint reverse, bint relu,
+                             Py_ssize_t lo, Py_ssize_t hi, floating* g,
+                             const floating* dy, Py_ssize_t ldy, floating* dhs) noexcept nogil:
+    cdef Py_ssize_t rows = hi - lo, s, t, n
+    cdef floating* gt
+    g += lo * H
+    dy += lo * ldy
+    dhs += lo * H
+    for s in range(T):
+        t = s if reverse else T - 1 - s
+        n = _active(nact[t], lo, hi)
+        gt = g + t * B * H
+        # 1. dh += dY[t]
+        _add_rows(dy + t * B * ldy, ldy, dhs, H, n, H)
+        # 2. dG[t] = dh * act'(h_t), in place over the cached h_t
+        _rnn_grad(gt, dhs, n * H, relu)
+        memset(gt + n * H, 0, (rows - n) * H * sizeof(floating))
+        # 3. dh = dG[t] @ W_hh
+        gemm(False, False, <int>n, <int>H, <int>H, <floating>1, gt, <int>H, W_hh, <int>H,
+             <floating>0, dhs, <int>H)
 
 
 def rnn_backward(const floating[:, ::1] X, const floating[:, ::1] W_ih,
@@ -433,10 +506,11 @@ def rnn_backward(const floating[:, ::1] X, const floating[:, ::1] W_ih,
                  floating[:, ::1] Gt, const floating[:, :, ::1] Hp,
                  const floating[:, :, ::1] dY, Py_ssize_t col, floating[:, ::1] dh,
                  floating[:, ::1] dX, bint accumulate_dx, floating[:, ::1] dW_ih,
-                 floating[:, ::1] dW_hh, floating[::1] db_ih, floating[::1] db_hh):
+                 floating[:, ::1] dW_hh, floating[::1] db_ih, floating[::1] db_hh,
+                 const int[::1] bounds):
     """RNN backward through time.  ``dh``: dh_n on entry, dh0 on exit; ``Gt`` becomes dG."""
     cdef Py_ssize_t T = nact.shape[0], B = dh.shape[0], H = dh.shape[1], I = X.shape[1]
-    cdef Py_ssize_t ldy = dY.shape[2], s, t, n
+    cdef Py_ssize_t ldy = dY.shape[2], p, parts = bounds.shape[0] - 1
     _check_common(T, B, I, H, H, tuple(X.shape)[:2], tuple(W_ih.shape)[:2],
                   tuple(W_hh.shape)[:2], tuple(dY.shape)[:3], col)
     _check_shape("Gt", tuple(Gt.shape)[:2], (T * B, H))
@@ -445,26 +519,23 @@ def rnn_backward(const floating[:, ::1] X, const floating[:, ::1] W_ih,
     _check_shape("dW_ih", tuple(dW_ih.shape)[:2], (H, I))
     _check_shape("dW_hh", tuple(dW_hh.shape)[:2], (H, H))
     _check_nact(nact, B)
+    _check_bounds(bounds, B)
     cdef floating* pdb_ih = _bias_ptr(db_ih, H, "db_ih")
     cdef floating* pdb_hh = _bias_ptr(db_hh, H, "db_hh")
     _check_bias_pair(pdb_ih, pdb_hh)
     cdef floating* g = &Gt[0, 0]
     cdef floating* dhs = &dh[0, 0]
     cdef const floating* dy = &dY[0, 0, 0] + col
-    cdef floating* gt
+    cdef const floating* whh = &W_hh[0, 0]
+    cdef const int* na = &nact[0]
+    cdef const int* bd = &bounds[0]
     with nogil:
-        for s in range(T):
-            t = s if reverse else T - 1 - s
-            n = nact[t]
-            gt = g + t * B * H
-            # 1. dh += dY[t]
-            _add_rows(dy + t * B * ldy, ldy, dhs, H, n, H)
-            # 2. dG[t] = dh * act'(h_t), in place over the cached h_t
-            _rnn_grad(gt, dhs, n * H, relu)
-            memset(gt + n * H, 0, (B - n) * H * sizeof(floating))
-            # 3. dh = dG[t] @ W_hh
-            gemm(False, False, <int>n, <int>H, <int>H, <floating>1, gt, <int>H,
-                 &W_hh[0, 0], <int>H, <floating>0, dhs, <int>H)
+        if parts == 1:
+            _rnn_backward_rows(whh, na, T, B, H, reverse, relu, 0, B, g, dy, ldy, dhs)
+        else:
+            for p in prange(parts, num_threads=parts, schedule="static"):
+                _rnn_backward_rows(whh, na, T, B, H, reverse, relu, bd[p], bd[p + 1], g, dy,
+                                   ldy, dhs)
         _input_grads(g, <int>(T * B), <int>H, &X[0, 0], <int>I, &W_ih[0, 0], &dX[0, 0],
                      accumulate_dx, &dW_ih[0, 0], pdb_ih)
         _hidden_grads(g, <int>(T * B), <int>H, <int>H, &Hp[0, 0, 0], <int>H,
@@ -475,17 +546,51 @@ def rnn_backward(const floating[:, ::1] X, const floating[:, ::1] W_ih,
 # LSTM:  gates i f g o;  c' = f*c + i*g;  h' = o*tanh(c')
 # ---------------------------------------------------------------------------------------
 
+cdef void _lstm_forward_rows(const floating* W_hh, const int* nact, Py_ssize_t T,
+                             Py_ssize_t B, Py_ssize_t H, bint reverse, Py_ssize_t lo,
+                             Py_ssize_t hi, floating* g, floating* hs, floating* cs,
+                             floating* y, Py_ssize_t ldy, floating* hp, floating* cp) noexcept nogil:
+    cdef Py_ssize_t rows = hi - lo, GH = 4 * H, s, t, n
+    cdef floating* gt
+    cdef floating* yt
+    g += lo * GH
+    hs += lo * H
+    cs += lo * H
+    y += lo * ldy
+    if hp != NULL:
+        hp += lo * H
+        cp += lo * H
+    for s in range(T):
+        t = T - 1 - s if reverse else s
+        n = _active(nact[t], lo, hi)
+        gt = g + t * B * GH
+        yt = y + t * B * ldy
+        if hp != NULL:
+            memcpy(hp + t * B * H, hs, rows * H * sizeof(floating))
+            memcpy(cp + t * B * H, cs, rows * H * sizeof(floating))
+        # 1. Gt[t] += h @ W_hh.T
+        gemm(False, True, <int>n, <int>GH, <int>H, <floating>1, hs, <int>H, W_hh, <int>H,
+             <floating>1, gt, <int>GH)
+        # 2.-3. gates, c = f*c + i*g, h = o*tanh(c)
+        _lstm_step(gt, hs, cs, n, H)
+        # 4. Y[t] = h; zeros at padded steps
+        _copy_rows(hs, H, yt, ldy, n, H)
+        _zero_rows(yt + n * ldy, ldy, rows - n, H)
+
+
 def lstm_forward(const floating[:, ::1] X, const floating[:, ::1] W_ih,
                  const floating[:, ::1] W_hh, floating[::1] b_ih, floating[::1] b_hh,
                  const int[::1] nact, bint reverse,
                  floating[:, ::1] h, floating[:, ::1] c, floating[:, :, ::1] Y, Py_ssize_t col,
-                 floating[:, ::1] Gt, floating[:, :, ::1] Hp, floating[:, :, ::1] Cp):
+                 floating[:, ::1] Gt, floating[:, :, ::1] Hp, floating[:, :, ::1] Cp,
+                 const int[::1] bounds):
     """LSTM forward over a sequence.  Training when ``Hp``/``Cp`` have T rows, inference when 0.
 
     On exit ``Gt`` holds the gate activations (i, f, g, o) and ``h``, ``c`` the final state.
+    The time loop runs on the row ranges of ``bounds`` in parallel.
     """
     cdef Py_ssize_t T = nact.shape[0], B = h.shape[0], H = h.shape[1], I = X.shape[1]
-    cdef Py_ssize_t ldy = Y.shape[2], GH = 4 * H, s, t, n
+    cdef Py_ssize_t ldy = Y.shape[2], GH = 4 * H, p, parts = bounds.shape[0] - 1
     cdef bint train = Hp.shape[0] != 0
     _check_common(T, B, I, H, GH, tuple(X.shape)[:2], tuple(W_ih.shape)[:2],
                   tuple(W_hh.shape)[:2], tuple(Y.shape)[:3], col)
@@ -496,6 +601,7 @@ def lstm_forward(const floating[:, ::1] X, const floating[:, ::1] W_ih,
     if train != (Cp.shape[0] != 0):
         raise ValueError("Hp and Cp must both be given (training) or both be empty")
     _check_nact(nact, B)
+    _check_bounds(bounds, B)
     cdef floating* pb_ih = _bias_ptr(b_ih, GH, "b_ih")
     cdef floating* pb_hh = _bias_ptr(b_hh, GH, "b_hh")
     _check_bias_pair(pb_ih, pb_hh)
@@ -505,30 +611,47 @@ def lstm_forward(const floating[:, ::1] X, const floating[:, ::1] W_ih,
     cdef floating* y = &Y[0, 0, 0] + col
     cdef floating* hp = &Hp[0, 0, 0] if train else NULL
     cdef floating* cp = &Cp[0, 0, 0] if train else NULL
-    cdef floating* gt
-    cdef floating* yt
+    cdef const floating* whh = &W_hh[0, 0]
+    cdef const int* na = &nact[0]
+    cdef const int* bd = &bounds[0]
     with nogil:
         # Gt = X @ W_ih.T + (b_ih + b_hh)
         if pb_ih != NULL:
             _fill_bias(g, T * B, GH, pb_ih, pb_hh, GH)
-        gemm(False, True, <int>(T * B), <int>GH, <int>I, <floating>1, &X[0, 0], <int>I,
+        pgemm(False, True, <int>(T * B), <int>GH, <int>I, <floating>1, &X[0, 0], <int>I,
              &W_ih[0, 0], <int>I, <floating>(1 if pb_ih != NULL else 0), g, <int>GH)
-        for s in range(T):
-            t = T - 1 - s if reverse else s
-            n = nact[t]
-            gt = g + t * B * GH
-            yt = y + t * B * ldy
-            if train:
-                memcpy(hp + t * B * H, hs, B * H * sizeof(floating))
-                memcpy(cp + t * B * H, cs, B * H * sizeof(floating))
-            # 1. Gt[t] += h @ W_hh.T
-            gemm(False, True, <int>n, <int>GH, <int>H, <floating>1, hs, <int>H,
-                 &W_hh[0, 0], <int>H, <floating>1, gt, <int>GH)
-            # 2.-3. gates, c = f*c + i*g, h = o*tanh(c)
-            _lstm_step(gt, hs, cs, n, H)
-            # 4. Y[t] = h; zeros at padded steps
-            _copy_rows(hs, H, yt, ldy, n, H)
-            _zero_rows(yt + n * ldy, ldy, B - n, H)
+        if parts == 1:
+            _lstm_forward_rows(whh, na, T, B, H, reverse, 0, B, g, hs, cs, y, ldy, hp, cp)
+        else:
+            for p in prange(parts, num_threads=parts, schedule="static"):
+                _lstm_forward_rows(whh, na, T, B, H, reverse, bd[p], bd[p + 1], g, hs, cs, y,
+                                   ldy, hp, cp)
+
+
+cdef void _lstm_backward_rows(const floating* W_hh, const int* nact, Py_ssize_t T,
+                              Py_ssize_t B, Py_ssize_t H, bint reverse, Py_ssize_t lo,
+                              Py_ssize_t hi, floating* g, const floating* cp,
+                              const floating* dy, Py_ssize_t ldy, floating* dhs,
+                              floating* dcs) noexcept nogil:
+    cdef Py_ssize_t rows = hi - lo, GH = 4 * H, s, t, n
+    cdef floating* gt
+    g += lo * GH
+    cp += lo * H
+    dy += lo * ldy
+    dhs += lo * H
+    dcs += lo * H
+    for s in range(T):
+        t = s if reverse else T - 1 - s
+        n = _active(nact[t], lo, hi)
+        gt = g + t * B * GH
+        # 1. dh += dY[t]
+        _add_rows(dy + t * B * ldy, ldy, dhs, H, n, H)
+        # 2. dG[t], dc = dc_prev
+        _lstm_grad(gt, cp + t * B * H, dhs, dcs, n, H)
+        memset(gt + n * GH, 0, (rows - n) * GH * sizeof(floating))
+        # 3. dh = dG[t] @ W_hh
+        gemm(False, False, <int>n, <int>H, <int>GH, <floating>1, gt, <int>GH, W_hh, <int>H,
+             <floating>0, dhs, <int>H)
 
 
 def lstm_backward(const floating[:, ::1] X, const floating[:, ::1] W_ih,
@@ -537,10 +660,11 @@ def lstm_backward(const floating[:, ::1] X, const floating[:, ::1] W_ih,
                   const floating[:, :, ::1] Cp, const floating[:, :, ::1] dY, Py_ssize_t col,
                   floating[:, ::1] dh, floating[:, ::1] dc,
                   floating[:, ::1] dX, bint accumulate_dx, floating[:, ::1] dW_ih,
-                  floating[:, ::1] dW_hh, floating[::1] db_ih, floating[::1] db_hh):
+                  floating[:, ::1] dW_hh, floating[::1] db_ih, floating[::1] db_hh,
+                  const int[::1] bounds):
     """LSTM backward through time.  ``dh``, ``dc``: dh_n, dc_n on entry, dh0, dc0 on exit."""
     cdef Py_ssize_t T = nact.shape[0], B = dh.shape[0], H = dh.shape[1], I = X.shape[1]
-    cdef Py_ssize_t ldy = dY.shape[2], GH = 4 * H, s, t, n
+    cdef Py_ssize_t ldy = dY.shape[2], GH = 4 * H, p, parts = bounds.shape[0] - 1
     _check_common(T, B, I, H, GH, tuple(X.shape)[:2], tuple(W_ih.shape)[:2],
                   tuple(W_hh.shape)[:2], tuple(dY.shape)[:3], col)
     _check_shape("dc", tuple(dc.shape)[:2], (B, H))
@@ -551,6 +675,7 @@ def lstm_backward(const floating[:, ::1] X, const floating[:, ::1] W_ih,
     _check_shape("dW_ih", tuple(dW_ih.shape)[:2], (GH, I))
     _check_shape("dW_hh", tuple(dW_hh.shape)[:2], (GH, H))
     _check_nact(nact, B)
+    _check_bounds(bounds, B)
     cdef floating* pdb_ih = _bias_ptr(db_ih, GH, "db_ih")
     cdef floating* pdb_hh = _bias_ptr(db_hh, GH, "db_hh")
     _check_bias_pair(pdb_ih, pdb_hh)
@@ -558,20 +683,17 @@ def lstm_backward(const floating[:, ::1] X, const floating[:, ::1] W_ih,
     cdef floating* dhs = &dh[0, 0]
     cdef floating* dcs = &dc[0, 0]
     cdef const floating* dy = &dY[0, 0, 0] + col
-    cdef floating* gt
+    cdef const floating* cp = &Cp[0, 0, 0]
+    cdef const floating* whh = &W_hh[0, 0]
+    cdef const int* na = &nact[0]
+    cdef const int* bd = &bounds[0]
     with nogil:
-        for s in range(T):
-            t = s if reverse else T - 1 - s
-            n = nact[t]
-            gt = g + t * B * GH
-            # 1. dh += dY[t]
-            _add_rows(dy + t * B * ldy, ldy, dhs, H, n, H)
-            # 2. dG[t], dc = dc_prev
-            _lstm_grad(gt, &Cp[t, 0, 0], dhs, dcs, n, H)
-            memset(gt + n * GH, 0, (B - n) * GH * sizeof(floating))
-            # 3. dh = dG[t] @ W_hh
-            gemm(False, False, <int>n, <int>H, <int>GH, <floating>1, gt, <int>GH,
-                 &W_hh[0, 0], <int>H, <floating>0, dhs, <int>H)
+        if parts == 1:
+            _lstm_backward_rows(whh, na, T, B, H, reverse, 0, B, g, cp, dy, ldy, dhs, dcs)
+        else:
+            for p in prange(parts, num_threads=parts, schedule="static"):
+                _lstm_backward_rows(whh, na, T, B, H, reverse, bd[p], bd[p + 1], g, cp, dy,
+                                    ldy, dhs, dcs)
         _input_grads(g, <int>(T * B), <int>GH, &X[0, 0], <int>I, &W_ih[0, 0], &dX[0, 0],
                      accumulate_dx, &dW_ih[0, 0], pdb_ih)
         _hidden_grads(g, <int>(T * B), <int>GH, <int>GH, &Hp[0, 0, 0], <int>H,
@@ -582,18 +704,51 @@ def lstm_backward(const floating[:, ::1] X, const floating[:, ::1] W_ih,
 # GRU:  gates r z n;  n = tanh(W_in x + b_in + r*(W_hn h + b_hn));  h' = (1-z)*n + z*h
 # ---------------------------------------------------------------------------------------
 
+cdef void _gru_forward_rows(const floating* W_hh, const floating* b_hn, const int* nact,
+                            Py_ssize_t T, Py_ssize_t B, Py_ssize_t H, bint reverse,
+                            Py_ssize_t lo, Py_ssize_t hi, floating* g, floating* gh,
+                            floating* hs, floating* y, Py_ssize_t ldy, floating* hp,
+                            floating* hn) noexcept nogil:
+    cdef Py_ssize_t rows = hi - lo, GH = 3 * H, s, t, n
+    cdef floating* gt
+    cdef floating* yt
+    g += lo * GH
+    gh += lo * GH
+    hs += lo * H
+    y += lo * ldy
+    if hp != NULL:
+        hp += lo * H
+        hn += lo * H
+    for s in range(T):
+        t = T - 1 - s if reverse else s
+        n = _active(nact[t], lo, hi)
+        gt = g + t * B * GH
+        yt = y + t * B * ldy
+        if hp != NULL:
+            memcpy(hp + t * B * H, hs, rows * H * sizeof(floating))
+        # 1. Gh = h @ W_hh.T
+        gemm(False, True, <int>n, <int>GH, <int>H, <floating>1, hs, <int>H, W_hh, <int>H,
+             <floating>0, gh, <int>GH)
+        # 2.-3. gates and h
+        _gru_step(gt, gh, b_hn, hs, hn + t * B * H if hp != NULL else NULL, n, H)
+        # 4. Y[t] = h; zeros at padded steps
+        _copy_rows(hs, H, yt, ldy, n, H)
+        _zero_rows(yt + n * ldy, ldy, rows - n, H)
+
+
 def gru_forward(const floating[:, ::1] X, const floating[:, ::1] W_ih,
                 const floating[:, ::1] W_hh, floating[::1] b_ih, floating[::1] b_hh,
                 const int[::1] nact, bint reverse,
                 floating[:, ::1] h, floating[:, :, ::1] Y, Py_ssize_t col,
                 floating[:, ::1] Gt, floating[:, ::1] Gh,
-                floating[:, :, ::1] Hp, floating[:, :, ::1] Hn):
+                floating[:, :, ::1] Hp, floating[:, :, ::1] Hn, const int[::1] bounds):
     """GRU forward over a sequence.  Training when ``Hp``/``Hn`` have T rows, inference when 0.
 
     ``Gh`` (B, 3H) is per-step workspace.  On exit ``Gt`` holds the gates (r, z, n).
+    The time loop runs on the row ranges of ``bounds`` in parallel.
     """
     cdef Py_ssize_t T = nact.shape[0], B = h.shape[0], H = h.shape[1], I = X.shape[1]
-    cdef Py_ssize_t ldy = Y.shape[2], GH = 3 * H, s, t, n
+    cdef Py_ssize_t ldy = Y.shape[2], GH = 3 * H, p, parts = bounds.shape[0] - 1
     cdef bint train = Hp.shape[0] != 0
     _check_common(T, B, I, H, GH, tuple(X.shape)[:2], tuple(W_ih.shape)[:2],
                   tuple(W_hh.shape)[:2], tuple(Y.shape)[:3], col)
@@ -604,6 +759,7 @@ def gru_forward(const floating[:, ::1] X, const floating[:, ::1] W_ih,
     if train != (Hn.shape[0] != 0):
         raise ValueError("Hp and Hn must both be given (training) or both be empty")
     _check_nact(nact, B)
+    _check_bounds(bounds, B)
     cdef floating* pb_ih = _bias_ptr(b_ih, GH, "b_ih")
     cdef floating* pb_hh = _bias_ptr(b_hh, GH, "b_hh")
     _check_bias_pair(pb_ih, pb_hh)
@@ -614,29 +770,50 @@ def gru_forward(const floating[:, ::1] X, const floating[:, ::1] W_ih,
     cdef floating* hp = &Hp[0, 0, 0] if train else NULL
     cdef floating* hn = &Hn[0, 0, 0] if train else NULL
     cdef const floating* b_hn = pb_hh + 2 * H if pb_hh != NULL else NULL
-    cdef floating* gt
-    cdef floating* yt
+    cdef const floating* whh = &W_hh[0, 0]
+    cdef const int* na = &nact[0]
+    cdef const int* bd = &bounds[0]
     with nogil:
         # Gt = X @ W_ih.T + b_ih + [b_hr, b_hz, 0]   (b_hn stays inside r*(...))
         if pb_ih != NULL:
             _fill_bias(g, T * B, GH, pb_ih, pb_hh, 2 * H)
-        gemm(False, True, <int>(T * B), <int>GH, <int>I, <floating>1, &X[0, 0], <int>I,
+        pgemm(False, True, <int>(T * B), <int>GH, <int>I, <floating>1, &X[0, 0], <int>I,
              &W_ih[0, 0], <int>I, <floating>(1 if pb_ih != NULL else 0), g, <int>GH)
-        for s in range(T):
-            t = T - 1 - s if reverse else s
-            n = nact[t]
-            gt = g + t * B * GH
-            yt = y + t * B * ldy
-            if train:
-                memcpy(hp + t * B * H, hs, B * H * sizeof(floating))
-            # 1. Gh = h @ W_hh.T
-            gemm(False, True, <int>n, <int>GH, <int>H, <floating>1, hs, <int>H,
-                 &W_hh[0, 0], <int>H, <floating>0, gh, <int>GH)
-            # 2.-3. gates and h
-            _gru_step(gt, gh, b_hn, hs, hn + t * B * H if train else NULL, n, H)
-            # 4. Y[t] = h; zeros at padded steps
-            _copy_rows(hs, H, yt, ldy, n, H)
-            _zero_rows(yt + n * ldy, ldy, B - n, H)
+        if parts == 1:
+            _gru_forward_rows(whh, b_hn, na, T, B, H, reverse, 0, B, g, gh, hs, y, ldy, hp,
+                              hn)
+        else:
+            for p in prange(parts, num_threads=parts, schedule="static"):
+                _gru_forward_rows(whh, b_hn, na, T, B, H, reverse, bd[p], bd[p + 1], g, gh,
+                                  hs, y, ldy, hp, hn)
+
+
+cdef void _gru_backward_rows(const floating* W_hh, const int* nact, Py_ssize_t T,
+                             Py_ssize_t B, Py_ssize_t H, bint reverse, Py_ssize_t lo,
+                             Py_ssize_t hi, floating* g, floating* dgh, floating* hn,
+                             const floating* hp, const floating* dy, Py_ssize_t ldy,
+                             floating* dhs) noexcept nogil:
+    cdef Py_ssize_t rows = hi - lo, GH = 3 * H, s, t, n
+    cdef floating* gt
+    g += lo * GH
+    dgh += lo * GH
+    hn += lo * H
+    hp += lo * H
+    dy += lo * ldy
+    dhs += lo * H
+    for s in range(T):
+        t = s if reverse else T - 1 - s
+        n = _active(nact[t], lo, hi)
+        gt = g + t * B * GH
+        # 1. dh += dY[t]
+        _add_rows(dy + t * B * ldy, ldy, dhs, H, n, H)
+        # 2. dG[t], dHn[t], dGh; dh = dh * z
+        _gru_grad(gt, hn + t * B * H, dgh, hp + t * B * H, dhs, n, H)
+        memset(gt + n * GH, 0, (rows - n) * GH * sizeof(floating))
+        memset(hn + t * B * H + n * H, 0, (rows - n) * H * sizeof(floating))
+        # 3. dh += dGh @ W_hh
+        gemm(False, False, <int>n, <int>H, <int>GH, <floating>1, dgh, <int>GH, W_hh, <int>H,
+             <floating>1, dhs, <int>H)
 
 
 def gru_backward(const floating[:, ::1] X, const floating[:, ::1] W_ih,
@@ -645,13 +822,13 @@ def gru_backward(const floating[:, ::1] X, const floating[:, ::1] W_ih,
                  floating[:, :, ::1] Hn, const floating[:, :, ::1] dY, Py_ssize_t col,
                  floating[:, ::1] dh, floating[:, ::1] dX, bint accumulate_dx,
                  floating[:, ::1] dW_ih, floating[:, ::1] dW_hh,
-                 floating[::1] db_ih, floating[::1] db_hh):
+                 floating[::1] db_ih, floating[::1] db_hh, const int[::1] bounds):
     """GRU backward through time.  ``dh``: dh_n on entry, dh0 on exit.
 
     ``Gt`` becomes dG (input side), ``Hn`` becomes dHn, ``Gh`` (B, 3H) is workspace.
     """
     cdef Py_ssize_t T = nact.shape[0], B = dh.shape[0], H = dh.shape[1], I = X.shape[1]
-    cdef Py_ssize_t ldy = dY.shape[2], GH = 3 * H, s, t, n
+    cdef Py_ssize_t ldy = dY.shape[2], GH = 3 * H, p, parts = bounds.shape[0] - 1
     _check_common(T, B, I, H, GH, tuple(X.shape)[:2], tuple(W_ih.shape)[:2],
                   tuple(W_hh.shape)[:2], tuple(dY.shape)[:3], col)
     _check_shape("Gt", tuple(Gt.shape)[:2], (T * B, GH))
@@ -662,6 +839,7 @@ def gru_backward(const floating[:, ::1] X, const floating[:, ::1] W_ih,
     _check_shape("dW_ih", tuple(dW_ih.shape)[:2], (GH, I))
     _check_shape("dW_hh", tuple(dW_hh.shape)[:2], (GH, H))
     _check_nact(nact, B)
+    _check_bounds(bounds, B)
     cdef floating* pdb_ih = _bias_ptr(db_ih, GH, "db_ih")
     cdef floating* pdb_hh = _bias_ptr(db_hh, GH, "db_hh")
     _check_bias_pair(pdb_ih, pdb_hh)
@@ -670,25 +848,21 @@ def gru_backward(const floating[:, ::1] X, const floating[:, ::1] W_ih,
     cdef floating* hn = &Hn[0, 0, 0]
     cdef floating* dhs = &dh[0, 0]
     cdef const floating* dy = &dY[0, 0, 0] + col
-    cdef floating* gt
+    cdef const floating* hp = &Hp[0, 0, 0]
+    cdef const floating* whh = &W_hh[0, 0]
+    cdef const int* na = &nact[0]
+    cdef const int* bd = &bounds[0]
     with nogil:
-        for s in range(T):
-            t = s if reverse else T - 1 - s
-            n = nact[t]
-            gt = g + t * B * GH
-            # 1. dh += dY[t]
-            _add_rows(dy + t * B * ldy, ldy, dhs, H, n, H)
-            # 2. dG[t], dHn[t], dGh; dh = dh * z
-            _gru_grad(gt, hn + t * B * H, dgh, &Hp[t, 0, 0], dhs, n, H)
-            memset(gt + n * GH, 0, (B - n) * GH * sizeof(floating))
-            memset(hn + (t * B + n) * H, 0, (B - n) * H * sizeof(floating))
-            # 3. dh += dGh @ W_hh
-            gemm(False, False, <int>n, <int>H, <int>GH, <floating>1, dgh, <int>GH,
-                 &W_hh[0, 0], <int>H, <floating>1, dhs, <int>H)
+        if parts == 1:
+            _gru_backward_rows(whh, na, T, B, H, reverse, 0, B, g, dgh, hn, hp, dy, ldy, dhs)
+        else:
+            for p in prange(parts, num_threads=parts, schedule="static"):
+                _gru_backward_rows(whh, na, T, B, H, reverse, bd[p], bd[p + 1], g, dgh, hn,
+                                   hp, dy, ldy, dhs)
         _input_grads(g, <int>(T * B), <int>GH, &X[0, 0], <int>I, &W_ih[0, 0], &dX[0, 0],
                      accumulate_dx, &dW_ih[0, 0], pdb_ih)
         # dW_hh[:2H] += dG[:, :2H].T @ Hp;  dW_hh[2H:] += dHn.T @ Hp
-        _hidden_grads(g, <int>(T * B), <int>(2 * H), <int>GH, &Hp[0, 0, 0], <int>H,
+        _hidden_grads(g, <int>(T * B), <int>(2 * H), <int>GH, hp, <int>H,
                       &dW_hh[0, 0], pdb_hh)
-        _hidden_grads(hn, <int>(T * B), <int>H, <int>H, &Hp[0, 0, 0], <int>H,
+        _hidden_grads(hn, <int>(T * B), <int>H, <int>H, hp, <int>H,
                       &dW_hh[2 * H, 0], pdb_hh + 2 * H if pdb_hh != NULL else NULL)

@@ -25,6 +25,43 @@ def active_rows(sorted_lengths: np.ndarray | None, steps: int, batch: int) -> np
     return np.searchsorted(-sorted_lengths, -t, side="left").astype(np.intc)
 
 
+# Parallel time loops: the batch is split into at most `get_num_threads()` row ranges of
+# at least MIN_ROWS rows, when the loop has enough work to repay starting the threads.
+MIN_ROWS = 4
+MIN_LOOP_FLOPS = 1e6
+
+
+def set_num_threads(n: int) -> None:
+    """Use at most ``n`` threads in fastrnn's kernels (default: the available cores)."""
+    if isinstance(n, bool) or not isinstance(n, int) or n < 1:
+        raise ValueError(f"n must be a positive int, got {n!r}")
+    _core.set_num_threads(n)
+
+
+def get_num_threads() -> int:
+    """The most threads fastrnn's kernels use."""
+    return _core.get_num_threads()
+
+
+def row_bounds(nact: np.ndarray, batch: int, hidden: int, gates: int) -> np.ndarray:
+    """Row ranges for the parallel time loop: ``bounds[p]..bounds[p+1]`` is part p.
+
+    Rows are sorted longest first, so an even split by rows would give the first part the
+    most steps; the cuts balance the active (row, step) pairs instead.
+    """
+    T = nact.shape[0]
+    parts = min(_core.get_num_threads(), batch // MIN_ROWS)
+    if parts <= 1 or 2.0 * T * batch * gates * hidden * hidden < MIN_LOOP_FLOPS:
+        return np.array([0, batch], dtype=np.intc)
+    # steps[b] = number of steps row b is active = #{t : nact[t] > b}
+    counts = np.bincount(nact, minlength=batch + 1)
+    steps = np.cumsum(counts[::-1])[::-1][1:]
+    work = np.cumsum(steps)
+    targets = work[-1] * np.arange(1, parts) / parts
+    cuts = np.abs(work[None, :] - targets[:, None]).argmin(axis=1) + 1   # nearest cut
+    return np.concatenate(([0], cuts, [batch])).astype(np.intc)
+
+
 def _cache_array(train: bool, shape: tuple[int, int, int], dtype) -> np.ndarray:
     return np.empty(shape if train else (0,) + shape[1:], dtype)
 
@@ -36,18 +73,19 @@ def run_forward(mode, relu, X, weights, nact, reverse, h, c, Y, col, train):
     B, H = h.shape
     dt = X.dtype
     Gt = np.empty((T * B, GATES[mode] * H), dt)
+    bounds = row_bounds(nact, B, H, GATES[mode])
     Hp = _cache_array(train, (T, B, H), dt)
     if mode == "LSTM":
         Cp = _cache_array(train, (T, B, H), dt)
-        _core.lstm_forward(X, *weights, nact, reverse, h, c, Y, col, Gt, Hp, Cp)
-        return (Gt, Hp, Cp) if train else None
+        _core.lstm_forward(X, *weights, nact, reverse, h, c, Y, col, Gt, Hp, Cp, bounds)
+        return (Gt, Hp, Cp, bounds) if train else None
     if mode == "GRU":
         Hn = _cache_array(train, (T, B, H), dt)
         Gh = np.empty((B, 3 * H), dt)
-        _core.gru_forward(X, *weights, nact, reverse, h, Y, col, Gt, Gh, Hp, Hn)
-        return (Gt, Gh, Hp, Hn) if train else None
-    _core.rnn_forward(X, *weights, nact, reverse, relu, h, Y, col, Gt, Hp)
-    return (Gt, Hp) if train else None
+        _core.gru_forward(X, *weights, nact, reverse, h, Y, col, Gt, Gh, Hp, Hn, bounds)
+        return (Gt, Gh, Hp, Hn, bounds) if train else None
+    _core.rnn_forward(X, *weights, nact, reverse, relu, h, Y, col, Gt, Hp, bounds)
+    return (Gt, Hp, bounds) if train else None
 
 
 def run_backward(mode, relu, X, weights, nact, reverse, cache, dY, col, dh, dc, dX,
@@ -56,17 +94,17 @@ def run_backward(mode, relu, X, weights, nact, reverse, cache, dY, col, dh, dc, 
     ``dX`` written (or added to), gradients added into ``grads``."""
     W_ih, W_hh = weights[0], weights[1]
     if mode == "LSTM":
-        Gt, Hp, Cp = cache
+        Gt, Hp, Cp, bounds = cache
         _core.lstm_backward(X, W_ih, W_hh, nact, reverse, Gt, Hp, Cp, dY, col, dh, dc,
-                            dX, accumulate, *grads)
+                            dX, accumulate, *grads, bounds)
     elif mode == "GRU":
-        Gt, Gh, Hp, Hn = cache
+        Gt, Gh, Hp, Hn, bounds = cache
         _core.gru_backward(X, W_ih, W_hh, nact, reverse, Gt, Gh, Hp, Hn, dY, col, dh,
-                           dX, accumulate, *grads)
+                           dX, accumulate, *grads, bounds)
     else:
-        Gt, Hp = cache
+        Gt, Hp, bounds = cache
         _core.rnn_backward(X, W_ih, W_hh, nact, reverse, relu, Gt, Hp, dY, col, dh,
-                           dX, accumulate, *grads)
+                           dX, accumulate, *grads, bounds)
 
 
 @dataclass

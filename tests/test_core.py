@@ -313,6 +313,7 @@ def _kernel_args(kernel):
             args["c"] = z((KB, KH))
         args.update(Y=z((KT, KB, KH)), col=0)
         args.update(cache)
+        args["bounds"] = np.array([0, KB], np.intc)
         return args
     args = dict(X=X, W_ih=W_ih, W_hh=W_hh, nact=nact, reverse=False)
     if mode == "RNN":
@@ -323,6 +324,7 @@ def _kernel_args(kernel):
         args["dc"] = z((KB, KH))
     args.update(dX=z((KT * KB, KI)), accumulate_dx=False, dW_ih=z((GH, KI)),
                 dW_hh=z((GH, KH)), db_ih=z(GH), db_hh=z(GH))
+    args["bounds"] = np.array([0, KB], np.intc)
     return args
 
 
@@ -457,3 +459,44 @@ def test_layer_matches_reference_at_edge_sizes(mode, nonlinearity, size):
         assert_allclose(got, want, **tol)
     for name, p in layer.named_parameters():
         assert_allclose(p.grad, grads_r[name], err_msg=name, **tol)
+
+
+# ------------------------------------------------------------ the batch split across threads
+
+@pytest.mark.parametrize("mode", ["RNN", "LSTM", "GRU"])
+@pytest.mark.parametrize("lengths", [None, [9, 3, 7, 1, 9, 2, 5, 8, 4, 6, 9, 2]])
+def test_parallel_time_loop_equals_serial(mode, lengths, monkeypatch):
+    """Splitting the batch across threads (and the large products across row blocks)
+    changes no result beyond rounding."""
+    monkeypatch.setattr(_engine, "MIN_LOOP_FLOPS", 0)
+    T, B, I, H = 9, 12, 5, 7
+    rng = np.random.default_rng(3)
+    x = rng.standard_normal((T, B, I))
+    dy = rng.standard_normal((T, B, 2 * H))
+    results = []
+    flops = _core.parallel_min_flops()
+    try:
+        for threads, min_flops in ((1, flops), (3, 0)):
+            _engine.set_num_threads(threads)
+            _core.parallel_min_flops(min_flops)
+            layer = getattr(fastrnn, mode)(I, H, num_layers=2, bidirectional=True,
+                                           dtype=np.float64, seed=0)
+            y, state, backward = layer.forward_train(x, lengths=lengths)
+            dx, _ = backward(dy)
+            results.append((y, dx, [p.grad.copy() for p in layer.parameters()]))
+    finally:
+        _engine.set_num_threads(fastrnn._blas.available_cores())
+        _core.parallel_min_flops(flops)
+    (y1, dx1, g1), (y2, dx2, g2) = results
+    assert_allclose(y2, y1, rtol=1e-12, atol=1e-14)
+    assert_allclose(dx2, dx1, rtol=1e-12, atol=1e-14)
+    for a, b in zip(g2, g1):
+        assert_allclose(a, b, rtol=1e-12, atol=1e-13)
+
+
+def test_row_bounds_balance_active_steps():
+    nact = _engine.active_rows(np.array([10, 10, 9, 8, 2, 1, 1, 1]), 10, 8)
+    bounds = _engine.row_bounds(nact, 8, 64, 4)
+    assert bounds[0] == 0 and bounds[-1] == 8 and np.all(np.diff(bounds) >= 0)
+    if len(bounds) == 3:   # two threads available: the long rows do not all go to one part
+        assert bounds[1] <= 3
