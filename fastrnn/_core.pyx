@@ -55,7 +55,7 @@ from scipy.linalg.cython_blas cimport dgemm, sgemm
 # product.  Large products split the rows of their result across the threads; the time
 # loops split the batch (see row_bounds in fastrnn/_engine.py).
 cdef int _max_threads = 1
-cdef double _par_min_flops = 4e6
+cdef double _par_min_flops = 2e7
 
 
 def set_num_threads(int n):
@@ -119,6 +119,48 @@ cdef void pgemm(bint trans_a, bint trans_b, int m, int n, int k, floating alpha,
         gemm(trans_a, trans_b, r1 - r0, n, k, alpha,
              A + (r0 if trans_a else <long>r0 * lda), lda, B, ldb, beta,
              C + <long>r0 * ldc, ldc)
+
+
+# OpenBLAS multiplies small products (M*N*K below about 2**20 for float) with kernels that
+# skip packing the operands; a larger product packs the whole weight matrix on every call,
+# which for a per-step recurrent GEMM of a few rows costs more than the arithmetic.  So the
+# per-step products run in blocks of rows that stay under that size (results are the same
+# either way; only the speed depends on the BLAS).
+cdef double _small_mnk = 1048575
+
+
+def small_product_size(value=None):
+    """Get (and optionally set) the largest M*N*K of one per-step BLAS call; 0 disables the
+    blocking."""
+    global _small_mnk
+    if value is not None:
+        if not float(value) >= 0:
+            raise ValueError(f"value must be >= 0, got {value}")
+        _small_mnk = float(value)
+    return _small_mnk
+
+
+cdef inline void gemm_rows(bint trans_b, int m, int n, int k, const floating* A, int lda,
+                           const floating* B, int ldb, floating beta, floating* C,
+                           int ldc) noexcept nogil:
+    """C[:m] := A[:m] @ op(B) + beta * C[:m], in blocks of rows small enough for the BLAS's
+    unpacked small-matrix path (one call when not even four rows fit)."""
+    cdef double per_row = <double>n * k
+    cdef int blocks, rows, r
+    if m <= 0:
+        return
+    if per_row * 4 > _small_mnk:
+        gemm(False, trans_b, m, n, k, <floating>1, A, lda, B, ldb, beta, C, ldc)
+        return
+    blocks = <int>((m * per_row) // (_small_mnk + 1)) + 1        # ceil(m / rows that fit)
+    rows = (m + blocks - 1) // blocks                             # even blocks
+    r = 0
+    while r < m:
+        if rows > m - r:
+            rows = m - r
+        gemm(False, trans_b, rows, n, k, <floating>1, A + <long>r * lda, lda, B, ldb, beta,
+             C + <long>r * ldc, ldc)
+        r += rows
 
 
 cdef int _check_row_major(str name, Py_ssize_t rows, Py_ssize_t cols, Py_ssize_t row_stride,
@@ -367,11 +409,31 @@ cdef int _check_common(Py_ssize_t T, Py_ssize_t B, Py_ssize_t I, Py_ssize_t H, P
     return 0
 
 
+cdef const floating* _transposed_ptr(const floating[:, ::1] W_hh_t, Py_ssize_t H,
+                                     Py_ssize_t GH) except? NULL:
+    """Pointer to the optional transposed recurrent weight (H, G*H), or NULL when empty."""
+    if W_hh_t.shape[0] == 0:
+        return NULL
+    _check_shape("W_hh_t", tuple(W_hh_t.shape)[:2], (H, GH))
+    return &W_hh_t[0, 0]
+
+
 cdef int _check_cache(str name, floating[:, :, ::1] C, Py_ssize_t T, Py_ssize_t B,
                       Py_ssize_t H) except -1:
     if C.shape[0] != 0:
         _check_shape(name, tuple(C.shape)[:3], (T, B, H))
     return 0
+
+
+cdef inline void _step_product(int n, int GH, int H, const floating* h, const floating* W_hh,
+                               const floating* W_hh_t, floating beta,
+                               floating* out) noexcept nogil:
+    """out[:n] := h[:n] @ W_hh.T + beta * out[:n]: with the transposed copy W_hh_t (H, GH)
+    when given (a plain product, in blocks of rows), else from W_hh (GH, H)."""
+    if W_hh_t != NULL:
+        gemm_rows(False, n, GH, H, h, H, W_hh_t, GH, beta, out, GH)
+    else:
+        gemm(False, True, n, GH, H, <floating>1, h, H, W_hh, H, beta, out, GH)
 
 
 # ---------------------------------------------------------------------------------------
@@ -405,7 +467,8 @@ cdef inline Py_ssize_t _active(int nact_t, Py_ssize_t lo, Py_ssize_t hi) noexcep
 # Vanilla RNN:  h' = act(W_ih x + b_ih + W_hh h + b_hh),  act = tanh | relu
 # ---------------------------------------------------------------------------------------
 
-cdef void _rnn_forward_rows(const floating* W_hh, const int* nact, Py_ssize_t T,
+cdef void _rnn_forward_rows(const floating* W_hh, const floating* W_hh_t,
+                            const int* nact, Py_ssize_t T,
                             Py_ssize_t B, Py_ssize_t H, bint reverse, bint relu,
                             Py_ssize_t lo, Py_ssize_t hi, floating* g, floating* hs,
                             floating* y, Py_ssize_t ldy, floating* hp) noexcept nogil:
@@ -425,8 +488,7 @@ cdef void _rnn_forward_rows(const floating* W_hh, const int* nact, Py_ssize_t T,
         if hp != NULL:
             memcpy(hp + t * B * H, hs, rows * H * sizeof(floating))
         # 1. Gt[t] += h @ W_hh.T
-        gemm(False, True, <int>n, <int>H, <int>H, <floating>1, hs, <int>H, W_hh, <int>H,
-             <floating>1, gt, <int>H)
+        _step_product(<int>n, <int>H, <int>H, hs, W_hh, W_hh_t, <floating>1, gt)
         # 2.-3. h = act(Gt[t])
         _rnn_act(gt, n * H, relu)
         memcpy(hs, gt, n * H * sizeof(floating))
@@ -439,11 +501,13 @@ def rnn_forward(const floating[:, ::1] X, const floating[:, ::1] W_ih,
                 const floating[:, ::1] W_hh, floating[::1] b_ih, floating[::1] b_hh,
                 const int[::1] nact, bint reverse, bint relu,
                 floating[:, ::1] h, floating[:, :, ::1] Y, Py_ssize_t col,
-                floating[:, ::1] Gt, floating[:, :, ::1] Hp, const int[::1] bounds):
+                floating[:, ::1] Gt, floating[:, :, ::1] Hp, const int[::1] bounds,
+                const floating[:, ::1] W_hh_t):
     """RNN forward over a sequence.  Training when ``Hp`` has T rows, inference when 0.
 
     On exit ``Gt`` holds the activations h_t (the training cache) and ``h`` the final state.
-    The time loop runs on the row ranges of ``bounds`` in parallel.
+    The time loop runs on the row ranges of ``bounds`` in parallel; ``W_hh_t`` (H, G*H),
+    the transposed recurrent weight, makes each step a plain product (empty: not used).
     """
     cdef Py_ssize_t T = nact.shape[0], B = h.shape[0], H = h.shape[1], I = X.shape[1]
     cdef Py_ssize_t ldy = Y.shape[2], p, parts = bounds.shape[0] - 1
@@ -462,6 +526,7 @@ def rnn_forward(const floating[:, ::1] X, const floating[:, ::1] W_ih,
     cdef floating* y = &Y[0, 0, 0] + col
     cdef floating* hp = &Hp[0, 0, 0] if train else NULL
     cdef const floating* whh = &W_hh[0, 0]
+    cdef const floating* whh_t = _transposed_ptr(W_hh_t, H, W_hh.shape[0])
     cdef const int* na = &nact[0]
     cdef const int* bd = &bounds[0]
     with nogil:
@@ -471,10 +536,10 @@ def rnn_forward(const floating[:, ::1] X, const floating[:, ::1] W_ih,
         pgemm(False, True, <int>(T * B), <int>H, <int>I, <floating>1, &X[0, 0], <int>I,
              &W_ih[0, 0], <int>I, <floating>(1 if pb_ih != NULL else 0), g, <int>H)
         if parts == 1:
-            _rnn_forward_rows(whh, na, T, B, H, reverse, relu, 0, B, g, hs, y, ldy, hp)
+            _rnn_forward_rows(whh, whh_t, na, T, B, H, reverse, relu, 0, B, g, hs, y, ldy, hp)
         else:
             for p in prange(parts, num_threads=parts, schedule="static"):
-                _rnn_forward_rows(whh, na, T, B, H, reverse, relu, bd[p], bd[p + 1], g, hs,
+                _rnn_forward_rows(whh, whh_t, na, T, B, H, reverse, relu, bd[p], bd[p + 1], g, hs,
                                   y, ldy, hp)
 
 
@@ -497,8 +562,8 @@ cdef void _rnn_backward_rows(const floating* W_hh, const int* nact, Py_ssize_t T
         _rnn_grad(gt, dhs, n * H, relu)
         memset(gt + n * H, 0, (rows - n) * H * sizeof(floating))
         # 3. dh = dG[t] @ W_hh
-        gemm(False, False, <int>n, <int>H, <int>H, <floating>1, gt, <int>H, W_hh, <int>H,
-             <floating>0, dhs, <int>H)
+        gemm_rows(False, <int>n, <int>H, <int>H, gt, <int>H, W_hh, <int>H, <floating>0, dhs,
+                  <int>H)
 
 
 def rnn_backward(const floating[:, ::1] X, const floating[:, ::1] W_ih,
@@ -546,7 +611,8 @@ def rnn_backward(const floating[:, ::1] X, const floating[:, ::1] W_ih,
 # LSTM:  gates i f g o;  c' = f*c + i*g;  h' = o*tanh(c')
 # ---------------------------------------------------------------------------------------
 
-cdef void _lstm_forward_rows(const floating* W_hh, const int* nact, Py_ssize_t T,
+cdef void _lstm_forward_rows(const floating* W_hh, const floating* W_hh_t,
+                            const int* nact, Py_ssize_t T,
                              Py_ssize_t B, Py_ssize_t H, bint reverse, Py_ssize_t lo,
                              Py_ssize_t hi, floating* g, floating* hs, floating* cs,
                              floating* y, Py_ssize_t ldy, floating* hp, floating* cp) noexcept nogil:
@@ -569,8 +635,7 @@ cdef void _lstm_forward_rows(const floating* W_hh, const int* nact, Py_ssize_t T
             memcpy(hp + t * B * H, hs, rows * H * sizeof(floating))
             memcpy(cp + t * B * H, cs, rows * H * sizeof(floating))
         # 1. Gt[t] += h @ W_hh.T
-        gemm(False, True, <int>n, <int>GH, <int>H, <floating>1, hs, <int>H, W_hh, <int>H,
-             <floating>1, gt, <int>GH)
+        _step_product(<int>n, <int>GH, <int>H, hs, W_hh, W_hh_t, <floating>1, gt)
         # 2.-3. gates, c = f*c + i*g, h = o*tanh(c)
         _lstm_step(gt, hs, cs, n, H)
         # 4. Y[t] = h; zeros at padded steps
@@ -583,11 +648,12 @@ def lstm_forward(const floating[:, ::1] X, const floating[:, ::1] W_ih,
                  const int[::1] nact, bint reverse,
                  floating[:, ::1] h, floating[:, ::1] c, floating[:, :, ::1] Y, Py_ssize_t col,
                  floating[:, ::1] Gt, floating[:, :, ::1] Hp, floating[:, :, ::1] Cp,
-                 const int[::1] bounds):
+                 const int[::1] bounds, const floating[:, ::1] W_hh_t):
     """LSTM forward over a sequence.  Training when ``Hp``/``Cp`` have T rows, inference when 0.
 
     On exit ``Gt`` holds the gate activations (i, f, g, o) and ``h``, ``c`` the final state.
-    The time loop runs on the row ranges of ``bounds`` in parallel.
+    The time loop runs on the row ranges of ``bounds`` in parallel; ``W_hh_t`` (H, G*H),
+    the transposed recurrent weight, makes each step a plain product (empty: not used).
     """
     cdef Py_ssize_t T = nact.shape[0], B = h.shape[0], H = h.shape[1], I = X.shape[1]
     cdef Py_ssize_t ldy = Y.shape[2], GH = 4 * H, p, parts = bounds.shape[0] - 1
@@ -612,6 +678,7 @@ def lstm_forward(const floating[:, ::1] X, const floating[:, ::1] W_ih,
     cdef floating* hp = &Hp[0, 0, 0] if train else NULL
     cdef floating* cp = &Cp[0, 0, 0] if train else NULL
     cdef const floating* whh = &W_hh[0, 0]
+    cdef const floating* whh_t = _transposed_ptr(W_hh_t, H, W_hh.shape[0])
     cdef const int* na = &nact[0]
     cdef const int* bd = &bounds[0]
     with nogil:
@@ -621,10 +688,10 @@ def lstm_forward(const floating[:, ::1] X, const floating[:, ::1] W_ih,
         pgemm(False, True, <int>(T * B), <int>GH, <int>I, <floating>1, &X[0, 0], <int>I,
              &W_ih[0, 0], <int>I, <floating>(1 if pb_ih != NULL else 0), g, <int>GH)
         if parts == 1:
-            _lstm_forward_rows(whh, na, T, B, H, reverse, 0, B, g, hs, cs, y, ldy, hp, cp)
+            _lstm_forward_rows(whh, whh_t, na, T, B, H, reverse, 0, B, g, hs, cs, y, ldy, hp, cp)
         else:
             for p in prange(parts, num_threads=parts, schedule="static"):
-                _lstm_forward_rows(whh, na, T, B, H, reverse, bd[p], bd[p + 1], g, hs, cs, y,
+                _lstm_forward_rows(whh, whh_t, na, T, B, H, reverse, bd[p], bd[p + 1], g, hs, cs, y,
                                    ldy, hp, cp)
 
 
@@ -650,8 +717,8 @@ cdef void _lstm_backward_rows(const floating* W_hh, const int* nact, Py_ssize_t 
         _lstm_grad(gt, cp + t * B * H, dhs, dcs, n, H)
         memset(gt + n * GH, 0, (rows - n) * GH * sizeof(floating))
         # 3. dh = dG[t] @ W_hh
-        gemm(False, False, <int>n, <int>H, <int>GH, <floating>1, gt, <int>GH, W_hh, <int>H,
-             <floating>0, dhs, <int>H)
+        gemm_rows(False, <int>n, <int>H, <int>GH, gt, <int>GH, W_hh, <int>H, <floating>0,
+                  dhs, <int>H)
 
 
 def lstm_backward(const floating[:, ::1] X, const floating[:, ::1] W_ih,
@@ -704,7 +771,8 @@ def lstm_backward(const floating[:, ::1] X, const floating[:, ::1] W_ih,
 # GRU:  gates r z n;  n = tanh(W_in x + b_in + r*(W_hn h + b_hn));  h' = (1-z)*n + z*h
 # ---------------------------------------------------------------------------------------
 
-cdef void _gru_forward_rows(const floating* W_hh, const floating* b_hn, const int* nact,
+cdef void _gru_forward_rows(const floating* W_hh, const floating* W_hh_t,
+                            const floating* b_hn, const int* nact,
                             Py_ssize_t T, Py_ssize_t B, Py_ssize_t H, bint reverse,
                             Py_ssize_t lo, Py_ssize_t hi, floating* g, floating* gh,
                             floating* hs, floating* y, Py_ssize_t ldy, floating* hp,
@@ -727,8 +795,7 @@ cdef void _gru_forward_rows(const floating* W_hh, const floating* b_hn, const in
         if hp != NULL:
             memcpy(hp + t * B * H, hs, rows * H * sizeof(floating))
         # 1. Gh = h @ W_hh.T
-        gemm(False, True, <int>n, <int>GH, <int>H, <floating>1, hs, <int>H, W_hh, <int>H,
-             <floating>0, gh, <int>GH)
+        _step_product(<int>n, <int>GH, <int>H, hs, W_hh, W_hh_t, <floating>0, gh)
         # 2.-3. gates and h
         _gru_step(gt, gh, b_hn, hs, hn + t * B * H if hp != NULL else NULL, n, H)
         # 4. Y[t] = h; zeros at padded steps
@@ -741,11 +808,13 @@ def gru_forward(const floating[:, ::1] X, const floating[:, ::1] W_ih,
                 const int[::1] nact, bint reverse,
                 floating[:, ::1] h, floating[:, :, ::1] Y, Py_ssize_t col,
                 floating[:, ::1] Gt, floating[:, ::1] Gh,
-                floating[:, :, ::1] Hp, floating[:, :, ::1] Hn, const int[::1] bounds):
+                floating[:, :, ::1] Hp, floating[:, :, ::1] Hn, const int[::1] bounds,
+                const floating[:, ::1] W_hh_t):
     """GRU forward over a sequence.  Training when ``Hp``/``Hn`` have T rows, inference when 0.
 
     ``Gh`` (B, 3H) is per-step workspace.  On exit ``Gt`` holds the gates (r, z, n).
-    The time loop runs on the row ranges of ``bounds`` in parallel.
+    The time loop runs on the row ranges of ``bounds`` in parallel; ``W_hh_t`` (H, G*H),
+    the transposed recurrent weight, makes each step a plain product (empty: not used).
     """
     cdef Py_ssize_t T = nact.shape[0], B = h.shape[0], H = h.shape[1], I = X.shape[1]
     cdef Py_ssize_t ldy = Y.shape[2], GH = 3 * H, p, parts = bounds.shape[0] - 1
@@ -771,6 +840,7 @@ def gru_forward(const floating[:, ::1] X, const floating[:, ::1] W_ih,
     cdef floating* hn = &Hn[0, 0, 0] if train else NULL
     cdef const floating* b_hn = pb_hh + 2 * H if pb_hh != NULL else NULL
     cdef const floating* whh = &W_hh[0, 0]
+    cdef const floating* whh_t = _transposed_ptr(W_hh_t, H, W_hh.shape[0])
     cdef const int* na = &nact[0]
     cdef const int* bd = &bounds[0]
     with nogil:
@@ -780,11 +850,11 @@ def gru_forward(const floating[:, ::1] X, const floating[:, ::1] W_ih,
         pgemm(False, True, <int>(T * B), <int>GH, <int>I, <floating>1, &X[0, 0], <int>I,
              &W_ih[0, 0], <int>I, <floating>(1 if pb_ih != NULL else 0), g, <int>GH)
         if parts == 1:
-            _gru_forward_rows(whh, b_hn, na, T, B, H, reverse, 0, B, g, gh, hs, y, ldy, hp,
+            _gru_forward_rows(whh, whh_t, b_hn, na, T, B, H, reverse, 0, B, g, gh, hs, y, ldy, hp,
                               hn)
         else:
             for p in prange(parts, num_threads=parts, schedule="static"):
-                _gru_forward_rows(whh, b_hn, na, T, B, H, reverse, bd[p], bd[p + 1], g, gh,
+                _gru_forward_rows(whh, whh_t, b_hn, na, T, B, H, reverse, bd[p], bd[p + 1], g, gh,
                                   hs, y, ldy, hp, hn)
 
 
@@ -812,8 +882,8 @@ cdef void _gru_backward_rows(const floating* W_hh, const int* nact, Py_ssize_t T
         memset(gt + n * GH, 0, (rows - n) * GH * sizeof(floating))
         memset(hn + t * B * H + n * H, 0, (rows - n) * H * sizeof(floating))
         # 3. dh += dGh @ W_hh
-        gemm(False, False, <int>n, <int>H, <int>GH, <floating>1, dgh, <int>GH, W_hh, <int>H,
-             <floating>1, dhs, <int>H)
+        gemm_rows(False, <int>n, <int>H, <int>GH, dgh, <int>GH, W_hh, <int>H, <floating>1,
+                  dhs, <int>H)
 
 
 def gru_backward(const floating[:, ::1] X, const floating[:, ::1] W_ih,

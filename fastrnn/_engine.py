@@ -28,7 +28,7 @@ def active_rows(sorted_lengths: np.ndarray | None, steps: int, batch: int) -> np
 # Parallel time loops: the batch is split into at most `get_num_threads()` row ranges of
 # at least MIN_ROWS rows, when the loop has enough work to repay starting the threads.
 MIN_ROWS = 4
-MIN_LOOP_FLOPS = 1e6
+MIN_LOOP_FLOPS = 2e7
 
 
 def set_num_threads(n: int) -> None:
@@ -62,6 +62,9 @@ def row_bounds(nact: np.ndarray, batch: int, hidden: int, gates: int) -> np.ndar
     return np.concatenate(([0], cuts, [batch])).astype(np.intc)
 
 
+_EMPTY2 = {np.dtype(t).char: np.empty((0, 0), t) for t in (np.float32, np.float64)}
+
+
 def _cache_array(train: bool, shape: tuple[int, int, int], dtype) -> np.ndarray:
     return np.empty(shape if train else (0,) + shape[1:], dtype)
 
@@ -74,17 +77,20 @@ def run_forward(mode, relu, X, weights, nact, reverse, h, c, Y, col, train):
     dt = X.dtype
     Gt = np.empty((T * B, GATES[mode] * H), dt)
     bounds = row_bounds(nact, B, H, GATES[mode])
+    # with several rows, each step multiplies by W_hh.T as a plain product (see gemm_rows)
+    W_hh_t = np.ascontiguousarray(weights[1].T) if B > 1 else _EMPTY2[dt.char]
     Hp = _cache_array(train, (T, B, H), dt)
     if mode == "LSTM":
         Cp = _cache_array(train, (T, B, H), dt)
-        _core.lstm_forward(X, *weights, nact, reverse, h, c, Y, col, Gt, Hp, Cp, bounds)
+        _core.lstm_forward(X, *weights, nact, reverse, h, c, Y, col, Gt, Hp, Cp, bounds,
+                           W_hh_t)
         return (Gt, Hp, Cp, bounds) if train else None
     if mode == "GRU":
         Hn = _cache_array(train, (T, B, H), dt)
         Gh = np.empty((B, 3 * H), dt)
-        _core.gru_forward(X, *weights, nact, reverse, h, Y, col, Gt, Gh, Hp, Hn, bounds)
+        _core.gru_forward(X, *weights, nact, reverse, h, Y, col, Gt, Gh, Hp, Hn, bounds, W_hh_t)
         return (Gt, Gh, Hp, Hn, bounds) if train else None
-    _core.rnn_forward(X, *weights, nact, reverse, relu, h, Y, col, Gt, Hp, bounds)
+    _core.rnn_forward(X, *weights, nact, reverse, relu, h, Y, col, Gt, Hp, bounds, W_hh_t)
     return (Gt, Hp, bounds) if train else None
 
 

@@ -314,6 +314,7 @@ def _kernel_args(kernel):
         args.update(Y=z((KT, KB, KH)), col=0)
         args.update(cache)
         args["bounds"] = np.array([0, KB], np.intc)
+        args["W_hh_t"] = np.ascontiguousarray(W_hh.T)
         return args
     args = dict(X=X, W_ih=W_ih, W_hh=W_hh, nact=nact, reverse=False)
     if mode == "RNN":
