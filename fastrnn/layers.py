@@ -1,5 +1,6 @@
-"""Recurrent sequence layers: RNN, LSTM, GRU with stacking, two directions, variable
-lengths and batch_first, PyTorch's parameter names and semantics."""
+"""Layers: the recurrent sequence layers RNN, LSTM, GRU (stacking, two directions,
+variable lengths, batch_first; PyTorch's parameter names and semantics), and the dense
+``Linear`` readout and ``Embedding`` lookup that models build around them."""
 
 from __future__ import annotations
 
@@ -7,13 +8,13 @@ import warnings
 
 import numpy as np
 
-from . import _engine
+from . import _core, _engine
 from ._validate import (as_dtype, float_array, lengths_array, positive_int, probability,
                         seed_value, state_arrays)
 from .cells import init_parameters, weight_tuple
 from .module import Module
 
-__all__ = ["RNN", "LSTM", "GRU"]
+__all__ = ["RNN", "LSTM", "GRU", "Linear", "Embedding"]
 
 
 def _take_rows(a, index):
@@ -67,7 +68,7 @@ class _RNNBase(Module):
 
     # -- the one shared path of RNN, LSTM and GRU ---------------------------------------
 
-    def _run(self, x, state0, lengths, train: bool):
+    def _run(self, x, state0, lengths, train: bool, state_name: str = "state0"):
         lstm = self.mode == "LSTM"
         x = float_array(x, "x", self.dtype, 3)
         if self.batch_first:
@@ -79,7 +80,7 @@ class _RNNBase(Module):
             raise ValueError(f"x must have at least one time step and one batch row, "
                              f"got shape {x.shape}")
         H, LD = self.hidden_size, self.num_layers * self.num_directions
-        h, c = state_arrays(state0, lstm, (LD, B, H), self.dtype, "state0")
+        h, c = state_arrays(state0, lstm, (LD, B, H), self.dtype, state_name)
         order = inverse = sorted_lengths = None
         if lengths is not None:
             lengths = lengths_array(lengths, B, T)
@@ -91,6 +92,10 @@ class _RNNBase(Module):
                 inverse = np.argsort(order)
                 sorted_lengths = lengths[order]
                 x, h, c = (_take_rows(a, order) for a in (x, h, c))
+        if sorted_lengths is not None and sorted_lengths[-1] < T:
+            # padded steps read as zeros: their values (even nan) must reach no gradient
+            padded = np.arange(T)[:, None] >= sorted_lengths[None, :]
+            x = np.where(padded[:, :, None], x.dtype.type(0), x)
         x = np.ascontiguousarray(x)
         nact = _engine.active_rows(sorted_lengths, T, B)
         weights = self._weights()
@@ -199,7 +204,7 @@ class RNN(_RNNBase):
     mode = "RNN"
 
     def __call__(self, x, h0=None, lengths=None):
-        return self._run(x, h0, lengths, train=False)
+        return self._run(x, h0, lengths, train=False, state_name="h0")
 
     def extra_repr(self) -> str:
         s = super().extra_repr()
@@ -267,4 +272,152 @@ class GRU(_RNNBase):
                          bidirectional, dtype, seed)
 
     def __call__(self, x, h0=None, lengths=None):
-        return self._run(x, h0, lengths, train=False)
+        return self._run(x, h0, lengths, train=False, state_name="h0")
+
+
+# ---------------------------------------------------------------------------------------
+# Feed-forward building blocks: the readout and the token embedding
+# ---------------------------------------------------------------------------------------
+
+class Linear(Module):
+    r"""Dense layer ``y = x @ weight.T + bias`` over the last axis (PyTorch's ``nn.Linear``).
+
+    ``weight`` (out_features, in_features) and ``bias`` (out_features,) are drawn from
+    uniform(-1/sqrt(in_features), 1/sqrt(in_features)).  ``x`` (..., in_features) gives
+    (..., out_features).  The products go through the same BLAS as the recurrent kernels.
+
+    >>> import numpy as np, fastrnn
+    >>> fastrnn.Linear(4, 2, seed=0)(np.ones((3, 4), np.float32)).shape
+    (3, 2)
+    """
+
+    def __init__(self, in_features: int, out_features: int, bias: bool = True,
+                 dtype=np.float32, seed: int | None = None):
+        super().__init__()
+        self.in_features = positive_int(in_features, "in_features")
+        self.out_features = positive_int(out_features, "out_features")
+        self.dtype = as_dtype(dtype)
+        rng = np.random.default_rng(seed_value(seed))
+        k = 1.0 / np.sqrt(self.in_features)
+        self.weight = self._register(
+            "weight", rng.uniform(-k, k, (self.out_features, self.in_features)).astype(self.dtype))
+        self.bias = (self._register("bias", rng.uniform(-k, k, self.out_features)
+                                    .astype(self.dtype)) if bias else None)
+
+    def _input(self, x):
+        a = float_array(x, "x", self.dtype, tuple(range(33)))
+        if np.ndim(x) == 0:               # (ascontiguousarray makes a 0-D array 1-D)
+            raise ValueError(f"x must be at least 1-D (..., in_features={self.in_features}), "
+                             f"got a 0-D array")
+        if a.shape[-1] != self.in_features:
+            raise ValueError(f"x.shape[-1] must equal in_features={self.in_features}, "
+                             f"got {a.shape[-1]}")
+        return a
+
+    def _forward(self, x):
+        X = x.reshape(-1, self.in_features)
+        Y = np.empty((X.shape[0], self.out_features), self.dtype)
+        if self.bias is not None:
+            Y[...] = self.bias.data
+        # Y = X @ W.T (+ b)
+        _core.blas_gemm(X, self.weight.data, Y, False, True, 1.0,
+                        1.0 if self.bias is not None else 0.0)
+        return X, Y.reshape(x.shape[:-1] + (self.out_features,))
+
+    def __call__(self, x):
+        return self._forward(self._input(x))[1]
+
+    def forward_train(self, x):
+        """Returns ``(y, backward)``; ``backward(dy)`` adds into ``weight.grad`` (and
+        ``bias.grad``) and returns ``dx``."""
+        x = self._input(x)
+        X, y = self._forward(x)
+
+        def backward(dy):
+            dY = float_array(dy, "dy", self.dtype, y.ndim)
+            if dY.shape != y.shape:
+                raise ValueError(f"dy must have the shape of y, {y.shape}, got {dY.shape}")
+            dY = dY.reshape(-1, self.out_features)
+            # dW += dY.T @ X ;  db += dY.sum(0) ;  dX = dY @ W
+            _core.blas_gemm(dY, X, self.weight.grad, True, False, 1.0, 1.0)
+            if self.bias is not None:
+                self.bias.grad += dY.sum(axis=0)
+            dX = np.empty_like(X)
+            _core.blas_gemm(dY, self.weight.data, dX, False, False, 1.0, 0.0)
+            return dX.reshape(x.shape)
+
+        return y, backward
+
+    def extra_repr(self) -> str:
+        return (f"{self.in_features}, {self.out_features}"
+                + (", bias=False" if self.bias is None else "") + f", dtype={self.dtype.name}")
+
+
+class Embedding(Module):
+    r"""Lookup table of token vectors: ``y[...] = weight[tokens[...]]`` (PyTorch's
+    ``nn.Embedding``).
+
+    ``weight`` (num_embeddings, embedding_dim) is drawn from N(0, 1); the row of
+    ``padding_idx`` (if given) is zero and gets no gradient.  ``tokens`` is an integer
+    array of any shape; the result has one more axis of size ``embedding_dim``.
+
+    >>> import numpy as np, fastrnn
+    >>> fastrnn.Embedding(10, 3, seed=0)(np.array([[1, 2], [3, 4]])).shape
+    (2, 2, 3)
+    """
+
+    def __init__(self, num_embeddings: int, embedding_dim: int,
+                 padding_idx: int | None = None, dtype=np.float32, seed: int | None = None):
+        super().__init__()
+        self.num_embeddings = positive_int(num_embeddings, "num_embeddings")
+        self.embedding_dim = positive_int(embedding_dim, "embedding_dim")
+        if padding_idx is not None:
+            if not -self.num_embeddings <= int(padding_idx) < self.num_embeddings:
+                raise ValueError(f"padding_idx must be in [-{self.num_embeddings}, "
+                                 f"{self.num_embeddings}), got {padding_idx}")
+            padding_idx = int(padding_idx) % self.num_embeddings
+        self.padding_idx = padding_idx
+        self.dtype = as_dtype(dtype)
+        rng = np.random.default_rng(seed_value(seed))
+        w = rng.standard_normal((self.num_embeddings, self.embedding_dim)).astype(self.dtype)
+        if padding_idx is not None:
+            w[padding_idx] = 0
+        self.weight = self._register("weight", w)
+
+    def _tokens(self, tokens) -> np.ndarray:
+        t = np.asarray(tokens)
+        if t.dtype.kind not in "iu":
+            raise TypeError(f"tokens must be integers, got dtype {t.dtype}")
+        if t.size and (t.min() < 0 or t.max() >= self.num_embeddings):
+            raise ValueError(f"tokens must lie in [0, {self.num_embeddings}), "
+                             f"got values in [{t.min()}, {t.max()}]")
+        return t
+
+    def __call__(self, tokens):
+        return self.weight.data[self._tokens(tokens)]
+
+    def forward_train(self, tokens):
+        """Returns ``(y, backward)``; ``backward(dy)`` adds into ``weight.grad`` and
+        returns None (token inputs have no gradient)."""
+        t = self._tokens(tokens)
+        y = self.weight.data[t]
+
+        def backward(dy):
+            dy = float_array(dy, "dy", self.dtype, y.ndim)
+            if dy.shape != y.shape:
+                raise ValueError(f"dy must have the shape of y, {y.shape}, got {dy.shape}")
+            flat = t.reshape(-1)
+            rows = dy.reshape(-1, self.embedding_dim)
+            if self.padding_idx is not None:
+                keep = flat != self.padding_idx
+                flat, rows = flat[keep], rows[keep]
+            np.add.at(self.weight.grad, flat, rows)
+            return None
+
+        return y, backward
+
+    def extra_repr(self) -> str:
+        s = f"{self.num_embeddings}, {self.embedding_dim}"
+        if self.padding_idx is not None:
+            s += f", padding_idx={self.padding_idx}"
+        return s + f", dtype={self.dtype.name}"

@@ -650,3 +650,33 @@ def test_repr():
 def test_dropout_with_one_layer_warns():
     with pytest.warns(UserWarning, match="dropout"):
         make("GRU", dropout=0.5)
+
+
+@pytest.mark.parametrize("mode", ["RNN", "LSTM", "GRU"])
+@pytest.mark.parametrize("batch_first", [False, True])
+def test_padding_values_never_reach_outputs_or_gradients(mode, batch_first):
+    """Whatever sits in the padded steps (nan, inf, huge) changes nothing."""
+    layer = getattr(fastrnn, mode)(3, 4, num_layers=2, bidirectional=True,
+                                   batch_first=batch_first, dtype=np.float64, seed=0)
+    rng = np.random.default_rng(0)
+    T, B = 6, 3
+    lengths = np.array([6, 2, 4])
+    x = rng.standard_normal((T, B, 3))
+    dy = rng.standard_normal((T, B, 8))
+    results = []
+    for fill in (0.0, np.nan, np.inf, 1e30):
+        xf = x.copy()
+        for b, n in enumerate(lengths):
+            xf[n:, b] = fill
+        xin = xf.transpose(1, 0, 2) if batch_first else xf
+        dyin = dy.transpose(1, 0, 2) if batch_first else dy
+        layer.zero_grad()
+        y, state, backward = layer.forward_train(xin, lengths=lengths)
+        dx, _ = backward(dyin)
+        results.append((y, [p.grad.copy() for p in layer.parameters()], dx))
+    y0, g0, dx0 = results[0]
+    for y, g, dx in results[1:]:
+        np.testing.assert_array_equal(y, y0)
+        np.testing.assert_array_equal(dx, dx0)
+        for a, b in zip(g, g0):
+            np.testing.assert_array_equal(a, b)

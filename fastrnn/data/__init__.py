@@ -1,0 +1,145 @@
+"""Bundled data sets and generators of synthetic sequence tasks.
+
+* :func:`load_digits` -- the 8x8 handwritten digits (UCI "Optical Recognition of
+  Handwritten Digits", test part, 1797 images; see ``README.md`` beside this file), read
+  by a recurrent network one 8-pixel row per time step.
+* :func:`load_text` -- a public-domain English text (the Book of Genesis, King James
+  Version, about 200 kB) for character-level language models.
+* :func:`adding_problem`, :func:`sine_waves`, :func:`copy_task` -- classic synthetic
+  benchmarks of memory over time, generated from a seed.
+"""
+
+from __future__ import annotations
+
+import gzip
+from importlib import resources
+
+import numpy as np
+
+from .._validate import positive_int, seed_value
+
+__all__ = ["load_digits", "load_text", "CharVocab", "char_windows", "train_test_split", "adding_problem", "sine_waves", "copy_task"]
+
+
+def load_digits(dtype=np.float32):
+    """``(images, labels)``: images (1797, 8, 8) scaled to [0, 1], labels (1797,) in 0..9.
+
+    Read row by row, an image is a sequence of 8 steps of 8 features.
+    """
+    with resources.files(__package__).joinpath("digits.csv.gz").open("rb") as raw:
+        table = np.loadtxt(gzip.open(raw), delimiter=",", dtype=np.int64)
+    images = (table[:, :64] / 16.0).astype(dtype).reshape(-1, 8, 8)
+    return images, table[:, 64].copy()
+
+
+def load_text() -> str:
+    """The bundled English text (Genesis, King James Version) as one string."""
+    return resources.files(__package__).joinpath("genesis.txt").read_text(encoding="utf-8")
+
+
+class CharVocab:
+    """The characters of a text as tokens 0..size-1 (sorted, so the mapping is stable)."""
+
+    def __init__(self, text: str):
+        if not text:
+            raise ValueError("text must not be empty")
+        self.chars = sorted(set(text))
+        self._index = {c: i for i, c in enumerate(self.chars)}
+
+    @property
+    def size(self) -> int:
+        return len(self.chars)
+
+    def encode(self, text: str) -> np.ndarray:
+        try:
+            return np.fromiter((self._index[c] for c in text), dtype=np.int64, count=len(text))
+        except KeyError as err:
+            raise ValueError(f"character {err.args[0]!r} is not in the vocabulary") from None
+
+    def decode(self, tokens) -> str:
+        return "".join(self.chars[int(t)] for t in np.asarray(tokens).reshape(-1))
+
+
+def char_windows(tokens: np.ndarray, length: int, step: int | None = None):
+    """Inputs and next-token targets of a language model: windows ``x[i] =
+    tokens[s:s+length]``, ``y[i] = tokens[s+1:s+length+1]`` at starts ``s`` every ``step``
+    (default ``length``).  Returns ``(x, y)`` of shape (n, length)."""
+    length = positive_int(length, "length")
+    step = positive_int(step or length, "step")
+    tokens = np.asarray(tokens)
+    starts = np.arange(0, len(tokens) - length - 1 + 1, step)
+    if starts.size == 0:
+        raise ValueError(f"tokens must hold more than length={length} items")
+    idx = starts[:, None] + np.arange(length)[None, :]
+    return tokens[idx], tokens[idx + 1]
+
+
+def train_test_split(*arrays, test_fraction: float = 0.2, seed: int | None = 0):
+    """Split arrays (same first axis) into a shuffled train and test part:
+    ``a_train, a_test, b_train, b_test, ...``."""
+    if not arrays:
+        raise ValueError("train_test_split needs at least one array")
+    n = len(arrays[0])
+    if any(len(a) != n for a in arrays):
+        raise ValueError("all arrays must have the same length")
+    if not 0 < test_fraction < 1:
+        raise ValueError(f"test_fraction must be in (0, 1), got {test_fraction}")
+    order = np.random.default_rng(seed_value(seed)).permutation(n)
+    n_test = max(1, int(round(n * test_fraction)))
+    test, train = order[:n_test], order[n_test:]
+    out = []
+    for a in arrays:
+        a = np.asarray(a)
+        out += [a[train], a[test]]
+    return out
+
+
+def adding_problem(n: int, steps: int, seed: int | None = None, dtype=np.float32):
+    """The adding problem (Hochreiter & Schmidhuber): ``x`` (n, steps, 2) holds random
+    values in [0, 1) and a marker channel with exactly two ones, one in each half; the
+    target ``y`` (n, 1) is the sum of the two marked values.  Predicting the mean (1.0)
+    gives an MSE of about 0.167."""
+    n, steps = positive_int(n, "n"), positive_int(steps, "steps")
+    if steps < 2:
+        raise ValueError(f"steps must be >= 2, got {steps}")
+    rng = np.random.default_rng(seed_value(seed))
+    values = rng.random((n, steps))
+    half = steps // 2
+    first = rng.integers(0, half, n)
+    second = rng.integers(half, steps, n)
+    marks = np.zeros((n, steps))
+    marks[np.arange(n), first] = 1
+    marks[np.arange(n), second] = 1
+    x = np.stack([values, marks], axis=-1).astype(dtype)
+    y = (values[np.arange(n), first] + values[np.arange(n), second])[:, None].astype(dtype)
+    return x, y
+
+
+def sine_waves(n: int, steps: int, components: int = 1, noise: float = 0.0,
+               seed: int | None = None, dtype=np.float32):
+    """Next-step forecasting of sums of sines with random frequency and phase:
+    ``x`` (n, steps, 1) the signal, ``y`` (n, steps, 1) the signal one step later."""
+    n, steps = positive_int(n, "n"), positive_int(steps, "steps")
+    components = positive_int(components, "components")
+    rng = np.random.default_rng(seed_value(seed))
+    t = np.arange(steps + 1)[None, :, None]
+    freq = rng.uniform(0.02, 0.2, (n, 1, components))
+    phase = rng.uniform(0, 2 * np.pi, (n, 1, components))
+    amp = rng.uniform(0.5, 1.0, (n, 1, components)) / components
+    s = (amp * np.sin(2 * np.pi * freq * t + phase)).sum(-1)
+    if noise:
+        s = s + noise * rng.standard_normal(s.shape)
+    s = s[..., None].astype(dtype)
+    return s[:, :-1], s[:, 1:]
+
+
+def copy_task(n: int, length: int, vocab: int, seed: int | None = None, reverse: bool = False):
+    """Sequences of tokens 1..vocab-1 to copy (or reverse); token 0 is left free as the
+    decoder's start token.  Returns ``(src, tgt)``, both (n, length) int64."""
+    n, length, vocab = positive_int(n, "n"), positive_int(length, "length"), \
+        positive_int(vocab, "vocab")
+    if vocab < 2:
+        raise ValueError(f"vocab must be >= 2, got {vocab}")
+    rng = np.random.default_rng(seed_value(seed))
+    src = rng.integers(1, vocab, (n, length))
+    return src, (src[:, ::-1].copy() if reverse else src.copy())

@@ -1,0 +1,144 @@
+"""Sequence heads: what a recurrent network's outputs become.
+
+A head owns the readout ``y_t = W_hy h_t + b_y`` (a :class:`~fastrnn.layers.Linear`) and
+decides where it is read:
+
+* :class:`ManyToMany`  -- at every time step (tagging, forecasting, language models);
+* :class:`ManyToOne`   -- once, after the last valid step of each sequence
+  (classification, e.g. an image read one row at a time);
+* :class:`OneToMany`   -- at every step, and at inference the prediction of each step is
+  fed back as the next input (generation from a seed);
+the encoder-decoder (many-to-many with a delay) is a model of its own,
+:class:`fastrnn.model.Seq2Seq`, whose decoder uses a :class:`ManyToMany` head.
+
+Heads see the recurrent layer's outputs in its own layout (time-major unless the layer
+is ``batch_first``).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from .layers import Linear
+from .module import Module
+
+__all__ = ["Head", "ManyToMany", "ManyToOne", "OneToMany", "sample_logits"]
+
+
+class Head(Module):
+    """Base class: ``forward_train(y, state, lengths) -> (out, backward)`` with
+    ``backward(dout) -> (dy, dstate)``; ``__call__(y, state, lengths) -> out``."""
+
+    per_step = True
+
+    def __init__(self, in_features: int, out_features: int, dtype=np.float32,
+                 seed: int | None = None):
+        super().__init__()
+        self.readout = self._add_module("readout", Linear(in_features, out_features,
+                                                          dtype=dtype, seed=seed))
+
+    @property
+    def in_features(self) -> int:
+        return self.readout.in_features
+
+    @property
+    def out_features(self) -> int:
+        return self.readout.out_features
+
+    def config(self) -> dict:
+        return {"type": type(self).__name__, "in_features": self.in_features,
+                "out_features": self.out_features}
+
+    def extra_repr(self) -> str:
+        return f"{self.in_features}, {self.out_features}"
+
+
+class ManyToMany(Head):
+    """A readout at every time step: ``out[t] = W_hy y[t] + b_y``, shape (T, B, C) (or
+    (B, T, C) for a batch_first layer).  With lengths, padded steps are masked out of the
+    loss by the model."""
+
+    per_step = True
+
+    def __call__(self, y, state, lengths=None):
+        return self.readout(y)
+
+    def forward_train(self, y, state, lengths=None):
+        out, backward_readout = self.readout.forward_train(y)
+
+        def backward(dout):
+            return backward_readout(dout), None
+
+        return out, backward
+
+
+class OneToMany(ManyToMany):
+    """A many-to-many readout whose predictions are fed back as inputs when generating
+    (see :meth:`fastrnn.model.SequenceModel.generate`)."""
+
+
+def _last_layer_h(state):
+    return state[0] if isinstance(state, tuple) else state
+
+
+class ManyToOne(Head):
+    """One readout per sequence, from its last valid step: ``out = W_hy f + b_y``, shape
+    (B, C).
+
+    ``f`` is the last layer's final state: the forward direction's state at step
+    ``lengths[b] - 1`` and, for a bidirectional layer, the backward direction's state after
+    step 0 (its output at the first step), concatenated as PyTorch users do with
+    ``torch.cat([h_n[-2], h_n[-1]], 1)``.
+    """
+
+    per_step = False
+
+    def __init__(self, in_features: int, out_features: int, num_directions: int = 1,
+                 dtype=np.float32, seed: int | None = None):
+        if num_directions not in (1, 2):
+            raise ValueError(f"num_directions must be 1 or 2, got {num_directions}")
+        self.num_directions = num_directions
+        super().__init__(in_features, out_features, dtype, seed)
+
+    def config(self) -> dict:
+        return {**super().config(), "num_directions": self.num_directions}
+
+    def features(self, state) -> np.ndarray:
+        h = _last_layer_h(state)                       # (L*D, B, H)
+        D = self.num_directions
+        return np.concatenate(list(h[-D:]), axis=1) if D == 2 else h[-1]
+
+    def __call__(self, y, state, lengths=None):
+        return self.readout(self.features(state))
+
+    def forward_train(self, y, state, lengths=None):
+        h = _last_layer_h(state)
+        out, backward_readout = self.readout.forward_train(self.features(state))
+        D, H = self.num_directions, h.shape[2]
+
+        def backward(dout):
+            dfeat = backward_readout(dout)
+            dh = np.zeros_like(h)
+            for d in range(D):
+                dh[h.shape[0] - D + d] = dfeat[:, d * H:(d + 1) * H]
+            dstate = (dh, np.zeros_like(dh)) if isinstance(state, tuple) else dh
+            return np.zeros_like(y), dstate
+
+        return out, backward
+
+
+def sample_logits(logits: np.ndarray, rng: np.random.Generator, temperature: float = 1.0,
+                  top_k: int | None = None) -> np.ndarray:
+    """Draw one class per row of ``logits`` (B, C) from ``softmax(logits / temperature)``,
+    restricted to the ``top_k`` most likely classes if given; temperature 0 is argmax."""
+    if temperature == 0:
+        return logits.argmax(axis=-1)
+    z = logits.astype(np.float64) / temperature
+    if top_k is not None and top_k < z.shape[-1]:
+        kth = np.partition(z, -top_k, axis=-1)[:, -top_k][:, None]
+        z = np.where(z < kth, -np.inf, z)
+    z -= z.max(axis=-1, keepdims=True)
+    p = np.exp(z)
+    p /= p.sum(axis=-1, keepdims=True)
+    u = rng.random((z.shape[0], 1))
+    return np.minimum((p.cumsum(axis=-1) < u).sum(axis=-1), z.shape[-1] - 1)

@@ -1,0 +1,172 @@
+"""Losses.  Each returns ``(loss, grad)``: the scalar loss and its gradient with respect to
+the predictions, so a model's backward pass starts from ``grad``.
+
+Masks select the entries that count (padded time steps do not); every loss is a mean over
+the entries that count.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from ._validate import float_array
+
+__all__ = ["softmax_cross_entropy", "mse", "bce_with_logits", "log_softmax", "softmax",
+           "CrossEntropyLoss", "MSELoss", "BCEWithLogitsLoss", "get_loss"]
+
+
+def log_softmax(logits: np.ndarray, axis: int = -1) -> np.ndarray:
+    """``log(softmax(logits))`` computed stably: ``z - max(z) - log(sum(exp(z - max(z))))``."""
+    z = logits - logits.max(axis=axis, keepdims=True)
+    return z - np.log(np.exp(z).sum(axis=axis, keepdims=True))
+
+
+def softmax(logits: np.ndarray, axis: int = -1) -> np.ndarray:
+    """``exp(z - max z) / sum(exp(z - max z))`` along ``axis``."""
+    e = np.exp(logits - logits.max(axis=axis, keepdims=True))
+    return e / e.sum(axis=axis, keepdims=True)
+
+
+def _mask_array(mask, shape: tuple[int, ...]) -> np.ndarray | None:
+    if mask is None:
+        return None
+    m = np.asarray(mask)
+    if m.dtype.kind not in "biuf":
+        raise TypeError(f"mask must be boolean, got dtype {m.dtype}")
+    if m.shape != shape:
+        raise ValueError(f"mask must have shape {shape}, got {m.shape}")
+    return m.astype(bool, copy=False)
+
+
+def softmax_cross_entropy(logits, targets, mask=None, ignore_index: int = -100):
+    """Mean cross-entropy of ``softmax(logits)`` against integer class ``targets``.
+
+    ``logits`` (..., C); ``targets`` (...) ints in [0, C) or ``ignore_index``; ``mask``
+    (...) boolean, False entries ignored.  ``loss = -mean(log_softmax(logits)[target])``
+    over the entries that count; ``grad = (softmax(logits) - onehot(target)) / count``
+    (zero where ignored).  With nothing to count the loss is 0.
+    """
+    logits = np.asarray(logits)
+    if logits.dtype.kind != "f":
+        raise TypeError(f"logits must be floating, got dtype {logits.dtype}")
+    if logits.ndim < 1:
+        raise ValueError("logits must have a class axis")
+    C = logits.shape[-1]
+    t = np.asarray(targets)
+    if t.dtype.kind not in "iu":
+        raise TypeError(f"targets must hold integer class indices, got dtype {t.dtype}")
+    if t.shape != logits.shape[:-1]:
+        raise ValueError(f"targets must have shape {logits.shape[:-1]} (logits without the "
+                         f"class axis), got {t.shape}")
+    valid = t != ignore_index
+    m = _mask_array(mask, t.shape)
+    if m is not None:
+        valid &= m
+    if np.any(valid & ((t < 0) | (t >= C))):
+        raise ValueError(f"targets must lie in [0, {C}) (or equal ignore_index="
+                         f"{ignore_index}), got values in [{t[valid].min()}, {t[valid].max()}]")
+    count = int(valid.sum())
+    logp = log_softmax(logits)
+    safe_t = np.where(valid, t, 0)[..., None]
+    picked = np.take_along_axis(logp, safe_t, axis=-1)[..., 0]
+    loss = -float(picked[valid].sum()) / max(count, 1)
+    grad = np.exp(logp)
+    np.put_along_axis(grad, safe_t, np.take_along_axis(grad, safe_t, axis=-1) - 1, axis=-1)
+    grad *= (valid / max(count, 1))[..., None].astype(grad.dtype)
+    return loss, grad
+
+
+def _pair(pred, target, name="pred"):
+    pred = np.asarray(pred)
+    if pred.dtype.kind != "f":
+        raise TypeError(f"{name} must be floating, got dtype {pred.dtype}")
+    target = float_array(target, "target", pred.dtype, pred.ndim)
+    if target.shape != pred.shape:
+        raise ValueError(f"target must have the shape of {name}, {pred.shape}, "
+                         f"got {target.shape}")
+    return pred, target
+
+
+def _masked_mean(elementwise: np.ndarray, mask, d_elementwise: np.ndarray):
+    """Mean of ``elementwise`` over the masked entries (a mask of the leading axes
+    broadcasts over the trailing ones) and the matching gradient."""
+    if mask is None:
+        n = elementwise.size
+        return float(elementwise.sum()) / max(n, 1), d_elementwise / max(n, 1)
+    m = np.asarray(mask)
+    if m.shape != elementwise.shape[:m.ndim]:
+        raise ValueError(f"mask must have shape {elementwise.shape[:m.ndim]} (leading axes "
+                         f"of the predictions), got {m.shape}")
+    m = m.astype(bool).reshape(m.shape + (1,) * (elementwise.ndim - m.ndim))
+    m = np.broadcast_to(m, elementwise.shape)
+    n = int(m.sum())
+    # select, not multiply: a masked-out nan or inf (padding) must not leak in as 0 * nan
+    return (float(np.where(m, elementwise, 0).sum()) / max(n, 1),
+            np.where(m, d_elementwise, 0) / max(n, 1))
+
+
+def mse(pred, target, mask=None):
+    """Mean squared error ``mean((pred - target)**2)``; grad ``2 (pred - target) / n``."""
+    pred, target = _pair(pred, target)
+    diff = pred - target
+    return _masked_mean(diff * diff, mask, 2 * diff)
+
+
+def bce_with_logits(logits, target, mask=None):
+    """Binary cross-entropy on logits, stably:
+    ``max(z, 0) - z*y + log(1 + exp(-|z|))``; grad ``(sigmoid(z) - y) / n``."""
+    z, y = _pair(logits, target, "logits")
+    elementwise = np.maximum(z, 0) - z * y + np.log1p(np.exp(-np.abs(z)))
+    sig = 0.5 * (1 + np.tanh(0.5 * z))
+    return _masked_mean(elementwise, mask, sig - y)
+
+
+class _Loss:
+    name = ""
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}()"
+
+
+class CrossEntropyLoss(_Loss):
+    """Softmax cross-entropy on logits with integer targets (see
+    :func:`softmax_cross_entropy`); ``loss, grad = CrossEntropyLoss()(logits, targets)``."""
+
+    name = "cross_entropy"
+
+    def __init__(self, ignore_index: int = -100):
+        self.ignore_index = int(ignore_index)
+
+    def __call__(self, logits, targets, mask=None):
+        return softmax_cross_entropy(logits, targets, mask, self.ignore_index)
+
+
+class MSELoss(_Loss):
+    """Mean squared error (see :func:`mse`)."""
+
+    name = "mse"
+
+    def __call__(self, pred, target, mask=None):
+        return mse(pred, target, mask)
+
+
+class BCEWithLogitsLoss(_Loss):
+    """Binary cross-entropy on logits (see :func:`bce_with_logits`)."""
+
+    name = "bce_with_logits"
+
+    def __call__(self, logits, target, mask=None):
+        return bce_with_logits(logits, target, mask)
+
+
+_LOSSES = {cls.name: cls for cls in (CrossEntropyLoss, MSELoss, BCEWithLogitsLoss)}
+
+
+def get_loss(loss) -> _Loss:
+    """A loss object from a name (``"cross_entropy"``, ``"mse"``, ``"bce_with_logits"``)
+    or a loss object."""
+    if isinstance(loss, _Loss):
+        return loss
+    if isinstance(loss, str) and loss in _LOSSES:
+        return _LOSSES[loss]()
+    raise ValueError(f"loss must be one of {sorted(_LOSSES)} or a loss object, got {loss!r}")

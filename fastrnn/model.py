@@ -1,0 +1,1015 @@
+"""Whole models: recurrent layers + a head + a loss, trained by BPTT.
+
+* :class:`SequenceModel` -- an (optional) token :class:`~fastrnn.layers.Embedding`, one
+  recurrent layer stack (:class:`~fastrnn.layers.RNN`, ``LSTM`` or ``GRU``) and a head
+  (many-to-many, many-to-one, one-to-many); ``fit`` / ``predict`` / ``predict_proba`` /
+  ``evaluate`` / ``generate`` / ``stepper``.
+* :class:`Seq2Seq` -- encoder-decoder (many-to-many with a delay): teacher forcing in
+  training, greedy decoding in inference.
+
+Data given to models is sample-first: ``x`` (N, T, I) or tokens (N, T); targets (N,) or
+(N, C) for many-to-one, (N, T) or (N, T, C) for per-step heads; ``lengths`` (N,).
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from . import _core, _engine
+from ._validate import float_array, lengths_array, positive_int, seed_value
+from .cells import weight_tuple
+from .heads import Head, ManyToMany, ManyToOne, OneToMany, sample_logits
+from .layers import GRU, LSTM, RNN, Embedding
+from .losses import get_loss, softmax
+from .module import Module
+from .optim import Adam, Optimizer, clip_grad_norm
+
+__all__ = ["SequenceModel", "Seq2Seq", "Stepper", "History", "Callback", "EarlyStopping",
+           "ModelCheckpoint", "NonFiniteLossError"]
+
+_RNN_TYPES = {"RNN": RNN, "LSTM": LSTM, "GRU": GRU}
+_HEAD_TYPES = {"ManyToMany": ManyToMany, "ManyToOne": ManyToOne, "OneToMany": OneToMany}
+
+
+class NonFiniteLossError(FloatingPointError):
+    """Raised inside a training step whose loss or gradient is not finite."""
+
+
+# ---------------------------------------------------------------------------------------
+# Training bookkeeping
+# ---------------------------------------------------------------------------------------
+
+@dataclass
+class History:
+    """What ``fit`` returns: per-epoch ``history[name]`` lists (``loss``, the metric, and
+    ``val_*`` with validation data), the number of epochs run and why training stopped."""
+
+    history: dict = field(default_factory=dict)
+    epochs: int = 0
+    stop_reason: str = "completed"
+
+    def append(self, logs: dict) -> None:
+        for k, v in logs.items():
+            self.history.setdefault(k, []).append(v)
+
+    def __getitem__(self, key):
+        return self.history[key]
+
+
+class Callback:
+    """Hooks into ``fit``.  ``on_epoch_end`` returning True stops training."""
+
+    def on_train_begin(self, model, optimizer) -> None:
+        pass
+
+    def on_epoch_end(self, model, epoch: int, logs: dict) -> bool | None:
+        return None
+
+    def on_train_end(self, model) -> None:
+        pass
+
+
+def _improved(value, best, mode, min_delta) -> bool:
+    if best is None:
+        return True
+    return value < best - min_delta if mode == "min" else value > best + min_delta
+
+
+class EarlyStopping(Callback):
+    """Stop when ``monitor`` (e.g. ``"val_loss"``) has not improved by ``min_delta`` for
+    ``patience`` epochs; optionally restore the best weights seen."""
+
+    def __init__(self, monitor: str = "val_loss", patience: int = 5, min_delta: float = 0.0,
+                 mode: str = "min", restore_best_weights: bool = True):
+        if mode not in ("min", "max"):
+            raise ValueError(f"mode must be 'min' or 'max', got {mode!r}")
+        self.monitor, self.mode, self.min_delta = monitor, mode, float(min_delta)
+        self.patience = positive_int(patience, "patience")
+        self.restore_best_weights = restore_best_weights
+
+    def on_train_begin(self, model, optimizer):
+        self.best, self.wait, self.best_weights, self.stopped_epoch = None, 0, None, None
+
+    def on_epoch_end(self, model, epoch, logs):
+        if self.monitor not in logs:
+            raise ValueError(f"EarlyStopping monitors {self.monitor!r}, which is not among "
+                             f"the logged values {sorted(logs)}")
+        value = logs[self.monitor]
+        if _improved(value, self.best, self.mode, self.min_delta):
+            self.best, self.wait = value, 0
+            if self.restore_best_weights:
+                self.best_weights = model.state_dict()
+            return False
+        self.wait += 1
+        if self.wait >= self.patience:
+            self.stopped_epoch = epoch
+            return True
+        return False
+
+    def on_train_end(self, model):
+        if self.restore_best_weights and self.best_weights is not None:
+            model.load_state_dict(self.best_weights)
+
+
+class ModelCheckpoint(Callback):
+    """Save the model (and the optimizer's state) to ``path`` after each epoch, or only
+    when ``monitor`` improved with ``save_best_only``."""
+
+    def __init__(self, path, monitor: str = "val_loss", save_best_only: bool = False,
+                 mode: str = "min", save_optimizer: bool = True):
+        self.path, self.monitor, self.mode = path, monitor, mode
+        self.save_best_only, self.save_optimizer = save_best_only, save_optimizer
+
+    def on_train_begin(self, model, optimizer):
+        self.best, self.optimizer = None, optimizer
+
+    def on_epoch_end(self, model, epoch, logs):
+        from .io import save
+        if self.save_best_only:
+            value = logs.get(self.monitor)
+            if value is None or not _improved(value, self.best, self.mode, 0.0):
+                return False
+            self.best = value
+        save(self.path, model, self.optimizer if self.save_optimizer else None,
+             extra={"epoch": epoch, "logs": logs})
+        return False
+
+
+def _progress(iterable, enabled: bool, desc: str, total: int):
+    if not enabled:
+        return iterable
+    try:
+        from tqdm.auto import tqdm
+    except ImportError:      # tqdm is a dependency; run without a bar if it is missing
+        return iterable
+    return tqdm(iterable, desc=desc, total=total, leave=False, dynamic_ncols=True)
+
+
+class _Fittable(Module):
+    """The training loop shared by every model.
+
+    Subclasses implement ``_columns(data)`` (arrays indexed by sample), ``_train_batch``
+    (forward, loss, backward and optimizer steps on one mini-batch, returning summed loss,
+    loss count, correct count) and ``_eval_batch`` (the same sums, no update).
+    """
+
+    metric_name: str | None = None
+
+    def _make_optimizer(self, optimizer) -> Optimizer:
+        if optimizer is None:
+            return Adam(self.parameters(), lr=1e-3)
+        if not isinstance(optimizer, Optimizer):
+            raise TypeError(f"optimizer must be a fastrnn.optim.Optimizer, "
+                            f"got {type(optimizer).__name__}")
+        return optimizer
+
+    def _step(self, optimizer, loss: float, clip_norm: float | None, snapshot: list) -> None:
+        """One guarded update: refuse non-finite numbers, keep the weights that gave the
+        last finite loss in ``snapshot``, clip, step."""
+        params = self.parameters()
+        if clip_norm is not None:
+            norm = clip_grad_norm(params, clip_norm)
+        else:
+            norm = math.sqrt(sum(float(np.vdot(p.grad, p.grad)) for p in params))
+        if not (math.isfinite(loss) and math.isfinite(norm)):
+            raise NonFiniteLossError(f"non-finite loss ({loss}) or gradient norm ({norm})")
+        for buf, p in zip(snapshot, params):
+            np.copyto(buf, p.data)
+        optimizer.step()
+
+    def _fit(self, columns, validation, *, epochs, batch_size, optimizer, clip_norm,
+             callbacks, progress, shuffle, seed, train_kwargs):
+        epochs = positive_int(epochs, "epochs")
+        batch_size = positive_int(batch_size, "batch_size")
+        if clip_norm is not None and not (math.isfinite(clip_norm) and clip_norm > 0):
+            raise ValueError(f"clip_norm must be a positive number, got {clip_norm}")
+        optimizer = self._make_optimizer(optimizer)
+        callbacks = list(callbacks or ())
+        rng = np.random.default_rng(seed_value(seed))
+        N = columns[0].shape[0]
+        history = History()
+        snapshot = [p.data.copy() for p in self.parameters()]
+        for cb in callbacks:
+            cb.on_train_begin(self, optimizer)
+        try:
+            for epoch in range(epochs):
+                order = rng.permutation(N) if shuffle else np.arange(N)
+                starts = range(0, N, batch_size)
+                bar = _progress(starts, progress, f"epoch {epoch + 1}/{epochs}", len(starts))
+                total = count = correct = 0.0
+                try:
+                    for s in bar:
+                        idx = order[s:s + batch_size]
+                        batch = [None if c is None else c[idx] for c in columns]
+                        ls, n, ok = self._train_batch(batch, optimizer, clip_norm, snapshot,
+                                                      **train_kwargs)
+                        total, count, correct = total + ls, count + n, correct + ok
+                        if bar is not starts:
+                            bar.set_postfix(self._logs(total, count, correct), refresh=False)
+                except NonFiniteLossError as err:
+                    for buf, p in zip(snapshot, self.parameters()):
+                        np.copyto(p.data, buf)
+                    history.stop_reason = (f"stopped at epoch {epoch + 1}: {err}; the weights "
+                                           f"are those of the last finite loss")
+                    break
+                finally:
+                    if bar is not starts:
+                        bar.close()
+                logs = self._logs(total, count, correct)
+                if validation is not None:
+                    logs.update({f"val_{k}": v for k, v in
+                                 self._evaluate_columns(validation, batch_size).items()})
+                history.append(logs)
+                history.epochs = epoch + 1
+                if any([cb.on_epoch_end(self, epoch, logs) for cb in callbacks]):
+                    history.stop_reason = f"stopped early after epoch {epoch + 1}"
+                    break
+        finally:
+            for cb in callbacks:
+                cb.on_train_end(self)
+        return history
+
+    def _logs(self, total, count, correct) -> dict:
+        logs = {"loss": total / max(count, 1)}
+        if self.metric_name is not None:
+            logs[self.metric_name] = correct / max(count, 1)
+        return logs
+
+    def _evaluate_columns(self, columns, batch_size) -> dict:
+        total = count = correct = 0.0
+        N = columns[0].shape[0]
+        for s in range(0, N, batch_size):
+            batch = [None if c is None else c[s:s + batch_size] for c in columns]
+            ls, n, ok = self._eval_batch(batch)
+            total, count, correct = total + ls, count + n, correct + ok
+        return self._logs(total, count, correct)
+
+
+def _per_step_mask(lengths, B: int, T: int):
+    """(B, T) True where t < lengths[b], or None without lengths."""
+    if lengths is None:
+        return None
+    return np.arange(T)[None, :] < lengths[:, None]
+
+
+def _not_empty(a: np.ndarray, name: str) -> None:
+    """Refuse (0, T, ...) and (N, 0, ...): no batch to train on (fit would report a loss of
+    0 for every epoch) or to predict."""
+    if a.shape[0] == 0 or a.shape[1] == 0:
+        raise ValueError(f"{name} must hold at least one sequence of at least one step, "
+                         f"got shape {a.shape}")
+
+
+def _zero_padding(x, lengths):
+    """``x`` (B, T, ...) with the padded steps (t >= lengths[b]) set to 0, as a new array.
+
+    The recurrent layers ignore padded steps themselves; truncated BPTT needs this because
+    a row that has ended still runs one (padded) step in each later window."""
+    if lengths is None:
+        return x
+    keep = _per_step_mask(lengths, *x.shape[:2])
+    return np.where(keep.reshape(keep.shape + (1,) * (x.ndim - 2)), x, 0)
+
+
+def _loss_sums(loss_fn, out, target, mask):
+    """The loss summed over the counted entries, its gradient (of the mean), the count and
+    the number of correct predictions (classification losses; 0 otherwise).
+
+    Cross-entropy counts target entries; the element-wise losses count rows of outputs
+    (samples, or valid steps with a mask)."""
+    loss, grad = loss_fn(out, target, mask)
+    if loss_fn.name == "cross_entropy":
+        valid = target != loss_fn.ignore_index
+        if mask is not None:
+            valid &= mask
+        n = int(valid.sum())
+        return loss * n, grad, n, int(((out.argmax(-1) == target) & valid).sum())
+    rows = mask if mask is not None else np.ones(out.shape[:-1], dtype=bool)
+    n = int(rows.sum())
+    ok = 0.0
+    if loss_fn.name == "bce_with_logits":
+        ok = float(((out > 0) == (target > 0.5)).mean(axis=-1)[rows].sum())
+    return loss * n, grad, n, ok
+
+
+# ---------------------------------------------------------------------------------------
+# SequenceModel
+# ---------------------------------------------------------------------------------------
+
+class SequenceModel(_Fittable):
+    r"""A recurrent network with a head and a loss.
+
+    ``embedding`` (optional) turns token inputs (N, T) into vectors; ``rnn`` is an
+    :class:`~fastrnn.RNN`, :class:`~fastrnn.LSTM` or :class:`~fastrnn.GRU`; ``head`` a
+    :class:`~fastrnn.heads.ManyToMany`, :class:`~fastrnn.heads.ManyToOne` or
+    :class:`~fastrnn.heads.OneToMany`; ``loss`` a name or a loss object.  For per-step
+    heads the loss is averaged over the valid steps (``lengths``).
+
+    Build one directly or with :meth:`build`:
+
+    >>> import numpy as np, fastrnn
+    >>> model = fastrnn.SequenceModel.build("gru", input_size=8, hidden_size=16,
+    ...                                     output_size=10, head="many_to_one", seed=0)
+    >>> x = np.random.default_rng(0).random((32, 8, 8), dtype=np.float32)
+    >>> y = np.arange(32) % 10
+    >>> history = model.fit(x, y, epochs=2, batch_size=8, progress=False, seed=0)
+    >>> model.predict(x).shape
+    (32,)
+    """
+
+    def __init__(self, rnn, head: Head, loss="cross_entropy", embedding: Embedding | None = None):
+        super().__init__()
+        if type(rnn) not in _RNN_TYPES.values():
+            raise TypeError(f"rnn must be a fastrnn RNN, LSTM or GRU, got {type(rnn).__name__}")
+        if not isinstance(head, Head):
+            raise TypeError(f"head must be a fastrnn head, got {type(head).__name__}")
+        width = rnn.hidden_size * rnn.num_directions
+        if head.in_features != width:
+            raise ValueError(f"head.in_features must equal the rnn's output width "
+                             f"hidden_size*num_directions={width}, got {head.in_features}")
+        if isinstance(head, ManyToOne) and head.num_directions != rnn.num_directions:
+            raise ValueError(f"head.num_directions must equal the rnn's "
+                             f"({rnn.num_directions}), got {head.num_directions}")
+        if embedding is not None:
+            if embedding.embedding_dim != rnn.input_size:
+                raise ValueError(f"embedding.embedding_dim must equal rnn.input_size="
+                                 f"{rnn.input_size}, got {embedding.embedding_dim}")
+            self.embedding = self._add_module("embedding", embedding)
+        else:
+            self.embedding = None
+        for m in (embedding, head.readout):
+            if m is not None and m.dtype != rnn.dtype:
+                raise TypeError(f"every part must have the rnn's dtype {rnn.dtype}, "
+                                f"got {m.dtype} in {type(m).__name__}")
+        self.rnn = self._add_module("rnn", rnn)
+        self.head = self._add_module("head", head)
+        self.loss = get_loss(loss)
+        self.metric_name = {"cross_entropy": "accuracy",
+                            "bce_with_logits": "accuracy"}.get(self.loss.name)
+
+    @classmethod
+    def build(cls, cell: str = "lstm", *, input_size: int | None = None, hidden_size: int,
+              output_size: int, head: str = "many_to_many", num_layers: int = 1,
+              bidirectional: bool = False, dropout: float = 0.0, vocab_size: int | None = None,
+              embedding_dim: int | None = None, loss="cross_entropy", nonlinearity="tanh",
+              dtype=np.float32, seed: int | None = None) -> SequenceModel:
+        """A model from sizes: ``cell`` 'rnn' | 'lstm' | 'gru'; ``head`` 'many_to_many' |
+        'many_to_one' | 'one_to_many'; token inputs when ``vocab_size`` is given."""
+        seeds = np.random.SeedSequence(seed_value(seed)).generate_state(3)
+        kind = str(cell).upper()
+        if kind not in _RNN_TYPES:
+            raise ValueError(f"cell must be 'rnn', 'lstm' or 'gru', got {cell!r}")
+        embedding = None
+        if vocab_size is not None:
+            embedding_dim = embedding_dim or input_size or hidden_size
+            embedding = Embedding(vocab_size, embedding_dim, dtype=dtype, seed=int(seeds[0]))
+            input_size = embedding_dim
+        if input_size is None:
+            raise ValueError("input_size is required without vocab_size")
+        extra = {"nonlinearity": nonlinearity} if kind == "RNN" else {}
+        rnn = _RNN_TYPES[kind](input_size, hidden_size, num_layers=num_layers,
+                               bidirectional=bidirectional, dropout=dropout, dtype=dtype,
+                               seed=int(seeds[1]), **extra)
+        D = 2 if bidirectional else 1
+        heads = {"many_to_many": ManyToMany, "many_to_one": ManyToOne,
+                 "one_to_many": OneToMany}
+        if head not in heads:
+            raise ValueError(f"head must be one of {sorted(heads)}, got {head!r}")
+        kw = {"num_directions": D} if head == "many_to_one" else {}
+        h = heads[head](D * hidden_size, output_size, dtype=dtype, seed=int(seeds[2]), **kw)
+        return cls(rnn, h, loss, embedding)
+
+    # -- configuration (for io) ------------------------------------------------------------
+
+    def config(self) -> dict:
+        r = self.rnn
+        rnn = {"type": type(r).__name__, "input_size": r.input_size,
+               "hidden_size": r.hidden_size, "num_layers": r.num_layers, "bias": r.bias,
+               "batch_first": r.batch_first, "dropout": r.dropout,
+               "bidirectional": r.bidirectional}
+        if isinstance(r, RNN):
+            rnn["nonlinearity"] = r.nonlinearity
+        emb = None
+        if self.embedding is not None:
+            e = self.embedding
+            emb = {"num_embeddings": e.num_embeddings, "embedding_dim": e.embedding_dim,
+                   "padding_idx": e.padding_idx}
+        loss = {"name": self.loss.name}
+        if self.loss.name == "cross_entropy":
+            loss["ignore_index"] = self.loss.ignore_index
+        return {"type": "SequenceModel", "dtype": r.dtype.name, "rnn": rnn,
+                "head": self.head.config(), "embedding": emb, "loss": loss}
+
+    @classmethod
+    def from_config(cls, cfg: dict) -> SequenceModel:
+        dtype = np.dtype(cfg["dtype"])
+        r = dict(cfg["rnn"])
+        rnn = _RNN_TYPES[r.pop("type")](**r, dtype=dtype)
+        h = dict(cfg["head"])
+        head = _HEAD_TYPES[h.pop("type")](**h, dtype=dtype)
+        emb = Embedding(**cfg["embedding"], dtype=dtype) if cfg["embedding"] else None
+        loss = dict(cfg["loss"])
+        name = loss.pop("name")
+        from .losses import _LOSSES
+        return cls(rnn, head, _LOSSES[name](**loss), emb)
+
+    # -- data ------------------------------------------------------------------------------
+
+    @property
+    def dtype(self) -> np.dtype:
+        return self.rnn.dtype
+
+    def _inputs(self, x, name="x") -> np.ndarray:
+        if self.embedding is not None:
+            t = np.asarray(x)
+            if t.dtype.kind not in "iu":
+                raise TypeError(f"{name} must hold integer tokens, got dtype {t.dtype}")
+            if t.ndim != 2:
+                raise ValueError(f"{name} must be 2-D tokens (N, T), got shape {t.shape}")
+            _not_empty(t, name)
+            V = self.embedding.num_embeddings
+            if t.size and (t.min() < 0 or t.max() >= V):
+                raise ValueError(f"{name} tokens must lie in [0, {V}), got values in "
+                                 f"[{t.min()}, {t.max()}]")
+            return t
+        a = float_array(x, name, self.dtype, 3)
+        if a.shape[2] != self.rnn.input_size:
+            raise ValueError(f"{name}.shape[-1] must equal input_size={self.rnn.input_size}, "
+                             f"got {a.shape[2]}")
+        _not_empty(a, name)
+        return a
+
+    def _targets(self, y, x: np.ndarray, name="y") -> np.ndarray:
+        N, T = x.shape[0], x.shape[1]
+        lead = (N, T) if self.head.per_step else (N,)
+        y = np.asarray(y)
+        if self.loss.name == "cross_entropy":
+            if y.dtype.kind not in "iu":
+                raise TypeError(f"{name} must hold integer class labels for cross-entropy, "
+                                f"got dtype {y.dtype}")
+            if y.shape != lead:
+                raise ValueError(f"{name} must have shape {lead}, got {y.shape}")
+            return y
+        C = self.head.out_features
+        y = float_array(y, name, self.dtype, (len(lead), len(lead) + 1))
+        if y.ndim == len(lead) and C == 1:
+            y = y[..., None]
+        if y.shape != lead + (C,):
+            raise ValueError(f"{name} must have shape {lead + (C,)}, got {y.shape}")
+        return y
+
+    def _lengths(self, lengths, x: np.ndarray):
+        if lengths is None:
+            return None
+        return lengths_array(lengths, x.shape[0], x.shape[1])
+
+    # -- forward / backward on a sample-first batch ----------------------------------------
+
+    def _to_rnn(self, a):
+        """Sample-first (N, T, ...) to the rnn's layout."""
+        return a if self.rnn.batch_first else np.swapaxes(a, 0, 1)
+
+    def forward_train(self, x, lengths=None, state0=None):
+        """Forward pass on a sample-first batch, keeping what backward needs.
+
+        Returns ``(out, state, backward)``: ``out`` (B, T, C) for per-step heads or (B, C);
+        ``backward(dout)`` adds every gradient into ``.grad`` and returns ``dstate0``.
+        """
+        emb_backward = None
+        if self.embedding is not None:
+            xr, emb_backward = self.embedding.forward_train(self._to_rnn(x))
+        else:
+            xr = self._to_rnn(x)
+        y, state, rnn_backward = self.rnn.forward_train(xr, state0, lengths)
+        out, head_backward = self.head.forward_train(y, state, lengths)
+        if self.head.per_step:
+            out = self._to_rnn(out)
+
+        def backward(dout):
+            if self.head.per_step:
+                dout = self._to_rnn(dout)
+            dy, dstate = head_backward(dout)
+            dx, dstate0 = rnn_backward(dy, dstate)
+            if emb_backward is not None:
+                emb_backward(dx)
+            return dstate0
+
+        return out, state, backward
+
+    def _forward(self, x, lengths=None, state0=None):
+        xr = self._to_rnn(x)
+        if self.embedding is not None:
+            xr = self.embedding(xr)
+        y, state = self.rnn(xr, state0, lengths)
+        out = self.head(y, state, lengths)
+        return (self._to_rnn(out) if self.head.per_step else out), state
+
+    def _train_batch(self, batch, optimizer, clip_norm, snapshot, tbptt=None):
+        x, y, lengths = batch
+        if tbptt is None:
+            optimizer.zero_grad()
+            out, _, backward = self.forward_train(x, lengths)
+            mask = _per_step_mask(lengths, *x.shape[:2]) if self.head.per_step else None
+            ls, grad, n, ok = _loss_sums(self.loss, out, y, mask)
+            backward(grad)
+            self._step(optimizer, ls / max(n, 1), clip_norm, snapshot)
+            return ls, n, ok
+        # truncated BPTT: windows of `tbptt` steps, the state carried (not differentiated)
+        T = x.shape[1]
+        x = _zero_padding(x, lengths)     # a row that has ended still runs one step per window
+        full = lengths if lengths is not None else np.full(x.shape[0], T)
+        state = None
+        total = count = correct = 0.0
+        for s in range(0, T, tbptt):
+            if np.all(full <= s):
+                break
+            xw, yw = x[:, s:s + tbptt], y[:, s:s + tbptt]
+            w = xw.shape[1]
+            remaining = np.clip(full - s, 0, w)
+            mask = np.arange(w)[None, :] < remaining[:, None]
+            optimizer.zero_grad()
+            out, state, backward = self.forward_train(xw, np.maximum(remaining, 1), state)
+            ls, grad, n, ok = _loss_sums(self.loss, out, yw, mask)
+            backward(grad)
+            self._step(optimizer, ls / max(n, 1), clip_norm, snapshot)
+            total, count, correct = total + ls, count + n, correct + ok
+        return total, count, correct
+
+    def _eval_batch(self, batch):
+        x, y, lengths = batch
+        out, _ = self._forward(x, lengths)
+        mask = _per_step_mask(lengths, *x.shape[:2]) if self.head.per_step else None
+        ls, _, n, ok = _loss_sums(self.loss, out, y, mask)
+        return ls, n, ok
+
+    # -- public API ------------------------------------------------------------------------
+
+    def fit(self, x, y, lengths=None, *, epochs: int = 10, batch_size: int = 32,
+            optimizer: Optimizer | None = None, validation_data=None,
+            clip_norm: float | None = None, tbptt: int | None = None, callbacks=(),
+            progress: bool = True, shuffle: bool = True, seed: int | None = None) -> History:
+        """Train by mini-batch BPTT.
+
+        ``validation_data`` is ``(x, y)`` or ``(x, y, lengths)``; ``clip_norm`` clips the
+        global gradient norm before each step; ``tbptt`` splits long sequences into windows
+        of that many steps, carrying the state across windows (per-step heads only);
+        ``callbacks`` see every epoch (:class:`EarlyStopping`, :class:`ModelCheckpoint`);
+        ``seed`` fixes the shuffling.  A non-finite loss or gradient stops training with
+        the weights of the last finite loss and says so in ``History.stop_reason``.
+        The optimizer defaults to Adam(lr=1e-3).
+        """
+        x = self._inputs(x)
+        columns = (x, self._targets(y, x), self._lengths(lengths, x))
+        validation = None
+        if validation_data is not None:
+            if not isinstance(validation_data, (tuple, list)) or len(validation_data) not in (2, 3):
+                raise TypeError("validation_data must be (x, y) or (x, y, lengths)")
+            vx = self._inputs(validation_data[0], "validation x")
+            vl = validation_data[2] if len(validation_data) == 3 else None
+            validation = (vx, self._targets(validation_data[1], vx, "validation y"),
+                          self._lengths(vl, vx))
+        if tbptt is not None:
+            tbptt = positive_int(tbptt, "tbptt")
+            if not self.head.per_step:
+                raise ValueError("tbptt needs a per-step head (many-to-many); a many-to-one "
+                                 "head reads only the last step")
+        return self._fit(columns, validation, epochs=epochs, batch_size=batch_size,
+                         optimizer=optimizer, clip_norm=clip_norm, callbacks=callbacks,
+                         progress=progress, shuffle=shuffle, seed=seed,
+                         train_kwargs={"tbptt": tbptt})
+
+    def forward(self, x, lengths=None, batch_size: int = 256) -> np.ndarray:
+        """The head's raw outputs (logits or values), sample-first, in mini-batches."""
+        x = self._inputs(x)
+        lengths = self._lengths(lengths, x)
+        outs = []
+        for s in range(0, x.shape[0], batch_size):
+            lb = None if lengths is None else lengths[s:s + batch_size]
+            outs.append(self._forward(x[s:s + batch_size], lb)[0])
+        return np.concatenate(outs, axis=0)
+
+    def predict(self, x, lengths=None, batch_size: int = 256) -> np.ndarray:
+        """Class indices (cross-entropy), 0/1 labels (binary) or the outputs (regression)."""
+        out = self.forward(x, lengths, batch_size)
+        if self.loss.name == "cross_entropy":
+            return out.argmax(axis=-1)
+        if self.loss.name == "bce_with_logits":
+            return (out > 0).astype(np.int64)
+        return out
+
+    def predict_proba(self, x, lengths=None, batch_size: int = 256) -> np.ndarray:
+        """Class probabilities: softmax (cross-entropy) or sigmoid (binary)."""
+        out = self.forward(x, lengths, batch_size)
+        if self.loss.name == "cross_entropy":
+            return softmax(out)
+        if self.loss.name == "bce_with_logits":
+            return 0.5 * (1 + np.tanh(0.5 * out))
+        raise ValueError("predict_proba needs a classification loss "
+                         "(cross_entropy or bce_with_logits)")
+
+    def evaluate(self, x, y, lengths=None, batch_size: int = 256) -> dict:
+        """``{"loss": ..., metric: ...}`` over the data, masked by ``lengths``."""
+        x = self._inputs(x)
+        columns = (x, self._targets(y, x), self._lengths(lengths, x))
+        return self._evaluate_columns(columns, positive_int(batch_size, "batch_size"))
+
+    def stepper(self, batch_size: int = 1) -> Stepper:
+        """A :class:`Stepper` for streaming inference, one time step per call."""
+        return Stepper(self, batch_size)
+
+    def generate(self, prime, length: int, temperature: float = 1.0,
+                 top_k: int | None = None, seed: int | None = None) -> np.ndarray:
+        """One-to-many generation: read ``prime``, then feed each prediction back.
+
+        Token models (with an embedding): ``prime`` is a 1-D token sequence (or (B, P) for
+        a batch); each next token is drawn from ``softmax(logits / temperature)``
+        restricted to the ``top_k`` most likely (temperature 0: argmax), with a seeded
+        generator.  Real-valued models: ``prime`` (P, I) or (B, P, I) and each output is
+        the next input (needs output_size == input_size).  Returns the ``length``
+        generated steps: (length,) / (B, length) tokens or (length, I) / (B, length, I).
+        """
+        length = positive_int(length, "length")
+        if not self.head.per_step:
+            raise ValueError("generate needs a per-step head (one-to-many or many-to-many)")
+        if not (math.isfinite(temperature) and temperature >= 0):
+            raise ValueError(f"temperature must be >= 0, got {temperature}")
+        if top_k is not None:
+            top_k = positive_int(top_k, "top_k")
+        rng = np.random.default_rng(seed_value(seed))
+        tokens = self.embedding is not None
+        p = np.asarray(prime)
+        single = p.ndim == (1 if tokens else 2)
+        if single:
+            p = p[None]
+        p = self._inputs(p, "prime")
+        if p.shape[1] < 1:
+            raise ValueError("prime must have at least one step")
+        if not tokens and self.head.out_features != self.rnn.input_size:
+            raise ValueError("generating real-valued sequences feeds outputs back as inputs: "
+                             "output_size must equal input_size")
+        stepper = self.stepper(p.shape[0])
+        for t in range(p.shape[1]):
+            out = stepper.step(p[:, t])
+        results = []
+        for _ in range(length):
+            if tokens:
+                nxt = sample_logits(out, rng, temperature, top_k)
+            else:
+                nxt = out.copy()
+            results.append(nxt)
+            out = stepper.step(nxt)
+        gen = np.stack(results, axis=1)
+        return gen[0] if single else gen
+
+    def extra_repr(self) -> str:
+        return ""
+
+    def __repr__(self) -> str:
+        parts = [f"  embedding={self.embedding!r}"] if self.embedding is not None else []
+        parts += [f"  rnn={self.rnn!r}", f"  head={self.head!r}", f"  loss={self.loss!r}"]
+        return "SequenceModel(\n" + ",\n".join(parts) + "\n)"
+
+
+# ---------------------------------------------------------------------------------------
+# Streaming inference
+# ---------------------------------------------------------------------------------------
+
+class Stepper:
+    """Streaming inference for a unidirectional :class:`SequenceModel` with a per-step head.
+
+    ``out = stepper.step(x_t)`` feeds one time step of ``batch_size`` rows (x_t (B, I), or
+    tokens (B,)) and returns the head's outputs (B, C); the state is carried between calls.
+    ``reset(rows)`` zeroes the state of selected rows (a new session in that batch slot).
+    All buffers are allocated once: ``step`` allocates nothing, and the array it returns is
+    overwritten by the next call (copy it to keep it).  Results equal the whole-sequence
+    call.
+    """
+
+    def __init__(self, model: SequenceModel, batch_size: int = 1):
+        if not isinstance(model, SequenceModel):
+            raise TypeError(f"model must be a SequenceModel, got {type(model).__name__}")
+        rnn = model.rnn
+        if rnn.bidirectional:
+            raise ValueError("a bidirectional model cannot stream: its backward direction "
+                             "needs the whole sequence")
+        if not model.head.per_step:
+            raise ValueError("streaming needs a per-step head (many-to-many or one-to-many)")
+        B = positive_int(batch_size, "batch_size")
+        self.model, self.batch_size = model, B
+        L, H, dt = rnn.num_layers, rnn.hidden_size, rnn.dtype
+        self._mode, self._relu = rnn.mode, rnn.nonlinearity == "relu"
+        self._weights = [weight_tuple(rnn, rnn._suffix(k, 0)) for k in range(L)]
+        self.h = np.zeros((L, B, H), dt)
+        self.c = np.zeros((L, B, H), dt) if rnn.mode == "LSTM" else None
+        self._nact = _engine.active_rows(None, 1, B)
+        self._bounds = np.array([0, B], dtype=np.intc)     # one step: no parallel loop
+        self._no_t = np.empty((0, 0), dt)     # no transposed weight copy: W_hh may change
+        G = _engine.GATES[rnn.mode]
+        self._Gt = [np.empty((B, G * H), dt) for _ in range(L)]
+        self._Gh = np.empty((B, 3 * H), dt)
+        self._Y = [np.empty((1, B, H), dt) for _ in range(L)]
+        self._empty = np.empty((0, B, H), dt)
+        self._x = np.empty((B, rnn.input_size), dt)
+        readout = model.head.readout
+        self._W = readout.weight.data
+        self._b = readout.bias.data if readout.bias is not None else None
+        self._out = np.empty((B, readout.out_features), dt)
+
+    def reset(self, rows=None) -> None:
+        """Zero the state of every row, or of the given rows (indices or a boolean mask)."""
+        if rows is None:
+            self.h.fill(0)
+            if self.c is not None:
+                self.c.fill(0)
+            return
+        rows = np.asarray(rows)
+        if rows.dtype == bool:
+            if rows.shape != (self.batch_size,):
+                raise ValueError(f"rows mask must have shape ({self.batch_size},), "
+                                 f"got {rows.shape}")
+        elif rows.dtype.kind not in "iu" or (rows.size and (rows.min() < -self.batch_size or
+                                                            rows.max() >= self.batch_size)):
+            raise ValueError(f"rows must be indices in [0, {self.batch_size}) or a mask")
+        self.h[:, rows] = 0
+        if self.c is not None:
+            self.c[:, rows] = 0
+
+    @property
+    def state(self):
+        """A copy of the current state: h (L, B, H), or (h, c) for an LSTM."""
+        return (self.h.copy(), self.c.copy()) if self.c is not None else self.h.copy()
+
+    def _input(self, x_t) -> np.ndarray:
+        emb = self.model.embedding
+        if emb is not None:
+            t = np.asarray(x_t)
+            if t.shape != (self.batch_size,) or t.dtype.kind not in "iu":
+                raise ValueError(f"x_t must be {self.batch_size} integer tokens, got "
+                                 f"{t.dtype} of shape {t.shape}")
+            if t.min() < 0 or t.max() >= emb.num_embeddings:
+                raise ValueError(f"tokens must lie in [0, {emb.num_embeddings})")
+            np.take(emb.weight.data, t, axis=0, out=self._x)
+            return self._x
+        x = np.asarray(x_t)
+        if x.shape != self._x.shape:
+            raise ValueError(f"x_t must have shape {self._x.shape}, got {x.shape}")
+        if x.dtype != self._x.dtype or not x.flags.c_contiguous:
+            if x.dtype.kind not in "fiub":
+                raise TypeError(f"x_t must hold real numbers, got dtype {x.dtype}")
+            np.copyto(self._x, x, casting="unsafe")
+            return self._x
+        return x
+
+    def step(self, x_t) -> np.ndarray:
+        """Feed one time step; returns the outputs (B, C) (a buffer reused by the next
+        call)."""
+        X = self._input(x_t)
+        e = self._empty
+        for k, w in enumerate(self._weights):
+            Y = self._Y[k]
+            if self._mode == "LSTM":
+                _core.lstm_forward(X, *w, self._nact, False, self.h[k], self.c[k], Y, 0,
+                                   self._Gt[k], e, e, self._bounds, self._no_t)
+            elif self._mode == "GRU":
+                _core.gru_forward(X, *w, self._nact, False, self.h[k], Y, 0, self._Gt[k],
+                                  self._Gh, e, e, self._bounds, self._no_t)
+            else:
+                _core.rnn_forward(X, *w, self._nact, False, self._relu, self.h[k], Y, 0,
+                                  self._Gt[k], e, self._bounds, self._no_t)
+            X = Y[0]
+        out = self._out
+        if self._b is not None:
+            out[...] = self._b
+        # out = h_top @ W_hy.T + b_y
+        _core.blas_gemm(X, self._W, out, False, True, 1.0, 1.0 if self._b is not None else 0.0)
+        return out
+
+    def run(self, xs) -> np.ndarray:
+        """Feed a chunk of steps (T, B, I) or tokens (T, B); returns (T, B, C) (a new
+        array)."""
+        xs = np.asarray(xs)
+        return np.stack([self.step(xs[t]).copy() for t in range(xs.shape[0])])
+
+
+# ---------------------------------------------------------------------------------------
+# Encoder-decoder
+# ---------------------------------------------------------------------------------------
+
+class Seq2Seq(_Fittable):
+    r"""Encoder-decoder over tokens (many-to-many with a delay).
+
+    The encoder reads the source ``src`` (N, S) (with ``src_lengths``); its final state
+    starts the decoder, which reads ``[bos, tgt_0, ..., tgt_{T-2}]`` (teacher forcing) and
+    predicts ``tgt`` (N, T) through a many-to-many readout; the loss is cross-entropy over
+    the valid target steps (``tgt_lengths``).  Inference decodes greedily from ``bos``.
+
+    >>> import numpy as np, fastrnn
+    >>> m = fastrnn.Seq2Seq.build("gru", src_vocab=6, tgt_vocab=6, hidden_size=16,
+    ...                           bos_token=0, seed=0)
+    >>> m.predict(np.array([[1, 2, 3]]), max_length=4).shape
+    (1, 4)
+    """
+
+    metric_name = "accuracy"
+
+    def __init__(self, src_embedding: Embedding, encoder, tgt_embedding: Embedding, decoder,
+                 head: ManyToMany, bos_token: int):
+        super().__init__()
+        for name, r in (("encoder", encoder), ("decoder", decoder)):
+            if type(r) not in _RNN_TYPES.values():
+                raise TypeError(f"{name} must be a fastrnn RNN, LSTM or GRU")
+            if r.bidirectional:
+                raise ValueError(f"{name} must be unidirectional")
+        if type(encoder) is not type(decoder) or encoder.hidden_size != decoder.hidden_size \
+                or encoder.num_layers != decoder.num_layers:
+            raise ValueError("encoder and decoder must have the same cell, hidden_size and "
+                             "num_layers (the encoder's final state starts the decoder)")
+        if src_embedding.embedding_dim != encoder.input_size or \
+                tgt_embedding.embedding_dim != decoder.input_size:
+            raise ValueError("each embedding_dim must equal its rnn's input_size")
+        if head.in_features != decoder.hidden_size:
+            raise ValueError("head.in_features must equal decoder.hidden_size")
+        if not 0 <= int(bos_token) < tgt_embedding.num_embeddings:
+            raise ValueError(f"bos_token must be a target token, got {bos_token}")
+        self.src_embedding = self._add_module("src_embedding", src_embedding)
+        self.encoder = self._add_module("encoder", encoder)
+        self.tgt_embedding = self._add_module("tgt_embedding", tgt_embedding)
+        self.decoder = self._add_module("decoder", decoder)
+        self.head = self._add_module("head", head)
+        self.bos_token = int(bos_token)
+        self.loss = get_loss("cross_entropy")
+
+    @classmethod
+    def build(cls, cell: str = "gru", *, src_vocab: int, tgt_vocab: int, hidden_size: int,
+              embedding_dim: int | None = None, num_layers: int = 1, bos_token: int = 0,
+              dtype=np.float32, seed: int | None = None) -> Seq2Seq:
+        """An encoder-decoder from sizes; ``cell`` 'rnn' | 'lstm' | 'gru'."""
+        kind = str(cell).upper()
+        if kind not in _RNN_TYPES:
+            raise ValueError(f"cell must be 'rnn', 'lstm' or 'gru', got {cell!r}")
+        E = embedding_dim or hidden_size
+        s = [int(v) for v in np.random.SeedSequence(seed_value(seed)).generate_state(5)]
+        R = _RNN_TYPES[kind]
+        return cls(Embedding(src_vocab, E, dtype=dtype, seed=s[0]),
+                   R(E, hidden_size, num_layers=num_layers, batch_first=True, dtype=dtype,
+                     seed=s[1]),
+                   Embedding(tgt_vocab, E, dtype=dtype, seed=s[2]),
+                   R(E, hidden_size, num_layers=num_layers, batch_first=True, dtype=dtype,
+                     seed=s[3]),
+                   ManyToMany(hidden_size, tgt_vocab, dtype=dtype, seed=s[4]), bos_token)
+
+    def config(self) -> dict:
+        def rnn_cfg(r):
+            return {"type": type(r).__name__, "input_size": r.input_size,
+                    "hidden_size": r.hidden_size, "num_layers": r.num_layers, "bias": r.bias,
+                    "batch_first": r.batch_first, "dropout": r.dropout}
+
+        def emb_cfg(e):
+            return {"num_embeddings": e.num_embeddings, "embedding_dim": e.embedding_dim,
+                    "padding_idx": e.padding_idx}
+
+        return {"type": "Seq2Seq", "dtype": self.encoder.dtype.name,
+                "src_embedding": emb_cfg(self.src_embedding), "encoder": rnn_cfg(self.encoder),
+                "tgt_embedding": emb_cfg(self.tgt_embedding), "decoder": rnn_cfg(self.decoder),
+                "head": self.head.config(), "bos_token": self.bos_token}
+
+    @classmethod
+    def from_config(cls, cfg: dict) -> Seq2Seq:
+        dt = np.dtype(cfg["dtype"])
+
+        def rnn(c):
+            c = dict(c)
+            return _RNN_TYPES[c.pop("type")](**c, dtype=dt)
+
+        h = dict(cfg["head"])
+        h.pop("type")
+        return cls(Embedding(**cfg["src_embedding"], dtype=dt), rnn(cfg["encoder"]),
+                   Embedding(**cfg["tgt_embedding"], dtype=dt), rnn(cfg["decoder"]),
+                   ManyToMany(**h, dtype=dt), cfg["bos_token"])
+
+    @staticmethod
+    def _layout(r, a):
+        return a if r.batch_first else np.swapaxes(a, 0, 1)
+
+    def _tokens(self, a, name, vocab):
+        t = np.asarray(a)
+        if t.dtype.kind not in "iu" or t.ndim != 2:
+            raise TypeError(f"{name} must be 2-D integer tokens (N, T), got {t.dtype} "
+                            f"{t.shape}")
+        _not_empty(t, name)
+        if t.size and (t.min() < 0 or t.max() >= vocab):
+            raise ValueError(f"{name} tokens must lie in [0, {vocab})")
+        return t
+
+    def _decoder_inputs(self, tgt):
+        bos = np.full((tgt.shape[0], 1), self.bos_token, dtype=tgt.dtype)
+        return np.concatenate([bos, tgt[:, :-1]], axis=1)
+
+    def _loss_batch(self, batch, train: bool):
+        src, tgt, src_len, tgt_len = batch
+        enc, dec = self.encoder, self.decoder
+        e_src = self.src_embedding.forward_train(self._layout(enc, src)) if train else \
+            (self.src_embedding(self._layout(enc, src)), None)
+        if train:
+            _, state, enc_backward = enc.forward_train(e_src[0], None, src_len)
+        else:
+            _, state = enc(e_src[0], None, src_len)
+        dec_in = self._layout(dec, self._decoder_inputs(tgt))
+        if train:
+            e_tgt, tgt_emb_backward = self.tgt_embedding.forward_train(dec_in)
+            y, _, dec_backward = dec.forward_train(e_tgt, state, tgt_len)
+            out, head_backward = self.head.forward_train(y, None)
+        else:
+            y, _ = dec(self.tgt_embedding(dec_in), state, tgt_len)
+            out = self.head(y, None)
+        out = self._layout(dec, out)
+        mask = _per_step_mask(tgt_len, *tgt.shape)
+        ls, grad, n, ok = _loss_sums(self.loss, out, tgt, mask)
+        if train:
+            dy, _ = head_backward(self._layout(dec, grad))
+            dx_dec, dstate0 = dec_backward(dy)
+            tgt_emb_backward(dx_dec)
+            dx_enc, _ = enc_backward(np.zeros(((src.shape[1], src.shape[0]) if not enc.batch_first
+                                               else src.shape) + (enc.hidden_size,), enc.dtype),
+                                     dstate0)
+            e_src[1](dx_enc)
+        return ls, n, ok
+
+    def _train_batch(self, batch, optimizer, clip_norm, snapshot):
+        optimizer.zero_grad()
+        ls, n, ok = self._loss_batch(batch, train=True)
+        self._step(optimizer, ls / max(n, 1), clip_norm, snapshot)
+        return ls, n, ok
+
+    def _eval_batch(self, batch):
+        return self._loss_batch(batch, train=False)
+
+    def _columns(self, src, tgt, src_lengths, tgt_lengths):
+        src = self._tokens(src, "src", self.src_embedding.num_embeddings)
+        tgt = self._tokens(tgt, "tgt", self.tgt_embedding.num_embeddings)
+        if src.shape[0] != tgt.shape[0]:
+            raise ValueError(f"src and tgt must have the same number of sequences, got "
+                             f"{src.shape[0]} and {tgt.shape[0]}")
+        sl = None if src_lengths is None else lengths_array(src_lengths, *src.shape,
+                                                            name="src_lengths")
+        tl = None if tgt_lengths is None else lengths_array(tgt_lengths, *tgt.shape,
+                                                            name="tgt_lengths")
+        return (src, tgt, sl, tl)
+
+    def fit(self, src, tgt, src_lengths=None, tgt_lengths=None, *, epochs: int = 10,
+            batch_size: int = 32, optimizer: Optimizer | None = None, validation_data=None,
+            clip_norm: float | None = None, callbacks=(), progress: bool = True,
+            shuffle: bool = True, seed: int | None = None) -> History:
+        """Train with teacher forcing; ``validation_data`` is ``(src, tgt)`` or
+        ``(src, tgt, src_lengths, tgt_lengths)``.  Otherwise as
+        :meth:`SequenceModel.fit`."""
+        columns = self._columns(src, tgt, src_lengths, tgt_lengths)
+        validation = None
+        if validation_data is not None:
+            v = list(validation_data) + [None] * (4 - len(validation_data))
+            validation = self._columns(*v)
+        return self._fit(columns, validation, epochs=epochs, batch_size=batch_size,
+                         optimizer=optimizer, clip_norm=clip_norm, callbacks=callbacks,
+                         progress=progress, shuffle=shuffle, seed=seed, train_kwargs={})
+
+    def evaluate(self, src, tgt, src_lengths=None, tgt_lengths=None,
+                 batch_size: int = 256) -> dict:
+        """Teacher-forced loss and per-token accuracy."""
+        return self._evaluate_columns(self._columns(src, tgt, src_lengths, tgt_lengths),
+                                      positive_int(batch_size, "batch_size"))
+
+    def predict(self, src, src_lengths=None, max_length: int = 20,
+                eos_token: int | None = None) -> np.ndarray:
+        """Greedy decoding: (N, max_length) tokens; after ``eos_token`` (if given) a row
+        repeats it."""
+        src = self._tokens(src, "src", self.src_embedding.num_embeddings)
+        max_length = positive_int(max_length, "max_length")
+        sl = None if src_lengths is None else lengths_array(src_lengths, *src.shape,
+                                                            name="src_lengths")
+        enc = self.encoder
+        _, state = enc(self.src_embedding(self._layout(enc, src)), None, sl)
+        N = src.shape[0]
+        tok = np.full(N, self.bos_token, dtype=np.int64)
+        done = np.zeros(N, dtype=bool)
+        out = np.empty((N, max_length), dtype=np.int64)
+        dec = self.decoder
+        for t in range(max_length):
+            x = self.tgt_embedding(tok[:, None] if dec.batch_first else tok[None, :])
+            y, state = dec(x, state)
+            logits = self.head(y, None)[:, 0] if dec.batch_first else self.head(y, None)[0]
+            tok = np.where(done, tok, logits.argmax(-1))
+            out[:, t] = tok
+            if eos_token is not None:
+                done |= tok == eos_token
+                if done.all():
+                    out[:, t + 1:] = eos_token
+                    break
+        return out
+
+    def __repr__(self) -> str:
+        return (f"Seq2Seq(\n  src_embedding={self.src_embedding!r},\n  encoder={self.encoder!r},"
+                f"\n  tgt_embedding={self.tgt_embedding!r},\n  decoder={self.decoder!r},\n"
+                f"  head={self.head!r},\n  bos_token={self.bos_token}\n)")
