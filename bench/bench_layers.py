@@ -1,0 +1,51 @@
+"""Benchmark of the recurrent layers: fastrnn vs the NumPy reference vs PyTorch CPU.
+
+Every (contender, workload) pair runs in its own Python process, so that one library's
+BLAS / OpenMP thread pool never competes for the cores with another's. The parent
+process only starts the workers, collects their JSON and prints a markdown table.
+
+    python bench/bench_layers.py                       # everything, ~2-3 minutes on 2 cores
+    python bench/bench_layers.py --only W1,W2 --contenders fastrnn,torch
+    python bench/bench_layers.py --quick               # few repeats: a smoke test
+    python bench/bench_layers.py --worker fastrnn W2   # one worker, JSON on stdout
+
+The code lives in ``fastrnn/bench.py`` (also run by ``fastrnn bench``); this script runs
+it on the checkout it lives in and writes ``bench/results/latest.json`` by default.
+
+Modes (all float32, time-major x of shape (T, B, I), the same weights for every contender):
+
+* ``infer``: one forward call, no state kept for backward.
+* ``train``: zero_grad, forward keeping what backward needs, backward with a fixed random
+  dy (input gradient included). The NumPy reference has no gradient buffers: its backward
+  returns fresh arrays, so zero_grad does not apply to it.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+DEFAULT_JSON = ROOT / "bench" / "results" / "latest.json"
+
+
+def _load_bench():
+    """fastrnn/bench.py of this checkout, loaded from its file: the fastrnn package itself
+    is imported only by the workers that measure it."""
+    spec = importlib.util.spec_from_file_location("_fastrnn_bench", ROOT / "fastrnn" / "bench.py")
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module
+    spec.loader.exec_module(module)
+    return module
+
+
+def main(argv=None):
+    return _load_bench().main(argv, default_json=str(DEFAULT_JSON),
+                              prog=Path(sys.argv[0]).name)
+
+
+if __name__ == "__main__":
+    if (ROOT / "fastrnn" / "__init__.py").exists():
+        sys.path.insert(0, str(ROOT))    # benchmark this checkout (in-place build)
+    sys.exit(main())

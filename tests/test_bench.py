@@ -1,0 +1,42 @@
+"""Smoke test of bench/bench_layers.py: it runs, and writes the measured fields.
+No assertion on the timings themselves."""
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+SCRIPT = ROOT / "bench" / "bench_layers.py"
+
+
+@pytest.mark.skipif(not SCRIPT.exists(), reason="bench/bench_layers.py not present")
+def test_bench_quick_smoke(tmp_path):
+    out = tmp_path / "bench.json"
+    proc = subprocess.run(
+        [sys.executable, str(SCRIPT), "--quick", "--only", "W1",
+         "--contenders", "fastrnn,reference", "--json", str(out)],
+        capture_output=True, text=True, timeout=120, cwd=ROOT)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert "| W1 |" in proc.stdout                      # the markdown table was printed
+
+    data = json.loads(out.read_text())
+    assert data["settings"]["quick"] is True
+    assert {"cpu", "cores", "versions"} <= set(data["machine"])
+    assert [w["id"] for w in data["workloads"]] == ["W1"]
+    results = {r["contender"]: r for r in data["results"]}
+    assert set(results) == {"fastrnn", "reference"}
+    for contender, r in results.items():
+        assert "error" not in r, r
+        assert r["workload"] == "W1"
+        m = r["modes"]["infer"]
+        for key in ("median_ms", "min_ms", "max_ms"):
+            assert isinstance(m[key], float) and m[key] > 0, (contender, key, m)
+        assert m["min_ms"] <= m["median_ms"] <= m["max_ms"]
+        assert m["repeats"] >= 1 and m["warmup"] >= 1
+        assert "others" in m and "steal" in m            # noise of the machine while timing
+    # both contenders computed the same outputs (mean |y|), up to float32 rounding
+    a, b = (results[c]["modes"]["infer"]["check"] for c in ("fastrnn", "reference"))
+    assert a == pytest.approx(b, rel=1e-4)
