@@ -107,6 +107,9 @@ def save(path, model, optimizer=None, extra: dict | None = None) -> None:
             np.savez(f, **{_HEADER: np.frombuffer(text.encode(), dtype=np.uint8)}, **arrays)
             f.flush()
             os.fsync(f.fileno())
+        umask = os.umask(0)
+        os.umask(umask)
+        os.chmod(tmp, 0o666 & ~umask)       # mkstemp makes it 0600; give it a new file's mode
         os.replace(tmp, path)
     except BaseException:
         if os.path.exists(tmp):

@@ -1,0 +1,513 @@
+"""Benchmark of the recurrent layers: fastrnn vs the NumPy reference vs PyTorch CPU.
+
+Every (contender, workload) pair runs in its own Python process, so that one library's
+BLAS / OpenMP thread pool never competes for the cores with another's. The parent
+process only starts the workers, collects their JSON and prints a markdown table.
+
+    fastrnn bench                                  # everything, ~2-3 minutes on 2 cores
+    fastrnn bench --only W1,W2 --contenders fastrnn,torch
+    fastrnn bench --quick                          # few repeats: a smoke test
+    fastrnn bench --json results.json              # also write every measurement as JSON
+
+``bench/bench_layers.py`` in a source checkout runs this module on that checkout (and
+writes ``bench/results/latest.json`` by default).  A worker is this file run as a script
+(``python fastrnn/bench.py --worker fastrnn W2``, JSON on stdout): it imports only what its
+contender needs, so a PyTorch worker never loads fastrnn's kernels or OpenMP runtime.
+
+Modes (all float32, time-major x of shape (T, B, I), the same weights for every contender):
+
+* ``infer``: one forward call, no state kept for backward.
+* ``train``: zero_grad, forward keeping what backward needs, backward with a fixed random
+  dy (input gradient included). The NumPy reference has no gradient buffers: its backward
+  returns fresh arrays, so zero_grad does not apply to it.
+"""
+
+from __future__ import annotations
+
+if __name__ == "__main__" and not __package__:
+    # Run as a script (a worker): Python put this file's folder, the package itself, first
+    # on sys.path; replace it by the folder that holds the package, so that the workers
+    # import the same fastrnn as the parent and no module of the package shadows another.
+    import os as _os
+    import sys as _sys
+
+    _here = _os.path.dirname(_os.path.abspath(__file__))
+    _sys.path[:] = [p for p in _sys.path if _os.path.abspath(p or ".") != _here]
+    _sys.path.insert(0, _os.path.dirname(_here))
+
+
+import argparse
+import dataclasses
+import gc
+import importlib.metadata
+import importlib.util
+import json
+import os
+import platform
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+WORKER_SCRIPT = Path(__file__).resolve()
+PACKAGE_PARENT = WORKER_SCRIPT.parent.parent     # the folder holding the fastrnn package
+
+
+@dataclasses.dataclass(frozen=True)
+class Workload:
+    id: str
+    cell: str           # "RNN", "LSTM" or "GRU"
+    T: int              # time steps
+    B: int              # batch rows
+    I: int              # input features
+    H: int              # hidden units
+    what: str           # what the row stands for
+    modes: tuple = ("train", "infer")   # the first one is the workload's headline
+    nonlinearity: str = "tanh"          # RNN only
+
+    @property
+    def cell_name(self) -> str:
+        return f"RNN {self.nonlinearity}" if self.cell == "RNN" else self.cell
+
+    def describe(self) -> str:
+        return f"{self.cell_name} T={self.T} B={self.B} I={self.I} H={self.H}"
+
+
+# Add rows here; ids must be unique.
+WORKLOADS = [
+    Workload("W1", "LSTM", 100, 1, 32, 64, "inference latency", modes=("infer",)),
+    Workload("W2", "LSTM", 50, 32, 32, 128, "training step"),
+    Workload("W3", "GRU", 100, 64, 128, 256, "training step"),
+    Workload("W4", "LSTM", 50, 128, 512, 512, "training step"),
+    Workload("W5", "RNN", 200, 16, 16, 64, "training step", nonlinearity="tanh"),
+]
+WORKLOAD_BY_ID = {w.id: w for w in WORKLOADS}
+
+# name -> description; "torch-1t" is PyTorch with torch.set_num_threads(1).
+CONTENDERS = {
+    "fastrnn": "fastrnn (Cython over scipy's BLAS)",
+    "reference": "fastrnn.reference (pure NumPy)",
+    "torch": "PyTorch CPU, default threads",
+    "torch-1t": "PyTorch CPU, 1 thread",
+}
+NEEDS_TORCH = ("torch", "torch-1t")
+
+# Timing settings: per (contender, workload, mode).
+FULL = dict(budget_s=1.0, warmup_s=0.2, min_warmup=3, min_repeats=5, max_repeats=2000)
+QUICK = dict(budget_s=0.05, warmup_s=0.0, min_warmup=1, min_repeats=2, max_repeats=20)
+
+MODE_NAMES = {"infer": "inference", "train": "training step"}
+GATES = {"RNN": 1, "LSTM": 4, "GRU": 3}
+SEED = 0
+
+
+# ----------------------------------------------------------------------------- worker
+
+
+def make_data(w: Workload):
+    """Weights (PyTorch's names, PyTorch's default init), x and dy, seeded: the same
+    numbers in every worker."""
+    import numpy as np
+
+    rng = np.random.default_rng(SEED)
+    G, H, bound = GATES[w.cell], w.H, 1.0 / np.sqrt(w.H)
+
+    def uniform(*shape):
+        return rng.uniform(-bound, bound, size=shape).astype(np.float32)
+
+    params = {
+        "weight_ih_l0": uniform(G * H, w.I),
+        "weight_hh_l0": uniform(G * H, H),
+        "bias_ih_l0": uniform(G * H),
+        "bias_hh_l0": uniform(G * H),
+    }
+    x = rng.standard_normal((w.T, w.B, w.I)).astype(np.float32)
+    dy = rng.standard_normal((w.T, w.B, H)).astype(np.float32)
+    return params, x, dy
+
+
+def setup_fastrnn(w: Workload, params, x, dy):
+    import numpy as np
+
+    import fastrnn
+
+    kwargs = dict(nonlinearity=w.nonlinearity) if w.cell == "RNN" else {}
+    layer = getattr(fastrnn, w.cell)(w.I, w.H, dtype=np.float32, **kwargs)
+    layer.load_state_dict(params)
+
+    def infer():
+        return layer(x)[0]
+
+    def train():
+        layer.zero_grad()
+        y, _, backward = layer.forward_train(x)
+        dx, _ = backward(dy)
+        return dx
+
+    info = dict(version=fastrnn.__version__, file=str(Path(fastrnn.__file__).parent))
+    return infer, train, info
+
+
+def setup_reference(w: Workload, params, x, dy):
+    import numpy as np
+
+    from fastrnn import reference
+
+    def infer():
+        return reference.stack_forward(w.cell, x, params, nonlinearity=w.nonlinearity)[0]
+
+    def train():
+        y, _, _, cache = reference.stack_forward(w.cell, x, params,
+                                                 nonlinearity=w.nonlinearity)
+        dx, _, _, _ = reference.stack_backward(dy, None, None, cache)
+        return dx
+
+    return infer, train, dict(numpy=np.__version__)
+
+
+def setup_torch(w: Workload, params, x, dy, threads: int | None):
+    import torch
+
+    if threads is not None:
+        torch.set_num_threads(threads)
+    kwargs = dict(nonlinearity=w.nonlinearity) if w.cell == "RNN" else {}
+    module = getattr(torch.nn, w.cell)(w.I, w.H, dtype=torch.float32, **kwargs)
+    module.load_state_dict({k: torch.from_numpy(v) for k, v in params.items()})
+    xt = torch.from_numpy(x)
+    xg = xt.clone().requires_grad_(True)
+    dyt = torch.from_numpy(dy)
+
+    def infer():
+        with torch.inference_mode():
+            return module(xt)[0].numpy()
+
+    def train():
+        module.zero_grad()
+        xg.grad = None
+        y, _ = module(xg)
+        y.backward(dyt)
+        return xg.grad.numpy()
+
+    info = dict(version=torch.__version__, threads=torch.get_num_threads(),
+                interop_threads=torch.get_num_interop_threads())
+    return infer, train, info
+
+
+def cpu_counters():
+    """(busy, stolen) CPU seconds of the whole machine, summed over its CPUs, from
+    /proc/stat; None where it is unavailable. Busy counts every process (user, nice,
+    system, irq, softirq); stolen is time the host of a virtual machine took."""
+    try:
+        with open("/proc/stat") as f:
+            user, nice, system, _, _, irq, softirq, steal = map(int, f.readline().split()[1:9])
+        hz = os.sysconf("SC_CLK_TCK")
+        return (user + nice + system + irq + softirq) / hz, steal / hz
+    except (OSError, ValueError):
+        return None
+
+
+def measure(fn, budget_s, warmup_s, min_warmup, min_repeats, max_repeats):
+    """Warm up, pick a repeat count that fills about ``budget_s``, time each call."""
+    warm, start = [], time.perf_counter()
+    while len(warm) < min_warmup or time.perf_counter() - start < warmup_s:
+        t0 = time.perf_counter()
+        fn()
+        warm.append(time.perf_counter() - t0)
+    # per-call estimate: the median of the later warm-up calls (the first is often slow,
+    # and a single call can hit a hiccup of the machine)
+    later = sorted(warm[1:] or warm)
+    estimate = later[len(later) // 2]
+    repeats = int(min(max(budget_s / max(estimate, 1e-9), min_repeats), max_repeats))
+    warmup = len(warm)
+    times = []
+    gc.collect()
+    gc_was_enabled = gc.isenabled()
+    gc.disable()
+    counters0, own0, start = cpu_counters(), time.process_time(), time.perf_counter()
+    try:
+        for _ in range(repeats):
+            t0 = time.perf_counter()
+            fn()
+            times.append(time.perf_counter() - t0)
+    finally:
+        if gc_was_enabled:
+            gc.enable()
+    elapsed, own = time.perf_counter() - start, time.process_time() - own0
+    counters1 = cpu_counters()
+    # Shares of the machine's CPU time, while we timed, taken by other processes and by
+    # the host of the virtual machine: more than a few % means a noisy measurement.
+    others = steal = None
+    if counters0 is not None and counters1 is not None:
+        capacity = elapsed * (os.cpu_count() or 1)
+        others = max(0.0, (counters1[0] - counters0[0] - own) / capacity)
+        steal = (counters1[1] - counters0[1]) / capacity
+    times.sort()
+    n = len(times)
+    median = times[n // 2] if n % 2 else 0.5 * (times[n // 2 - 1] + times[n // 2])
+    return dict(median_ms=median * 1e3, min_ms=times[0] * 1e3, max_ms=times[-1] * 1e3,
+                repeats=n, warmup=warmup, others=others, steal=steal)
+
+
+def run_worker(contender: str, wid: str, quick: bool) -> dict:
+    import numpy as np
+
+    w = WORKLOAD_BY_ID[wid]
+    params, x, dy = make_data(w)
+    if contender == "fastrnn":
+        infer, train, info = setup_fastrnn(w, params, x, dy)
+    elif contender == "reference":
+        infer, train, info = setup_reference(w, params, x, dy)
+    elif contender in NEEDS_TORCH:
+        infer, train, info = setup_torch(w, params, x, dy, 1 if contender == "torch-1t" else None)
+    else:
+        raise SystemExit(f"unknown contender {contender!r}; one of {sorted(CONTENDERS)}")
+    settings = QUICK if quick else FULL
+    out = dict(contender=contender, workload=wid, info=info, modes={})
+    for mode in w.modes:
+        fn = infer if mode == "infer" else train
+        # mean |y| (infer) or mean |dx| (train): lets the parent check that every
+        # contender computed the same thing.
+        check = float(np.abs(np.asarray(fn(), dtype=np.float64)).mean())
+        out["modes"][mode] = dict(measure(fn, **settings), check=check)
+    return out
+
+
+# ----------------------------------------------------------------------------- parent
+
+
+def machine_info() -> dict:
+    cpu = platform.processor() or platform.machine()
+    try:
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                if line.startswith("model name"):
+                    cpu = line.split(":", 1)[1].strip()
+                    break
+    except OSError:
+        pass
+    versions = {}
+    for dist in ("numpy", "scipy", "torch", "fastrnn"):
+        try:
+            versions[dist] = importlib.metadata.version(dist)
+        except importlib.metadata.PackageNotFoundError:
+            versions[dist] = None
+    import numpy
+    import scipy
+    versions["numpy"], versions["scipy"] = numpy.__version__, scipy.__version__
+    try:
+        usable = len(os.sched_getaffinity(0))
+    except AttributeError:
+        usable = os.cpu_count()
+    env = {k: os.environ[k] for k in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS",
+                                      "MKL_NUM_THREADS") if k in os.environ}
+    return dict(cpu=cpu, cores=os.cpu_count(), usable_cores=usable,
+                python=platform.python_version(), platform=platform.platform(),
+                versions=versions, thread_env=env)
+
+
+def spawn_worker(contender: str, wid: str, quick: bool, timeout: float) -> dict:
+    cmd = [sys.executable, str(WORKER_SCRIPT), "--worker", contender, wid]
+    if quick:
+        cmd.append("--quick")
+    t0 = time.perf_counter()
+    try:
+        proc = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout,
+                              cwd=PACKAGE_PARENT)
+    except subprocess.TimeoutExpired:
+        return dict(contender=contender, workload=wid, error=f"timed out after {timeout} s")
+    wall = time.perf_counter() - t0
+    lines = proc.stdout.strip().splitlines()
+    if proc.returncode != 0 or not lines:
+        err = (proc.stderr.strip().splitlines() or ["no output"])[-1]
+        return dict(contender=contender, workload=wid,
+                    error=f"exit code {proc.returncode}: {err}")
+    result = json.loads(lines[-1])
+    result["wall_s"] = wall
+    return result
+
+
+def fmt_ms(r):
+    if r is None:
+        return "n/a"
+    return f"{r['median_ms']:.3g}" if r["median_ms"] < 100 else f"{r['median_ms']:.0f}"
+
+
+def fmt_ratio(a, b):
+    if a is None or b is None:
+        return "n/a"
+    return f"{a['median_ms'] / b['median_ms']:.2f}"
+
+
+def markdown_table(workloads, contenders, results) -> str:
+    by_key = {}
+    for r in results:
+        for mode, m in r.get("modes", {}).items():
+            by_key[(r["contender"], r["workload"], mode)] = m
+    cols = ["workload", "description"]
+    cols += [f"{c} ms" for c in contenders]
+    ratio_cols = [c for c in contenders if c != "fastrnn"] if "fastrnn" in contenders else []
+    cols += [f"{c}/fastrnn" for c in ratio_cols]
+    lines = ["| " + " | ".join(cols) + " |", "|" + "---|" * len(cols)]
+    for w in workloads:
+        for mode in w.modes:
+            what = w.what if mode == w.modes[0] else MODE_NAMES[mode]
+            row = [w.id, f"{w.describe()}, {what}"]
+            get = {c: by_key.get((c, w.id, mode)) for c in contenders}
+            row += [fmt_ms(get[c]) for c in contenders]
+            row += [fmt_ratio(get[c], get["fastrnn"]) for c in ratio_cols]
+            lines.append("| " + " | ".join(row) + " |")
+    return "\n".join(lines)
+
+
+NOISY = 0.05   # share of the CPU time taken by others above which a measurement is noisy
+
+
+def noise(m) -> float:
+    """Share of the machine's CPU time that other processes or the host took while
+    one measurement was timed (0 where unknown)."""
+    return (m.get("others") or 0.0) + (m.get("steal") or 0.0)
+
+
+def max_noise(result) -> float:
+    return max((noise(m) for m in result.get("modes", {}).values()), default=0.0)
+
+
+def noise_warnings(results, limit=NOISY):
+    out = []
+    for r in results:
+        for mode, m in r.get("modes", {}).items():
+            if noise(m) > limit:
+                out.append(f"{r['workload']} {mode} {r['contender']}: other processes or the "
+                           f"host took {noise(m):.0%} of the CPU time while timing (min "
+                           f"{m['min_ms']:.3g} ms, median {m['median_ms']:.3g} ms)")
+    return out
+
+
+def consistency_warnings(results, rtol=1e-3):
+    """Contenders that disagree with fastrnn on mean |y| or mean |dx|."""
+    checks = {}
+    for r in results:
+        for mode, m in r.get("modes", {}).items():
+            checks.setdefault((r["workload"], mode), {})[r["contender"]] = m["check"]
+    out = []
+    for (wid, mode), vals in checks.items():
+        base = vals.get("fastrnn")
+        for c, v in vals.items():
+            if base is not None and abs(v - base) > rtol * abs(base):
+                out.append(f"{wid} {mode}: {c} check {v:.6g} differs from fastrnn {base:.6g}")
+    return out
+
+
+def add_arguments(p: argparse.ArgumentParser, default_json: str | None = None) -> None:
+    """The benchmark's options, on ``p`` (the script's parser or ``fastrnn bench``'s)."""
+    p.add_argument("--worker", nargs=2, metavar=("CONTENDER", "WORKLOAD"),
+                   help="run one contender on one workload in this process; JSON on stdout")
+    p.add_argument("--only", help="comma-separated workload ids (default: all)")
+    p.add_argument("--contenders", help="comma-separated, from "
+                   + ",".join(CONTENDERS) + " (default: all that are importable)")
+    p.add_argument("--quick", action="store_true", help="few repeats: a smoke test")
+    if default_json is None:
+        p.add_argument("--json", default=None, help="where to write the results "
+                       "(default: not written)")
+    else:
+        p.add_argument("--json", default=str(default_json), help="where to write the "
+                       "results (default: %(default)s)")
+    p.add_argument("--retries", type=int, default=1, help="re-runs of a worker during "
+                   "which other processes (or the host) took more than 5%% of the CPU time "
+                   "(default: %(default)s)")
+    p.add_argument("--timeout", type=float, default=600.0, help="seconds per worker")
+
+
+def run(args, error, command: list) -> int:
+    """Run the benchmark for parsed ``args``; ``error(message)`` reports a bad option
+    (and does not return); ``command`` is recorded in the JSON.  Returns the exit code."""
+    if args.worker:
+        contender, wid = args.worker
+        if wid not in WORKLOAD_BY_ID:
+            error(f"unknown workload {wid!r}")
+        print(json.dumps(run_worker(contender, wid, args.quick)))
+        return 0
+
+    if args.only:
+        ids = [s.strip() for s in args.only.split(",") if s.strip()]
+        unknown = [i for i in ids if i not in WORKLOAD_BY_ID]
+        if unknown:
+            error(f"unknown workload(s) {unknown}; known: {list(WORKLOAD_BY_ID)}")
+        workloads = [WORKLOAD_BY_ID[i] for i in ids]
+    else:
+        workloads = list(WORKLOADS)
+    have_torch = importlib.util.find_spec("torch") is not None
+    if args.contenders:
+        contenders = [s.strip() for s in args.contenders.split(",") if s.strip()]
+        unknown = [c for c in contenders if c not in CONTENDERS]
+        if unknown:
+            error(f"unknown contender(s) {unknown}; known: {list(CONTENDERS)}")
+    else:
+        contenders = [c for c in CONTENDERS if have_torch or c not in NEEDS_TORCH]
+
+    machine = machine_info()
+    header = (f"Machine: {machine['cpu']}, {machine['cores']} cores "
+              f"({machine['usable_cores']} usable); Python {machine['python']}; "
+              + ", ".join(f"{k} {v}" for k, v in machine["versions"].items() if v))
+    print(header, flush=True)
+
+    results, t0 = [], time.perf_counter()
+    for w in workloads:
+        for c in contenders:
+            r = spawn_worker(c, w.id, args.quick, args.timeout)
+            for _ in range(args.retries):   # something else took CPU time: once more
+                if "error" in r or max_noise(r) <= NOISY:
+                    break
+                print(f"  {w.id} {c}: noisy ({max_noise(r):.0%} of the CPU time taken by "
+                      "others), running again", file=sys.stderr, flush=True)
+                again = spawn_worker(c, w.id, args.quick, args.timeout)
+                if "error" not in again and max_noise(again) < max_noise(r):
+                    r = again
+            if "error" in r:
+                print(f"  {w.id} {c}: ERROR {r['error']}", file=sys.stderr, flush=True)
+            else:
+                summary = ", ".join(f"{mode} {m['median_ms']:.3g} ms (n={m['repeats']})"
+                                    for mode, m in r["modes"].items())
+                print(f"  {w.id} {c}: {summary}", file=sys.stderr, flush=True)
+            results.append(r)
+    total = time.perf_counter() - t0
+
+    print()
+    print("Median time per call (ms); ratios are other/fastrnn: >1 means fastrnn is faster.")
+    print()
+    print(markdown_table(workloads, contenders, results))
+    for msg in consistency_warnings(results) + noise_warnings(results):
+        print(f"WARNING: {msg}")
+    print(f"\nTotal wall time {total:.0f} s.")
+
+    out = dict(
+        created=time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+        command=list(command),
+        machine=machine,
+        settings=dict(quick=args.quick, dtype="float32", seed=SEED,
+                      timing=QUICK if args.quick else FULL),
+        contenders={c: CONTENDERS[c] for c in contenders},
+        workloads=[dict(dataclasses.asdict(w), description=w.describe()) for w in workloads],
+        results=results,
+        total_wall_s=total,
+    )
+    if args.json:
+        path = Path(args.json)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(json.dumps(out, indent=2) + "\n")
+        print(f"Results written to {path}")
+    return 1 if any("error" in r for r in results) else 0
+
+
+def main(argv=None, default_json: str | None = None, prog: str | None = None) -> int:
+    """The benchmark as a program: parse ``argv`` (default ``sys.argv[1:]``) and run."""
+    p = argparse.ArgumentParser(prog=prog, description=__doc__.split("\n\n")[0])
+    add_arguments(p, default_json)
+    args = p.parse_args(argv)
+    command = [prog or Path(sys.argv[0]).name] + (list(argv) if argv is not None
+                                                  else sys.argv[1:])
+    return run(args, p.error, command)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,280 @@
+"""The ``fastrnn`` command, run as a user runs it: ``python -m fastrnn ...`` in a subprocess,
+with tiny sizes.  Every subcommand, and every kind of user mistake (one line on stderr,
+exit status 2, no traceback)."""
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+import fastrnn
+from fastrnn import plot
+
+PACKAGE_PARENT = Path(fastrnn.__file__).resolve().parent.parent
+HAVE_MATPLOTLIB = plot.available()
+
+TINY = ["--epochs", "1", "--hidden", "8", "--no-progress"]
+
+
+def run(*args, cwd, pythonpath=(), timeout=120):
+    env = dict(os.environ)
+    env["PYTHONPATH"] = os.pathsep.join([*map(str, pythonpath), str(PACKAGE_PARENT),
+                                         env.get("PYTHONPATH", "")])
+    return subprocess.run([sys.executable, "-m", "fastrnn", *map(str, args)],
+                          capture_output=True, text=True, timeout=timeout, cwd=cwd, env=env)
+
+
+def ok(proc):
+    assert proc.returncode == 0, f"exit {proc.returncode}\n{proc.stdout}\n{proc.stderr}"
+    assert "Traceback" not in proc.stderr, proc.stderr
+    return proc.stdout
+
+
+def user_error(proc, *words):
+    """Exit status 2, nothing but one line on stderr, naming what was wrong."""
+    assert proc.returncode == 2, f"exit {proc.returncode}\n{proc.stdout}\n{proc.stderr}"
+    lines = proc.stderr.strip().splitlines()
+    assert len(lines) == 1, proc.stderr
+    assert "error:" in lines[0] and "Traceback" not in proc.stderr
+    for w in words:
+        assert w in lines[0], (w, lines[0])
+    return lines[0]
+
+
+@pytest.fixture(scope="module")
+def work(tmp_path_factory):
+    return tmp_path_factory.mktemp("cli")
+
+
+@pytest.fixture(scope="module")
+def digits_model(work):
+    path = work / "digits.npz"
+    out = ok(run("train", "digits", *TINY, "--out", path, "--plot", work / "digits.png",
+                 cwd=work))
+    assert out.strip().splitlines()[-1].startswith("done: digits")
+    assert "test loss (cross-entropy)" in out and "accuracy" in out
+    assert path.exists()
+    return path
+
+
+@pytest.fixture(scope="module")
+def text_model(work):
+    path = work / "text.npz"
+    out = ok(run("train", "text", *TINY, "--max-chars", "4000", "--seq-len", "16",
+                 "--out", path, cwd=work))
+    assert "done: text" in out and "OneToMany" in out
+    return path
+
+
+# -- the commands ---------------------------------------------------------------------------
+
+def test_help_version_and_no_command(work):
+    assert ok(run("--version", cwd=work)).strip() == f"fastrnn {fastrnn.__version__}"
+    out = ok(run(cwd=work))
+    for command in ("demo", "train", "evaluate", "predict", "sample", "bench", "info"):
+        assert command in out
+    assert "--data" in ok(run("train", "--help", cwd=work))
+
+
+def test_train_digits_saves_the_model_and_plots(digits_model, work):
+    model, _, extra = fastrnn.load_checkpoint(digits_model)
+    assert extra["task"] == "digits" and extra["vocab"] is None
+    assert len(extra["history"]["loss"]) == 1
+    if HAVE_MATPLOTLIB:
+        assert (work / "digits.png").stat().st_size > 1000
+
+
+def test_train_adding_and_sine(work):
+    out = ok(run("train", "adding", *TINY, "--steps", "6", "--samples", "64",
+                 "--cell", "gru", "--optimizer", "sgd", "--layers", "2", "--dropout", "0.1",
+                 cwd=work))
+    last = out.strip().splitlines()[-1]
+    assert last.startswith("done: adding") and "MSE" in last and "not saved" in last
+    out = ok(run("train", "sine", *TINY, "--steps", "12", "--samples", "40",
+                 "--optimizer", "rmsprop", "--plot", work / "sine.png", cwd=work))
+    assert "repeating the last value scores" in out
+    if HAVE_MATPLOTLIB:
+        assert (work / "sine.png").exists() and (work / "sine-forecast.png").exists()
+
+
+def test_train_without_matplotlib_still_runs(work, tmp_path):
+    fake = tmp_path / "no_mpl"
+    (fake / "matplotlib").mkdir(parents=True)
+    (fake / "matplotlib" / "__init__.py").write_text("raise ImportError('no matplotlib')\n")
+    out = ok(run("train", "sine", *TINY, "--steps", "8", "--samples", "20",
+                 "--plot", tmp_path / "s.png", cwd=work, pythonpath=[fake]))
+    notes = [line for line in out.splitlines() if "matplotlib is not installed" in line]
+    assert len(notes) == 1 and "fastrnn[plot]" in notes[0]
+    assert not (tmp_path / "s.png").exists()
+    assert out.strip().splitlines()[-1].startswith("done: sine")
+
+
+def test_train_evaluate_predict_own_npz(work, tmp_path):
+    rng = np.random.default_rng(0)
+    x = rng.standard_normal((30, 5, 3)).astype(np.float32)
+    lengths = rng.integers(1, 6, 30)
+    y = (x[np.arange(30), lengths - 1, 0] > 0).astype(np.int64)
+    data = tmp_path / "mine.npz"
+    np.savez(data, x=x, y=y, lengths=lengths)
+    model = tmp_path / "mine_model.npz"
+    out = ok(run("train", "--data", data, *TINY, "--bidirectional", "--optimizer", "adagrad",
+                 "--out", model, cwd=work))
+    assert "done: mine.npz" in out and "bidirectional" in out
+    out = ok(run("evaluate", model, cwd=work))
+    assert "test split of" in out and "accuracy" in out
+    metrics = json.loads(ok(run("evaluate", model, "--data", data, "--json", cwd=work)))
+    assert set(metrics) == {"loss", "accuracy"}
+    # predictions: one class per sequence on stdout; probabilities to a file
+    lines = ok(run("predict", model, data, cwd=work)).split()
+    assert len(lines) == 30 and set(lines) <= {"0", "1"}
+    ok(run("predict", model, data, "--proba", "--out", tmp_path / "p.npy", cwd=work))
+    p = np.load(tmp_path / "p.npy")
+    assert p.shape == (30, 2) and np.allclose(p.sum(1), 1, atol=1e-5)
+
+
+def test_train_sample_evaluate_own_text(work, tmp_path):
+    text = tmp_path / "poem.txt"
+    text.write_text("the cat sat on the mat. " * 40)
+    model = tmp_path / "poem.npz"
+    out = ok(run("train", "--data", text, *TINY, "--seq-len", "12", "--out", model,
+                 cwd=work))
+    assert "done: poem.txt" in out
+    assert "test split of" in ok(run("evaluate", model, cwd=work))
+    assert "poem.txt" in ok(run("evaluate", model, "--data", text, cwd=work))
+    out = ok(run("sample", model, "--prime", "the ", "--length", "30", "--seed", "1",
+                 cwd=work))
+    assert out.startswith("the ") and len(out) == len("the ") + 30 + 1     # + newline
+
+
+def test_evaluate_on_the_test_split(digits_model, work):
+    out = ok(run("evaluate", digits_model, cwd=work))
+    assert "test split of digits (359 sequences)" in out
+    metrics = json.loads(ok(run("evaluate", digits_model, "--json", cwd=work)))
+    assert 0 <= metrics["accuracy"] <= 1 and metrics["loss"] > 0
+
+
+def test_predict_digits(digits_model, work, tmp_path):
+    images, labels = fastrnn.data.load_digits()
+    np.save(tmp_path / "five.npy", images[:5])
+    lines = ok(run("predict", digits_model, tmp_path / "five.npy", cwd=work)).split("\n")
+    assert [int(v) for v in lines if v] == list(fastrnn.load(digits_model).predict(images[:5]))
+    out = ok(run("predict", digits_model, tmp_path / "five.npy", "--out", tmp_path / "g.txt",
+                 cwd=work))
+    assert "written to" in out and len((tmp_path / "g.txt").read_text().split()) == 5
+
+
+def test_predict_encoder_decoder(work, tmp_path):
+    m = fastrnn.Seq2Seq.build("gru", src_vocab=6, tgt_vocab=6, hidden_size=8, seed=0)
+    fastrnn.save(tmp_path / "s2s.npz", m)
+    src = np.array([[1, 2, 3], [4, 5, 1]])
+    np.save(tmp_path / "src.npy", src)
+    out = ok(run("predict", tmp_path / "s2s.npz", tmp_path / "src.npy", "--max-length", "4",
+                 cwd=work))
+    rows = [list(map(int, line.split())) for line in out.strip().splitlines()]
+    assert rows == m.predict(src, max_length=4).tolist()
+
+
+def test_sample(text_model, work):
+    a = ok(run("sample", text_model, "--prime", "In the", "--length", "40", "--seed", "3",
+               "--temperature", "0.9", "--top-k", "5", cwd=work))
+    b = ok(run("sample", text_model, "--prime", "In the", "--length", "40", "--seed", "3",
+               "--temperature", "0.9", "--top-k", "5", cwd=work))
+    assert a == b and a.startswith("In the") and len(a) == len("In the") + 40 + 1
+    assert ok(run("sample", text_model, "--length", "20", cwd=work))    # default prime
+
+
+def test_bench_quick(work, tmp_path):
+    out = ok(run("bench", "--quick", "--only", "W1", "--contenders", "fastrnn",
+                 "--json", tmp_path / "b.json", cwd=work))
+    assert "| W1 |" in out
+    data = json.loads((tmp_path / "b.json").read_text())
+    assert data["command"][:2] == ["fastrnn", "bench"]
+    assert data["results"][0]["modes"]["infer"]["median_ms"] > 0
+
+
+def test_info(work):
+    out = ok(run("info", cwd=work))
+    for word in (f"fastrnn {fastrnn.__version__}", "BLAS", "threads", "kernels", "CPU",
+                 "features"):
+        assert word in out
+    info = json.loads(ok(run("info", "--json", cwd=work)))
+    assert info["blas"]["kernel_threads"] >= 1
+    assert {"fastrnn", "extension", "blas", "cpu", "numpy", "scipy"} <= set(info)
+
+
+def test_demo_quick(work, tmp_path):
+    out_dir = tmp_path / "demo"
+    out = ok(run("demo", "--quick", "--out-dir", out_dir, cwd=work))
+    for phrase in ("[1/2]", "test accuracy", "guess", "truth", "[2/2]", "held-out text",
+                   "a passage it wrote", "done in"):
+        assert phrase in out, phrase
+    assert (out_dir / "digits.npz").exists() and (out_dir / "genesis.npz").exists()
+    assert fastrnn.load_checkpoint(out_dir / "genesis.npz")[2]["vocab"]
+    if HAVE_MATPLOTLIB:
+        assert (out_dir / "digits_training.png").exists()
+    # what the demo saved works with the other commands
+    assert "test split of digits" in ok(run("evaluate", out_dir / "digits.npz", cwd=work))
+    assert ok(run("sample", out_dir / "genesis.npz", "--prime", "And", "--length", "10",
+                  cwd=work)).startswith("And")
+
+
+# -- user mistakes: one line, exit 2 ----------------------------------------------------------
+
+@pytest.fixture(scope="module")
+def bad_files(work):
+    (work / "garbage.npz").write_bytes(b"this is not a zip file")
+    np.savez(work / "only_x.npz", x=np.zeros((4, 3, 2)))
+    np.savez(work / "strings.npz", x=np.array([["a", "b"]]), y=np.array([0]))
+    np.savez(work / "ragged.npz", x=np.zeros((4, 3, 2)), y=np.zeros(5, dtype=np.int64))
+    np.save(work / "wrong_width.npy", np.zeros((2, 8, 3), np.float32))
+    return work
+
+
+@pytest.mark.parametrize("args, words", [
+    (["train", "nosuchtask"], ["unknown task 'nosuchtask'", "digits"]),
+    (["train"], ["give a task"]),
+    (["nosuchcommand"], ["invalid choice"]),
+    (["train", "--data", "missing.npz"], ["missing.npz", "no such file"]),
+    (["train", "--data", "garbage.npz"], ["garbage.npz", "not an .npz file"]),
+    (["train", "--data", "only_x.npz"], ["no array y"]),
+    (["train", "--data", "strings.npz"], ["must hold numbers"]),
+    (["train", "--data", "ragged.npz"], ["one entry per sequence"]),
+    (["train", "--data", "table.csv"], [".npz", ".txt"]),
+    (["train", "digits", "--hidden", "0"], ["--hidden", ">= 1"]),
+    (["train", "digits", "--layers", "-2"], ["--layers"]),
+    (["train", "digits", "--batch-size", "x"], ["--batch-size"]),
+    (["train", "digits", "--lr", "nan"], ["--lr"]),
+    (["train", "digits", "--hidden", "1000000"], ["too large"]),
+    (["train", "adding", "--steps", "1"], ["--steps >= 2"]),
+    (["train", "text", "--seq-len", "1000000"], ["too few"]),
+    (["train", "sine", "--bidirectional"], ["--bidirectional"]),
+    (["train", "digits", "--out", "no/such/dir/m.npz"], ["does not exist"]),
+    (["evaluate", "missing.npz"], ["no such file"]),
+    (["evaluate", "garbage.npz"], ["not a fastrnn model file"]),
+    (["evaluate", "only_x.npz"], ["not a fastrnn model file"]),
+    (["sample", "garbage.npz"], ["not a fastrnn model file"]),
+    (["sample", "text.npz", "--length", "0"], ["--length"]),
+    (["sample", "text.npz", "--temperature", "-1"], ["--temperature"]),
+    (["bench", "--only", "W99"], ["unknown workload"]),
+])
+def test_user_mistakes(args, words, bad_files, text_model):
+    user_error(run(*args, cwd=bad_files), *words)
+
+
+def test_model_of_another_kind(digits_model, text_model, bad_files):
+    user_error(run("sample", digits_model, cwd=bad_files), "not a character model")
+    user_error(run("sample", text_model, "--prime", "{~}", cwd=bad_files), "does not know")
+    user_error(run("predict", digits_model, "wrong_width.npy", cwd=bad_files),
+               "does not fit the model", "input_size=8")
+    user_error(run("predict", bad_files / "only_x.npz", "wrong_width.npy", cwd=bad_files),
+               "not a fastrnn model file")
+    user_error(run("evaluate", digits_model, "--data", "only_x.npz", cwd=bad_files),
+               "no array y")
+    m = fastrnn.Seq2Seq.build("gru", src_vocab=4, tgt_vocab=4, hidden_size=4, seed=0)
+    fastrnn.save(bad_files / "s2s.npz", m)
+    user_error(run("evaluate", "s2s.npz", cwd=bad_files), "encoder-decoder")
+    user_error(run("sample", "s2s.npz", cwd=bad_files), "not a character model")
