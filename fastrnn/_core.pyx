@@ -936,3 +936,67 @@ def gru_backward(const floating[:, ::1] X, const floating[:, ::1] W_ih,
                       &dW_hh[0, 0], pdb_hh)
         _hidden_grads(hn, <int>(T * B), <int>H, <int>H, hp, <int>H,
                       &dW_hh[2 * H, 0], pdb_hh + 2 * H if pdb_hh != NULL else NULL)
+
+
+# ---------------------------------------------------------------------------------------
+# The GEMM floor: the BLAS calls of a layer's forward (and backward), alone
+# ---------------------------------------------------------------------------------------
+
+cdef void _floor_rows(const floating* W_hh, const floating* W_hh_t, const int* nact,
+                      Py_ssize_t T, Py_ssize_t B, Py_ssize_t H, Py_ssize_t GH, bint train,
+                      Py_ssize_t lo, Py_ssize_t hi, floating* g, floating* hs) noexcept nogil:
+    cdef Py_ssize_t s, t, n
+    g += lo * GH
+    hs += lo * H
+    for s in range(T):
+        t = s
+        n = _active(nact[t], lo, hi)
+        _step_product(<int>n, <int>GH, <int>H, hs, W_hh, W_hh_t, <floating>1,
+                      g + t * B * GH)
+    if train:
+        for s in range(T):
+            t = T - 1 - s
+            n = _active(nact[t], lo, hi)
+            gemm_rows(False, <int>n, <int>H, <int>GH, g + t * B * GH, <int>GH, W_hh, <int>H,
+                      <floating>0, hs, <int>H)
+
+
+def gemm_floor(const floating[:, ::1] X, const floating[:, ::1] W_ih,
+               const floating[:, ::1] W_hh, const floating[:, ::1] W_hh_t,
+               floating[:, ::1] Gt, floating[:, ::1] h, floating[:, ::1] Hp,
+               floating[:, ::1] dX, floating[:, ::1] dW_ih, floating[:, ::1] dW_hh,
+               const int[::1] nact, const int[::1] bounds, bint train):
+    """Run only the BLAS products of one layer's forward (and, with ``train``, backward)
+    pass, with the kernels' shapes, blocking and threads: the time a kernel cannot go
+    below with this BLAS.  The arrays are scratch (their values are irrelevant)."""
+    cdef Py_ssize_t T = nact.shape[0], B = h.shape[0], H = h.shape[1], I = X.shape[1]
+    cdef Py_ssize_t GH = W_hh.shape[0], p, parts = bounds.shape[0] - 1
+    _check_shape("X", tuple(X.shape)[:2], (T * B, I))
+    _check_shape("W_ih", tuple(W_ih.shape)[:2], (GH, I))
+    _check_shape("W_hh", tuple(W_hh.shape)[:2], (GH, H))
+    _check_shape("Gt", tuple(Gt.shape)[:2], (T * B, GH))
+    _check_shape("Hp", tuple(Hp.shape)[:2], (T * B, H))
+    _check_shape("dX", tuple(dX.shape)[:2], (T * B, I))
+    _check_shape("dW_ih", tuple(dW_ih.shape)[:2], (GH, I))
+    _check_shape("dW_hh", tuple(dW_hh.shape)[:2], (GH, H))
+    _check_nact(nact, B)
+    _check_bounds(bounds, B)
+    cdef const floating* whh_t = _transposed_ptr(W_hh_t, H, GH)
+    cdef const floating* whh = &W_hh[0, 0]
+    cdef const int* na = &nact[0]
+    cdef const int* bd = &bounds[0]
+    cdef floating* g = &Gt[0, 0]
+    cdef floating* hs = &h[0, 0]
+    with nogil:
+        pgemm(False, True, <int>(T * B), <int>GH, <int>I, <floating>1, &X[0, 0], <int>I,
+              &W_ih[0, 0], <int>I, <floating>0, g, <int>GH)
+        if parts == 1:
+            _floor_rows(whh, whh_t, na, T, B, H, GH, train, 0, B, g, hs)
+        else:
+            for p in prange(parts, num_threads=parts, schedule="static"):
+                _floor_rows(whh, whh_t, na, T, B, H, GH, train, bd[p], bd[p + 1], g, hs)
+        if train:
+            _input_grads(g, <int>(T * B), <int>GH, &X[0, 0], <int>I, &W_ih[0, 0], &dX[0, 0],
+                         False, &dW_ih[0, 0], NULL)
+            _hidden_grads(g, <int>(T * B), <int>GH, <int>GH, &Hp[0, 0], <int>H,
+                          &dW_hh[0, 0], NULL)

@@ -176,3 +176,30 @@ def stack_backward(tape, weights, grads, dY, dh, dc):
             dX *= tape.masks[k]
         dY = dX.reshape(tape.nact.shape[0], -1, X.shape[1])
     return dX
+
+
+def gemm_floor(mode: str, x: np.ndarray, W_ih: np.ndarray, W_hh: np.ndarray, lengths=None,
+               train: bool = False):
+    """A callable that runs only the BLAS products of one layer-direction over ``x``
+    (T, B, I) (time-major, rows sorted longest first when ``lengths`` is given), with the
+    kernels' shapes, blocking and threads: the time a kernel cannot go below with this
+    BLAS.  Used by the benchmarks."""
+    T, B, I = x.shape
+    dt = x.dtype
+    GH, H = W_hh.shape
+    nact = active_rows(None if lengths is None else np.sort(lengths)[::-1].copy(), T, B)
+    bounds = row_bounds(nact, B, H, GATES[mode])
+    X = np.ascontiguousarray(x).reshape(T * B, I)
+    W_hh_t = np.ascontiguousarray(W_hh.T) if B > 1 else _EMPTY2[dt.char]
+    Gt = np.zeros((T * B, GH), dt)
+    h = np.zeros((B, H), dt)
+    Hp = np.zeros((T * B, H), dt)
+    dX = np.zeros((T * B, I), dt)
+    dW_ih = np.zeros_like(W_ih)
+    dW_hh = np.zeros_like(W_hh)
+
+    def run():
+        _core.gemm_floor(X, W_ih, W_hh, W_hh_t, Gt, h, Hp, dX, dW_ih, dW_hh, nact, bounds,
+                         train)
+
+    return run

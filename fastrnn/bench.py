@@ -64,13 +64,18 @@ class Workload:
     what: str           # what the row stands for
     modes: tuple = ("train", "infer")   # the first one is the workload's headline
     nonlinearity: str = "tanh"          # RNN only
+    lengths: tuple | None = None        # (low, high): lengths drawn uniformly, inclusive
+    stream: bool = False                # one step of a cell, the state carried (T = 1)
 
     @property
     def cell_name(self) -> str:
         return f"RNN {self.nonlinearity}" if self.cell == "RNN" else self.cell
 
     def describe(self) -> str:
-        return f"{self.cell_name} T={self.T} B={self.B} I={self.I} H={self.H}"
+        text = f"{self.cell_name} T={self.T} B={self.B} I={self.I} H={self.H}"
+        if self.lengths:
+            text += f", lengths {self.lengths[0]}..{self.lengths[1]}"
+        return text
 
 
 # Add rows here; ids must be unique.
@@ -80,6 +85,11 @@ WORKLOADS = [
     Workload("W3", "GRU", 100, 64, 128, 256, "training step"),
     Workload("W4", "LSTM", 50, 128, 512, 512, "training step"),
     Workload("W5", "RNN", 200, 16, 16, 64, "training step", nonlinearity="tanh"),
+    Workload("W6", "LSTM", 1, 1, 32, 128, "one streaming step called from Python",
+             modes=("infer",), stream=True),
+    Workload("W7", "GRU", 50, 256, 64, 128, "inference throughput", modes=("infer",)),
+    Workload("W8", "LSTM", 200, 64, 32, 128, "training step with variable lengths",
+             lengths=(10, 200)),
 ]
 WORKLOAD_BY_ID = {w.id: w for w in WORKLOADS}
 
@@ -123,41 +133,86 @@ def make_data(w: Workload):
     }
     x = rng.standard_normal((w.T, w.B, w.I)).astype(np.float32)
     dy = rng.standard_normal((w.T, w.B, H)).astype(np.float32)
-    return params, x, dy
+    lengths = None
+    if w.lengths is not None:
+        lengths = rng.integers(w.lengths[0], w.lengths[1] + 1, w.B)
+        lengths[0] = w.T                          # the padded length is T
+    return params, x, dy, lengths
 
 
-def setup_fastrnn(w: Workload, params, x, dy):
+def setup_fastrnn(w: Workload, params, x, dy, lengths=None):
     import numpy as np
 
     import fastrnn
 
     kwargs = dict(nonlinearity=w.nonlinearity) if w.cell == "RNN" else {}
+    info = dict(version=fastrnn.__version__, file=str(Path(fastrnn.__file__).parent),
+                threads=fastrnn.get_num_threads())
+    if w.stream:
+        cell = getattr(fastrnn, w.cell + "Cell")(w.I, w.H, dtype=np.float32, **kwargs)
+        cell.load_state_dict({k[:-3]: v for k, v in params.items()})
+        x0 = x[0]
+        state = [None]
+
+        def step():
+            state[0] = cell(x0, state[0])
+            return state[0][0] if isinstance(state[0], tuple) else state[0]
+
+        return step, None, info
     layer = getattr(fastrnn, w.cell)(w.I, w.H, dtype=np.float32, **kwargs)
     layer.load_state_dict(params)
 
     def infer():
-        return layer(x)[0]
+        return layer(x, lengths=lengths)[0]
 
     def train():
         layer.zero_grad()
-        y, _, backward = layer.forward_train(x)
+        y, _, backward = layer.forward_train(x, lengths=lengths)
         dx, _ = backward(dy)
         return dx
 
-    info = dict(version=fastrnn.__version__, file=str(Path(fastrnn.__file__).parent))
     return infer, train, info
 
 
-def setup_reference(w: Workload, params, x, dy):
+def setup_floor(w: Workload, params, x, lengths=None):
+    """The GEMM floor of the workload: fastrnn's BLAS calls alone (see
+    ``fastrnn._engine.gemm_floor``), per mode."""
+    from fastrnn import _engine
+
+    W_ih, W_hh = params["weight_ih_l0"], params["weight_hh_l0"]
+    return {mode: _engine.gemm_floor(w.cell, x, W_ih, W_hh, lengths, train=(mode == "train"))
+            for mode in w.modes}
+
+
+def setup_reference(w: Workload, params, x, dy, lengths=None):
     import numpy as np
 
     from fastrnn import reference
 
+    if w.stream:
+        fwd = {"LSTM": reference.lstm_forward, "GRU": reference.gru_forward}.get(w.cell)
+        h = np.zeros((w.B, w.H), np.float32)
+        state = [h, h.copy()]
+        x1 = x[:1]
+        p = [params[k] for k in ("weight_ih_l0", "weight_hh_l0", "bias_ih_l0", "bias_hh_l0")]
+
+        def step():
+            if w.cell == "LSTM":
+                _, state[0], state[1], _ = fwd(x1, state[0], state[1], *p)
+            elif w.cell == "GRU":
+                _, state[0], _ = fwd(x1, state[0], *p)
+            else:
+                _, state[0], _ = reference.rnn_forward(x1, state[0], *p, w.nonlinearity)
+            return state[0]
+
+        return step, None, dict(numpy=np.__version__)
+
     def infer():
-        return reference.stack_forward(w.cell, x, params, nonlinearity=w.nonlinearity)[0]
+        return reference.stack_forward(w.cell, x, params, lengths=lengths,
+                                       nonlinearity=w.nonlinearity)[0]
 
     def train():
-        y, _, _, cache = reference.stack_forward(w.cell, x, params,
+        y, _, _, cache = reference.stack_forward(w.cell, x, params, lengths=lengths,
                                                  nonlinearity=w.nonlinearity)
         dx, _, _, _ = reference.stack_backward(dy, None, None, cache)
         return dx
@@ -165,31 +220,52 @@ def setup_reference(w: Workload, params, x, dy):
     return infer, train, dict(numpy=np.__version__)
 
 
-def setup_torch(w: Workload, params, x, dy, threads: int | None):
+def setup_torch(w: Workload, params, x, dy, threads: int | None, lengths=None):
     import torch
 
     if threads is not None:
         torch.set_num_threads(threads)
     kwargs = dict(nonlinearity=w.nonlinearity) if w.cell == "RNN" else {}
+    info = dict(version=torch.__version__, threads=torch.get_num_threads(),
+                interop_threads=torch.get_num_interop_threads())
+    if w.stream:
+        cell = getattr(torch.nn, w.cell + "Cell")(w.I, w.H, dtype=torch.float32, **kwargs)
+        cell.load_state_dict({k[:-3]: torch.from_numpy(v) for k, v in params.items()})
+        x0 = torch.from_numpy(x[0])
+        state = [None]
+
+        def step():
+            with torch.inference_mode():
+                state[0] = cell(x0, state[0])
+            return (state[0][0] if isinstance(state[0], tuple) else state[0]).numpy()
+
+        return step, None, info
     module = getattr(torch.nn, w.cell)(w.I, w.H, dtype=torch.float32, **kwargs)
     module.load_state_dict({k: torch.from_numpy(v) for k, v in params.items()})
     xt = torch.from_numpy(x)
     xg = xt.clone().requires_grad_(True)
     dyt = torch.from_numpy(dy)
+    pack = torch.nn.utils.rnn.pack_padded_sequence
+    unpack = torch.nn.utils.rnn.pad_packed_sequence
+    lt = None if lengths is None else torch.from_numpy(lengths)
+
+    def run(inp):
+        if lt is None:
+            return module(inp)[0]
+        y, _ = module(pack(inp, lt, enforce_sorted=False))
+        return unpack(y, total_length=w.T)[0]
 
     def infer():
         with torch.inference_mode():
-            return module(xt)[0].numpy()
+            return run(xt).numpy()
 
     def train():
         module.zero_grad()
         xg.grad = None
-        y, _ = module(xg)
+        y = run(xg)
         y.backward(dyt)
         return xg.grad.numpy()
 
-    info = dict(version=torch.__version__, threads=torch.get_num_threads(),
-                interop_threads=torch.get_num_interop_threads())
     return infer, train, info
 
 
@@ -252,13 +328,17 @@ def run_worker(contender: str, wid: str, quick: bool) -> dict:
     import numpy as np
 
     w = WORKLOAD_BY_ID[wid]
-    params, x, dy = make_data(w)
+    params, x, dy, lengths = make_data(w)
+    floor = None
     if contender == "fastrnn":
-        infer, train, info = setup_fastrnn(w, params, x, dy)
+        infer, train, info = setup_fastrnn(w, params, x, dy, lengths)
+        if not w.stream:
+            floor = setup_floor(w, params, x, lengths)
     elif contender == "reference":
-        infer, train, info = setup_reference(w, params, x, dy)
+        infer, train, info = setup_reference(w, params, x, dy, lengths)
     elif contender in NEEDS_TORCH:
-        infer, train, info = setup_torch(w, params, x, dy, 1 if contender == "torch-1t" else None)
+        infer, train, info = setup_torch(w, params, x, dy,
+                                         1 if contender == "torch-1t" else None, lengths)
     else:
         raise SystemExit(f"unknown contender {contender!r}; one of {sorted(CONTENDERS)}")
     settings = QUICK if quick else FULL
@@ -269,6 +349,8 @@ def run_worker(contender: str, wid: str, quick: bool) -> dict:
         # contender computed the same thing.
         check = float(np.abs(np.asarray(fn(), dtype=np.float64)).mean())
         out["modes"][mode] = dict(measure(fn, **settings), check=check)
+        if floor is not None:
+            out["modes"][mode]["floor"] = measure(floor[mode], **settings)
     return out
 
 
@@ -347,6 +429,9 @@ def markdown_table(workloads, contenders, results) -> str:
     cols += [f"{c} ms" for c in contenders]
     ratio_cols = [c for c in contenders if c != "fastrnn"] if "fastrnn" in contenders else []
     cols += [f"{c}/fastrnn" for c in ratio_cols]
+    with_floor = "fastrnn" in contenders
+    if with_floor:
+        cols += ["GEMM floor ms", "fastrnn/floor"]
     lines = ["| " + " | ".join(cols) + " |", "|" + "---|" * len(cols)]
     for w in workloads:
         for mode in w.modes:
@@ -355,6 +440,9 @@ def markdown_table(workloads, contenders, results) -> str:
             get = {c: by_key.get((c, w.id, mode)) for c in contenders}
             row += [fmt_ms(get[c]) for c in contenders]
             row += [fmt_ratio(get[c], get["fastrnn"]) for c in ratio_cols]
+            if with_floor:
+                fl = (get["fastrnn"] or {}).get("floor")
+                row += [fmt_ms(fl), fmt_ratio(get["fastrnn"], fl)]
             lines.append("| " + " | ".join(row) + " |")
     return "\n".join(lines)
 
