@@ -39,10 +39,13 @@ or accumulated (``accumulate_dx``), so two directions can share one input gradie
 """
 
 cimport cython
+cimport numpy as cnp
 from cython cimport floating
 from cython.parallel cimport prange
 from libc.string cimport memcpy, memset
-from scipy.linalg.cython_blas cimport dgemm, sgemm
+from scipy.linalg.cython_blas cimport dgemm, dgemv, sgemm, sgemv
+
+cnp.import_array()
 
 
 # ---------------------------------------------------------------------------------------
@@ -92,7 +95,22 @@ cdef inline void gemm(bint trans_a, bint trans_b, int m, int n, int k, floating 
     """
     cdef char ta = b'T' if trans_a else b'N'
     cdef char tb = b'T' if trans_b else b'N'
+    cdef char tv
+    cdef int gm, gn, inca, one = 1
     if m <= 0 or n <= 0:
+        return
+    if m == 1 and k > 0:
+        # one row: a matrix-vector product, which BLAS does without packing B.
+        # c[j] = alpha * sum_i a[i] op(B)[i, j] + beta * c[j]; BLAS reads row-major B as
+        # its column-major transpose, so op(B) = B needs gemv('N') and B.T gemv('T').
+        inca = lda if trans_a else 1
+        tv = b'T' if trans_b else b'N'
+        gm = k if trans_b else n
+        gn = n if trans_b else k
+        if floating is float:
+            sgemv(&tv, &gm, &gn, &alpha, <float*>B, &ldb, <float*>A, &inca, &beta, C, &one)
+        else:
+            dgemv(&tv, &gm, &gn, &alpha, <double*>B, &ldb, <double*>A, &inca, &beta, C, &one)
         return
     if floating is float:
         sgemm(&tb, &ta, &n, &m, &k, &alpha, <float*>B, &ldb, <float*>A, &lda,
@@ -1000,3 +1018,113 @@ def gemm_floor(const floating[:, ::1] X, const floating[:, ::1] W_ih,
                          False, &dW_ih[0, 0], NULL)
             _hidden_grads(g, <int>(T * B), <int>GH, <int>GH, &Hp[0, 0], <int>H,
                           &dW_hh[0, 0], NULL)
+
+
+# ---------------------------------------------------------------------------------------
+# One time step with little call overhead, for streaming (cells, Stepper)
+#
+# A def function taking typed memoryviews pays for acquiring a buffer per argument, which
+# for one small step costs more than the step.  This entry takes ndarrays, checks dtype,
+# contiguity and shapes by hand (a few C comparisons each) and runs the same cell math.
+# ---------------------------------------------------------------------------------------
+
+cdef int _check_array(object a, str name, int typenum, Py_ssize_t d0, Py_ssize_t d1) except -1:
+    """``a`` is a C-contiguous ndarray of ``typenum`` with shape (d0, d1), or (d0,) when
+    d1 < 0; d0 < 0 allows an empty array (an absent bias or state)."""
+    cdef cnp.ndarray arr
+    if not isinstance(a, cnp.ndarray):
+        raise TypeError(f"{name} must be a numpy array")
+    arr = <cnp.ndarray>a
+    if cnp.PyArray_TYPE(arr) != typenum or not cnp.PyArray_IS_C_CONTIGUOUS(arr):
+        raise ValueError(f"{name} must be C-contiguous with the dtype of x")
+    if d0 < 0 and cnp.PyArray_SIZE(arr) == 0:
+        return 0
+    if d1 < 0:
+        if cnp.PyArray_NDIM(arr) != 1 or cnp.PyArray_DIM(arr, 0) != (d0 if d0 >= 0 else -d0):
+            raise ValueError(f"{name} has the wrong shape")
+    elif (cnp.PyArray_NDIM(arr) != 2 or cnp.PyArray_DIM(arr, 0) != (d0 if d0 >= 0 else -d0)
+          or cnp.PyArray_DIM(arr, 1) != d1):
+        raise ValueError(f"{name} has the wrong shape")
+    return 0
+
+
+cdef void _step_impl(int mode, bint relu, Py_ssize_t B, Py_ssize_t I, Py_ssize_t H,
+                     const floating* x, const floating* W_ih, const floating* W_hh,
+                     const floating* b_ih, const floating* b_hh, floating* h, floating* c,
+                     floating* g, floating* gh) noexcept nogil:
+    cdef Py_ssize_t GH = (1 if mode == 0 else (4 if mode == 1 else 3)) * H
+    # Gt = x @ W_ih.T + b_ih + b_hh   (GRU: b_hn stays inside r*(...))
+    if b_ih != NULL:
+        _fill_bias(g, B, GH, b_ih, b_hh, 2 * H if mode == 2 else GH)
+    gemm(False, True, <int>B, <int>GH, <int>I, <floating>1, x, <int>I, W_ih, <int>I,
+         <floating>(1 if b_ih != NULL else 0), g, <int>GH)
+    if mode == 2:
+        gemm(False, True, <int>B, <int>GH, <int>H, <floating>1, h, <int>H, W_hh, <int>H,
+             <floating>0, gh, <int>GH)
+        _gru_step(g, gh, b_hh + 2 * H if b_hh != NULL else NULL, h, <floating*>NULL, B, H)
+        return
+    gemm(False, True, <int>B, <int>GH, <int>H, <floating>1, h, <int>H, W_hh, <int>H,
+         <floating>1, g, <int>GH)
+    if mode == 1:
+        _lstm_step(g, h, c, B, H)
+    else:
+        _rnn_act(g, B * H, relu)
+        memcpy(h, g, B * H * sizeof(floating))
+
+
+def step(int mode, bint relu, object x, object W_ih, object W_hh, object b_ih, object b_hh,
+         object h, object c, object gates, object gh):
+    """One time step of a cell on every row, in place: ``h`` (and ``c``) (B, H) go from
+    the previous state to the new one.  ``mode`` 0 RNN, 1 LSTM, 2 GRU; ``gates`` (B, G*H)
+    and, for a GRU, ``gh`` (B, 3H) are workspace; empty biases mean none; ``c`` is used
+    by the LSTM only (empty otherwise)."""
+    cdef cnp.ndarray xa
+    cdef int typenum
+    cdef Py_ssize_t B, I, H, GH
+    if mode < 0 or mode > 2:
+        raise ValueError(f"mode must be 0, 1 or 2, got {mode}")
+    if not isinstance(x, cnp.ndarray) or cnp.PyArray_NDIM(<cnp.ndarray>x) != 2:
+        raise ValueError("x must be a 2-D ndarray")
+    xa = <cnp.ndarray>x
+    typenum = cnp.PyArray_TYPE(xa)
+    if typenum != cnp.NPY_FLOAT32 and typenum != cnp.NPY_FLOAT64:
+        raise ValueError("x must be float32 or float64")
+    B, I = cnp.PyArray_DIM(xa, 0), cnp.PyArray_DIM(xa, 1)
+    if not isinstance(h, cnp.ndarray) or cnp.PyArray_NDIM(<cnp.ndarray>h) != 2:
+        raise ValueError("h must be a 2-D ndarray")
+    H = cnp.PyArray_DIM(<cnp.ndarray>h, 1)
+    GH = (1 if mode == 0 else (4 if mode == 1 else 3)) * H
+    if B < 1 or I < 1 or H < 1:
+        raise ValueError("sizes must be positive")
+    _check_array(x, "x", typenum, B, I)
+    _check_array(W_ih, "W_ih", typenum, GH, I)
+    _check_array(W_hh, "W_hh", typenum, GH, H)
+    _check_array(b_ih, "b_ih", typenum, -GH, -1)
+    _check_array(b_hh, "b_hh", typenum, -GH, -1)
+    _check_array(h, "h", typenum, B, H)
+    _check_array(gates, "gates", typenum, B, GH)
+    if mode == 1:
+        _check_array(c, "c", typenum, B, H)
+    if mode == 2:
+        _check_array(gh, "gh", typenum, B, 3 * H)
+    if (cnp.PyArray_SIZE(<cnp.ndarray>b_ih) == 0) != (cnp.PyArray_SIZE(<cnp.ndarray>b_hh) == 0):
+        raise ValueError("both biases must be given, or neither")
+    cdef void* pb_ih = NULL if cnp.PyArray_SIZE(<cnp.ndarray>b_ih) == 0 else \
+        cnp.PyArray_DATA(<cnp.ndarray>b_ih)
+    cdef void* pb_hh = NULL if pb_ih == NULL else cnp.PyArray_DATA(<cnp.ndarray>b_hh)
+    cdef void* px = cnp.PyArray_DATA(xa)
+    cdef void* pwi = cnp.PyArray_DATA(<cnp.ndarray>W_ih)
+    cdef void* pwh = cnp.PyArray_DATA(<cnp.ndarray>W_hh)
+    cdef void* ph = cnp.PyArray_DATA(<cnp.ndarray>h)
+    cdef void* pc = cnp.PyArray_DATA(<cnp.ndarray>c) if mode == 1 else NULL
+    cdef void* pg = cnp.PyArray_DATA(<cnp.ndarray>gates)
+    cdef void* pgh = cnp.PyArray_DATA(<cnp.ndarray>gh) if mode == 2 else NULL
+    with nogil:
+        if typenum == cnp.NPY_FLOAT32:
+            _step_impl[float](mode, relu, B, I, H, <float*>px, <float*>pwi, <float*>pwh,
+                              <float*>pb_ih, <float*>pb_hh, <float*>ph, <float*>pc,
+                              <float*>pg, <float*>pgh)
+        else:
+            _step_impl[double](mode, relu, B, I, H, <double*>px, <double*>pwi, <double*>pwh,
+                               <double*>pb_ih, <double*>pb_hh, <double*>ph, <double*>pc,
+                               <double*>pg, <double*>pgh)

@@ -44,6 +44,10 @@ def float_array(x, name: str, dtype: np.dtype, ndim: int | tuple[int, ...]) -> n
     other inputs are refused.  The result never shares memory with ``x`` unless it already
     was a C-contiguous array of ``dtype`` (callers must not write into it).
     """
+    if type(x) is np.ndarray and x.dtype == dtype and x.flags.c_contiguous and \
+            x.ndim == (ndim if isinstance(ndim, int) else x.ndim) and \
+            (isinstance(ndim, int) or x.ndim in ndim):
+        return x                                   # the common case, checked cheaply
     if x is None:
         raise TypeError(f"{name} must be an array, got None")
     try:
@@ -105,6 +109,9 @@ def state_arrays(state, lstm: bool, shape: tuple[int, ...], dtype: np.dtype, nam
         parts = [(state, name)]
     out = []
     for value, label in parts:
+        if type(value) is np.ndarray and value.dtype == dtype and value.shape == shape:
+            out.append(value.copy(order="C"))     # the common case, checked cheaply
+            continue
         a = float_array(value, label, dtype, len(shape))
         check_shape(a, label, shape)
         out.append(a.copy())

@@ -11,12 +11,14 @@ import math
 
 import numpy as np
 
-from . import _engine
+from . import _core, _engine
 from ._validate import (as_dtype, check_shape, float_array, positive_int, seed_value,
                         state_arrays)
 from .module import Module
 
 __all__ = ["RNNCell", "LSTMCell", "GRUCell"]
+
+_MODE_ID = {"RNN": 0, "LSTM": 1, "GRU": 2}     # the mode numbers of _core.step
 
 
 def init_parameters(module: Module, rng: np.random.Generator, gates: int, input_size: int,
@@ -89,9 +91,11 @@ class _CellBase(Module):
     def __call__(self, x, state=None):
         """One step: the new state from ``x`` (B, I) and ``state`` (B, H); zeros if None."""
         x, h, c, unbatched = self._prepare(x, state)
-        nact = _engine.active_rows(None, 1, x.shape[0])
-        _engine.stack_forward(self.mode, self._relu, x, [[weight_tuple(self, "")]], h, c,
-                              nact, train=False)
+        B, H = x.shape[0], self.hidden_size
+        gates = np.empty((B, _engine.GATES[self.mode] * H), self.dtype)
+        gh = np.empty((B, 3 * H), self.dtype) if self.mode == "GRU" else gates
+        _core.step(_MODE_ID[self.mode], self._relu, x, *weight_tuple(self, ""), h[0],
+                   gates if c is None else c[0], gates, gh)
         return self._result(h, c, unbatched)
 
     def forward_train(self, x, state=None):

@@ -14,6 +14,7 @@ Data given to models is sample-first: ``x`` (N, T, I) or tokens (N, T); targets 
 from __future__ import annotations
 
 import math
+import numbers
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -181,8 +182,14 @@ class _Fittable(Module):
         optimizer.step()
 
     def _fit(self, columns, validation, *, epochs, batch_size, optimizer, clip_norm,
-             callbacks, progress, shuffle, seed, train_kwargs):
+             callbacks, progress, shuffle, seed, train_kwargs, initial_epoch=0):
         epochs = positive_int(epochs, "epochs")
+        if isinstance(initial_epoch, bool) or not isinstance(initial_epoch, numbers.Integral):
+            raise TypeError(f"initial_epoch must be an int, got {type(initial_epoch).__name__}")
+        if not 0 <= initial_epoch <= epochs:
+            raise ValueError(f"initial_epoch must lie in [0, epochs={epochs}], "
+                             f"got {initial_epoch}")
+        initial_epoch = int(initial_epoch)
         batch_size = positive_int(batch_size, "batch_size")
         if clip_norm is not None and not (math.isfinite(clip_norm) and clip_norm > 0):
             raise ValueError(f"clip_norm must be a positive number, got {clip_norm}")
@@ -190,12 +197,15 @@ class _Fittable(Module):
         callbacks = list(callbacks or ())
         rng = np.random.default_rng(seed_value(seed))
         N = columns[0].shape[0]
+        if shuffle:
+            for _ in range(initial_epoch):      # the orders of the epochs already run
+                rng.permutation(N)
         history = History()
         snapshot = [p.data.copy() for p in self.parameters()]
         for cb in callbacks:
             cb.on_train_begin(self, optimizer)
         try:
-            for epoch in range(epochs):
+            for epoch in range(initial_epoch, epochs):
                 order = rng.permutation(N) if shuffle else np.arange(N)
                 starts = range(0, N, batch_size)
                 bar = _progress(starts, progress, f"epoch {epoch + 1}/{epochs}", len(starts))
@@ -223,7 +233,7 @@ class _Fittable(Module):
                     logs.update({f"val_{k}": v for k, v in
                                  self._evaluate_columns(validation, batch_size).items()})
                 history.append(logs)
-                history.epochs = epoch + 1
+                history.epochs = epoch + 1 - initial_epoch
                 if any([cb.on_epoch_end(self, epoch, logs) for cb in callbacks]):
                     history.stop_reason = f"stopped early after epoch {epoch + 1}"
                     break
@@ -550,7 +560,8 @@ class SequenceModel(_Fittable):
     def fit(self, x, y, lengths=None, *, epochs: int = 10, batch_size: int = 32,
             optimizer: Optimizer | None = None, validation_data=None,
             clip_norm: float | None = None, tbptt: int | None = None, callbacks=(),
-            progress: bool = True, shuffle: bool = True, seed: int | None = None) -> History:
+            progress: bool = True, shuffle: bool = True, seed: int | None = None,
+            initial_epoch: int = 0) -> History:
         """Train by mini-batch BPTT.
 
         ``validation_data`` is ``(x, y)`` or ``(x, y, lengths)``; ``clip_norm`` clips the
@@ -560,6 +571,15 @@ class SequenceModel(_Fittable):
         ``seed`` fixes the shuffling.  A non-finite loss or gradient stops training with
         the weights of the last finite loss and says so in ``History.stop_reason``.
         The optimizer defaults to Adam(lr=1e-3).
+
+        ``initial_epoch`` resumes an interrupted run (as in Keras): epochs
+        ``initial_epoch .. epochs-1`` are run, shuffled as that run shuffled them with the
+        same ``seed``, and callbacks see their absolute numbers.  From the checkpoint
+        :class:`ModelCheckpoint` wrote after epoch ``e`` (``extra["epoch"]``),
+        ``fit(..., optimizer=<the checkpoint's>, seed=<the same>, epochs=E,
+        initial_epoch=e + 1)`` ends with the weights of the uninterrupted ``fit(epochs=E)``
+        (without dropout: dropout masks come from the layer's own generator, which a
+        loaded model does not restore).
         """
         x = self._inputs(x)
         columns = (x, self._targets(y, x), self._lengths(lengths, x))
@@ -579,7 +599,7 @@ class SequenceModel(_Fittable):
         return self._fit(columns, validation, epochs=epochs, batch_size=batch_size,
                          optimizer=optimizer, clip_norm=clip_norm, callbacks=callbacks,
                          progress=progress, shuffle=shuffle, seed=seed,
-                         train_kwargs={"tbptt": tbptt})
+                         train_kwargs={"tbptt": tbptt}, initial_epoch=initial_epoch)
 
     def forward(self, x, lengths=None, batch_size: int = 256) -> np.ndarray:
         """The head's raw outputs (logits or values), sample-first, in mini-batches."""
@@ -704,14 +724,12 @@ class Stepper:
         self._weights = [weight_tuple(rnn, rnn._suffix(k, 0)) for k in range(L)]
         self.h = np.zeros((L, B, H), dt)
         self.c = np.zeros((L, B, H), dt) if rnn.mode == "LSTM" else None
-        self._nact = _engine.active_rows(None, 1, B)
-        self._bounds = np.array([0, B], dtype=np.intc)     # one step: no parallel loop
-        self._no_t = np.empty((0, 0), dt)     # no transposed weight copy: W_hh may change
+        self._mode_id = {"RNN": 0, "LSTM": 1, "GRU": 2}[rnn.mode]
         G = _engine.GATES[rnn.mode]
         self._Gt = [np.empty((B, G * H), dt) for _ in range(L)]
         self._Gh = np.empty((B, 3 * H), dt)
-        self._Y = [np.empty((1, B, H), dt) for _ in range(L)]
-        self._empty = np.empty((0, B, H), dt)
+        self._hk = list(self.h)                  # per layer (B, H) views: updated in place
+        self._ck = list(self.c) if self.c is not None else [self._Gh] * L
         self._x = np.empty((B, rnn.input_size), dt)
         readout = model.head.readout
         self._W = readout.weight.data
@@ -767,19 +785,11 @@ class Stepper:
         """Feed one time step; returns the outputs (B, C) (a buffer reused by the next
         call)."""
         X = self._input(x_t)
-        e = self._empty
         for k, w in enumerate(self._weights):
-            Y = self._Y[k]
-            if self._mode == "LSTM":
-                _core.lstm_forward(X, *w, self._nact, False, self.h[k], self.c[k], Y, 0,
-                                   self._Gt[k], e, e, self._bounds, self._no_t)
-            elif self._mode == "GRU":
-                _core.gru_forward(X, *w, self._nact, False, self.h[k], Y, 0, self._Gt[k],
-                                  self._Gh, e, e, self._bounds, self._no_t)
-            else:
-                _core.rnn_forward(X, *w, self._nact, False, self._relu, self.h[k], Y, 0,
-                                  self._Gt[k], e, self._bounds, self._no_t)
-            X = Y[0]
+            h = self._hk[k]
+            _core.step(self._mode_id, self._relu, X, *w, h, self._ck[k], self._Gt[k],
+                       self._Gh)
+            X = h                                 # this layer's new state feeds the next
         out = self._out
         if self._b is not None:
             out[...] = self._b
@@ -962,7 +972,7 @@ class Seq2Seq(_Fittable):
     def fit(self, src, tgt, src_lengths=None, tgt_lengths=None, *, epochs: int = 10,
             batch_size: int = 32, optimizer: Optimizer | None = None, validation_data=None,
             clip_norm: float | None = None, callbacks=(), progress: bool = True,
-            shuffle: bool = True, seed: int | None = None) -> History:
+            shuffle: bool = True, seed: int | None = None, initial_epoch: int = 0) -> History:
         """Train with teacher forcing; ``validation_data`` is ``(src, tgt)`` or
         ``(src, tgt, src_lengths, tgt_lengths)``.  Otherwise as
         :meth:`SequenceModel.fit`."""
@@ -973,7 +983,8 @@ class Seq2Seq(_Fittable):
             validation = self._columns(*v)
         return self._fit(columns, validation, epochs=epochs, batch_size=batch_size,
                          optimizer=optimizer, clip_norm=clip_norm, callbacks=callbacks,
-                         progress=progress, shuffle=shuffle, seed=seed, train_kwargs={})
+                         progress=progress, shuffle=shuffle, seed=seed, train_kwargs={},
+                         initial_epoch=initial_epoch)
 
     def evaluate(self, src, tgt, src_lengths=None, tgt_lengths=None,
                  batch_size: int = 256) -> dict:
