@@ -21,6 +21,8 @@ from .io import ModelFileError, load, load_checkpoint, save  # noqa: E402
 from .layers import GRU, LSTM, RNN, Embedding, Linear  # noqa: E402
 from .model import EarlyStopping, History, ModelCheckpoint, Seq2Seq, SequenceModel, Stepper  # noqa: E402
 from .module import Module, Parameter  # noqa: E402
+from .onnx_export import export_onnx  # noqa: E402
+from .torch_bridge import from_torch, to_torch  # noqa: E402
 
 __version__ = "0.1.0"
 
@@ -28,4 +30,5 @@ __all__ = ["RNN", "LSTM", "GRU", "RNNCell", "LSTMCell", "GRUCell", "Linear", "Em
            "ManyToMany", "ManyToOne", "OneToMany", "SequenceModel", "Seq2Seq", "Stepper",
            "History", "EarlyStopping", "ModelCheckpoint", "Module", "Parameter", "save",
            "load", "load_checkpoint", "ModelFileError", "data", "heads", "losses", "optim",
-           "set_num_threads", "get_num_threads", "blas_info", "__version__"]
+           "set_num_threads", "get_num_threads", "blas_info", "from_torch", "to_torch",
+           "export_onnx", "__version__"]

@@ -7,6 +7,8 @@
     fastrnn train text --out genesis.npz && fastrnn sample genesis.npz --prime "And God"
     fastrnn bench --quick
     fastrnn info
+    fastrnn export digits.npz --onnx digits.onnx      # for ONNX Runtime and other runtimes
+    fastrnn import-torch weights.npz --head many_to_one --out model.npz   # a torch state_dict
 
 A user's mistake (an unknown task, a missing or malformed file, a model file of another
 kind, an impossible size) ends with one line on stderr and exit status 2; ``--traceback``
@@ -225,6 +227,46 @@ def build_parser() -> argparse.ArgumentParser:
                        "table of median times and ratios.")
     bench.add_arguments(p)
     p.set_defaults(func=cmd_bench)
+
+    # -- export
+    p = sub.add_parser("export", help="export a saved model to ONNX",
+                       description="Write a saved model (or a fastrnn layer saved in a "
+                       "model file) as an ONNX graph with the RNN/LSTM/GRU operators, "
+                       "checked by onnx.checker; needs the onnx package (pip install "
+                       "'fastrnn[onnx]'). The graph takes x (batch, T, features) or "
+                       "int64 tokens (batch, T), and with --lengths an int64 lengths "
+                       "(batch,); it outputs the model's raw outputs (logits or values).")
+    p.add_argument("model", metavar="MODEL")
+    p.add_argument("--onnx", required=True, metavar="OUT.onnx", help="where to write it")
+    p.add_argument("--lengths", action="store_true",
+                   help="add an input 'lengths' for variable-length sequences")
+    p.add_argument("--float32", action="store_true",
+                   help="compute in float32 (ONNX Runtime runs the recurrent operators in "
+                        "float32 only)")
+    p.set_defaults(func=cmd_export)
+
+    # -- import-torch
+    p = sub.add_parser("import-torch", help="a fastrnn model from a PyTorch state_dict",
+                       description="Build a fastrnn model from a PyTorch model's state_dict "
+                       "saved as .npz (numpy.savez(path, **{k: v.numpy() for k, v in "
+                       "model.state_dict().items()}); no torch needed) or as .pt (needs "
+                       "torch). The model must be one recurrent layer (nn.RNN, LSTM or "
+                       "GRU, keys like rnn.weight_ih_l0), a Linear readout (fc.weight, "
+                       "fc.bias) and optionally an Embedding before it; the architecture is "
+                       "read from the names and shapes.")
+    p.add_argument("state_dict", metavar="STATE_DICT")
+    p.add_argument("--out", required=True, metavar="MODEL", help="the fastrnn model (.npz)")
+    p.add_argument("--head", choices=("many_to_many", "many_to_one", "one_to_many"),
+                   default="many_to_many",
+                   help="where the readout reads: every step, or each sequence's last "
+                        "state (default: %(default)s)")
+    p.add_argument("--loss", choices=("cross_entropy", "mse", "bce_with_logits"),
+                   default="cross_entropy", help="the loss, for further training and "
+                   "evaluation (default: %(default)s)")
+    p.add_argument("--nonlinearity", choices=("tanh", "relu"), default=None,
+                   help="an nn.RNN's nonlinearity, which the weights do not record "
+                        "(default: tanh)")
+    p.set_defaults(func=cmd_import_torch)
 
     # -- info
     p = sub.add_parser("info", help="version, build, BLAS and threads, CPU features")
@@ -890,6 +932,51 @@ def cmd_sample(args) -> int:
                             top_k=args.top_k, seed=args.seed)
     text = prime + v.decode(tokens)
     print(text.lstrip("\n") if args.prime is None else text)
+    return 0
+
+
+def cmd_export(args) -> int:
+    from .model import SequenceModel
+    from .onnx_export import export_onnx
+
+    _check_out(args.onnx, ".onnx", "an ONNX file name must end in .onnx")
+    model, _ = _load(args.model)
+    if not isinstance(model, SequenceModel):
+        raise UsageError(f"{args.model} is a {type(model).__name__}; only sequence models "
+                         f"are exported (an encoder-decoder loops over generated tokens)")
+    try:
+        import onnx  # noqa: F401
+    except ImportError:
+        raise UsageError("ONNX export needs the onnx package: pip install "
+                         "'fastrnn[onnx]'") from None
+    export_onnx(model, args.onnx, lengths=args.lengths,
+                dtype=np.float32 if args.float32 else None)
+    inputs = "x" + (", lengths" if args.lengths else "")
+    print(f"wrote {args.onnx}: inputs {inputs}, output out ({_model_kind(model)}, "
+          f"opset 17, {'float32' if args.float32 else model.dtype.name})")
+    return 0
+
+
+def cmd_import_torch(args) -> int:
+    from .io import save
+    from .model import SequenceModel
+    from .torch_bridge import from_state_dict
+
+    _check_out(args.out, ".npz", "a model file name must end in .npz")
+    if not os.path.exists(args.state_dict):
+        raise UsageError(f"{args.state_dict}: no such file")
+    if os.path.isdir(args.state_dict):
+        raise UsageError(f"{args.state_dict} is a directory, not a state_dict file")
+    model = from_state_dict(args.state_dict, head=args.head, loss=args.loss,
+                            nonlinearity=args.nonlinearity)
+    if not isinstance(model, SequenceModel):
+        raise UsageError(f"{args.state_dict} holds a {type(model).__name__} alone, not a "
+                         f"model with a readout; use fastrnn.from_torch in Python for a "
+                         f"single layer")
+    save(args.out, model, extra={"created_by": "fastrnn import-torch",
+                                 "source": os.path.abspath(args.state_dict)})
+    n = sum(p.data.size for p in model.parameters())
+    print(f"wrote {args.out}: {_model_kind(model)}, {n} parameters from {args.state_dict}")
     return 0
 
 
