@@ -20,6 +20,8 @@ from __future__ import annotations
 
 import hashlib
 import json
+import math
+import numbers
 import os
 import tempfile
 import zipfile
@@ -42,7 +44,17 @@ _ZIP_ERRORS = (zipfile.BadZipFile, ValueError, EOFError, OSError, NotImplemented
 
 class ModelFileError(ValueError):
     """A file that is not a readable fastrnn model: truncated, altered, foreign or of a
-    newer format version."""
+    newer format version.
+
+    >>> import fastrnn
+    >>> with open("not-a-model.npz", "wb") as f:
+    ...     _ = f.write(b"hello")
+    >>> try:
+    ...     fastrnn.load("not-a-model.npz")
+    ... except fastrnn.ModelFileError:
+    ...     print("refused")
+    refused
+    """
 
 
 def _digest(a: np.ndarray) -> str:
@@ -125,7 +137,7 @@ def _read_member(zf: zipfile.ZipFile, name: str, shape: tuple, dtype: np.dtype,
         info = zf.getinfo(name + ".npy")
     except KeyError:
         raise ModelFileError(f"{path}: array {name!r} is missing") from None
-    nbytes = int(np.prod(shape, dtype=np.int64)) * dtype.itemsize
+    nbytes = math.prod(shape) * dtype.itemsize
     if info.file_size > nbytes + 4096:
         raise ModelFileError(f"{path}: array {name!r} is larger than its header declares")
     try:
@@ -199,11 +211,11 @@ def _read(path):
                 shape = tuple(int(d) for d in e["shape"])
                 dtype = np.dtype(e["dtype"])
                 digest = str(e["sha256"])
-            except (KeyError, TypeError, ValueError):
+            except (KeyError, TypeError, ValueError, OverflowError):   # inf: OverflowError
                 raise ModelFileError(f"{path}: header entry of {name!r} is malformed") from None
             if dtype.hasobject or dtype.kind not in "fiub" or any(d < 0 for d in shape):
                 raise ModelFileError(f"{path}: array {name!r} has a refused dtype or shape")
-            total += int(np.prod(shape, dtype=np.int64)) * dtype.itemsize
+            total += math.prod(shape) * dtype.itemsize     # Python ints: no wrap-around
             specs[name] = (shape, dtype, digest)
         if total > os.path.getsize(path):
             raise ModelFileError(f"{path}: header declares {total} bytes of arrays, more "
@@ -217,14 +229,56 @@ def _read(path):
     return header, arrays
 
 
+_GATES = {"RNN": 1, "LSTM": 4, "GRU": 3}
+
+
+def _size(value) -> int:
+    if isinstance(value, bool) or not isinstance(value, numbers.Integral):
+        raise TypeError(value)
+    return max(int(value), 0)
+
+
+def _parameter_count(cfg: dict) -> int | None:
+    """How many parameter values the architecture ``cfg`` allocates, without building it;
+    None when ``cfg`` is malformed (building it then says why)."""
+    def rnn(c):
+        G, I, H = _GATES[c["type"]], _size(c["input_size"]), _size(c["hidden_size"])
+        L, D = _size(c.get("num_layers", 1)), 2 if c.get("bidirectional") else 1
+        bias = 2 * G * H if c.get("bias", True) else 0
+        return (D * (G * H * (I + H) + bias) if L else 0) + \
+            max(L - 1, 0) * D * (G * H * (D * H + H) + bias)
+
+    def emb(c):
+        return _size(c["num_embeddings"]) * _size(c["embedding_dim"]) if c else 0
+
+    def head(c):
+        return (_size(c["in_features"]) + 1) * _size(c["out_features"])
+
+    try:
+        if cfg["type"] == "SequenceModel":
+            return rnn(cfg["rnn"]) + emb(cfg.get("embedding")) + head(cfg["head"])
+        return (emb(cfg["src_embedding"]) + rnn(cfg["encoder"]) + emb(cfg["tgt_embedding"])
+                + rnn(cfg["decoder"]) + head(cfg["head"]))
+    except (KeyError, TypeError, ValueError, AttributeError):
+        return None
+
+
 def _build_model(header, arrays, path):
     from .model import Seq2Seq, SequenceModel
 
     cfg = header.get("model")
     kinds = {"SequenceModel": SequenceModel, "Seq2Seq": Seq2Seq}
-    if not isinstance(cfg, dict) or cfg.get("type") not in kinds:
+    if not isinstance(cfg, dict) or not isinstance(cfg.get("type"), str) \
+            or cfg["type"] not in kinds:
         raise ModelFileError(f"{path}: unknown model type "
                              f"{cfg.get('type') if isinstance(cfg, dict) else cfg!r}")
+    # a forged architecture must not make the reader allocate (and initialise) more
+    # parameters than the file holds
+    stored = sum(a.size for k, a in arrays.items() if k.startswith("param/"))
+    claimed = _parameter_count(cfg)
+    if claimed is not None and claimed > stored:
+        raise ModelFileError(f"{path}: the architecture has {claimed} parameter values, "
+                             f"the file holds {stored}")
     try:
         model = kinds[cfg["type"]].from_config(cfg)
     except (KeyError, TypeError, ValueError) as err:
@@ -239,7 +293,18 @@ def _build_model(header, arrays, path):
 
 def load(path):
     """The model saved in ``path`` (bit-identical parameters).  Raises
-    :class:`ModelFileError` for a truncated, altered or foreign file."""
+    :class:`ModelFileError` for a truncated, altered or foreign file.
+
+    >>> import numpy as np
+    >>> import fastrnn
+    >>> model = fastrnn.SequenceModel.build("gru", input_size=2, hidden_size=4, output_size=3,
+    ...                                     seed=0)
+    >>> fastrnn.save("model.npz", model)
+    >>> same = fastrnn.load("model.npz")
+    >>> x = np.ones((1, 5, 2), np.float32)
+    >>> bool(np.array_equal(same.predict(x), model.predict(x)))
+    True
+    """
     header, arrays = _read(path)
     return _build_model(header, arrays, path)
 
@@ -247,7 +312,17 @@ def load(path):
 def load_checkpoint(path):
     """``(model, optimizer, extra)`` from ``path``: the optimizer (None if none was saved)
     is rebuilt over the model's parameters with its saved hyper-parameters and state, so
-    training resumes exactly."""
+    training resumes exactly.
+
+    >>> import fastrnn
+    >>> model = fastrnn.SequenceModel.build("lstm", input_size=2, hidden_size=4, output_size=3,
+    ...                                     seed=0)
+    >>> opt = fastrnn.optim.Adam(model.parameters(), lr=1e-3)
+    >>> fastrnn.save("checkpoint.npz", model, optimizer=opt, extra={"epoch": 3})
+    >>> model, opt, extra = fastrnn.load_checkpoint("checkpoint.npz")
+    >>> type(opt).__name__, extra["epoch"]
+    ('Adam', 3)
+    """
     from . import optim
 
     header, arrays = _read(path)
@@ -255,19 +330,21 @@ def load_checkpoint(path):
     info = header.get("optimizer")
     optimizer = None
     if info is not None:
+        if not isinstance(info, dict):
+            raise ModelFileError(f"{path}: optimizer section is malformed")
         cls = getattr(optim, str(info.get("type")), None)
         if not (isinstance(cls, type) and issubclass(cls, optim.Optimizer)):
             raise ModelFileError(f"{path}: unknown optimizer {info.get('type')!r}")
-        state = {}
-        for index, scalars in info.get("state", {}).items():
-            state[int(index)] = dict(scalars)
-        for key, a in arrays.items():
-            if key.startswith("optim/"):
-                _, index, name = key.split("/", 2)
-                state.setdefault(int(index), {})[name] = a
         try:
+            state = {}
+            for index, scalars in info.get("state", {}).items():
+                state[int(index)] = dict(scalars)
+            for key, a in arrays.items():
+                if key.startswith("optim/"):
+                    _, index, name = key.split("/", 2)
+                    state.setdefault(int(index), {})[name] = a
             optimizer = cls(model.parameters())
             optimizer.load_state_dict({"state": state, "param_groups": info["param_groups"]})
-        except (KeyError, TypeError, ValueError) as err:
+        except (KeyError, TypeError, ValueError, AttributeError, OverflowError) as err:
             raise ModelFileError(f"{path}: optimizer state cannot be restored: {err}") from None
     return model, optimizer, header.get("extra")

@@ -36,7 +36,12 @@ _HEAD_TYPES = {"ManyToMany": ManyToMany, "ManyToOne": ManyToOne, "OneToMany": On
 
 
 class NonFiniteLossError(FloatingPointError):
-    """Raised inside a training step whose loss or gradient is not finite."""
+    """Raised inside a training step whose loss or gradient is not finite.
+
+    >>> import fastrnn
+    >>> issubclass(fastrnn.model.NonFiniteLossError, FloatingPointError)
+    True
+    """
 
 
 # ---------------------------------------------------------------------------------------
@@ -46,7 +51,14 @@ class NonFiniteLossError(FloatingPointError):
 @dataclass
 class History:
     """What ``fit`` returns: per-epoch ``history[name]`` lists (``loss``, the metric, and
-    ``val_*`` with validation data), the number of epochs run and why training stopped."""
+    ``val_*`` with validation data), the number of epochs run and why training stopped.
+
+    >>> from fastrnn.model import History
+    >>> h = History()
+    >>> h.append({"loss": 0.9}); h.append({"loss": 0.5})
+    >>> h["loss"], h.stop_reason
+    ([0.9, 0.5], 'completed')
+    """
 
     history: dict = field(default_factory=dict)
     epochs: int = 0
@@ -61,7 +73,20 @@ class History:
 
 
 class Callback:
-    """Hooks into ``fit``.  ``on_epoch_end`` returning True stops training."""
+    """Hooks into ``fit``.  ``on_epoch_end`` returning True stops training.
+
+    >>> import numpy as np
+    >>> import fastrnn
+    >>> class StopAtLoss(fastrnn.model.Callback):
+    ...     def on_epoch_end(self, model, epoch, logs):
+    ...         return logs["loss"] < 10.0              # True stops training
+    >>> model = fastrnn.SequenceModel.build("rnn", input_size=1, hidden_size=4, output_size=1,
+    ...                                     head="many_to_many", loss="mse", seed=0)
+    >>> x = np.zeros((8, 5, 1), np.float32)
+    >>> history = model.fit(x, x, epochs=5, callbacks=[StopAtLoss()], progress=False)
+    >>> history.epochs
+    1
+    """
 
     def on_train_begin(self, model, optimizer) -> None:
         pass
@@ -81,7 +106,12 @@ def _improved(value, best, mode, min_delta) -> bool:
 
 class EarlyStopping(Callback):
     """Stop when ``monitor`` (e.g. ``"val_loss"``) has not improved by ``min_delta`` for
-    ``patience`` epochs; optionally restore the best weights seen."""
+    ``patience`` epochs; optionally restore the best weights seen.
+
+    >>> import fastrnn
+    >>> stop = fastrnn.EarlyStopping(monitor="val_loss", patience=3)
+    >>> # model.fit(x, y, validation_data=(xv, yv), callbacks=[stop])
+    """
 
     def __init__(self, monitor: str = "val_loss", patience: int = 5, min_delta: float = 0.0,
                  mode: str = "min", restore_best_weights: bool = True):
@@ -117,7 +147,12 @@ class EarlyStopping(Callback):
 
 class ModelCheckpoint(Callback):
     """Save the model (and the optimizer's state) to ``path`` after each epoch, or only
-    when ``monitor`` improved with ``save_best_only``."""
+    when ``monitor`` improved with ``save_best_only``.
+
+    >>> import fastrnn
+    >>> keep = fastrnn.ModelCheckpoint("best.npz", monitor="val_loss", save_best_only=True)
+    >>> # model.fit(x, y, validation_data=(xv, yv), callbacks=[keep])
+    """
 
     def __init__(self, path, monitor: str = "val_loss", save_best_only: bool = False,
                  mode: str = "min", save_optimizer: bool = True):
@@ -585,7 +620,8 @@ class SequenceModel(_Fittable):
         columns = (x, self._targets(y, x), self._lengths(lengths, x))
         validation = None
         if validation_data is not None:
-            if not isinstance(validation_data, (tuple, list)) or len(validation_data) not in (2, 3):
+            if (not isinstance(validation_data, (tuple, list))
+                    or len(validation_data) not in (2, 3)):
                 raise TypeError("validation_data must be (x, y) or (x, y, lengths)")
             vx = self._inputs(validation_data[0], "validation x")
             vl = validation_data[2] if len(validation_data) == 3 else None
@@ -706,6 +742,18 @@ class Stepper:
     All buffers are allocated once: ``step`` allocates nothing, and the array it returns is
     overwritten by the next call (copy it to keep it).  Results equal the whole-sequence
     call.
+
+    >>> import numpy as np
+    >>> import fastrnn
+    >>> model = fastrnn.SequenceModel.build("lstm", input_size=3, hidden_size=8, output_size=2,
+    ...                                     seed=0)
+    >>> x = np.random.default_rng(0).standard_normal((2, 6, 3)).astype(np.float32)
+    >>> stepper = model.stepper(batch_size=2)
+    >>> outs = [stepper.step(x[:, t]).copy() for t in range(6)]
+    >>> logits = np.stack(outs, axis=1)                 # (B, T, C), as the whole sequence
+    >>> bool(np.array_equal(logits.argmax(-1), model.predict(x)))
+    True
+    >>> stepper.reset([1])                              # a new session in slot 1
     """
 
     def __init__(self, model: SequenceModel, batch_size: int = 1):

@@ -77,3 +77,23 @@ def make_pair(torch):
         return fm, tm
 
     return make
+
+
+# Hypothesis profiles of the property and fuzz tests: "ci" (the default) keeps the whole
+# set quick on two cores; "long" (HYPOTHESIS_PROFILE=long) tries many more cases.
+try:
+    from hypothesis import HealthCheck, settings
+except ImportError:      # the property tests skip themselves without hypothesis
+    pass
+else:
+    settings.register_profile("ci", deadline=None, print_blob=True, derandomize=True,
+                              database=None,
+                              suppress_health_check=[HealthCheck.too_slow])
+    settings.register_profile("long", deadline=None, print_blob=True, max_examples=5_000,
+                              suppress_health_check=[HealthCheck.too_slow])
+    settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "ci"))
+
+
+def examples(n: int) -> int:
+    """``n`` hypothesis examples in CI; fifty times as many with HYPOTHESIS_PROFILE=long."""
+    return n * 50 if os.environ.get("HYPOTHESIS_PROFILE") == "long" else n
