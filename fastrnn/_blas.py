@@ -78,5 +78,11 @@ INFO = _setup()
 
 def blas_info() -> dict:
     """The BLAS library in use, its configuration and threads, and the threads of
-    fastrnn's own kernels."""
+    fastrnn's own kernels.
+
+    >>> import fastrnn
+    >>> info = fastrnn.blas_info()
+    >>> info["kernel_threads"] == fastrnn.get_num_threads()
+    True
+    """
     return {**INFO, "kernel_threads": _core.get_num_threads()}

@@ -32,14 +32,27 @@ MIN_LOOP_FLOPS = 2e7
 
 
 def set_num_threads(n: int) -> None:
-    """Use at most ``n`` threads in fastrnn's kernels (default: the available cores)."""
+    """Use at most ``n`` threads in fastrnn's kernels (default: the available cores).
+
+    >>> import fastrnn
+    >>> before = fastrnn.get_num_threads()
+    >>> fastrnn.set_num_threads(1)
+    >>> fastrnn.get_num_threads()
+    1
+    >>> fastrnn.set_num_threads(before)
+    """
     if isinstance(n, bool) or not isinstance(n, int) or n < 1:
         raise ValueError(f"n must be a positive int, got {n!r}")
     _core.set_num_threads(n)
 
 
 def get_num_threads() -> int:
-    """The most threads fastrnn's kernels use."""
+    """The most threads fastrnn's kernels use.
+
+    >>> import fastrnn
+    >>> fastrnn.get_num_threads() >= 1
+    True
+    """
     return _core.get_num_threads()
 
 

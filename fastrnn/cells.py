@@ -12,8 +12,7 @@ import math
 import numpy as np
 
 from . import _core, _engine
-from ._validate import (as_dtype, check_shape, float_array, positive_int, seed_value,
-                        state_arrays)
+from ._validate import as_dtype, float_array, positive_int, seed_value, state_arrays
 from .module import Module
 
 __all__ = ["RNNCell", "LSTMCell", "GRUCell"]

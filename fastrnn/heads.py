@@ -7,8 +7,9 @@ decides where it is read:
 * :class:`ManyToOne`   -- once, after the last valid step of each sequence
   (classification, e.g. an image read one row at a time);
 * :class:`OneToMany`   -- at every step, and at inference the prediction of each step is
-  fed back as the next input (generation from a seed);
-the encoder-decoder (many-to-many with a delay) is a model of its own,
+  fed back as the next input (generation from a seed).
+
+The encoder-decoder (many-to-many with a delay) is a model of its own,
 :class:`fastrnn.model.Seq2Seq`, whose decoder uses a :class:`ManyToMany` head.
 
 Heads see the recurrent layer's outputs in its own layout (time-major unless the layer
@@ -27,7 +28,13 @@ __all__ = ["Head", "ManyToMany", "ManyToOne", "OneToMany", "sample_logits"]
 
 class Head(Module):
     """Base class: ``forward_train(y, state, lengths) -> (out, backward)`` with
-    ``backward(dout) -> (dy, dstate)``; ``__call__(y, state, lengths) -> out``."""
+    ``backward(dout) -> (dy, dstate)``; ``__call__(y, state, lengths) -> out``.
+
+    >>> from fastrnn.heads import ManyToMany
+    >>> head = ManyToMany(4, 3, seed=0)
+    >>> head.in_features, head.out_features
+    (4, 3)
+    """
 
     per_step = True
 
@@ -56,7 +63,15 @@ class Head(Module):
 class ManyToMany(Head):
     """A readout at every time step: ``out[t] = W_hy y[t] + b_y``, shape (T, B, C) (or
     (B, T, C) for a batch_first layer).  With lengths, padded steps are masked out of the
-    loss by the model."""
+    loss by the model.
+
+    >>> import numpy as np
+    >>> from fastrnn.heads import ManyToMany
+    >>> head = ManyToMany(4, 3, seed=0)
+    >>> y = np.ones((5, 2, 4), np.float32)              # (T, B, H) outputs of a layer
+    >>> head(y, None).shape
+    (5, 2, 3)
+    """
 
     per_step = True
 
@@ -74,7 +89,12 @@ class ManyToMany(Head):
 
 class OneToMany(ManyToMany):
     """A many-to-many readout whose predictions are fed back as inputs when generating
-    (see :meth:`fastrnn.model.SequenceModel.generate`)."""
+    (see :meth:`fastrnn.model.SequenceModel.generate`).
+
+    >>> from fastrnn.heads import OneToMany
+    >>> OneToMany(4, 10, seed=0)
+    OneToMany(4, 10)
+    """
 
 
 def _last_layer_h(state):
@@ -89,6 +109,13 @@ class ManyToOne(Head):
     ``lengths[b] - 1`` and, for a bidirectional layer, the backward direction's state after
     step 0 (its output at the first step), concatenated as PyTorch users do with
     ``torch.cat([h_n[-2], h_n[-1]], 1)``.
+
+    >>> import numpy as np
+    >>> from fastrnn.heads import ManyToOne
+    >>> head = ManyToOne(2 * 4, 3, num_directions=2, seed=0)
+    >>> h_n = np.ones((2, 5, 4), np.float32)            # (L*D, B, H) final states
+    >>> head(None, h_n).shape
+    (5, 3)
     """
 
     per_step = False
@@ -130,7 +157,16 @@ class ManyToOne(Head):
 def sample_logits(logits: np.ndarray, rng: np.random.Generator, temperature: float = 1.0,
                   top_k: int | None = None) -> np.ndarray:
     """Draw one class per row of ``logits`` (B, C) from ``softmax(logits / temperature)``,
-    restricted to the ``top_k`` most likely classes if given; temperature 0 is argmax."""
+    restricted to the ``top_k`` most likely classes if given; temperature 0 is argmax.
+
+    >>> import numpy as np
+    >>> from fastrnn.heads import sample_logits
+    >>> logits = np.array([[0.0, 5.0, 1.0], [2.0, 0.0, 0.0]])
+    >>> sample_logits(logits, np.random.default_rng(0), temperature=0)
+    array([1, 0])
+    >>> sample_logits(logits, np.random.default_rng(0), top_k=1)
+    array([1, 0])
+    """
     if temperature == 0:
         return logits.argmax(axis=-1)
     z = logits.astype(np.float64) / temperature

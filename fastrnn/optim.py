@@ -175,6 +175,13 @@ def sgd_update(param: np.ndarray, grad: np.ndarray, momentum_buffer: np.ndarray 
     ``momentum_buffer`` (same shape, or None when ``momentum == 0``) is updated in place;
     on the ``first_step`` it is set to the gradient.  ``work`` is a pair of scratch arrays
     like ``param`` (allocated when None).
+
+    >>> import numpy as np
+    >>> from fastrnn.optim import sgd_update
+    >>> w = np.array([1.0, 2.0])
+    >>> sgd_update(w, np.array([1.0, -1.0]), None, lr=0.1)
+    >>> w
+    array([0.9, 2.1])
     """
     a, b = _work(work, param)
     g = _effective_grad(param, grad, weight_decay, maximize, a, b)
@@ -206,6 +213,14 @@ def adam_update(param: np.ndarray, grad: np.ndarray, exp_avg: np.ndarray,
     ``step`` is the number of this step, counting from 1.  The moments ``exp_avg``,
     ``exp_avg_sq`` and (with ``amsgrad``) ``max_exp_avg_sq`` are updated in place.  See
     :class:`Adam`.
+
+    >>> import numpy as np
+    >>> from fastrnn.optim import adam_update
+    >>> w, m, v = np.array([1.0]), np.zeros(1), np.zeros(1)
+    >>> adam_update(w, np.array([0.5]), m, v, None, 1, lr=0.1, beta1=0.9, beta2=0.999,
+    ...             eps=1e-8)
+    >>> w.round(6)                                     # the first step moves by lr
+    array([0.9])
     """
     a, b = _work(work, param)
     if decoupled_weight_decay and weight_decay != 0:
@@ -242,6 +257,13 @@ def rmsprop_update(param: np.ndarray, grad: np.ndarray, square_avg: np.ndarray,
 
     ``square_avg``, ``grad_avg`` (with ``centered``) and ``momentum_buffer`` (with
     ``momentum > 0``) are updated in place.
+
+    >>> import numpy as np
+    >>> from fastrnn.optim import rmsprop_update
+    >>> w, sq = np.array([1.0]), np.zeros(1)
+    >>> rmsprop_update(w, np.array([2.0]), sq, None, None, lr=0.01, alpha=0.99, eps=1e-8)
+    >>> w.round(4), sq
+    (array([0.9]), array([0.04]))
     """
     a, b = _work(work, param)
     g = _effective_grad(param, grad, weight_decay, maximize, a, b)
@@ -274,7 +296,15 @@ def adagrad_update(param: np.ndarray, grad: np.ndarray, state_sum: np.ndarray, s
                    lr: float, lr_decay: float = 0.0, weight_decay: float = 0.0,
                    eps: float = 1e-10, maximize: bool = False, work=None) -> None:
     """One Adagrad step on ``param`` in place (see :class:`Adagrad`); ``step`` counts from 1
-    and ``state_sum`` is updated in place."""
+    and ``state_sum`` is updated in place.
+
+    >>> import numpy as np
+    >>> from fastrnn.optim import adagrad_update
+    >>> w, s = np.array([1.0]), np.zeros(1)
+    >>> adagrad_update(w, np.array([2.0]), s, 1, lr=0.1)
+    >>> w.round(6), s
+    (array([0.9]), array([4.]))
+    """
     a, b = _work(work, param)
     g = _effective_grad(param, grad, weight_decay, maximize, a, b)
     clr = lr / (1 + (step - 1) * lr_decay)
@@ -303,6 +333,18 @@ class Optimizer:
             the group's hyper-parameters, which may be changed between steps.
         state: per-parameter state, keyed by the parameter's index over all groups,
             created at its first step.
+
+    >>> import numpy as np
+    >>> from fastrnn import Parameter
+    >>> from fastrnn.optim import SGD
+    >>> w = Parameter(np.zeros(2))
+    >>> opt = SGD([{"params": [w], "lr": 0.5}], lr=0.1)  # one parameter group
+    >>> opt.param_groups[0]["lr"]
+    0.5
+    >>> w.grad[:] = 1.0
+    >>> opt.step(); opt.zero_grad()
+    >>> w.data
+    array([-0.5, -0.5])
     """
 
     #: names of the per-parameter state entries: arrays (like the parameter) and counters
@@ -975,6 +1017,18 @@ class LRScheduler:
     takes the first step (epoch 0); call :meth:`step` after each ``optimizer.step()``.
     ``last_epoch`` other than -1 resumes a schedule and needs ``initial_lr`` in every
     group.  Subclasses define :meth:`get_lr`, the new rates from the current ones.
+
+    >>> import numpy as np
+    >>> from fastrnn import Parameter
+    >>> from fastrnn.optim import SGD, LRScheduler
+    >>> class Halve(LRScheduler):
+    ...     def get_lr(self):
+    ...         return [base * 0.5 ** self.last_epoch for base in self.base_lrs]
+    >>> opt = SGD([Parameter(np.zeros(1))], lr=1.0)
+    >>> schedule = Halve(opt)
+    >>> schedule.step(); schedule.step()
+    >>> opt.param_groups[0]["lr"]
+    0.25
     """
 
     _hyper: tuple[str, ...] = ()                      # hyper-parameters in the state dict

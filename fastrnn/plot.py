@@ -18,7 +18,12 @@ MISSING = "matplotlib is not installed (pip install 'fastrnn[plot]'), so no plot
 
 
 class PlotUnavailable(RuntimeError):
-    """matplotlib cannot be imported."""
+    """matplotlib cannot be imported.
+
+    >>> from fastrnn.plot import PlotUnavailable
+    >>> issubclass(PlotUnavailable, RuntimeError)
+    True
+    """
 
 
 def _figure(*, nrows: int = 1, ncols: int = 1, size=(10.0, 4.0)):
@@ -32,7 +37,12 @@ def _figure(*, nrows: int = 1, ncols: int = 1, size=(10.0, 4.0)):
 
 
 def available() -> bool:
-    """Whether matplotlib can be imported."""
+    """Whether matplotlib can be imported.
+
+    >>> from fastrnn import plot
+    >>> plot.available() in (True, False)
+    True
+    """
     try:
         import matplotlib  # noqa: F401
     except ImportError:
@@ -54,6 +64,11 @@ def training_curves(history, path, title: str | None = None, xlabel: str = "epoc
 
     ``history`` is a :class:`fastrnn.History` or its ``history`` dict (``loss``, a metric,
     and ``val_*`` values per epoch).
+
+    >>> from fastrnn import plot
+    >>> history = {"loss": [1.0, 0.6, 0.4], "val_loss": [1.1, 0.8, 0.7]}
+    >>> if plot.available():                               # needs matplotlib
+    ...     _ = plot.training_curves(history, "curves.png", title="training")
     """
     logs = getattr(history, "history", history)
     if not isinstance(logs, dict) or not logs.get("loss"):
@@ -84,7 +99,15 @@ def training_curves(history, path, title: str | None = None, xlabel: str = "epoc
 
 def forecast(x, y_true, y_pred, path, rows: int = 3, title: str | None = None) -> str:
     """Draw, for the first ``rows`` sequences, the input signal, the true next values and
-    the model's one-step forecasts; returns ``path``.  Arrays are (N, T) or (N, T, 1)."""
+    the model's one-step forecasts; returns ``path``.  Arrays are (N, T) or (N, T, 1).
+
+    >>> import numpy as np
+    >>> from fastrnn import plot
+    >>> from fastrnn.data import sine_waves
+    >>> x, y = sine_waves(3, 40, seed=0)
+    >>> if plot.available():                               # needs matplotlib
+    ...     _ = plot.forecast(x, y, y + 0.01, "forecast.png", rows=2)
+    """
     x, y_true, y_pred = (np.asarray(a, dtype=np.float64) for a in (x, y_true, y_pred))
     x, y_true, y_pred = (a[..., 0] if a.ndim == 3 else a for a in (x, y_true, y_pred))
     if not (x.shape == y_true.shape == y_pred.shape and x.ndim == 2):

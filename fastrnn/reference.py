@@ -13,24 +13,26 @@ and the backward comments carry the number of the step they differentiate.
 
 Notation (shared with ``_core.pyx``)
 ------------------------------------
-T, B, I, H    time steps, batch rows, input features, hidden units.
-NG            gate blocks: 1 (RNN), 4 (LSTM: i, f, g, o), 3 (GRU: r, z, n). Every
-              (..., NG*H) array holds the blocks side by side in that order.
-x             (T, B, I) input, time-major.
-h_prev, h_t   (B, H) hidden state entering / leaving step t; c_prev, c_t for the LSTM.
-Xp            (T, B, NG*H) input projection of all steps, ``x @ W_ih.T + b_ih``: one
-              matmul over the T*B rows. The RNN and LSTM fold ``b_hh`` into it too; the
-              GRU cannot, because r multiplies ``b_hn``.
-Hp            (B, NG*H) recurrent projection of one step, ``h_prev @ W_hh.T``
-              (``+ b_hh`` for the GRU).
-A             (T, B, NG*H) gate activations (after sigmoid / tanh / relu).
-H_prev        (T, B, H) h_prev of every step, kept for ``dW_hh``.
-dh, dc        (B, H) gradient reaching h_t / c_t: from the step processed after t,
-              plus ``dy[t]``.
-dGx, dGh      (T, B, NG*H) gradient w.r.t. the pre-activations fed by Xp / by Hp.
-              They are one array except for the GRU, whose n blocks differ
-              (``dGh_n = dGx_n * r``).
-active        (T, B) bool, ``t < lengths[b]``; None without lengths.
+::
+
+    T, B, I, H    time steps, batch rows, input features, hidden units.
+    NG            gate blocks: 1 (RNN), 4 (LSTM: i, f, g, o), 3 (GRU: r, z, n). Every
+                  (..., NG*H) array holds the blocks side by side in that order.
+    x             (T, B, I) input, time-major.
+    h_prev, h_t   (B, H) hidden state entering / leaving step t; c_prev, c_t for the LSTM.
+    Xp            (T, B, NG*H) input projection of all steps, ``x @ W_ih.T + b_ih``: one
+                  matmul over the T*B rows. The RNN and LSTM fold ``b_hh`` into it too; the
+                  GRU cannot, because r multiplies ``b_hn``.
+    Hp            (B, NG*H) recurrent projection of one step, ``h_prev @ W_hh.T``
+                  (``+ b_hh`` for the GRU).
+    A             (T, B, NG*H) gate activations (after sigmoid / tanh / relu).
+    H_prev        (T, B, H) h_prev of every step, kept for ``dW_hh``.
+    dh, dc        (B, H) gradient reaching h_t / c_t: from the step processed after t,
+                  plus ``dy[t]``.
+    dGx, dGh      (T, B, NG*H) gradient w.r.t. the pre-activations fed by Xp / by Hp.
+                  They are one array except for the GRU, whose n blocks differ
+                  (``dGh_n = dGx_n * r``).
+    active        (T, B) bool, ``t < lengths[b]``; None without lengths.
 
 After the backward loop, over all T*B rows at once::
 
@@ -64,7 +66,13 @@ NUM_GATES = {"RNN": 1, "LSTM": 4, "GRU": 3}
 
 
 def sigmoid(a):
-    """Logistic function ``1 / (1 + exp(-a))``, as ``(1 + tanh(a/2)) / 2``: no overflow."""
+    """Logistic function ``1 / (1 + exp(-a))``, as ``(1 + tanh(a/2)) / 2``: no overflow.
+
+    >>> import numpy as np
+    >>> from fastrnn.reference import sigmoid
+    >>> sigmoid(np.array([-1000.0, 0.0, 1000.0])).tolist()   # no overflow
+    [0.0, 0.5, 1.0]
+    """
     return 0.5 * (1.0 + np.tanh(0.5 * a))
 
 
@@ -216,6 +224,19 @@ def rnn_forward(x, h0, W_ih, W_hh, b_ih=None, b_hh=None, nonlinearity="tanh",
 
     x (T, B, I), h0 (B, H), W_ih (H, I), W_hh (H, H), b_ih, b_hh (H,) or None.
     Returns y (T, B, H), h_n (B, H) and the cache for ``rnn_backward``.
+
+    >>> import numpy as np
+    >>> import fastrnn
+    >>> from fastrnn import reference
+    >>> rng = np.random.default_rng(0)
+    >>> x = rng.standard_normal((6, 2, 3))                 # (T, B, I), float64
+    >>> layer = fastrnn.RNN(3, 4, dtype=np.float64, seed=0)
+    >>> w = layer.state_dict()
+    >>> y, h_n, cache = reference.rnn_forward(x, np.zeros((2, 4)), w["weight_ih_l0"],
+    ...                                       w["weight_hh_l0"], w["bias_ih_l0"], w["bias_hh_l0"])
+    >>> y_fast, h_fast = layer(x)                          # the compiled kernels agree
+    >>> bool(np.allclose(y, y_fast, rtol=1e-10, atol=1e-12))
+    True
     """
     if nonlinearity not in _ACTIVATIONS:
         raise ValueError(f"nonlinearity must be 'tanh' or 'relu', got {nonlinearity!r}")
@@ -244,6 +265,17 @@ def rnn_backward(dy, dh_n, cache):
     dy (T, B, H), dh_n (B, H) or None (zeros). Returns dx (T, B, I), dh0 (B, H) and
     grads: dict with "weight_ih", "weight_hh" and, if the forward had them, "bias_ih",
     "bias_hh".
+
+    >>> import numpy as np
+    >>> import fastrnn
+    >>> from fastrnn import reference
+    >>> rng = np.random.default_rng(0)
+    >>> x = rng.standard_normal((6, 2, 3))                 # (T, B, I), float64
+    >>> W_ih, W_hh = rng.standard_normal((4, 3)), rng.standard_normal((4, 4))
+    >>> y, h_n, cache = reference.rnn_forward(x, np.zeros((2, 4)), W_ih, W_hh)
+    >>> dx, dh0, grads = reference.rnn_backward(np.ones_like(y), None, cache)
+    >>> dx.shape, dh0.shape, sorted(grads)
+    ((6, 2, 3), (2, 4), ['weight_hh', 'weight_ih'])
     """
     dy, (dh,) = _backward_inputs(dy, [("dh_n", dh_n)], cache)
     A, W_hh, active = cache["A"], cache["W_hh"], cache["active"]
@@ -271,6 +303,18 @@ def lstm_forward(x, h0, c0, W_ih, W_hh, b_ih=None, b_hh=None, lengths=None, reve
 
     x (T, B, I), h0, c0 (B, H), W_ih (4H, I), W_hh (4H, H), b_ih, b_hh (4H,) or None.
     Returns y (T, B, H), h_n, c_n (B, H) and the cache for ``lstm_backward``.
+
+    >>> import numpy as np
+    >>> import fastrnn
+    >>> from fastrnn import reference
+    >>> rng = np.random.default_rng(0)
+    >>> x = rng.standard_normal((6, 2, 3))                 # (T, B, I), float64
+    >>> W_ih, W_hh = rng.standard_normal((16, 3)), rng.standard_normal((16, 4))
+    >>> h0 = c0 = np.zeros((2, 4))
+    >>> y, h_n, c_n, cache = reference.lstm_forward(x, h0, c0, W_ih, W_hh,
+    ...                                             lengths=np.array([6, 3]))
+    >>> bool((y[3:, 1] == 0).all())                        # padded steps output 0
+    True
     """
     x, (h, c), weights, active = _prepare(x, [("h0", h0), ("c0", c0)], W_ih, W_hh,
                                           b_ih, b_hh, 4, lengths)
@@ -300,6 +344,18 @@ def lstm_backward(dy, dh_n, dc_n, cache):
 
     dy (T, B, H), dh_n, dc_n (B, H) or None (zeros). Returns dx (T, B, I), dh0, dc0
     (B, H) and grads (see ``rnn_backward``).
+
+    >>> import numpy as np
+    >>> import fastrnn
+    >>> from fastrnn import reference
+    >>> rng = np.random.default_rng(0)
+    >>> x = rng.standard_normal((6, 2, 3))                 # (T, B, I), float64
+    >>> W_ih, W_hh = rng.standard_normal((16, 3)), rng.standard_normal((16, 4))
+    >>> h0 = c0 = np.zeros((2, 4))
+    >>> y, h_n, c_n, cache = reference.lstm_forward(x, h0, c0, W_ih, W_hh)
+    >>> dx, dh0, dc0, grads = reference.lstm_backward(np.ones_like(y), None, None, cache)
+    >>> dx.shape, grads["weight_hh"].shape
+    ((6, 2, 3), (16, 4))
     """
     dy, (dh, dc) = _backward_inputs(dy, [("dh_n", dh_n), ("dc_n", dc_n)], cache)
     A, W_hh, active = cache["A"], cache["W_hh"], cache["active"]
@@ -335,6 +391,16 @@ def gru_forward(x, h0, W_ih, W_hh, b_ih=None, b_hh=None, lengths=None, reverse=F
 
     x (T, B, I), h0 (B, H), W_ih (3H, I), W_hh (3H, H), b_ih, b_hh (3H,) or None.
     Returns y (T, B, H), h_n (B, H) and the cache for ``gru_backward``.
+
+    >>> import numpy as np
+    >>> import fastrnn
+    >>> from fastrnn import reference
+    >>> rng = np.random.default_rng(0)
+    >>> x = rng.standard_normal((6, 2, 3))                 # (T, B, I), float64
+    >>> W_ih, W_hh = rng.standard_normal((12, 3)), rng.standard_normal((12, 4))
+    >>> y, h_n, cache = reference.gru_forward(x, np.zeros((2, 4)), W_ih, W_hh, reverse=True)
+    >>> bool(np.array_equal(y[0], h_n))                    # reverse: the last step is t = 0
+    True
     """
     x, (h,), weights, active = _prepare(x, [("h0", h0)], W_ih, W_hh, b_ih, b_hh, 3, lengths)
     W_hh, b_hh = weights[1], weights[3]
@@ -366,6 +432,18 @@ def gru_backward(dy, dh_n, cache):
 
     dy (T, B, H), dh_n (B, H) or None (zeros). Returns dx (T, B, I), dh0 (B, H) and
     grads (see ``rnn_backward``).
+
+    >>> import numpy as np
+    >>> import fastrnn
+    >>> from fastrnn import reference
+    >>> rng = np.random.default_rng(0)
+    >>> x = rng.standard_normal((6, 2, 3))                 # (T, B, I), float64
+    >>> W_ih, W_hh = rng.standard_normal((12, 3)), rng.standard_normal((12, 4))
+    >>> y, h_n, cache = reference.gru_forward(x, np.zeros((2, 4)), W_ih, W_hh)
+    >>> dx, dh0, grads = reference.gru_backward(np.zeros_like(y), np.ones((2, 4)),
+    ...                                         cache)
+    >>> dx.shape, dh0.shape
+    ((6, 2, 3), (2, 4))
     """
     dy, (dh,) = _backward_inputs(dy, [("dh_n", dh_n)], cache)
     A, W_hh, active = cache["A"], cache["W_hh"], cache["active"]
@@ -430,6 +508,18 @@ def stack_forward(mode, x, params, num_layers=1, bidirectional=False, h0=None, c
 
     Returns y (T, B, D*H) (forward direction in the first H columns), h_n, c_n
     (num_layers*D, B, H) (c_n None unless LSTM) and the cache for ``stack_backward``.
+
+    >>> import numpy as np
+    >>> import fastrnn
+    >>> from fastrnn import reference
+    >>> rng = np.random.default_rng(0)
+    >>> x = rng.standard_normal((6, 2, 3))                 # (T, B, I), float64
+    >>> layer = fastrnn.LSTM(3, 4, num_layers=2, bidirectional=True, dtype=np.float64, seed=0)
+    >>> y, h_n, c_n, cache = reference.stack_forward("LSTM", x, layer.state_dict(),
+    ...                                              num_layers=2, bidirectional=True)
+    >>> y_fast, (h_fast, c_fast) = layer(x)
+    >>> y.shape, bool(np.allclose(y, y_fast, rtol=1e-10, atol=1e-12))
+    ((6, 2, 8), True)
     """
     if mode not in NUM_GATES:
         raise ValueError(f"mode must be one of {sorted(NUM_GATES)}, got {mode!r}")
@@ -473,6 +563,17 @@ def stack_backward(dy, dh_n, dc_n, cache):
     dy (T, B, D*H); dh_n, dc_n (num_layers*D, B, H) or None (zeros); dc_n for the LSTM
     only. Returns dx (T, B, I), dh0, dc0 (num_layers*D, B, H) (dc0 None unless LSTM) and
     grads: dict with the keys of ``params``.
+
+    >>> import numpy as np
+    >>> import fastrnn
+    >>> from fastrnn import reference
+    >>> rng = np.random.default_rng(0)
+    >>> x = rng.standard_normal((6, 2, 3))                 # (T, B, I), float64
+    >>> layer = fastrnn.GRU(3, 4, num_layers=2, dtype=np.float64, seed=0)
+    >>> y, h_n, c_n, cache = reference.stack_forward("GRU", x, layer.state_dict(), num_layers=2)
+    >>> dx, dh0, dc0, grads = reference.stack_backward(np.ones_like(y), None, None, cache)
+    >>> sorted(grads) == sorted(layer.state_dict())
+    True
     """
     mode, L, D, H, dtype = (cache[key] for key in ("mode", "num_layers", "D", "H", "dtype"))
     lstm = mode == "LSTM"

@@ -596,7 +596,8 @@ def _bad_state_dicts(layer):
                                   "strings", "objects", "not_a_mapping"])
 @pytest.mark.parametrize("kind", ["layer", "cell"])
 def test_load_state_dict_refuses_and_changes_nothing(kind, case):
-    module = make("LSTM", num_layers=2, bidirectional=True) if kind == "layer" else make_cell("GRU")
+    module = (make("LSTM", num_layers=2, bidirectional=True) if kind == "layer"
+              else make_cell("GRU"))
     bad, error = _bad_state_dicts(module)[case]
     before = module.state_dict()
     data_ids = [id(p.data) for p in module.parameters()]
