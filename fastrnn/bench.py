@@ -99,8 +99,10 @@ CONTENDERS = {
     "reference": "fastrnn.reference (pure NumPy)",
     "torch": "PyTorch CPU, default threads",
     "torch-1t": "PyTorch CPU, 1 thread",
+    "onnxruntime": "ONNX Runtime CPU (inference only), fastrnn's export",
 }
 NEEDS_TORCH = ("torch", "torch-1t")
+INFERENCE_ONLY = ("onnxruntime",)
 
 # Timing settings: per (contender, workload, mode).
 FULL = dict(budget_s=1.0, warmup_s=0.2, min_warmup=3, min_repeats=5, max_repeats=2000)
@@ -269,6 +271,51 @@ def setup_torch(w: Workload, params, x, dy, threads: int | None, lengths=None):
     return infer, train, info
 
 
+def setup_onnxruntime(w: Workload, params, x, lengths=None):
+    """The same layer exported by ``fastrnn.export_onnx`` and run by ONNX Runtime."""
+    import tempfile
+
+    import numpy as np
+    import onnxruntime as ort
+
+    import fastrnn
+
+    kwargs = dict(nonlinearity=w.nonlinearity) if w.cell == "RNN" else {}
+    with tempfile.TemporaryDirectory() as tmp:
+        path = os.path.join(tmp, "layer.onnx")
+        if w.stream:
+            module = getattr(fastrnn, w.cell + "Cell")(w.I, w.H, dtype=np.float32, **kwargs)
+            module.load_state_dict({k[:-3]: v for k, v in params.items()})
+        else:
+            module = getattr(fastrnn, w.cell)(w.I, w.H, dtype=np.float32, **kwargs)
+            module.load_state_dict(params)
+        fastrnn.export_onnx(module, path, lengths=lengths is not None)
+        session = ort.InferenceSession(path, providers=["CPUExecutionProvider"])
+    info = dict(version=ort.__version__)
+    if w.stream:
+        zeros = np.zeros((w.B, w.H), np.float32)
+        feeds = {"x": np.ascontiguousarray(x[0]), "h": zeros}
+        if w.cell == "LSTM":
+            feeds["c"] = zeros.copy()
+
+        def step():
+            out = session.run(None, feeds)
+            feeds["h"] = out[0]
+            if w.cell == "LSTM":
+                feeds["c"] = out[1]
+            return out[0]
+
+        return step, info
+    feeds = {"x": x}
+    if lengths is not None:
+        feeds["lengths"] = lengths.astype(np.int64)
+
+    def infer():
+        return session.run(None, feeds)[0]
+
+    return infer, info
+
+
 def cpu_counters():
     """(busy, stolen) CPU seconds of the whole machine, summed over its CPUs, from
     /proc/stat; None where it is unavailable. Busy counts every process (user, nice,
@@ -339,12 +386,17 @@ def run_worker(contender: str, wid: str, quick: bool) -> dict:
     elif contender in NEEDS_TORCH:
         infer, train, info = setup_torch(w, params, x, dy,
                                          1 if contender == "torch-1t" else None, lengths)
+    elif contender == "onnxruntime":
+        infer, info = setup_onnxruntime(w, params, x, lengths)
+        train = None
     else:
         raise SystemExit(f"unknown contender {contender!r}; one of {sorted(CONTENDERS)}")
     settings = QUICK if quick else FULL
     out = dict(contender=contender, workload=wid, info=info, modes={})
     for mode in w.modes:
         fn = infer if mode == "infer" else train
+        if fn is None:
+            continue                              # an inference-only contender
         # mean |y| (infer) or mean |dx| (train): lets the parent check that every
         # contender computed the same thing.
         check = float(np.abs(np.asarray(fn(), dtype=np.float64)).mean())
@@ -368,7 +420,7 @@ def machine_info() -> dict:
     except OSError:
         pass
     versions = {}
-    for dist in ("numpy", "scipy", "torch", "fastrnn"):
+    for dist in ("numpy", "scipy", "torch", "onnxruntime", "fastrnn"):
         try:
             versions[dist] = importlib.metadata.version(dist)
         except importlib.metadata.PackageNotFoundError:
@@ -531,7 +583,9 @@ def run(args, error, command: list) -> int:
         if unknown:
             error(f"unknown contender(s) {unknown}; known: {list(CONTENDERS)}")
     else:
-        contenders = [c for c in CONTENDERS if have_torch or c not in NEEDS_TORCH]
+        have_ort = all(importlib.util.find_spec(m) is not None for m in ("onnx", "onnxruntime"))
+        contenders = [c for c in CONTENDERS if (have_torch or c not in NEEDS_TORCH)
+                      and (have_ort or c != "onnxruntime")]
 
     machine = machine_info()
     header = (f"Machine: {machine['cpu']}, {machine['cores']} cores "
@@ -542,6 +596,8 @@ def run(args, error, command: list) -> int:
     results, t0 = [], time.perf_counter()
     for w in workloads:
         for c in contenders:
+            if c in INFERENCE_ONLY and "infer" not in w.modes:
+                continue
             r = spawn_worker(c, w.id, args.quick, args.timeout)
             for _ in range(args.retries):   # something else took CPU time: once more
                 if "error" in r or max_noise(r) <= NOISY:
