@@ -209,7 +209,8 @@ def blas_gemm(const floating[:, :] A, const floating[:, :] B, floating[:, :] C,
     cdef Py_ssize_t k = A.shape[0] if trans_a else A.shape[1]
     if (A.shape[1] if trans_a else A.shape[0]) != m:
         raise ValueError(f"op(A) has {A.shape[1] if trans_a else A.shape[0]} rows, C has {m}")
-    if (B.shape[1] if trans_b else B.shape[0]) != k or (B.shape[0] if trans_b else B.shape[1]) != n:
+    if ((B.shape[1] if trans_b else B.shape[0]) != k
+            or (B.shape[0] if trans_b else B.shape[1]) != n):
         raise ValueError("op(B) must be (k, n) with k the columns of op(A) and n those of C")
     if m == 0 or n == 0:
         return
@@ -485,9 +486,8 @@ cdef inline Py_ssize_t _active(int nact_t, Py_ssize_t lo, Py_ssize_t hi) noexcep
 # Vanilla RNN:  h' = act(W_ih x + b_ih + W_hh h + b_hh),  act = tanh | relu
 # ---------------------------------------------------------------------------------------
 
-cdef void _rnn_forward_rows(const floating* W_hh, const floating* W_hh_t,
-                            const int* nact, Py_ssize_t T,
-                            Py_ssize_t B, Py_ssize_t H, bint reverse, bint relu,
+cdef void _rnn_forward_rows(const floating* W_hh, const floating* W_hh_t, const int* nact,
+                            Py_ssize_t T, Py_ssize_t B, Py_ssize_t H, bint reverse, bint relu,
                             Py_ssize_t lo, Py_ssize_t hi, floating* g, floating* hs,
                             floating* y, Py_ssize_t ldy, floating* hp) noexcept nogil:
     cdef Py_ssize_t rows = hi - lo, s, t, n
@@ -629,11 +629,11 @@ def rnn_backward(const floating[:, ::1] X, const floating[:, ::1] W_ih,
 # LSTM:  gates i f g o;  c' = f*c + i*g;  h' = o*tanh(c')
 # ---------------------------------------------------------------------------------------
 
-cdef void _lstm_forward_rows(const floating* W_hh, const floating* W_hh_t,
-                            const int* nact, Py_ssize_t T,
-                             Py_ssize_t B, Py_ssize_t H, bint reverse, Py_ssize_t lo,
-                             Py_ssize_t hi, floating* g, floating* hs, floating* cs,
-                             floating* y, Py_ssize_t ldy, floating* hp, floating* cp) noexcept nogil:
+cdef void _lstm_forward_rows(const floating* W_hh, const floating* W_hh_t, const int* nact,
+                             Py_ssize_t T, Py_ssize_t B, Py_ssize_t H, bint reverse,
+                             Py_ssize_t lo, Py_ssize_t hi, floating* g, floating* hs,
+                             floating* cs, floating* y, Py_ssize_t ldy, floating* hp,
+                             floating* cp) noexcept nogil:
     cdef Py_ssize_t rows = hi - lo, GH = 4 * H, s, t, n
     cdef floating* gt
     cdef floating* yt
@@ -709,8 +709,8 @@ def lstm_forward(const floating[:, ::1] X, const floating[:, ::1] W_ih,
             _lstm_forward_rows(whh, whh_t, na, T, B, H, reverse, 0, B, g, hs, cs, y, ldy, hp, cp)
         else:
             for p in prange(parts, num_threads=parts, schedule="static"):
-                _lstm_forward_rows(whh, whh_t, na, T, B, H, reverse, bd[p], bd[p + 1], g, hs, cs, y,
-                                   ldy, hp, cp)
+                _lstm_forward_rows(whh, whh_t, na, T, B, H, reverse, bd[p], bd[p + 1], g, hs,
+                                   cs, y, ldy, hp, cp)
 
 
 cdef void _lstm_backward_rows(const floating* W_hh, const int* nact, Py_ssize_t T,
