@@ -181,6 +181,27 @@ cdef inline void gemm_rows(bint trans_b, int m, int n, int k, const floating* A,
         r += rows
 
 
+def transpose(const floating[:, ::1] A, floating[:, ::1] out):
+    """``out[...] = A.T`` for a C-contiguous ``A`` (R, C) and ``out`` (C, R), in square
+    tiles that stay in the L1 cache (several times faster than a strided NumPy copy)."""
+    cdef Py_ssize_t R = A.shape[0], C = A.shape[1], i0, j0, i, j, i1, j1
+    cdef Py_ssize_t tile = 32     # two 32x32 float tiles: 8 KiB
+    if out.shape[0] != C or out.shape[1] != R:
+        raise ValueError(f"out must have shape ({C}, {R}), got {tuple(out.shape)[:2]}")
+    with nogil:
+        i0 = 0
+        while i0 < R:
+            i1 = min(i0 + tile, R)
+            j0 = 0
+            while j0 < C:
+                j1 = min(j0 + tile, C)
+                for j in range(j0, j1):
+                    for i in range(i0, i1):
+                        out[j, i] = A[i, j]
+                j0 += tile
+            i0 += tile
+
+
 cdef int _check_row_major(str name, Py_ssize_t rows, Py_ssize_t cols, Py_ssize_t row_stride,
                           Py_ssize_t col_stride, Py_ssize_t itemsize) except -1:
     """BLAS reads a matrix as rows at a positive stride of at least its width."""

@@ -82,6 +82,24 @@ def _cache_array(train: bool, shape: tuple[int, int, int], dtype) -> np.ndarray:
     return np.empty(shape if train else (0,) + shape[1:], dtype)
 
 
+# One batch row multiplies by W_hh once per step: in float32, BLAS reads W_hh.T (a plain
+# gemv over rows) faster than W_hh (dot products) while the matrix sits in the L2 cache,
+# which repays transposing it once over this many steps (measured; not so in float64).
+TRANSPOSE_B1_STEPS = 32
+TRANSPOSE_B1_BYTES = 256 * 1024
+
+
+def recurrent_t(W_hh: np.ndarray, T: int, B: int) -> np.ndarray:
+    """The transposed copy of W_hh the time loop multiplies by, or an empty array when
+    the kernel should read W_hh itself."""
+    if B > 1 or (W_hh.dtype == np.float32 and T >= TRANSPOSE_B1_STEPS
+                  and W_hh.nbytes <= TRANSPOSE_B1_BYTES):
+        out = np.empty(W_hh.shape[::-1], W_hh.dtype)
+        _core.transpose(W_hh, out)
+        return out
+    return _EMPTY2[W_hh.dtype.char]
+
+
 def run_forward(mode, relu, X, weights, nact, reverse, h, c, Y, col, train):
     """One layer in one direction.  Updates ``h`` (and ``c``) in place to the final state,
     writes columns ``col:col+H`` of ``Y``; returns what backward needs (or None)."""
@@ -91,7 +109,7 @@ def run_forward(mode, relu, X, weights, nact, reverse, h, c, Y, col, train):
     Gt = np.empty((T * B, GATES[mode] * H), dt)
     bounds = row_bounds(nact, B, H, GATES[mode])
     # with several rows, each step multiplies by W_hh.T as a plain product (see gemm_rows)
-    W_hh_t = np.ascontiguousarray(weights[1].T) if B > 1 else _EMPTY2[dt.char]
+    W_hh_t = recurrent_t(weights[1], T, B)
     Hp = _cache_array(train, (T, B, H), dt)
     if mode == "LSTM":
         Cp = _cache_array(train, (T, B, H), dt)
@@ -203,7 +221,7 @@ def gemm_floor(mode: str, x: np.ndarray, W_ih: np.ndarray, W_hh: np.ndarray, len
     nact = active_rows(None if lengths is None else np.sort(lengths)[::-1].copy(), T, B)
     bounds = row_bounds(nact, B, H, GATES[mode])
     X = np.ascontiguousarray(x).reshape(T * B, I)
-    W_hh_t = np.ascontiguousarray(W_hh.T) if B > 1 else _EMPTY2[dt.char]
+    W_hh_t = recurrent_t(W_hh, T, B)
     Gt = np.zeros((T * B, GH), dt)
     h = np.zeros((B, H), dt)
     Hp = np.zeros((T * B, H), dt)

@@ -84,6 +84,45 @@ def test_blas_gemm_fortran_order(dtype):
 
 
 @pytest.mark.parametrize("dtype", DTYPES, ids=DTYPE_IDS)
+@pytest.mark.parametrize("shape", [(1, 1), (3, 5), (32, 32), (33, 65), (256, 64), (7, 100)])
+def test_transpose_is_exact(dtype, shape):
+    """The tiled transpose copies every element, for shapes on and off the tile size."""
+    A = np.random.default_rng(2).standard_normal(shape).astype(dtype)
+    out = np.full(shape[::-1], np.nan, dtype)
+    _core.transpose(A, out)
+    np.testing.assert_array_equal(out, A.T)
+
+
+def test_transpose_checks_its_output():
+    A = np.zeros((3, 5), np.float32)
+    with pytest.raises(ValueError, match=r"out must have shape \(5, 3\)"):
+        _core.transpose(A, np.zeros((3, 5), np.float32))
+    with pytest.raises(ValueError):
+        _core.transpose(A.T, np.zeros((3, 5), np.float32))      # not C-contiguous
+
+
+@pytest.mark.parametrize("dtype", DTYPES, ids=DTYPE_IDS)
+@pytest.mark.parametrize("T,B", [(100, 1), (4, 1), (5, 3)])
+def test_recurrent_t_choice_keeps_results(dtype, T, B):
+    """Whether the time loop reads W_hh or its transposed copy (a speed choice, see
+    ``_engine.recurrent_t``), a layer gives the same outputs to rounding."""
+    layer = fastrnn.LSTM(6, 64, dtype=dtype, seed=3)
+    x = np.random.default_rng(3).standard_normal((T, B, 6)).astype(dtype)
+    Wt = _engine.recurrent_t(layer._params["weight_hh_l0"].data, T, B)
+    assert Wt.size in (0, layer._params["weight_hh_l0"].data.size)
+    if Wt.size:
+        np.testing.assert_array_equal(Wt, layer._params["weight_hh_l0"].data.T)
+    y0 = layer(x)[0]
+    old = _engine.TRANSPOSE_B1_STEPS
+    try:
+        _engine.TRANSPOSE_B1_STEPS = 1 if old > 1 else 10**9        # the other choice
+        y1 = layer(x)[0]
+    finally:
+        _engine.TRANSPOSE_B1_STEPS = old
+    assert_allclose(y1, y0, **TOL[dtype])
+
+
+@pytest.mark.parametrize("dtype", DTYPES, ids=DTYPE_IDS)
 def test_blas_gemm_degenerate_sizes(dtype):
     C = np.ones((3, 2), dtype)
     _core.blas_gemm(np.zeros((3, 0), dtype), np.zeros((0, 2), dtype), C, beta=0.5)
