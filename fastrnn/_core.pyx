@@ -42,6 +42,7 @@ cimport cython
 cimport numpy as cnp
 from cython cimport floating
 from cython.parallel cimport prange
+from libc.stdlib cimport free, malloc
 from libc.string cimport memcpy, memset
 from scipy.linalg.cython_blas cimport dgemm, dgemv, sgemm, sgemv
 
@@ -1149,3 +1150,119 @@ def step(int mode, bint relu, object x, object W_ih, object W_hh, object b_ih, o
             _step_impl[double](mode, relu, B, I, H, <double*>px, <double*>pwi, <double*>pwh,
                                <double*>pb_ih, <double*>pb_hh, <double*>ph, <double*>pc,
                                <double*>pg, <double*>pgh)
+
+
+cdef inline bint _plain(object a, int typenum, int ndim) noexcept:
+    """``a`` is exactly an ndarray of ``typenum``, C-contiguous, of rank ``ndim``."""
+    return (type(a) is cnp.ndarray and cnp.PyArray_TYPE(<cnp.ndarray>a) == typenum
+            and cnp.PyArray_NDIM(<cnp.ndarray>a) == ndim
+            and cnp.PyArray_IS_C_CONTIGUOUS(<cnp.ndarray>a))
+
+
+cdef inline bint _state_ok(object a, int typenum, int ndim, cnp.npy_intp* dims) noexcept:
+    if not _plain(a, typenum, ndim):
+        return False
+    if cnp.PyArray_DIM(<cnp.ndarray>a, 0) != dims[0]:
+        return False
+    return ndim == 1 or cnp.PyArray_DIM(<cnp.ndarray>a, 1) == dims[1]
+
+
+def cell_call(int mode, bint relu, object x, object state, object W_ih, object W_hh,
+              object b_ih, object b_hh):
+    """A cell's call, whole: the new state from ``x`` (B, I) or (I,) and ``state`` (h, or
+    (h, c) for the LSTM, shaped like x's rows; None for zeros), in new arrays.
+
+    The fast path of ``cell(x, state)``: it takes only inputs that need no conversion
+    (ndarrays of the weights' dtype, C-contiguous, of the right shapes) and returns None
+    for anything else, which the caller then converts and checks.  ``mode`` 0 RNN, 1
+    LSTM, 2 GRU; the weights as :func:`step` takes them.
+    """
+    cdef int typenum, nd
+    cdef Py_ssize_t B, I, H, GH
+    cdef cnp.npy_intp dims[2]
+    cdef object h0 = None, c0 = None
+    cdef cnp.ndarray h_new, c_new = None
+    cdef void* work
+    cdef void* pb_ih
+    cdef void* pb_hh
+    cdef size_t item
+    if mode < 0 or mode > 2:
+        raise ValueError(f"mode must be 0, 1 or 2, got {mode}")
+    if not isinstance(W_ih, cnp.ndarray) or not isinstance(W_hh, cnp.ndarray):
+        raise TypeError("W_ih and W_hh must be numpy arrays")
+    typenum = cnp.PyArray_TYPE(<cnp.ndarray>W_ih)
+    if typenum != cnp.NPY_FLOAT32 and typenum != cnp.NPY_FLOAT64:
+        raise ValueError("the weights must be float32 or float64")
+    if type(x) is not cnp.ndarray:
+        return None
+    nd = cnp.PyArray_NDIM(<cnp.ndarray>x)
+    if (nd != 1 and nd != 2) or not _plain(x, typenum, nd):
+        return None
+    B = 1 if nd == 1 else cnp.PyArray_DIM(<cnp.ndarray>x, 0)
+    I = cnp.PyArray_DIM(<cnp.ndarray>x, nd - 1)
+    if cnp.PyArray_NDIM(<cnp.ndarray>W_hh) != 2:
+        raise ValueError("W_hh has the wrong shape")
+    H = cnp.PyArray_DIM(<cnp.ndarray>W_hh, 1)
+    GH = (1 if mode == 0 else (4 if mode == 1 else 3)) * H
+    if B < 1 or H < 1 or I != (cnp.PyArray_DIM(<cnp.ndarray>W_ih, 1)
+                               if cnp.PyArray_NDIM(<cnp.ndarray>W_ih) == 2 else -1):
+        return None
+    _check_array(W_ih, "W_ih", typenum, GH, I)
+    _check_array(W_hh, "W_hh", typenum, GH, H)
+    _check_array(b_ih, "b_ih", typenum, -GH, -1)
+    _check_array(b_hh, "b_hh", typenum, -GH, -1)
+    if (cnp.PyArray_SIZE(<cnp.ndarray>b_ih) == 0) != (cnp.PyArray_SIZE(<cnp.ndarray>b_hh) == 0):
+        raise ValueError("both biases must be given, or neither")
+    if nd == 1:
+        dims[0] = H
+    else:
+        dims[0], dims[1] = B, H
+    if state is not None:
+        if mode == 1:
+            if type(state) is not tuple or len(<tuple>state) != 2:
+                return None
+            h0, c0 = <tuple>state
+            if not _state_ok(c0, typenum, nd, dims):
+                return None
+        else:
+            h0 = state
+        if not _state_ok(h0, typenum, nd, dims):
+            return None
+    item = sizeof(float) if typenum == cnp.NPY_FLOAT32 else sizeof(double)
+    h_new = cnp.PyArray_EMPTY(nd, dims, typenum, 0)
+    if mode == 1:
+        c_new = cnp.PyArray_EMPTY(nd, dims, typenum, 0)
+    work = malloc(B * (GH + (3 * H if mode == 2 else 0)) * item)
+    if work == NULL:
+        raise MemoryError()
+    pb_ih = NULL if cnp.PyArray_SIZE(<cnp.ndarray>b_ih) == 0 else \
+        cnp.PyArray_DATA(<cnp.ndarray>b_ih)
+    pb_hh = NULL if pb_ih == NULL else cnp.PyArray_DATA(<cnp.ndarray>b_hh)
+    cdef void* ph = cnp.PyArray_DATA(h_new)
+    cdef void* pc = NULL if c_new is None else cnp.PyArray_DATA(c_new)
+    cdef void* ph0 = NULL if h0 is None else cnp.PyArray_DATA(<cnp.ndarray>h0)
+    cdef void* pc0 = NULL if c0 is None else cnp.PyArray_DATA(<cnp.ndarray>c0)
+    cdef void* px = cnp.PyArray_DATA(<cnp.ndarray>x)
+    cdef void* pwi = cnp.PyArray_DATA(<cnp.ndarray>W_ih)
+    cdef void* pwh = cnp.PyArray_DATA(<cnp.ndarray>W_hh)
+    cdef size_t nbytes = B * H * item
+    with nogil:
+        if ph0 != NULL:
+            memcpy(ph, ph0, nbytes)
+        else:
+            memset(ph, 0, nbytes)
+        if pc != NULL:
+            if pc0 != NULL:
+                memcpy(pc, pc0, nbytes)
+            else:
+                memset(pc, 0, nbytes)
+        if typenum == cnp.NPY_FLOAT32:
+            _step_impl[float](mode, relu, B, I, H, <float*>px, <float*>pwi, <float*>pwh,
+                              <float*>pb_ih, <float*>pb_hh, <float*>ph, <float*>pc,
+                              <float*>work, <float*>work + B * GH)
+        else:
+            _step_impl[double](mode, relu, B, I, H, <double*>px, <double*>pwi,
+                               <double*>pwh, <double*>pb_ih, <double*>pb_hh, <double*>ph,
+                               <double*>pc, <double*>work, <double*>work + B * GH)
+        free(work)
+    return h_new if c_new is None else (h_new, c_new)

@@ -89,6 +89,12 @@ class _CellBase(Module):
 
     def __call__(self, x, state=None):
         """One step: the new state from ``x`` (B, I) and ``state`` (B, H); zeros if None."""
+        # arrays that need no conversion take one compiled call; the rest are converted
+        # and checked here first, and run the same cell math
+        new = _core.cell_call(_MODE_ID[self.mode], self._relu, x, state,
+                              *weight_tuple(self, ""))
+        if new is not None:
+            return new
         x, h, c, unbatched = self._prepare(x, state)
         B, H = x.shape[0], self.hidden_size
         gates = np.empty((B, _engine.GATES[self.mode] * H), self.dtype)

@@ -314,6 +314,68 @@ def test_cell_inputs_are_never_modified(mode):
         np.testing.assert_array_equal(a, b)
 
 
+CELL_MODES = [("RNN", "tanh"), ("RNN", "relu"), ("LSTM", "tanh"), ("GRU", "tanh")]
+
+
+@pytest.mark.parametrize("mode,nonlinearity", CELL_MODES, ids=["rnn_tanh", "rnn_relu",
+                                                                "lstm", "gru"])
+@pytest.mark.parametrize("dtype", [np.float64, np.float32], ids=["f64", "f32"])
+@pytest.mark.parametrize("bias", [True, False], ids=["bias", "nobias"])
+def test_cell_fast_path_equals_the_converting_path(mode, nonlinearity, dtype, bias):
+    """Plain arrays take the compiled fast path of a cell call; the same numbers as lists,
+    another dtype or a strided view are converted first.  Both give identical results,
+    the state given is never written, and the new state is new memory."""
+    cell = make_cell(mode, nonlinearity, dtype=dtype, bias=bias)
+    rng = np.random.default_rng(5)
+    for batched in (True, False):
+        shape = (B,) if batched else ()
+        # float32 numbers, so that a cast between the two dtypes is exact
+        x = rng.standard_normal(shape + (I,)).astype(np.float32).astype(dtype)
+        h, c = (rng.standard_normal(shape + (H,)).astype(dtype) for _ in range(2))
+        state = (h, c) if mode == "LSTM" else h
+        kept = [a.copy() for a in parts(state)]
+        fast = parts(cell(x, state))
+        other = np.float32 if dtype == np.float64 else np.float64
+
+        def strided(a):
+            wide = np.zeros(a.shape[:-1] + (2 * a.shape[-1],), a.dtype)
+            wide[..., ::2] = a
+            return wide[..., ::2]
+
+        slow_inputs = [(x.tolist(), state),                                   # a list
+                       (strided(x), _map(strided, state))]                    # strided
+        if dtype == np.float64:
+            slow_inputs.append((x.astype(other), state))                      # cast exactly
+        for xs, ss in slow_inputs:
+            slow = parts(cell(xs, ss))
+            for a, b in zip(fast, slow):
+                np.testing.assert_array_equal(a, b)
+        for a, b in zip(parts(state), kept):
+            np.testing.assert_array_equal(a, b)
+        for a in fast:
+            assert a.shape == shape + (H,) and a.dtype == dtype and a.flags.owndata
+            assert not any(np.shares_memory(a, s) for s in parts(state))
+        zeros = (np.zeros(shape + (H,), dtype),) * (2 if mode == "LSTM" else 1)
+        np.testing.assert_array_equal(parts(cell(x))[0],
+                                      parts(cell(x, zeros if mode == "LSTM" else zeros[0]))[0])
+
+
+@pytest.mark.parametrize("mode", ["RNN", "LSTM", "GRU"])
+def test_cell_fast_path_leaves_bad_input_to_the_checks(mode):
+    """Inputs the fast path does not take still get the converting path's errors."""
+    cell = make_cell(mode)
+    x = np.zeros((B, I))
+    with pytest.raises(ValueError, match="input_size"):
+        cell(np.zeros((B, I + 1)), None)
+    bad_h = np.zeros((B, H + 1))
+    with pytest.raises(ValueError, match="shape"):
+        cell(x, (bad_h, bad_h) if mode == "LSTM" else bad_h)
+    with pytest.raises(TypeError):
+        cell(x, np.zeros((B, H)) if mode == "LSTM" else (np.zeros((B, H)),) * 2)
+    with pytest.raises(ValueError):
+        cell(np.zeros((0, I)))
+
+
 @pytest.mark.parametrize("mode", ["RNN", "LSTM", "GRU"])
 def test_outputs_are_independent_arrays(mode):
     """Results own their memory: writing into them changes neither the layer nor a
