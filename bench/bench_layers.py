@@ -8,9 +8,11 @@ process only starts the workers, collects their JSON and prints a markdown table
     python bench/bench_layers.py --only W1,W2 --contenders fastrnn,torch
     python bench/bench_layers.py --quick               # few repeats: a smoke test
     python bench/bench_layers.py --worker fastrnn W2   # one worker, JSON on stdout
+    python bench/bench_layers.py --scaling             # time as H, T and B grow
 
 The code lives in ``fastrnn/bench.py`` (also run by ``fastrnn bench``); this script runs
-it on the checkout it lives in and writes ``bench/results/latest.json`` by default.
+it on the checkout it lives in and writes ``bench/results/latest.json`` by default
+(``bench/results/scaling.json`` with ``--scaling``).
 
 Modes (all float32, time-major x of shape (T, B, I), the same weights for every contender):
 
@@ -28,6 +30,7 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 DEFAULT_JSON = ROOT / "bench" / "results" / "latest.json"
+SCALING_JSON = ROOT / "bench" / "results" / "scaling.json"
 
 
 def _load_bench():
@@ -41,8 +44,9 @@ def _load_bench():
 
 
 def main(argv=None):
-    return _load_bench().main(argv, default_json=str(DEFAULT_JSON),
-                              prog=Path(sys.argv[0]).name)
+    args = sys.argv[1:] if argv is None else argv
+    default = SCALING_JSON if "--scaling" in args else DEFAULT_JSON
+    return _load_bench().main(argv, default_json=str(default), prog=Path(sys.argv[0]).name)
 
 
 if __name__ == "__main__":

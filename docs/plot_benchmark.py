@@ -1,6 +1,8 @@
-"""Draw docs/_static/benchmark.png from a benchmark run (bench/results/latest.json).
+"""Draw docs/_static/benchmark.png from a benchmark run (bench/results/latest.json), and
+docs/_static/scaling.png from a scaling sweep (bench/results/scaling.json).
 
-Usage: ``python docs/plot_benchmark.py [results.json]``; needs matplotlib.
+Usage: ``python docs/plot_benchmark.py [results.json ...]``; needs matplotlib.  A file
+written by ``--scaling`` gives the scaling plot, any other the workload plot.
 """
 
 from __future__ import annotations
@@ -18,8 +20,43 @@ ROOT = Path(__file__).resolve().parent.parent
 MODES = {"infer": "infer", "train": "train"}
 
 
+def plot_scaling(run: dict) -> Path:
+    """Time per training step against each swept size, log-log, a line per contender."""
+    sizes = {w["id"]: w for w in run["workloads"]}
+    times: dict[str, dict[str, float]] = {}
+    for r in run["results"]:
+        m = r.get("modes", {}).get("train")
+        if m is not None:
+            times.setdefault(r["contender"], {})[r["workload"]] = m["median_ms"]
+    axes_ids = {axis: [i for i in sizes if i.startswith(f"S{axis}")] for axis in "HTB"}
+    axes_ids = {a: ids for a, ids in axes_ids.items() if ids}
+    fig, axs = plt.subplots(1, len(axes_ids), figsize=(4 * len(axes_ids), 3.6), squeeze=False)
+    for ax, (axis, ids) in zip(axs[0], axes_ids.items()):
+        ids = sorted(ids, key=lambda i: sizes[i][axis])
+        for contender, by_id in times.items():
+            pts = [(sizes[i][axis], by_id[i]) for i in ids if i in by_id]
+            if pts:
+                ax.plot(*zip(*pts), marker="o", label=contender)
+        base = sizes[ids[0]]
+        fixed = ", ".join(f"{k}={base[k]}" for k in "TBIH" if k != axis)
+        ax.set_xscale("log", base=2)
+        ax.set_yscale("log")
+        ax.set_xlabel(axis)
+        ax.set_ylabel("ms per training step")
+        ax.set_title(f"LSTM, {fixed}", fontsize=9)
+        ax.grid(True, which="major", linewidth=0.3)
+    axs[0][0].legend(fontsize=8)
+    fig.tight_layout()
+    out = ROOT / "docs" / "_static" / "scaling.png"
+    fig.savefig(out, dpi=100)
+    return out
+
+
 def main(path: Path) -> None:
     run = json.loads(path.read_text())
+    if run.get("settings", {}).get("scaling"):
+        print(plot_scaling(run))
+        return
     times: dict[tuple[str, str], dict[str, float]] = {}
     for r in run["results"]:
         for mode, m in r.get("modes", {}).items():
@@ -49,4 +86,5 @@ def main(path: Path) -> None:
 
 
 if __name__ == "__main__":
-    main(Path(sys.argv[1]) if len(sys.argv) > 1 else ROOT / "bench" / "results" / "latest.json")
+    for arg in sys.argv[1:] or [str(ROOT / "bench" / "results" / "latest.json")]:
+        main(Path(arg))

@@ -8,6 +8,7 @@ process only starts the workers, collects their JSON and prints a markdown table
     fastrnn bench --only W1,W2 --contenders fastrnn,torch
     fastrnn bench --quick                          # few repeats: a smoke test
     fastrnn bench --json results.json              # also write every measurement as JSON
+    fastrnn bench --scaling                        # time as H, T and B grow (~5 minutes)
 
 ``bench/bench_layers.py`` in a source checkout runs this module on that checkout (and
 writes ``bench/results/latest.json`` by default).  A worker is this file run as a script
@@ -91,7 +92,30 @@ WORKLOADS = [
     Workload("W8", "LSTM", 200, 64, 32, 128, "training step with variable lengths",
              lengths=(10, 200)),
 ]
-WORKLOAD_BY_ID = {w.id: w for w in WORKLOADS}
+
+# Scaling sweeps (``--scaling``): an LSTM training step around one base point, one size
+# varied at a time, to show how the cost of each contender grows.
+SCALING_BASE = dict(T=50, B=32, I=64, H=128)
+SCALING_AXES = {
+    "H": (32, 64, 128, 256, 512, 1024),
+    "T": (10, 25, 50, 100, 200, 400),
+    "B": (1, 4, 16, 64, 256),
+}
+
+
+def _scaling_workloads() -> list[Workload]:
+    out = []
+    for axis, values in SCALING_AXES.items():
+        for value in values:
+            size = dict(SCALING_BASE, **{axis: value})
+            out.append(Workload(f"S{axis}{value}", "LSTM", size["T"], size["B"], size["I"],
+                                size["H"], f"scaling in {axis}", modes=("train",)))
+    return out
+
+
+SCALING = _scaling_workloads()
+SCALING_CONTENDERS = ("fastrnn", "reference", "torch")
+WORKLOAD_BY_ID = {w.id: w for w in WORKLOADS + SCALING}
 
 # name -> description; "torch-1t" is PyTorch with torch.set_num_threads(1).
 CONTENDERS = {
@@ -499,6 +523,33 @@ def markdown_table(workloads, contenders, results) -> str:
     return "\n".join(lines)
 
 
+def scaling_tables(workloads, contenders, results) -> str:
+    """One markdown table per swept size: time per training step and ratios to fastrnn."""
+    by_key = {(r["contender"], r["workload"]): r["modes"].get("train")
+              for r in results if "modes" in r}
+    ratio_cols = [c for c in contenders if c != "fastrnn"] if "fastrnn" in contenders else []
+    parts = []
+    for axis in SCALING_AXES:
+        rows = [w for w in workloads if w.id.startswith(f"S{axis}")]
+        if not rows:
+            continue
+        fixed = ", ".join(f"{k}={v}" for k, v in SCALING_BASE.items() if k != axis)
+        cols = [axis] + [f"{c} ms" for c in contenders] + [f"{c}/fastrnn" for c in ratio_cols]
+        if "fastrnn" in contenders:
+            cols += ["fastrnn/floor"]
+        lines = [f"LSTM training step, {fixed}, {axis} varied:", "",
+                 "| " + " | ".join(cols) + " |", "|" + "---|" * len(cols)]
+        for w in rows:
+            get = {c: by_key.get((c, w.id)) for c in contenders}
+            row = [str(getattr(w, axis))] + [fmt_ms(get[c]) for c in contenders]
+            row += [fmt_ratio(get[c], get["fastrnn"]) for c in ratio_cols]
+            if "fastrnn" in contenders:
+                row.append(fmt_ratio(get["fastrnn"], (get["fastrnn"] or {}).get("floor")))
+            lines.append("| " + " | ".join(row) + " |")
+        parts.append("\n".join(lines))
+    return "\n\n".join(parts)
+
+
 NOISY = 0.05   # share of the CPU time taken by others above which a measurement is noisy
 
 
@@ -543,6 +594,9 @@ def add_arguments(p: argparse.ArgumentParser, default_json: str | None = None) -
     p.add_argument("--worker", nargs=2, metavar=("CONTENDER", "WORKLOAD"),
                    help="run one contender on one workload in this process; JSON on stdout")
     p.add_argument("--only", help="comma-separated workload ids (default: all)")
+    p.add_argument("--scaling", action="store_true", help="the scaling sweeps instead of "
+                   "the workload table: an LSTM training step as H, T and B grow (ids "
+                   "S<axis><value>; default contenders " + ",".join(SCALING_CONTENDERS) + ")")
     p.add_argument("--contenders", help="comma-separated, from "
                    + ",".join(CONTENDERS) + " (default: all that are importable)")
     p.add_argument("--quick", action="store_true", help="few repeats: a smoke test")
@@ -575,7 +629,7 @@ def run(args, error, command: list) -> int:
             error(f"unknown workload(s) {unknown}; known: {list(WORKLOAD_BY_ID)}")
         workloads = [WORKLOAD_BY_ID[i] for i in ids]
     else:
-        workloads = list(WORKLOADS)
+        workloads = list(SCALING if args.scaling else WORKLOADS)
     have_torch = importlib.util.find_spec("torch") is not None
     if args.contenders:
         contenders = [s.strip() for s in args.contenders.split(",") if s.strip()]
@@ -586,6 +640,8 @@ def run(args, error, command: list) -> int:
         have_ort = all(importlib.util.find_spec(m) is not None for m in ("onnx", "onnxruntime"))
         contenders = [c for c in CONTENDERS if (have_torch or c not in NEEDS_TORCH)
                       and (have_ort or c != "onnxruntime")]
+        if args.scaling:
+            contenders = [c for c in contenders if c in SCALING_CONTENDERS]
 
     machine = machine_info()
     header = (f"Machine: {machine['cpu']}, {machine['cores']} cores "
@@ -619,7 +675,10 @@ def run(args, error, command: list) -> int:
     print()
     print("Median time per call (ms); ratios are other/fastrnn: >1 means fastrnn is faster.")
     print()
-    print(markdown_table(workloads, contenders, results))
+    if args.scaling:
+        print(scaling_tables(workloads, contenders, results))
+    else:
+        print(markdown_table(workloads, contenders, results))
     for msg in consistency_warnings(results) + noise_warnings(results):
         print(f"WARNING: {msg}")
     print(f"\nTotal wall time {total:.0f} s.")
@@ -628,7 +687,7 @@ def run(args, error, command: list) -> int:
         created=time.strftime("%Y-%m-%dT%H:%M:%S%z"),
         command=list(command),
         machine=machine,
-        settings=dict(quick=args.quick, dtype="float32", seed=SEED,
+        settings=dict(quick=args.quick, scaling=args.scaling, dtype="float32", seed=SEED,
                       timing=QUICK if args.quick else FULL),
         contenders={c: CONTENDERS[c] for c in contenders},
         workloads=[dict(dataclasses.asdict(w), description=w.describe()) for w in workloads],

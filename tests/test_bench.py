@@ -40,3 +40,43 @@ def test_bench_quick_smoke(tmp_path):
     # both contenders computed the same outputs (mean |y|), up to float32 rounding
     a, b = (results[c]["modes"]["infer"]["check"] for c in ("fastrnn", "reference"))
     assert a == pytest.approx(b, rel=1e-4)
+
+
+@pytest.mark.skipif(not SCRIPT.exists(), reason="bench/bench_layers.py not present")
+def test_bench_scaling_quick_smoke(tmp_path):
+    """The scaling sweep: its workloads, one table per swept size, the JSON."""
+    out = tmp_path / "scaling.json"
+    proc = subprocess.run(
+        [sys.executable, str(SCRIPT), "--scaling", "--quick", "--only", "SH32,ST10,SB1",
+         "--contenders", "fastrnn,reference", "--json", str(out)],
+        capture_output=True, text=True, timeout=180, cwd=ROOT)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    for axis in ("H", "T", "B"):
+        assert f", {axis} varied:" in proc.stdout
+    assert "| 32 |" in proc.stdout and "| 10 |" in proc.stdout and "| 1 |" in proc.stdout
+    data = json.loads(out.read_text())
+    assert data["settings"]["scaling"] is True
+    sizes = {w["id"]: (w["T"], w["B"], w["I"], w["H"]) for w in data["workloads"]}
+    assert sizes == {"SH32": (50, 32, 64, 32), "ST10": (10, 32, 64, 128),
+                     "SB1": (50, 1, 64, 128)}
+    checks = {}
+    for r in data["results"]:
+        assert "error" not in r, r
+        m = r["modes"]["train"]
+        assert m["median_ms"] > 0
+        checks.setdefault(r["workload"], {})[r["contender"]] = m["check"]
+    for wid, c in checks.items():                 # the same input gradients
+        assert c["fastrnn"] == pytest.approx(c["reference"], rel=1e-3), wid
+
+
+def test_scaling_workloads_vary_one_size_each():
+    from fastrnn import bench
+
+    for w in bench.SCALING:
+        axis = w.id[1]
+        size = dict(T=w.T, B=w.B, I=w.I, H=w.H)
+        others = {k: v for k, v in size.items() if k != axis}
+        assert others == {k: v for k, v in bench.SCALING_BASE.items() if k != axis}
+        assert size[axis] == int(w.id[2:]) and size[axis] in bench.SCALING_AXES[axis]
+    assert len({w.id for w in bench.SCALING}) == len(bench.SCALING)
+    assert not set(bench.WORKLOADS) & set(bench.SCALING)
