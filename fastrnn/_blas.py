@@ -17,7 +17,7 @@ import os
 
 import scipy.linalg.cython_blas  # noqa: F401  (loads scipy's BLAS)
 
-from . import _core
+from . import _core, _malloc
 
 _SET = ("scipy_openblas_set_num_threads", "openblas_set_num_threads")
 _GET = ("scipy_openblas_get_num_threads", "openblas_get_num_threads")
@@ -77,12 +77,12 @@ INFO = _setup()
 
 
 def blas_info() -> dict:
-    """The BLAS library in use, its configuration and threads, and the threads of
-    fastrnn's own kernels.
+    """The BLAS library in use, its configuration and threads, the threads of fastrnn's
+    own kernels, and whether malloc keeps large freed blocks (see ``fastrnn._malloc``).
 
     >>> import fastrnn
     >>> info = fastrnn.blas_info()
     >>> info["kernel_threads"] == fastrnn.get_num_threads()
     True
     """
-    return {**INFO, "kernel_threads": _core.get_num_threads()}
+    return {**INFO, "kernel_threads": _core.get_num_threads(), "malloc_tuned": _malloc.TUNED}
