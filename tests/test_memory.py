@@ -118,11 +118,7 @@ def test_malloc_tuning_is_reported_and_can_be_turned_off():
     FASTRNN_MALLOC_TUNING=0 leaves them alone.  blas_info says which."""
     import ctypes
 
-    try:
-        ctypes.CDLL(None).gnu_get_libc_version
-        glibc = True
-    except AttributeError:
-        glibc = False
+    glibc = hasattr(ctypes.CDLL(None), "gnu_get_libc_version")
     assert _malloc_tuned_in_subprocess("0") == "False"
     assert _malloc_tuned_in_subprocess(None) == str(glibc)
     assert isinstance(fastrnn.blas_info()["malloc_tuned"], bool)
