@@ -18,6 +18,9 @@
 #include <math.h>
 #include <stdint.h>
 #include <string.h>
+#ifdef _OPENMP
+#include <omp.h>
+#endif
 
 #if defined(__GNUC__) && !defined(__clang__) && defined(__x86_64__) && defined(__linux__)
 #define FR_CLONES __attribute__((target_clones("avx512f", "avx2", "default")))
@@ -203,5 +206,147 @@ FR_DEFINE(float, f, fr_sigmoidf, fr_tanhf)
 FR_DEFINE(double, d, fr_sigmoid, tanh)
 
 #undef FR_DEFINE
+
+/* ---- LSTM forward of one batch row, float ------------------------------------------
+
+   A batch of one row spends each step on a matrix-vector product h @ W_hh.T and then a
+   pass over the gates.  Here both run in one pass over blocks of 16 units: the weights
+   come packed (fr_lstm_pack_f) so that a block's panel holds, for each k, the i, f, g and
+   o weights of its 16 units side by side; the four gate sums of a block build up in vector registers
+   (two sets, for even and odd k, so that the additions overlap), start from the input
+   projection in g, and go straight into the cell update.  The weights are read once per
+   step, in order.  GCC vector extensions: one 16-float vector is one AVX-512 register,
+   two AVX2 or four SSE registers.
+
+   Per step t (in the order of `reverse`): hp[t], cp[t] = h, c (when hp is not NULL);
+   rows with nact[t] == 0 keep their state and get y = 0.  g, y, hp, cp advance by gstep,
+   ystep, pstep per step; g[t] ends as the gate activations (i, f, g, o), as the other
+   kernels leave it.  work: H floats.  H must be a multiple of 16. */
+
+typedef float fr_v16 __attribute__((vector_size(64), aligned(4)));
+
+FR_CLONES void fr_lstm_pack_f(const float *FR_RESTRICT W_hh, long H, float *FR_RESTRICT out)
+{
+    /* out[b, k, 16q + u] = W_hh[q*H + 16b + u, k]: block b's weights in one contiguous
+       (H, 64) panel, read in order by the k loop; W_hh is (4H, H), read row by row */
+    long k, b, q, u;
+    for (b = 0; b < H / 16; b++)
+        for (q = 0; q < 4; q++)
+            for (u = 0; u < 16; u++) {
+                const float *FR_RESTRICT src = W_hh + (q * H + 16 * b + u) * H;
+                float *FR_RESTRICT dst = out + b * H * 64 + 16 * q + u;
+                for (k = 0; k < H; k++)
+                    dst[k * 64] = src[k];
+            }
+}
+
+/* A barrier for the few threads of one team that spins: a step of a batch of one row
+   takes about a microsecond, and sleeping in the OpenMP runtime's barrier would cost more
+   than that.  `gen` counts the barriers passed; each thread keeps its own copy. */
+static inline void fr_spin_barrier(int *count, int *gen, int n, int *mine)
+{
+    int g = *mine;
+    if (__atomic_add_fetch(count, 1, __ATOMIC_ACQ_REL) == n) {
+        __atomic_store_n(count, 0, __ATOMIC_RELAXED);
+        __atomic_store_n(gen, g + 1, __ATOMIC_RELEASE);
+    } else {
+        while (__atomic_load_n(gen, __ATOMIC_ACQUIRE) == g) {
+#if defined(__x86_64__) || defined(__i386__)
+            __builtin_ia32_pause();
+#endif
+        }
+    }
+    *mine = g + 1;
+}
+
+/* Units [16*b0, 16*b1) of one step: gate sums from the packed weights and src (h_prev),
+   then the cell update into dst (h), c, the gates and y. */
+static inline __attribute__((always_inline)) void
+fr_lstm_row_blocks(const float *FR_RESTRICT W, long H, long b0, long b1, float *gt,
+                   const float *FR_RESTRICT src, float *FR_RESTRICT dst,
+                   float *FR_RESTRICT c, float *FR_RESTRICT yt)
+{
+    long b, k, u, q;
+    for (b = b0; b < b1; b++) {
+        fr_v16 even[4], odd[4];
+        float a[4][16];
+        const float *FR_RESTRICT wb = W + b * H * 64;
+        for (q = 0; q < 4; q++) {
+            memcpy(&even[q], gt + q * H + 16 * b, sizeof(fr_v16));
+            odd[q] = (fr_v16){0};
+        }
+        for (k = 0; k + 1 < H; k += 2) {
+            const fr_v16 *FR_RESTRICT w0 = (const fr_v16 *)(wb + k * 64);
+            const fr_v16 *FR_RESTRICT w1 = (const fr_v16 *)(wb + (k + 1) * 64);
+            const float x0 = src[k], x1 = src[k + 1];
+            for (q = 0; q < 4; q++) {
+                even[q] += x0 * w0[q];
+                odd[q] += x1 * w1[q];
+            }
+        }
+        for (q = 0; q < 4; q++) {
+            fr_v16 sum = even[q] + odd[q];
+            memcpy(a[q], &sum, sizeof sum);
+        }
+        for (u = 0; u < 16; u++) {
+            long j = 16 * b + u;
+            float i = fr_sigmoidf(a[0][u]), f = fr_sigmoidf(a[1][u]);
+            float gg = fr_tanhf(a[2][u]), o = fr_sigmoidf(a[3][u]);
+            float cn = f * c[j] + i * gg;
+            gt[j] = i; gt[H + j] = f; gt[2 * H + j] = gg; gt[3 * H + j] = o;
+            c[j] = cn;
+            dst[j] = o * fr_tanhf(cn);
+            yt[j] = dst[j];
+        }
+    }
+}
+
+/* The whole time loop of one batch row; `threads` (1 or more) split the blocks of units
+   of every step, meeting at a spinning barrier between steps.  Each unit's sums run in
+   the same order whatever the split.  work: 2H floats (h_prev and h, swapped each step). */
+FR_CLONES void fr_lstm_row_f(const float *FR_RESTRICT W, long H, const int *nact, long T,
+                             int reverse, float *g, long gstep, float *h, float *c,
+                             float *y, long ystep, float *hp, float *cp, long pstep,
+                             float *work, int threads)
+{
+    long nb = H / 16;
+    int count = 0, gen = 0;
+    memcpy(work, h, H * sizeof(float));
+    if (threads > nb)
+        threads = (int)nb;
+    if (threads < 1)
+        threads = 1;
+#pragma omp parallel num_threads(threads) if (threads > 1)
+    {
+        int tid = 0, nth = 1, mine = 0;
+        long s, t, b0, b1, j0, j1;
+#ifdef _OPENMP
+        tid = omp_get_thread_num();
+        nth = omp_get_num_threads();
+#endif
+        b0 = nb * tid / nth;
+        b1 = nb * (tid + 1) / nth;
+        j0 = 16 * b0;
+        j1 = 16 * b1;
+        for (s = 0; s < T; s++) {
+            const float *src = work + (s % 2) * H;
+            float *dst = work + ((s + 1) % 2) * H;
+            t = reverse ? T - 1 - s : s;
+            if (hp) {
+                memcpy(hp + t * pstep + j0, src + j0, (j1 - j0) * sizeof(float));
+                memcpy(cp + t * pstep + j0, c + j0, (j1 - j0) * sizeof(float));
+            }
+            if (nact[t] < 1) {                  /* a padded step: the state is kept */
+                memcpy(dst + j0, src + j0, (j1 - j0) * sizeof(float));
+                memset(y + t * ystep + j0, 0, (j1 - j0) * sizeof(float));
+            } else {
+                fr_lstm_row_blocks(W, H, b0, b1, g + t * gstep, src, dst, c, y + t * ystep);
+            }
+            if (nth > 1)
+                fr_spin_barrier(&count, &gen, nth, &mine);
+        }
+    }
+    memcpy(h, work + (T % 2) * H, H * sizeof(float));
+}
 
 #endif /* FASTRNN_CELLMATH_H */

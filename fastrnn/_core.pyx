@@ -277,6 +277,10 @@ cdef extern from "_cellmath.h" nogil:
                        long n, long H)
     void fr_gru_grad_d(double* gates, double* hn, double* dgh, const double* hp,
                        double* dh, long n, long H)
+    void fr_lstm_pack_f(const float* W_hh, long H, float* out)
+    void fr_lstm_row_f(const float* W, long H, const int* nact, long T, int reverse,
+                       float* g, long gstep, float* h, float* c, float* y, long ystep,
+                       float* hp, float* cp, long pstep, float* work, int threads)
 
 
 cdef inline void _rnn_act(floating* a, Py_ssize_t n, bint relu) noexcept nogil:
@@ -683,17 +687,52 @@ cdef void _lstm_forward_rows(const floating* W_hh, const floating* W_hh_t, const
         _zero_rows(yt + n * ldy, ldy, rows - n, H)
 
 
+cdef int _row_min_hidden = 128
+
+
+def row_min_hidden(value=None):
+    """Get (and optionally set) the smallest H at which a batch of one row splits each
+    step's units across the threads (packed LSTM loop); 0 never splits."""
+    global _row_min_hidden
+    if value is not None:
+        if not int(value) >= 0:
+            raise ValueError(f"value must be >= 0, got {value}")
+        _row_min_hidden = int(value)
+    return _row_min_hidden
+
+
+cdef inline int _row_threads(Py_ssize_t H) noexcept nogil:
+    if _row_min_hidden == 0 or H < _row_min_hidden:
+        return 1
+    return _max_threads
+
+
+def lstm_pack(const float[:, ::1] W_hh, float[:, ::1] out):
+    """``out`` (H, 4H) read as (H/16, H, 64): for each block b of 16 units a panel whose
+    row k holds gate q of unit ``16*b + u`` at ``16*q + u`` (``W_hh[q*H + 16*b + u, k]``),
+    the layout of ``lstm_forward(..., packed=True)``.  H must be a multiple of 16."""
+    cdef Py_ssize_t H = W_hh.shape[1]
+    if H % 16 or W_hh.shape[0] != 4 * H:
+        raise ValueError(f"W_hh must be (4H, H) with H a multiple of 16, got "
+                         f"{tuple(W_hh.shape)[:2]}")
+    _check_shape("out", tuple(out.shape)[:2], (H, 4 * H))
+    with nogil:
+        fr_lstm_pack_f(&W_hh[0, 0], H, &out[0, 0])
+
+
 def lstm_forward(const floating[:, ::1] X, const floating[:, ::1] W_ih,
                  const floating[:, ::1] W_hh, floating[::1] b_ih, floating[::1] b_hh,
                  const int[::1] nact, bint reverse,
                  floating[:, ::1] h, floating[:, ::1] c, floating[:, :, ::1] Y, Py_ssize_t col,
                  floating[:, ::1] Gt, floating[:, :, ::1] Hp, floating[:, :, ::1] Cp,
-                 const int[::1] bounds, const floating[:, ::1] W_hh_t):
+                 const int[::1] bounds, const floating[:, ::1] W_hh_t, bint packed=False):
     """LSTM forward over a sequence.  Training when ``Hp``/``Cp`` have T rows, inference when 0.
 
     On exit ``Gt`` holds the gate activations (i, f, g, o) and ``h``, ``c`` the final state.
     The time loop runs on the row ranges of ``bounds`` in parallel; ``W_hh_t`` (H, G*H),
     the transposed recurrent weight, makes each step a plain product (empty: not used).
+    With ``packed``, ``W_hh_t`` is :func:`lstm_pack`'s layout instead and the one batch row
+    (float32, B = 1) runs the fused one-row loop of ``fr_lstm_row_f``.
     """
     cdef Py_ssize_t T = nact.shape[0], B = h.shape[0], H = h.shape[1], I = X.shape[1]
     cdef Py_ssize_t ldy = Y.shape[2], GH = 4 * H, p, parts = bounds.shape[0] - 1
@@ -721,13 +760,28 @@ def lstm_forward(const floating[:, ::1] X, const floating[:, ::1] W_ih,
     cdef const floating* whh_t = _transposed_ptr(W_hh_t, H, W_hh.shape[0])
     cdef const int* na = &nact[0]
     cdef const int* bd = &bounds[0]
+    cdef float* work = NULL
+    if packed:
+        if floating is double:
+            raise ValueError("packed weights are float32 only")
+        if B != 1 or H % 16 or whh_t == NULL:
+            raise ValueError("packed weights need one batch row, H a multiple of 16 and "
+                             "W_hh_t of shape (H, 4H)")
+        work = <float*>malloc(2 * H * sizeof(float))
+        if work == NULL:
+            raise MemoryError()
     with nogil:
         # Gt = X @ W_ih.T + (b_ih + b_hh)
         if pb_ih != NULL:
             _fill_bias(g, T * B, GH, pb_ih, pb_hh, GH)
         pgemm(False, True, <int>(T * B), <int>GH, <int>I, <floating>1, &X[0, 0], <int>I,
              &W_ih[0, 0], <int>I, <floating>(1 if pb_ih != NULL else 0), g, <int>GH)
-        if parts == 1:
+        if packed:
+            if floating is float:
+                fr_lstm_row_f(whh_t, H, na, T, reverse, g, GH, hs, cs, y, ldy, hp, cp, H,
+                              work, _row_threads(H))
+            free(work)
+        elif parts == 1:
             _lstm_forward_rows(whh, whh_t, na, T, B, H, reverse, 0, B, g, hs, cs, y, ldy, hp, cp)
         else:
             for p in prange(parts, num_threads=parts, schedule="static"):

@@ -100,6 +100,22 @@ def recurrent_t(W_hh: np.ndarray, T: int, B: int) -> np.ndarray:
     return _EMPTY2[W_hh.dtype.char]
 
 
+# A float32 LSTM over one batch row runs fastrnn's own fused loop (_cellmath.h,
+# fr_lstm_row_f) with W_hh packed for it, when there are enough steps to repay packing.
+PACKED_MIN_STEPS = 8
+
+
+def packed_lstm_weights(W_hh: np.ndarray, T: int, B: int) -> np.ndarray | None:
+    """W_hh packed for the one-row LSTM loop (``_core.lstm_pack``), or None when that
+    loop does not apply (several rows, float64, H not a multiple of 16, few steps)."""
+    H = W_hh.shape[1]
+    if B != 1 or W_hh.dtype != np.float32 or H % 16 or T < PACKED_MIN_STEPS:
+        return None
+    out = np.empty((H, 4 * H), np.float32)
+    _core.lstm_pack(W_hh, out)
+    return out
+
+
 def run_forward(mode, relu, X, weights, nact, reverse, h, c, Y, col, train):
     """One layer in one direction.  Updates ``h`` (and ``c``) in place to the final state,
     writes columns ``col:col+H`` of ``Y``; returns what backward needs (or None)."""
@@ -108,13 +124,14 @@ def run_forward(mode, relu, X, weights, nact, reverse, h, c, Y, col, train):
     dt = X.dtype
     Gt = np.empty((T * B, GATES[mode] * H), dt)
     bounds = row_bounds(nact, B, H, GATES[mode])
+    packed = packed_lstm_weights(weights[1], T, B) if mode == "LSTM" else None
     # with several rows, each step multiplies by W_hh.T as a plain product (see gemm_rows)
-    W_hh_t = recurrent_t(weights[1], T, B)
+    W_hh_t = packed if packed is not None else recurrent_t(weights[1], T, B)
     Hp = _cache_array(train, (T, B, H), dt)
     if mode == "LSTM":
         Cp = _cache_array(train, (T, B, H), dt)
         _core.lstm_forward(X, *weights, nact, reverse, h, c, Y, col, Gt, Hp, Cp, bounds,
-                           W_hh_t)
+                           W_hh_t, packed is not None)
         return (Gt, Hp, Cp, bounds) if train else None
     if mode == "GRU":
         Hn = _cache_array(train, (T, B, H), dt)

@@ -540,3 +540,106 @@ def test_row_bounds_balance_active_steps():
     assert bounds[0] == 0 and bounds[-1] == 8 and np.all(np.diff(bounds) >= 0)
     if len(bounds) == 3:   # two threads available: the long rows do not all go to one part
         assert bounds[1] <= 3
+
+
+# ------------------------------------------------------ the one-row LSTM loop (packed W_hh)
+
+
+@pytest.mark.parametrize("H", [16, 48, 64])
+def test_lstm_pack_layout(H):
+    """Panel b, row k, column 16*q + u holds W_hh[q*H + 16*b + u, k]."""
+    W = np.random.default_rng(4).standard_normal((4 * H, H)).astype(np.float32)
+    out = np.full((H, 4 * H), np.nan, np.float32)
+    _core.lstm_pack(W, out)
+    panels = out.reshape(H // 16, H, 4, 16)                # [b, k, q, u]
+    expected = W.reshape(4, H // 16, 16, H).transpose(1, 3, 0, 2)
+    np.testing.assert_array_equal(panels, expected)
+    with pytest.raises(ValueError, match="multiple of 16"):
+        _core.lstm_pack(np.zeros((4 * 20, 20), np.float32), np.zeros((20, 80), np.float32))
+    with pytest.raises(ValueError, match="out"):
+        _core.lstm_pack(W, np.zeros((4 * H, H), np.float32))
+
+
+def _one_row_lstm(packed, threads_from_h, T=40, I=5, H=64, reverse=False, length=None,
+                  train=True):
+    rng = np.random.default_rng(6)
+    W_ih, W_hh = (rng.uniform(-0.3, 0.3, (4 * H, n)).astype(np.float32) for n in (I, H))
+    b_ih, b_hh = (rng.uniform(-0.3, 0.3, 4 * H).astype(np.float32) for _ in range(2))
+    X = rng.standard_normal((T, I)).astype(np.float32)
+    nact = (np.arange(T) < (T if length is None else length)).astype(np.intc)
+    h = rng.standard_normal((1, H)).astype(np.float32)
+    c = rng.standard_normal((1, H)).astype(np.float32)
+    Y = np.full((T, 1, H), np.nan, np.float32)
+    Gt = np.empty((T, 4 * H), np.float32)
+    n = T if train else 0
+    Hp, Cp = np.empty((n, 1, H), np.float32), np.empty((n, 1, H), np.float32)
+    if packed:
+        Wt = np.empty((H, 4 * H), np.float32)
+        _core.lstm_pack(W_hh, Wt)
+    else:
+        Wt = np.empty((0, 0), np.float32)
+    old = _core.row_min_hidden(threads_from_h)
+    try:
+        _core.lstm_forward(X, W_ih, W_hh, b_ih, b_hh, nact, reverse, h, c, Y, 0, Gt, Hp, Cp,
+                           np.array([0, 1], np.intc), Wt, packed)
+    finally:
+        _core.row_min_hidden(old)
+    return dict(Y=Y, h=h, c=c, Gt=Gt, Hp=Hp, Cp=Cp)
+
+
+@pytest.mark.parametrize("reverse", [False, True], ids=["forward", "reverse"])
+@pytest.mark.parametrize("length", [None, 23], ids=["full", "length23"])
+@pytest.mark.parametrize("H", [16, 64, 128])
+def test_packed_one_row_lstm_matches_the_blas_loop(reverse, length, H):
+    """The fused one-row loop gives what the BLAS loop gives (float32 rounding), training
+    cache included, padded steps zero; split across threads it gives identical bits."""
+    plain = _one_row_lstm(False, 0, H=H, reverse=reverse, length=length)
+    one = _one_row_lstm(True, 0, H=H, reverse=reverse, length=length)
+    split = _one_row_lstm(True, 16, H=H, reverse=reverse, length=length)
+    for key in plain:
+        assert_allclose(one[key], plain[key], rtol=1e-5, atol=2e-6, err_msg=key)
+        np.testing.assert_array_equal(split[key], one[key], err_msg=key)
+    if length is not None:
+        pad = slice(length, None)
+        assert not np.any(one["Y"][pad])
+
+
+def test_packed_one_row_lstm_checks_its_arguments():
+    with pytest.raises(ValueError, match="float32 only"):
+        H = 16
+        z = np.zeros
+        _core.lstm_forward(z((3, 2)), z((4 * H, 2)), z((4 * H, H)), z(0), z(0),
+                           np.ones(3, np.intc), False, z((1, H)), z((1, H)), z((3, 1, H)), 0,
+                           z((3, 4 * H)), z((0, 1, H)), z((0, 1, H)), np.array([0, 1], np.intc),
+                           z((H, 4 * H)), True)
+    f = np.float32
+    H = 16
+    with pytest.raises(ValueError, match="one batch row"):
+        _core.lstm_forward(np.zeros((6, 2), f), np.zeros((4 * H, 2), f), np.zeros((4 * H, H), f),
+                           np.zeros(0, f), np.zeros(0, f), np.full(3, 2, np.intc), False,
+                           np.zeros((2, H), f), np.zeros((2, H), f), np.zeros((3, 2, H), f), 0,
+                           np.zeros((6, 4 * H), f), np.zeros((0, 2, H), f),
+                           np.zeros((0, 2, H), f), np.array([0, 2], np.intc),
+                           np.zeros((H, 4 * H), f), True)
+
+
+@pytest.mark.parametrize("H", [32, 24])
+def test_one_row_layer_uses_packed_loop_and_matches_float64(H):
+    """A float32 LSTM layer over one row (the packed loop when H % 16 == 0) follows the
+    float64 layer, forward and gradients, bidirectional with a length."""
+    layer64 = fastrnn.LSTM(5, H, bidirectional=True, dtype=np.float64, seed=7)
+    layer32 = fastrnn.LSTM(5, H, bidirectional=True, dtype=np.float32, seed=7)
+    layer32.load_state_dict({k: v.astype(np.float32) for k, v in layer64.state_dict().items()})
+    x = np.random.default_rng(7).standard_normal((30, 1, 5))
+    dy = np.random.default_rng(8).standard_normal((30, 1, 2 * H))
+    out = {}
+    for name, layer in (("f64", layer64), ("f32", layer32)):
+        y, _, backward = layer.forward_train(x.astype(layer.dtype), lengths=[21])
+        dx, _ = backward(dy.astype(layer.dtype))
+        out[name] = (y, dx, [p.grad.copy() for p in layer.parameters()])
+    assert_allclose(out["f32"][0], out["f64"][0], rtol=1e-4, atol=1e-5)
+    assert_allclose(out["f32"][1], out["f64"][1], rtol=1e-4, atol=1e-5)
+    for g32, g64 in zip(out["f32"][2], out["f64"][2]):
+        assert_allclose(g32, g64, rtol=1e-3, atol=1e-4)
+    assert (_engine.packed_lstm_weights(layer32._params["weight_hh_l0"].data, 30, 1)
+            is None) == (H % 16 != 0)
