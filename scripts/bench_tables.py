@@ -1,0 +1,98 @@
+"""Write the tables of a benchmark run into README.md and docs/benchmark.rst.
+
+Usage: ``python scripts/bench_tables.py [latest.json [scaling.json]]`` (defaults: the two
+files under bench/results).  The tables go between the marker comments
+``bench-table`` / ``scaling-table`` ``start`` and ``end`` in both files, so that the
+documents show exactly what the last run measured.  Run ``docs/plot_benchmark.py`` on the
+same files for the plots.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import re
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from fastrnn import bench  # noqa: E402
+
+FIELDS = {f.name for f in dataclasses.fields(bench.Workload)}
+
+
+def load(path: Path):
+    run = json.loads(path.read_text())
+    workloads = []
+    for w in run["workloads"]:
+        kw = {k: v for k, v in w.items() if k in FIELDS}
+        for key in ("modes", "lengths"):
+            if kw.get(key) is not None:
+                kw[key] = tuple(kw[key])
+        workloads.append(bench.Workload(**kw))
+    return run, workloads, list(run["contenders"])
+
+
+def header(run: dict) -> str:
+    m, v = run["machine"], run["machine"]["versions"]
+    libs = ", ".join(f"{k} {v[k]}" for k in ("numpy", "scipy", "torch", "onnxruntime") if v.get(k))
+    return (
+        f"Measured {run['created'][:10]} on {m['cpu']} ({m['cores']} cores), "
+        f"Python {m['python']}, {libs}:"
+    )
+
+
+def rst_table(markdown: str) -> str:
+    rows = [
+        [c.strip() for c in line.strip().strip("|").split("|")]
+        for line in markdown.splitlines()
+        if line.startswith("|")
+    ]
+    rows = [r for r in rows if not all(set(c) <= {"-"} for c in r)]
+    out = [".. list-table::", "   :header-rows: 1", ""]
+    for row in rows:
+        out.append(f"   * - {row[0]}")
+        out += [f"     - {c}" for c in row[1:]]
+    return "\n".join(out)
+
+
+def replace(text: str, name: str, body: str, rst: bool) -> str:
+    start, end = (
+        (f".. {name}:start", f".. {name}:end")
+        if rst
+        else (f"<!-- {name}:start -->", f"<!-- {name}:end -->")
+    )
+    pattern = re.compile(re.escape(start) + r".*?" + re.escape(end), re.S)
+    if not pattern.search(text):
+        raise SystemExit(f"markers {start!r} ... {end!r} not found")
+    return pattern.sub(lambda _: f"{start}\n\n{body}\n\n{end}", text)
+
+
+def main(latest: Path, scaling: Path) -> None:
+    run, workloads, contenders = load(latest)
+    table = bench.markdown_table(workloads, contenders, run["results"])
+    srun, sworkloads, scontenders = load(scaling)
+    stables = bench.scaling_tables(sworkloads, scontenders, srun["results"])
+    readme = ROOT / "README.md"
+    text = replace(readme.read_text(), "bench-table", header(run) + "\n\n" + table, False)
+    text = replace(text, "scaling-table", header(srun) + "\n\n" + stables, False)
+    readme.write_text(text)
+    doc = ROOT / "docs" / "benchmark.rst"
+    rst_scaling = []
+    for block in stables.split("\n\n"):
+        rst_scaling.append(rst_table(block) if block.startswith("|") else block)
+    text = replace(doc.read_text(), "bench-table", header(run) + "\n\n" + rst_table(table), True)
+    text = replace(text, "scaling-table", header(srun) + "\n\n" + "\n\n".join(rst_scaling), True)
+    doc.write_text(text)
+    print(f"tables of {latest.name} and {scaling.name} written to {readme.name} and {doc.name}")
+
+
+if __name__ == "__main__":
+    args = [Path(a) for a in sys.argv[1:]]
+    results = ROOT / "bench" / "results"
+    main(
+        args[0] if args else results / "latest.json",
+        args[1] if len(args) > 1 else results / "scaling.json",
+    )
