@@ -18,9 +18,6 @@
 #include <math.h>
 #include <stdint.h>
 #include <string.h>
-#ifdef _OPENMP
-#include <omp.h>
-#endif
 
 #if defined(__GNUC__) && !defined(__clang__) && defined(__x86_64__) && defined(__linux__)
 #define FR_CLONES __attribute__((target_clones("avx512f", "avx2", "default")))
@@ -240,25 +237,6 @@ FR_CLONES void fr_lstm_pack_f(const float *FR_RESTRICT W_hh, long H, float *FR_R
             }
 }
 
-/* A barrier for the few threads of one team that spins: a step of a batch of one row
-   takes about a microsecond, and sleeping in the OpenMP runtime's barrier would cost more
-   than that.  `gen` counts the barriers passed; each thread keeps its own copy. */
-static inline void fr_spin_barrier(int *count, int *gen, int n, int *mine)
-{
-    int g = *mine;
-    if (__atomic_add_fetch(count, 1, __ATOMIC_ACQ_REL) == n) {
-        __atomic_store_n(count, 0, __ATOMIC_RELAXED);
-        __atomic_store_n(gen, g + 1, __ATOMIC_RELEASE);
-    } else {
-        while (__atomic_load_n(gen, __ATOMIC_ACQUIRE) == g) {
-#if defined(__x86_64__) || defined(__i386__)
-            __builtin_ia32_pause();
-#endif
-        }
-    }
-    *mine = g + 1;
-}
-
 /* Units [16*b0, 16*b1) of one step: gate sums from the packed weights and src (h_prev),
    then the cell update into dst (h), c, the gates and y. */
 static inline __attribute__((always_inline)) void
@@ -301,49 +279,28 @@ fr_lstm_row_blocks(const float *FR_RESTRICT W, long H, long b0, long b1, float *
     }
 }
 
-/* The whole time loop of one batch row; `threads` (1 or more) split the blocks of units
-   of every step, meeting at a spinning barrier between steps.  Each unit's sums run in
-   the same order whatever the split.  work: 2H floats (h_prev and h, swapped each step). */
+/* The whole time loop of one batch row.  work: 2H floats (h_prev and h, swapped each
+   step: every unit of a step reads the whole previous h). */
 FR_CLONES void fr_lstm_row_f(const float *FR_RESTRICT W, long H, const int *nact, long T,
                              int reverse, float *g, long gstep, float *h, float *c,
                              float *y, long ystep, float *hp, float *cp, long pstep,
-                             float *work, int threads)
+                             float *work)
 {
-    long nb = H / 16;
-    int count = 0, gen = 0;
+    long s, t;
     memcpy(work, h, H * sizeof(float));
-    if (threads > nb)
-        threads = (int)nb;
-    if (threads < 1)
-        threads = 1;
-#pragma omp parallel num_threads(threads) if (threads > 1)
-    {
-        int tid = 0, nth = 1, mine = 0;
-        long s, t, b0, b1, j0, j1;
-#ifdef _OPENMP
-        tid = omp_get_thread_num();
-        nth = omp_get_num_threads();
-#endif
-        b0 = nb * tid / nth;
-        b1 = nb * (tid + 1) / nth;
-        j0 = 16 * b0;
-        j1 = 16 * b1;
-        for (s = 0; s < T; s++) {
-            const float *src = work + (s % 2) * H;
-            float *dst = work + ((s + 1) % 2) * H;
-            t = reverse ? T - 1 - s : s;
-            if (hp) {
-                memcpy(hp + t * pstep + j0, src + j0, (j1 - j0) * sizeof(float));
-                memcpy(cp + t * pstep + j0, c + j0, (j1 - j0) * sizeof(float));
-            }
-            if (nact[t] < 1) {                  /* a padded step: the state is kept */
-                memcpy(dst + j0, src + j0, (j1 - j0) * sizeof(float));
-                memset(y + t * ystep + j0, 0, (j1 - j0) * sizeof(float));
-            } else {
-                fr_lstm_row_blocks(W, H, b0, b1, g + t * gstep, src, dst, c, y + t * ystep);
-            }
-            if (nth > 1)
-                fr_spin_barrier(&count, &gen, nth, &mine);
+    for (s = 0; s < T; s++) {
+        const float *src = work + (s % 2) * H;
+        float *dst = work + ((s + 1) % 2) * H;
+        t = reverse ? T - 1 - s : s;
+        if (hp) {
+            memcpy(hp + t * pstep, src, H * sizeof(float));
+            memcpy(cp + t * pstep, c, H * sizeof(float));
+        }
+        if (nact[t] < 1) {                      /* a padded step: the state is kept */
+            memcpy(dst, src, H * sizeof(float));
+            memset(y + t * ystep, 0, H * sizeof(float));
+        } else {
+            fr_lstm_row_blocks(W, H, 0, H / 16, g + t * gstep, src, dst, c, y + t * ystep);
         }
     }
     memcpy(h, work + (T % 2) * H, H * sizeof(float));

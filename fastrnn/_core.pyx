@@ -280,7 +280,7 @@ cdef extern from "_cellmath.h" nogil:
     void fr_lstm_pack_f(const float* W_hh, long H, float* out)
     void fr_lstm_row_f(const float* W, long H, const int* nact, long T, int reverse,
                        float* g, long gstep, float* h, float* c, float* y, long ystep,
-                       float* hp, float* cp, long pstep, float* work, int threads)
+                       float* hp, float* cp, long pstep, float* work)
 
 
 cdef inline void _rnn_act(floating* a, Py_ssize_t n, bint relu) noexcept nogil:
@@ -687,26 +687,6 @@ cdef void _lstm_forward_rows(const floating* W_hh, const floating* W_hh_t, const
         _zero_rows(yt + n * ldy, ldy, rows - n, H)
 
 
-cdef int _row_min_hidden = 128
-
-
-def row_min_hidden(value=None):
-    """Get (and optionally set) the smallest H at which a batch of one row splits each
-    step's units across the threads (packed LSTM loop); 0 never splits."""
-    global _row_min_hidden
-    if value is not None:
-        if not int(value) >= 0:
-            raise ValueError(f"value must be >= 0, got {value}")
-        _row_min_hidden = int(value)
-    return _row_min_hidden
-
-
-cdef inline int _row_threads(Py_ssize_t H) noexcept nogil:
-    if _row_min_hidden == 0 or H < _row_min_hidden:
-        return 1
-    return _max_threads
-
-
 def lstm_pack(const float[:, ::1] W_hh, float[:, ::1] out):
     """``out`` (H, 4H) read as (H/16, H, 64): for each block b of 16 units a panel whose
     row k holds gate q of unit ``16*b + u`` at ``16*q + u`` (``W_hh[q*H + 16*b + u, k]``),
@@ -762,7 +742,7 @@ def lstm_forward(const floating[:, ::1] X, const floating[:, ::1] W_ih,
     cdef const int* bd = &bounds[0]
     cdef float* work = NULL
     if packed:
-        if floating is double:
+        if sizeof(floating) != sizeof(float):
             raise ValueError("packed weights are float32 only")
         if B != 1 or H % 16 or whh_t == NULL:
             raise ValueError("packed weights need one batch row, H a multiple of 16 and "
@@ -779,7 +759,7 @@ def lstm_forward(const floating[:, ::1] X, const floating[:, ::1] W_ih,
         if packed:
             if floating is float:
                 fr_lstm_row_f(whh_t, H, na, T, reverse, g, GH, hs, cs, y, ldy, hp, cp, H,
-                              work, _row_threads(H))
+                              work)
             free(work)
         elif parts == 1:
             _lstm_forward_rows(whh, whh_t, na, T, B, H, reverse, 0, B, g, hs, cs, y, ldy, hp, cp)
