@@ -80,3 +80,43 @@ def test_scaling_workloads_vary_one_size_each():
         assert size[axis] == int(w.id[2:]) and size[axis] in bench.SCALING_AXES[axis]
     assert len({w.id for w in bench.SCALING}) == len(bench.SCALING)
     assert not set(bench.WORKLOADS) & set(bench.SCALING)
+
+
+def test_rounds_combine_to_the_median_of_medians():
+    from fastrnn import bench
+
+    def result(median, lo, hi, floor=None):
+        m = dict(median_ms=median, min_ms=lo, max_ms=hi, repeats=10, warmup=3, others=0.01,
+                 steal=0.0, check=1.5)
+        if floor is not None:
+            m["floor"] = dict(median_ms=floor, min_ms=floor, max_ms=floor, repeats=5,
+                              warmup=1, others=0.0, steal=0.0)
+        return dict(contender="fastrnn", workload="W1", info={}, modes={"infer": m})
+
+    rounds = [result(3.0, 2.5, 9.0, 1.0), result(1.0, 0.9, 1.2, 3.0), result(2.0, 1.8, 2.4, 2.0)]
+    out = bench.combine_rounds(rounds)
+    m = out["modes"]["infer"]
+    assert out["rounds"] == 3
+    assert m["median_ms"] == 2.0 and m["min_ms"] == 0.9 and m["max_ms"] == 9.0
+    assert m["round_medians_ms"] == [3.0, 1.0, 2.0] and m["repeats"] == 30
+    assert m["floor"]["median_ms"] == 2.0 and m["check"] == 1.5
+    assert bench.combine_rounds(rounds[:1]) is rounds[0]
+    failed = dict(contender="fastrnn", workload="W1", error="exit code 1: boom")
+    assert bench.combine_rounds(rounds[:2] + [failed]) is failed
+
+
+@pytest.mark.skipif(not SCRIPT.exists(), reason="bench/bench_layers.py not present")
+def test_bench_rounds_option(tmp_path):
+    out = tmp_path / "bench.json"
+    proc = subprocess.run(
+        [sys.executable, str(SCRIPT), "--quick", "--rounds", "2", "--only", "W6",
+         "--contenders", "fastrnn", "--json", str(out)],
+        capture_output=True, text=True, timeout=120, cwd=ROOT)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    data = json.loads(out.read_text())
+    assert data["settings"]["rounds"] == 2
+    (r,) = data["results"]
+    assert r["rounds"] == 2 and len(r["modes"]["infer"]["round_medians_ms"]) == 2
+    bad = subprocess.run([sys.executable, str(SCRIPT), "--rounds", "0"],
+                         capture_output=True, text=True, timeout=60, cwd=ROOT)
+    assert bad.returncode == 2 and "--rounds must be at least 1" in bad.stderr
