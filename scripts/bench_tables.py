@@ -13,6 +13,7 @@ import dataclasses
 import json
 import re
 import sys
+import textwrap
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -38,10 +39,13 @@ def load(path: Path):
 def header(run: dict) -> str:
     m, v = run["machine"], run["machine"]["versions"]
     libs = ", ".join(f"{k} {v[k]}" for k in ("numpy", "scipy", "torch", "onnxruntime") if v.get(k))
-    return (
+    rounds = run["settings"].get("rounds", 1)
+    text = (
         f"Measured {run['created'][:10]} on {m['cpu']} ({m['cores']} cores), "
-        f"Python {m['python']}, {libs}:"
+        f"Python {m['python']}, {libs}; each cell the median of {rounds} "
+        f"process{'es' if rounds > 1 else ''}:"
     )
+    return textwrap.fill(text, width=90)
 
 
 def rst_table(markdown: str) -> str:
