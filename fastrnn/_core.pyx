@@ -43,7 +43,7 @@ cimport numpy as cnp
 from cython cimport floating
 from cython.parallel cimport prange
 from libc.stdlib cimport free, malloc
-from libc.string cimport memcpy, memset
+from libc.string cimport memcmp, memcpy, memset
 from scipy.linalg.cython_blas cimport dgemm, dgemv, sgemm, sgemv
 
 cnp.import_array()
@@ -685,6 +685,21 @@ cdef void _lstm_forward_rows(const floating* W_hh, const floating* W_hh_t, const
         # 4. Y[t] = h; zeros at padded steps
         _copy_rows(hs, H, yt, ldy, n, H)
         _zero_rows(yt + n * ldy, ldy, rows - n, H)
+
+
+def same_bytes(a, b):
+    """Whether two C-contiguous arrays hold the same bytes (memcmp; no dtype logic, so
+    NaNs with the same bits compare equal and -0.0 differs from 0.0)."""
+    cdef const unsigned char[::1] x = memoryview(a).cast("B")
+    cdef const unsigned char[::1] y = memoryview(b).cast("B")
+    cdef bint same
+    if x.shape[0] != y.shape[0]:
+        return False
+    if x.shape[0] == 0:
+        return True
+    with nogil:
+        same = memcmp(&x[0], &y[0], x.shape[0]) == 0
+    return same
 
 
 def lstm_pack(const float[:, ::1] W_hh, float[:, ::1] out):

@@ -7,6 +7,8 @@ with the batch rows sorted by length (longest first), as the kernels require.
 
 from __future__ import annotations
 
+import functools
+import weakref
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -105,14 +107,37 @@ def recurrent_t(W_hh: np.ndarray, T: int, B: int) -> np.ndarray:
 PACKED_MIN_STEPS = 8
 
 
+# Packed weights are kept per weight array, with a copy of the bytes they were packed
+# from: a call compares the array to that copy (a memcmp, a few times cheaper than packing
+# again) and repacks when anything changed, in place or not.  An entry is never modified,
+# only replaced, so a call in another thread keeps the one it took; it goes when its
+# weight array does.
+_PACKED: dict[int, tuple] = {}
+
+
+def _forget(key: int, ref) -> None:
+    entry = _PACKED.get(key)
+    if entry is not None and entry[0] is ref:
+        del _PACKED[key]
+
+
 def packed_lstm_weights(W_hh: np.ndarray, T: int, B: int) -> np.ndarray | None:
     """W_hh packed for the one-row LSTM loop (``_core.lstm_pack``), or None when that
     loop does not apply (several rows, float64, H not a multiple of 16, few steps)."""
     H = W_hh.shape[1]
     if B != 1 or W_hh.dtype != np.float32 or H % 16 or T < PACKED_MIN_STEPS:
         return None
+    key = id(W_hh)
+    entry = _PACKED.get(key)
+    if entry is not None and entry[0]() is W_hh and _core.same_bytes(W_hh, entry[1]):
+        return entry[2]
     out = np.empty((H, 4 * H), np.float32)
     _core.lstm_pack(W_hh, out)
+    try:
+        ref = weakref.ref(W_hh, functools.partial(_forget, key))
+    except TypeError:                   # an object without weak references: no caching
+        return out
+    _PACKED[key] = (ref, W_hh.copy(), out)
     return out
 
 

@@ -637,3 +637,44 @@ def test_one_row_layer_uses_packed_loop_and_matches_float64(H):
         assert_allclose(g32, g64, rtol=1e-3, atol=1e-4)
     assert (_engine.packed_lstm_weights(layer32._params["weight_hh_l0"].data, 30, 1)
             is None) == (H % 16 != 0)
+
+
+def test_packed_weights_follow_every_change_of_w_hh():
+    """The packed W_hh is reused while W_hh's bytes are unchanged, repacked after any
+    change (in place, as an optimizer step makes), and dropped with the array."""
+    import gc
+
+    layer = fastrnn.LSTM(4, 32, dtype=np.float32, seed=9)
+    W = layer._params["weight_hh_l0"].data
+    x = np.random.default_rng(9).standard_normal((20, 1, 4)).astype(np.float32)
+    first = _engine.packed_lstm_weights(W, 20, 1)
+    assert _engine.packed_lstm_weights(W, 20, 1) is first            # cached
+    y0 = layer(x)[0]
+    W[3, 5] += 0.25                                                    # in place
+    again = _engine.packed_lstm_weights(W, 20, 1)
+    assert again is not first
+    expected = np.empty_like(again)
+    _core.lstm_pack(W, expected)
+    np.testing.assert_array_equal(again, expected)
+    fresh = fastrnn.LSTM(4, 32, dtype=np.float32, seed=9)
+    fresh.load_state_dict(layer.state_dict())
+    y1 = layer(x)[0]
+    assert not np.array_equal(y1, y0)
+    np.testing.assert_array_equal(y1, fresh(x)[0])
+    other = W.copy()
+    _engine.packed_lstm_weights(other, 20, 1)
+    key = id(other)
+    assert key in _engine._PACKED
+    del other
+    gc.collect()
+    assert key not in _engine._PACKED
+
+
+def test_same_bytes():
+    a = np.arange(6, dtype=np.float32).reshape(2, 3)
+    assert _core.same_bytes(a, a.copy())
+    b = a.copy()
+    b[1, 2] = np.nextafter(b[1, 2], np.float32(10))
+    assert not _core.same_bytes(a, b)
+    assert not _core.same_bytes(a, a[:1].copy())
+    assert _core.same_bytes(np.zeros(0), np.zeros(0))
