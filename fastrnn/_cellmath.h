@@ -1,5 +1,6 @@
 /* Elementwise cell math of fastrnn's kernels: the gate nonlinearities and state updates of
- * one time step, forward and backward, over the active rows of a batch.
+ * one time step, forward and backward, over the active rows of a batch; and, at the end,
+ * the fused forward loop of a float LSTM over one batch row.
  *
  * The notation is the one of fastrnn/_core.pyx: `g` points at the gate block of a row
  * (G*H values, gates stacked as PyTorch stacks them), `h`, `c` at the running state.
@@ -208,17 +209,17 @@ FR_DEFINE(double, d, fr_sigmoid, tanh)
 
    A batch of one row spends each step on a matrix-vector product h @ W_hh.T and then a
    pass over the gates.  Here both run in one pass over blocks of 16 units: the weights
-   come packed (fr_lstm_pack_f) so that a block's panel holds, for each k, the i, f, g and
-   o weights of its 16 units side by side; the four gate sums of a block build up in vector registers
-   (two sets, for even and odd k, so that the additions overlap), start from the input
-   projection in g, and go straight into the cell update.  The weights are read once per
-   step, in order.  GCC vector extensions: one 16-float vector is one AVX-512 register,
-   two AVX2 or four SSE registers.
+   come packed (fr_lstm_pack_f) so that a block's panel holds, for each k, the i, f, g
+   and o weights of its 16 units side by side; the four gate sums of a block build up in
+   vector registers (two sets, for even and odd k, so that the additions overlap), start
+   from the input projection in g, and go straight into the cell update.  The weights
+   are read once per step, in order.  GCC vector extensions: one 16-float vector is one
+   AVX-512 register, two AVX2 or four SSE registers.
 
    Per step t (in the order of `reverse`): hp[t], cp[t] = h, c (when hp is not NULL);
-   rows with nact[t] == 0 keep their state and get y = 0.  g, y, hp, cp advance by gstep,
+   steps with nact[t] == 0 keep the state and get y = 0.  g, y, hp, cp advance by gstep,
    ystep, pstep per step; g[t] ends as the gate activations (i, f, g, o), as the other
-   kernels leave it.  work: H floats.  H must be a multiple of 16. */
+   kernels leave it.  work: 2H floats.  H must be a multiple of 16. */
 
 typedef float fr_v16 __attribute__((vector_size(64), aligned(4)));
 
@@ -237,15 +238,15 @@ FR_CLONES void fr_lstm_pack_f(const float *FR_RESTRICT W_hh, long H, float *FR_R
             }
 }
 
-/* Units [16*b0, 16*b1) of one step: gate sums from the packed weights and src (h_prev),
-   then the cell update into dst (h), c, the gates and y. */
+/* One step: gate sums from the packed weights and src (h_prev), then the cell update
+   into dst (h), c, the gates gt and the output yt. */
 static inline __attribute__((always_inline)) void
-fr_lstm_row_blocks(const float *FR_RESTRICT W, long H, long b0, long b1, float *gt,
-                   const float *FR_RESTRICT src, float *FR_RESTRICT dst,
-                   float *FR_RESTRICT c, float *FR_RESTRICT yt)
+fr_lstm_row_step(const float *FR_RESTRICT W, long H, float *gt,
+                 const float *FR_RESTRICT src, float *FR_RESTRICT dst,
+                 float *FR_RESTRICT c, float *FR_RESTRICT yt)
 {
     long b, k, u, q;
-    for (b = b0; b < b1; b++) {
+    for (b = 0; b < H / 16; b++) {
         fr_v16 even[4], odd[4];
         float a[4][16];
         const float *FR_RESTRICT wb = W + b * H * 64;
@@ -279,8 +280,8 @@ fr_lstm_row_blocks(const float *FR_RESTRICT W, long H, long b0, long b1, float *
     }
 }
 
-/* The whole time loop of one batch row.  work: 2H floats (h_prev and h, swapped each
-   step: every unit of a step reads the whole previous h). */
+/* The whole time loop of one batch row.  work holds h_prev and h, swapped each step:
+   every unit of a step reads the whole previous h. */
 FR_CLONES void fr_lstm_row_f(const float *FR_RESTRICT W, long H, const int *nact, long T,
                              int reverse, float *g, long gstep, float *h, float *c,
                              float *y, long ystep, float *hp, float *cp, long pstep,
@@ -300,7 +301,7 @@ FR_CLONES void fr_lstm_row_f(const float *FR_RESTRICT W, long H, const int *nact
             memcpy(dst, src, H * sizeof(float));
             memset(y + t * ystep, 0, H * sizeof(float));
         } else {
-            fr_lstm_row_blocks(W, H, 0, H / 16, g + t * gstep, src, dst, c, y + t * ystep);
+            fr_lstm_row_step(W, H, g + t * gstep, src, dst, c, y + t * ystep);
         }
     }
     memcpy(h, work + (T % 2) * H, H * sizeof(float));
