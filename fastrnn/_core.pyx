@@ -1143,6 +1143,35 @@ cdef void _step_impl(int mode, bint relu, Py_ssize_t B, Py_ssize_t I, Py_ssize_t
         memcpy(h, g, B * H * sizeof(floating))
 
 
+cdef int _run_step(int mode, bint relu, int typenum, Py_ssize_t B, Py_ssize_t I,
+                   Py_ssize_t H, object W_ih, object W_hh, object b_ih, object b_hh,
+                   void* px, void* ph, void* pc, void* pg, void* pgh) except -1:
+    """Check the weights of one step (dtype ``typenum``, PyTorch's shapes, both biases or
+    neither) and run :func:`_step_impl` in that dtype, without the GIL."""
+    cdef Py_ssize_t GH = (1 if mode == 0 else (4 if mode == 1 else 3)) * H
+    _check_array(W_ih, "W_ih", typenum, GH, I)
+    _check_array(W_hh, "W_hh", typenum, GH, H)
+    _check_array(b_ih, "b_ih", typenum, -GH, -1)
+    _check_array(b_hh, "b_hh", typenum, -GH, -1)
+    if (cnp.PyArray_SIZE(<cnp.ndarray>b_ih) == 0) != (cnp.PyArray_SIZE(<cnp.ndarray>b_hh) == 0):
+        raise ValueError("both biases must be given, or neither")
+    cdef void* pb_ih = NULL if cnp.PyArray_SIZE(<cnp.ndarray>b_ih) == 0 else \
+        cnp.PyArray_DATA(<cnp.ndarray>b_ih)
+    cdef void* pb_hh = NULL if pb_ih == NULL else cnp.PyArray_DATA(<cnp.ndarray>b_hh)
+    cdef void* pwi = cnp.PyArray_DATA(<cnp.ndarray>W_ih)
+    cdef void* pwh = cnp.PyArray_DATA(<cnp.ndarray>W_hh)
+    with nogil:
+        if typenum == cnp.NPY_FLOAT32:
+            _step_impl[float](mode, relu, B, I, H, <float*>px, <float*>pwi, <float*>pwh,
+                              <float*>pb_ih, <float*>pb_hh, <float*>ph, <float*>pc,
+                              <float*>pg, <float*>pgh)
+        else:
+            _step_impl[double](mode, relu, B, I, H, <double*>px, <double*>pwi, <double*>pwh,
+                               <double*>pb_ih, <double*>pb_hh, <double*>ph, <double*>pc,
+                               <double*>pg, <double*>pgh)
+    return 0
+
+
 def step(int mode, bint relu, object x, object W_ih, object W_hh, object b_ih, object b_hh,
          object h, object c, object gates, object gh):
     """One time step of a cell on every row, in place: ``h`` (and ``c``) (B, H) go from
@@ -1168,37 +1197,17 @@ def step(int mode, bint relu, object x, object W_ih, object W_hh, object b_ih, o
     if B < 1 or I < 1 or H < 1:
         raise ValueError("sizes must be positive")
     _check_array(x, "x", typenum, B, I)
-    _check_array(W_ih, "W_ih", typenum, GH, I)
-    _check_array(W_hh, "W_hh", typenum, GH, H)
-    _check_array(b_ih, "b_ih", typenum, -GH, -1)
-    _check_array(b_hh, "b_hh", typenum, -GH, -1)
     _check_array(h, "h", typenum, B, H)
     _check_array(gates, "gates", typenum, B, GH)
     if mode == 1:
         _check_array(c, "c", typenum, B, H)
     if mode == 2:
         _check_array(gh, "gh", typenum, B, 3 * H)
-    if (cnp.PyArray_SIZE(<cnp.ndarray>b_ih) == 0) != (cnp.PyArray_SIZE(<cnp.ndarray>b_hh) == 0):
-        raise ValueError("both biases must be given, or neither")
-    cdef void* pb_ih = NULL if cnp.PyArray_SIZE(<cnp.ndarray>b_ih) == 0 else \
-        cnp.PyArray_DATA(<cnp.ndarray>b_ih)
-    cdef void* pb_hh = NULL if pb_ih == NULL else cnp.PyArray_DATA(<cnp.ndarray>b_hh)
-    cdef void* px = cnp.PyArray_DATA(xa)
-    cdef void* pwi = cnp.PyArray_DATA(<cnp.ndarray>W_ih)
-    cdef void* pwh = cnp.PyArray_DATA(<cnp.ndarray>W_hh)
-    cdef void* ph = cnp.PyArray_DATA(<cnp.ndarray>h)
-    cdef void* pc = cnp.PyArray_DATA(<cnp.ndarray>c) if mode == 1 else NULL
-    cdef void* pg = cnp.PyArray_DATA(<cnp.ndarray>gates)
-    cdef void* pgh = cnp.PyArray_DATA(<cnp.ndarray>gh) if mode == 2 else NULL
-    with nogil:
-        if typenum == cnp.NPY_FLOAT32:
-            _step_impl[float](mode, relu, B, I, H, <float*>px, <float*>pwi, <float*>pwh,
-                              <float*>pb_ih, <float*>pb_hh, <float*>ph, <float*>pc,
-                              <float*>pg, <float*>pgh)
-        else:
-            _step_impl[double](mode, relu, B, I, H, <double*>px, <double*>pwi, <double*>pwh,
-                               <double*>pb_ih, <double*>pb_hh, <double*>ph, <double*>pc,
-                               <double*>pg, <double*>pgh)
+    _run_step(mode, relu, typenum, B, I, H, W_ih, W_hh, b_ih, b_hh,
+              cnp.PyArray_DATA(xa), cnp.PyArray_DATA(<cnp.ndarray>h),
+              cnp.PyArray_DATA(<cnp.ndarray>c) if mode == 1 else NULL,
+              cnp.PyArray_DATA(<cnp.ndarray>gates),
+              cnp.PyArray_DATA(<cnp.ndarray>gh) if mode == 2 else NULL)
 
 
 cdef inline bint _plain(object a, int typenum, int ndim) noexcept:
@@ -1232,9 +1241,7 @@ def cell_call(int mode, bint relu, object x, object state, object W_ih, object W
     cdef object h0 = None, c0 = None
     cdef cnp.ndarray h_new, c_new = None
     cdef void* work
-    cdef void* pb_ih
-    cdef void* pb_hh
-    cdef size_t item
+    cdef size_t item, nbytes
     if mode < 0 or mode > 2:
         raise ValueError(f"mode must be 0, 1 or 2, got {mode}")
     if not isinstance(W_ih, cnp.ndarray) or not isinstance(W_hh, cnp.ndarray):
@@ -1256,12 +1263,6 @@ def cell_call(int mode, bint relu, object x, object state, object W_ih, object W
     if B < 1 or H < 1 or I != (cnp.PyArray_DIM(<cnp.ndarray>W_ih, 1)
                                if cnp.PyArray_NDIM(<cnp.ndarray>W_ih) == 2 else -1):
         return None
-    _check_array(W_ih, "W_ih", typenum, GH, I)
-    _check_array(W_hh, "W_hh", typenum, GH, H)
-    _check_array(b_ih, "b_ih", typenum, -GH, -1)
-    _check_array(b_hh, "b_hh", typenum, -GH, -1)
-    if (cnp.PyArray_SIZE(<cnp.ndarray>b_ih) == 0) != (cnp.PyArray_SIZE(<cnp.ndarray>b_hh) == 0):
-        raise ValueError("both biases must be given, or neither")
     if nd == 1:
         dims[0] = H
     else:
@@ -1278,40 +1279,26 @@ def cell_call(int mode, bint relu, object x, object state, object W_ih, object W
         if not _state_ok(h0, typenum, nd, dims):
             return None
     item = sizeof(float) if typenum == cnp.NPY_FLOAT32 else sizeof(double)
+    nbytes = B * H * item
     h_new = cnp.PyArray_EMPTY(nd, dims, typenum, 0)
+    if h0 is None:
+        memset(cnp.PyArray_DATA(h_new), 0, nbytes)
+    else:
+        memcpy(cnp.PyArray_DATA(h_new), cnp.PyArray_DATA(<cnp.ndarray>h0), nbytes)
     if mode == 1:
         c_new = cnp.PyArray_EMPTY(nd, dims, typenum, 0)
+        if c0 is None:
+            memset(cnp.PyArray_DATA(c_new), 0, nbytes)
+        else:
+            memcpy(cnp.PyArray_DATA(c_new), cnp.PyArray_DATA(<cnp.ndarray>c0), nbytes)
     work = malloc(B * (GH + (3 * H if mode == 2 else 0)) * item)
     if work == NULL:
         raise MemoryError()
-    pb_ih = NULL if cnp.PyArray_SIZE(<cnp.ndarray>b_ih) == 0 else \
-        cnp.PyArray_DATA(<cnp.ndarray>b_ih)
-    pb_hh = NULL if pb_ih == NULL else cnp.PyArray_DATA(<cnp.ndarray>b_hh)
-    cdef void* ph = cnp.PyArray_DATA(h_new)
-    cdef void* pc = NULL if c_new is None else cnp.PyArray_DATA(c_new)
-    cdef void* ph0 = NULL if h0 is None else cnp.PyArray_DATA(<cnp.ndarray>h0)
-    cdef void* pc0 = NULL if c0 is None else cnp.PyArray_DATA(<cnp.ndarray>c0)
-    cdef void* px = cnp.PyArray_DATA(<cnp.ndarray>x)
-    cdef void* pwi = cnp.PyArray_DATA(<cnp.ndarray>W_ih)
-    cdef void* pwh = cnp.PyArray_DATA(<cnp.ndarray>W_hh)
-    cdef size_t nbytes = B * H * item
-    with nogil:
-        if ph0 != NULL:
-            memcpy(ph, ph0, nbytes)
-        else:
-            memset(ph, 0, nbytes)
-        if pc != NULL:
-            if pc0 != NULL:
-                memcpy(pc, pc0, nbytes)
-            else:
-                memset(pc, 0, nbytes)
-        if typenum == cnp.NPY_FLOAT32:
-            _step_impl[float](mode, relu, B, I, H, <float*>px, <float*>pwi, <float*>pwh,
-                              <float*>pb_ih, <float*>pb_hh, <float*>ph, <float*>pc,
-                              <float*>work, <float*>work + B * GH)
-        else:
-            _step_impl[double](mode, relu, B, I, H, <double*>px, <double*>pwi,
-                               <double*>pwh, <double*>pb_ih, <double*>pb_hh, <double*>ph,
-                               <double*>pc, <double*>work, <double*>work + B * GH)
+    try:
+        _run_step(mode, relu, typenum, B, I, H, W_ih, W_hh, b_ih, b_hh,
+                  cnp.PyArray_DATA(<cnp.ndarray>x), cnp.PyArray_DATA(h_new),
+                  NULL if c_new is None else cnp.PyArray_DATA(c_new),
+                  work, <char*>work + B * GH * item)
+    finally:
         free(work)
     return h_new if c_new is None else (h_new, c_new)
