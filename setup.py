@@ -33,7 +33,7 @@ extensions = [
         "fastrnn._core",
         ["fastrnn/_core.pyx"],
         include_dirs=[numpy.get_include(), "fastrnn"],
-        depends=["fastrnn/_cellmath.h"],
+        depends=["fastrnn/_cellmath.h", "fastrnn/_panel.h"],
         define_macros=[("NPY_NO_DEPRECATED_API", "NPY_1_7_API_VERSION")]
         + ([("CYTHON_TRACE_NOGIL", "1")] if COVERAGE else []),
         extra_compile_args=compile_args,

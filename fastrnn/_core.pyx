@@ -258,6 +258,13 @@ def blas_gemm(const floating[:, :] A, const floating[:, :] B, floating[:, :] C,
 # at load time; double: the C library's exp/tanh)
 # ---------------------------------------------------------------------------------------
 
+cdef extern from "_panel.h" nogil:
+    int fr_panel_kernels_fast()
+    void fr_panel_pack_f(const float* src, long n, long K, long sj, long sk, float* out)
+    void fr_panel_gemm_f(const float* A, long lda, long m, long K, const float* Bp, long n,
+                         float* C, long ldc, int accumulate)
+
+
 cdef extern from "_cellmath.h" nogil:
     void fr_rnn_act_f(float* a, long n, int relu)
     void fr_rnn_act_d(double* a, long n, int relu)
@@ -463,6 +470,45 @@ cdef const floating* _transposed_ptr(const floating[:, ::1] W_hh_t, Py_ssize_t H
     return &W_hh_t[0, 0]
 
 
+# How the forward kernels read their W_hh_t argument
+cdef enum:
+    _TRANSPOSED = 0     # W_hh.T as a plain (H, G*H) array, or empty: BLAS reads W_hh
+    _LSTM_ROW = 1       # lstm_pack's layout, for the fused one-row LSTM loop
+    _PANELS = 2         # panel_pack of W_hh.T, for fastrnn's own per-step product
+
+LAYOUT_TRANSPOSED = _TRANSPOSED
+LAYOUT_LSTM_ROW = _LSTM_ROW
+LAYOUT_PANELS = _PANELS
+
+
+cdef const floating* _panels_ptr(const floating* W_hh_t, int layout) except? NULL:
+    """The panels among the forward operands (NULL unless ``layout`` is LAYOUT_PANELS)."""
+    if layout == _TRANSPOSED:
+        return NULL
+    if layout != _PANELS:
+        raise ValueError(f"layout must be LAYOUT_TRANSPOSED or LAYOUT_PANELS, got {layout}")
+    if floating is float:
+        if W_hh_t == NULL:
+            raise ValueError("LAYOUT_PANELS needs W_hh_t packed by panel_pack, got an "
+                             "empty array")
+        return W_hh_t
+    else:
+        raise ValueError("panels are float32 only")
+
+
+cdef const floating* _back_panels_ptr(const floating[:, ::1] W_hh_p, Py_ssize_t GH,
+                                      Py_ssize_t H) except? NULL:
+    """Pointer to the optional panels of W_hh (G*H, H) for the backward product, or NULL
+    when empty."""
+    if W_hh_p.shape[0] == 0:
+        return NULL
+    if floating is float:
+        _check_shape("W_hh_p", tuple(W_hh_p.shape)[:2], (GH, H))
+        return &W_hh_p[0, 0]
+    else:
+        raise ValueError("panels are float32 only")
+
+
 cdef int _check_cache(str name, floating[:, :, ::1] C, Py_ssize_t T, Py_ssize_t B,
                       Py_ssize_t H) except -1:
     if C.shape[0] != 0:
@@ -471,14 +517,31 @@ cdef int _check_cache(str name, floating[:, :, ::1] C, Py_ssize_t T, Py_ssize_t 
 
 
 cdef inline void _step_product(int n, int GH, int H, const floating* h, const floating* W_hh,
-                               const floating* W_hh_t, floating beta,
+                               const floating* W_hh_t, const floating* panels, floating beta,
                                floating* out) noexcept nogil:
-    """out[:n] := h[:n] @ W_hh.T + beta * out[:n]: with the transposed copy W_hh_t (H, GH)
-    when given (a plain product, in blocks of rows), else from W_hh (GH, H)."""
+    """out[:n] := h[:n] @ W_hh.T + beta * out[:n] (beta 0 or 1): with W_hh.T packed in
+    panels when given (float only), else the transposed copy W_hh_t (H, GH) when given (a
+    plain product, in blocks of rows), else from W_hh (GH, H)."""
+    if floating is float:
+        if panels != NULL:
+            fr_panel_gemm_f(h, H, n, H, panels, GH, out, GH, beta != 0)
+            return
     if W_hh_t != NULL:
         gemm_rows(False, n, GH, H, h, H, W_hh_t, GH, beta, out, GH)
     else:
         gemm(False, True, n, GH, H, <floating>1, h, H, W_hh, H, beta, out, GH)
+
+
+cdef inline void _back_product(int n, int GH, int H, const floating* dG, int ldg,
+                               const floating* W_hh, const floating* panels, floating beta,
+                               floating* dh) noexcept nogil:
+    """dh[:n] := dG[:n, :GH] @ W_hh + beta * dh[:n] (beta 0 or 1), with W_hh packed in
+    panels when given (float only)."""
+    if floating is float:
+        if panels != NULL:
+            fr_panel_gemm_f(dG, ldg, n, GH, panels, H, dh, H, beta != 0)
+            return
+    gemm_rows(False, n, H, GH, dG, ldg, W_hh, H, beta, dh, H)
 
 
 # ---------------------------------------------------------------------------------------
@@ -512,7 +575,8 @@ cdef inline Py_ssize_t _active(int nact_t, Py_ssize_t lo, Py_ssize_t hi) noexcep
 # Vanilla RNN:  h' = act(W_ih x + b_ih + W_hh h + b_hh),  act = tanh | relu
 # ---------------------------------------------------------------------------------------
 
-cdef void _rnn_forward_rows(const floating* W_hh, const floating* W_hh_t, const int* nact,
+cdef void _rnn_forward_rows(const floating* W_hh, const floating* W_hh_t, const floating* Wp,
+                            const int* nact,
                             Py_ssize_t T, Py_ssize_t B, Py_ssize_t H, bint reverse, bint relu,
                             Py_ssize_t lo, Py_ssize_t hi, floating* g, floating* hs,
                             floating* y, Py_ssize_t ldy, floating* hp) noexcept nogil:
@@ -532,7 +596,7 @@ cdef void _rnn_forward_rows(const floating* W_hh, const floating* W_hh_t, const 
         if hp != NULL:
             memcpy(hp + t * B * H, hs, rows * H * sizeof(floating))
         # 1. Gt[t] += h @ W_hh.T
-        _step_product(<int>n, <int>H, <int>H, hs, W_hh, W_hh_t, <floating>1, gt)
+        _step_product(<int>n, <int>H, <int>H, hs, W_hh, W_hh_t, Wp, <floating>1, gt)
         # 2.-3. h = act(Gt[t])
         _rnn_act(gt, n * H, relu)
         memcpy(hs, gt, n * H * sizeof(floating))
@@ -546,12 +610,13 @@ def rnn_forward(const floating[:, ::1] X, const floating[:, ::1] W_ih,
                 const int[::1] nact, bint reverse, bint relu,
                 floating[:, ::1] h, floating[:, :, ::1] Y, Py_ssize_t col,
                 floating[:, ::1] Gt, floating[:, :, ::1] Hp, const int[::1] bounds,
-                const floating[:, ::1] W_hh_t):
+                const floating[:, ::1] W_hh_t, int layout=_TRANSPOSED):
     """RNN forward over a sequence.  Training when ``Hp`` has T rows, inference when 0.
 
     On exit ``Gt`` holds the activations h_t (the training cache) and ``h`` the final state.
     The time loop runs on the row ranges of ``bounds`` in parallel; ``W_hh_t`` (H, G*H),
-    the transposed recurrent weight, makes each step a plain product (empty: not used).
+    the transposed recurrent weight, makes each step a plain product (empty: not used),
+    or with ``layout=LAYOUT_PANELS`` holds it packed by :func:`panel_pack` (float32).
     """
     cdef Py_ssize_t T = nact.shape[0], B = h.shape[0], H = h.shape[1], I = X.shape[1]
     cdef Py_ssize_t ldy = Y.shape[2], p, parts = bounds.shape[0] - 1
@@ -571,6 +636,7 @@ def rnn_forward(const floating[:, ::1] X, const floating[:, ::1] W_ih,
     cdef floating* hp = &Hp[0, 0, 0] if train else NULL
     cdef const floating* whh = &W_hh[0, 0]
     cdef const floating* whh_t = _transposed_ptr(W_hh_t, H, W_hh.shape[0])
+    cdef const floating* wp = _panels_ptr(whh_t, layout)
     cdef const int* na = &nact[0]
     cdef const int* bd = &bounds[0]
     with nogil:
@@ -580,14 +646,15 @@ def rnn_forward(const floating[:, ::1] X, const floating[:, ::1] W_ih,
         pgemm(False, True, <int>(T * B), <int>H, <int>I, <floating>1, &X[0, 0], <int>I,
              &W_ih[0, 0], <int>I, <floating>(1 if pb_ih != NULL else 0), g, <int>H)
         if parts == 1:
-            _rnn_forward_rows(whh, whh_t, na, T, B, H, reverse, relu, 0, B, g, hs, y, ldy, hp)
+            _rnn_forward_rows(whh, whh_t, wp, na, T, B, H, reverse, relu, 0, B, g, hs, y, ldy,
+                              hp)
         else:
             for p in prange(parts, num_threads=parts, schedule="static"):
-                _rnn_forward_rows(whh, whh_t, na, T, B, H, reverse, relu, bd[p], bd[p + 1], g, hs,
-                                  y, ldy, hp)
+                _rnn_forward_rows(whh, whh_t, wp, na, T, B, H, reverse, relu, bd[p], bd[p + 1], g,
+                                  hs, y, ldy, hp)
 
 
-cdef void _rnn_backward_rows(const floating* W_hh, const int* nact, Py_ssize_t T,
+cdef void _rnn_backward_rows(const floating* W_hh, const floating* Wp, const int* nact, Py_ssize_t T,
                              Py_ssize_t B, Py_ssize_t H, bint reverse, bint relu,
                              Py_ssize_t lo, Py_ssize_t hi, floating* g,
                              const floating* dy, Py_ssize_t ldy, floating* dhs) noexcept nogil:
@@ -606,8 +673,7 @@ cdef void _rnn_backward_rows(const floating* W_hh, const int* nact, Py_ssize_t T
         _rnn_grad(gt, dhs, n * H, relu)
         memset(gt + n * H, 0, (rows - n) * H * sizeof(floating))
         # 3. dh = dG[t] @ W_hh
-        gemm_rows(False, <int>n, <int>H, <int>H, gt, <int>H, W_hh, <int>H, <floating>0, dhs,
-                  <int>H)
+        _back_product(<int>n, <int>H, <int>H, gt, <int>H, W_hh, Wp, <floating>0, dhs)
 
 
 def rnn_backward(const floating[:, ::1] X, const floating[:, ::1] W_ih,
@@ -616,8 +682,10 @@ def rnn_backward(const floating[:, ::1] X, const floating[:, ::1] W_ih,
                  const floating[:, :, ::1] dY, Py_ssize_t col, floating[:, ::1] dh,
                  floating[:, ::1] dX, bint accumulate_dx, floating[:, ::1] dW_ih,
                  floating[:, ::1] dW_hh, floating[::1] db_ih, floating[::1] db_hh,
-                 const int[::1] bounds):
-    """RNN backward through time.  ``dh``: dh_n on entry, dh0 on exit; ``Gt`` becomes dG."""
+                 const int[::1] bounds, const floating[:, ::1] W_hh_p):
+    """RNN backward through time.  ``dh``: dh_n on entry, dh0 on exit; ``Gt`` becomes dG.
+    ``W_hh_p``: W_hh packed by :func:`panel_pack` for the per-step products (float32), or
+    empty (BLAS)."""
     cdef Py_ssize_t T = nact.shape[0], B = dh.shape[0], H = dh.shape[1], I = X.shape[1]
     cdef Py_ssize_t ldy = dY.shape[2], p, parts = bounds.shape[0] - 1
     _check_common(T, B, I, H, H, tuple(X.shape)[:2], tuple(W_ih.shape)[:2],
@@ -636,14 +704,15 @@ def rnn_backward(const floating[:, ::1] X, const floating[:, ::1] W_ih,
     cdef floating* dhs = &dh[0, 0]
     cdef const floating* dy = &dY[0, 0, 0] + col
     cdef const floating* whh = &W_hh[0, 0]
+    cdef const floating* wp = _back_panels_ptr(W_hh_p, H, H)
     cdef const int* na = &nact[0]
     cdef const int* bd = &bounds[0]
     with nogil:
         if parts == 1:
-            _rnn_backward_rows(whh, na, T, B, H, reverse, relu, 0, B, g, dy, ldy, dhs)
+            _rnn_backward_rows(whh, wp, na, T, B, H, reverse, relu, 0, B, g, dy, ldy, dhs)
         else:
             for p in prange(parts, num_threads=parts, schedule="static"):
-                _rnn_backward_rows(whh, na, T, B, H, reverse, relu, bd[p], bd[p + 1], g, dy,
+                _rnn_backward_rows(whh, wp, na, T, B, H, reverse, relu, bd[p], bd[p + 1], g, dy,
                                    ldy, dhs)
         _input_grads(g, <int>(T * B), <int>H, &X[0, 0], <int>I, &W_ih[0, 0], &dX[0, 0],
                      accumulate_dx, &dW_ih[0, 0], pdb_ih)
@@ -655,7 +724,8 @@ def rnn_backward(const floating[:, ::1] X, const floating[:, ::1] W_ih,
 # LSTM:  gates i f g o;  c' = f*c + i*g;  h' = o*tanh(c')
 # ---------------------------------------------------------------------------------------
 
-cdef void _lstm_forward_rows(const floating* W_hh, const floating* W_hh_t, const int* nact,
+cdef void _lstm_forward_rows(const floating* W_hh, const floating* W_hh_t, const floating* Wp,
+                             const int* nact,
                              Py_ssize_t T, Py_ssize_t B, Py_ssize_t H, bint reverse,
                              Py_ssize_t lo, Py_ssize_t hi, floating* g, floating* hs,
                              floating* cs, floating* y, Py_ssize_t ldy, floating* hp,
@@ -679,7 +749,7 @@ cdef void _lstm_forward_rows(const floating* W_hh, const floating* W_hh_t, const
             memcpy(hp + t * B * H, hs, rows * H * sizeof(floating))
             memcpy(cp + t * B * H, cs, rows * H * sizeof(floating))
         # 1. Gt[t] += h @ W_hh.T
-        _step_product(<int>n, <int>GH, <int>H, hs, W_hh, W_hh_t, <floating>1, gt)
+        _step_product(<int>n, <int>GH, <int>H, hs, W_hh, W_hh_t, Wp, <floating>1, gt)
         # 2.-3. gates, c = f*c + i*g, h = o*tanh(c)
         _lstm_step(gt, hs, cs, n, H)
         # 4. Y[t] = h; zeros at padded steps
@@ -715,18 +785,58 @@ def lstm_pack(const float[:, ::1] W_hh, float[:, ::1] out):
         fr_lstm_pack_f(&W_hh[0, 0], H, &out[0, 0])
 
 
+def panel_kernels_fast():
+    """Whether fastrnn's own per-step product (:func:`panel_gemm`) runs at full speed on
+    this CPU (it needs AVX-512; elsewhere it is correct but BLAS is faster)."""
+    return bool(fr_panel_kernels_fast())
+
+
+def panel_pack(const float[:, ::1] W, float[:, ::1] out, bint transpose):
+    """Pack ``B = W.T`` (``transpose``) or ``B = W`` into ``out`` for :func:`panel_gemm`
+    and the kernels' ``LAYOUT_PANELS``/``W_hh_p`` arguments.  ``out`` has the shape of B,
+    (K, n), and n must be a multiple of 16.  Panel P holds columns 64P.. of B, element
+    (k, c) at flat index ``64*P*K + k*w + c``, w the panel's width."""
+    cdef Py_ssize_t K = W.shape[0] if not transpose else W.shape[1]
+    cdef Py_ssize_t n = W.shape[1] if not transpose else W.shape[0]
+    if n % 16 or n == 0 or K == 0:
+        raise ValueError(f"B must be (K, n) with K >= 1 and n a positive multiple of 16, "
+                         f"got {(K, n)}")
+    _check_shape("out", tuple(out.shape)[:2], (K, n))
+    cdef long sj = W.shape[1] if transpose else 1
+    cdef long sk = 1 if transpose else W.shape[1]
+    with nogil:
+        fr_panel_pack_f(&W[0, 0], n, K, sj, sk, &out[0, 0])
+
+
+def panel_gemm(const float[:, ::1] A, const float[:, ::1] Bp, float[:, ::1] C,
+               bint accumulate=False):
+    """``C = A @ B`` (``C += A @ B`` with ``accumulate``) with ``Bp`` = B packed by
+    :func:`panel_pack`: the per-step product of the kernels, in the calling thread."""
+    cdef Py_ssize_t m = A.shape[0], K = A.shape[1], n = Bp.shape[1]
+    if Bp.shape[0] != K or n % 16 or n == 0:
+        raise ValueError(f"Bp must be (K={K}, n) with n a positive multiple of 16, got "
+                         f"{tuple(Bp.shape)[:2]}")
+    _check_shape("C", tuple(C.shape)[:2], (m, n))
+    if m == 0 or K == 0:
+        raise ValueError(f"A must have at least one row and one column, got {(m, K)}")
+    with nogil:
+        fr_panel_gemm_f(&A[0, 0], K, m, K, &Bp[0, 0], n, &C[0, 0], n, accumulate)
+
+
 def lstm_forward(const floating[:, ::1] X, const floating[:, ::1] W_ih,
                  const floating[:, ::1] W_hh, floating[::1] b_ih, floating[::1] b_hh,
                  const int[::1] nact, bint reverse,
                  floating[:, ::1] h, floating[:, ::1] c, floating[:, :, ::1] Y, Py_ssize_t col,
                  floating[:, ::1] Gt, floating[:, :, ::1] Hp, floating[:, :, ::1] Cp,
-                 const int[::1] bounds, const floating[:, ::1] W_hh_t, bint packed=False):
+                 const int[::1] bounds, const floating[:, ::1] W_hh_t,
+                 int layout=_TRANSPOSED):
     """LSTM forward over a sequence.  Training when ``Hp``/``Cp`` have T rows, inference when 0.
 
     On exit ``Gt`` holds the gate activations (i, f, g, o) and ``h``, ``c`` the final state.
     The time loop runs on the row ranges of ``bounds`` in parallel; ``W_hh_t`` (H, G*H),
     the transposed recurrent weight, makes each step a plain product (empty: not used).
-    With ``packed``, ``W_hh_t`` is :func:`lstm_pack`'s layout instead and the one batch row
+    With ``layout=LAYOUT_PANELS`` it holds W_hh.T packed by :func:`panel_pack` (float32).
+    With ``layout=LAYOUT_LSTM_ROW`` it is :func:`lstm_pack`'s layout and the one batch row
     (float32, B = 1) runs the fused one-row loop of ``fr_lstm_row_f``.
     """
     cdef Py_ssize_t T = nact.shape[0], B = h.shape[0], H = h.shape[1], I = X.shape[1]
@@ -753,10 +863,14 @@ def lstm_forward(const floating[:, ::1] X, const floating[:, ::1] W_ih,
     cdef floating* cp = &Cp[0, 0, 0] if train else NULL
     cdef const floating* whh = &W_hh[0, 0]
     cdef const floating* whh_t = _transposed_ptr(W_hh_t, H, W_hh.shape[0])
+    cdef const floating* wp = NULL
     cdef const int* na = &nact[0]
     cdef const int* bd = &bounds[0]
     cdef float* work = NULL
-    if packed:
+    cdef bint packed = layout == _LSTM_ROW
+    if not packed:
+        wp = _panels_ptr(whh_t, layout)
+    else:
         if sizeof(floating) != sizeof(float):
             raise ValueError("packed weights are float32 only")
         if B != 1 or H % 16 or whh_t == NULL:
@@ -777,14 +891,15 @@ def lstm_forward(const floating[:, ::1] X, const floating[:, ::1] W_ih,
                               work)
             free(work)
         elif parts == 1:
-            _lstm_forward_rows(whh, whh_t, na, T, B, H, reverse, 0, B, g, hs, cs, y, ldy, hp, cp)
+            _lstm_forward_rows(whh, whh_t, wp, na, T, B, H, reverse, 0, B, g, hs, cs, y, ldy, hp,
+                               cp)
         else:
             for p in prange(parts, num_threads=parts, schedule="static"):
-                _lstm_forward_rows(whh, whh_t, na, T, B, H, reverse, bd[p], bd[p + 1], g, hs,
+                _lstm_forward_rows(whh, whh_t, wp, na, T, B, H, reverse, bd[p], bd[p + 1], g, hs,
                                    cs, y, ldy, hp, cp)
 
 
-cdef void _lstm_backward_rows(const floating* W_hh, const int* nact, Py_ssize_t T,
+cdef void _lstm_backward_rows(const floating* W_hh, const floating* Wp, const int* nact, Py_ssize_t T,
                               Py_ssize_t B, Py_ssize_t H, bint reverse, Py_ssize_t lo,
                               Py_ssize_t hi, floating* g, const floating* cp,
                               const floating* dy, Py_ssize_t ldy, floating* dhs,
@@ -806,8 +921,7 @@ cdef void _lstm_backward_rows(const floating* W_hh, const int* nact, Py_ssize_t 
         _lstm_grad(gt, cp + t * B * H, dhs, dcs, n, H)
         memset(gt + n * GH, 0, (rows - n) * GH * sizeof(floating))
         # 3. dh = dG[t] @ W_hh
-        gemm_rows(False, <int>n, <int>H, <int>GH, gt, <int>GH, W_hh, <int>H, <floating>0,
-                  dhs, <int>H)
+        _back_product(<int>n, <int>GH, <int>H, gt, <int>GH, W_hh, Wp, <floating>0, dhs)
 
 
 def lstm_backward(const floating[:, ::1] X, const floating[:, ::1] W_ih,
@@ -817,8 +931,10 @@ def lstm_backward(const floating[:, ::1] X, const floating[:, ::1] W_ih,
                   floating[:, ::1] dh, floating[:, ::1] dc,
                   floating[:, ::1] dX, bint accumulate_dx, floating[:, ::1] dW_ih,
                   floating[:, ::1] dW_hh, floating[::1] db_ih, floating[::1] db_hh,
-                  const int[::1] bounds):
-    """LSTM backward through time.  ``dh``, ``dc``: dh_n, dc_n on entry, dh0, dc0 on exit."""
+                  const int[::1] bounds, const floating[:, ::1] W_hh_p):
+    """LSTM backward through time.  ``dh``, ``dc``: dh_n, dc_n on entry, dh0, dc0 on exit.
+    ``W_hh_p``: W_hh packed by :func:`panel_pack` for the per-step products (float32), or
+    empty (BLAS)."""
     cdef Py_ssize_t T = nact.shape[0], B = dh.shape[0], H = dh.shape[1], I = X.shape[1]
     cdef Py_ssize_t ldy = dY.shape[2], GH = 4 * H, p, parts = bounds.shape[0] - 1
     _check_common(T, B, I, H, GH, tuple(X.shape)[:2], tuple(W_ih.shape)[:2],
@@ -841,14 +957,15 @@ def lstm_backward(const floating[:, ::1] X, const floating[:, ::1] W_ih,
     cdef const floating* dy = &dY[0, 0, 0] + col
     cdef const floating* cp = &Cp[0, 0, 0]
     cdef const floating* whh = &W_hh[0, 0]
+    cdef const floating* wp = _back_panels_ptr(W_hh_p, GH, H)
     cdef const int* na = &nact[0]
     cdef const int* bd = &bounds[0]
     with nogil:
         if parts == 1:
-            _lstm_backward_rows(whh, na, T, B, H, reverse, 0, B, g, cp, dy, ldy, dhs, dcs)
+            _lstm_backward_rows(whh, wp, na, T, B, H, reverse, 0, B, g, cp, dy, ldy, dhs, dcs)
         else:
             for p in prange(parts, num_threads=parts, schedule="static"):
-                _lstm_backward_rows(whh, na, T, B, H, reverse, bd[p], bd[p + 1], g, cp, dy,
+                _lstm_backward_rows(whh, wp, na, T, B, H, reverse, bd[p], bd[p + 1], g, cp, dy,
                                     ldy, dhs, dcs)
         _input_grads(g, <int>(T * B), <int>GH, &X[0, 0], <int>I, &W_ih[0, 0], &dX[0, 0],
                      accumulate_dx, &dW_ih[0, 0], pdb_ih)
@@ -861,7 +978,7 @@ def lstm_backward(const floating[:, ::1] X, const floating[:, ::1] W_ih,
 # ---------------------------------------------------------------------------------------
 
 cdef void _gru_forward_rows(const floating* W_hh, const floating* W_hh_t,
-                            const floating* b_hn, const int* nact,
+                            const floating* Wp, const floating* b_hn, const int* nact,
                             Py_ssize_t T, Py_ssize_t B, Py_ssize_t H, bint reverse,
                             Py_ssize_t lo, Py_ssize_t hi, floating* g, floating* gh,
                             floating* hs, floating* y, Py_ssize_t ldy, floating* hp,
@@ -884,7 +1001,7 @@ cdef void _gru_forward_rows(const floating* W_hh, const floating* W_hh_t,
         if hp != NULL:
             memcpy(hp + t * B * H, hs, rows * H * sizeof(floating))
         # 1. Gh = h @ W_hh.T
-        _step_product(<int>n, <int>GH, <int>H, hs, W_hh, W_hh_t, <floating>0, gh)
+        _step_product(<int>n, <int>GH, <int>H, hs, W_hh, W_hh_t, Wp, <floating>0, gh)
         # 2.-3. gates and h
         _gru_step(gt, gh, b_hn, hs, hn + t * B * H if hp != NULL else NULL, n, H)
         # 4. Y[t] = h; zeros at padded steps
@@ -898,12 +1015,13 @@ def gru_forward(const floating[:, ::1] X, const floating[:, ::1] W_ih,
                 floating[:, ::1] h, floating[:, :, ::1] Y, Py_ssize_t col,
                 floating[:, ::1] Gt, floating[:, ::1] Gh,
                 floating[:, :, ::1] Hp, floating[:, :, ::1] Hn, const int[::1] bounds,
-                const floating[:, ::1] W_hh_t):
+                const floating[:, ::1] W_hh_t, int layout=_TRANSPOSED):
     """GRU forward over a sequence.  Training when ``Hp``/``Hn`` have T rows, inference when 0.
 
     ``Gh`` (B, 3H) is per-step workspace.  On exit ``Gt`` holds the gates (r, z, n).
     The time loop runs on the row ranges of ``bounds`` in parallel; ``W_hh_t`` (H, G*H),
-    the transposed recurrent weight, makes each step a plain product (empty: not used).
+    the transposed recurrent weight, makes each step a plain product (empty: not used),
+    or with ``layout=LAYOUT_PANELS`` holds it packed by :func:`panel_pack` (float32).
     """
     cdef Py_ssize_t T = nact.shape[0], B = h.shape[0], H = h.shape[1], I = X.shape[1]
     cdef Py_ssize_t ldy = Y.shape[2], GH = 3 * H, p, parts = bounds.shape[0] - 1
@@ -930,6 +1048,7 @@ def gru_forward(const floating[:, ::1] X, const floating[:, ::1] W_ih,
     cdef const floating* b_hn = pb_hh + 2 * H if pb_hh != NULL else NULL
     cdef const floating* whh = &W_hh[0, 0]
     cdef const floating* whh_t = _transposed_ptr(W_hh_t, H, W_hh.shape[0])
+    cdef const floating* wp = _panels_ptr(whh_t, layout)
     cdef const int* na = &nact[0]
     cdef const int* bd = &bounds[0]
     with nogil:
@@ -939,15 +1058,15 @@ def gru_forward(const floating[:, ::1] X, const floating[:, ::1] W_ih,
         pgemm(False, True, <int>(T * B), <int>GH, <int>I, <floating>1, &X[0, 0], <int>I,
              &W_ih[0, 0], <int>I, <floating>(1 if pb_ih != NULL else 0), g, <int>GH)
         if parts == 1:
-            _gru_forward_rows(whh, whh_t, b_hn, na, T, B, H, reverse, 0, B, g, gh, hs, y, ldy, hp,
-                              hn)
+            _gru_forward_rows(whh, whh_t, wp, b_hn, na, T, B, H, reverse, 0, B, g, gh, hs, y,
+                              ldy, hp, hn)
         else:
             for p in prange(parts, num_threads=parts, schedule="static"):
-                _gru_forward_rows(whh, whh_t, b_hn, na, T, B, H, reverse, bd[p], bd[p + 1], g, gh,
-                                  hs, y, ldy, hp, hn)
+                _gru_forward_rows(whh, whh_t, wp, b_hn, na, T, B, H, reverse, bd[p], bd[p + 1],
+                                  g, gh, hs, y, ldy, hp, hn)
 
 
-cdef void _gru_backward_rows(const floating* W_hh, const int* nact, Py_ssize_t T,
+cdef void _gru_backward_rows(const floating* W_hh, const floating* Wp, const int* nact, Py_ssize_t T,
                              Py_ssize_t B, Py_ssize_t H, bint reverse, Py_ssize_t lo,
                              Py_ssize_t hi, floating* g, floating* dgh, floating* hn,
                              const floating* hp, const floating* dy, Py_ssize_t ldy,
@@ -971,8 +1090,7 @@ cdef void _gru_backward_rows(const floating* W_hh, const int* nact, Py_ssize_t T
         memset(gt + n * GH, 0, (rows - n) * GH * sizeof(floating))
         memset(hn + t * B * H + n * H, 0, (rows - n) * H * sizeof(floating))
         # 3. dh += dGh @ W_hh
-        gemm_rows(False, <int>n, <int>H, <int>GH, dgh, <int>GH, W_hh, <int>H, <floating>1,
-                  dhs, <int>H)
+        _back_product(<int>n, <int>GH, <int>H, dgh, <int>GH, W_hh, Wp, <floating>1, dhs)
 
 
 def gru_backward(const floating[:, ::1] X, const floating[:, ::1] W_ih,
@@ -981,10 +1099,13 @@ def gru_backward(const floating[:, ::1] X, const floating[:, ::1] W_ih,
                  floating[:, :, ::1] Hn, const floating[:, :, ::1] dY, Py_ssize_t col,
                  floating[:, ::1] dh, floating[:, ::1] dX, bint accumulate_dx,
                  floating[:, ::1] dW_ih, floating[:, ::1] dW_hh,
-                 floating[::1] db_ih, floating[::1] db_hh, const int[::1] bounds):
+                 floating[::1] db_ih, floating[::1] db_hh, const int[::1] bounds,
+                 const floating[:, ::1] W_hh_p):
     """GRU backward through time.  ``dh``: dh_n on entry, dh0 on exit.
 
     ``Gt`` becomes dG (input side), ``Hn`` becomes dHn, ``Gh`` (B, 3H) is workspace.
+    ``W_hh_p``: W_hh packed by :func:`panel_pack` for the per-step products (float32), or
+    empty (BLAS).
     """
     cdef Py_ssize_t T = nact.shape[0], B = dh.shape[0], H = dh.shape[1], I = X.shape[1]
     cdef Py_ssize_t ldy = dY.shape[2], GH = 3 * H, p, parts = bounds.shape[0] - 1
@@ -1009,14 +1130,16 @@ def gru_backward(const floating[:, ::1] X, const floating[:, ::1] W_ih,
     cdef const floating* dy = &dY[0, 0, 0] + col
     cdef const floating* hp = &Hp[0, 0, 0]
     cdef const floating* whh = &W_hh[0, 0]
+    cdef const floating* wp = _back_panels_ptr(W_hh_p, GH, H)
     cdef const int* na = &nact[0]
     cdef const int* bd = &bounds[0]
     with nogil:
         if parts == 1:
-            _gru_backward_rows(whh, na, T, B, H, reverse, 0, B, g, dgh, hn, hp, dy, ldy, dhs)
+            _gru_backward_rows(whh, wp, na, T, B, H, reverse, 0, B, g, dgh, hn, hp, dy, ldy,
+                               dhs)
         else:
             for p in prange(parts, num_threads=parts, schedule="static"):
-                _gru_backward_rows(whh, na, T, B, H, reverse, bd[p], bd[p + 1], g, dgh, hn,
+                _gru_backward_rows(whh, wp, na, T, B, H, reverse, bd[p], bd[p + 1], g, dgh, hn,
                                    hp, dy, ldy, dhs)
         _input_grads(g, <int>(T * B), <int>GH, &X[0, 0], <int>I, &W_ih[0, 0], &dX[0, 0],
                      accumulate_dx, &dW_ih[0, 0], pdb_ih)
@@ -1028,10 +1151,11 @@ def gru_backward(const floating[:, ::1] X, const floating[:, ::1] W_ih,
 
 
 # ---------------------------------------------------------------------------------------
-# The GEMM floor: the BLAS calls of a layer's forward (and backward), alone
+# The GEMM floor: the matrix products of a layer's forward (and backward), alone
 # ---------------------------------------------------------------------------------------
 
-cdef void _floor_rows(const floating* W_hh, const floating* W_hh_t, const int* nact,
+cdef void _floor_rows(const floating* W_hh, const floating* W_hh_t, const floating* Wp,
+                      const floating* Wp_back, const int* nact,
                       Py_ssize_t T, Py_ssize_t B, Py_ssize_t H, Py_ssize_t GH, bint train,
                       Py_ssize_t lo, Py_ssize_t hi, floating* g, floating* hs) noexcept nogil:
     cdef Py_ssize_t s, t, n
@@ -1040,24 +1164,27 @@ cdef void _floor_rows(const floating* W_hh, const floating* W_hh_t, const int* n
     for s in range(T):
         t = s
         n = _active(nact[t], lo, hi)
-        _step_product(<int>n, <int>GH, <int>H, hs, W_hh, W_hh_t, <floating>1,
+        _step_product(<int>n, <int>GH, <int>H, hs, W_hh, W_hh_t, Wp, <floating>1,
                       g + t * B * GH)
     if train:
         for s in range(T):
             t = T - 1 - s
             n = _active(nact[t], lo, hi)
-            gemm_rows(False, <int>n, <int>H, <int>GH, g + t * B * GH, <int>GH, W_hh, <int>H,
-                      <floating>0, hs, <int>H)
+            _back_product(<int>n, <int>GH, <int>H, g + t * B * GH, <int>GH, W_hh, Wp_back,
+                          <floating>0, hs)
 
 
 def gemm_floor(const floating[:, ::1] X, const floating[:, ::1] W_ih,
                const floating[:, ::1] W_hh, const floating[:, ::1] W_hh_t,
+               const floating[:, ::1] W_hh_p,
                floating[:, ::1] Gt, floating[:, ::1] h, floating[:, ::1] Hp,
                floating[:, ::1] dX, floating[:, ::1] dW_ih, floating[:, ::1] dW_hh,
-               const int[::1] nact, const int[::1] bounds, bint train):
-    """Run only the BLAS products of one layer's forward (and, with ``train``, backward)
-    pass, with the kernels' shapes, blocking and threads: the time a kernel cannot go
-    below with this BLAS.  The arrays are scratch (their values are irrelevant)."""
+               const int[::1] nact, const int[::1] bounds, bint train,
+               int layout=_TRANSPOSED):
+    """Run only the matrix products of one layer's forward (and, with ``train``, backward)
+    pass, with the kernels' shapes, blocking, threads and product kernels (``W_hh_t`` with
+    ``layout`` and ``W_hh_p`` as the kernels take them): the time a kernel cannot go below
+    with these products.  The arrays are scratch (their values are irrelevant)."""
     cdef Py_ssize_t T = nact.shape[0], B = h.shape[0], H = h.shape[1], I = X.shape[1]
     cdef Py_ssize_t GH = W_hh.shape[0], p, parts = bounds.shape[0] - 1
     _check_shape("X", tuple(X.shape)[:2], (T * B, I))
@@ -1071,6 +1198,8 @@ def gemm_floor(const floating[:, ::1] X, const floating[:, ::1] W_ih,
     _check_nact(nact, B)
     _check_bounds(bounds, B)
     cdef const floating* whh_t = _transposed_ptr(W_hh_t, H, GH)
+    cdef const floating* wp = _panels_ptr(whh_t, layout)
+    cdef const floating* wp_back = _back_panels_ptr(W_hh_p, GH, H)
     cdef const floating* whh = &W_hh[0, 0]
     cdef const int* na = &nact[0]
     cdef const int* bd = &bounds[0]
@@ -1080,10 +1209,11 @@ def gemm_floor(const floating[:, ::1] X, const floating[:, ::1] W_ih,
         pgemm(False, True, <int>(T * B), <int>GH, <int>I, <floating>1, &X[0, 0], <int>I,
               &W_ih[0, 0], <int>I, <floating>0, g, <int>GH)
         if parts == 1:
-            _floor_rows(whh, whh_t, na, T, B, H, GH, train, 0, B, g, hs)
+            _floor_rows(whh, whh_t, wp, wp_back, na, T, B, H, GH, train, 0, B, g, hs)
         else:
             for p in prange(parts, num_threads=parts, schedule="static"):
-                _floor_rows(whh, whh_t, na, T, B, H, GH, train, bd[p], bd[p + 1], g, hs)
+                _floor_rows(whh, whh_t, wp, wp_back, na, T, B, H, GH, train, bd[p], bd[p + 1],
+                            g, hs)
         if train:
             _input_grads(g, <int>(T * B), <int>GH, &X[0, 0], <int>I, &W_ih[0, 0], &dX[0, 0],
                          False, &dW_ih[0, 0], NULL)

@@ -141,6 +141,43 @@ def packed_lstm_weights(W_hh: np.ndarray, T: int, B: int) -> np.ndarray | None:
     return out
 
 
+# Time loops over several float32 rows multiply by W_hh with fastrnn's own product
+# (_panel.h): W_hh packed once per call, where BLAS would pack it again at every step.
+# It runs at full speed with AVX-512 only; elsewhere the loops keep BLAS.
+PANELS = _core.panel_kernels_fast()
+PANEL_MIN_STEPS = 4
+
+
+def use_panels(W_hh: np.ndarray, T: int, B: int) -> bool:
+    """Whether the time loops of a call multiply by W_hh with the panel product."""
+    return (PANELS and B > 1 and T >= PANEL_MIN_STEPS and W_hh.dtype == np.float32
+            and W_hh.shape[1] % 16 == 0)
+
+
+def panels(W_hh: np.ndarray, transpose: bool) -> np.ndarray:
+    """W_hh.T (forward) or W_hh (backward) packed for the panel product."""
+    out = np.empty(W_hh.shape[::-1] if transpose else W_hh.shape, np.float32)
+    _core.panel_pack(W_hh, out, transpose)
+    return out
+
+
+def forward_operand(mode: str, W_hh: np.ndarray, T: int, B: int) -> tuple[np.ndarray, int]:
+    """What a forward time loop multiplies by at each step, and its layout (``_core``'s
+    ``LAYOUT_*``)."""
+    if mode == "LSTM":
+        packed = packed_lstm_weights(W_hh, T, B)
+        if packed is not None:
+            return packed, _core.LAYOUT_LSTM_ROW
+    if use_panels(W_hh, T, B):
+        return panels(W_hh, True), _core.LAYOUT_PANELS
+    return recurrent_t(W_hh, T, B), _core.LAYOUT_TRANSPOSED
+
+
+def backward_operand(W_hh: np.ndarray, T: int, B: int) -> np.ndarray:
+    """W_hh packed for the backward time loop's products, or empty (BLAS reads W_hh)."""
+    return panels(W_hh, False) if use_panels(W_hh, T, B) else _EMPTY2[W_hh.dtype.char]
+
+
 def run_forward(mode, relu, X, weights, nact, reverse, h, c, Y, col, train):
     """One layer in one direction.  Updates ``h`` (and ``c``) in place to the final state,
     writes columns ``col:col+H`` of ``Y``; returns what backward needs (or None)."""
@@ -149,21 +186,21 @@ def run_forward(mode, relu, X, weights, nact, reverse, h, c, Y, col, train):
     dt = X.dtype
     Gt = np.empty((T * B, GATES[mode] * H), dt)
     bounds = row_bounds(nact, B, H, GATES[mode])
-    packed = packed_lstm_weights(weights[1], T, B) if mode == "LSTM" else None
-    # with several rows, each step multiplies by W_hh.T as a plain product (see gemm_rows)
-    W_hh_t = packed if packed is not None else recurrent_t(weights[1], T, B)
+    W_hh_t, layout = forward_operand(mode, weights[1], T, B)
     Hp = _cache_array(train, (T, B, H), dt)
     if mode == "LSTM":
         Cp = _cache_array(train, (T, B, H), dt)
         _core.lstm_forward(X, *weights, nact, reverse, h, c, Y, col, Gt, Hp, Cp, bounds,
-                           W_hh_t, packed is not None)
+                           W_hh_t, layout)
         return (Gt, Hp, Cp, bounds) if train else None
     if mode == "GRU":
         Hn = _cache_array(train, (T, B, H), dt)
         Gh = np.empty((B, 3 * H), dt)
-        _core.gru_forward(X, *weights, nact, reverse, h, Y, col, Gt, Gh, Hp, Hn, bounds, W_hh_t)
+        _core.gru_forward(X, *weights, nact, reverse, h, Y, col, Gt, Gh, Hp, Hn, bounds, W_hh_t,
+                          layout)
         return (Gt, Gh, Hp, Hn, bounds) if train else None
-    _core.rnn_forward(X, *weights, nact, reverse, relu, h, Y, col, Gt, Hp, bounds, W_hh_t)
+    _core.rnn_forward(X, *weights, nact, reverse, relu, h, Y, col, Gt, Hp, bounds, W_hh_t,
+                      layout)
     return (Gt, Hp, bounds) if train else None
 
 
@@ -172,18 +209,19 @@ def run_backward(mode, relu, X, weights, nact, reverse, cache, dY, col, dh, dc, 
     """Backward of :func:`run_forward`: ``dh``/``dc`` from dh_n/dc_n to dh0/dc0 in place,
     ``dX`` written (or added to), gradients added into ``grads``."""
     W_ih, W_hh = weights[0], weights[1]
+    W_hh_p = backward_operand(W_hh, nact.shape[0], dh.shape[0])
     if mode == "LSTM":
         Gt, Hp, Cp, bounds = cache
         _core.lstm_backward(X, W_ih, W_hh, nact, reverse, Gt, Hp, Cp, dY, col, dh, dc,
-                            dX, accumulate, *grads, bounds)
+                            dX, accumulate, *grads, bounds, W_hh_p)
     elif mode == "GRU":
         Gt, Gh, Hp, Hn, bounds = cache
         _core.gru_backward(X, W_ih, W_hh, nact, reverse, Gt, Gh, Hp, Hn, dY, col, dh,
-                           dX, accumulate, *grads, bounds)
+                           dX, accumulate, *grads, bounds, W_hh_p)
     else:
         Gt, Hp, bounds = cache
         _core.rnn_backward(X, W_ih, W_hh, nact, reverse, relu, Gt, Hp, dY, col, dh,
-                           dX, accumulate, *grads, bounds)
+                           dX, accumulate, *grads, bounds, W_hh_p)
 
 
 @dataclass
@@ -253,17 +291,20 @@ def stack_backward(tape, weights, grads, dY, dh, dc):
 
 def gemm_floor(mode: str, x: np.ndarray, W_ih: np.ndarray, W_hh: np.ndarray, lengths=None,
                train: bool = False):
-    """A callable that runs only the BLAS products of one layer-direction over ``x``
+    """A callable that runs only the matrix products of one layer-direction over ``x``
     (T, B, I) (time-major, rows sorted longest first when ``lengths`` is given), with the
-    kernels' shapes, blocking and threads: the time a kernel cannot go below with this
-    BLAS.  Used by the benchmarks."""
+    kernels' shapes, blocking, threads and product kernels (BLAS, or the panel product for
+    the per-step products where the layer uses it): the time a kernel cannot go below
+    with these products.  Used by the benchmarks."""
     T, B, I = x.shape
     dt = x.dtype
     GH, H = W_hh.shape
     nact = active_rows(None if lengths is None else np.sort(lengths)[::-1].copy(), T, B)
     bounds = row_bounds(nact, B, H, GATES[mode])
     X = np.ascontiguousarray(x).reshape(T * B, I)
-    W_hh_t = recurrent_t(W_hh, T, B)
+    W_hh_t, layout = (panels(W_hh, True), _core.LAYOUT_PANELS) if use_panels(W_hh, T, B) \
+        else (recurrent_t(W_hh, T, B), _core.LAYOUT_TRANSPOSED)
+    W_hh_p = backward_operand(W_hh, T, B)
     Gt = np.zeros((T * B, GH), dt)
     h = np.zeros((B, H), dt)
     Hp = np.zeros((T * B, H), dt)
@@ -272,7 +313,7 @@ def gemm_floor(mode: str, x: np.ndarray, W_ih: np.ndarray, W_hh: np.ndarray, len
     dW_hh = np.zeros_like(W_hh)
 
     def run():
-        _core.gemm_floor(X, W_ih, W_hh, W_hh_t, Gt, h, Hp, dX, dW_ih, dW_hh, nact, bounds,
-                         train)
+        _core.gemm_floor(X, W_ih, W_hh, W_hh_t, W_hh_p, Gt, h, Hp, dX, dW_ih, dW_hh, nact,
+                         bounds, train, layout)
 
     return run

@@ -1,0 +1,133 @@
+/* Per-step products of the time loops with a packed right-hand side, float.
+ *
+ * Every step of a time loop multiplies a few rows (the batch rows of one thread) by the
+ * same recurrent weight matrix: h @ W_hh.T forward, dG @ W_hh backward.  BLAS packs its
+ * right-hand operand into its own panel layout on every call, and for a product of a few
+ * rows that packing costs about as much as the arithmetic (with a large W_hh, more: the
+ * packed copy is written and read again each step).  Here the operand is packed once per
+ * call of a kernel, and each step runs a register-blocked product over the packed panels:
+ *
+ *   C (m, n) = A (m, K) @ B (K, n)   [+ C when accumulate]
+ *
+ * Packed layout: panel P holds columns 64P .. 64P + w - 1 of B, w = min(64, n - 64P); its
+ * element (k, c) is at P*64*K + k*w + c, so the k loop reads a panel in order.  n must be
+ * a multiple of 16 (w is 16, 32, 48 or 64).  fr_panel_pack_f reads B through two strides,
+ * B[k, j] = src[j*sj + k*sk], so that both W_hh.T (sj = H, sk = 1) and W_hh (sj = 1,
+ * sk = H) pack from W_hh itself.
+ *
+ * The block of rows r..r+RM of C over a panel lives in RM*NQ vector registers (NQ = w/16
+ * vectors of 16 floats) for the whole k loop: per k, NQ loads of the panel and RM
+ * broadcasts of A feed RM*NQ independent multiply-adds.  A panel (K*w floats) stays in
+ * the L2 cache while the row blocks pass over it.  Each C element is one sum over k in
+ * order, so results are the same whatever the number of rows or threads.
+ *
+ * fr_panel_gemm_f is compiled for AVX-512, where the 16-float vector is one register and
+ * the 4x4 block fits the 32 registers; fr_panel_kernels_fast() says whether the running
+ * CPU has it.  Elsewhere the same code compiles for the baseline (correct, but a 16-float
+ * vector spans four SSE registers), and fastrnn keeps BLAS for these products.
+ */
+#ifndef FASTRNN_PANEL_H
+#define FASTRNN_PANEL_H
+
+#include <string.h>
+
+#if defined(__x86_64__) && (defined(__GNUC__) || defined(__clang__))
+#define FR_PANEL_TARGET __attribute__((target("avx512f")))
+static inline int fr_panel_kernels_fast(void)
+{
+    __builtin_cpu_init();
+    return __builtin_cpu_supports("avx512f");
+}
+#else
+#define FR_PANEL_TARGET
+static inline int fr_panel_kernels_fast(void) { return 0; }
+#endif
+
+typedef float fr_pv16 __attribute__((vector_size(64)));
+
+static void fr_panel_pack_f(const float *src, long n, long K, long sj, long sk,
+                            float *out)
+{
+    long P, k, c;
+    for (P = 0; P * 64 < n; P++) {
+        long w = n - 64 * P < 64 ? n - 64 * P : 64;
+        float *panel = out + P * 64 * K;
+        for (c = 0; c < w; c++) {
+            const float *col = src + (64 * P + c) * sj;
+            for (k = 0; k < K; k++)
+                panel[k * w + c] = col[k * sk];
+        }
+    }
+}
+
+/* The block kernel: rows r..r+RM of C, one panel of NQ vectors.  Unaligned loads and
+   stores through memcpy (NumPy aligns arrays to 16 bytes, not 64). */
+#define FR_PANEL_BLOCK(RM, NQ)                                                             \
+static inline __attribute__((always_inline)) void                                          \
+fr_panel_block_##RM##_##NQ(const float *A, long lda, const float *bp, long K, float *C,    \
+                           long ldc, int accumulate)                                       \
+{                                                                                          \
+    fr_pv16 acc[RM][NQ], w[NQ];                                                            \
+    long k;                                                                                \
+    int r, q;                                                                              \
+    for (r = 0; r < RM; r++)                                                               \
+        for (q = 0; q < NQ; q++) {                                                         \
+            if (accumulate)                                                                \
+                memcpy(&acc[r][q], C + r * ldc + 16 * q, sizeof(fr_pv16));                 \
+            else                                                                           \
+                acc[r][q] = (fr_pv16){0};                                                  \
+        }                                                                                  \
+    for (k = 0; k < K; k++) {                                                              \
+        for (q = 0; q < NQ; q++)                                                           \
+            memcpy(&w[q], bp + k * 16 * NQ + 16 * q, sizeof(fr_pv16));                     \
+        for (r = 0; r < RM; r++) {                                                         \
+            const float a = A[r * lda + k];                                                \
+            for (q = 0; q < NQ; q++)                                                       \
+                acc[r][q] += a * w[q];                                                     \
+        }                                                                                  \
+    }                                                                                      \
+    for (r = 0; r < RM; r++)                                                               \
+        for (q = 0; q < NQ; q++)                                                           \
+            memcpy(C + r * ldc + 16 * q, &acc[r][q], sizeof(fr_pv16));                     \
+}
+
+/* Main blocks keep 12-16 accumulators; the last rows of a panel go 2, then 1 at a time. */
+FR_PANEL_BLOCK(4, 4) FR_PANEL_BLOCK(2, 4) FR_PANEL_BLOCK(1, 4)
+FR_PANEL_BLOCK(4, 3) FR_PANEL_BLOCK(2, 3) FR_PANEL_BLOCK(1, 3)
+FR_PANEL_BLOCK(6, 2) FR_PANEL_BLOCK(2, 2) FR_PANEL_BLOCK(1, 2)
+FR_PANEL_BLOCK(8, 1) FR_PANEL_BLOCK(2, 1) FR_PANEL_BLOCK(1, 1)
+
+#undef FR_PANEL_BLOCK
+
+#define FR_PANEL_ROWS(RM, NQ)                                                              \
+    for (; r + RM <= m; r += RM)                                                           \
+        fr_panel_block_##RM##_##NQ(A + r * lda, lda, bp, K, c + r * ldc, ldc, accumulate); \
+    for (; r + 2 <= m; r += 2)                                                             \
+        fr_panel_block_2_##NQ(A + r * lda, lda, bp, K, c + r * ldc, ldc, accumulate);      \
+    for (; r < m; r++)                                                                     \
+        fr_panel_block_1_##NQ(A + r * lda, lda, bp, K, c + r * ldc, ldc, accumulate);
+
+/* C (m, n; row stride ldc) = A (m, K; row stride lda) @ B, B packed by fr_panel_pack_f;
+   C += ... when accumulate. */
+FR_PANEL_TARGET static void fr_panel_gemm_f(const float *A, long lda, long m, long K,
+                                            const float *Bp, long n, float *C, long ldc,
+                                            int accumulate)
+{
+    long P, r;
+    for (P = 0; P * 64 < n; P++) {
+        const long w = n - 64 * P < 64 ? n - 64 * P : 64;
+        const float *bp = Bp + P * 64 * K;
+        float *c = C + 64 * P;
+        r = 0;
+        switch (w / 16) {
+        case 4: FR_PANEL_ROWS(4, 4) break;
+        case 3: FR_PANEL_ROWS(4, 3) break;
+        case 2: FR_PANEL_ROWS(6, 2) break;
+        default: FR_PANEL_ROWS(8, 1) break;
+        }
+    }
+}
+
+#undef FR_PANEL_ROWS
+
+#endif /* FASTRNN_PANEL_H */

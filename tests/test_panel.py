@@ -1,0 +1,202 @@
+"""fastrnn's own per-step product (``_panel.h``): the packed layout, the product against
+NumPy for every block shape and tail, its argument checks, and whole layers (forward and
+gradients) with and without it."""
+
+import numpy as np
+import pytest
+from numpy.testing import assert_allclose
+
+import fastrnn
+from fastrnn import _core, _engine
+
+F32 = dict(rtol=2e-5, atol=2e-5)
+
+
+@pytest.fixture
+def panels_on(monkeypatch):
+    """Use the panel product wherever it applies, even on a CPU where BLAS would be chosen
+    (the code is the same; only its speed differs)."""
+    monkeypatch.setattr(_engine, "PANELS", True)
+
+
+def _packed(B, transpose):
+    """B (K, n) packed, from B itself or (``transpose``) from its transpose."""
+    out = np.empty(B.shape, np.float32)
+    _core.panel_pack(np.ascontiguousarray(B.T) if transpose else B, out, transpose)
+    return out
+
+
+@pytest.mark.parametrize("transpose", [False, True], ids=["plain", "transposed"])
+@pytest.mark.parametrize("K,n", [(1, 16), (3, 48), (5, 64), (7, 80), (4, 208)])
+def test_pack_layout(K, n, transpose):
+    """Panel P holds columns 64P..64P+w-1; its element (k, c) is at 64*P*K + k*w + c."""
+    B = np.arange(K * n, dtype=np.float32).reshape(K, n)
+    flat = _packed(B, transpose).ravel()
+    for P in range((n + 63) // 64):
+        w = min(64, n - 64 * P)
+        panel = flat[64 * P * K: 64 * P * K + K * w].reshape(K, w)
+        np.testing.assert_array_equal(panel, B[:, 64 * P: 64 * P + w])
+
+
+@pytest.mark.parametrize("accumulate", [False, True], ids=["set", "accumulate"])
+@pytest.mark.parametrize("n", [16, 32, 48, 64, 112, 208])
+@pytest.mark.parametrize("m", [1, 2, 3, 4, 5, 6, 7, 8, 9, 13, 17])
+def test_product_matches_numpy(m, n, accumulate):
+    """Every block kernel (4, 6 or 8 rows by 1-4 vectors) and every tail of rows."""
+    rng = np.random.default_rng(m * 1000 + n)
+    K = 37
+    A = rng.standard_normal((m, K)).astype(np.float32)
+    B = rng.standard_normal((K, n)).astype(np.float32)
+    C0 = rng.standard_normal((m, n)).astype(np.float32)
+    C = C0.copy()
+    _core.panel_gemm(A, _packed(B, False), C, accumulate)
+    expected = A.astype(np.float64) @ B + (C0 if accumulate else 0)
+    assert_allclose(C, expected, **F32)
+
+
+def test_product_is_one_sum_per_element():
+    """Row blocks and tails give each row the same bits (a row's result does not depend on
+    how many rows share its call), as the kernels' thread splits require."""
+    rng = np.random.default_rng(1)
+    A = rng.standard_normal((11, 50)).astype(np.float32)
+    Bp = _packed(rng.standard_normal((50, 80)).astype(np.float32), False)
+    whole = np.empty((11, 80), np.float32)
+    _core.panel_gemm(A, Bp, whole)
+    for r in range(11):
+        one = np.empty((1, 80), np.float32)
+        _core.panel_gemm(A[r:r + 1], Bp, one)
+        np.testing.assert_array_equal(one[0], whole[r])
+
+
+def test_pack_and_product_check_their_arguments():
+    f = np.float32
+    with pytest.raises(ValueError, match="multiple of 16"):
+        _core.panel_pack(np.zeros((4, 20), f), np.zeros((4, 20), f), False)
+    with pytest.raises(ValueError, match="out"):
+        _core.panel_pack(np.zeros((4, 32), f), np.zeros((32, 4), f), False)
+    with pytest.raises(ValueError, match="multiple of 16"):
+        _core.panel_pack(np.zeros((4, 32), f), np.zeros((32, 4), f), True)   # n = 4
+    with pytest.raises(ValueError, match="Bp"):
+        _core.panel_gemm(np.zeros((2, 5), f), np.zeros((4, 16), f), np.zeros((2, 16), f))
+    with pytest.raises(ValueError, match="C"):
+        _core.panel_gemm(np.zeros((2, 4), f), np.zeros((4, 16), f), np.zeros((3, 16), f))
+    with pytest.raises(ValueError, match="at least one row"):
+        _core.panel_gemm(np.zeros((0, 4), f), np.zeros((4, 16), f), np.zeros((0, 16), f))
+    with pytest.raises(ValueError):
+        _core.panel_gemm(np.zeros((2, 4)), np.zeros((4, 16), f), np.zeros((2, 16), f))
+
+
+def test_kernels_check_panel_arguments():
+    """A bad layout, float64 panels, missing panels or wrongly shaped backward panels get
+    a ValueError before any work."""
+    f, d = np.float32, np.float64
+    T, B, H = 3, 2, 16
+    nact, bounds = np.full(T, B, np.intc), np.array([0, B], np.intc)
+
+    def forward(dtype, Wt, layout):
+        z = lambda *s: np.zeros(s, dtype)   # noqa: E731
+        _core.rnn_forward(z(T * B, 2), z(H, 2), z(H, H), z(H), z(H), nact, False, False,
+                          z(B, H), z(T, B, H), 0, z(T * B, H), z(T, B, H), bounds, Wt, layout)
+
+    with pytest.raises(ValueError, match="layout"):
+        forward(f, np.zeros((H, H), f), 7)
+    with pytest.raises(ValueError, match="float32 only"):
+        forward(d, np.zeros((H, H), d), _core.LAYOUT_PANELS)
+    with pytest.raises(ValueError, match="empty"):
+        forward(f, np.zeros((0, 0), f), _core.LAYOUT_PANELS)
+    forward(f, np.zeros((H, H), f), _core.LAYOUT_PANELS)
+
+    def backward(dtype, Wp):
+        z = lambda *s: np.zeros(s, dtype)   # noqa: E731
+        _core.lstm_backward(z(T * B, 2), z(4 * H, 2), z(4 * H, H), nact, False,
+                            z(T * B, 4 * H), z(T, B, H), z(T, B, H), z(T, B, H), 0, z(B, H),
+                            z(B, H), z(T * B, 2), False, z(4 * H, 2), z(4 * H, H), z(4 * H),
+                            z(4 * H), bounds, Wp)
+
+    with pytest.raises(ValueError, match="W_hh_p"):
+        backward(f, np.zeros((H, 4 * H), f))                 # (4H, H) expected
+    with pytest.raises(ValueError, match="float32 only"):
+        backward(d, np.zeros((4 * H, H), d))
+    backward(f, np.zeros((4 * H, H), f))
+
+
+def test_operand_choice():
+    """Panels for float32 loops over several rows with H a multiple of 16 and a few steps;
+    never for one row, float64, other H or a single step."""
+    W = np.zeros((64, 16), np.float32)
+    on = _engine.PANELS
+    assert _engine.use_panels(W, 10, 4) == on
+    assert not _engine.use_panels(W, 10, 1)
+    assert not _engine.use_panels(W.astype(np.float64), 10, 4)
+    assert not _engine.use_panels(np.zeros((60, 15), np.float32), 10, 4)
+    assert not _engine.use_panels(W, 1, 4)
+    assert on == _core.panel_kernels_fast()
+
+
+def _train(layer, x, lengths, dy):
+    y, _, backward = layer.forward_train(x, lengths=lengths)
+    dx, _ = backward(dy)
+    grads = {name: p.grad.copy() for name, p in layer.named_parameters()}
+    layer.zero_grad()
+    return y, dx, grads
+
+
+@pytest.mark.parametrize("bidirectional", [False, True], ids=["uni", "bi"])
+@pytest.mark.parametrize("lengths", [None, [9, 4, 7, 1, 9, 2]], ids=["full", "lengths"])
+@pytest.mark.parametrize("H", [16, 48, 80])
+@pytest.mark.parametrize("mode", ["RNN", "LSTM", "GRU"])
+def test_layer_with_panels_matches_blas_and_float64(mode, H, lengths, bidirectional,
+                                                    monkeypatch):
+    """Forward, input gradient and weight gradients of a float32 layer: the same with the
+    panel product as with BLAS (to float32 rounding), and both close to float64."""
+    B, T, I = 6, 9, 5
+    rng = np.random.default_rng(H)
+    x = rng.standard_normal((T, B, I))
+    dy = rng.standard_normal((T, B, (2 if bidirectional else 1) * H))
+    layer = getattr(fastrnn, mode)(I, H, num_layers=2, bidirectional=bidirectional,
+                                   dtype=np.float32, seed=H)
+    wide = getattr(fastrnn, mode)(I, H, num_layers=2, bidirectional=bidirectional,
+                                  dtype=np.float64, seed=H)
+    wide.load_state_dict({k: v.astype(np.float64) for k, v in layer.state_dict().items()})
+    x32, dy32 = x.astype(np.float32), dy.astype(np.float32)
+
+    monkeypatch.setattr(_engine, "PANELS", True)
+    assert _engine.use_panels(layer._params["weight_hh_l0"].data, T, B)
+    with_panels = _train(layer, x32, lengths, dy32)
+    monkeypatch.setattr(_engine, "PANELS", False)
+    with_blas = _train(layer, x32, lengths, dy32)
+    exact = _train(wide, x, lengths, dy)
+
+    for a, b, c in zip(with_panels[:2], with_blas[:2], exact[:2]):
+        assert_allclose(a, b, **F32)
+        assert_allclose(a, c, rtol=1e-4, atol=1e-4)
+    for name in exact[2]:
+        assert_allclose(with_panels[2][name], with_blas[2][name], rtol=1e-4, atol=1e-4,
+                        err_msg=name)
+        assert_allclose(with_panels[2][name], exact[2][name], rtol=1e-3, atol=1e-3,
+                        err_msg=name)
+
+
+def test_panels_in_threads_give_the_single_thread_result(panels_on):
+    """The batch split across threads runs the product on each part's rows: the same bits
+    as one thread."""
+    layer = fastrnn.LSTM(8, 64, dtype=np.float32, seed=2)
+    x = np.random.default_rng(2).standard_normal((40, 32, 8)).astype(np.float32)
+    before = fastrnn.get_num_threads()
+    try:
+        fastrnn.set_num_threads(1)
+        one = layer(x)[0]
+        fastrnn.set_num_threads(2)
+        two = layer(x)[0]
+    finally:
+        fastrnn.set_num_threads(before)
+    np.testing.assert_array_equal(one, two)
+
+
+def test_gemm_floor_runs_with_panels(panels_on):
+    rng = np.random.default_rng(0)
+    x = rng.standard_normal((6, 4, 3)).astype(np.float32)
+    W_ih = rng.standard_normal((64, 3)).astype(np.float32)
+    W_hh = rng.standard_normal((64, 16)).astype(np.float32)
+    for train in (False, True):
+        _engine.gemm_floor("LSTM", x, W_ih, W_hh, train=train)()
