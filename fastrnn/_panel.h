@@ -48,14 +48,20 @@ typedef float fr_pv16 __attribute__((vector_size(64)));
 static void fr_panel_pack_f(const float *src, long n, long K, long sj, long sk,
                             float *out)
 {
+    /* the inner loop runs along the source's contiguous axis */
     long P, k, c;
     for (P = 0; P * 64 < n; P++) {
-        long w = n - 64 * P < 64 ? n - 64 * P : 64;
+        const long w = n - 64 * P < 64 ? n - 64 * P : 64;
+        const float *first = src + 64 * P * sj;
         float *panel = out + P * 64 * K;
-        for (c = 0; c < w; c++) {
-            const float *col = src + (64 * P + c) * sj;
+        if (sj == 1) {
             for (k = 0; k < K; k++)
-                panel[k * w + c] = col[k * sk];
+                for (c = 0; c < w; c++)
+                    panel[k * w + c] = first[k * sk + c];
+        } else {
+            for (c = 0; c < w; c++)
+                for (k = 0; k < K; k++)
+                    panel[k * w + c] = first[c * sj + k * sk];
         }
     }
 }
