@@ -46,6 +46,12 @@ from libc.stdlib cimport free, malloc
 from libc.string cimport memcmp, memcpy, memset
 from scipy.linalg.cython_blas cimport dgemm, dgemv, sgemm, sgemv
 
+cdef extern from "_panel.h" nogil:
+    int fr_panel_kernels_fast()
+    void fr_panel_pack_f(const float* src, long n, long K, long sj, long sk, float* out)
+    void fr_panel_gemm_f(const float* A, long lda, int ta, long m, long K, const float* Bp,
+                         long n, float* C, long ldc, int accumulate)
+
 cnp.import_array()
 
 
@@ -121,14 +127,27 @@ cdef inline void gemm(bint trans_a, bint trans_b, int m, int n, int k, floating 
               &beta, C, &ldc)
 
 
+cdef inline int _parts(int m, int n, int k) noexcept nogil:
+    """How many threads share the m rows of a product."""
+    cdef int parts = _max_threads
+    if parts > m // 8:
+        parts = m // 8
+    if parts < 1 or 2.0 * m * n * k < _par_min_flops:
+        return 1
+    return parts
+
+
 cdef void pgemm(bint trans_a, bint trans_b, int m, int n, int k, floating alpha,
                 const floating* A, int lda, const floating* B, int ldb,
                 floating beta, floating* C, int ldc) noexcept nogil:
-    """:func:`gemm` with the m rows of C split across threads when the product is large."""
-    cdef int parts = _max_threads, p, r0, r1
-    if parts > m // 8:
-        parts = m // 8
-    if parts <= 1 or 2.0 * m * n * k < _par_min_flops:
+    """:func:`gemm` with the m rows of C split across threads when the product is large;
+    in float, with fastrnn's panel product where it applies (see _panel_pgemm)."""
+    cdef int parts = _parts(m, n, k), p, r0, r1
+    if floating is float:
+        if _panel_pgemm(trans_a, trans_b, m, n, k, alpha, A, lda, B, ldb, beta, C, ldc,
+                        parts) == 0:
+            return
+    if parts == 1:
         gemm(trans_a, trans_b, m, n, k, alpha, A, lda, B, ldb, beta, C, ldc)
         return
     for p in prange(parts, num_threads=parts, schedule="static"):
@@ -138,6 +157,43 @@ cdef void pgemm(bint trans_a, bint trans_b, int m, int n, int k, floating alpha,
         gemm(trans_a, trans_b, r1 - r0, n, k, alpha,
              A + (r0 if trans_a else <long>r0 * lda), lda, B, ldb, beta,
              C + <long>r0 * ldc, ldc)
+
+
+# fastrnn's own product (_panel.h) for the products before and after the time loops too:
+# op(B) is packed once (a copy the size of B), then the row parts run the panel kernel.
+# Measured against one-thread OpenBLAS here: level on large square-ish products, 1.1-2.8x
+# on the narrow ones of small layers (n or k of 16-128), and on the weight gradients
+# dG.T @ X of up to 256 gate rows; from there on BLAS is as fast, so it keeps them.
+cdef bint _panel_products = fr_panel_kernels_fast()
+cdef int _panel_ta_max_rows = 256
+cdef int _panel_min_rows = 16
+
+
+cdef int _panel_pgemm(bint trans_a, bint trans_b, int m, int n, int k, float alpha,
+                      const float* A, int lda, const float* B, int ldb, float beta,
+                      float* C, int ldc, int parts) noexcept nogil:
+    """C = op(A) @ op(B) (+ C) with the panel product, split as :func:`pgemm` splits;
+    returns -1 (and does nothing) when it does not apply."""
+    cdef float* Bp
+    cdef int p, r0, r1
+    if (not _panel_products or alpha != 1 or (beta != 0 and beta != 1) or n % 16 or k < 1
+            or m < _panel_min_rows or (trans_a and m > _panel_ta_max_rows)):
+        return -1
+    Bp = <float*>malloc(<size_t>k * n * sizeof(float))
+    if Bp == NULL:
+        return -1
+    # op(B)[kk, j] = B[j*ldb + kk] (trans_b) or B[kk*ldb + j]
+    fr_panel_pack_f(B, n, k, ldb if trans_b else 1, 1 if trans_b else ldb, Bp)
+    if parts == 1:
+        fr_panel_gemm_f(A, lda, trans_a, m, k, Bp, n, C, ldc, beta != 0)
+    else:
+        for p in prange(parts, num_threads=parts, schedule="static"):
+            r0 = <int>((<long>m * p) // parts)
+            r1 = <int>((<long>m * (p + 1)) // parts)
+            fr_panel_gemm_f(A + (r0 if trans_a else <long>r0 * lda), lda, trans_a, r1 - r0,
+                            k, Bp, n, C + <long>r0 * ldc, ldc, beta != 0)
+    free(Bp)
+    return 0
 
 
 # OpenBLAS multiplies small products (M*N*K below about 2**20 for float) with kernels that
@@ -257,13 +313,6 @@ def blas_gemm(const floating[:, :] A, const floating[:, :] B, floating[:, :] C,
 # that every loop vectorises (float: its own exp/tanh, dispatched to AVX-512/AVX2/baseline
 # at load time; double: the C library's exp/tanh)
 # ---------------------------------------------------------------------------------------
-
-cdef extern from "_panel.h" nogil:
-    int fr_panel_kernels_fast()
-    void fr_panel_pack_f(const float* src, long n, long K, long sj, long sk, float* out)
-    void fr_panel_gemm_f(const float* A, long lda, long m, long K, const float* Bp, long n,
-                         float* C, long ldc, int accumulate)
-
 
 cdef extern from "_cellmath.h" nogil:
     void fr_rnn_act_f(float* a, long n, int relu)
@@ -524,7 +573,7 @@ cdef inline void _step_product(int n, int GH, int H, const floating* h, const fl
     plain product, in blocks of rows), else from W_hh (GH, H)."""
     if floating is float:
         if panels != NULL:
-            fr_panel_gemm_f(h, H, n, H, panels, GH, out, GH, beta != 0)
+            fr_panel_gemm_f(h, H, 0, n, H, panels, GH, out, GH, beta != 0)
             return
     if W_hh_t != NULL:
         gemm_rows(False, n, GH, H, h, H, W_hh_t, GH, beta, out, GH)
@@ -539,7 +588,7 @@ cdef inline void _back_product(int n, int GH, int H, const floating* dG, int ldg
     panels when given (float only)."""
     if floating is float:
         if panels != NULL:
-            fr_panel_gemm_f(dG, ldg, n, GH, panels, H, dh, H, beta != 0)
+            fr_panel_gemm_f(dG, ldg, 0, n, GH, panels, H, dh, H, beta != 0)
             return
     gemm_rows(False, n, H, GH, dG, ldg, W_hh, H, beta, dh, H)
 
@@ -785,6 +834,16 @@ def lstm_pack(const float[:, ::1] W_hh, float[:, ::1] out):
         fr_lstm_pack_f(&W_hh[0, 0], H, &out[0, 0])
 
 
+def panel_products(value=None):
+    """Get (and optionally set) whether float32 products use fastrnn's panel product where
+    it applies: the per-step products of the time loops (fastrnn._engine.use_panels) and
+    the products before and after them.  Default: on when the CPU has AVX-512."""
+    global _panel_products
+    if value is not None:
+        _panel_products = bool(value)
+    return _panel_products
+
+
 def panel_kernels_fast():
     """Whether fastrnn's own per-step product (:func:`panel_gemm`) runs at full speed on
     this CPU (it needs AVX-512; elsewhere it is correct but BLAS is faster)."""
@@ -809,10 +868,12 @@ def panel_pack(const float[:, ::1] W, float[:, ::1] out, bint transpose):
 
 
 def panel_gemm(const float[:, ::1] A, const float[:, ::1] Bp, float[:, ::1] C,
-               bint accumulate=False):
-    """``C = A @ B`` (``C += A @ B`` with ``accumulate``) with ``Bp`` = B packed by
-    :func:`panel_pack`: the per-step product of the kernels, in the calling thread."""
-    cdef Py_ssize_t m = A.shape[0], K = A.shape[1], n = Bp.shape[1]
+               bint accumulate=False, bint trans_a=False):
+    """``C = op(A) @ B`` (``C += ...`` with ``accumulate``) with ``Bp`` = B packed by
+    :func:`panel_pack` and op(A) = A, or A.T with ``trans_a``: fastrnn's own product, in
+    the calling thread."""
+    cdef Py_ssize_t m = A.shape[1 if trans_a else 0], K = A.shape[0 if trans_a else 1]
+    cdef Py_ssize_t n = Bp.shape[1]
     if Bp.shape[0] != K or n % 16 or n == 0:
         raise ValueError(f"Bp must be (K={K}, n) with n a positive multiple of 16, got "
                          f"{tuple(Bp.shape)[:2]}")
@@ -820,7 +881,8 @@ def panel_gemm(const float[:, ::1] A, const float[:, ::1] Bp, float[:, ::1] C,
     if m == 0 or K == 0:
         raise ValueError(f"A must have at least one row and one column, got {(m, K)}")
     with nogil:
-        fr_panel_gemm_f(&A[0, 0], K, m, K, &Bp[0, 0], n, &C[0, 0], n, accumulate)
+        fr_panel_gemm_f(&A[0, 0], A.shape[1], trans_a, m, K, &Bp[0, 0], n, &C[0, 0], n,
+                        accumulate)
 
 
 def lstm_forward(const floating[:, ::1] X, const floating[:, ::1] W_ih,

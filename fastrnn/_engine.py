@@ -143,15 +143,15 @@ def packed_lstm_weights(W_hh: np.ndarray, T: int, B: int) -> np.ndarray | None:
 
 # Time loops over several float32 rows multiply by W_hh with fastrnn's own product
 # (_panel.h): W_hh packed once per call, where BLAS would pack it again at every step.
-# It runs at full speed with AVX-512 only; elsewhere the loops keep BLAS.
-PANELS = _core.panel_kernels_fast()
+# It runs at full speed with AVX-512 only, and is on by default there
+# (``_core.panel_products``); elsewhere the loops keep BLAS.
 PANEL_MIN_STEPS = 4
 
 
 def use_panels(W_hh: np.ndarray, T: int, B: int) -> bool:
     """Whether the time loops of a call multiply by W_hh with the panel product."""
-    return (PANELS and B > 1 and T >= PANEL_MIN_STEPS and W_hh.dtype == np.float32
-            and W_hh.shape[1] % 16 == 0)
+    return (B > 1 and T >= PANEL_MIN_STEPS and W_hh.dtype == np.float32
+            and W_hh.shape[1] % 16 == 0 and _core.panel_products())
 
 
 def panels(W_hh: np.ndarray, transpose: bool) -> np.ndarray:

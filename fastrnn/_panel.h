@@ -1,11 +1,13 @@
-/* Per-step products of the time loops with a packed right-hand side, float.
+/* fastrnn's own matrix product, float: C = A @ B with B packed, register-blocked.
  *
  * Every step of a time loop multiplies a few rows (the batch rows of one thread) by the
  * same recurrent weight matrix: h @ W_hh.T forward, dG @ W_hh backward.  BLAS packs its
  * right-hand operand into its own panel layout on every call, and for a product of a few
  * rows that packing costs about as much as the arithmetic (with a large W_hh, more: the
  * packed copy is written and read again each step).  Here the operand is packed once per
- * call of a kernel, and each step runs a register-blocked product over the packed panels:
+ * call of a kernel, and each step runs a register-blocked product over the packed panels.
+ * The products before and after the loops use it too where it beats BLAS (_core.pyx,
+ * _panel_pgemm).
  *
  *   C (m, n) = A (m, K) @ B (K, n)   [+ C when accumulate]
  *
@@ -17,9 +19,10 @@
  *
  * The block of rows r..r+RM of C over a panel lives in RM*NQ vector registers (NQ = w/16
  * vectors of 16 floats) for the whole k loop: per k, NQ loads of the panel and RM
- * broadcasts of A feed RM*NQ independent multiply-adds.  A panel (K*w floats) stays in
- * the L2 cache while the row blocks pass over it.  Each C element is one sum over k in
- * order, so results are the same whatever the number of rows or threads.
+ * broadcasts of A feed RM*NQ independent multiply-adds; the next block's rows of C are
+ * prefetched meanwhile (for short k loops a miss on C would otherwise dominate).  Each C
+ * element is one sum over k in order, so results are the same whatever the number of
+ * rows or threads.
  *
  * fr_panel_gemm_f is compiled for AVX-512, where the 16-float vector is one register and
  * the 4x4 block fits the 32 registers; fr_panel_kernels_fast() says whether the running
@@ -66,16 +69,20 @@ static void fr_panel_pack_f(const float *src, long n, long K, long sj, long sk,
     }
 }
 
-/* The block kernel: rows r..r+RM of C, one panel of NQ vectors.  Unaligned loads and
-   stores through memcpy (NumPy aligns arrays to 16 bytes, not 64). */
+/* The block kernel: rows r..r+RM of C, one panel of NQ vectors, over k in [0, K) of the
+   panel chunk bp.  A is read as A[r*lda + k], or with ta (A given transposed) A[k*lda + r].
+   Unaligned loads and stores through memcpy (NumPy aligns arrays to 16 bytes, not 64). */
 #define FR_PANEL_BLOCK(RM, NQ)                                                             \
 static inline __attribute__((always_inline)) void                                          \
-fr_panel_block_##RM##_##NQ(const float *A, long lda, const float *bp, long K, float *C,    \
-                           long ldc, int accumulate)                                       \
+fr_panel_block_##RM##_##NQ(const float *A, long lda, const int ta, const float *bp, long K,\
+                           float *C, long ldc, int accumulate)                             \
 {                                                                                          \
     fr_pv16 acc[RM][NQ], w[NQ];                                                            \
     long k;                                                                                \
     int r, q;                                                                              \
+    for (r = 0; r < RM; r++)            /* the next block's C, while this one computes */  \
+        for (q = 0; q < NQ; q++)                                                           \
+            __builtin_prefetch(C + (RM + r) * ldc + 16 * q, 1);                            \
     for (r = 0; r < RM; r++)                                                               \
         for (q = 0; q < NQ; q++) {                                                         \
             if (accumulate)                                                                \
@@ -87,7 +94,7 @@ fr_panel_block_##RM##_##NQ(const float *A, long lda, const float *bp, long K, fl
         for (q = 0; q < NQ; q++)                                                           \
             memcpy(&w[q], bp + k * 16 * NQ + 16 * q, sizeof(fr_pv16));                     \
         for (r = 0; r < RM; r++) {                                                         \
-            const float a = A[r * lda + k];                                                \
+            const float a = ta ? A[k * lda + r] : A[r * lda + k];                          \
             for (q = 0; q < NQ; q++)                                                       \
                 acc[r][q] += a * w[q];                                                     \
         }                                                                                  \
@@ -97,7 +104,7 @@ fr_panel_block_##RM##_##NQ(const float *A, long lda, const float *bp, long K, fl
             memcpy(C + r * ldc + 16 * q, &acc[r][q], sizeof(fr_pv16));                     \
 }
 
-/* Main blocks keep 12-16 accumulators; the last rows of a panel go 2, then 1 at a time. */
+/* Main blocks keep 8-16 accumulators; the last rows of a panel go 2, then 1 at a time. */
 FR_PANEL_BLOCK(4, 4) FR_PANEL_BLOCK(2, 4) FR_PANEL_BLOCK(1, 4)
 FR_PANEL_BLOCK(4, 3) FR_PANEL_BLOCK(2, 3) FR_PANEL_BLOCK(1, 3)
 FR_PANEL_BLOCK(6, 2) FR_PANEL_BLOCK(2, 2) FR_PANEL_BLOCK(1, 2)
@@ -106,34 +113,62 @@ FR_PANEL_BLOCK(8, 1) FR_PANEL_BLOCK(2, 1) FR_PANEL_BLOCK(1, 1)
 #undef FR_PANEL_BLOCK
 
 #define FR_PANEL_ROWS(RM, NQ)                                                              \
-    for (; r + RM <= m; r += RM)                                                           \
-        fr_panel_block_##RM##_##NQ(A + r * lda, lda, bp, K, c + r * ldc, ldc, accumulate); \
-    for (; r + 2 <= m; r += 2)                                                             \
-        fr_panel_block_2_##NQ(A + r * lda, lda, bp, K, c + r * ldc, ldc, accumulate);      \
-    for (; r < m; r++)                                                                     \
-        fr_panel_block_1_##NQ(A + r * lda, lda, bp, K, c + r * ldc, ldc, accumulate);
+    for (; r + RM <= m1; r += RM)                                                          \
+        fr_panel_block_##RM##_##NQ(a + r * ars, lda, ta, bp, kn, c + r * ldc, ldc, acc);   \
+    for (; r + 2 <= m1; r += 2)                                                            \
+        fr_panel_block_2_##NQ(a + r * ars, lda, ta, bp, kn, c + r * ldc, ldc, acc);        \
+    for (; r < m1; r++)                                                                    \
+        fr_panel_block_1_##NQ(a + r * ars, lda, ta, bp, kn, c + r * ldc, ldc, acc);
 
-/* C (m, n; row stride ldc) = A (m, K; row stride lda) @ B, B packed by fr_panel_pack_f;
-   C += ... when accumulate. */
-FR_PANEL_TARGET static void fr_panel_gemm_f(const float *A, long lda, long m, long K,
-                                            const float *Bp, long n, float *C, long ldc,
-                                            int accumulate)
+/* Blocking: chunks of FR_PANEL_KC values of k, so that a panel's chunk (at most 64 KiB)
+   stays in the L2 cache while the row blocks pass over it, however long K is; and blocks
+   of FR_PANEL_MC rows, so that a long A is read from memory once per chunk, not once per
+   panel.  Each C element is still one sum over k in order (the partial sum goes through
+   C between chunks, in float). */
+#define FR_PANEL_KC 256
+#define FR_PANEL_MC 256
+
+static inline __attribute__((always_inline)) void
+fr_panel_gemm_body(const float *A, long lda, const int ta, long m, long K, const float *Bp,
+                   long n, float *C, long ldc, int accumulate)
 {
-    long P, r;
-    for (P = 0; P * 64 < n; P++) {
-        const long w = n - 64 * P < 64 ? n - 64 * P : 64;
-        const float *bp = Bp + P * 64 * K;
-        float *c = C + 64 * P;
-        r = 0;
-        switch (w / 16) {
-        case 4: FR_PANEL_ROWS(4, 4) break;
-        case 3: FR_PANEL_ROWS(4, 3) break;
-        case 2: FR_PANEL_ROWS(6, 2) break;
-        default: FR_PANEL_ROWS(8, 1) break;
+    const long ars = ta ? 1 : lda, aks = ta ? lda : 1;
+    long P, r, k0, m0, m1;
+    for (k0 = 0; k0 < K; k0 += FR_PANEL_KC) {
+        const long kn = K - k0 < FR_PANEL_KC ? K - k0 : FR_PANEL_KC;
+        const int acc = accumulate || k0 > 0;
+        for (m0 = 0; m0 < m; m0 = m1) {
+            m1 = m - m0 < FR_PANEL_MC ? m : m0 + FR_PANEL_MC;
+            for (P = 0; P * 64 < n; P++) {
+                const long w = n - 64 * P < 64 ? n - 64 * P : 64;
+                const float *bp = Bp + P * 64 * K + k0 * w;
+                const float *a = A + k0 * aks;
+                float *c = C + 64 * P;
+                r = m0;
+                switch (w / 16) {
+                case 4: FR_PANEL_ROWS(4, 4) break;
+                case 3: FR_PANEL_ROWS(4, 3) break;
+                case 2: FR_PANEL_ROWS(6, 2) break;
+                default: FR_PANEL_ROWS(8, 1) break;
+                }
+            }
         }
     }
 }
 
 #undef FR_PANEL_ROWS
+
+/* C (m, n; row stride ldc) = A @ B, C += A @ B when accumulate.  A is (m, K) with row
+   stride lda, or with ta its transpose is given: (K, m) with row stride lda.  B (K, n) is
+   packed by fr_panel_pack_f. */
+FR_PANEL_TARGET static void fr_panel_gemm_f(const float *A, long lda, int ta, long m, long K,
+                                            const float *Bp, long n, float *C, long ldc,
+                                            int accumulate)
+{
+    if (ta)
+        fr_panel_gemm_body(A, lda, 1, m, K, Bp, n, C, ldc, accumulate);
+    else
+        fr_panel_gemm_body(A, lda, 0, m, K, Bp, n, C, ldc, accumulate);
+}
 
 #endif /* FASTRNN_PANEL_H */

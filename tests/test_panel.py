@@ -1,5 +1,5 @@
-"""fastrnn's own per-step product (``_panel.h``): the packed layout, the product against
-NumPy for every block shape and tail, its argument checks, and whole layers (forward and
+"""fastrnn's own product (``_panel.h``): the packed layout, the product against NumPy for
+every block shape, tail and blocking, its argument checks, and whole layers (forward and
 gradients) with and without it."""
 
 import numpy as np
@@ -12,11 +12,20 @@ from fastrnn import _core, _engine
 F32 = dict(rtol=2e-5, atol=2e-5)
 
 
+def _set_panels(on):
+    """Switch the panel product on or off; returns the previous setting."""
+    before = _core.panel_products()
+    _core.panel_products(on)
+    return before
+
+
 @pytest.fixture
-def panels_on(monkeypatch):
+def panels_on():
     """Use the panel product wherever it applies, even on a CPU where BLAS would be chosen
     (the code is the same; only its speed differs)."""
-    monkeypatch.setattr(_engine, "PANELS", True)
+    before = _set_panels(True)
+    yield
+    _core.panel_products(before)
 
 
 def _packed(B, transpose):
@@ -54,6 +63,22 @@ def test_product_matches_numpy(m, n, accumulate):
     assert_allclose(C, expected, **F32)
 
 
+@pytest.mark.parametrize("accumulate", [False, True], ids=["set", "accumulate"])
+@pytest.mark.parametrize("trans_a", [False, True], ids=["A", "A.T"])
+@pytest.mark.parametrize("m,K,n", [(300, 70, 48), (9, 600, 64), (270, 513, 80)])
+def test_product_blocks_long_k_and_many_rows(m, K, n, trans_a, accumulate):
+    """Chunks of k (partial sums through C), blocks of rows, and A given transposed."""
+    rng = np.random.default_rng(m + K + n)
+    A = rng.standard_normal((m, K)).astype(np.float32)
+    B = rng.standard_normal((K, n)).astype(np.float32)
+    C0 = rng.standard_normal((m, n)).astype(np.float32)
+    C = C0.copy()
+    _core.panel_gemm(np.ascontiguousarray(A.T) if trans_a else A, _packed(B, False), C,
+                     accumulate, trans_a)
+    expected = A.astype(np.float64) @ B + (C0 if accumulate else 0)
+    assert_allclose(C, expected, rtol=1e-4, atol=1e-4)
+
+
 def test_product_is_one_sum_per_element():
     """Row blocks and tails give each row the same bits (a row's result does not depend on
     how many rows share its call), as the kernels' thread splits require."""
@@ -84,6 +109,9 @@ def test_pack_and_product_check_their_arguments():
         _core.panel_gemm(np.zeros((0, 4), f), np.zeros((4, 16), f), np.zeros((0, 16), f))
     with pytest.raises(ValueError):
         _core.panel_gemm(np.zeros((2, 4)), np.zeros((4, 16), f), np.zeros((2, 16), f))
+    with pytest.raises(ValueError, match="Bp"):          # A.T is (4, 2): K = 2
+        _core.panel_gemm(np.zeros((2, 4), f), np.zeros((4, 16), f), np.zeros((4, 16), f),
+                         trans_a=True)
 
 
 def test_kernels_check_panel_arguments():
@@ -124,13 +152,18 @@ def test_operand_choice():
     """Panels for float32 loops over several rows with H a multiple of 16 and a few steps;
     never for one row, float64, other H or a single step."""
     W = np.zeros((64, 16), np.float32)
-    on = _engine.PANELS
+    on = _core.panel_products()
     assert _engine.use_panels(W, 10, 4) == on
     assert not _engine.use_panels(W, 10, 1)
     assert not _engine.use_panels(W.astype(np.float64), 10, 4)
     assert not _engine.use_panels(np.zeros((60, 15), np.float32), 10, 4)
     assert not _engine.use_panels(W, 1, 4)
-    assert on == _core.panel_kernels_fast()
+    assert on == _core.panel_kernels_fast()        # the default
+    before = _set_panels(not on)
+    try:
+        assert _engine.use_panels(W, 10, 4) == (not on)
+    finally:
+        _core.panel_products(before)
 
 
 def _train(layer, x, lengths, dy):
@@ -142,14 +175,15 @@ def _train(layer, x, lengths, dy):
 
 
 @pytest.mark.parametrize("bidirectional", [False, True], ids=["uni", "bi"])
-@pytest.mark.parametrize("lengths", [None, [9, 4, 7, 1, 9, 2]], ids=["full", "lengths"])
+@pytest.mark.parametrize("lengths", [None, [9, 4, 7, 1, 9, 2, 3, 8, 5, 6] * 2],
+                         ids=["full", "lengths"])
 @pytest.mark.parametrize("H", [16, 48, 80])
 @pytest.mark.parametrize("mode", ["RNN", "LSTM", "GRU"])
-def test_layer_with_panels_matches_blas_and_float64(mode, H, lengths, bidirectional,
-                                                    monkeypatch):
+def test_layer_with_panels_matches_blas_and_float64(mode, H, lengths, bidirectional):
     """Forward, input gradient and weight gradients of a float32 layer: the same with the
-    panel product as with BLAS (to float32 rounding), and both close to float64."""
-    B, T, I = 6, 9, 5
+    panel product (per step, and before and after the loops) as with BLAS (to float32
+    rounding), and both close to float64."""
+    B, T, I = 20, 9, 16
     rng = np.random.default_rng(H)
     x = rng.standard_normal((T, B, I))
     dy = rng.standard_normal((T, B, (2 if bidirectional else 1) * H))
@@ -160,11 +194,14 @@ def test_layer_with_panels_matches_blas_and_float64(mode, H, lengths, bidirectio
     wide.load_state_dict({k: v.astype(np.float64) for k, v in layer.state_dict().items()})
     x32, dy32 = x.astype(np.float32), dy.astype(np.float32)
 
-    monkeypatch.setattr(_engine, "PANELS", True)
-    assert _engine.use_panels(layer._params["weight_hh_l0"].data, T, B)
-    with_panels = _train(layer, x32, lengths, dy32)
-    monkeypatch.setattr(_engine, "PANELS", False)
-    with_blas = _train(layer, x32, lengths, dy32)
+    before = _set_panels(True)
+    try:
+        assert _engine.use_panels(layer._params["weight_hh_l0"].data, T, B)
+        with_panels = _train(layer, x32, lengths, dy32)
+        _core.panel_products(False)
+        with_blas = _train(layer, x32, lengths, dy32)
+    finally:
+        _core.panel_products(before)
     exact = _train(wide, x, lengths, dy)
 
     for a, b, c in zip(with_panels[:2], with_blas[:2], exact[:2]):
