@@ -78,11 +78,14 @@ INFO = _setup()
 
 def blas_info() -> dict:
     """The BLAS library in use, its configuration and threads, the threads of fastrnn's
-    own kernels, and whether malloc keeps large freed blocks (see ``fastrnn._malloc``).
+    own kernels, whether float32 products use fastrnn's own panel product (AVX-512; see
+    ``fastrnn/_panel.h``) and whether malloc keeps large freed blocks (see
+    ``fastrnn._malloc``).
 
     >>> import fastrnn
     >>> info = fastrnn.blas_info()
     >>> info["kernel_threads"] == fastrnn.get_num_threads()
     True
     """
-    return {**INFO, "kernel_threads": _core.get_num_threads(), "malloc_tuned": _malloc.TUNED}
+    return {**INFO, "kernel_threads": _core.get_num_threads(),
+            "panel_products": _core.panel_products(), "malloc_tuned": _malloc.TUNED}

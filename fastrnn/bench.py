@@ -173,7 +173,8 @@ def setup_fastrnn(w: Workload, params, x, dy, lengths=None):
 
     kwargs = dict(nonlinearity=w.nonlinearity) if w.cell == "RNN" else {}
     info = dict(version=fastrnn.__version__, file=str(Path(fastrnn.__file__).parent),
-                threads=fastrnn.get_num_threads())
+                threads=fastrnn.get_num_threads(),
+                panel_products=fastrnn.blas_info()["panel_products"])
     if w.stream:
         cell = getattr(fastrnn, w.cell + "Cell")(w.I, w.H, dtype=np.float32, **kwargs)
         cell.load_state_dict({k[:-3]: v for k, v in params.items()})
@@ -201,7 +202,7 @@ def setup_fastrnn(w: Workload, params, x, dy, lengths=None):
 
 
 def setup_floor(w: Workload, params, x, lengths=None):
-    """The GEMM floor of the workload: fastrnn's BLAS calls alone (see
+    """The GEMM floor of the workload: fastrnn's matrix products alone (see
     ``fastrnn._engine.gemm_floor``), per mode."""
     from fastrnn import _engine
 

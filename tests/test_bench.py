@@ -120,3 +120,22 @@ def test_bench_rounds_option(tmp_path):
     bad = subprocess.run([sys.executable, str(SCRIPT), "--rounds", "0"],
                          capture_output=True, text=True, timeout=60, cwd=ROOT)
     assert bad.returncode == 2 and "--rounds must be at least 1" in bad.stderr
+
+
+PRODUCTS = ROOT / "bench" / "bench_products.py"
+
+
+@pytest.mark.skipif(not PRODUCTS.exists(), reason="bench/bench_products.py not present")
+def test_bench_products_smoke():
+    """One table row per product, each with two positive rates and their ratio; the
+    kernel threads are restored."""
+    proc = subprocess.run([sys.executable, str(PRODUCTS), "--seconds", "0.01"],
+                          capture_output=True, text=True, timeout=120, cwd=ROOT)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    rows = [line for line in proc.stdout.splitlines()
+            if line.startswith("| ") and not line.startswith("| product")]
+    assert len(rows) >= 8
+    for row in rows:
+        cells = [c.strip() for c in row.strip("|").split("|")]
+        panel, blas, ratio = (float(c) for c in cells[-3:])
+        assert panel > 0 and blas > 0 and ratio > 0, row

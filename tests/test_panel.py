@@ -162,6 +162,7 @@ def test_operand_choice():
     before = _set_panels(not on)
     try:
         assert _engine.use_panels(W, 10, 4) == (not on)
+        assert fastrnn.blas_info()["panel_products"] == (not on)
     finally:
         _core.panel_products(before)
 
