@@ -545,15 +545,16 @@ cdef const floating* _panels_ptr(const floating* W_hh_t, int layout) except? NUL
         raise ValueError("panels are float32 only")
 
 
-cdef const floating* _back_panels_ptr(const floating[:, ::1] W_hh_p, Py_ssize_t GH,
-                                      Py_ssize_t H) except? NULL:
-    """Pointer to the optional panels of W_hh (G*H, H) for the backward product, or NULL
-    when empty."""
-    if W_hh_p.shape[0] == 0:
+cdef const floating* _optional_panels(str name, const floating[:, ::1] P, Py_ssize_t rows,
+                                      Py_ssize_t cols) except? NULL:
+    """Pointer to optional panels of a (rows, cols) matrix packed by :func:`panel_pack`
+    (float32), or NULL when None or empty: W_hh (G*H, H) for the backward products, W_ih.T
+    (I, G*H) for the input projection step by step."""
+    if P is None or P.shape[0] == 0:
         return NULL
     if floating is float:
-        _check_shape("W_hh_p", tuple(W_hh_p.shape)[:2], (GH, H))
-        return &W_hh_p[0, 0]
+        _check_shape(name, tuple(P.shape)[:2], (rows, cols))
+        return &P[0, 0]
     else:
         raise ValueError("panels are float32 only")
 
@@ -593,6 +594,32 @@ cdef inline void _back_product(int n, int GH, int H, const floating* dG, int ldg
     gemm_rows(False, n, H, GH, dG, ldg, W_hh, H, beta, dh, H)
 
 
+cdef inline void _step_input(int n, int GH, int I, const floating* x, const floating* Wip,
+                             const floating* b_ih, const floating* b_hh, int n_hh,
+                             floating* gt) noexcept nogil:
+    """gt[:n] := x[:n] @ W_ih.T + b_ih + b_hh (b_hh on the first n_hh columns only), with
+    W_ih.T packed in panels: the input projection of one step, when the time loop computes
+    it step by step (float only)."""
+    if floating is float:
+        if b_ih != NULL:
+            _fill_bias(gt, n, GH, b_ih, b_hh, n_hh)
+        fr_panel_gemm_f(x, I, 0, n, I, Wip, GH, gt, GH, b_ih != NULL)
+
+
+cdef Py_ssize_t _gates_step(Py_ssize_t gt_rows, bint in_loop, bint train, Py_ssize_t T,
+                            Py_ssize_t B, Py_ssize_t GH) except -1:
+    """The stride of Gt from one step to the next: Gt holds every step's gates (T*B rows),
+    or in inference with the projection in the loop it may be B rows that every step
+    reuses."""
+    if in_loop and not train and gt_rows == B:
+        return 0
+    if gt_rows != T * B:
+        raise ValueError(f"Gt must have T*B={T * B} rows"
+                         + (f" (or B={B})" if in_loop and not train else "")
+                         + f", got {gt_rows}")
+    return B * GH
+
+
 # ---------------------------------------------------------------------------------------
 # Splitting the batch across threads
 #
@@ -625,6 +652,8 @@ cdef inline Py_ssize_t _active(int nact_t, Py_ssize_t lo, Py_ssize_t hi) noexcep
 # ---------------------------------------------------------------------------------------
 
 cdef void _rnn_forward_rows(const floating* W_hh, const floating* W_hh_t, const floating* Wp,
+                            const floating* X, Py_ssize_t I, const floating* Wip,
+                            const floating* b_ih, const floating* b_hh, Py_ssize_t gstep,
                             const int* nact,
                             Py_ssize_t T, Py_ssize_t B, Py_ssize_t H, bint reverse, bint relu,
                             Py_ssize_t lo, Py_ssize_t hi, floating* g, floating* hs,
@@ -640,10 +669,14 @@ cdef void _rnn_forward_rows(const floating* W_hh, const floating* W_hh_t, const 
     for s in range(T):
         t = T - 1 - s if reverse else s
         n = _active(nact[t], lo, hi)
-        gt = g + t * B * H
+        gt = g + t * gstep
         yt = y + t * B * ldy
         if hp != NULL:
             memcpy(hp + t * B * H, hs, rows * H * sizeof(floating))
+        if Wip != NULL:
+            # 0. Gt[t] = x_t @ W_ih.T + biases: the projection, step by step
+            _step_input(<int>n, <int>H, <int>I, X + (t * B + lo) * I, Wip, b_ih, b_hh, <int>H,
+                        gt)
         # 1. Gt[t] += h @ W_hh.T
         _step_product(<int>n, <int>H, <int>H, hs, W_hh, W_hh_t, Wp, <floating>1, gt)
         # 2.-3. h = act(Gt[t])
@@ -659,20 +692,26 @@ def rnn_forward(const floating[:, ::1] X, const floating[:, ::1] W_ih,
                 const int[::1] nact, bint reverse, bint relu,
                 floating[:, ::1] h, floating[:, :, ::1] Y, Py_ssize_t col,
                 floating[:, ::1] Gt, floating[:, :, ::1] Hp, const int[::1] bounds,
-                const floating[:, ::1] W_hh_t, int layout=_TRANSPOSED):
+                const floating[:, ::1] W_hh_t, int layout=_TRANSPOSED,
+                const floating[:, ::1] W_ih_p=None):
     """RNN forward over a sequence.  Training when ``Hp`` has T rows, inference when 0.
 
     On exit ``Gt`` holds the activations h_t (the training cache) and ``h`` the final state.
     The time loop runs on the row ranges of ``bounds`` in parallel; ``W_hh_t`` (H, G*H),
     the transposed recurrent weight, makes each step a plain product (empty: not used),
     or with ``layout=LAYOUT_PANELS`` holds it packed by :func:`panel_pack` (float32).
+    With ``W_ih_p`` (W_ih.T packed by :func:`panel_pack`, float32) each step computes its
+    own input projection, just before it needs it, instead of one product over all steps
+    first; in inference ``Gt`` may then have just B rows, reused by every step.
     """
     cdef Py_ssize_t T = nact.shape[0], B = h.shape[0], H = h.shape[1], I = X.shape[1]
     cdef Py_ssize_t ldy = Y.shape[2], p, parts = bounds.shape[0] - 1
     cdef bint train = Hp.shape[0] != 0
     _check_common(T, B, I, H, H, tuple(X.shape)[:2], tuple(W_ih.shape)[:2],
                   tuple(W_hh.shape)[:2], tuple(Y.shape)[:3], col)
-    _check_shape("Gt", tuple(Gt.shape)[:2], (T * B, H))
+    cdef const floating* wip = _optional_panels("W_ih_p", W_ih_p, I, H)
+    _check_shape("Gt", tuple(Gt.shape)[1:2], (H,))
+    cdef Py_ssize_t gstep = _gates_step(Gt.shape[0], wip != NULL, train, T, B, H)
     _check_cache("Hp", Hp, T, B, H)
     _check_nact(nact, B)
     _check_bounds(bounds, B)
@@ -683,28 +722,30 @@ def rnn_forward(const floating[:, ::1] X, const floating[:, ::1] W_ih,
     cdef floating* hs = &h[0, 0]
     cdef floating* y = &Y[0, 0, 0] + col
     cdef floating* hp = &Hp[0, 0, 0] if train else NULL
+    cdef const floating* x = &X[0, 0]
     cdef const floating* whh = &W_hh[0, 0]
     cdef const floating* whh_t = _transposed_ptr(W_hh_t, H, W_hh.shape[0])
     cdef const floating* wp = _panels_ptr(whh_t, layout)
     cdef const int* na = &nact[0]
     cdef const int* bd = &bounds[0]
     with nogil:
-        # Gt = X @ W_ih.T + (b_ih + b_hh)
-        if pb_ih != NULL:
-            _fill_bias(g, T * B, H, pb_ih, pb_hh, H)
-        pgemm(False, True, <int>(T * B), <int>H, <int>I, <floating>1, &X[0, 0], <int>I,
-             &W_ih[0, 0], <int>I, <floating>(1 if pb_ih != NULL else 0), g, <int>H)
+        if wip == NULL:
+            # Gt = X @ W_ih.T + (b_ih + b_hh)
+            if pb_ih != NULL:
+                _fill_bias(g, T * B, H, pb_ih, pb_hh, H)
+            pgemm(False, True, <int>(T * B), <int>H, <int>I, <floating>1, x, <int>I,
+                  &W_ih[0, 0], <int>I, <floating>(1 if pb_ih != NULL else 0), g, <int>H)
         if parts == 1:
-            _rnn_forward_rows(whh, whh_t, wp, na, T, B, H, reverse, relu, 0, B, g, hs, y, ldy,
-                              hp)
+            _rnn_forward_rows(whh, whh_t, wp, x, I, wip, pb_ih, pb_hh, gstep, na, T, B, H,
+                              reverse, relu, 0, B, g, hs, y, ldy, hp)
         else:
             for p in prange(parts, num_threads=parts, schedule="static"):
-                _rnn_forward_rows(whh, whh_t, wp, na, T, B, H, reverse, relu, bd[p], bd[p + 1], g,
-                                  hs, y, ldy, hp)
+                _rnn_forward_rows(whh, whh_t, wp, x, I, wip, pb_ih, pb_hh, gstep, na, T, B, H,
+                                  reverse, relu, bd[p], bd[p + 1], g, hs, y, ldy, hp)
 
 
-cdef void _rnn_backward_rows(const floating* W_hh, const floating* Wp, const int* nact, Py_ssize_t T,
-                             Py_ssize_t B, Py_ssize_t H, bint reverse, bint relu,
+cdef void _rnn_backward_rows(const floating* W_hh, const floating* Wp, const int* nact,
+                             Py_ssize_t T, Py_ssize_t B, Py_ssize_t H, bint reverse, bint relu,
                              Py_ssize_t lo, Py_ssize_t hi, floating* g,
                              const floating* dy, Py_ssize_t ldy, floating* dhs) noexcept nogil:
     cdef Py_ssize_t rows = hi - lo, s, t, n
@@ -753,7 +794,7 @@ def rnn_backward(const floating[:, ::1] X, const floating[:, ::1] W_ih,
     cdef floating* dhs = &dh[0, 0]
     cdef const floating* dy = &dY[0, 0, 0] + col
     cdef const floating* whh = &W_hh[0, 0]
-    cdef const floating* wp = _back_panels_ptr(W_hh_p, H, H)
+    cdef const floating* wp = _optional_panels("W_hh_p", W_hh_p, H, H)
     cdef const int* na = &nact[0]
     cdef const int* bd = &bounds[0]
     with nogil:
@@ -774,6 +815,8 @@ def rnn_backward(const floating[:, ::1] X, const floating[:, ::1] W_ih,
 # ---------------------------------------------------------------------------------------
 
 cdef void _lstm_forward_rows(const floating* W_hh, const floating* W_hh_t, const floating* Wp,
+                             const floating* X, Py_ssize_t I, const floating* Wip,
+                             const floating* b_ih, const floating* b_hh, Py_ssize_t gstep,
                              const int* nact,
                              Py_ssize_t T, Py_ssize_t B, Py_ssize_t H, bint reverse,
                              Py_ssize_t lo, Py_ssize_t hi, floating* g, floating* hs,
@@ -792,11 +835,15 @@ cdef void _lstm_forward_rows(const floating* W_hh, const floating* W_hh_t, const
     for s in range(T):
         t = T - 1 - s if reverse else s
         n = _active(nact[t], lo, hi)
-        gt = g + t * B * GH
+        gt = g + t * gstep
         yt = y + t * B * ldy
         if hp != NULL:
             memcpy(hp + t * B * H, hs, rows * H * sizeof(floating))
             memcpy(cp + t * B * H, cs, rows * H * sizeof(floating))
+        if Wip != NULL:
+            # 0. Gt[t] = x_t @ W_ih.T + biases: the projection, step by step
+            _step_input(<int>n, <int>GH, <int>I, X + (t * B + lo) * I, Wip, b_ih, b_hh,
+                        <int>GH, gt)
         # 1. Gt[t] += h @ W_hh.T
         _step_product(<int>n, <int>GH, <int>H, hs, W_hh, W_hh_t, Wp, <floating>1, gt)
         # 2.-3. gates, c = f*c + i*g, h = o*tanh(c)
@@ -891,7 +938,7 @@ def lstm_forward(const floating[:, ::1] X, const floating[:, ::1] W_ih,
                  floating[:, ::1] h, floating[:, ::1] c, floating[:, :, ::1] Y, Py_ssize_t col,
                  floating[:, ::1] Gt, floating[:, :, ::1] Hp, floating[:, :, ::1] Cp,
                  const int[::1] bounds, const floating[:, ::1] W_hh_t,
-                 int layout=_TRANSPOSED):
+                 int layout=_TRANSPOSED, const floating[:, ::1] W_ih_p=None):
     """LSTM forward over a sequence.  Training when ``Hp``/``Cp`` have T rows, inference when 0.
 
     On exit ``Gt`` holds the gate activations (i, f, g, o) and ``h``, ``c`` the final state.
@@ -900,6 +947,9 @@ def lstm_forward(const floating[:, ::1] X, const floating[:, ::1] W_ih,
     With ``layout=LAYOUT_PANELS`` it holds W_hh.T packed by :func:`panel_pack` (float32).
     With ``layout=LAYOUT_LSTM_ROW`` it is :func:`lstm_pack`'s layout and the one batch row
     (float32, B = 1) runs the fused one-row loop of ``fr_lstm_row_f``.
+    With ``W_ih_p`` (W_ih.T packed by :func:`panel_pack`, float32) each step computes its
+    own input projection, just before it needs it, instead of one product over all steps
+    first; in inference ``Gt`` may then have just B rows, reused by every step.
     """
     cdef Py_ssize_t T = nact.shape[0], B = h.shape[0], H = h.shape[1], I = X.shape[1]
     cdef Py_ssize_t ldy = Y.shape[2], GH = 4 * H, p, parts = bounds.shape[0] - 1
@@ -907,7 +957,9 @@ def lstm_forward(const floating[:, ::1] X, const floating[:, ::1] W_ih,
     _check_common(T, B, I, H, GH, tuple(X.shape)[:2], tuple(W_ih.shape)[:2],
                   tuple(W_hh.shape)[:2], tuple(Y.shape)[:3], col)
     _check_shape("c", tuple(c.shape)[:2], (B, H))
-    _check_shape("Gt", tuple(Gt.shape)[:2], (T * B, GH))
+    cdef const floating* wip = _optional_panels("W_ih_p", W_ih_p, I, GH)
+    _check_shape("Gt", tuple(Gt.shape)[1:2], (GH,))
+    cdef Py_ssize_t gstep = _gates_step(Gt.shape[0], wip != NULL, train, T, B, GH)
     _check_cache("Hp", Hp, T, B, H)
     _check_cache("Cp", Cp, T, B, H)
     if train != (Cp.shape[0] != 0):
@@ -923,6 +975,7 @@ def lstm_forward(const floating[:, ::1] X, const floating[:, ::1] W_ih,
     cdef floating* y = &Y[0, 0, 0] + col
     cdef floating* hp = &Hp[0, 0, 0] if train else NULL
     cdef floating* cp = &Cp[0, 0, 0] if train else NULL
+    cdef const floating* x = &X[0, 0]
     cdef const floating* whh = &W_hh[0, 0]
     cdef const floating* whh_t = _transposed_ptr(W_hh_t, H, W_hh.shape[0])
     cdef const floating* wp = NULL
@@ -935,34 +988,35 @@ def lstm_forward(const floating[:, ::1] X, const floating[:, ::1] W_ih,
     else:
         if sizeof(floating) != sizeof(float):
             raise ValueError("packed weights are float32 only")
-        if B != 1 or H % 16 or whh_t == NULL:
-            raise ValueError("packed weights need one batch row, H a multiple of 16 and "
-                             "W_hh_t of shape (H, 4H)")
+        if B != 1 or H % 16 or whh_t == NULL or wip != NULL:
+            raise ValueError("packed weights need one batch row, H a multiple of 16, "
+                             "W_hh_t of shape (H, 4H) and no W_ih_p")
         work = <float*>malloc(2 * H * sizeof(float))
         if work == NULL:
             raise MemoryError()
     with nogil:
-        # Gt = X @ W_ih.T + (b_ih + b_hh)
-        if pb_ih != NULL:
-            _fill_bias(g, T * B, GH, pb_ih, pb_hh, GH)
-        pgemm(False, True, <int>(T * B), <int>GH, <int>I, <floating>1, &X[0, 0], <int>I,
-             &W_ih[0, 0], <int>I, <floating>(1 if pb_ih != NULL else 0), g, <int>GH)
+        if wip == NULL:
+            # Gt = X @ W_ih.T + (b_ih + b_hh)
+            if pb_ih != NULL:
+                _fill_bias(g, T * B, GH, pb_ih, pb_hh, GH)
+            pgemm(False, True, <int>(T * B), <int>GH, <int>I, <floating>1, x, <int>I,
+                  &W_ih[0, 0], <int>I, <floating>(1 if pb_ih != NULL else 0), g, <int>GH)
         if packed:
             if floating is float:
                 fr_lstm_row_f(whh_t, H, na, T, reverse, g, GH, hs, cs, y, ldy, hp, cp, H,
                               work)
             free(work)
         elif parts == 1:
-            _lstm_forward_rows(whh, whh_t, wp, na, T, B, H, reverse, 0, B, g, hs, cs, y, ldy, hp,
-                               cp)
+            _lstm_forward_rows(whh, whh_t, wp, x, I, wip, pb_ih, pb_hh, gstep, na, T, B, H,
+                               reverse, 0, B, g, hs, cs, y, ldy, hp, cp)
         else:
             for p in prange(parts, num_threads=parts, schedule="static"):
-                _lstm_forward_rows(whh, whh_t, wp, na, T, B, H, reverse, bd[p], bd[p + 1], g, hs,
-                                   cs, y, ldy, hp, cp)
+                _lstm_forward_rows(whh, whh_t, wp, x, I, wip, pb_ih, pb_hh, gstep, na, T, B,
+                                   H, reverse, bd[p], bd[p + 1], g, hs, cs, y, ldy, hp, cp)
 
 
-cdef void _lstm_backward_rows(const floating* W_hh, const floating* Wp, const int* nact, Py_ssize_t T,
-                              Py_ssize_t B, Py_ssize_t H, bint reverse, Py_ssize_t lo,
+cdef void _lstm_backward_rows(const floating* W_hh, const floating* Wp, const int* nact,
+                              Py_ssize_t T, Py_ssize_t B, Py_ssize_t H, bint reverse, Py_ssize_t lo,
                               Py_ssize_t hi, floating* g, const floating* cp,
                               const floating* dy, Py_ssize_t ldy, floating* dhs,
                               floating* dcs) noexcept nogil:
@@ -1019,7 +1073,7 @@ def lstm_backward(const floating[:, ::1] X, const floating[:, ::1] W_ih,
     cdef const floating* dy = &dY[0, 0, 0] + col
     cdef const floating* cp = &Cp[0, 0, 0]
     cdef const floating* whh = &W_hh[0, 0]
-    cdef const floating* wp = _back_panels_ptr(W_hh_p, GH, H)
+    cdef const floating* wp = _optional_panels("W_hh_p", W_hh_p, GH, H)
     cdef const int* na = &nact[0]
     cdef const int* bd = &bounds[0]
     with nogil:
@@ -1040,7 +1094,10 @@ def lstm_backward(const floating[:, ::1] X, const floating[:, ::1] W_ih,
 # ---------------------------------------------------------------------------------------
 
 cdef void _gru_forward_rows(const floating* W_hh, const floating* W_hh_t,
-                            const floating* Wp, const floating* b_hn, const int* nact,
+                            const floating* Wp,
+                            const floating* X, Py_ssize_t I, const floating* Wip,
+                            const floating* b_ih, const floating* b_hh, Py_ssize_t gstep,
+                            const floating* b_hn, const int* nact,
                             Py_ssize_t T, Py_ssize_t B, Py_ssize_t H, bint reverse,
                             Py_ssize_t lo, Py_ssize_t hi, floating* g, floating* gh,
                             floating* hs, floating* y, Py_ssize_t ldy, floating* hp,
@@ -1058,10 +1115,14 @@ cdef void _gru_forward_rows(const floating* W_hh, const floating* W_hh_t,
     for s in range(T):
         t = T - 1 - s if reverse else s
         n = _active(nact[t], lo, hi)
-        gt = g + t * B * GH
+        gt = g + t * gstep
         yt = y + t * B * ldy
         if hp != NULL:
             memcpy(hp + t * B * H, hs, rows * H * sizeof(floating))
+        if Wip != NULL:
+            # 0. Gt[t] = x_t @ W_ih.T + biases (b_hn stays inside r*(...)), step by step
+            _step_input(<int>n, <int>GH, <int>I, X + (t * B + lo) * I, Wip, b_ih, b_hh,
+                        <int>(2 * H), gt)
         # 1. Gh = h @ W_hh.T
         _step_product(<int>n, <int>GH, <int>H, hs, W_hh, W_hh_t, Wp, <floating>0, gh)
         # 2.-3. gates and h
@@ -1077,20 +1138,26 @@ def gru_forward(const floating[:, ::1] X, const floating[:, ::1] W_ih,
                 floating[:, ::1] h, floating[:, :, ::1] Y, Py_ssize_t col,
                 floating[:, ::1] Gt, floating[:, ::1] Gh,
                 floating[:, :, ::1] Hp, floating[:, :, ::1] Hn, const int[::1] bounds,
-                const floating[:, ::1] W_hh_t, int layout=_TRANSPOSED):
+                const floating[:, ::1] W_hh_t, int layout=_TRANSPOSED,
+                const floating[:, ::1] W_ih_p=None):
     """GRU forward over a sequence.  Training when ``Hp``/``Hn`` have T rows, inference when 0.
 
     ``Gh`` (B, 3H) is per-step workspace.  On exit ``Gt`` holds the gates (r, z, n).
     The time loop runs on the row ranges of ``bounds`` in parallel; ``W_hh_t`` (H, G*H),
     the transposed recurrent weight, makes each step a plain product (empty: not used),
     or with ``layout=LAYOUT_PANELS`` holds it packed by :func:`panel_pack` (float32).
+    With ``W_ih_p`` (W_ih.T packed by :func:`panel_pack`, float32) each step computes its
+    own input projection, just before it needs it, instead of one product over all steps
+    first; in inference ``Gt`` may then have just B rows, reused by every step.
     """
     cdef Py_ssize_t T = nact.shape[0], B = h.shape[0], H = h.shape[1], I = X.shape[1]
     cdef Py_ssize_t ldy = Y.shape[2], GH = 3 * H, p, parts = bounds.shape[0] - 1
     cdef bint train = Hp.shape[0] != 0
     _check_common(T, B, I, H, GH, tuple(X.shape)[:2], tuple(W_ih.shape)[:2],
                   tuple(W_hh.shape)[:2], tuple(Y.shape)[:3], col)
-    _check_shape("Gt", tuple(Gt.shape)[:2], (T * B, GH))
+    cdef const floating* wip = _optional_panels("W_ih_p", W_ih_p, I, GH)
+    _check_shape("Gt", tuple(Gt.shape)[1:2], (GH,))
+    cdef Py_ssize_t gstep = _gates_step(Gt.shape[0], wip != NULL, train, T, B, GH)
     _check_shape("Gh", tuple(Gh.shape)[:2], (B, GH))
     _check_cache("Hp", Hp, T, B, H)
     _check_cache("Hn", Hn, T, B, H)
@@ -1108,28 +1175,30 @@ def gru_forward(const floating[:, ::1] X, const floating[:, ::1] W_ih,
     cdef floating* hp = &Hp[0, 0, 0] if train else NULL
     cdef floating* hn = &Hn[0, 0, 0] if train else NULL
     cdef const floating* b_hn = pb_hh + 2 * H if pb_hh != NULL else NULL
+    cdef const floating* x = &X[0, 0]
     cdef const floating* whh = &W_hh[0, 0]
     cdef const floating* whh_t = _transposed_ptr(W_hh_t, H, W_hh.shape[0])
     cdef const floating* wp = _panels_ptr(whh_t, layout)
     cdef const int* na = &nact[0]
     cdef const int* bd = &bounds[0]
     with nogil:
-        # Gt = X @ W_ih.T + b_ih + [b_hr, b_hz, 0]   (b_hn stays inside r*(...))
-        if pb_ih != NULL:
-            _fill_bias(g, T * B, GH, pb_ih, pb_hh, 2 * H)
-        pgemm(False, True, <int>(T * B), <int>GH, <int>I, <floating>1, &X[0, 0], <int>I,
-             &W_ih[0, 0], <int>I, <floating>(1 if pb_ih != NULL else 0), g, <int>GH)
+        if wip == NULL:
+            # Gt = X @ W_ih.T + b_ih + [b_hr, b_hz, 0]   (b_hn stays inside r*(...))
+            if pb_ih != NULL:
+                _fill_bias(g, T * B, GH, pb_ih, pb_hh, 2 * H)
+            pgemm(False, True, <int>(T * B), <int>GH, <int>I, <floating>1, x, <int>I,
+                  &W_ih[0, 0], <int>I, <floating>(1 if pb_ih != NULL else 0), g, <int>GH)
         if parts == 1:
-            _gru_forward_rows(whh, whh_t, wp, b_hn, na, T, B, H, reverse, 0, B, g, gh, hs, y,
-                              ldy, hp, hn)
+            _gru_forward_rows(whh, whh_t, wp, x, I, wip, pb_ih, pb_hh, gstep, b_hn, na, T, B,
+                              H, reverse, 0, B, g, gh, hs, y, ldy, hp, hn)
         else:
             for p in prange(parts, num_threads=parts, schedule="static"):
-                _gru_forward_rows(whh, whh_t, wp, b_hn, na, T, B, H, reverse, bd[p], bd[p + 1],
-                                  g, gh, hs, y, ldy, hp, hn)
+                _gru_forward_rows(whh, whh_t, wp, x, I, wip, pb_ih, pb_hh, gstep, b_hn, na, T,
+                                  B, H, reverse, bd[p], bd[p + 1], g, gh, hs, y, ldy, hp, hn)
 
 
-cdef void _gru_backward_rows(const floating* W_hh, const floating* Wp, const int* nact, Py_ssize_t T,
-                             Py_ssize_t B, Py_ssize_t H, bint reverse, Py_ssize_t lo,
+cdef void _gru_backward_rows(const floating* W_hh, const floating* Wp, const int* nact,
+                             Py_ssize_t T, Py_ssize_t B, Py_ssize_t H, bint reverse, Py_ssize_t lo,
                              Py_ssize_t hi, floating* g, floating* dgh, floating* hn,
                              const floating* hp, const floating* dy, Py_ssize_t ldy,
                              floating* dhs) noexcept nogil:
@@ -1192,7 +1261,7 @@ def gru_backward(const floating[:, ::1] X, const floating[:, ::1] W_ih,
     cdef const floating* dy = &dY[0, 0, 0] + col
     cdef const floating* hp = &Hp[0, 0, 0]
     cdef const floating* whh = &W_hh[0, 0]
-    cdef const floating* wp = _back_panels_ptr(W_hh_p, GH, H)
+    cdef const floating* wp = _optional_panels("W_hh_p", W_hh_p, GH, H)
     cdef const int* na = &nact[0]
     cdef const int* bd = &bounds[0]
     with nogil:
@@ -1217,7 +1286,8 @@ def gru_backward(const floating[:, ::1] X, const floating[:, ::1] W_ih,
 # ---------------------------------------------------------------------------------------
 
 cdef void _floor_rows(const floating* W_hh, const floating* W_hh_t, const floating* Wp,
-                      const floating* Wp_back, const int* nact,
+                      const floating* Wp_back, const floating* X, Py_ssize_t I,
+                      const floating* Wip, Py_ssize_t gstep, const int* nact,
                       Py_ssize_t T, Py_ssize_t B, Py_ssize_t H, Py_ssize_t GH, bint train,
                       Py_ssize_t lo, Py_ssize_t hi, floating* g, floating* hs) noexcept nogil:
     cdef Py_ssize_t s, t, n
@@ -1226,8 +1296,11 @@ cdef void _floor_rows(const floating* W_hh, const floating* W_hh_t, const floati
     for s in range(T):
         t = s
         n = _active(nact[t], lo, hi)
+        if Wip != NULL:
+            _step_input(<int>n, <int>GH, <int>I, X + (t * B + lo) * I, Wip, NULL, NULL, 0,
+                        g + t * gstep)
         _step_product(<int>n, <int>GH, <int>H, hs, W_hh, W_hh_t, Wp, <floating>1,
-                      g + t * B * GH)
+                      g + t * gstep)
     if train:
         for s in range(T):
             t = T - 1 - s
@@ -1242,11 +1315,12 @@ def gemm_floor(const floating[:, ::1] X, const floating[:, ::1] W_ih,
                floating[:, ::1] Gt, floating[:, ::1] h, floating[:, ::1] Hp,
                floating[:, ::1] dX, floating[:, ::1] dW_ih, floating[:, ::1] dW_hh,
                const int[::1] nact, const int[::1] bounds, bint train,
-               int layout=_TRANSPOSED):
+               int layout=_TRANSPOSED, const floating[:, ::1] W_ih_p=None):
     """Run only the matrix products of one layer's forward (and, with ``train``, backward)
     pass, with the kernels' shapes, blocking, threads and product kernels (``W_hh_t`` with
-    ``layout`` and ``W_hh_p`` as the kernels take them): the time a kernel cannot go below
-    with these products.  The arrays are scratch (their values are irrelevant)."""
+    ``layout``, ``W_hh_p`` and ``W_ih_p`` as the kernels take them): the time a kernel
+    cannot go below with these products.  The arrays are scratch (their values are
+    irrelevant)."""
     cdef Py_ssize_t T = nact.shape[0], B = h.shape[0], H = h.shape[1], I = X.shape[1]
     cdef Py_ssize_t GH = W_hh.shape[0], p, parts = bounds.shape[0] - 1
     _check_shape("X", tuple(X.shape)[:2], (T * B, I))
@@ -1261,21 +1335,27 @@ def gemm_floor(const floating[:, ::1] X, const floating[:, ::1] W_ih,
     _check_bounds(bounds, B)
     cdef const floating* whh_t = _transposed_ptr(W_hh_t, H, GH)
     cdef const floating* wp = _panels_ptr(whh_t, layout)
-    cdef const floating* wp_back = _back_panels_ptr(W_hh_p, GH, H)
+    cdef const floating* wp_back = _optional_panels("W_hh_p", W_hh_p, GH, H)
+    cdef const floating* wip = _optional_panels("W_ih_p", W_ih_p, I, GH)
+    # as the kernels: in inference with the projection in the loop, one step's rows of Gt
+    cdef Py_ssize_t gstep = 0 if wip != NULL and not train else B * GH
+    cdef const floating* x = &X[0, 0]
     cdef const floating* whh = &W_hh[0, 0]
     cdef const int* na = &nact[0]
     cdef const int* bd = &bounds[0]
     cdef floating* g = &Gt[0, 0]
     cdef floating* hs = &h[0, 0]
     with nogil:
-        pgemm(False, True, <int>(T * B), <int>GH, <int>I, <floating>1, &X[0, 0], <int>I,
-              &W_ih[0, 0], <int>I, <floating>0, g, <int>GH)
+        if wip == NULL:
+            pgemm(False, True, <int>(T * B), <int>GH, <int>I, <floating>1, x, <int>I,
+                  &W_ih[0, 0], <int>I, <floating>0, g, <int>GH)
         if parts == 1:
-            _floor_rows(whh, whh_t, wp, wp_back, na, T, B, H, GH, train, 0, B, g, hs)
+            _floor_rows(whh, whh_t, wp, wp_back, x, I, wip, gstep, na, T, B, H, GH, train, 0,
+                        B, g, hs)
         else:
             for p in prange(parts, num_threads=parts, schedule="static"):
-                _floor_rows(whh, whh_t, wp, wp_back, na, T, B, H, GH, train, bd[p], bd[p + 1],
-                            g, hs)
+                _floor_rows(whh, whh_t, wp, wp_back, x, I, wip, gstep, na, T, B, H, GH, train,
+                            bd[p], bd[p + 1], g, hs)
         if train:
             _input_grads(g, <int>(T * B), <int>GH, &X[0, 0], <int>I, &W_ih[0, 0], &dX[0, 0],
                          False, &dW_ih[0, 0], NULL)

@@ -146,6 +146,8 @@ def packed_lstm_weights(W_hh: np.ndarray, T: int, B: int) -> np.ndarray | None:
 # It runs at full speed with AVX-512 only, and is on by default there
 # (``_core.panel_products``); elsewhere the loops keep BLAS.
 PANEL_MIN_STEPS = 4
+# ... and then each step projects its own input in the loop, just before it needs it
+STEP_PROJECTION = True
 
 
 def use_panels(W_hh: np.ndarray, T: int, B: int) -> bool:
@@ -184,23 +186,27 @@ def run_forward(mode, relu, X, weights, nact, reverse, h, c, Y, col, train):
     T = nact.shape[0]
     B, H = h.shape
     dt = X.dtype
-    Gt = np.empty((T * B, GATES[mode] * H), dt)
     bounds = row_bounds(nact, B, H, GATES[mode])
     W_hh_t, layout = forward_operand(mode, weights[1], T, B)
+    # with the panel product, each step projects its own input just before it needs it
+    # (in cache), and inference keeps the gates of one step only
+    W_ih_p = (panels(weights[0], True)
+              if layout == _core.LAYOUT_PANELS and STEP_PROJECTION else None)
+    Gt = np.empty((T * B if train or W_ih_p is None else B, GATES[mode] * H), dt)
     Hp = _cache_array(train, (T, B, H), dt)
     if mode == "LSTM":
         Cp = _cache_array(train, (T, B, H), dt)
         _core.lstm_forward(X, *weights, nact, reverse, h, c, Y, col, Gt, Hp, Cp, bounds,
-                           W_hh_t, layout)
+                           W_hh_t, layout, W_ih_p)
         return (Gt, Hp, Cp, bounds) if train else None
     if mode == "GRU":
         Hn = _cache_array(train, (T, B, H), dt)
         Gh = np.empty((B, 3 * H), dt)
         _core.gru_forward(X, *weights, nact, reverse, h, Y, col, Gt, Gh, Hp, Hn, bounds, W_hh_t,
-                          layout)
+                          layout, W_ih_p)
         return (Gt, Gh, Hp, Hn, bounds) if train else None
     _core.rnn_forward(X, *weights, nact, reverse, relu, h, Y, col, Gt, Hp, bounds, W_hh_t,
-                      layout)
+                      layout, W_ih_p)
     return (Gt, Hp, bounds) if train else None
 
 
@@ -305,6 +311,8 @@ def gemm_floor(mode: str, x: np.ndarray, W_ih: np.ndarray, W_hh: np.ndarray, len
     W_hh_t, layout = (panels(W_hh, True), _core.LAYOUT_PANELS) if use_panels(W_hh, T, B) \
         else (recurrent_t(W_hh, T, B), _core.LAYOUT_TRANSPOSED)
     W_hh_p = backward_operand(W_hh, T, B)
+    W_ih_p = (panels(W_ih, True)
+              if layout == _core.LAYOUT_PANELS and STEP_PROJECTION else None)
     Gt = np.zeros((T * B, GH), dt)
     h = np.zeros((B, H), dt)
     Hp = np.zeros((T * B, H), dt)
@@ -314,6 +322,6 @@ def gemm_floor(mode: str, x: np.ndarray, W_ih: np.ndarray, W_hh: np.ndarray, len
 
     def run():
         _core.gemm_floor(X, W_ih, W_hh, W_hh_t, W_hh_p, Gt, h, Hp, dX, dW_ih, dW_hh, nact,
-                         bounds, train, layout)
+                         bounds, train, layout, W_ih_p)
 
     return run

@@ -141,6 +141,32 @@ def test_kernels_check_panel_arguments():
                             z(B, H), z(T * B, 2), False, z(4 * H, 2), z(4 * H, H), z(4 * H),
                             z(4 * H), bounds, Wp)
 
+    def forward_in_loop(dtype, W_ih_p, gt_rows, train):
+        z = lambda *s: np.zeros(s, dtype)   # noqa: E731
+        n = T if train else 0
+        _core.lstm_forward(z(T * B, 2), z(4 * H, 2), z(4 * H, H), z(4 * H), z(4 * H), nact,
+                           False, z(B, H), z(B, H), z(T, B, H), 0, z(gt_rows, 4 * H),
+                           z(n, B, H), z(n, B, H), bounds, z(H, 4 * H), _core.LAYOUT_PANELS
+                           if dtype == f else _core.LAYOUT_TRANSPOSED, W_ih_p)
+
+    forward_in_loop(f, np.zeros((2, 4 * H), f), B, False)      # one step's gates
+    forward_in_loop(f, np.zeros((2, 4 * H), f), T * B, True)
+    with pytest.raises(ValueError, match="W_ih_p"):
+        forward_in_loop(f, np.zeros((4 * H, 2), f), T * B, False)
+    with pytest.raises(ValueError, match="float32 only"):
+        forward_in_loop(d, np.zeros((2, 4 * H), d), T * B, False)
+    with pytest.raises(ValueError, match="T\\*B"):             # training keeps every step
+        forward_in_loop(f, np.zeros((2, 4 * H), f), B, True)
+    with pytest.raises(ValueError, match="T\\*B"):             # no W_ih_p: all steps first
+        forward_in_loop(f, np.zeros((0, 0), f), B, False)
+
+    with pytest.raises(ValueError, match="no W_ih_p"):       # the one-row loop: no panels
+        z = lambda *s: np.zeros(s, f)   # noqa: E731
+        _core.lstm_forward(z(T, 2), z(4 * H, 2), z(4 * H, H), z(4 * H), z(4 * H),
+                           np.ones(T, np.intc), False, z(1, H), z(1, H), z(T, 1, H), 0,
+                           z(T, 4 * H), z(0, 1, H), z(0, 1, H), np.array([0, 1], np.intc),
+                           z(H, 4 * H), _core.LAYOUT_LSTM_ROW, z(2, 4 * H))
+
     with pytest.raises(ValueError, match="W_hh_p"):
         backward(f, np.zeros((H, 4 * H), f))                 # (4H, H) expected
     with pytest.raises(ValueError, match="float32 only"):
@@ -175,15 +201,19 @@ def _train(layer, x, lengths, dy):
     return y, dx, grads
 
 
+@pytest.mark.parametrize("in_loop", [True, False], ids=["step_projection", "projection_first"])
 @pytest.mark.parametrize("bidirectional", [False, True], ids=["uni", "bi"])
 @pytest.mark.parametrize("lengths", [None, [9, 4, 7, 1, 9, 2, 3, 8, 5, 6] * 2],
                          ids=["full", "lengths"])
 @pytest.mark.parametrize("H", [16, 48, 80])
 @pytest.mark.parametrize("mode", ["RNN", "LSTM", "GRU"])
-def test_layer_with_panels_matches_blas_and_float64(mode, H, lengths, bidirectional):
-    """Forward, input gradient and weight gradients of a float32 layer: the same with the
-    panel product (per step, and before and after the loops) as with BLAS (to float32
-    rounding), and both close to float64."""
+def test_layer_with_panels_matches_blas_and_float64(mode, H, lengths, bidirectional, in_loop,
+                                                    monkeypatch):
+    """Forward (training and inference), input gradient and weight gradients of a float32
+    layer: the same with the panel product (per step, and before and after the loops; the
+    input projected step by step in the loop or all at once first) as with BLAS (to
+    float32 rounding), and both close to float64."""
+    monkeypatch.setattr(_engine, "STEP_PROJECTION", in_loop)
     B, T, I = 20, 9, 16
     rng = np.random.default_rng(H)
     x = rng.standard_normal((T, B, I))
@@ -199,12 +229,14 @@ def test_layer_with_panels_matches_blas_and_float64(mode, H, lengths, bidirectio
     try:
         assert _engine.use_panels(layer._params["weight_hh_l0"].data, T, B)
         with_panels = _train(layer, x32, lengths, dy32)
+        inferred = layer(x32, lengths=lengths)[0]
         _core.panel_products(False)
         with_blas = _train(layer, x32, lengths, dy32)
     finally:
         _core.panel_products(before)
     exact = _train(wide, x, lengths, dy)
 
+    assert_allclose(inferred, with_panels[0], **F32)
     for a, b, c in zip(with_panels[:2], with_blas[:2], exact[:2]):
         assert_allclose(a, b, **F32)
         assert_allclose(a, c, rtol=1e-4, atol=1e-4)
