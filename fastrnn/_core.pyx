@@ -167,6 +167,7 @@ cdef void pgemm(bint trans_a, bint trans_b, int m, int n, int k, floating alpha,
 cdef bint _panel_products = fr_panel_kernels_fast()
 cdef int _panel_ta_max_rows = 256
 cdef int _panel_min_rows = 16
+cdef double _panel_max_bytes = 64.0 * 1024 * 1024    # the packed copy of op(B), at most
 
 
 cdef int _panel_pgemm(bint trans_a, bint trans_b, int m, int n, int k, float alpha,
@@ -177,7 +178,8 @@ cdef int _panel_pgemm(bint trans_a, bint trans_b, int m, int n, int k, float alp
     cdef float* Bp
     cdef int p, r0, r1
     if (not _panel_products or alpha != 1 or (beta != 0 and beta != 1) or n % 16 or k < 1
-            or m < _panel_min_rows or (trans_a and m > _panel_ta_max_rows)):
+            or m < _panel_min_rows or (trans_a and m > _panel_ta_max_rows)
+            or <double>k * n * sizeof(float) > _panel_max_bytes):
         return -1
     Bp = <float*>malloc(<size_t>k * n * sizeof(float))
     if Bp == NULL:

@@ -25,17 +25,19 @@
  * rows or threads.
  *
  * fr_panel_gemm_f is compiled for AVX-512, where the 16-float vector is one register and
- * the 4x4 block fits the 32 registers; fr_panel_kernels_fast() says whether the running
- * CPU has it.  Elsewhere the same code compiles for the baseline (correct, but a 16-float
- * vector spans four SSE registers), and fastrnn keeps BLAS for these products.
+ * the 4x4 block fits the 32 registers, and for the x86-64 baseline, picked when the module
+ * loads; fr_panel_kernels_fast() says whether the running CPU has AVX-512.  The baseline
+ * build is correct but slow (a 16-float vector spans four SSE registers), so without
+ * AVX-512 fastrnn keeps BLAS for these products.
  */
 #ifndef FASTRNN_PANEL_H
 #define FASTRNN_PANEL_H
 
 #include <string.h>
 
-#if defined(__x86_64__) && (defined(__GNUC__) || defined(__clang__))
-#define FR_PANEL_TARGET __attribute__((target("avx512f")))
+#if defined(__GNUC__) && !defined(__clang__) && defined(__x86_64__) && defined(__linux__)
+/* an AVX-512 clone and a baseline one, picked when the module loads (an ifunc) */
+#define FR_PANEL_TARGET __attribute__((target_clones("avx512f", "default")))
 static inline int fr_panel_kernels_fast(void)
 {
     __builtin_cpu_init();
