@@ -156,10 +156,10 @@ def use_panels(W_hh: np.ndarray, T: int, B: int) -> bool:
             and W_hh.shape[1] % 16 == 0 and _core.panel_products())
 
 
-def panels(W_hh: np.ndarray, transpose: bool) -> np.ndarray:
-    """W_hh.T (forward) or W_hh (backward) packed for the panel product."""
-    out = np.empty(W_hh.shape[::-1] if transpose else W_hh.shape, np.float32)
-    _core.panel_pack(W_hh, out, transpose)
+def panels(W: np.ndarray, transpose: bool) -> np.ndarray:
+    """W.T (W_hh.T, W_ih.T forward) or W (W_hh backward) packed for the panel product."""
+    out = np.empty(W.shape[::-1] if transpose else W.shape, np.float32)
+    _core.panel_pack(W, out, transpose)
     return out
 
 
@@ -175,6 +175,13 @@ def forward_operand(mode: str, W_hh: np.ndarray, T: int, B: int) -> tuple[np.nda
     return recurrent_t(W_hh, T, B), _core.LAYOUT_TRANSPOSED
 
 
+def input_operand(W_ih: np.ndarray, layout: int) -> np.ndarray | None:
+    """W_ih.T packed for a forward loop that projects each step's input itself (with the
+    panel product: the step's gates stay in cache), or None: one product over all steps
+    before the loop."""
+    return panels(W_ih, True) if layout == _core.LAYOUT_PANELS and STEP_PROJECTION else None
+
+
 def backward_operand(W_hh: np.ndarray, T: int, B: int) -> np.ndarray:
     """W_hh packed for the backward time loop's products, or empty (BLAS reads W_hh)."""
     return panels(W_hh, False) if use_panels(W_hh, T, B) else _EMPTY2[W_hh.dtype.char]
@@ -188,10 +195,8 @@ def run_forward(mode, relu, X, weights, nact, reverse, h, c, Y, col, train):
     dt = X.dtype
     bounds = row_bounds(nact, B, H, GATES[mode])
     W_hh_t, layout = forward_operand(mode, weights[1], T, B)
-    # with the panel product, each step projects its own input just before it needs it
-    # (in cache), and inference keeps the gates of one step only
-    W_ih_p = (panels(weights[0], True)
-              if layout == _core.LAYOUT_PANELS and STEP_PROJECTION else None)
+    W_ih_p = input_operand(weights[0], layout)
+    # projecting step by step, inference keeps the gates of one step only
     Gt = np.empty((T * B if train or W_ih_p is None else B, GATES[mode] * H), dt)
     Hp = _cache_array(train, (T, B, H), dt)
     if mode == "LSTM":
@@ -311,8 +316,7 @@ def gemm_floor(mode: str, x: np.ndarray, W_ih: np.ndarray, W_hh: np.ndarray, len
     W_hh_t, layout = (panels(W_hh, True), _core.LAYOUT_PANELS) if use_panels(W_hh, T, B) \
         else (recurrent_t(W_hh, T, B), _core.LAYOUT_TRANSPOSED)
     W_hh_p = backward_operand(W_hh, T, B)
-    W_ih_p = (panels(W_ih, True)
-              if layout == _core.LAYOUT_PANELS and STEP_PROJECTION else None)
+    W_ih_p = input_operand(W_ih, layout)
     Gt = np.zeros((T * B, GH), dt)
     h = np.zeros((B, H), dt)
     Hp = np.zeros((T * B, H), dt)
