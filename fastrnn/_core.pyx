@@ -181,11 +181,16 @@ cdef int _panel_pgemm(bint trans_a, bint trans_b, int m, int n, int k, float alp
             or m < _panel_min_rows or (trans_a and m > _panel_ta_max_rows)
             or <double>k * n * sizeof(float) > _panel_max_bytes):
         return -1
-    Bp = <float*>malloc(<size_t>k * n * sizeof(float))
-    if Bp == NULL:
-        return -1
-    # op(B)[kk, j] = B[j*ldb + kk] (trans_b) or B[kk*ldb + j]
-    fr_panel_pack_f(B, n, k, ldb if trans_b else 1, 1 if trans_b else ldb, Bp)
+    cdef bint packed_already = not trans_b and n <= 64 and ldb == n
+    if packed_already:
+        # one panel, rows in order: B is laid out as its own packed copy
+        Bp = <float*>B
+    else:
+        Bp = <float*>malloc(<size_t>k * n * sizeof(float))
+        if Bp == NULL:
+            return -1
+        # op(B)[kk, j] = B[j*ldb + kk] (trans_b) or B[kk*ldb + j]
+        fr_panel_pack_f(B, n, k, ldb if trans_b else 1, 1 if trans_b else ldb, Bp)
     if parts == 1:
         fr_panel_gemm_f(A, lda, trans_a, m, k, Bp, n, C, ldc, beta != 0)
     else:
@@ -194,7 +199,8 @@ cdef int _panel_pgemm(bint trans_a, bint trans_b, int m, int n, int k, float alp
             r1 = <int>((<long>m * (p + 1)) // parts)
             fr_panel_gemm_f(A + (r0 if trans_a else <long>r0 * lda), lda, trans_a, r1 - r0,
                             k, Bp, n, C + <long>r0 * ldc, ldc, beta != 0)
-    free(Bp)
+    if not packed_already:
+        free(Bp)
     return 0
 
 

@@ -158,6 +158,8 @@ def use_panels(W_hh: np.ndarray, T: int, B: int) -> bool:
 
 def panels(W: np.ndarray, transpose: bool) -> np.ndarray:
     """W.T (W_hh.T, W_ih.T forward) or W (W_hh backward) packed for the panel product."""
+    if not transpose and W.shape[1] <= 64:
+        return W            # one panel, rows in order: W is laid out as its packed copy
     out = np.empty(W.shape[::-1] if transpose else W.shape, np.float32)
     _core.panel_pack(W, out, transpose)
     return out

@@ -47,6 +47,16 @@ def test_pack_layout(K, n, transpose):
         np.testing.assert_array_equal(panel, B[:, 64 * P: 64 * P + w])
 
 
+def test_one_panel_is_the_matrix_itself():
+    """Up to 64 columns, B's packed copy is B (one panel, rows in order): the products
+    read such a B (and W_hh for the backward products) without copying it."""
+    B = np.arange(5 * 48, dtype=np.float32).reshape(5, 48)
+    np.testing.assert_array_equal(_packed(B, False), B)
+    W_hh = np.zeros((4 * 64, 64), np.float32)
+    assert _engine.panels(W_hh, False) is W_hh
+    assert _engine.panels(np.zeros((4 * 80, 80), np.float32), False).shape == (320, 80)
+
+
 @pytest.mark.parametrize("accumulate", [False, True], ids=["set", "accumulate"])
 @pytest.mark.parametrize("n", [16, 32, 48, 64, 112, 208])
 @pytest.mark.parametrize("m", [1, 2, 3, 4, 5, 6, 7, 8, 9, 13, 17])
