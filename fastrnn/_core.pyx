@@ -614,6 +614,17 @@ cdef inline void _step_input(int n, int GH, int I, const floating* x, const floa
         fr_panel_gemm_f(x, I, 0, n, I, Wip, GH, gt, GH, b_ih != NULL)
 
 
+cdef inline void _input_all(int TB, int GH, int I, const floating* X, const floating* W_ih,
+                            const floating* b_ih, const floating* b_hh, int n_hh,
+                            floating* Gt) noexcept nogil:
+    """Gt := X @ W_ih.T + b_ih + b_hh (b_hh on the first n_hh columns only): the input
+    projection of all T*B rows at once, before the time loop."""
+    if b_ih != NULL:
+        _fill_bias(Gt, TB, GH, b_ih, b_hh, n_hh)
+    pgemm(False, True, TB, GH, I, <floating>1, X, I, W_ih, I,
+          <floating>(1 if b_ih != NULL else 0), Gt, GH)
+
+
 cdef Py_ssize_t _gates_step(Py_ssize_t gt_rows, bint in_loop, bint train, Py_ssize_t T,
                             Py_ssize_t B, Py_ssize_t GH) except -1:
     """The stride of Gt from one step to the next: Gt holds every step's gates (T*B rows),
@@ -738,11 +749,7 @@ def rnn_forward(const floating[:, ::1] X, const floating[:, ::1] W_ih,
     cdef const int* bd = &bounds[0]
     with nogil:
         if wip == NULL:
-            # Gt = X @ W_ih.T + (b_ih + b_hh)
-            if pb_ih != NULL:
-                _fill_bias(g, T * B, H, pb_ih, pb_hh, H)
-            pgemm(False, True, <int>(T * B), <int>H, <int>I, <floating>1, x, <int>I,
-                  &W_ih[0, 0], <int>I, <floating>(1 if pb_ih != NULL else 0), g, <int>H)
+            _input_all(<int>(T * B), <int>H, <int>I, x, &W_ih[0, 0], pb_ih, pb_hh, <int>H, g)
         if parts == 1:
             _rnn_forward_rows(whh, whh_t, wp, x, I, wip, pb_ih, pb_hh, gstep, na, T, B, H,
                               reverse, relu, 0, B, g, hs, y, ldy, hp)
@@ -1004,11 +1011,8 @@ def lstm_forward(const floating[:, ::1] X, const floating[:, ::1] W_ih,
             raise MemoryError()
     with nogil:
         if wip == NULL:
-            # Gt = X @ W_ih.T + (b_ih + b_hh)
-            if pb_ih != NULL:
-                _fill_bias(g, T * B, GH, pb_ih, pb_hh, GH)
-            pgemm(False, True, <int>(T * B), <int>GH, <int>I, <floating>1, x, <int>I,
-                  &W_ih[0, 0], <int>I, <floating>(1 if pb_ih != NULL else 0), g, <int>GH)
+            _input_all(<int>(T * B), <int>GH, <int>I, x, &W_ih[0, 0], pb_ih, pb_hh, <int>GH,
+                       g)
         if packed:
             if floating is float:
                 fr_lstm_row_f(whh_t, H, na, T, reverse, g, GH, hs, cs, y, ldy, hp, cp, H,
@@ -1190,12 +1194,9 @@ def gru_forward(const floating[:, ::1] X, const floating[:, ::1] W_ih,
     cdef const int* na = &nact[0]
     cdef const int* bd = &bounds[0]
     with nogil:
-        if wip == NULL:
-            # Gt = X @ W_ih.T + b_ih + [b_hr, b_hz, 0]   (b_hn stays inside r*(...))
-            if pb_ih != NULL:
-                _fill_bias(g, T * B, GH, pb_ih, pb_hh, 2 * H)
-            pgemm(False, True, <int>(T * B), <int>GH, <int>I, <floating>1, x, <int>I,
-                  &W_ih[0, 0], <int>I, <floating>(1 if pb_ih != NULL else 0), g, <int>GH)
+        if wip == NULL:     # b_hn stays inside r*(...): b_hh on the r and z columns only
+            _input_all(<int>(T * B), <int>GH, <int>I, x, &W_ih[0, 0], pb_ih, pb_hh,
+                       <int>(2 * H), g)
         if parts == 1:
             _gru_forward_rows(whh, whh_t, wp, x, I, wip, pb_ih, pb_hh, gstep, b_hn, na, T, B,
                               H, reverse, 0, B, g, gh, hs, y, ldy, hp, hn)
@@ -1355,8 +1356,7 @@ def gemm_floor(const floating[:, ::1] X, const floating[:, ::1] W_ih,
     cdef floating* hs = &h[0, 0]
     with nogil:
         if wip == NULL:
-            pgemm(False, True, <int>(T * B), <int>GH, <int>I, <floating>1, x, <int>I,
-                  &W_ih[0, 0], <int>I, <floating>0, g, <int>GH)
+            _input_all(<int>(T * B), <int>GH, <int>I, x, &W_ih[0, 0], NULL, NULL, 0, g)
         if parts == 1:
             _floor_rows(whh, whh_t, wp, wp_back, x, I, wip, gstep, na, T, B, H, GH, train, 0,
                         B, g, hs)

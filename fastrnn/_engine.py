@@ -165,16 +165,22 @@ def panels(W: np.ndarray, transpose: bool) -> np.ndarray:
     return out
 
 
+def step_operand(W_hh: np.ndarray, T: int, B: int) -> tuple[np.ndarray, int]:
+    """What the per-step product ``h @ W_hh.T`` of a forward loop reads, and its layout
+    (``_core``'s ``LAYOUT_PANELS`` or ``LAYOUT_TRANSPOSED``)."""
+    if use_panels(W_hh, T, B):
+        return panels(W_hh, True), _core.LAYOUT_PANELS
+    return recurrent_t(W_hh, T, B), _core.LAYOUT_TRANSPOSED
+
+
 def forward_operand(mode: str, W_hh: np.ndarray, T: int, B: int) -> tuple[np.ndarray, int]:
-    """What a forward time loop multiplies by at each step, and its layout (``_core``'s
-    ``LAYOUT_*``)."""
+    """What a forward time loop multiplies by at each step, and its layout: the one-row
+    LSTM loop's packed weights when it applies, else :func:`step_operand`."""
     if mode == "LSTM":
         packed = packed_lstm_weights(W_hh, T, B)
         if packed is not None:
             return packed, _core.LAYOUT_LSTM_ROW
-    if use_panels(W_hh, T, B):
-        return panels(W_hh, True), _core.LAYOUT_PANELS
-    return recurrent_t(W_hh, T, B), _core.LAYOUT_TRANSPOSED
+    return step_operand(W_hh, T, B)
 
 
 def input_operand(W_ih: np.ndarray, layout: int) -> np.ndarray | None:
@@ -315,8 +321,7 @@ def gemm_floor(mode: str, x: np.ndarray, W_ih: np.ndarray, W_hh: np.ndarray, len
     nact = active_rows(None if lengths is None else np.sort(lengths)[::-1].copy(), T, B)
     bounds = row_bounds(nact, B, H, GATES[mode])
     X = np.ascontiguousarray(x).reshape(T * B, I)
-    W_hh_t, layout = (panels(W_hh, True), _core.LAYOUT_PANELS) if use_panels(W_hh, T, B) \
-        else (recurrent_t(W_hh, T, B), _core.LAYOUT_TRANSPOSED)
+    W_hh_t, layout = step_operand(W_hh, T, B)
     W_hh_p = backward_operand(W_hh, T, B)
     W_ih_p = input_operand(W_ih, layout)
     Gt = np.zeros((T * B, GH), dt)
