@@ -38,6 +38,9 @@ PRODUCTS = [
     ("input projection, T*B=6400, I=512, LSTM H=512", 6400, 512, 2048, False),
     ("dW_hh = dG.T @ Hp, RNN H=64, T*B=3200", 64, 3200, 64, True),
     ("dW_hh = dG.T @ Hp, LSTM H=128, T*B=1600", 512, 1600, 128, True),
+    ("dW_ih = dG.T @ X, LSTM H=128, I=32, T*B=1600", 512, 1600, 32, True),
+    ("dW_hh = dG.T @ Hp, GRU H=256, T*B=6400", 768, 6400, 256, True),
+    ("dW_hh = dG.T @ Hp, LSTM H=512, T*B=6400, one thread's half", 1024, 6400, 512, True),
 ]
 
 

@@ -162,10 +162,11 @@ cdef void pgemm(bint trans_a, bint trans_b, int m, int n, int k, floating alpha,
 # fastrnn's own product (_panel.h) for the products before and after the time loops too:
 # op(B) is packed once (a copy the size of B), then the row parts run the panel kernel.
 # Measured against one-thread OpenBLAS here: level on large square-ish products, 1.1-2.8x
-# on the narrow ones of small layers (n or k of 16-128), and on the weight gradients
-# dG.T @ X of up to 256 gate rows; from there on BLAS is as fast, so it keeps them.
+# on the narrow ones of small layers (n or k of 16-128), 1.05-1.4x on the weight gradients
+# dG.T @ X of up to 2048 gate rows (LSTM H <= 512); with more (LSTM H=1024) BLAS is faster,
+# so it keeps them.
 cdef bint _panel_products = fr_panel_kernels_fast()
-cdef int _panel_ta_max_rows = 256
+cdef int _panel_ta_max_rows = 2048
 cdef int _panel_min_rows = 16
 cdef double _panel_max_bytes = 64.0 * 1024 * 1024    # the packed copy of op(B), at most
 

@@ -280,3 +280,28 @@ def test_gemm_floor_runs_with_panels(panels_on):
     W_hh = rng.standard_normal((64, 16)).astype(np.float32)
     for train in (False, True):
         _engine.gemm_floor("LSTM", x, W_ih, W_hh, train=train)()
+
+
+@pytest.mark.parametrize("mode, H", [("LSTM", 80), ("GRU", 112)])
+def test_weight_gradients_of_many_gate_rows_split_across_threads(mode, H, panels_on):
+    """dW = dG.T @ X with more than 256 gate rows (A read transposed), its rows split
+    across two threads: the same as BLAS to float32 rounding."""
+    rng = np.random.default_rng(H)
+    T, B, I = 12, 24, 40
+    x = rng.standard_normal((T, B, I)).astype(np.float32)
+    dy = rng.standard_normal((T, B, H)).astype(np.float32)
+    layer = getattr(fastrnn, mode)(I, H, dtype=np.float32, seed=H)
+    threads, flops = fastrnn.get_num_threads(), _core.parallel_min_flops()
+    try:
+        fastrnn.set_num_threads(2)
+        _core.parallel_min_flops(0)
+        with_panels = _train(layer, x, None, dy)
+        _core.panel_products(False)
+        with_blas = _train(layer, x, None, dy)
+    finally:
+        _core.panel_products(True)
+        _core.parallel_min_flops(flops)
+        fastrnn.set_num_threads(threads)
+    for name in with_blas[2]:
+        assert_allclose(with_panels[2][name], with_blas[2][name], rtol=1e-4, atol=1e-4,
+                        err_msg=name)
