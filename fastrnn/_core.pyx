@@ -50,7 +50,7 @@ cdef extern from "_panel.h" nogil:
     int fr_panel_kernels_fast()
     void fr_panel_pack_f(const float* src, long n, long K, long sj, long sk, float* out)
     void fr_panel_gemm_f(const float* A, long lda, int ta, long m, long K, const float* Bp,
-                         long n, float* C, long ldc, int accumulate)
+                         long n, float* C, long ldc, int accumulate, const float* bias)
 
 cnp.import_array()
 
@@ -193,13 +193,13 @@ cdef int _panel_pgemm(bint trans_a, bint trans_b, int m, int n, int k, float alp
         # op(B)[kk, j] = B[j*ldb + kk] (trans_b) or B[kk*ldb + j]
         fr_panel_pack_f(B, n, k, ldb if trans_b else 1, 1 if trans_b else ldb, Bp)
     if parts == 1:
-        fr_panel_gemm_f(A, lda, trans_a, m, k, Bp, n, C, ldc, beta != 0)
+        fr_panel_gemm_f(A, lda, trans_a, m, k, Bp, n, C, ldc, beta != 0, NULL)
     else:
         for p in prange(parts, num_threads=parts, schedule="static"):
             r0 = <int>((<long>m * p) // parts)
             r1 = <int>((<long>m * (p + 1)) // parts)
             fr_panel_gemm_f(A + (r0 if trans_a else <long>r0 * lda), lda, trans_a, r1 - r0,
-                            k, Bp, n, C + <long>r0 * ldc, ldc, beta != 0)
+                            k, Bp, n, C + <long>r0 * ldc, ldc, beta != 0, NULL)
     if not packed_already:
         free(Bp)
     return 0
@@ -583,7 +583,7 @@ cdef inline void _step_product(int n, int GH, int H, const floating* h, const fl
     plain product, in blocks of rows), else from W_hh (GH, H)."""
     if floating is float:
         if panels != NULL:
-            fr_panel_gemm_f(h, H, 0, n, H, panels, GH, out, GH, beta != 0)
+            fr_panel_gemm_f(h, H, 0, n, H, panels, GH, out, GH, beta != 0, NULL)
             return
     if W_hh_t != NULL:
         gemm_rows(False, n, GH, H, h, H, W_hh_t, GH, beta, out, GH)
@@ -598,21 +598,32 @@ cdef inline void _back_product(int n, int GH, int H, const floating* dG, int ldg
     panels when given (float only)."""
     if floating is float:
         if panels != NULL:
-            fr_panel_gemm_f(dG, ldg, 0, n, GH, panels, H, dh, H, beta != 0)
+            fr_panel_gemm_f(dG, ldg, 0, n, GH, panels, H, dh, H, beta != 0, NULL)
             return
     gemm_rows(False, n, H, GH, dG, ldg, W_hh, H, beta, dh, H)
 
 
 cdef inline void _step_input(int n, int GH, int I, const floating* x, const floating* Wip,
-                             const floating* b_ih, const floating* b_hh, int n_hh,
-                             floating* gt) noexcept nogil:
-    """gt[:n] := x[:n] @ W_ih.T + b_ih + b_hh (b_hh on the first n_hh columns only), with
-    W_ih.T packed in panels: the input projection of one step, when the time loop computes
-    it step by step (float only)."""
+                             const floating* bias, floating* gt) noexcept nogil:
+    """gt[:n] := bias + x[:n] @ W_ih.T (bias: :func:`_step_bias`, or NULL), with W_ih.T
+    packed in panels: the input projection of one step, when the time loop computes it
+    step by step (float only).  The product's sums start from the bias."""
     if floating is float:
-        if b_ih != NULL:
-            _fill_bias(gt, n, GH, b_ih, b_hh, n_hh)
-        fr_panel_gemm_f(x, I, 0, n, I, Wip, GH, gt, GH, b_ih != NULL)
+        fr_panel_gemm_f(x, I, 0, n, I, Wip, GH, gt, GH, 0, bias)
+
+
+cdef floating* _step_bias(const floating* wip, const floating* b_ih, const floating* b_hh,
+                          Py_ssize_t GH, Py_ssize_t n_hh) except? NULL:
+    """The bias row each step's own input projection starts from: b_ih + b_hh on the
+    first n_hh columns, b_ih after them.  malloc'ed, for the caller to free; NULL when the
+    loop does not project its input step by step (no ``wip``) or there are no biases."""
+    if wip == NULL or b_ih == NULL:
+        return NULL
+    cdef floating* out = <floating*>malloc(GH * sizeof(floating))
+    if out == NULL:
+        raise MemoryError()
+    _fill_bias(out, 1, GH, b_ih, b_hh, n_hh)
+    return out
 
 
 cdef inline void _input_all(int TB, int GH, int I, const floating* X, const floating* W_ih,
@@ -673,8 +684,7 @@ cdef inline Py_ssize_t _active(int nact_t, Py_ssize_t lo, Py_ssize_t hi) noexcep
 
 cdef void _rnn_forward_rows(const floating* W_hh, const floating* W_hh_t, const floating* Wp,
                             const floating* X, Py_ssize_t I, const floating* Wip,
-                            const floating* b_ih, const floating* b_hh, Py_ssize_t gstep,
-                            const int* nact,
+                            const floating* sbias, Py_ssize_t gstep, const int* nact,
                             Py_ssize_t T, Py_ssize_t B, Py_ssize_t H, bint reverse, bint relu,
                             Py_ssize_t lo, Py_ssize_t hi, floating* g, floating* hs,
                             floating* y, Py_ssize_t ldy, floating* hp) noexcept nogil:
@@ -695,8 +705,7 @@ cdef void _rnn_forward_rows(const floating* W_hh, const floating* W_hh_t, const 
             memcpy(hp + t * B * H, hs, rows * H * sizeof(floating))
         if Wip != NULL:
             # 0. Gt[t] = x_t @ W_ih.T + biases: the projection, step by step
-            _step_input(<int>n, <int>H, <int>I, X + (t * B + lo) * I, Wip, b_ih, b_hh, <int>H,
-                        gt)
+            _step_input(<int>n, <int>H, <int>I, X + (t * B + lo) * I, Wip, sbias, gt)
         # 1. Gt[t] += h @ W_hh.T
         _step_product(<int>n, <int>H, <int>H, hs, W_hh, W_hh_t, Wp, <floating>1, gt)
         # 2.-3. h = act(Gt[t])
@@ -748,16 +757,18 @@ def rnn_forward(const floating[:, ::1] X, const floating[:, ::1] W_ih,
     cdef const floating* wp = _panels_ptr(whh_t, layout)
     cdef const int* na = &nact[0]
     cdef const int* bd = &bounds[0]
+    cdef floating* sb = _step_bias(wip, pb_ih, pb_hh, H, H)
     with nogil:
         if wip == NULL:
             _input_all(<int>(T * B), <int>H, <int>I, x, &W_ih[0, 0], pb_ih, pb_hh, <int>H, g)
         if parts == 1:
-            _rnn_forward_rows(whh, whh_t, wp, x, I, wip, pb_ih, pb_hh, gstep, na, T, B, H,
-                              reverse, relu, 0, B, g, hs, y, ldy, hp)
+            _rnn_forward_rows(whh, whh_t, wp, x, I, wip, sb, gstep, na, T, B, H, reverse,
+                              relu, 0, B, g, hs, y, ldy, hp)
         else:
             for p in prange(parts, num_threads=parts, schedule="static"):
-                _rnn_forward_rows(whh, whh_t, wp, x, I, wip, pb_ih, pb_hh, gstep, na, T, B, H,
-                                  reverse, relu, bd[p], bd[p + 1], g, hs, y, ldy, hp)
+                _rnn_forward_rows(whh, whh_t, wp, x, I, wip, sb, gstep, na, T, B, H, reverse,
+                                  relu, bd[p], bd[p + 1], g, hs, y, ldy, hp)
+        free(sb)
 
 
 cdef void _rnn_backward_rows(const floating* W_hh, const floating* Wp, const int* nact,
@@ -832,8 +843,7 @@ def rnn_backward(const floating[:, ::1] X, const floating[:, ::1] W_ih,
 
 cdef void _lstm_forward_rows(const floating* W_hh, const floating* W_hh_t, const floating* Wp,
                              const floating* X, Py_ssize_t I, const floating* Wip,
-                             const floating* b_ih, const floating* b_hh, Py_ssize_t gstep,
-                             const int* nact,
+                             const floating* sbias, Py_ssize_t gstep, const int* nact,
                              Py_ssize_t T, Py_ssize_t B, Py_ssize_t H, bint reverse,
                              Py_ssize_t lo, Py_ssize_t hi, floating* g, floating* hs,
                              floating* cs, floating* y, Py_ssize_t ldy, floating* hp,
@@ -858,8 +868,7 @@ cdef void _lstm_forward_rows(const floating* W_hh, const floating* W_hh_t, const
             memcpy(cp + t * B * H, cs, rows * H * sizeof(floating))
         if Wip != NULL:
             # 0. Gt[t] = x_t @ W_ih.T + biases: the projection, step by step
-            _step_input(<int>n, <int>GH, <int>I, X + (t * B + lo) * I, Wip, b_ih, b_hh,
-                        <int>GH, gt)
+            _step_input(<int>n, <int>GH, <int>I, X + (t * B + lo) * I, Wip, sbias, gt)
         # 1. Gt[t] += h @ W_hh.T
         _step_product(<int>n, <int>GH, <int>H, hs, W_hh, W_hh_t, Wp, <floating>1, gt)
         # 2.-3. gates, c = f*c + i*g, h = o*tanh(c)
@@ -931,10 +940,10 @@ def panel_pack(const float[:, ::1] W, float[:, ::1] out, bint transpose):
 
 
 def panel_gemm(const float[:, ::1] A, const float[:, ::1] Bp, float[:, ::1] C,
-               bint accumulate=False, bint trans_a=False):
-    """``C = op(A) @ B`` (``C += ...`` with ``accumulate``) with ``Bp`` = B packed by
-    :func:`panel_pack` and op(A) = A, or A.T with ``trans_a``: fastrnn's own product, in
-    the calling thread."""
+               bint accumulate=False, bint trans_a=False, const float[::1] bias=None):
+    """``C = op(A) @ B`` (``C += ...`` with ``accumulate``, else ``C = bias + ...`` with a
+    ``bias`` of n values) with ``Bp`` = B packed by :func:`panel_pack` and op(A) = A, or
+    A.T with ``trans_a``: fastrnn's own product, in the calling thread."""
     cdef Py_ssize_t m = A.shape[1 if trans_a else 0], K = A.shape[0 if trans_a else 1]
     cdef Py_ssize_t n = Bp.shape[1]
     if Bp.shape[0] != K or n % 16 or n == 0:
@@ -943,9 +952,13 @@ def panel_gemm(const float[:, ::1] A, const float[:, ::1] Bp, float[:, ::1] C,
     _check_shape("C", tuple(C.shape)[:2], (m, n))
     if m == 0 or K == 0:
         raise ValueError(f"A must have at least one row and one column, got {(m, K)}")
+    cdef const float* pbias = NULL
+    if bias is not None:
+        _check_shape("bias", tuple(bias.shape)[:1], (n,))
+        pbias = &bias[0]
     with nogil:
         fr_panel_gemm_f(&A[0, 0], A.shape[1], trans_a, m, K, &Bp[0, 0], n, &C[0, 0], n,
-                        accumulate)
+                        accumulate, pbias)
 
 
 def lstm_forward(const floating[:, ::1] X, const floating[:, ::1] W_ih,
@@ -1010,6 +1023,7 @@ def lstm_forward(const floating[:, ::1] X, const floating[:, ::1] W_ih,
         work = <float*>malloc(2 * H * sizeof(float))
         if work == NULL:
             raise MemoryError()
+    cdef floating* sb = _step_bias(wip, pb_ih, pb_hh, GH, GH)   # NULL when packed
     with nogil:
         if wip == NULL:
             _input_all(<int>(T * B), <int>GH, <int>I, x, &W_ih[0, 0], pb_ih, pb_hh, <int>GH,
@@ -1020,12 +1034,13 @@ def lstm_forward(const floating[:, ::1] X, const floating[:, ::1] W_ih,
                               work)
             free(work)
         elif parts == 1:
-            _lstm_forward_rows(whh, whh_t, wp, x, I, wip, pb_ih, pb_hh, gstep, na, T, B, H,
-                               reverse, 0, B, g, hs, cs, y, ldy, hp, cp)
+            _lstm_forward_rows(whh, whh_t, wp, x, I, wip, sb, gstep, na, T, B, H, reverse, 0,
+                               B, g, hs, cs, y, ldy, hp, cp)
         else:
             for p in prange(parts, num_threads=parts, schedule="static"):
-                _lstm_forward_rows(whh, whh_t, wp, x, I, wip, pb_ih, pb_hh, gstep, na, T, B,
-                                   H, reverse, bd[p], bd[p + 1], g, hs, cs, y, ldy, hp, cp)
+                _lstm_forward_rows(whh, whh_t, wp, x, I, wip, sb, gstep, na, T, B, H, reverse,
+                                   bd[p], bd[p + 1], g, hs, cs, y, ldy, hp, cp)
+        free(sb)
 
 
 cdef void _lstm_backward_rows(const floating* W_hh, const floating* Wp, const int* nact,
@@ -1109,7 +1124,7 @@ def lstm_backward(const floating[:, ::1] X, const floating[:, ::1] W_ih,
 cdef void _gru_forward_rows(const floating* W_hh, const floating* W_hh_t,
                             const floating* Wp,
                             const floating* X, Py_ssize_t I, const floating* Wip,
-                            const floating* b_ih, const floating* b_hh, Py_ssize_t gstep,
+                            const floating* sbias, Py_ssize_t gstep,
                             const floating* b_hn, const int* nact,
                             Py_ssize_t T, Py_ssize_t B, Py_ssize_t H, bint reverse,
                             Py_ssize_t lo, Py_ssize_t hi, floating* g, floating* gh,
@@ -1134,8 +1149,7 @@ cdef void _gru_forward_rows(const floating* W_hh, const floating* W_hh_t,
             memcpy(hp + t * B * H, hs, rows * H * sizeof(floating))
         if Wip != NULL:
             # 0. Gt[t] = x_t @ W_ih.T + biases (b_hn stays inside r*(...)), step by step
-            _step_input(<int>n, <int>GH, <int>I, X + (t * B + lo) * I, Wip, b_ih, b_hh,
-                        <int>(2 * H), gt)
+            _step_input(<int>n, <int>GH, <int>I, X + (t * B + lo) * I, Wip, sbias, gt)
         # 1. Gh = h @ W_hh.T
         _step_product(<int>n, <int>GH, <int>H, hs, W_hh, W_hh_t, Wp, <floating>0, gh)
         # 2.-3. gates and h
@@ -1194,17 +1208,20 @@ def gru_forward(const floating[:, ::1] X, const floating[:, ::1] W_ih,
     cdef const floating* wp = _panels_ptr(whh_t, layout)
     cdef const int* na = &nact[0]
     cdef const int* bd = &bounds[0]
+    # b_hn stays inside r*(...): b_hh on the r and z columns only
+    cdef floating* sb = _step_bias(wip, pb_ih, pb_hh, GH, 2 * H)
     with nogil:
-        if wip == NULL:     # b_hn stays inside r*(...): b_hh on the r and z columns only
+        if wip == NULL:
             _input_all(<int>(T * B), <int>GH, <int>I, x, &W_ih[0, 0], pb_ih, pb_hh,
                        <int>(2 * H), g)
         if parts == 1:
-            _gru_forward_rows(whh, whh_t, wp, x, I, wip, pb_ih, pb_hh, gstep, b_hn, na, T, B,
-                              H, reverse, 0, B, g, gh, hs, y, ldy, hp, hn)
+            _gru_forward_rows(whh, whh_t, wp, x, I, wip, sb, gstep, b_hn, na, T, B, H, reverse,
+                              0, B, g, gh, hs, y, ldy, hp, hn)
         else:
             for p in prange(parts, num_threads=parts, schedule="static"):
-                _gru_forward_rows(whh, whh_t, wp, x, I, wip, pb_ih, pb_hh, gstep, b_hn, na, T,
-                                  B, H, reverse, bd[p], bd[p + 1], g, gh, hs, y, ldy, hp, hn)
+                _gru_forward_rows(whh, whh_t, wp, x, I, wip, sb, gstep, b_hn, na, T, B, H,
+                                  reverse, bd[p], bd[p + 1], g, gh, hs, y, ldy, hp, hn)
+        free(sb)
 
 
 cdef void _gru_backward_rows(const floating* W_hh, const floating* Wp, const int* nact,
@@ -1307,7 +1324,7 @@ cdef void _floor_rows(const floating* W_hh, const floating* W_hh_t, const floati
         t = s
         n = _active(nact[t], lo, hi)
         if Wip != NULL:
-            _step_input(<int>n, <int>GH, <int>I, X + (t * B + lo) * I, Wip, NULL, NULL, 0,
+            _step_input(<int>n, <int>GH, <int>I, X + (t * B + lo) * I, Wip, NULL,
                         g + t * gstep)
         _step_product(<int>n, <int>GH, <int>H, hs, W_hh, W_hh_t, Wp, <floating>1,
                       g + t * gstep)

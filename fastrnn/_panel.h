@@ -77,7 +77,7 @@ static void fr_panel_pack_f(const float *src, long n, long K, long sj, long sk,
 #define FR_PANEL_BLOCK(RM, NQ)                                                             \
 static inline __attribute__((always_inline)) void                                          \
 fr_panel_block_##RM##_##NQ(const float *A, long lda, const int ta, const float *bp, long K,\
-                           float *C, long ldc, int accumulate)                             \
+                           float *C, long ldc, int accumulate, const float *bias)          \
 {                                                                                          \
     fr_pv16 acc[RM][NQ], w[NQ];                                                            \
     long k;                                                                                \
@@ -89,6 +89,8 @@ fr_panel_block_##RM##_##NQ(const float *A, long lda, const int ta, const float *
         for (q = 0; q < NQ; q++) {                                                         \
             if (accumulate)                                                                \
                 memcpy(&acc[r][q], C + r * ldc + 16 * q, sizeof(fr_pv16));                 \
+            else if (bias)                                                                 \
+                memcpy(&acc[r][q], bias + 16 * q, sizeof(fr_pv16));                        \
             else                                                                           \
                 acc[r][q] = (fr_pv16){0};                                                  \
         }                                                                                  \
@@ -116,11 +118,12 @@ FR_PANEL_BLOCK(8, 1) FR_PANEL_BLOCK(2, 1) FR_PANEL_BLOCK(1, 1)
 
 #define FR_PANEL_ROWS(RM, NQ)                                                              \
     for (; r + RM <= m1; r += RM)                                                          \
-        fr_panel_block_##RM##_##NQ(a + r * ars, lda, ta, bp, kn, c + r * ldc, ldc, acc);   \
+        fr_panel_block_##RM##_##NQ(a + r * ars, lda, ta, bp, kn, c + r * ldc, ldc, acc,    \
+                                   bz);                                                    \
     for (; r + 2 <= m1; r += 2)                                                            \
-        fr_panel_block_2_##NQ(a + r * ars, lda, ta, bp, kn, c + r * ldc, ldc, acc);        \
+        fr_panel_block_2_##NQ(a + r * ars, lda, ta, bp, kn, c + r * ldc, ldc, acc, bz);    \
     for (; r < m1; r++)                                                                    \
-        fr_panel_block_1_##NQ(a + r * ars, lda, ta, bp, kn, c + r * ldc, ldc, acc);
+        fr_panel_block_1_##NQ(a + r * ars, lda, ta, bp, kn, c + r * ldc, ldc, acc, bz);
 
 /* Blocking: chunks of FR_PANEL_KC values of k, so that a panel's chunk (at most 64 KiB)
    stays in the L2 cache while the row blocks pass over it, however long K is; and blocks
@@ -132,7 +135,7 @@ FR_PANEL_BLOCK(8, 1) FR_PANEL_BLOCK(2, 1) FR_PANEL_BLOCK(1, 1)
 
 static inline __attribute__((always_inline)) void
 fr_panel_gemm_body(const float *A, long lda, const int ta, long m, long K, const float *Bp,
-                   long n, float *C, long ldc, int accumulate)
+                   long n, float *C, long ldc, int accumulate, const float *bias)
 {
     const long ars = ta ? 1 : lda, aks = ta ? lda : 1;
     long P, r, k0, m0, m1;
@@ -145,6 +148,7 @@ fr_panel_gemm_body(const float *A, long lda, const int ta, long m, long K, const
                 const long w = n - 64 * P < 64 ? n - 64 * P : 64;
                 const float *bp = Bp + P * 64 * K + k0 * w;
                 const float *a = A + k0 * aks;
+                const float *bz = bias ? bias + 64 * P : NULL;
                 float *c = C + 64 * P;
                 r = m0;
                 switch (w / 16) {
@@ -160,17 +164,21 @@ fr_panel_gemm_body(const float *A, long lda, const int ta, long m, long K, const
 
 #undef FR_PANEL_ROWS
 
-/* C (m, n; row stride ldc) = A @ B, C += A @ B when accumulate.  A is (m, K) with row
-   stride lda, or with ta its transpose is given: (K, m) with row stride lda.  B (K, n) is
-   packed by fr_panel_pack_f. */
+/* C (m, n; row stride ldc) = A @ B, C += A @ B when accumulate, else C = bias + A @ B when
+   bias (n values, added to every row) is not NULL.  A is (m, K) with row stride lda, or
+   with ta its transpose is given: (K, m) with row stride lda.  B (K, n) is packed by
+   fr_panel_pack_f.  The sums start from C, the bias or zero, then add the products in
+   the order of k. */
 FR_PANEL_TARGET static void fr_panel_gemm_f(const float *A, long lda, int ta, long m, long K,
                                             const float *Bp, long n, float *C, long ldc,
-                                            int accumulate)
+                                            int accumulate, const float *bias)
 {
+    if (accumulate)
+        bias = NULL;
     if (ta)
-        fr_panel_gemm_body(A, lda, 1, m, K, Bp, n, C, ldc, accumulate);
+        fr_panel_gemm_body(A, lda, 1, m, K, Bp, n, C, ldc, accumulate, bias);
     else
-        fr_panel_gemm_body(A, lda, 0, m, K, Bp, n, C, ldc, accumulate);
+        fr_panel_gemm_body(A, lda, 0, m, K, Bp, n, C, ldc, accumulate, bias);
 }
 
 #endif /* FASTRNN_PANEL_H */

@@ -89,6 +89,32 @@ def test_product_blocks_long_k_and_many_rows(m, K, n, trans_a, accumulate):
     assert_allclose(C, expected, rtol=1e-4, atol=1e-4)
 
 
+@pytest.mark.parametrize("K", [37, 600])
+@pytest.mark.parametrize("n", [16, 48, 64, 112, 208])
+@pytest.mark.parametrize("m", [1, 3, 4, 9, 17])
+def test_product_from_a_bias(m, n, K):
+    """C = bias + A @ B: the sums start from the bias, so the result is the same, bit for
+    bit, as accumulating onto C filled with the bias (over chunks of k too); with
+    ``accumulate`` the bias is ignored."""
+    rng = np.random.default_rng(m * 100 + n + K)
+    A = rng.standard_normal((m, K)).astype(np.float32)
+    B = rng.standard_normal((K, n)).astype(np.float32)
+    Bp = _packed(B, False)
+    bias = rng.standard_normal(n).astype(np.float32)
+    C = rng.standard_normal((m, n)).astype(np.float32)
+    _core.panel_gemm(A, Bp, C, bias=bias)
+    filled = np.repeat(bias[None, :], m, axis=0)
+    _core.panel_gemm(A, Bp, filled, True)
+    np.testing.assert_array_equal(C, filled)
+    assert_allclose(C, bias + A.astype(np.float64) @ B, rtol=1e-4, atol=1e-4)
+    C0 = rng.standard_normal((m, n)).astype(np.float32)
+    C = C0.copy()
+    _core.panel_gemm(A, Bp, C, True, bias=bias)
+    expected = C0.copy()
+    _core.panel_gemm(A, Bp, expected, True)
+    np.testing.assert_array_equal(C, expected)
+
+
 def test_product_is_one_sum_per_element():
     """Row blocks and tails give each row the same bits (a row's result does not depend on
     how many rows share its call), as the kernels' thread splits require."""
@@ -119,6 +145,9 @@ def test_pack_and_product_check_their_arguments():
         _core.panel_gemm(np.zeros((0, 4), f), np.zeros((4, 16), f), np.zeros((0, 16), f))
     with pytest.raises(ValueError):
         _core.panel_gemm(np.zeros((2, 4)), np.zeros((4, 16), f), np.zeros((2, 16), f))
+    with pytest.raises(ValueError, match="bias"):
+        _core.panel_gemm(np.zeros((2, 4), f), np.zeros((4, 16), f), np.zeros((2, 16), f),
+                         bias=np.zeros(15, f))
     with pytest.raises(ValueError, match="Bp"):          # A.T is (4, 2): K = 2
         _core.panel_gemm(np.zeros((2, 4), f), np.zeros((4, 16), f), np.zeros((4, 16), f),
                          trans_a=True)
