@@ -334,3 +334,41 @@ def test_weight_gradients_of_many_gate_rows_split_across_threads(mode, H, panels
     for name in with_blas[2]:
         assert_allclose(with_panels[2][name], with_blas[2][name], rtol=1e-4, atol=1e-4,
                         err_msg=name)
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("bias", [True, False], ids=["bias", "no_bias"])
+@pytest.mark.parametrize("mode", ["RNN", "LSTM", "GRU"])
+def test_gradients_side_by_side_equal_one_after_another(mode, bias, dtype):
+    """The products after a backward loop give the same gradients whether they run side by
+    side (one per thread) or one after another (each split across the threads); the
+    second direction adds its dX into the first's."""
+    rng = np.random.default_rng(7)
+    T, B, I, H = 11, 12, 24, 48
+    x = rng.standard_normal((T, B, I)).astype(dtype)
+    dy = rng.standard_normal((T, B, 2 * H)).astype(dtype)
+    layer = getattr(fastrnn, mode)(I, H, bias=bias, bidirectional=True, dtype=dtype, seed=3)
+    threads, limit = fastrnn.get_num_threads(), _core.grads_side_by_side_flops()
+    try:
+        fastrnn.set_num_threads(2)
+        _core.grads_side_by_side_flops(1e12)
+        side = _train(layer, x, [11, 9, 9, 8, 7, 7, 5, 4, 3, 3, 2, 1], dy)
+        _core.grads_side_by_side_flops(0)
+        after = _train(layer, x, [11, 9, 9, 8, 7, 7, 5, 4, 3, 3, 2, 1], dy)
+    finally:
+        _core.grads_side_by_side_flops(limit)
+        fastrnn.set_num_threads(threads)
+    np.testing.assert_array_equal(side[1], after[1])
+    assert side[2].keys() == after[2].keys()
+    for name in side[2]:
+        assert np.any(side[2][name] != 0), name
+        if dtype == np.float32 and _core.panel_products():
+            np.testing.assert_array_equal(side[2][name], after[2][name], err_msg=name)
+        else:
+            assert_allclose(side[2][name], after[2][name], rtol=1e-12, atol=1e-12,
+                            err_msg=name)
+
+
+def test_side_by_side_limit_checks_its_value():
+    with pytest.raises(ValueError, match="value"):
+        _core.grads_side_by_side_flops(-1)
