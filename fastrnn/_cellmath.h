@@ -81,6 +81,18 @@ static inline double fr_sigmoid(double x) { return 1.0 / (1.0 + exp(-x)); }
 
 #define FR_DEFINE(T, SFX, SIGMOID, TANH)                                                   \
                                                                                            \
+/* out += A.sum(axis=0), A (rows, cols) with row stride lda: the bias gradients, summed     \
+   row by row (in the order of the rows) */                                                \
+FR_CLONES void fr_add_colsum_##SFX(const T *FR_RESTRICT A, long rows, long cols, long lda,  \
+                                   T *FR_RESTRICT out)                                     \
+{                                                                                          \
+    long r, j;                                                                             \
+    for (r = 0; r < rows; r++) {                                                           \
+        const T *FR_RESTRICT a = A + r * lda;                                              \
+        for (j = 0; j < cols; j++) out[j] += a[j];                                         \
+    }                                                                                      \
+}                                                                                          \
+                                                                                           \
 /* RNN, forward 2.-3.: a = act(a) over n values (relu or tanh) */                          \
 FR_CLONES void fr_rnn_act_##SFX(T *FR_RESTRICT a, long n, int relu)                        \
 {                                                                                          \

@@ -332,6 +332,8 @@ def blas_gemm(const floating[:, :] A, const floating[:, :] B, floating[:, :] C,
 # ---------------------------------------------------------------------------------------
 
 cdef extern from "_cellmath.h" nogil:
+    void fr_add_colsum_f(const float* A, long rows, long cols, long lda, float* out)
+    void fr_add_colsum_d(const double* A, long rows, long cols, long lda, double* out)
     void fr_rnn_act_f(float* a, long n, int relu)
     void fr_rnn_act_d(double* a, long n, int relu)
     void fr_rnn_grad_f(float* a, const float* dh, long n, int relu)
@@ -451,12 +453,10 @@ cdef inline void _fill_bias(floating* Gt, Py_ssize_t rows, Py_ssize_t width,
 cdef inline void _add_colsum(const floating* A, Py_ssize_t rows, Py_ssize_t cols,
                              Py_ssize_t lda, floating* out) noexcept nogil:
     """out += A.sum(axis=0) for A (rows, cols) with row stride lda."""
-    cdef Py_ssize_t r, j
-    cdef const floating* a
-    for r in range(rows):
-        a = A + r * lda
-        for j in range(cols):
-            out[j] += a[j]
+    if floating is float:
+        fr_add_colsum_f(A, rows, cols, lda, out)
+    else:
+        fr_add_colsum_d(A, rows, cols, lda, out)
 
 
 # After the backward loop, the gradients of the parameters and of the input are products

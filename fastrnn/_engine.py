@@ -68,6 +68,11 @@ def row_bounds(nact: np.ndarray, batch: int, hidden: int, gates: int) -> np.ndar
     parts = min(_core.get_num_threads(), batch // MIN_ROWS)
     if parts <= 1 or 2.0 * T * batch * gates * hidden * hidden < MIN_LOOP_FLOPS:
         return np.array([0, batch], dtype=np.intc)
+    if nact[0] == nact[-1]:
+        # every row runs every step: cut at the row nearest to batch * p / parts (a tie
+        # to the lower row), as the balance below would
+        return np.array([0] + [(2 * batch * p + parts - 1) // (2 * parts)
+                               for p in range(1, parts)] + [batch], dtype=np.intc)
     # steps[b] = number of steps row b is active = #{t : nact[t] > b}
     counts = np.bincount(nact, minlength=batch + 1)
     steps = np.cumsum(counts[::-1])[::-1][1:]

@@ -543,6 +543,32 @@ def test_row_bounds_balance_active_steps():
         assert bounds[1] <= 3
 
 
+@pytest.mark.parametrize("threads", [2, 3, 4])
+@pytest.mark.parametrize("batch", [8, 13, 16, 30, 64])
+def test_row_bounds_of_full_rows_split_evenly(batch, threads):
+    """Without lengths every row has the same work: the cuts are the rows nearest to
+    batch * p / parts (ties to the lower row), the ones the balance over active steps finds."""
+    before = fastrnn.get_num_threads()
+    try:
+        fastrnn.set_num_threads(threads)
+        full = _engine.active_rows(None, 50, batch)
+        bounds = _engine.row_bounds(full, batch, 128, 4)
+        # the same rows with lengths all 50: the general balance over active steps
+        nearly = full.copy()
+        nearly[-1] -= 1          # one row a step shorter: takes the balancing path
+        general = _engine.row_bounds(nearly, batch, 128, 4)
+    finally:
+        fastrnn.set_num_threads(before)
+    parts = min(threads, batch // _engine.MIN_ROWS)
+    assert len(bounds) == parts + 1 and bounds[0] == 0 and bounds[-1] == batch
+    for p in range(1, parts):
+        exact = batch * p / parts
+        assert abs(bounds[p] - exact) <= 0.5
+        if exact - int(exact) == 0.5:
+            assert bounds[p] == int(exact)
+    assert np.abs(bounds - general).max() <= 1
+
+
 # ------------------------------------------------------ the one-row LSTM loop (packed W_hh)
 
 
