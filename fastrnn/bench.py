@@ -174,7 +174,8 @@ def setup_fastrnn(w: Workload, params, x, dy, lengths=None):
     kwargs = dict(nonlinearity=w.nonlinearity) if w.cell == "RNN" else {}
     info = dict(version=fastrnn.__version__, file=str(Path(fastrnn.__file__).parent),
                 threads=fastrnn.get_num_threads(),
-                panel_products=fastrnn.blas_info()["panel_products"])
+                panel_products=fastrnn.blas_info()["panel_products"],
+                omp_env={k: os.environ.get(k) for k in ("OMP_WAIT_POLICY", "GOMP_SPINCOUNT")})
     if w.stream:
         cell = getattr(fastrnn, w.cell + "Cell")(w.I, w.H, dtype=np.float32, **kwargs)
         cell.load_state_dict({k[:-3]: v for k, v in params.items()})
@@ -464,6 +465,15 @@ def machine_info() -> dict:
                 versions=versions, thread_env=env)
 
 
+def worker_env() -> dict:
+    """The environment of a worker: this process's, without the OpenMP settings that
+    importing fastrnn here added (``fastrnn._ENV_SET``).  A worker that measures fastrnn
+    imports it and gets them again; PyTorch (whose OpenMP runtime reads them too) runs
+    with its own defaults, as in a program without fastrnn."""
+    added = getattr(sys.modules.get("fastrnn"), "_ENV_SET", ())
+    return {k: v for k, v in os.environ.items() if k not in added}
+
+
 def spawn_worker(contender: str, wid: str, quick: bool, timeout: float) -> dict:
     cmd = [sys.executable, str(WORKER_SCRIPT), "--worker", contender, wid]
     if quick:
@@ -471,7 +481,7 @@ def spawn_worker(contender: str, wid: str, quick: bool, timeout: float) -> dict:
     t0 = time.perf_counter()
     try:
         proc = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout,
-                              cwd=PACKAGE_PARENT)
+                              cwd=PACKAGE_PARENT, env=worker_env())
     except subprocess.TimeoutExpired:
         return dict(contender=contender, workload=wid, error=f"timed out after {timeout} s")
     wall = time.perf_counter() - t0

@@ -2,6 +2,7 @@
 No assertion on the timings themselves."""
 
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -139,3 +140,20 @@ def test_bench_products_smoke():
         cells = [c.strip() for c in row.strip("|").split("|")]
         panel, blas, ratio = (float(c) for c in cells[-3:])
         assert panel > 0 and blas > 0 and ratio > 0, row
+
+
+def test_workers_get_the_environment_without_fastrnns_openmp_settings():
+    """Importing fastrnn sets OMP_WAIT_POLICY and GOMP_SPINCOUNT for its own OpenMP
+    threads unless they were set; a benchmark started from a process that imported
+    fastrnn hands its workers the environment without them (PyTorch reads them too), and
+    keeps what the user set."""
+    code = ("import os, fastrnn; from fastrnn import bench; env = bench.worker_env(); "
+            "print(sorted(fastrnn._ENV_SET), os.environ['GOMP_SPINCOUNT'], "
+            "'OMP_WAIT_POLICY' in env, env.get('GOMP_SPINCOUNT'))")
+    base = {k: v for k, v in os.environ.items() if k not in ("OMP_WAIT_POLICY", "GOMP_SPINCOUNT")}
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                         env=base, check=True).stdout.split()
+    assert out == ["['GOMP_SPINCOUNT',", "'OMP_WAIT_POLICY']", "10000", "False", "None"]
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                         env=dict(base, GOMP_SPINCOUNT="77"), check=True).stdout.split()
+    assert out == ["['OMP_WAIT_POLICY']", "77", "False", "77"]
