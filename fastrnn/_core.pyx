@@ -465,10 +465,10 @@ cdef inline void _add_colsum(const floating* A, Py_ssize_t rows, Py_ssize_t cols
 #               the r, z rows from dG, the n rows from dHn)
 #   task 2:     dX (+)= dG @ W_ih
 #   task 3:     dW_ih += dG.T @ X, db_ih += dG.sum(0)
-# When they are small, waking the threads for each one and splitting it costs more than
-# running the four side by side, one per thread at a time (largest first); larger ones run
-# one after another, each split across the threads (pgemm).  Every product computes the
-# same sums either way.
+# When they are small, starting the threads for each one and splitting it costs more than
+# running the four side by side, one per thread at a time (the halves of dW_hh, usually the
+# largest, first); larger ones run one after another, each split across the threads
+# (pgemm).  Every product computes the same sums either way.
 # Measured here (2 threads): side by side, small training steps gain 3-10 % (RNN T=200 B=16
 # H=64: 1.03x; LSTM B=4 H=128: 1.10x); from about 3e8 flops of these products on it is
 # level or worse (GRU T=100 B=64 H=256: 0.95x).
