@@ -80,14 +80,20 @@ def get_num_threads():
     return _max_threads
 
 
+cdef double _size_setting(value) except -1:
+    """A size setting of the functions below: a float >= 0 (ValueError otherwise)."""
+    cdef double v = float(value)
+    if not v >= 0:
+        raise ValueError(f"value must be >= 0, got {value}")
+    return v
+
+
 def parallel_min_flops(value=None):
     """Get (and optionally set) the size, in floating-point operations, from which a product
     is split across threads."""
     global _par_min_flops
     if value is not None:
-        if not float(value) >= 0:
-            raise ValueError(f"value must be >= 0, got {value}")
-        _par_min_flops = float(value)
+        _par_min_flops = _size_setting(value)
     return _par_min_flops
 
 
@@ -226,9 +232,7 @@ def small_product_size(value=None):
     blocking."""
     global _small_mnk
     if value is not None:
-        if not float(value) >= 0:
-            raise ValueError(f"value must be >= 0, got {value}")
-        _small_mnk = float(value)
+        _small_mnk = _size_setting(value)
     return _small_mnk
 
 
@@ -480,9 +484,7 @@ def grads_side_by_side_flops(value=None):
     products after a backward loop run side by side, one per thread; 0: never."""
     global _side_by_side_flops
     if value is not None:
-        if not float(value) >= 0:
-            raise ValueError(f"value must be >= 0, got {value}")
-        _side_by_side_flops = float(value)
+        _side_by_side_flops = _size_setting(value)
     return _side_by_side_flops
 
 
@@ -535,8 +537,7 @@ cdef void _param_grads(const _Grads* d, const floating* dG, const floating* dG2,
                        floating* db_hh) noexcept nogil:
     """The four tasks above, side by side or one after another."""
     cdef double flops = 2.0 * d.TB * (2.0 * d.GH * d.In + (d.n1 + d.n2) * d.H)
-    cdef int task, h0
-    cdef int n2 = d.n2 if dG2 != NULL else 0
+    cdef int task, h0, n2 = d.n2          # 0 unless dG2 is given
     cdef floating* db2 = db_hh + d.n1 if db_hh != NULL else NULL
     if _max_threads < 2 or flops >= _side_by_side_flops:
         _input_part(0, False, d, dG, X, W_ih, dX, dW_ih, db_ih)
