@@ -98,7 +98,7 @@ FR_CLONES void fr_rnn_act_##SFX(T *FR_RESTRICT a, long n, int relu)             
 {                                                                                          \
     long j;                                                                                \
     if (relu) {                                                                            \
-        for (j = 0; j < n; j++) a[j] = a[j] > (T)0 ? a[j] : (T)0;                          \
+        for (j = 0; j < n; j++) a[j] = a[j] < (T)0 ? (T)0 : a[j];   /* NaN stays NaN */    \
     } else {                                                                               \
         for (j = 0; j < n; j++) a[j] = TANH(a[j]);                                         \
     }                                                                                      \

@@ -67,17 +67,48 @@ cnp.import_array()
 cdef int _max_threads = 1
 cdef double _par_min_flops = 2e7
 
+# libgomp keeps the threads of a parallel region in a pool for the next one, and a forked
+# child inherits the pool's bookkeeping but not its threads: its first region of more than
+# one thread waits for them forever.  So every region starts through _team, which notes
+# that the pool exists, and after a fork the child runs its kernels on one thread.
+cdef bint _teams_started = False
+cdef bint _forked_serial = False
+
+
+cdef inline int _team(int threads) noexcept nogil:
+    """``threads``, for the num_threads of a parallel region: notes the pool."""
+    global _teams_started
+    if threads > 1:
+        _teams_started = True
+    return threads
+
 
 def set_num_threads(int n):
-    """Use at most ``n`` threads in the kernels."""
+    """Use at most ``n`` threads in the kernels (1 in a child forked after the parent
+    ran a parallel region)."""
     global _max_threads
     if n < 1:
         raise ValueError(f"n must be >= 1, got {n}")
-    _max_threads = n
+    _max_threads = 1 if _forked_serial else n
 
 
 def get_num_threads():
     return _max_threads
+
+
+def after_fork_in_child():
+    """Called in a forked child: one thread from now on if the parent's pool existed.
+    Returns whether the child was limited."""
+    global _max_threads, _forked_serial
+    if _teams_started:
+        _forked_serial = True
+        _max_threads = 1
+    return bool(_forked_serial)
+
+
+def forked_serial():
+    """Whether this process is a child forked after its parent ran a parallel region."""
+    return bool(_forked_serial)
 
 
 cdef double _size_setting(value) except -1:
@@ -164,7 +195,7 @@ cdef void _pgemm_parts(int parts, bint trans_a, bint trans_b, int m, int n, int 
     if parts == 1:
         gemm(trans_a, trans_b, m, n, k, alpha, A, lda, B, ldb, beta, C, ldc)
         return
-    for p in prange(parts, num_threads=parts, schedule="static"):
+    for p in prange(parts, num_threads=_team(parts), schedule="static"):
         r0 = <int>((<long>m * p) // parts)
         r1 = <int>((<long>m * (p + 1)) // parts)
         # rows r0..r1 of op(A): rows of A, or columns of A when transposed
@@ -209,7 +240,7 @@ cdef int _panel_pgemm(bint trans_a, bint trans_b, int m, int n, int k, float alp
     if parts == 1:
         fr_panel_gemm_f(A, lda, trans_a, m, k, Bp, n, C, ldc, beta != 0, NULL)
     else:
-        for p in prange(parts, num_threads=parts, schedule="static"):
+        for p in prange(parts, num_threads=_team(parts), schedule="static"):
             r0 = <int>((<long>m * p) // parts)
             r1 = <int>((<long>m * (p + 1)) // parts)
             fr_panel_gemm_f(A + (r0 if trans_a else <long>r0 * lda), lda, trans_a, r1 - r0,
@@ -293,6 +324,17 @@ cdef int _check_row_major(str name, Py_ssize_t rows, Py_ssize_t cols, Py_ssize_t
     return 0
 
 
+cdef Py_ssize_t _INDEX_MAX = 2147483647     # BLAS takes its sizes as C ints
+
+
+cdef int _check_index(str what, Py_ssize_t value) except -1:
+    """Refuse a size BLAS's int arguments (and the kernels' int row counts) cannot hold."""
+    if value > _INDEX_MAX:
+        raise ValueError(f"{what} is {value}; the kernels index at most 2**31 - 1 "
+                         f"(split the batch or the sequence)")
+    return 0
+
+
 cdef inline int _leading_dim(Py_ssize_t rows, Py_ssize_t cols, Py_ssize_t row_stride,
                              Py_ssize_t itemsize) noexcept:
     return <int>(row_stride // itemsize if rows > 1 else max(cols, 1))
@@ -313,6 +355,11 @@ def blas_gemm(const floating[:, :] A, const floating[:, :] B, floating[:, :] C,
         raise ValueError("op(B) must be (k, n) with k the columns of op(A) and n those of C")
     if m == 0 or n == 0:
         return
+    for what, value in (("C.shape[0]", m), ("C.shape[1]", n), ("k", k),
+                        ("A's row stride", A.strides[0] // sizeof(floating)),
+                        ("B's row stride", B.strides[0] // sizeof(floating)),
+                        ("C's row stride", C.strides[0] // sizeof(floating))):
+        _check_index(what, value)
     _check_row_major("A", A.shape[0], A.shape[1], A.strides[0], A.strides[1], sizeof(floating))
     _check_row_major("B", B.shape[0], B.shape[1], B.strides[0], B.strides[1], sizeof(floating))
     _check_row_major("C", C.shape[0], C.shape[1], C.strides[0], C.strides[1], sizeof(floating))
@@ -547,7 +594,7 @@ cdef void _param_grads(const _Grads* d, const floating* dG, const floating* dG2,
         return
     # without dG2, the hidden product in two halves of its gate rows
     h0 = d.n1 // 2 if dG2 == NULL else d.n1
-    for task in prange(4, num_threads=2, schedule="dynamic", chunksize=1):
+    for task in prange(4, num_threads=_team(2), schedule="dynamic", chunksize=1):
         if task == 0:
             _hidden_part(1, d, dG, d.ld1, h0, Hp, dW_hh, db_hh)
         elif task == 1:
@@ -597,6 +644,10 @@ cdef int _check_common(Py_ssize_t T, Py_ssize_t B, Py_ssize_t I, Py_ssize_t H, P
                        tuple X, tuple W_ih, tuple W_hh, tuple Y, Py_ssize_t col) except -1:
     if T < 1 or B < 1 or H < 1 or I < 1:
         raise ValueError(f"sizes must be positive, got T={T} B={B} I={I} H={H}")
+    _check_index("T*B", T * B)
+    _check_index("the gate width G*H", GH)
+    _check_index("the input size", I)
+    _check_index("the output width", Y[2])
     _check_shape("X", X, (T * B, I))
     _check_shape("W_ih", W_ih, (GH, I))
     _check_shape("W_hh", W_hh, (GH, H))
@@ -851,7 +902,7 @@ def rnn_forward(const floating[:, ::1] X, const floating[:, ::1] W_ih,
             _rnn_forward_rows(whh, whh_t, wp, x, I, wip, sb, gstep, na, T, B, H, reverse,
                               relu, 0, B, g, hs, y, ldy, hp)
         else:
-            for p in prange(parts, num_threads=parts, schedule="static"):
+            for p in prange(parts, num_threads=_team(parts), schedule="static"):
                 _rnn_forward_rows(whh, whh_t, wp, x, I, wip, sb, gstep, na, T, B, H, reverse,
                                   relu, bd[p], bd[p + 1], g, hs, y, ldy, hp)
         free(sb)
@@ -915,7 +966,7 @@ def rnn_backward(const floating[:, ::1] X, const floating[:, ::1] W_ih,
         if parts == 1:
             _rnn_backward_rows(whh, wp, na, T, B, H, reverse, relu, 0, B, g, dy, ldy, dhs)
         else:
-            for p in prange(parts, num_threads=parts, schedule="static"):
+            for p in prange(parts, num_threads=_team(parts), schedule="static"):
                 _rnn_backward_rows(whh, wp, na, T, B, H, reverse, relu, bd[p], bd[p + 1], g, dy,
                                    ldy, dhs)
         _param_grads(&gd, g, <floating*>NULL, &X[0, 0], &W_ih[0, 0], &Hp[0, 0, 0], &dX[0, 0],
@@ -1122,7 +1173,7 @@ def lstm_forward(const floating[:, ::1] X, const floating[:, ::1] W_ih,
             _lstm_forward_rows(whh, whh_t, wp, x, I, wip, sb, gstep, na, T, B, H, reverse, 0,
                                B, g, hs, cs, y, ldy, hp, cp)
         else:
-            for p in prange(parts, num_threads=parts, schedule="static"):
+            for p in prange(parts, num_threads=_team(parts), schedule="static"):
                 _lstm_forward_rows(whh, whh_t, wp, x, I, wip, sb, gstep, na, T, B, H, reverse,
                                    bd[p], bd[p + 1], g, hs, cs, y, ldy, hp, cp)
         free(sb)
@@ -1194,7 +1245,7 @@ def lstm_backward(const floating[:, ::1] X, const floating[:, ::1] W_ih,
         if parts == 1:
             _lstm_backward_rows(whh, wp, na, T, B, H, reverse, 0, B, g, cp, dy, ldy, dhs, dcs)
         else:
-            for p in prange(parts, num_threads=parts, schedule="static"):
+            for p in prange(parts, num_threads=_team(parts), schedule="static"):
                 _lstm_backward_rows(whh, wp, na, T, B, H, reverse, bd[p], bd[p + 1], g, cp, dy,
                                     ldy, dhs, dcs)
         _param_grads(&gd, g, <floating*>NULL, &X[0, 0], &W_ih[0, 0], &Hp[0, 0, 0], &dX[0, 0],
@@ -1302,7 +1353,7 @@ def gru_forward(const floating[:, ::1] X, const floating[:, ::1] W_ih,
             _gru_forward_rows(whh, whh_t, wp, x, I, wip, sb, gstep, b_hn, na, T, B, H, reverse,
                               0, B, g, gh, hs, y, ldy, hp, hn)
         else:
-            for p in prange(parts, num_threads=parts, schedule="static"):
+            for p in prange(parts, num_threads=_team(parts), schedule="static"):
                 _gru_forward_rows(whh, whh_t, wp, x, I, wip, sb, gstep, b_hn, na, T, B, H,
                                   reverse, bd[p], bd[p + 1], g, gh, hs, y, ldy, hp, hn)
         free(sb)
@@ -1381,7 +1432,7 @@ def gru_backward(const floating[:, ::1] X, const floating[:, ::1] W_ih,
             _gru_backward_rows(whh, wp, na, T, B, H, reverse, 0, B, g, dgh, hn, hp, dy, ldy,
                                dhs)
         else:
-            for p in prange(parts, num_threads=parts, schedule="static"):
+            for p in prange(parts, num_threads=_team(parts), schedule="static"):
                 _gru_backward_rows(whh, wp, na, T, B, H, reverse, bd[p], bd[p + 1], g, dgh, hn,
                                    hp, dy, ldy, dhs)
         # dW_hh[:2H] += dG[:, :2H].T @ Hp;  dW_hh[2H:] += dHn.T @ Hp
@@ -1461,7 +1512,7 @@ def gemm_floor(const floating[:, ::1] X, const floating[:, ::1] W_ih,
             _floor_rows(whh, whh_t, wp, wp_back, x, I, wip, gstep, na, T, B, H, GH, train, 0,
                         B, g, hs)
         else:
-            for p in prange(parts, num_threads=parts, schedule="static"):
+            for p in prange(parts, num_threads=_team(parts), schedule="static"):
                 _floor_rows(whh, whh_t, wp, wp_back, x, I, wip, gstep, na, T, B, H, GH, train,
                             bd[p], bd[p + 1], g, hs)
         if train:
@@ -1484,8 +1535,10 @@ cdef int _check_array(object a, str name, int typenum, Py_ssize_t d0, Py_ssize_t
     if not isinstance(a, cnp.ndarray):
         raise TypeError(f"{name} must be a numpy array")
     arr = <cnp.ndarray>a
-    if cnp.PyArray_TYPE(arr) != typenum or not cnp.PyArray_IS_C_CONTIGUOUS(arr):
-        raise ValueError(f"{name} must be C-contiguous with the dtype of x")
+    if (cnp.PyArray_TYPE(arr) != typenum or not cnp.PyArray_IS_C_CONTIGUOUS(arr)
+            or not cnp.PyArray_ISNOTSWAPPED(arr) or not cnp.PyArray_ISALIGNED(arr)):
+        raise ValueError(f"{name} must be C-contiguous and aligned, in native byte order, "
+                         f"with the dtype of x")
     if d0 < 0 and cnp.PyArray_SIZE(arr) == 0:
         return 0
     if d1 < 0:
@@ -1527,6 +1580,9 @@ cdef int _run_step(int mode, bint relu, int typenum, Py_ssize_t B, Py_ssize_t I,
     """Check the weights of one step (dtype ``typenum``, PyTorch's shapes, both biases or
     neither) and run :func:`_step_impl` in that dtype, without the GIL."""
     cdef Py_ssize_t GH = (1 if mode == 0 else (4 if mode == 1 else 3)) * H
+    _check_index("B", B)
+    _check_index("the gate width G*H", GH)
+    _check_index("the input size", I)
     _check_array(W_ih, "W_ih", typenum, GH, I)
     _check_array(W_hh, "W_hh", typenum, GH, H)
     _check_array(b_ih, "b_ih", typenum, -GH, -1)
@@ -1589,10 +1645,13 @@ def step(int mode, bint relu, object x, object W_ih, object W_hh, object b_ih, o
 
 
 cdef inline bint _plain(object a, int typenum, int ndim) noexcept:
-    """``a`` is exactly an ndarray of ``typenum``, C-contiguous, of rank ``ndim``."""
+    """``a`` is exactly an ndarray of ``typenum`` in native byte order, aligned,
+    C-contiguous, of rank ``ndim`` (the type number alone ignores the byte order)."""
     return (type(a) is cnp.ndarray and cnp.PyArray_TYPE(<cnp.ndarray>a) == typenum
             and cnp.PyArray_NDIM(<cnp.ndarray>a) == ndim
-            and cnp.PyArray_IS_C_CONTIGUOUS(<cnp.ndarray>a))
+            and cnp.PyArray_IS_C_CONTIGUOUS(<cnp.ndarray>a)
+            and cnp.PyArray_ISNOTSWAPPED(<cnp.ndarray>a)
+            and cnp.PyArray_ISALIGNED(<cnp.ndarray>a))
 
 
 cdef inline bint _state_ok(object a, int typenum, int ndim, cnp.npy_intp* dims) noexcept:

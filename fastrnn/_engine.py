@@ -8,6 +8,8 @@ with the batch rows sorted by length (longest first), as the kernels require.
 from __future__ import annotations
 
 import functools
+import os
+import warnings
 import weakref
 from dataclasses import dataclass, field
 
@@ -16,6 +18,10 @@ import numpy as np
 from . import _blas, _core  # noqa: F401  (_blas binds the BLAS threads)
 
 GATES = {"RNN": 1, "LSTM": 4, "GRU": 3}
+
+# libgomp's threads do not survive fork: a child runs its kernels on one thread if its
+# parent had started them (see _core.after_fork_in_child), instead of hanging.
+os.register_at_fork(after_in_child=_core.after_fork_in_child)
 
 
 def active_rows(sorted_lengths: np.ndarray | None, steps: int, batch: int) -> np.ndarray:
@@ -36,6 +42,12 @@ MIN_LOOP_FLOPS = 2e7
 def set_num_threads(n: int) -> None:
     """Use at most ``n`` threads in fastrnn's kernels (default: the available cores).
 
+    ``n`` is capped at the cores this process may run on (its affinity mask): more
+    threads than cores only wait for each other, and each Python thread that calls a
+    kernel starts a team of its own.  In a child forked after the parent ran a kernel on
+    several threads the kernels run on one thread (the OpenMP runtime cannot start
+    threads there); start such children with the "spawn" or "forkserver" method instead.
+
     >>> import fastrnn
     >>> before = fastrnn.get_num_threads()
     >>> fastrnn.set_num_threads(1)
@@ -45,7 +57,11 @@ def set_num_threads(n: int) -> None:
     """
     if isinstance(n, bool) or not isinstance(n, int) or n < 1:
         raise ValueError(f"n must be a positive int, got {n!r}")
-    _core.set_num_threads(n)
+    if n > 1 and _core.forked_serial():
+        warnings.warn("this process was forked after fastrnn ran a kernel on several "
+                      "threads; its kernels run on one thread (start it with the 'spawn' "
+                      "or 'forkserver' method to use more)", RuntimeWarning, stacklevel=2)
+    _core.set_num_threads(min(n, _blas.available_cores()))
 
 
 def get_num_threads() -> int:
@@ -136,13 +152,16 @@ def packed_lstm_weights(W_hh: np.ndarray, T: int, B: int) -> np.ndarray | None:
     entry = _PACKED.get(key)
     if entry is not None and entry[0]() is W_hh and _core.same_bytes(W_hh, entry[1]):
         return entry[2]
+    # pack from a copy, which the entry keeps: packed and compared bytes are the same
+    # bytes even when W_hh is rewritten meanwhile (a load_state_dict in another thread)
+    source = W_hh.copy()
     out = np.empty((H, 4 * H), np.float32)
-    _core.lstm_pack(W_hh, out)
+    _core.lstm_pack(source, out)
     try:
         ref = weakref.ref(W_hh, functools.partial(_forget, key))
     except TypeError:                   # an object without weak references: no caching
         return out
-    _PACKED[key] = (ref, W_hh.copy(), out)
+    _PACKED[key] = (ref, source, out)
     return out
 
 
@@ -276,7 +295,9 @@ def stack_forward(mode, relu, X, weights, h, c, nact, train, dropout=0.0, rng=No
     for k, layer in enumerate(weights):
         mask = None
         if train and dropout > 0 and k > 0:
-            mask = (rng.random(X.shape) >= dropout).astype(X.dtype) / X.dtype.type(1 - dropout)
+            mask = (rng.random(X.shape) >= dropout).astype(X.dtype)    # all 0 at dropout 1
+            if dropout < 1:
+                mask /= X.dtype.type(1 - dropout)
             X = X * mask
         Y = np.empty((T, B, D * H), X.dtype)
         caches = []

@@ -518,7 +518,7 @@ def test_parallel_time_loop_equals_serial(mode, lengths, monkeypatch):
     flops = _core.parallel_min_flops()
     try:
         for threads, min_flops in ((1, flops), (3, 0)):
-            _engine.set_num_threads(threads)
+            _core.set_num_threads(threads)   # uncapped: may exceed the cores
             _core.parallel_min_flops(min_flops)
             layer = getattr(fastrnn, mode)(I, H, num_layers=2, bidirectional=True,
                                            dtype=np.float64, seed=0)
@@ -550,7 +550,7 @@ def test_row_bounds_of_full_rows_split_evenly(batch, threads):
     batch * p / parts (ties to the lower row), the ones the balance over active steps finds."""
     before = fastrnn.get_num_threads()
     try:
-        fastrnn.set_num_threads(threads)
+        _core.set_num_threads(threads)   # may be more than the cores (uncapped)
         full = _engine.active_rows(None, 50, batch)
         bounds = _engine.row_bounds(full, batch, 128, 4)
         # the same rows with lengths all 50: the general balance over active steps
