@@ -29,12 +29,53 @@ def positive_int(value, name: str) -> int:
     return int(value)
 
 
-def probability(value, name: str) -> float:
+def flag(value, name: str) -> bool:
+    """A bool argument: ``True``/``False`` (or numpy's), never a truthy string or number."""
+    if not isinstance(value, (bool, np.bool_)):
+        raise TypeError(f"{name} must be a bool, got {type(value).__name__} {value!r}")
+    return bool(value)
+
+
+def probability(value, name: str, closed: bool = False) -> float:
+    """A float in [0, 1), or in [0, 1] when ``closed``."""
     if isinstance(value, bool) or not isinstance(value, numbers.Real):
         raise TypeError(f"{name} must be a float, got {type(value).__name__}")
-    if not (math.isfinite(value) and 0 <= value < 1):
-        raise ValueError(f"{name} must be in [0, 1), got {value}")
+    if not (math.isfinite(value) and 0 <= value and (value <= 1 if closed else value < 1)):
+        raise ValueError(f"{name} must be in [0, 1{']' if closed else ')'}, got {value}")
     return float(value)
+
+
+# The kernels and BLAS take row counts and widths as C ints.
+INDEX_MAX = 2**31 - 1
+
+
+def kernel_sizes(name: str, **sizes: int) -> None:
+    """Refuse sizes the kernels cannot index (``rows=T*B``, ``width=G*H``, ...), before
+    anything is allocated for them."""
+    for what, value in sizes.items():
+        if value > INDEX_MAX:
+            raise ValueError(f"{name}: {what} = {value} is more than the kernels can index "
+                             f"(2**31 - 1); split the batch or the sequences")
+
+
+def all_finite(a: np.ndarray, name: str, lengths: np.ndarray | None = None) -> None:
+    """Refuse nan and inf in a sample-first array (N, T, ...) or (N, ...), naming the first
+    bad sample; with ``lengths`` only the valid steps t < lengths[n] count (padding may
+    hold anything, the layers never read it)."""
+    if a.dtype.kind != "f":
+        return
+    ok = np.isfinite(a)
+    if ok.all():
+        return
+    if lengths is not None and a.ndim >= 2:
+        valid = np.arange(a.shape[1])[None, :] < lengths[:, None]
+        ok |= ~valid.reshape(valid.shape + (1,) * (a.ndim - 2))
+        if ok.all():
+            return
+    index = tuple(int(i) for i in np.argwhere(~ok)[0])
+    raise ValueError(f"{name} holds non-finite values: the first is {name}"
+                     f"[{', '.join(map(str, index))}] = {a[index]} in sample {index[0]}; "
+                     f"drop or repair such samples (padding past lengths may hold anything)")
 
 
 def float_array(x, name: str, dtype: np.dtype, ndim: int | tuple[int, ...]) -> np.ndarray:

@@ -12,7 +12,8 @@ import math
 import numpy as np
 
 from . import _core, _engine
-from ._validate import as_dtype, float_array, positive_int, seed_value, state_arrays
+from ._validate import (as_dtype, flag, float_array, kernel_sizes, positive_int, seed_value,
+                        state_arrays)
 from .module import Module
 
 __all__ = ["RNNCell", "LSTMCell", "GRUCell"]
@@ -50,13 +51,15 @@ def weight_tuple(module: Module, suffix: str, grad: bool = False) -> tuple:
 class _CellBase(Module):
     mode = "RNN"
 
-    def __init__(self, input_size: int, hidden_size: int, bias: bool = True,
+    def __init__(self, input_size: int, hidden_size: int, bias: bool = True, *,
                  dtype=np.float32, seed: int | None = None):
         super().__init__()
         self.input_size = positive_int(input_size, "input_size")
         self.hidden_size = positive_int(hidden_size, "hidden_size")
-        self.bias = bool(bias)
+        self.bias = flag(bias, "bias")
         self.dtype = as_dtype(dtype)
+        kernel_sizes(type(self).__name__, input_size=self.input_size,
+                     gate_width=_engine.GATES[self.mode] * self.hidden_size)
         rng = np.random.default_rng(seed_value(seed))
         init_parameters(self, rng, _engine.GATES[self.mode], self.input_size,
                         self.hidden_size, self.bias, self.dtype)
@@ -158,11 +161,11 @@ class RNNCell(_CellBase):
     mode = "RNN"
 
     def __init__(self, input_size: int, hidden_size: int, bias: bool = True,
-                 nonlinearity: str = "tanh", dtype=np.float32, seed: int | None = None):
+                 nonlinearity: str = "tanh", *, dtype=np.float32, seed: int | None = None):
         if nonlinearity not in ("tanh", "relu"):
             raise ValueError(f"nonlinearity must be 'tanh' or 'relu', got {nonlinearity!r}")
         self.nonlinearity = nonlinearity
-        super().__init__(input_size, hidden_size, bias, dtype, seed)
+        super().__init__(input_size, hidden_size, bias, dtype=dtype, seed=seed)
 
     @property
     def _relu(self) -> bool:

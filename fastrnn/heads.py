@@ -169,11 +169,15 @@ def sample_logits(logits: np.ndarray, rng: np.random.Generator, temperature: flo
     """
     if temperature == 0:
         return logits.argmax(axis=-1)
-    z = logits.astype(np.float64) / temperature
+    z = logits.astype(np.float64)
+    # shift before scaling: z <= 0, so a tiny temperature sends the rest to -inf (exp 0)
+    # and keeps the most likely at 0 (exp 1): argmax, where z / T alone would overflow
+    z -= z.max(axis=-1, keepdims=True)
+    with np.errstate(over="ignore"):
+        z /= temperature
     if top_k is not None and top_k < z.shape[-1]:
         kth = np.partition(z, -top_k, axis=-1)[:, -top_k][:, None]
         z = np.where(z < kth, -np.inf, z)
-    z -= z.max(axis=-1, keepdims=True)
     p = np.exp(z)
     p /= p.sum(axis=-1, keepdims=True)
     u = rng.random((z.shape[0], 1))

@@ -9,8 +9,8 @@ import warnings
 import numpy as np
 
 from . import _core, _engine
-from ._validate import (as_dtype, float_array, lengths_array, positive_int, probability,
-                        seed_value, state_arrays)
+from ._validate import (as_dtype, flag, float_array, kernel_sizes, lengths_array,
+                        positive_int, probability, seed_value, state_arrays)
 from .cells import init_parameters, weight_tuple
 from .module import Module
 
@@ -27,20 +27,22 @@ class _RNNBase(Module):
 
     def __init__(self, input_size: int, hidden_size: int, num_layers: int = 1,
                  bias: bool = True, batch_first: bool = False, dropout: float = 0.0,
-                 bidirectional: bool = False, dtype=np.float32, seed: int | None = None,
+                 bidirectional: bool = False, *, dtype=np.float32, seed: int | None = None,
                  nonlinearity: str = "tanh"):
         super().__init__()
         self.input_size = positive_int(input_size, "input_size")
         self.hidden_size = positive_int(hidden_size, "hidden_size")
         self.num_layers = positive_int(num_layers, "num_layers")
-        self.bias = bool(bias)
-        self.batch_first = bool(batch_first)
-        self.dropout = probability(dropout, "dropout")
-        self.bidirectional = bool(bidirectional)
+        self.bias = flag(bias, "bias")
+        self.batch_first = batch_first
+        self.dropout = dropout
+        self.bidirectional = flag(bidirectional, "bidirectional")
         self.dtype = as_dtype(dtype)
         if nonlinearity not in ("tanh", "relu"):
             raise ValueError(f"nonlinearity must be 'tanh' or 'relu', got {nonlinearity!r}")
         self.nonlinearity = nonlinearity
+        kernel_sizes(type(self).__name__, input_size=self.input_size,
+                     gate_width=_engine.GATES[self.mode] * self.hidden_size)
         if self.dropout > 0 and self.num_layers == 1:
             warnings.warn("dropout applies between recurrent layers; with num_layers=1 it "
                           "has no effect", stacklevel=3)
@@ -58,6 +60,24 @@ class _RNNBase(Module):
     def num_directions(self) -> int:
         return 2 if self.bidirectional else 1
 
+    # checked wherever they are set (the constructor, from_torch, a user), as PyTorch
+    # accepts them: dropout in [0, 1] (1 zeroes the inputs of layers 1..), a bool layout
+    @property
+    def dropout(self) -> float:
+        return self._dropout
+
+    @dropout.setter
+    def dropout(self, value: float) -> None:
+        self._dropout = probability(value, "dropout", closed=True)
+
+    @property
+    def batch_first(self) -> bool:
+        return self._batch_first
+
+    @batch_first.setter
+    def batch_first(self, value: bool) -> None:
+        self._batch_first = flag(value, "batch_first")
+
     @staticmethod
     def _suffix(layer: int, direction: int) -> str:
         return f"_l{layer}" + ("_reverse" if direction else "")
@@ -70,6 +90,8 @@ class _RNNBase(Module):
 
     def _run(self, x, state0, lengths, train: bool, state_name: str = "state0"):
         lstm = self.mode == "LSTM"
+        if isinstance(x, np.ndarray) and x.ndim == 3:        # before x is copied
+            kernel_sizes("x", time_steps_times_batch=x.shape[0] * x.shape[1])
         x = float_array(x, "x", self.dtype, 3)
         if self.batch_first:
             x = x.transpose(1, 0, 2)
@@ -203,6 +225,13 @@ class RNN(_RNNBase):
 
     mode = "RNN"
 
+    def __init__(self, input_size: int, hidden_size: int, num_layers: int = 1,
+                 nonlinearity: str = "tanh", bias: bool = True, batch_first: bool = False,
+                 dropout: float = 0.0, bidirectional: bool = False, *, dtype=np.float32,
+                 seed: int | None = None):
+        super().__init__(input_size, hidden_size, num_layers, bias, batch_first, dropout,
+                         bidirectional, dtype=dtype, seed=seed, nonlinearity=nonlinearity)
+
     def __call__(self, x, h0=None, lengths=None):
         return self._run(x, h0, lengths, train=False, state_name="h0")
 
@@ -236,9 +265,9 @@ class LSTM(_RNNBase):
 
     def __init__(self, input_size: int, hidden_size: int, num_layers: int = 1,
                  bias: bool = True, batch_first: bool = False, dropout: float = 0.0,
-                 bidirectional: bool = False, dtype=np.float32, seed: int | None = None):
+                 bidirectional: bool = False, *, dtype=np.float32, seed: int | None = None):
         super().__init__(input_size, hidden_size, num_layers, bias, batch_first, dropout,
-                         bidirectional, dtype, seed)
+                         bidirectional, dtype=dtype, seed=seed)
 
     def __call__(self, x, state0=None, lengths=None):
         return self._run(x, state0, lengths, train=False)
@@ -267,9 +296,9 @@ class GRU(_RNNBase):
 
     def __init__(self, input_size: int, hidden_size: int, num_layers: int = 1,
                  bias: bool = True, batch_first: bool = False, dropout: float = 0.0,
-                 bidirectional: bool = False, dtype=np.float32, seed: int | None = None):
+                 bidirectional: bool = False, *, dtype=np.float32, seed: int | None = None):
         super().__init__(input_size, hidden_size, num_layers, bias, batch_first, dropout,
-                         bidirectional, dtype, seed)
+                         bidirectional, dtype=dtype, seed=seed)
 
     def __call__(self, x, h0=None, lengths=None):
         return self._run(x, h0, lengths, train=False, state_name="h0")
@@ -296,6 +325,7 @@ class Linear(Module):
         super().__init__()
         self.in_features = positive_int(in_features, "in_features")
         self.out_features = positive_int(out_features, "out_features")
+        bias = flag(bias, "bias")
         self.dtype = as_dtype(dtype)
         rng = np.random.default_rng(seed_value(seed))
         k = 1.0 / np.sqrt(self.in_features)
@@ -305,6 +335,8 @@ class Linear(Module):
                                     .astype(self.dtype)) if bias else None)
 
     def _input(self, x):
+        if isinstance(x, np.ndarray) and x.ndim:              # before x is copied
+            kernel_sizes("x", rows=x.size // max(x.shape[-1], 1))
         a = float_array(x, "x", self.dtype, tuple(range(33)))
         if np.ndim(x) == 0:               # (ascontiguousarray makes a 0-D array 1-D)
             raise ValueError(f"x must be at least 1-D (..., in_features={self.in_features}), "

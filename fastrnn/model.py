@@ -15,12 +15,13 @@ from __future__ import annotations
 
 import math
 import numbers
+import warnings
 from dataclasses import dataclass, field
 
 import numpy as np
 
 from . import _core, _engine
-from ._validate import float_array, lengths_array, positive_int, seed_value
+from ._validate import all_finite, float_array, lengths_array, positive_int, seed_value
 from .cells import weight_tuple
 from .heads import Head, ManyToMany, ManyToOne, OneToMany, sample_logits
 from .layers import GRU, LSTM, RNN, Embedding
@@ -259,6 +260,7 @@ class _Fittable(Module):
                         np.copyto(p.data, buf)
                     history.stop_reason = (f"stopped at epoch {epoch + 1}: {err}; the weights "
                                            f"are those of the last finite loss")
+                    warnings.warn(f"fit {history.stop_reason}", RuntimeWarning, stacklevel=3)
                     break
                 finally:
                     if bar is not starts:
@@ -511,6 +513,22 @@ class SequenceModel(_Fittable):
             return None
         return lengths_array(lengths, x.shape[0], x.shape[1])
 
+    def _checked_inputs(self, x, lengths, name="x"):
+        """``(x, lengths)`` checked, nan and inf refused at the valid steps: a model's
+        answer for a non-finite input would be a confident guess (the layers and cells
+        propagate nan as PyTorch does)."""
+        x = self._inputs(x, name)
+        lengths = self._lengths(lengths, x)
+        all_finite(x, name, lengths)
+        return x, lengths
+
+    def _columns(self, x, y, lengths, names=("x", "y")):
+        """``(x, y, lengths)`` of a data set, checked, non-finite values refused."""
+        x, lengths = self._checked_inputs(x, lengths, names[0])
+        y = self._targets(y, x, names[1])
+        all_finite(y, names[1], lengths if self.head.per_step else None)
+        return x, y, lengths
+
     # -- forward / backward on a sample-first batch ----------------------------------------
 
     def _to_rnn(self, a):
@@ -616,17 +634,15 @@ class SequenceModel(_Fittable):
         (without dropout: dropout masks come from the layer's own generator, which a
         loaded model does not restore).
         """
-        x = self._inputs(x)
-        columns = (x, self._targets(y, x), self._lengths(lengths, x))
+        columns = self._columns(x, y, lengths)
         validation = None
         if validation_data is not None:
             if (not isinstance(validation_data, (tuple, list))
                     or len(validation_data) not in (2, 3)):
                 raise TypeError("validation_data must be (x, y) or (x, y, lengths)")
-            vx = self._inputs(validation_data[0], "validation x")
             vl = validation_data[2] if len(validation_data) == 3 else None
-            validation = (vx, self._targets(validation_data[1], vx, "validation y"),
-                          self._lengths(vl, vx))
+            validation = self._columns(validation_data[0], validation_data[1], vl,
+                                       ("validation x", "validation y"))
         if tbptt is not None:
             tbptt = positive_int(tbptt, "tbptt")
             if not self.head.per_step:
@@ -639,8 +655,7 @@ class SequenceModel(_Fittable):
 
     def forward(self, x, lengths=None, batch_size: int = 256) -> np.ndarray:
         """The head's raw outputs (logits or values), sample-first, in mini-batches."""
-        x = self._inputs(x)
-        lengths = self._lengths(lengths, x)
+        x, lengths = self._checked_inputs(x, lengths)
         outs = []
         for s in range(0, x.shape[0], batch_size):
             lb = None if lengths is None else lengths[s:s + batch_size]
@@ -668,8 +683,7 @@ class SequenceModel(_Fittable):
 
     def evaluate(self, x, y, lengths=None, batch_size: int = 256) -> dict:
         """``{"loss": ..., metric: ...}`` over the data, masked by ``lengths``."""
-        x = self._inputs(x)
-        columns = (x, self._targets(y, x), self._lengths(lengths, x))
+        columns = self._columns(x, y, lengths)
         return self._evaluate_columns(columns, positive_int(batch_size, "batch_size"))
 
     def stepper(self, batch_size: int = 1) -> Stepper:
@@ -690,6 +704,8 @@ class SequenceModel(_Fittable):
         length = positive_int(length, "length")
         if not self.head.per_step:
             raise ValueError("generate needs a per-step head (one-to-many or many-to-many)")
+        if isinstance(temperature, bool) or not isinstance(temperature, numbers.Real):
+            raise TypeError(f"temperature must be a number, got {type(temperature).__name__}")
         if not (math.isfinite(temperature) and temperature >= 0):
             raise ValueError(f"temperature must be >= 0, got {temperature}")
         if top_k is not None:
@@ -700,7 +716,7 @@ class SequenceModel(_Fittable):
         single = p.ndim == (1 if tokens else 2)
         if single:
             p = p[None]
-        p = self._inputs(p, "prime")
+        p, _ = self._checked_inputs(p, None, "prime")
         if p.shape[1] < 1:
             raise ValueError("prime must have at least one step")
         if not tokens and self.head.out_features != self.rnn.input_size:

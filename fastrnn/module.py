@@ -30,11 +30,41 @@ class Parameter:
     0.0
     """
 
-    __slots__ = ("data", "grad")
+    __slots__ = ("_data", "_grad")
 
     def __init__(self, data: np.ndarray):
-        self.data = np.ascontiguousarray(data)
-        self.grad = np.zeros_like(self.data)
+        self._data = np.ascontiguousarray(data)
+        self._grad = np.zeros_like(self._data)
+
+    # ``data`` and ``grad`` may be replaced, by arrays of the same shape and a castable
+    # dtype: the kernels, the optimizers and save rely on both matching
+    @property
+    def data(self) -> np.ndarray:
+        return self._data
+
+    @data.setter
+    def data(self, value: np.ndarray) -> None:
+        self._data = self._like(value, "data")
+
+    @property
+    def grad(self) -> np.ndarray:
+        return self._grad
+
+    @grad.setter
+    def grad(self, value: np.ndarray) -> None:
+        self._grad = self._like(value, "grad")
+
+    def _like(self, value, name: str) -> np.ndarray:
+        if not isinstance(value, np.ndarray):
+            raise TypeError(f"Parameter.{name} must be a numpy array, got "
+                            f"{type(value).__name__}")
+        if value.shape != self._data.shape:
+            raise ValueError(f"Parameter.{name} must have shape {self._data.shape}, got "
+                             f"{value.shape}")
+        if not np.can_cast(value.dtype, self._data.dtype, casting="same_kind"):
+            raise TypeError(f"Parameter.{name} has dtype {value.dtype}, which cannot be "
+                            f"cast to {self._data.dtype}")
+        return np.ascontiguousarray(value, dtype=self._data.dtype)
 
     @property
     def shape(self) -> tuple[int, ...]:
@@ -57,6 +87,13 @@ class Module:
     Subclasses register parameters with :meth:`_register` (in a fixed order, which is the
     order of :meth:`named_parameters`) and sub-modules with :meth:`_add_module`.
 
+    Assigning to a name that is a parameter (``layer.weight_ih_l0 = ...``) or a
+    sub-module (``model.head = ...``) replaces it everywhere (forward, optimizers made
+    afterwards, save); it takes a :class:`Parameter` of the same shape and dtype, or a
+    Module, and anything else raises ``TypeError``.  A new attribute holding a
+    Parameter registers it, as in PyTorch.  Registered parameters and sub-modules are
+    also attributes: ``layer.weight_ih_l0`` is the Parameter.
+
     >>> import fastrnn
     >>> layer = fastrnn.GRU(3, 4, seed=0)
     >>> [name for name, p in layer.named_parameters()]
@@ -67,8 +104,41 @@ class Module:
     """
 
     def __init__(self) -> None:
-        self._params: dict[str, Parameter] = {}
-        self._modules: dict[str, Module] = {}
+        object.__setattr__(self, "_params", {})
+        object.__setattr__(self, "_modules", {})
+        self._params: dict[str, Parameter]
+        self._modules: dict[str, Module]
+
+    def __setattr__(self, name: str, value) -> None:
+        params = self.__dict__.get("_params")
+        if params is not None and name in params:
+            old = params[name]
+            if not isinstance(value, Parameter):
+                raise TypeError(f"cannot assign {type(value).__name__} to the parameter "
+                                f"{name!r} of {type(self).__name__}: assign a "
+                                f"fastrnn.Parameter of shape {old.shape}, or write into it "
+                                f"({name}.data[...] = array, or load_state_dict)")
+            if value.shape != old.shape or value.dtype != old.dtype:
+                raise ValueError(f"the parameter {name!r} of {type(self).__name__} must "
+                                 f"keep its shape {old.shape} and dtype {old.dtype}, got "
+                                 f"{value.shape} {value.dtype}")
+            params[name] = value
+        elif params is not None and isinstance(value, Parameter):
+            params[name] = value
+        modules = self.__dict__.get("_modules")
+        if modules is not None and name in modules:
+            if not isinstance(value, Module):
+                raise TypeError(f"cannot assign {type(value).__name__} to the sub-module "
+                                f"{name!r} of {type(self).__name__}: assign a Module")
+            modules[name] = value
+        object.__setattr__(self, name, value)
+
+    def __getattr__(self, name: str):
+        # only called when normal lookup fails: the registered parameters by name
+        params = self.__dict__.get("_params")
+        if params is not None and name in params:
+            return params[name]
+        raise AttributeError(f"{type(self).__name__!r} object has no attribute {name!r}")
 
     def _register(self, name: str, data: np.ndarray) -> Parameter:
         p = Parameter(data)

@@ -26,11 +26,14 @@ from __future__ import annotations
 
 import math
 import numbers
+import signal
+import threading
 from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
 import numpy as np
 
+from ._validate import flag as _flag
 from ._validate import positive_int
 from .module import Parameter
 
@@ -41,6 +44,33 @@ __all__ = ["Optimizer", "SGD", "Adam", "AdamW", "RMSprop", "Adagrad",
 
 
 # ----------------------------------------------------------------------------- checks
+
+
+class _InterruptsHeld:
+    """Holds back Ctrl-C (SIGINT) until the block is done, then delivers it: an
+    optimizer step updates every parameter and state counter, or none (a step cut half
+    way would leave parameters a step apart).  Only the main thread receives signals;
+    elsewhere, or under a handler installed from C, this does nothing."""
+
+    def __enter__(self):
+        self.previous = self.received = None
+        if threading.current_thread() is threading.main_thread():
+            handler = signal.getsignal(signal.SIGINT)
+            if handler is not None:
+                self.previous = handler
+                signal.signal(signal.SIGINT, self._hold)
+        return self
+
+    def _hold(self, signum, frame) -> None:
+        self.received = (signum, frame)
+
+    def __exit__(self, *exc) -> None:
+        if self.previous is None:
+            return
+        signal.signal(signal.SIGINT, self.previous)
+        if self.received is not None and callable(self.previous):
+            self.previous(*self.received)        # default_int_handler: KeyboardInterrupt
+
 
 
 def _real(value, name: str) -> float:
@@ -65,12 +95,6 @@ def _unit(value, name: str, closed: bool = False) -> float:
     if not (0 <= value <= 1 if closed else 0 <= value < 1):
         raise ValueError(f"{name} must be in [0, 1{']' if closed else ')'}, got {value}")
     return value
-
-
-def _flag(value, name: str) -> bool:
-    if not isinstance(value, (bool, np.bool_)):
-        raise TypeError(f"{name} must be a bool, got {type(value).__name__}")
-    return bool(value)
 
 
 def _betas(value, name: str) -> tuple[float, float]:
@@ -443,12 +467,13 @@ class Optimizer:
                 raise ValueError(f"parameter {i}: grad (shape {p.grad.shape}, dtype "
                                  f"{p.grad.dtype}) does not match data (shape "
                                  f"{p.data.shape}, dtype {p.data.dtype})")
-        for i, p, group in self._indexed():
-            state = self.state.setdefault(i, {})
-            for name in self._required_state(group):
-                if name not in state:
-                    state[name] = self._new_state(name, p, group)
-            self._update(p, state, group, self._scratch.pair(p.data))
+        with _InterruptsHeld():
+            for i, p, group in self._indexed():
+                state = self.state.setdefault(i, {})
+                for name in self._required_state(group):
+                    if name not in state:
+                        state[name] = self._new_state(name, p, group)
+                self._update(p, state, group, self._scratch.pair(p.data))
         return loss
 
     # -- state dicts

