@@ -353,6 +353,29 @@ def _read_text(path: str) -> str:
         raise UsageError(f"{path} is a directory, not a text file") from None
 
 
+def _first_nonfinite(a: np.ndarray) -> int | None:
+    """The index (along the first axis) of the first sample holding a nan or an inf, or
+    None; integers and booleans are always finite."""
+    if a.dtype.kind not in "fc" or a.size == 0:
+        return None
+    bad = ~np.isfinite(a.reshape(a.shape[0], -1) if a.ndim else a.reshape(1, 1)).all(axis=1)
+    hits = np.flatnonzero(bad)
+    return int(hits[0]) if hits.size else None
+
+
+def _refuse_nonfinite(a: np.ndarray, name: str, where: str) -> None:
+    """A UsageError naming the file and array if ``a`` holds a nan or an inf.
+
+    The CLI's own check, made before any training so that the message names the file;
+    the model checks its inputs again."""
+    i = _first_nonfinite(a)
+    if i is not None:
+        count = int(np.count_nonzero(~np.isfinite(a)))
+        raise UsageError(f"{where}: {name} holds {count} nan or inf value"
+                         f"{'s' if count > 1 else ''}, the first in sample {i}; fastrnn "
+                         f"needs finite numbers (drop or fill those samples)")
+
+
 def _check_lengths(lengths, n: int, t: int, path: str):
     if lengths is None:
         return None
@@ -386,8 +409,8 @@ def _arrays_xy(arrays: dict, path: str):
     if y.ndim == 0 or y.shape[0] != x.shape[0]:
         raise UsageError(f"{path}: y must have one entry per sequence ({x.shape[0]}), got "
                          f"{_describe(y)}")
-    if not np.all(np.isfinite(x)) or (y.dtype.kind == "f" and not np.all(np.isfinite(y))):
-        raise UsageError(f"{path}: x and y must be finite (no nan or inf)")
+    _refuse_nonfinite(x, "x", path)
+    _refuse_nonfinite(y, "y", path)
     lengths = _check_lengths(arrays.get("lengths"), x.shape[0], x.shape[1], path)
     return x, y, lengths
 
@@ -851,6 +874,7 @@ def cmd_predict(args) -> int:
         raise UsageError(f"{args.input} holds {sorted(arrays)}; name the sequences x")
     if x.dtype.kind not in "fiub":
         raise UsageError(f"{args.input}: the sequences must be numbers, got {_describe(x)}")
+    _refuse_nonfinite(x, "x", args.input)
     lengths = arrays.get("lengths")
     per_step = False
     if isinstance(model, Seq2Seq):

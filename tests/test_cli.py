@@ -278,3 +278,39 @@ def test_model_of_another_kind(digits_model, text_model, bad_files):
     fastrnn.save(bad_files / "s2s.npz", m)
     user_error(run("evaluate", "s2s.npz", cwd=bad_files), "encoder-decoder")
     user_error(run("sample", "s2s.npz", cwd=bad_files), "not a character model")
+
+
+# -- data that cannot be trusted: nan and inf --------------------------------------------------
+
+def sequences(n=20, seed=0):
+    rng = np.random.default_rng(seed)
+    return rng.standard_normal((n, 4, 2)).astype(np.float32)
+
+
+def test_nonfinite_data_is_refused_naming_file_and_sample(digits_model, work, tmp_path):
+    images = fastrnn.data.load_digits()[0][:6].copy()
+    images[4, 2, 5] = np.nan
+    np.save(tmp_path / "nan_images.npy", images)
+    line = user_error(run("predict", digits_model, tmp_path / "nan_images.npy", cwd=work),
+                      "nan_images.npy", "x holds", "nan or inf", "sample 4")
+    # nothing written either
+    user_error(run("predict", digits_model, tmp_path / "nan_images.npy", "--out",
+                   tmp_path / "p.npy", cwd=work), "sample 4")
+    assert not (tmp_path / "p.npy").exists(), line
+
+    x = sequences()
+    y = (x[:, -1, 0] > 0).astype(np.int64)
+    bad_x = x.copy()
+    bad_x[7, 1, 1] = np.inf
+    np.savez(tmp_path / "bad_x.npz", x=bad_x, y=y)
+    proc = run("train", "--data", tmp_path / "bad_x.npz", *TINY, cwd=work)
+    user_error(proc, "bad_x.npz", "x holds", "sample 7")
+    assert "training on" not in proc.stdout
+    user_error(run("evaluate", digits_model, "--data", tmp_path / "bad_x.npz", cwd=work),
+               "bad_x.npz", "sample 7")
+
+    values = x.sum(axis=(1, 2)).astype(np.float64)
+    values[12] = np.nan
+    np.savez(tmp_path / "bad_y.npz", x=x, y=values)
+    user_error(run("train", "--data", tmp_path / "bad_y.npz", *TINY, cwd=work),
+               "bad_y.npz", "y holds", "sample 12")
