@@ -127,15 +127,26 @@ def build_parser() -> argparse.ArgumentParser:
                        "one-to-many), adding (the adding problem, many-to-one regression), "
                        "sine (next-step forecasting, many-to-many) -- or on --data FILE: an "
                        ".npz with arrays x (N, T, I) or integer tokens (N, T), y and "
-                       "optionally lengths (N,), or a .txt for a character model. Targets y "
-                       "decide the head: integers (N,) classes of each sequence, integers "
-                       "(N, T) a class per step, floats (N,) or (N, C) one value per "
-                       "sequence, floats (N, T) or (N, T, C) values per step. "
+                       "optionally lengths (N,), or a .txt for a character model. The task "
+                       "is what you ask for, never guessed from the numbers: --classify "
+                       "(the default for an .npz, as SequenceModel.build's cross-entropy) "
+                       "reads y as class labels, integers or whole-number floats (0.0, "
+                       "1.0, ...), (N,) one class per sequence or (N, T) one per step; "
+                       "--regress (mean squared error) reads y as values, (N,) or (N, C) "
+                       "per sequence, (N, T) or (N, T, C) per step. The bundled tasks "
+                       "set their own (digits and text classify, adding and sine "
+                       "regress). x, and y of a regression, must be finite. "
                        f"{TEST_FRACTION:.0%} of the sequences (the last "
                        f"{TEXT_TEST_FRACTION:.0%} of a text) are held out for testing.")
     p.add_argument("task", nargs="?", metavar="TASK",
                    help="digits, text, adding or sine (or give --data)")
     p.add_argument("--data", metavar="FILE", help="your own data: .npz or .txt")
+    kind = p.add_mutually_exclusive_group()
+    kind.add_argument("--classify", dest="kind", action="store_const", const="classify",
+                      help="y holds class labels, integers or whole-number floats; "
+                           "cross-entropy (the default for --data .npz)")
+    kind.add_argument("--regress", dest="kind", action="store_const", const="regress",
+                      help="y holds values to fit; mean squared error")
     p.add_argument("--cell", choices=("rnn", "lstm", "gru"), default=None,
                    help="recurrent cell (default: lstm; gru for text and sine)")
     p.add_argument("--hidden", type=positive, default=None,
@@ -376,6 +387,27 @@ def _refuse_nonfinite(a: np.ndarray, name: str, where: str) -> None:
                          f"needs finite numbers (drop or fill those samples)")
 
 
+def _class_labels(y: np.ndarray, valid: np.ndarray, where: str) -> np.ndarray:
+    """Class labels as int64: integers as they are, floats if they are whole numbers.
+
+    ``valid`` (y's shape) marks the entries that count, those within each sequence's
+    length; the others become 0."""
+    if y.dtype.kind in "iub":
+        return y.astype(np.int64)
+    v = y[valid]
+    bad = np.flatnonzero(~np.isfinite(v) | (v != np.round(v)))
+    if bad.size:
+        sample = int(np.nonzero(valid)[0][bad[0]])
+        raise UsageError(f"{where}: --classify needs y to be class labels, whole numbers; "
+                         f"sample {sample} has {v[bad[0]]:g} (give --regress to fit values)")
+    if v.size and (v.min() < 0 or v.max() > 2 ** 31):
+        raise UsageError(f"{where}: class labels y must lie in [0, 2**31], got values in "
+                         f"[{v.min():g}, {v.max():g}]")
+    out = np.zeros(y.shape, np.int64)
+    out[valid] = v.astype(np.int64)
+    return out
+
+
 def _check_lengths(lengths, n: int, t: int, path: str):
     if lengths is None:
         return None
@@ -415,7 +447,10 @@ def _arrays_xy(arrays: dict, path: str):
     return x, y, lengths
 
 
-def _npz_data(path: str, test_fraction: float = TEST_FRACTION) -> Data:
+def _npz_data(path: str, test_fraction: float = TEST_FRACTION,
+              kind: str = "classify") -> Data:
+    """A user's .npz as a classification (``kind`` "classify": y class labels, integers or
+    whole-number floats) or a regression ("regress": y values)."""
     from .data import train_test_split
 
     x, y, lengths = _arrays_xy(_read_npz(path), path)
@@ -426,21 +461,25 @@ def _npz_data(path: str, test_fraction: float = TEST_FRACTION) -> Data:
         if x.dtype.kind not in "iu" or x.min() < 0:
             raise UsageError(f"{path}: 2-D integer x must be tokens >= 0")
         vocab_size = int(x.max()) + 1
-    if y.dtype.kind in "iub":
+    if kind == "classify":
         if y.ndim == 1:
             head = "many_to_one"
         elif y.shape[:2] == (N, T) and y.ndim == 2:
             head = "many_to_many"
         else:
-            raise UsageError(f"{path}: integer y must be classes (N,) or per step (N, T) = "
-                             f"({N}, {T}), got shape {y.shape}")
-        valid = y if head == "many_to_one" or lengths is None else \
-            y[np.arange(T)[None, :] < lengths[:, None]]
-        if valid.size and valid.min() < 0:
+            raise UsageError(f"{path}: class labels y must be (N,) one per sequence or "
+                             f"(N, T) = ({N}, {T}) one per step, got shape {y.shape} (give "
+                             f"--regress to fit values)")
+        valid = np.ones(y.shape, bool) if head == "many_to_one" or lengths is None else \
+            np.arange(T)[None, :] < lengths[:, None]
+        y = _class_labels(y, valid, path)
+        labels = y[valid]
+        if labels.size and labels.min() < 0:
             raise UsageError(f"{path}: class labels y must be >= 0")
-        y = y.astype(np.int64)
-        loss, out = "cross_entropy", int(valid.max()) + 1 if valid.size else 1
+        loss, out = "cross_entropy", int(labels.max()) + 1 if labels.size else 1
     else:
+        if y.dtype.kind != "f":
+            y = y.astype(np.float64)
         if y.ndim == 3 or (y.ndim == 2 and y.shape == (N, T)):
             head = "many_to_many"
             if y.ndim == 2:
@@ -464,7 +503,8 @@ def _npz_data(path: str, test_fraction: float = TEST_FRACTION) -> Data:
     te = (parts[1], parts[3], parts[5] if lengths is not None else None)
     return Data("npz", head, loss, out, tr, te,
                 input_size=None if tokens else int(x.shape[2]), vocab_size=vocab_size,
-                params={"path": os.path.abspath(path), "test_fraction": test_fraction})
+                params={"path": os.path.abspath(path), "test_fraction": test_fraction,
+                        "kind": kind})
 
 
 def _text_windows(tokens, seq_len: int, what: str):
@@ -519,7 +559,8 @@ def _task_data(task: str, params: dict) -> Data:
                           params.get("max_chars"), {"path": params["path"]},
                           params.get("vocab"))
     if task == "npz":
-        return _npz_data(params["path"], params.get("test_fraction", TEST_FRACTION))
+        return _npz_data(params["path"], params.get("test_fraction", TEST_FRACTION),
+                         params.get("kind", "classify"))
     steps, samples = params["steps"], params["samples"]
     if samples < 2:
         raise UsageError(f"--samples must be >= 2 (one to train on, one to test), got "
@@ -554,7 +595,12 @@ TASK_DEFAULTS = {   # cell, hidden, epochs, batch size, Adam's learning rate
 }
 
 
+TASK_KINDS = {"digits": "classify", "text": "classify", "adding": "regress",
+              "sine": "regress"}
+
+
 def _train_data(args) -> Data:
+    kind = getattr(args, "kind", None)
     if args.data is not None and args.task is not None:
         raise UsageError(f"give a task or --data, not both (got {args.task!r} and "
                          f"--data {args.data})")
@@ -564,6 +610,10 @@ def _train_data(args) -> Data:
         if args.task not in TASKS:
             raise UsageError(f"unknown task {args.task!r}; choose one of "
                              f"{', '.join(TASKS)}, or give --data FILE")
+        own = TASK_KINDS[args.task]
+        if kind not in (None, own):
+            raise UsageError(f"--{kind} does not apply to the task {args.task}: it is a "
+                             f"{'classification' if own == 'classify' else 'regression'}")
         if args.task in ("adding", "sine"):
             params = {"steps": args.steps or (30 if args.task == "adding" else 50),
                       "samples": args.samples or (4000 if args.task == "adding" else 800)}
@@ -572,10 +622,13 @@ def _train_data(args) -> Data:
         return _task_data(args.task, params)
     path = args.data
     if path.lower().endswith(".txt"):
+        if kind == "regress":
+            raise UsageError(f"--regress does not apply to a text (--data {path}): a "
+                             f"character model classifies each next character")
         return _task_data("txt", {"path": os.path.abspath(path), "seq_len": args.seq_len,
                                   "max_chars": args.max_chars})
     if path.lower().endswith(".npz"):
-        return _npz_data(path)
+        return _npz_data(path, kind=kind or "classify")
     raise UsageError(f"--data {path}: expected an .npz (arrays x, y[, lengths]) or a .txt")
 
 
@@ -774,7 +827,7 @@ def _load(path: str):
     return model, extra if isinstance(extra, dict) else {}
 
 
-def _saved_task_data(path: str, extra: dict) -> Data:
+def _saved_task_data(path: str, extra: dict, model) -> Data:
     task = extra.get("task")
     if extra.get("created_by") != "fastrnn train" or task is None:
         raise UsageError(f"{path} does not say which data it was trained on (it was not "
@@ -782,6 +835,8 @@ def _saved_task_data(path: str, extra: dict) -> Data:
     params = dict(extra.get("task_params") or {})
     if task in ("text", "txt"):
         params["vocab"] = extra.get("vocab")
+    if task == "npz":     # read y as the model was trained: its loss says how
+        params["kind"] = "classify" if model.loss.name == "cross_entropy" else "regress"
     if task in ("npz", "txt") and not os.path.exists(params.get("path", "")):
         raise UsageError(f"{path} was trained on {params.get('path')}, which is gone; give "
                          f"--data FILE")
@@ -842,6 +897,12 @@ def cmd_evaluate(args) -> int:
             if model.loss.name == "mse" and y.dtype.kind == "f" and y.ndim == 2 \
                     and model.head.per_step and y.shape == x.shape[:2]:
                 y = y[..., None]
+            if model.loss.name == "cross_entropy" and y.dtype.kind == "f":
+                # whole-number floats are class labels, as in `fastrnn train --classify`
+                valid = np.ones(y.shape, bool)
+                if lengths is not None and y.ndim == 2 and y.shape == x.shape[:2]:
+                    valid = np.arange(y.shape[1])[None, :] < lengths[:, None]
+                y = _class_labels(y, valid, args.data)
             with _fits(args.data, args.model):
                 metrics = model.evaluate(x, y, lengths, batch_size=args.batch_size)
             where = f"{args.data} ({len(x)} sequences)"
@@ -849,7 +910,7 @@ def cmd_evaluate(args) -> int:
         if isinstance(model, Seq2Seq):
             raise UsageError(f"{args.model} is an encoder-decoder; give --data FILE with "
                              f"arrays src and tgt")
-        d = _saved_task_data(args.model, extra)
+        d = _saved_task_data(args.model, extra, model)
         x, y, lengths = d.test
         metrics = model.evaluate(x, y, lengths, batch_size=args.batch_size)
         where = f"the test split of {d.task if d.task in TASKS else d.params['path']} " \

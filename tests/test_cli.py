@@ -312,5 +312,49 @@ def test_nonfinite_data_is_refused_naming_file_and_sample(digits_model, work, tm
     values = x.sum(axis=(1, 2)).astype(np.float64)
     values[12] = np.nan
     np.savez(tmp_path / "bad_y.npz", x=x, y=values)
-    user_error(run("train", "--data", tmp_path / "bad_y.npz", *TINY, cwd=work),
+    user_error(run("train", "--data", tmp_path / "bad_y.npz", "--regress", *TINY, cwd=work),
                "bad_y.npz", "y holds", "sample 12")
+
+
+# -- the task is asked for, not guessed from the dtype of y ------------------------------------
+
+def test_whole_float_labels_train_a_classifier(work, tmp_path):
+    x = sequences(30)
+    labels = np.digitize(x[:, -1, 0], [-0.5, 0.5]).astype(np.float64)    # 0.0, 1.0, 2.0
+    data = tmp_path / "float_labels.npz"
+    np.savez(data, x=x, y=labels)
+    model = tmp_path / "float_labels_model.npz"
+    out = ok(run("train", "--data", data, *TINY, "--out", model, cwd=work))
+    assert "cross_entropy" in out and "accuracy" in out and "mse" not in out
+    m = fastrnn.load(model)
+    assert m.loss.name == "cross_entropy" and m.head.out_features == 3
+    assert "accuracy" in ok(run("evaluate", model, cwd=work))
+    metrics = json.loads(ok(run("evaluate", model, "--data", data, "--json", cwd=work)))
+    assert set(metrics) == {"loss", "accuracy"}
+    # the same, asked for; and per-step labels with lengths, padding ignored
+    assert "cross_entropy" in ok(run("train", "--data", data, "--classify", *TINY, cwd=work))
+    steps = np.digitize(x[..., 0], [0.0]).astype(np.float32)
+    lengths = np.full(30, 4)
+    lengths[:10] = 2
+    steps[:10, 2:] = 0.5                            # beyond the lengths: not labels
+    np.savez(tmp_path / "float_steps.npz", x=x, y=steps, lengths=lengths)
+    out = ok(run("train", "--data", tmp_path / "float_steps.npz", *TINY, cwd=work))
+    assert "ManyToMany, cross_entropy" in out
+    # a regression only when asked for
+    out = ok(run("train", "--data", data, "--regress", *TINY, cwd=work))
+    assert "mse" in out and "MSE" in out
+
+
+def test_task_mistakes(work, tmp_path):
+    x = sequences()
+    values = x.sum(axis=(1, 2)).astype(np.float64)
+    np.savez(tmp_path / "values.npz", x=x, y=values)
+    user_error(run("train", "--data", tmp_path / "values.npz", *TINY, cwd=work),
+               "values.npz", "--classify", "whole numbers", "sample 0", "--regress")
+    user_error(run("train", "--data", tmp_path / "values.npz", "--classify", "--regress",
+                   cwd=work), "not allowed with")
+    user_error(run("train", "adding", "--classify", cwd=work), "--classify", "regression")
+    user_error(run("train", "digits", "--regress", cwd=work), "--regress", "classification")
+    (tmp_path / "t.txt").write_text("abc " * 100)
+    user_error(run("train", "--data", tmp_path / "t.txt", "--regress", cwd=work),
+               "--regress", "character")
