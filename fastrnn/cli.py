@@ -13,6 +13,9 @@
 A user's mistake (an unknown task, a missing or malformed file, a model file of another
 kind, an impossible size) ends with one line on stderr and exit status 2; ``--traceback``
 shows the whole story instead.
+
+JSON written by the command (the history and test metrics saved with a model,
+``evaluate --json``) holds a non-finite number (an infinite or nan loss) as null.
 """
 
 from __future__ import annotations
@@ -22,6 +25,7 @@ import contextlib
 import math
 import os
 import sys
+import tempfile
 import textwrap
 import time
 import zipfile
@@ -723,28 +727,72 @@ def _epoch_printer(epochs: int, every: int = 1):
     return EpochPrinter()
 
 
+def _json_safe(value):
+    """``value`` for JSON with a non-finite number (an infinite or nan loss) as None
+    (null), so that writing it with ``allow_nan=False`` cannot fail."""
+    if isinstance(value, dict):
+        return {k: _json_safe(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_json_safe(v) for v in value]
+    if isinstance(value, np.ndarray):
+        return _json_safe(value.tolist())
+    if isinstance(value, np.generic):
+        value = value.item()
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    return value
+
+
 def _extra(task: str, params: dict, vocab: str | None, history, metrics: dict) -> dict:
     """What a model file carries besides the model: how to rebuild its data (and test
-    split), its vocabulary (character models), its training curves and test metrics."""
+    split), its vocabulary (character models), its training curves and test metrics
+    (a non-finite number in those as null)."""
     return {"created_by": "fastrnn train", "task": task, "task_params": params,
-            "vocab": vocab, "history": history.history, "test_metrics": metrics}
+            "vocab": vocab, "history": _json_safe(history.history),
+            "test_metrics": _json_safe(metrics)}
 
 
-def _check_out(path: str, suffix: str | None = None, why: str = "") -> None:
-    """Refuse an output path before any work is done: a wrong suffix, a missing folder."""
+def _check_out(path: str, suffix: str | None = None, why: str = "",
+               option: str = "--out") -> None:
+    """Refuse an output path before any work is done: a wrong suffix, a missing folder, a
+    directory, a folder (or an existing file) we cannot write in.  A file is made and
+    removed in the folder to be sure: saves write a temporary file there and rename it."""
+    where = f"{option} {path}"
     if suffix is not None and not path.lower().endswith(suffix):
-        raise UsageError(f"{path}: {why}")
+        raise UsageError(f"{where}: {why}")
     directory = os.path.dirname(os.path.abspath(path))
     if not os.path.isdir(directory):
-        raise UsageError(f"{path}: the folder {directory} does not exist")
+        raise UsageError(f"{where}: the folder {directory} does not exist")
     if os.path.isdir(path):
-        raise UsageError(f"{path} is a directory")
+        raise UsageError(f"{where} is a directory")
+    try:
+        fd, probe = tempfile.mkstemp(prefix=".fastrnn-probe-", suffix=".tmp", dir=directory)
+        os.close(fd)
+        os.unlink(probe)
+    except OSError as err:
+        raise UsageError(f"{where}: cannot write in the folder {directory} "
+                         f"({err.strerror or err})") from None
+    if os.path.exists(path) and not os.access(path, os.W_OK):
+        raise UsageError(f"{where}: the file exists and is not writable")
+
+
+def _same_file(a: str, b: str) -> bool:
+    try:
+        return os.path.samefile(a, b)
+    except OSError:
+        return False
 
 
 def _save(path: str, model, optimizer, d: Data, history, metrics: dict) -> None:
+    """Save a trained model; a failure says that the training is lost (UsageError)."""
     from .io import save
 
-    save(path, model, optimizer, extra=_extra(d.task, d.params, d.vocab, history, metrics))
+    try:
+        save(path, model, optimizer,
+             extra=_extra(d.task, d.params, d.vocab, history, metrics))
+    except (OSError, ValueError, TypeError) as err:
+        raise UsageError(f"--out {path}: training finished, but the model could not be "
+                         f"saved ({_one_line(err)}); it is lost") from None
 
 
 def _plot_note(err: Exception) -> None:
@@ -765,8 +813,11 @@ def cmd_train(args) -> int:
         raise UsageError("--dropout applies between stacked layers: it needs --layers >= 2")
     if args.out:
         _check_out(args.out, ".npz", "a model file name must end in .npz")
+        if args.data is not None and _same_file(args.out, args.data):
+            raise UsageError(f"--out {args.out} is the data file: the model would "
+                             f"overwrite it")
     if args.plot:
-        _check_out(args.plot)
+        _check_out(args.plot, option="--plot")
 
     model = _build_model(d, cell, hidden, args.layers, args.bidirectional, args.dropout,
                          args.seed)
@@ -916,7 +967,7 @@ def cmd_evaluate(args) -> int:
         where = f"the test split of {d.task if d.task in TASKS else d.params['path']} " \
                 f"({len(x)} sequences)"
     if args.json:
-        print(json.dumps(metrics))
+        print(json.dumps(_json_safe(metrics), allow_nan=False))
     else:
         print(f"{args.model} on {where}: {_fmt_metrics(metrics, model.loss.name)}")
     return 0
@@ -925,6 +976,14 @@ def cmd_evaluate(args) -> int:
 def cmd_predict(args) -> int:
     from .model import Seq2Seq
 
+    if args.out:
+        if not args.out.lower().endswith((".npy", ".npz", ".txt", ".csv")):
+            raise UsageError(f"--out {args.out}: use a .npy, .npz, .txt or .csv name")
+        _check_out(args.out)
+        for given in (args.input, args.model):
+            if _same_file(args.out, given):
+                raise UsageError(f"--out {args.out} is {given}: the predictions would "
+                                 f"overwrite it")
     model, _ = _load(args.model)
     arrays = _read_npz(args.input, "input")
     if "x" in arrays:
@@ -966,11 +1025,9 @@ def cmd_predict(args) -> int:
         elif low.endswith(".npz"):
             extra = {"lengths": lengths} if lengths is not None else {}
             np.savez(args.out, predictions=out, **extra)
-        elif low.endswith((".txt", ".csv")):
+        else:
             with open(args.out, "w") as f:
                 _print_predictions(out, lengths if per_step else None, f)
-        else:
-            raise UsageError(f"--out {args.out}: use a .npy, .npz, .txt or .csv name")
         print(f"{len(out)} predictions {out.shape} written to {args.out}")
     else:
         _print_predictions(out, lengths if per_step else None, sys.stdout)
@@ -1024,7 +1081,7 @@ def cmd_export(args) -> int:
     from .model import SequenceModel
     from .onnx_export import export_onnx
 
-    _check_out(args.onnx, ".onnx", "an ONNX file name must end in .onnx")
+    _check_out(args.onnx, ".onnx", "an ONNX file name must end in .onnx", "--onnx")
     model, _ = _load(args.model)
     if not isinstance(model, SequenceModel):
         raise UsageError(f"{args.model} is a {type(model).__name__}; only sequence models "

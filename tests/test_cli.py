@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 
 import fastrnn
-from fastrnn import plot
+from fastrnn import cli, io, plot
 
 PACKAGE_PARENT = Path(fastrnn.__file__).resolve().parent.parent
 HAVE_MATPLOTLIB = plot.available()
@@ -358,3 +358,72 @@ def test_task_mistakes(work, tmp_path):
     (tmp_path / "t.txt").write_text("abc " * 100)
     user_error(run("train", "--data", tmp_path / "t.txt", "--regress", cwd=work),
                "--regress", "character")
+
+
+# -- the model is never lost: output checked before training, save failures said -----------
+
+@pytest.mark.skipif(not os.path.isdir("/proc/self"), reason="needs Linux's /proc")
+def test_unwritable_out_is_refused_before_training(work, tmp_path):
+    for option, path in (("--out", "/proc/model.npz"), ("--plot", "/proc/curves.png")):
+        proc = run("train", "digits", *TINY, option, path, cwd=work)
+        user_error(proc, option, path, "cannot write in the folder /proc")
+        assert proc.stdout == "", proc.stdout           # refused before any training
+    user_error(run("export", "digits.npz", "--onnx", "/proc/m.onnx", cwd=work),
+               "--onnx /proc/m.onnx", "cannot write")
+
+
+def test_out_that_is_a_directory_or_the_data(work, tmp_path):
+    (tmp_path / "adir.npz").mkdir()
+    proc = run("train", "digits", *TINY, "--out", tmp_path / "adir.npz", cwd=work)
+    user_error(proc, "is a directory")
+    assert proc.stdout == ""
+    x = sequences()
+    data = tmp_path / "d.npz"
+    np.savez(data, x=x, y=(x[:, -1, 0] > 0).astype(np.int64))
+    before = data.read_bytes()
+    user_error(run("train", "--data", data, *TINY, "--out", data, cwd=work),
+               "is the data file")
+    assert data.read_bytes() == before
+
+
+def test_infinite_loss_still_saves_the_model(work, tmp_path):
+    """A finite data set whose squares overflow float32: an inf loss; the model is saved,
+    the history and metrics hold null for it."""
+    x = sequences()
+    y = np.ones(20, np.float32)
+    y[::3] = 1e30
+    np.savez(tmp_path / "huge.npz", x=x, y=y)
+    model = tmp_path / "huge_model.npz"
+    out = ok(run("train", "--data", tmp_path / "huge.npz", "--regress", *TINY, "--out", model,
+                 cwd=work))
+    assert f"saved to {model}" in out
+    extra = fastrnn.load_checkpoint(model)[2]
+    assert extra["test_metrics"] == {"loss": None}
+    assert json.loads(ok(run("evaluate", model, "--json", cwd=work))) == {"loss": None}
+
+
+def test_history_with_inf_is_saved_as_null(tmp_path):
+    model = fastrnn.SequenceModel.build("gru", input_size=2, hidden_size=3, output_size=1,
+                                        head="many_to_one", loss="mse", seed=0)
+    history = fastrnn.History()
+    history.append({"loss": 0.5, "val_loss": float("inf")})
+    history.append({"loss": np.float32(0.25), "val_loss": float("nan")})
+    d = cli.Data("adding", "many_to_one", "mse", 1, (None, None, None), (None, None, None),
+                 input_size=2, params={"steps": 4, "samples": 8})
+    cli._save(str(tmp_path / "m.npz"), model, None, d, history, {"loss": np.float64("inf")})
+    extra = fastrnn.load_checkpoint(tmp_path / "m.npz")[2]
+    assert extra["history"] == {"loss": [0.5, 0.25], "val_loss": [None, None]}
+    assert extra["test_metrics"] == {"loss": None}
+
+
+def test_a_failed_save_says_the_model_is_lost(monkeypatch, tmp_path, capsys):
+    def full_disk(*args, **kwargs):
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(io, "save", full_disk)
+    status = cli.main(["train", "adding", "--steps", "3", "--samples", "16", *TINY,
+                       "--out", str(tmp_path / "m.npz")])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert status != 0 and len(err) == 1, err
+    assert "training finished, but the model could not be saved" in err[0]
+    assert "No space left on device" in err[0] and "m.npz" in err[0]
