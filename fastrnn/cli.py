@@ -11,8 +11,9 @@
     fastrnn import-torch weights.npz --head many_to_one --out model.npz   # a torch state_dict
 
 A user's mistake (an unknown task, a missing or malformed file, a model file of another
-kind, an impossible size) ends with one line on stderr and exit status 2; ``--traceback``
-shows the whole story instead.
+kind, an impossible size, no command at all) ends with one line on stderr and exit status 2
+(no command: the help on stderr); anything else that goes wrong, a bug, with one line and
+exit status 1. ``--traceback`` shows the whole story instead.
 
 JSON written by the command (the history and test metrics saved with a model,
 ``evaluate --json``) holds a non-finite number (an infinite or nan loss) as null.
@@ -34,6 +35,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 EXIT_USAGE = 2
+EXIT_FAILURE = 1            # not the user's mistake: a bug, or a failure we did not foresee
 TASKS = ("digits", "text", "adding", "sine")
 OPTIMIZERS = ("sgd", "adam", "adamw", "rmsprop", "adagrad")
 SHADES = " .:-=+*#%@"
@@ -325,7 +327,8 @@ def _read_npz(path: str, what: str = "data") -> dict:
     if not os.path.exists(path):
         raise UsageError(f"{path}: no such file")
     if os.path.isdir(path):
-        raise UsageError(f"{path} is a directory, not a {what} file")
+        raise UsageError(f"{path} is a directory, not {'an' if what[0] in 'aeiou' else 'a'} "
+                         f"{what} file")
     npy = path.lower().endswith(".npy")
     try:
         with open(path, "rb") as f:
@@ -341,7 +344,11 @@ def _read_npz(path: str, what: str = "data") -> dict:
                 raise UsageError(f"{path} is not a .npy file (no NumPy header)")
             return {"x": np.load(path, allow_pickle=False)}
         with np.load(path, allow_pickle=False) as f:
-            return {k: f[k] for k in f.files}
+            arrays = {k: f[k] for k in f.files}
+        for k, a in arrays.items():
+            if not isinstance(a, np.ndarray):   # a member that is not an .npy array
+                raise UsageError(f"{path}: its member {k!r} is not a NumPy array (.npy)")
+        return arrays
     except UsageError:
         raise
     except ValueError as err:
@@ -1425,9 +1432,11 @@ def main(argv=None) -> int:
     except SystemExit as exit_:     # --help, --version, or a mistake already reported
         return int(exit_.code or 0) if not isinstance(exit_.code, str) else EXIT_USAGE
     args.argv = argv
-    if args.command is None:
-        parser.print_help()
-        return 0
+    if args.command is None:     # argparse's convention: usage on stderr, status 2
+        parser.print_help(sys.stderr)
+        print(f"{parser.prog}: error: a command is required (see {parser.prog} --help)",
+              file=sys.stderr)
+        return EXIT_USAGE
     from .io import ModelFileError
 
     prog = f"fastrnn {args.command}"
@@ -1448,6 +1457,12 @@ def main(argv=None) -> int:
             raise
         print(f"{prog}: error: {_one_line(err)}", file=sys.stderr)
         return EXIT_USAGE
+    except Exception as err:        # not foreseen: a bug; one line, --traceback for more
+        if args.traceback:
+            raise
+        print(f"{prog}: internal error: {type(err).__name__}: {_one_line(err)} (run again "
+              f"with --traceback and report it)", file=sys.stderr)
+        return EXIT_FAILURE
 
 
 def _one_line(err: BaseException) -> str:

@@ -6,6 +6,7 @@ import json
 import os
 import subprocess
 import sys
+import zipfile
 from pathlib import Path
 
 import numpy as np
@@ -74,10 +75,20 @@ def text_model(work):
 
 def test_help_version_and_no_command(work):
     assert ok(run("--version", cwd=work)).strip() == f"fastrnn {fastrnn.__version__}"
-    out = ok(run(cwd=work))
+    out = ok(run("--help", cwd=work))
     for command in ("demo", "train", "evaluate", "predict", "sample", "bench", "info"):
         assert command in out
     assert "--data" in ok(run("train", "--help", cwd=work))
+
+
+def test_no_command_is_a_usage_error(work):
+    proc = run(cwd=work)
+    assert proc.returncode == 2 and proc.stdout == "", proc
+    assert proc.stderr.startswith("usage: fastrnn") and "Traceback" not in proc.stderr
+    for command in ("demo", "train", "evaluate", "predict", "sample", "bench", "info"):
+        assert command in proc.stderr
+    assert proc.stderr.strip().splitlines()[-1] == \
+        "fastrnn: error: a command is required (see fastrnn --help)"
 
 
 def test_train_digits_saves_the_model_and_plots(digits_model, work):
@@ -231,6 +242,9 @@ def bad_files(work):
     np.savez(work / "strings.npz", x=np.array([["a", "b"]]), y=np.array([0]))
     np.savez(work / "ragged.npz", x=np.zeros((4, 3, 2)), y=np.zeros(5, dtype=np.int64))
     np.save(work / "wrong_width.npy", np.zeros((2, 8, 3), np.float32))
+    with zipfile.ZipFile(work / "not_npy_inside.npz", "w") as z:
+        z.writestr("x.npy", b"not an array")
+    (work / "a_folder.npy").mkdir()
     return work
 
 
@@ -427,3 +441,31 @@ def test_a_failed_save_says_the_model_is_lost(monkeypatch, tmp_path, capsys):
     assert status != 0 and len(err) == 1, err
     assert "training finished, but the model could not be saved" in err[0]
     assert "No space left on device" in err[0] and "m.npz" in err[0]
+
+
+# -- no tracebacks --------------------------------------------------------------------------
+
+@pytest.mark.parametrize("args, words", [
+    (["predict", "digits.npz", "not_npy_inside.npz"], ["'x' is not a NumPy array"]),
+    (["train", "--data", "not_npy_inside.npz"], ["'x' is not a NumPy array"]),
+    (["predict", "digits.npz", "."], ["is a directory, not an input file"]),
+    (["predict", "digits.npz", "wrong_width.npy", "--out", "p.xyz"], [".npy, .npz"]),
+    (["predict", "digits.npz", "wrong_width.npy", "--out", "a_folder.npy"],
+     ["a_folder.npy is a directory"]),
+])
+def test_more_user_mistakes(args, words, bad_files, digits_model):
+    assert digits_model == bad_files / "digits.npz"
+    user_error(run(*args, cwd=bad_files), *words)
+
+
+def test_an_unforeseen_error_is_one_line(monkeypatch, capsys):
+    def broken(args):
+        raise RuntimeError("something inside broke")
+
+    monkeypatch.setattr(cli, "cmd_info", broken)
+    assert cli.main(["info"]) == 1
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err == ["fastrnn info: internal error: RuntimeError: something inside broke "
+                   "(run again with --traceback and report it)"]
+    with pytest.raises(RuntimeError):
+        cli.main(["--traceback", "info"])
