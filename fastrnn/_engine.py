@@ -16,8 +16,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from . import _blas, _core  # noqa: F401  (_blas binds the BLAS threads)
-
-GATES = {"RNN": 1, "LSTM": 4, "GRU": 3}
+from ._kinds import KINDS
 
 # libgomp's threads do not survive fork: a child runs its kernels on one thread if its
 # parent had started them (see _core.after_fork_in_child), instead of hanging.
@@ -225,11 +224,12 @@ def run_forward(mode, relu, X, weights, nact, reverse, h, c, Y, col, train):
     T = nact.shape[0]
     B, H = h.shape
     dt = X.dtype
-    bounds = row_bounds(nact, B, H, GATES[mode])
+    G = KINDS[mode].gates
+    bounds = row_bounds(nact, B, H, G)
     W_hh_t, layout = forward_operand(mode, weights[1], T, B)
     W_ih_p = input_operand(weights[0], layout)
     # projecting step by step, inference keeps the gates of one step only
-    Gt = np.empty((T * B if train or W_ih_p is None else B, GATES[mode] * H), dt)
+    Gt = np.empty((T * B if train or W_ih_p is None else B, G * H), dt)
     Hp = _cache_array(train, (T, B, H), dt)
     if mode == "LSTM":
         Cp = _cache_array(train, (T, B, H), dt)
@@ -345,7 +345,7 @@ def gemm_floor(mode: str, x: np.ndarray, W_ih: np.ndarray, W_hh: np.ndarray, len
     dt = x.dtype
     GH, H = W_hh.shape
     nact = active_rows(None if lengths is None else np.sort(lengths)[::-1].copy(), T, B)
-    bounds = row_bounds(nact, B, H, GATES[mode])
+    bounds = row_bounds(nact, B, H, KINDS[mode].gates)
     X = np.ascontiguousarray(x).reshape(T * B, I)
     W_hh_t, layout = step_operand(W_hh, T, B)
     W_hh_p = backward_operand(W_hh, T, B)

@@ -12,26 +12,20 @@ import math
 import numpy as np
 
 from . import _core, _engine
+from ._kinds import KINDS, Kind
 from ._validate import (as_dtype, flag, float_array, kernel_sizes, positive_int, seed_value,
                         state_arrays)
 from .module import Module
 
 __all__ = ["RNNCell", "LSTMCell", "GRUCell"]
 
-_MODE_ID = {"RNN": 0, "LSTM": 1, "GRU": 2}     # the mode numbers of _core.step
-
-
-def init_parameters(module: Module, rng: np.random.Generator, gates: int, input_size: int,
+def init_parameters(module: Module, rng: np.random.Generator, kind: Kind, input_size: int,
                     hidden_size: int, bias: bool, dtype: np.dtype, suffix: str = "") -> None:
     """Register ``weight_ih``, ``weight_hh`` (and the biases) + ``suffix``, drawn from
     uniform(-1/sqrt(H), 1/sqrt(H)) in that order, as PyTorch initialises them."""
     k = 1.0 / math.sqrt(hidden_size)
-    G = gates * hidden_size
-    shapes = [("weight_ih", (G, input_size)), ("weight_hh", (G, hidden_size))]
-    if bias:
-        shapes += [("bias_ih", (G,)), ("bias_hh", (G,))]
-    for name, shape in shapes:
-        module._register(name + suffix, rng.uniform(-k, k, shape).astype(dtype))
+    for name, shape in kind.cell_shapes(input_size, hidden_size, bias, suffix):
+        module._register(name, rng.uniform(-k, k, shape).astype(dtype))
 
 
 def weight_tuple(module: Module, suffix: str, grad: bool = False) -> tuple:
@@ -50,6 +44,7 @@ def weight_tuple(module: Module, suffix: str, grad: bool = False) -> tuple:
 
 class _CellBase(Module):
     mode = "RNN"
+    kind = KINDS["RNN"]
 
     def __init__(self, input_size: int, hidden_size: int, bias: bool = True, *,
                  dtype=np.float32, seed: int | None = None):
@@ -59,10 +54,10 @@ class _CellBase(Module):
         self.bias = flag(bias, "bias")
         self.dtype = as_dtype(dtype)
         kernel_sizes(type(self).__name__, input_size=self.input_size,
-                     gate_width=_engine.GATES[self.mode] * self.hidden_size)
+                     gate_width=self.kind.gates * self.hidden_size)
         rng = np.random.default_rng(seed_value(seed))
-        init_parameters(self, rng, _engine.GATES[self.mode], self.input_size,
-                        self.hidden_size, self.bias, self.dtype)
+        init_parameters(self, rng, self.kind, self.input_size, self.hidden_size, self.bias,
+                        self.dtype)
 
     @property
     def _relu(self) -> bool:
@@ -80,7 +75,7 @@ class _CellBase(Module):
         if B == 0:
             raise ValueError(f"x must have at least one batch row, got shape {x.shape}")
         shape = (self.hidden_size,) if unbatched else (B, self.hidden_size)
-        h, c = state_arrays(state, self.mode == "LSTM", shape, self.dtype, name)
+        h, c = state_arrays(state, self.kind.has_cell, shape, self.dtype, name)
         h, c = h.reshape(1, B, -1), (None if c is None else c.reshape(1, B, -1))
         return x, h, c, unbatched
 
@@ -94,15 +89,15 @@ class _CellBase(Module):
         """One step: the new state from ``x`` (B, I) and ``state`` (B, H); zeros if None."""
         # arrays that need no conversion take one compiled call; the rest are converted
         # and checked here first, and run the same cell math
-        new = _core.cell_call(_MODE_ID[self.mode], self._relu, x, state,
+        new = _core.cell_call(self.kind.step_id, self._relu, x, state,
                               *weight_tuple(self, ""))
         if new is not None:
             return new
         x, h, c, unbatched = self._prepare(x, state)
         B, H = x.shape[0], self.hidden_size
-        gates = np.empty((B, _engine.GATES[self.mode] * H), self.dtype)
+        gates = np.empty((B, self.kind.gates * H), self.dtype)
         gh = np.empty((B, 3 * H), self.dtype) if self.mode == "GRU" else gates
-        _core.step(_MODE_ID[self.mode], self._relu, x, *weight_tuple(self, ""), h[0],
+        _core.step(self.kind.step_id, self._relu, x, *weight_tuple(self, ""), h[0],
                    gates if c is None else c[0], gates, gh)
         return self._result(h, c, unbatched)
 
@@ -128,7 +123,7 @@ class _CellBase(Module):
                 raise RuntimeError("backward was already called for this forward_train; "
                                    "run forward_train again")
             shape = (self.hidden_size,) if unbatched else (B, self.hidden_size)
-            dh, dc = state_arrays(dstate, self.mode == "LSTM", shape, self.dtype, "dstate")
+            dh, dc = state_arrays(dstate, self.kind.has_cell, shape, self.dtype, "dstate")
             dh, dc = dh.reshape(1, B, -1), (None if dc is None else dc.reshape(1, B, -1))
             dY = np.zeros((1, B, self.hidden_size), self.dtype)
             dX = _engine.stack_backward(tape, weights, [[weight_tuple(self, "", grad=True)]],
@@ -159,6 +154,7 @@ class RNNCell(_CellBase):
     """
 
     mode = "RNN"
+    kind = KINDS[mode]
 
     def __init__(self, input_size: int, hidden_size: int, bias: bool = True,
                  nonlinearity: str = "tanh", *, dtype=np.float32, seed: int | None = None):
@@ -197,6 +193,7 @@ class LSTMCell(_CellBase):
     """
 
     mode = "LSTM"
+    kind = KINDS[mode]
 
 
 class GRUCell(_CellBase):
@@ -217,3 +214,4 @@ class GRUCell(_CellBase):
     """
 
     mode = "GRU"
+    kind = KINDS[mode]

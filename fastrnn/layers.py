@@ -11,6 +11,7 @@ import numpy as np
 from . import _core, _engine
 from ._validate import (as_dtype, flag, float_array, kernel_sizes, lengths_array,
                         positive_int, probability, seed_value, state_arrays)
+from ._kinds import KINDS, layer_directions, suffix
 from .cells import init_parameters, weight_tuple
 from .module import Module
 
@@ -24,6 +25,7 @@ def _take_rows(a, index):
 
 class _RNNBase(Module):
     mode = "RNN"
+    kind = KINDS["RNN"]
 
     def __init__(self, input_size: int, hidden_size: int, num_layers: int = 1,
                  bias: bool = True, batch_first: bool = False, dropout: float = 0.0,
@@ -42,7 +44,7 @@ class _RNNBase(Module):
             raise ValueError(f"nonlinearity must be 'tanh' or 'relu', got {nonlinearity!r}")
         self.nonlinearity = nonlinearity
         kernel_sizes(type(self).__name__, input_size=self.input_size,
-                     gate_width=_engine.GATES[self.mode] * self.hidden_size)
+                     gate_width=self.kind.gates * self.hidden_size)
         if self.dropout > 0 and self.num_layers == 1:
             warnings.warn("dropout applies between recurrent layers; with num_layers=1 it "
                           "has no effect", stacklevel=3)
@@ -50,11 +52,10 @@ class _RNNBase(Module):
         rng = np.random.default_rng(seed)
         self._dropout_rng = np.random.default_rng(np.random.SeedSequence(seed).spawn(1)[0])
         D = self.num_directions
-        for k in range(self.num_layers):
+        for k, d in layer_directions(self.num_layers, self.bidirectional):
             layer_input = self.input_size if k == 0 else D * self.hidden_size
-            for d in range(D):
-                init_parameters(self, rng, _engine.GATES[self.mode], layer_input,
-                                self.hidden_size, self.bias, self.dtype, self._suffix(k, d))
+            init_parameters(self, rng, self.kind, layer_input, self.hidden_size, self.bias,
+                            self.dtype, suffix(k, d))
 
     @property
     def num_directions(self) -> int:
@@ -78,18 +79,16 @@ class _RNNBase(Module):
     def batch_first(self, value: bool) -> None:
         self._batch_first = flag(value, "batch_first")
 
-    @staticmethod
-    def _suffix(layer: int, direction: int) -> str:
-        return f"_l{layer}" + ("_reverse" if direction else "")
+    _suffix = staticmethod(suffix)
 
     def _weights(self, grad: bool = False) -> list:
-        return [[weight_tuple(self, self._suffix(k, d), grad)
+        return [[weight_tuple(self, suffix(k, d), grad)
                  for d in range(self.num_directions)] for k in range(self.num_layers)]
 
     # -- the one shared path of RNN, LSTM and GRU ---------------------------------------
 
     def _run(self, x, state0, lengths, train: bool, state_name: str = "state0"):
-        lstm = self.mode == "LSTM"
+        lstm = self.kind.has_cell
         if isinstance(x, np.ndarray) and x.ndim == 3:        # before x is copied
             kernel_sizes("x", time_steps_times_batch=x.shape[0] * x.shape[1])
         x = float_array(x, "x", self.dtype, 3)
@@ -164,7 +163,7 @@ class _RNNBase(Module):
         return a
 
     def _pack(self, h, c):
-        return (h, c) if self.mode == "LSTM" else h
+        return (h, c) if self.kind.has_cell else h
 
     def forward_train(self, x, state0=None, lengths=None):
         """Forward pass that keeps what backward needs.
@@ -224,6 +223,7 @@ class RNN(_RNNBase):
     """
 
     mode = "RNN"
+    kind = KINDS[mode]
 
     def __init__(self, input_size: int, hidden_size: int, num_layers: int = 1,
                  nonlinearity: str = "tanh", bias: bool = True, batch_first: bool = False,
@@ -262,6 +262,7 @@ class LSTM(_RNNBase):
     """
 
     mode = "LSTM"
+    kind = KINDS[mode]
 
     def __init__(self, input_size: int, hidden_size: int, num_layers: int = 1,
                  bias: bool = True, batch_first: bool = False, dropout: float = 0.0,
@@ -293,6 +294,7 @@ class GRU(_RNNBase):
     """
 
     mode = "GRU"
+    kind = KINDS[mode]
 
     def __init__(self, input_size: int, hidden_size: int, num_layers: int = 1,
                  bias: bool = True, batch_first: bool = False, dropout: float = 0.0,

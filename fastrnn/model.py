@@ -20,8 +20,9 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from . import _core, _engine
+from . import _core
 from ._validate import all_finite, float_array, lengths_array, positive_int, seed_value
+from ._kinds import suffix
 from .cells import weight_tuple
 from .heads import Head, ManyToMany, ManyToOne, OneToMany, sample_logits
 from .layers import GRU, LSTM, RNN, Embedding
@@ -785,11 +786,11 @@ class Stepper:
         self.model, self.batch_size = model, B
         L, H, dt = rnn.num_layers, rnn.hidden_size, rnn.dtype
         self._mode, self._relu = rnn.mode, rnn.nonlinearity == "relu"
-        self._weights = [weight_tuple(rnn, rnn._suffix(k, 0)) for k in range(L)]
+        self._weights = [weight_tuple(rnn, suffix(k, 0)) for k in range(L)]
         self.h = np.zeros((L, B, H), dt)
-        self.c = np.zeros((L, B, H), dt) if rnn.mode == "LSTM" else None
-        self._mode_id = {"RNN": 0, "LSTM": 1, "GRU": 2}[rnn.mode]
-        G = _engine.GATES[rnn.mode]
+        self.c = np.zeros((L, B, H), dt) if rnn.kind.has_cell else None
+        self._mode_id = rnn.kind.step_id
+        G = rnn.kind.gates
         self._Gt = [np.empty((B, G * H), dt) for _ in range(L)]
         self._Gh = np.empty((B, 3 * H), dt)
         self._hk = list(self.h)                  # per layer (B, H) views: updated in place

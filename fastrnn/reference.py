@@ -47,6 +47,8 @@ from h0. The backward pass ignores ``dy`` at those steps and passes dh, dc throu
 
 import numpy as np
 
+from ._kinds import KINDS
+
 __all__ = [
     "sigmoid",
     "rnn_forward",
@@ -59,7 +61,7 @@ __all__ = [
     "stack_backward",
 ]
 
-NUM_GATES = {"RNN": 1, "LSTM": 4, "GRU": 3}
+NUM_GATES = {name: kind.gates for name, kind in KINDS.items()}
 
 
 # ----------------------------------------------------------------------------- helpers

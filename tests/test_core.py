@@ -9,8 +9,9 @@ from numpy.testing import assert_allclose
 import fastrnn
 from fastrnn import _core, _engine
 from fastrnn import reference as ref
+from fastrnn._kinds import KINDS
 
-GATES = {"RNN": 1, "LSTM": 4, "GRU": 3}
+GATES = {name: kind.gates for name, kind in KINDS.items()}
 MODES = [("RNN", "tanh"), ("RNN", "relu"), ("LSTM", "tanh"), ("GRU", "tanh")]
 MODE_IDS = ["rnn_tanh", "rnn_relu", "lstm", "gru"]
 DTYPES = [np.float64, np.float32]

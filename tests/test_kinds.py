@@ -1,0 +1,54 @@
+"""The cell-kind records agree with the layers and cells built from them."""
+
+import doctest
+import itertools
+
+import numpy as np
+import pytest
+
+import fastrnn
+from fastrnn import _kinds
+from fastrnn._kinds import KINDS, kind_of, parameter_shapes
+
+
+@pytest.mark.parametrize("name", list(KINDS))
+@pytest.mark.parametrize("layers,bidirectional,bias",
+                         list(itertools.product([1, 3], [False, True], [False, True])))
+def test_shapes_and_counts_are_the_layers(name, layers, bidirectional, bias):
+    kind = KINDS[name]
+    layer = getattr(fastrnn, name)(5, 7, num_layers=layers, bidirectional=bidirectional,
+                                   bias=bias)
+    want = [(n, p.shape) for n, p in layer.named_parameters()]
+    assert parameter_shapes(kind, 5, 7, layers, bidirectional, bias) == want
+    assert kind.parameter_count(5, 7, layers, bidirectional, bias) == sum(
+        p.data.size for p in layer.parameters())
+    assert layer.kind is kind and getattr(fastrnn, kind.torch_cell).kind is kind
+
+
+def test_onnx_rows_are_a_permutation_of_the_gate_blocks():
+    H = 3
+    for kind in KINDS.values():
+        rows = kind.onnx_rows(H)
+        assert sorted(rows) == list(range(kind.gates * H))
+        assert [rows[b * H] // H for b in range(kind.gates)] == list(kind.onnx_blocks)
+    assert [KINDS["LSTM"].gate_names[b] for b in KINDS["LSTM"].onnx_blocks] == list("iofg")   # ONNX: i o f c
+
+
+def test_kind_of_takes_any_case_and_refuses_others():
+    assert kind_of("gru") is KINDS["GRU"]
+    with pytest.raises(ValueError, match="unknown cell kind 'lstmp'"):
+        kind_of("lstmp")
+
+
+def test_step_ids_are_distinct_and_the_cells_use_them():
+    assert sorted(k.step_id for k in KINDS.values()) == list(range(len(KINDS)))
+    x = np.ones((2, 3), np.float32)
+    for kind in KINDS.values():
+        cell = getattr(fastrnn, kind.torch_cell)(3, 4, seed=0)
+        state = cell(x)
+        assert isinstance(state, tuple) == kind.has_cell
+
+
+def test_docstring_examples():
+    result = doctest.testmod(_kinds)
+    assert result.attempted >= 2 and result.failed == 0
