@@ -31,7 +31,8 @@ def test_onnx_rows_are_a_permutation_of_the_gate_blocks():
         rows = kind.onnx_rows(H)
         assert sorted(rows) == list(range(kind.gates * H))
         assert [rows[b * H] // H for b in range(kind.gates)] == list(kind.onnx_blocks)
-    assert [KINDS["LSTM"].gate_names[b] for b in KINDS["LSTM"].onnx_blocks] == list("iofg")   # ONNX: i o f c
+    lstm = KINDS["LSTM"]
+    assert [lstm.gate_names[b] for b in lstm.onnx_blocks] == list("iofg")   # ONNX: i o f c
 
 
 def test_kind_of_takes_any_case_and_refuses_others():
