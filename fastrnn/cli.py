@@ -375,27 +375,34 @@ def _read_text(path: str) -> str:
         raise UsageError(f"{path} is a directory, not a text file") from None
 
 
-def _first_nonfinite(a: np.ndarray) -> int | None:
-    """The index (along the first axis) of the first sample holding a nan or an inf, or
-    None; integers and booleans are always finite."""
+def _nonfinite(a: np.ndarray, lengths: np.ndarray | None = None) -> np.ndarray | None:
+    """Where ``a`` (sample-first) holds a nan or an inf, as a boolean array of its shape, or
+    None if nowhere; with ``lengths``, steps t >= lengths[n] of axis 1 do not count
+    (padding may hold anything: the layers never read it).  Integers are always finite."""
     if a.dtype.kind not in "fc" or a.size == 0:
         return None
-    bad = ~np.isfinite(a.reshape(a.shape[0], -1) if a.ndim else a.reshape(1, 1)).all(axis=1)
-    hits = np.flatnonzero(bad)
-    return int(hits[0]) if hits.size else None
+    bad = ~np.isfinite(a)
+    if lengths is not None and a.ndim >= 2:
+        valid = np.arange(a.shape[1])[None, :] < lengths[:, None]
+        bad &= valid.reshape(valid.shape + (1,) * (a.ndim - 2))
+    return bad if bad.any() else None
 
 
-def _refuse_nonfinite(a: np.ndarray, name: str, where: str) -> None:
-    """A UsageError naming the file and array if ``a`` holds a nan or an inf.
+def _refuse_nonfinite(a: np.ndarray, name: str, where: str,
+                      lengths: np.ndarray | None = None) -> None:
+    """A UsageError naming the file, the array and the first bad sample if ``a`` holds a
+    nan or an inf (past ``lengths``, padding, it may).
 
-    The CLI's own check, made before any training so that the message names the file;
-    the model checks its inputs again."""
-    i = _first_nonfinite(a)
-    if i is not None:
-        count = int(np.count_nonzero(~np.isfinite(a)))
+    The command's own check, made before any training so that the message names the
+    file; the same rule as fastrnn._validate.all_finite, which the model applies again."""
+    bad = _nonfinite(a, lengths)
+    if bad is not None:
+        count = int(np.count_nonzero(bad))
+        first = int(np.argwhere(bad)[0][0])
         raise UsageError(f"{where}: {name} holds {count} nan or inf value"
-                         f"{'s' if count > 1 else ''}, the first in sample {i}; fastrnn "
-                         f"needs finite numbers (drop or fill those samples)")
+                         f"{'s' if count > 1 else ''}, the first in sample {first}; fastrnn "
+                         f"needs finite numbers (drop or fill those samples; padding past "
+                         f"lengths may hold anything)")
 
 
 def _class_labels(y: np.ndarray, valid: np.ndarray, where: str) -> np.ndarray:
@@ -452,9 +459,10 @@ def _arrays_xy(arrays: dict, path: str):
     if y.ndim == 0 or y.shape[0] != x.shape[0]:
         raise UsageError(f"{path}: y must have one entry per sequence ({x.shape[0]}), got "
                          f"{_describe(y)}")
-    _refuse_nonfinite(x, "x", path)
-    _refuse_nonfinite(y, "y", path)
     lengths = _check_lengths(arrays.get("lengths"), x.shape[0], x.shape[1], path)
+    _refuse_nonfinite(x, "x", path, lengths)
+    per_step = y.ndim >= 2 and y.shape[:2] == x.shape[:2]
+    _refuse_nonfinite(y, "y", path, lengths if per_step else None)
     return x, y, lengths
 
 
@@ -1001,7 +1009,6 @@ def cmd_predict(args) -> int:
         raise UsageError(f"{args.input} holds {sorted(arrays)}; name the sequences x")
     if x.dtype.kind not in "fiub":
         raise UsageError(f"{args.input}: the sequences must be numbers, got {_describe(x)}")
-    _refuse_nonfinite(x, "x", args.input)
     lengths = arrays.get("lengths")
     per_step = False
     if isinstance(model, Seq2Seq):
@@ -1021,6 +1028,7 @@ def cmd_predict(args) -> int:
             raise UsageError(f"{args.input}: expected sequences (N, T, features) or tokens "
                              f"(N, T), got {_describe(x)}")
         lengths = _check_lengths(lengths, x.shape[0], x.shape[1], args.input)
+        _refuse_nonfinite(x, "x", args.input, lengths)
         with _fits(args.input, args.model):
             out = model.predict_proba(x, lengths, args.batch_size) if args.proba else \
                 model.predict(x, lengths, args.batch_size)

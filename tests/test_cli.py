@@ -330,6 +330,28 @@ def test_nonfinite_data_is_refused_naming_file_and_sample(digits_model, work, tm
                "bad_y.npz", "y holds", "sample 12")
 
 
+def test_padding_past_lengths_may_hold_nan(work, tmp_path):
+    """As in the Python API: only the steps within each sequence's length must be finite."""
+    x = sequences(24)
+    lengths = np.full(24, 4)
+    lengths[::2] = 2
+    x[::2, 2:] = np.nan                             # padding
+    y = np.where(np.arange(4)[None, :] < lengths[:, None], 1.0, np.nan)   # per step
+    np.savez(tmp_path / "padded.npz", x=x, y=y, lengths=lengths)
+    model = tmp_path / "padded_model.npz"
+    out = ok(run("train", "--data", tmp_path / "padded.npz", "--regress", *TINY, "--out",
+                 model, cwd=work))
+    assert "ManyToMany, mse" in out and "stopped" not in out and "loss nan" not in out
+    lines = ok(run("predict", model, tmp_path / "padded.npz", cwd=work)).splitlines()
+    assert len(lines) == 24 and "nan" not in " ".join(lines)
+    x[5, 3, 0] = np.nan                             # within the length of sequence 5
+    np.savez(tmp_path / "padded_bad.npz", x=x, y=y, lengths=lengths)
+    user_error(run("predict", model, tmp_path / "padded_bad.npz", cwd=work),
+               "padded_bad.npz", "x holds 1 nan", "sample 5")
+    user_error(run("train", "--data", tmp_path / "padded_bad.npz", "--regress", *TINY,
+                   cwd=work), "padded_bad.npz", "sample 5")
+
+
 # -- the task is asked for, not guessed from the dtype of y ------------------------------------
 
 def test_whole_float_labels_train_a_classifier(work, tmp_path):
