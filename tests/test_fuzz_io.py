@@ -26,7 +26,7 @@ from hypothesis import strategies as st  # noqa: E402
 
 import fastrnn  # noqa: E402
 from fastrnn import ModelFileError, load, load_checkpoint, optim  # noqa: E402
-from fastrnn.io import _parameter_count  # noqa: E402
+from fastrnn.io import _parameter_count, _parameter_shapes  # noqa: E402
 from conftest import examples  # noqa: E402
 
 DATA = os.path.join(os.path.dirname(__file__), "data")
@@ -238,7 +238,8 @@ def _npy(raw: bytes) -> bytes:
 def test_parameter_count_of_a_config_is_exact(cell, hidden, layers, bidirectional, head,
                                               vocab, seq2seq):
     """The reader refuses an architecture larger than the stored arrays before building
-    it; for every real model the count it computes is the model's own."""
+    it; for every real model the count it computes is the model's own, and so are the
+    names, order and shapes it checks the file's arrays against."""
     if seq2seq:
         model = fastrnn.Seq2Seq.build(cell, src_vocab=vocab or 3, tgt_vocab=4,
                                       hidden_size=hidden, num_layers=layers, seed=0)
@@ -247,6 +248,8 @@ def test_parameter_count_of_a_config_is_exact(cell, hidden, layers, bidirectiona
             cell, input_size=None if vocab else 2, vocab_size=vocab, hidden_size=hidden,
             output_size=3, head=head, num_layers=layers, bidirectional=bidirectional, seed=0)
     assert _parameter_count(model.config()) == sum(p.data.size for p in model.parameters())
+    assert list(_parameter_shapes(model.config()).items()) == \
+        [(name, p.data.shape) for name, p in model.named_parameters()]
 
 
 def test_save_load_round_trip_survives_the_guard(tmp_path):
