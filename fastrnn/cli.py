@@ -141,7 +141,7 @@ def build_parser() -> argparse.ArgumentParser:
                        "--regress (mean squared error) reads y as values, (N,) or (N, C) "
                        "per sequence, (N, T) or (N, T, C) per step. The bundled tasks "
                        "set their own (digits and text classify, adding and sine "
-                       "regress). x, and y of a regression, must be finite. "
+                       "regress). x and y must be finite within each length. "
                        f"{TEST_FRACTION:.0%} of the sequences (the last "
                        f"{TEXT_TEST_FRACTION:.0%} of a text) are held out for testing.")
     p.add_argument("task", nargs="?", metavar="TASK",
