@@ -21,12 +21,11 @@ last layer's final states (many-to-one).  ``onnx`` is an optional dependency
 
 from __future__ import annotations
 
-import os
-
 import numpy as np
 
 from .cells import GRUCell, LSTMCell, RNNCell
 from .heads import ManyToMany, ManyToOne
+from .io import atomic_write
 from .layers import GRU, LSTM, RNN, Embedding, Linear
 from .model import Seq2Seq, SequenceModel
 
@@ -293,8 +292,9 @@ def _export_embedding(onnx, emb: Embedding, dt):
 
 def export_onnx(obj, path=None, *, lengths: bool = False, initial_state: bool = False,
                 dtype=None):
-    """Export ``obj`` as an ONNX model (opset 17); write it to ``path`` if given and
-    return the ``onnx.ModelProto``.
+    """Export ``obj`` as an ONNX model (opset 17); write it to ``path`` if given (at once,
+    through :func:`fastrnn.io.atomic_write`: readers never see a partial file) and return
+    the ``onnx.ModelProto``.
 
     ``obj`` and the graph's inputs and outputs (``batch`` and ``T`` are dynamic):
 
@@ -359,12 +359,6 @@ def export_onnx(obj, path=None, *, lengths: bool = False, initial_state: bool = 
                             f"GRUCell, Linear, Embedding or SequenceModel")
     onnx.checker.check_model(m)
     if path is not None:
-        path = os.fspath(path)
-        tmp = path + ".tmp"
-        try:
-            onnx.save_model(m, tmp)
-            os.replace(tmp, path)
-        finally:
-            if os.path.exists(tmp):
-                os.unlink(tmp)
+        with atomic_write(path) as f:      # the protobuf bytes onnx.save_model writes
+            f.write(m.SerializeToString())
     return m

@@ -1,7 +1,7 @@
 """Tests of fastrnn.io at the level of files: what the readers open (regular files only,
 never blocking), how much they read and allocate (bounded by the file), how files are
 written (one atomic-write helper: modes, symlinks, unique temporary files, leftovers of
-killed writers), and which error each kind of bad path gets."""
+killed writers, concurrent ONNX exports), and which error each kind of bad path gets."""
 
 import hashlib
 import io
@@ -514,6 +514,59 @@ def test_temporary_files_of_killed_writers_are_removed_by_the_next_save(tmp_path
     save(path, small_model(seed=1))
     assert listing(tmp_path) == sorted(["model.npz", live, other, mine])
     assert_same_model(load(path), small_model(seed=1))
+
+
+# ------------------------------------------------------------------------------ ONNX files
+
+
+def test_export_onnx_writes_atomically_and_leaves_other_files_alone(tmp_path):
+    onnx = pytest.importorskip("onnx")
+    layer = fastrnn.GRU(3, 4, seed=0)
+    path = tmp_path / "m.onnx"
+    (tmp_path / "m.onnx.tmp").write_bytes(b"the user's own file")
+    fastrnn.export_onnx(layer, path)
+    assert (tmp_path / "m.onnx.tmp").read_bytes() == b"the user's own file"
+    os.chmod(path, 0o600)
+    fastrnn.export_onnx(layer, os.fsencode(path))
+    assert stat.S_IMODE(path.stat().st_mode) == 0o600
+    onnx.checker.check_model(onnx.load(str(path)))
+    assert listing(tmp_path) == ["m.onnx", "m.onnx.tmp"]
+    with pytest.raises(TypeError, match="path must be a file path"):
+        fastrnn.export_onnx(layer, 3)
+
+
+def test_concurrent_exports_to_one_path_all_succeed_and_readers_see_whole_files(tmp_path):
+    onnx = pytest.importorskip("onnx")
+    path = tmp_path / "m.onnx"
+    models = [fastrnn.GRU(3, 4, seed=i) for i in range(4)]
+    fastrnn.export_onnx(models[0], path)
+    errors, bad_reads, done = [], [], threading.Event()
+
+    def export(model):
+        for _ in range(8):
+            try:
+                fastrnn.export_onnx(model, path)
+            except Exception as err:        # noqa: BLE001
+                errors.append(err)
+
+    def read():
+        while not done.is_set():
+            try:
+                onnx.checker.check_model(onnx.load(str(path)))
+            except Exception as err:        # noqa: BLE001
+                bad_reads.append(err)
+
+    readers = [threading.Thread(target=read) for _ in range(2)]
+    writers = [threading.Thread(target=export, args=(m,)) for m in models]
+    for t in readers + writers:
+        t.start()
+    for t in writers:
+        t.join()
+    done.set()
+    for t in readers:
+        t.join()
+    assert errors == [] and bad_reads == []
+    assert listing(tmp_path) == ["m.onnx"]
 
 
 # ------------------------------------------------------------------ the architecture check
