@@ -21,6 +21,7 @@ import numpy as np
 
 from .cells import GRUCell, LSTMCell, RNNCell
 from .heads import ManyToMany, ManyToOne, OneToMany
+from .io import open_regular_file, read_npz, zip_names
 from .layers import GRU, LSTM, RNN, Embedding, Linear
 from .model import SequenceModel
 
@@ -191,10 +192,10 @@ def read_state_dict(path) -> dict:
     >>> sorted(fastrnn.torch_bridge.read_state_dict(path))
     ['bias_hh_l0', 'bias_ih_l0', 'weight_hh_l0', 'weight_ih_l0']
     """
-    path = os.fspath(path)
-    if not os.path.exists(path):
-        raise FileNotFoundError(2, "No such file or directory", path)
-    with open(path, "rb") as f:
+    path = os.fsdecode(os.fspath(path))
+    # a regular file only (a FIFO or a device would block or never end); not found,
+    # directory: OSError
+    with open_regular_file(path) as f:
         magic = f.read(4)
     if path.lower().endswith((".pt", ".pth")) or (magic[:2] == b"PK" and not
                                                   _is_npz(path)):
@@ -218,20 +219,17 @@ def read_state_dict(path) -> dict:
         raise ValueError(f"{path} is neither an .npz state_dict (a zip of .npy arrays) nor "
                          f"a torch file (.pt, .pth)")
     try:
-        with np.load(path, allow_pickle=False) as f:
-            if not hasattr(f, "files"):
-                raise ValueError("a single array, not a dict of named arrays")
-            return {k: f[k] for k in f.files}
-    except (ValueError, OSError, EOFError) as err:
+        # every member is a tensor of the state_dict: all are read, within read_npz's
+        # bound on their declared sizes
+        return read_npz(path)
+    except (ValueError, OSError) as err:
         raise ValueError(f"{path} cannot be read as an .npz state_dict: {err}") from None
 
 
 def _is_npz(path: str) -> bool:
-    import zipfile
     try:
-        with zipfile.ZipFile(path) as z:
-            names = z.namelist()
-    except (zipfile.BadZipFile, OSError):
+        names = zip_names(path)     # from the zip's directory, of bounded size
+    except (ValueError, OSError):
         return False
     return bool(names) and all(n.endswith(".npy") for n in names)
 

@@ -335,6 +335,24 @@ def test_read_npz_reads_only_the_members_asked_for(tmp_path):
         assert seconds < 0.5 and peak < 256 << 10, (seconds, peak)
 
 
+def test_a_state_dict_npz_is_read_within_bounds(tmp_path):
+    """import-torch reads every member of an .npz state_dict: a 64 MiB member in a small
+    file is refused from its declared size, unread; a FIFO is refused without blocking."""
+    weights = fastrnn.RNN(2, 3, seed=0).state_dict()
+    path = tmp_path / "weights.npz"
+    deflated_zeros(path, weights, "huge", 64 << 20)
+    err, seconds, peak = traced(fastrnn.torch_bridge.read_state_dict, path)
+    assert isinstance(err, ValueError) and "declare" in str(err), err
+    assert seconds < 0.5 and peak < 256 << 10, (seconds, peak)
+    np.savez(path, **weights)
+    got = fastrnn.torch_bridge.read_state_dict(os.fsencode(path))
+    assert sorted(got) == sorted(weights)
+    if hasattr(os, "mkfifo"):
+        os.mkfifo(tmp_path / "fifo.npz")
+        err = _without_blocking(fastrnn.torch_bridge.read_state_dict, tmp_path / "fifo.npz")
+        assert isinstance(err, ValueError) and "not a regular file" in str(err), err
+
+
 def test_npy_headers_may_not_claim_more_than_their_bytes(tmp_path):
     """numpy.load allocates what a .npy header claims (800 MB here) before finding that
     the data is 800 bytes; these readers refuse first."""
