@@ -31,7 +31,7 @@ from .module import Module, Parameter  # noqa: E402
 from .onnx_export import export_onnx  # noqa: E402
 from .torch_bridge import from_torch, to_torch  # noqa: E402
 
-__version__ = "0.1.0"
+from ._version import __version__  # noqa: E402
 
 __all__ = ["RNN", "LSTM", "GRU", "RNNCell", "LSTMCell", "GRUCell", "Linear", "Embedding",
            "ManyToMany", "ManyToOne", "OneToMany", "SequenceModel", "Seq2Seq", "Stepper",

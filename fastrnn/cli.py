@@ -34,6 +34,9 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from ._version import __version__
+from .io import ArrayFileError, npz_names, open_regular_file, read_npy, read_npz
+
 EXIT_USAGE = 2
 EXIT_FAILURE = 1            # not the user's mistake: a bug, or a failure we did not foresee
 TASKS = ("digits", "text", "adding", "sine")
@@ -96,8 +99,6 @@ nonnegative_float = _float_in(0.0)
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from . import __version__
-
     parser = _Parser(prog="fastrnn", description="Recurrent networks (RNN, LSTM, GRU) on the "
                      "CPU: train, evaluate and use models from the command line.",
                      epilog="Start with `fastrnn demo`; `fastrnn COMMAND --help` for each "
@@ -322,8 +323,10 @@ def _describe(a: np.ndarray) -> str:
     return f"{a.dtype} array of shape {a.shape}"
 
 
-def _read_npz(path: str, what: str = "data") -> dict:
-    """The arrays of a .npy or .npz file (never unpickling), or a one-line UsageError."""
+def _read_npz(path: str, what: str = "data", names: tuple[str, ...] | None = None) -> dict:
+    """The arrays of a .npy or .npz file (only those of ``names`` that an .npz holds, when
+    given; never unpickling; memory bounded by the file's size), or a one-line
+    UsageError."""
     if not os.path.exists(path):
         raise UsageError(f"{path}: no such file")
     if os.path.isdir(path):
@@ -331,7 +334,7 @@ def _read_npz(path: str, what: str = "data") -> dict:
                          f"{what} file")
     npy = path.lower().endswith(".npy")
     try:
-        with open(path, "rb") as f:
+        with open_regular_file(path) as f:
             magic = f.read(6)
         if not npy and not zipfile.is_zipfile(path):
             if magic == b"\x93NUMPY":
@@ -342,17 +345,12 @@ def _read_npz(path: str, what: str = "data") -> dict:
         if npy:
             if magic != b"\x93NUMPY":
                 raise UsageError(f"{path} is not a .npy file (no NumPy header)")
-            return {"x": np.load(path, allow_pickle=False)}
-        with np.load(path, allow_pickle=False) as f:
-            arrays = {k: f[k] for k in f.files}
-        for k, a in arrays.items():
-            if not isinstance(a, np.ndarray):   # a member that is not an .npy array
-                raise UsageError(f"{path}: its member {k!r} is not a NumPy array (.npy)")
-        return arrays
+            return {"x": read_npy(path)}
+        return read_npz(path, names)
     except UsageError:
         raise
-    except ValueError as err:
-        if "pickle" in str(err):
+    except ValueError as err:                  # ArrayFileError among them
+        if "pickle" in str(err) or "Python objects" in str(err):
             raise UsageError(f"{path} holds Python objects (pickled data), which fastrnn "
                              f"does not read; save plain numeric arrays") from None
         raise UsageError(f"{path} cannot be read as {'a .npy' if npy else 'an .npz'} file: "
@@ -366,8 +364,10 @@ def _read_text(path: str) -> str:
     if not os.path.exists(path):
         raise UsageError(f"{path}: no such file")
     try:
-        with open(path, encoding="utf-8") as f:
-            return f.read()
+        with open_regular_file(path) as f:
+            return f.read().decode("utf-8")
+    except ArrayFileError as err:
+        raise UsageError(str(err)) from None
     except UnicodeDecodeError as err:
         raise UsageError(f"{path} is not UTF-8 text ({err.reason} at byte {err.start})") \
             from None
@@ -443,9 +443,9 @@ def _arrays_xy(arrays: dict, path: str):
     """x, y, lengths of a user's .npz, checked; x as floats (N, T, I) or tokens (N, T)."""
     missing = [k for k in ("x", "y") if k not in arrays]
     if missing:
+        held = sorted(npz_names(path)) if zipfile.is_zipfile(path) else sorted(arrays)
         raise UsageError(f"{path} has no array {' or '.join(missing)} (it holds "
-                         f"{sorted(arrays) or 'no arrays'}; expected x, y and optionally "
-                         f"lengths)")
+                         f"{held or 'no arrays'}; expected x, y and optionally lengths)")
     x, y = arrays["x"], arrays["y"]
     for name, a in (("x", x), ("y", y)):
         if a.dtype.kind not in "fiub":
@@ -472,7 +472,7 @@ def _npz_data(path: str, test_fraction: float = TEST_FRACTION,
     whole-number floats) or a regression ("regress": y values)."""
     from .data import train_test_split
 
-    x, y, lengths = _arrays_xy(_read_npz(path), path)
+    x, y, lengths = _arrays_xy(_read_npz(path, names=("x", "y", "lengths")), path)
     N, T = x.shape[:2]
     tokens = x.ndim == 2
     vocab_size = None
@@ -928,7 +928,7 @@ def _given_data(path: str, extra: dict) -> tuple:
     if not path.lower().endswith((".npz", ".npy")):
         raise UsageError(f"--data {path}: expected an .npz (arrays x, y[, lengths]) or a "
                          f".txt")
-    x, y, lengths = _arrays_xy(_read_npz(path), path)
+    x, y, lengths = _arrays_xy(_read_npz(path, names=("x", "y", "lengths")), path)
     return x, y, lengths
 
 
@@ -949,7 +949,7 @@ def cmd_evaluate(args) -> int:
     model, extra = _load(args.model)
     if args.data is not None:
         if isinstance(model, Seq2Seq):
-            arrays = _read_npz(args.data)
+            arrays = _read_npz(args.data, names=("src", "tgt", "src_lengths", "tgt_lengths"))
             if "src" not in arrays or "tgt" not in arrays:
                 raise UsageError(f"{args.data}: an encoder-decoder is evaluated on arrays "
                                  f"src and tgt (and optionally src_lengths, tgt_lengths)")
@@ -1191,7 +1191,7 @@ def info() -> dict:
 
     import scipy
 
-    from . import __version__, _core, blas_info
+    from . import _core, blas_info
     ext = _core.__file__
     return {"fastrnn": __version__, "package": os.path.dirname(os.path.abspath(__file__)),
             "extension": ext, "compiler": _compiler(ext),
@@ -1402,7 +1402,7 @@ def _demo_text(args, out_dir: str) -> None:
 
 
 def cmd_demo(args) -> int:
-    from . import __version__, blas_info
+    from . import blas_info
 
     out_dir = args.out_dir
     try:

@@ -52,6 +52,8 @@ from typing import BinaryIO
 import numpy as np
 
 from . import optim
+from ._kinds import KINDS, parameter_shapes
+from ._version import __version__
 from ._validate import as_dtype, flag, positive_int
 from .model import Seq2Seq, SequenceModel
 from .module import Module
@@ -323,13 +325,16 @@ def _entry(a: np.ndarray) -> dict:
 
 
 def _json_ready(value):
-    """Optimizer and log values as JSON: numpy scalars to Python numbers, tuples to lists."""
+    """Optimizer and log values as JSON: numpy scalars to Python numbers, tuples to lists,
+    nan and inf to null (JSON has no such numbers: an inf validation loss is still logged)."""
     if isinstance(value, dict):
         return {str(k): _json_ready(v) for k, v in value.items()}
     if isinstance(value, (list, tuple)):
         return [_json_ready(v) for v in value]
     if isinstance(value, np.generic):
-        return value.item()
+        value = value.item()
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
     return value
 
 
@@ -350,8 +355,8 @@ def save(path, model, optimizer=None, extra: dict | None = None) -> None:
     (``str``, ``bytes`` or ``os.PathLike``), atomically (:func:`atomic_write`).
 
     Raises TypeError for a path or model of the wrong type (and says so when they look
-    swapped), ValueError for ``extra`` that is not JSON, OSError when the file cannot be
-    written; on any error ``path`` is left as it was.
+    swapped), ValueError for ``extra`` that is not JSON (nan and inf in it are written as
+    null), OSError when the file cannot be written; on any error ``path`` is left as it was.
 
     >>> import os, tempfile, numpy as np, fastrnn
     >>> m = fastrnn.SequenceModel.build("lstm", input_size=3, hidden_size=4, output_size=2,
@@ -362,8 +367,6 @@ def save(path, model, optimizer=None, extra: dict | None = None) -> None:
     >>> bool(np.array_equal(fastrnn.load(path).forward(x), m.forward(x)))
     True
     """
-    from . import __version__           # set by the package after its modules load
-
     _check_save_arguments(path, model)
     arrays = {f"param/{name}": p.data for name, p in model.named_parameters()}
     header = {"format": FORMAT, "format_version": FORMAT_VERSION,
@@ -671,28 +674,18 @@ def _array_specs(header: dict, path: str, size: int) -> dict:
     return specs
 
 
-_GATES = {"RNN": 1, "LSTM": 4, "GRU": 3}
-
-
 def _rnn_shapes(prefix: str, c: dict, out: dict, limit: int) -> None:
-    if not isinstance(c, dict) or c.get("type") not in _GATES:
+    if not isinstance(c, dict) or not isinstance(c.get("type"), str) or c["type"] not in KINDS:
         raise ValueError(f"{prefix[:-1]}: unknown recurrent layer {c!r:.60}")
-    G = _GATES[c["type"]]
     I = positive_int(c["input_size"], "input_size")
     H = positive_int(c["hidden_size"], "hidden_size")
     L = positive_int(c.get("num_layers", 1), "num_layers")
-    D = 2 if flag(c.get("bidirectional", False), "bidirectional") else 1
+    bidirectional = flag(c.get("bidirectional", False), "bidirectional")
     bias = flag(c.get("bias", True), "bias")
-    if len(out) + L * D * (4 if bias else 2) > limit:
+    if len(out) + L * (2 if bidirectional else 1) * (4 if bias else 2) > limit:
         raise ValueError(f"{prefix[:-1]}: {L} layers are more than a model file holds")
-    for k in range(L):
-        for d in range(D):
-            sfx = f"_l{k}_reverse" if d else f"_l{k}"
-            out[f"{prefix}weight_ih{sfx}"] = (G * H, I if k == 0 else D * H)
-            out[f"{prefix}weight_hh{sfx}"] = (G * H, H)
-            if bias:
-                out[f"{prefix}bias_ih{sfx}"] = (G * H,)
-                out[f"{prefix}bias_hh{sfx}"] = (G * H,)
+    for name, shape in parameter_shapes(KINDS[c["type"]], I, H, L, bidirectional, bias):
+        out[prefix + name] = shape
 
 
 def _embedding_shapes(prefix: str, c, out: dict) -> None:

@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from ._version import __version__
 from .cells import GRUCell, LSTMCell, RNNCell
 from .heads import ManyToMany, ManyToOne
 from .io import atomic_write
@@ -86,7 +87,6 @@ class _Graph:
         self.outputs.append(self.helper.make_tensor_value_info(name, elem, shape))
 
     def model(self, graph_name: str, doc: str):
-        from . import __version__
         h = self.helper
         graph = h.make_graph(self.nodes, graph_name, self.inputs, self.outputs, self.inits)
         m = h.make_model(graph, opset_imports=[h.make_opsetid("", OPSET)],

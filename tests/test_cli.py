@@ -468,8 +468,8 @@ def test_a_failed_save_says_the_model_is_lost(monkeypatch, tmp_path, capsys):
 # -- no tracebacks --------------------------------------------------------------------------
 
 @pytest.mark.parametrize("args, words", [
-    (["predict", "digits.npz", "not_npy_inside.npz"], ["'x' is not a NumPy array"]),
-    (["train", "--data", "not_npy_inside.npz"], ["'x' is not a NumPy array"]),
+    (["predict", "digits.npz", "not_npy_inside.npz"], ["array 'x' cannot be read"]),
+    (["train", "--data", "not_npy_inside.npz"], ["array 'x' cannot be read"]),
     (["predict", "digits.npz", "."], ["is a directory, not an input file"]),
     (["predict", "digits.npz", "wrong_width.npy", "--out", "p.xyz"], [".npy, .npz"]),
     (["predict", "digits.npz", "wrong_width.npy", "--out", "a_folder.npy"],

@@ -330,3 +330,20 @@ def test_threads_are_capped_at_the_cores():
         assert fastrnn.get_num_threads() == _blas.available_cores()
     finally:
         fastrnn.set_num_threads(before)
+
+
+# ------------------------------------------------------------------ inf in the logs
+
+def test_an_inf_validation_loss_is_checkpointed(tmp_path):
+    model = fastrnn.SequenceModel.build("rnn", input_size=1, hidden_size=3, output_size=1,
+                                        head="many_to_one", loss="mse", dtype=np.float64,
+                                        seed=0)
+    x, y = np.zeros((4, 3, 1)), np.zeros((4, 1))
+    far = np.full((4, 1), 1e200)                       # finite, but its square is not
+    keep = fastrnn.ModelCheckpoint(tmp_path / "m.npz", save_best_only=True)
+    with np.errstate(over="ignore"):
+        h = model.fit(x, y, epochs=1, validation_data=(x, far), callbacks=[keep],
+                      progress=False)
+    assert h.history["val_loss"] == [np.inf]
+    _, _, extra = fastrnn.load_checkpoint(tmp_path / "m.npz")
+    assert extra["epoch"] == 0 and extra["logs"]["val_loss"] is None
