@@ -36,6 +36,8 @@ def weight_tuple(module: Module, suffix: str, grad: bool = False) -> tuple:
     for name in ("weight_ih", "weight_hh", "bias_ih", "bias_hh"):
         param = p.get(name + suffix)
         if param is None:
+            if name.startswith("weight"):
+                raise ValueError(f"{type(module).__name__} has no parameter {name + suffix}")
             arrays.append(np.empty(0, module.dtype))
         else:
             arrays.append(param.grad if grad else param.data)

@@ -347,3 +347,10 @@ def test_an_inf_validation_loss_is_checkpointed(tmp_path):
     assert h.history["val_loss"] == [np.inf]
     _, _, extra = fastrnn.load_checkpoint(tmp_path / "m.npz")
     assert extra["epoch"] == 0 and extra["logs"]["val_loss"] is None
+
+
+def test_a_removed_weight_is_named_not_an_index_error():
+    lstm = fastrnn.LSTM(3, 4, seed=0)
+    del lstm._params["weight_hh_l0"]
+    with pytest.raises(ValueError, match="LSTM has no parameter weight_hh_l0"):
+        lstm(np.zeros((2, 1, 3), np.float32))
