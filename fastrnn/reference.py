@@ -9,35 +9,38 @@ Computations run in the dtype of ``x`` (float32 or float64); inputs are never mo
 
 Equations, gate order and parameter shapes are PyTorch's ``nn.RNN``, ``nn.LSTM`` and
 ``nn.GRU``; each forward function states its equations as numbered steps (1), (2), ...
-and the backward comments carry the number of the step they differentiate.
+and each backward comment carries the number of the forward step it differentiates ("(3)
+then (2)" for a chain through both).
 
-Notation (shared with ``_core.pyx``)
-------------------------------------
+Notation (the one notation of fastrnn: ``_core.pyx`` and ``_cellmath.h`` cite it)
+-------------------------------------------------------------------------------------
 ::
 
     T, B, I, H    time steps, batch rows, input features, hidden units.
-    NG            gate blocks: 1 (RNN), 4 (LSTM: i, f, g, o), 3 (GRU: r, z, n). Every
-                  (..., NG*H) array holds the blocks side by side in that order.
-    x             (T, B, I) input, time-major.
+    NG            gate blocks (G in the kernels): 1 (RNN), 4 (LSTM: i, f, g, o), 3 (GRU:
+                  r, z, n). Every (..., NG*H) array holds the blocks side by side in that
+                  order.
+    x             (T, B, I) input, time-major (X: the same as (T*B, I) rows).
     h_prev, h_t   (B, H) hidden state entering / leaving step t; c_prev, c_t for the LSTM.
     Xp            (T, B, NG*H) input projection of all steps, ``x @ W_ih.T + b_ih``: one
                   matmul over the T*B rows. The RNN and LSTM fold ``b_hh`` into it too; the
-                  GRU cannot, because r multiplies ``b_hn``.
-    Hp            (B, NG*H) recurrent projection of one step, ``h_prev @ W_hh.T``
+                  GRU cannot, because r multiplies ``b_hn``. (The kernels' Gt holds it.)
+    Gh            (B, NG*H) recurrent projection of one step, ``h_prev @ W_hh.T``
                   (``+ b_hh`` for the GRU).
+    Hn            (T, B, H) GRU only: the n block of Gh of every step, ``W_hn h_prev + b_hn``.
     A             (T, B, NG*H) gate activations (after sigmoid / tanh / relu).
-    H_prev        (T, B, H) h_prev of every step, kept for ``dW_hh``.
+    Hp, Cp        (T, B, H) h_prev (c_prev) of every step, kept for the backward pass.
     dh, dc        (B, H) gradient reaching h_t / c_t: from the step processed after t,
                   plus ``dy[t]``.
-    dGx, dGh      (T, B, NG*H) gradient w.r.t. the pre-activations fed by Xp / by Hp.
-                  They are one array except for the GRU, whose n blocks differ
+    dGx, dGh      (T, B, NG*H) gradient w.r.t. the pre-activations fed by Xp / by Gh.
+                  They are one array (dG) except for the GRU, whose n blocks differ
                   (``dGh_n = dGx_n * r``).
     active        (T, B) bool, ``t < lengths[b]``; None without lengths.
 
 After the backward loop, over all T*B rows at once::
 
     dx    = dGx @ W_ih        dW_ih = dGx.T @ x         db_ih = dGx.sum(0)
-    dW_hh = dGh.T @ H_prev    db_hh = dGh.sum(0)
+    dW_hh = dGh.T @ Hp        db_hh = dGh.sum(0)
 
 Lengths follow ``pack_padded_sequence(..., enforce_sorted=False)``: where ``active[t, b]``
 is False, row b keeps its state unchanged and outputs 0. So the forward direction stops
@@ -166,20 +169,20 @@ def _project_inputs(x, W_ih, bias):
     return Xp
 
 
-def _forward_cache(x, weights, active, reverse, H_prev, A, **extra):
+def _forward_cache(x, weights, active, reverse, Hp, A, **extra):
     W_ih, W_hh, b_ih, b_hh = weights
     return dict(x=x, W_ih=W_ih, W_hh=W_hh, has_b_ih=b_ih is not None,
                 has_b_hh=b_hh is not None, active=active, reverse=reverse,
-                H_prev=H_prev, A=A, **extra)
+                Hp=Hp, A=A, **extra)
 
 
 def _backward_inputs(dy, dstates, cache):
     """dy in the cache dtype with padded steps zeroed, and the state gradients (None -> 0)."""
-    x, H_prev, active = cache["x"], cache["H_prev"], cache["active"]
-    dy = _check_shape("dy", np.asarray(dy, dtype=x.dtype), H_prev.shape)
+    x, Hp, active = cache["x"], cache["Hp"], cache["active"]
+    dy = _check_shape("dy", np.asarray(dy, dtype=x.dtype), Hp.shape)
     if active is not None:
         dy = np.where(active[:, :, None], dy, 0)  # y is constant 0 there
-    zeros = np.zeros(H_prev.shape[1:], dtype=x.dtype)
+    zeros = np.zeros(Hp.shape[1:], dtype=x.dtype)
     dstates = [zeros if d is None else
                _check_shape(name, np.asarray(d, dtype=x.dtype), zeros.shape)
                for name, d in dstates]
@@ -188,13 +191,13 @@ def _backward_inputs(dy, dstates, cache):
 
 def _input_and_weight_grads(dGx, dGh, cache):
     """dx and the parameter gradients from the pre-activation gradients of all steps."""
-    x, H_prev = cache["x"], cache["H_prev"]
+    x, Hp = cache["x"], cache["Hp"]
     T, B, I = x.shape
     dGx = dGx.reshape(T * B, -1)
     dGh = dGh.reshape(T * B, -1)
     dx = (dGx @ cache["W_ih"]).reshape(T, B, I)
     grads = {"weight_ih": dGx.T @ x.reshape(T * B, I),
-             "weight_hh": dGh.T @ H_prev.reshape(T * B, -1)}
+             "weight_hh": dGh.T @ Hp.reshape(T * B, -1)}
     if cache["has_b_ih"]:
         grads["bias_ih"] = dGx.sum(axis=0)
     if cache["has_b_hh"]:
@@ -248,16 +251,16 @@ def rnn_forward(x, h0, W_ih, W_hh, b_ih=None, b_hh=None, nonlinearity="tanh",
     T, B, H = x.shape[0], x.shape[1], h.shape[1]
     Xp = _project_inputs(x, weights[0], _sum_biases(*weights[2:]))  # (1) input part, all steps
     A = np.zeros((T, B, H), dtype=x.dtype)
-    H_prev = np.zeros_like(A)
+    Hp = np.zeros_like(A)
     for t in _steps(T, reverse):
         mask = _row_mask(active, t)
-        H_prev[t] = h
+        Hp[t] = h
         h_t = act(Xp[t] + h @ W_hh.T)  # (1), (2)
         A[t] = h_t
         h = _keep(mask, h_t, h)
     y = A.copy()
     _zero_inactive(y, active)
-    cache = _forward_cache(x, weights, active, reverse, H_prev, A, nonlinearity=nonlinearity)
+    cache = _forward_cache(x, weights, active, reverse, Hp, A, nonlinearity=nonlinearity)
     return y, h, cache
 
 
@@ -324,10 +327,10 @@ def lstm_forward(x, h0, c0, W_ih, W_hh, b_ih=None, b_hh=None, lengths=None, reve
     T, B, H = x.shape[0], x.shape[1], h.shape[1]
     Xp = _project_inputs(x, weights[0], _sum_biases(*weights[2:]))  # (1) input part, all steps
     A = np.zeros((T, B, 4 * H), dtype=x.dtype)
-    y, H_prev, C_prev, TC = (np.zeros((T, B, H), dtype=x.dtype) for _ in range(4))
+    y, Hp, Cp, TC = (np.zeros((T, B, H), dtype=x.dtype) for _ in range(4))
     for t in _steps(T, reverse):
         mask = _row_mask(active, t)
-        H_prev[t], C_prev[t] = h, c
+        Hp[t], Cp[t] = h, c
         G_i, G_f, G_g, G_o = _blocks(Xp[t] + h @ W_hh.T, 4)  # (1)
         i, f, g, o = _blocks(A[t], 4)  # views: filling them fills A[t]
         i[:], f[:], g[:], o[:] = sigmoid(G_i), sigmoid(G_f), np.tanh(G_g), sigmoid(G_o)  # (2)
@@ -337,7 +340,7 @@ def lstm_forward(x, h0, c0, W_ih, W_hh, b_ih=None, b_hh=None, lengths=None, reve
         y[t] = h_t
         h, c = _keep(mask, h_t, h), _keep(mask, c_t, c)
     _zero_inactive(y, active)
-    cache = _forward_cache(x, weights, active, reverse, H_prev, A, C_prev=C_prev, TC=TC)
+    cache = _forward_cache(x, weights, active, reverse, Hp, A, Cp=Cp, TC=TC)
     return y, h, c, cache
 
 
@@ -361,7 +364,7 @@ def lstm_backward(dy, dh_n, dc_n, cache):
     """
     dy, (dh, dc) = _backward_inputs(dy, [("dh_n", dh_n), ("dc_n", dc_n)], cache)
     A, W_hh, active = cache["A"], cache["W_hh"], cache["active"]
-    C_prev, TC = cache["C_prev"], cache["TC"]
+    Cp, TC = cache["Cp"], cache["TC"]
     dG = np.zeros_like(A)
     for t in _steps(A.shape[0], not cache["reverse"]):
         mask = _row_mask(active, t)
@@ -371,7 +374,7 @@ def lstm_backward(dy, dh_n, dc_n, cache):
         dc_t = dc + dh * o * (1 - TC[t] * TC[t])  # (4) through tanh(c_t)
         dG_o[:] = dh * TC[t] * o * (1 - o)  # (4) then (2)
         dG_i[:] = dc_t * g * i * (1 - i)  # (3) then (2)
-        dG_f[:] = dc_t * C_prev[t] * f * (1 - f)  # (3) then (2)
+        dG_f[:] = dc_t * Cp[t] * f * (1 - f)  # (3) then (2)
         dG_g[:] = dc_t * i * (1 - g * g)  # (3) then (2)
         _zero_inactive(dG[t], mask)
         dh = _keep(mask, dG[t] @ W_hh, dh)  # (1) into h_prev
@@ -386,9 +389,9 @@ def lstm_backward(dy, dh_n, dc_n, cache):
 def gru_forward(x, h0, W_ih, W_hh, b_ih=None, b_hh=None, lengths=None, reverse=False):
     """GRU over a sequence, one layer, one direction (gate blocks r, z, n).
 
-    (1) Hp = h_prev @ W_hh.T + b_hh        with Xp = x @ W_ih.T + b_ih
-    (2) r = σ(Xp_r + Hp_r), z = σ(Xp_z + Hp_z)
-    (3) n = tanh(Xp_n + r * Hp_n)
+    (1) Gh = h_prev @ W_hh.T + b_hh        with Xp = x @ W_ih.T + b_ih
+    (2) r = σ(Xp_r + Gh_r), z = σ(Xp_z + Gh_z)
+    (3) n = tanh(Xp_n + r * Hn)
     (4) h_t = (1 - z) * n + z * h_prev
 
     x (T, B, I), h0 (B, H), W_ih (3H, I), W_hh (3H, H), b_ih, b_hh (3H,) or None.
@@ -409,23 +412,23 @@ def gru_forward(x, h0, W_ih, W_hh, b_ih=None, b_hh=None, lengths=None, reverse=F
     T, B, H = x.shape[0], x.shape[1], h.shape[1]
     Xp = _project_inputs(x, weights[0], weights[2])  # (1) input part, all steps
     A = np.zeros((T, B, 3 * H), dtype=x.dtype)
-    y, H_prev, Hp_n = (np.zeros((T, B, H), dtype=x.dtype) for _ in range(3))
+    y, Hp, Hn = (np.zeros((T, B, H), dtype=x.dtype) for _ in range(3))
     for t in _steps(T, reverse):
         mask = _row_mask(active, t)
-        H_prev[t] = h
-        Hp = h @ W_hh.T  # (1)
+        Hp[t] = h
+        Gh = h @ W_hh.T  # (1)
         if b_hh is not None:
-            Hp += b_hh
+            Gh += b_hh
         Xp_r, Xp_z, Xp_n = _blocks(Xp[t], 3)
-        Hp_r, Hp_z, Hp_n[t] = _blocks(Hp, 3)  # Hp_n of every step is kept for backward
+        Gh_r, Gh_z, Hn[t] = _blocks(Gh, 3)  # Hn of every step is kept for backward
         r, z, n = _blocks(A[t], 3)  # views: filling them fills A[t]
-        r[:], z[:] = sigmoid(Xp_r + Hp_r), sigmoid(Xp_z + Hp_z)  # (2)
-        n[:] = np.tanh(Xp_n + r * Hp_n[t])  # (3)
+        r[:], z[:] = sigmoid(Xp_r + Gh_r), sigmoid(Xp_z + Gh_z)  # (2)
+        n[:] = np.tanh(Xp_n + r * Hn[t])  # (3)
         h_t = n + z * (h - n)  # (4)
         y[t] = h_t
         h = _keep(mask, h_t, h)
     _zero_inactive(y, active)
-    cache = _forward_cache(x, weights, active, reverse, H_prev, A, Hp_n=Hp_n)
+    cache = _forward_cache(x, weights, active, reverse, Hp, A, Hn=Hn)
     return y, h, cache
 
 
@@ -449,7 +452,7 @@ def gru_backward(dy, dh_n, cache):
     """
     dy, (dh,) = _backward_inputs(dy, [("dh_n", dh_n)], cache)
     A, W_hh, active = cache["A"], cache["W_hh"], cache["active"]
-    H_prev, Hp_n = cache["H_prev"], cache["Hp_n"]
+    Hp, Hn = cache["Hp"], cache["Hn"]
     dGx, dGh = np.zeros_like(A), np.zeros_like(A)
     for t in _steps(A.shape[0], not cache["reverse"]):
         mask = _row_mask(active, t)
@@ -459,9 +462,9 @@ def gru_backward(dy, dh_n, cache):
         dh = dh + dy[t]
         dGx_n[:] = dh * (1 - z) * (1 - n * n)  # (4) then (3) through tanh
         dGh_n[:] = dGx_n * r  # (3)
-        dGx_r[:] = dGx_n * Hp_n[t] * r * (1 - r)  # (3) then (2)
-        dGx_z[:] = dh * (H_prev[t] - n) * z * (1 - z)  # (4) then (2)
-        dGh_r[:], dGh_z[:] = dGx_r, dGx_z  # (2) r and z see Xp and Hp alike
+        dGx_r[:] = dGx_n * Hn[t] * r * (1 - r)  # (3) then (2)
+        dGx_z[:] = dh * (Hp[t] - n) * z * (1 - z)  # (4) then (2)
+        dGh_r[:], dGh_z[:] = dGx_r, dGx_z  # (2) r and z see Xp and Gh alike
         _zero_inactive(dGx[t], mask)
         _zero_inactive(dGh[t], mask)
         dh = _keep(mask, dGh[t] @ W_hh + dh * z, dh)  # (1) and the z * h_prev path of (4)
@@ -581,7 +584,7 @@ def stack_backward(dy, dh_n, dc_n, cache):
     lstm = mode == "LSTM"
     if not lstm and dc_n is not None:
         raise ValueError(f"dc_n is for the LSTM only, got it with mode={mode!r}")
-    state_shape = (L * D,) + cache["caches"][0]["H_prev"].shape[1:]
+    state_shape = (L * D,) + cache["caches"][0]["Hp"].shape[1:]
     dh_n = _initial_state("dh_n", dh_n, state_shape, dtype)
     dc_n = _initial_state("dc_n", dc_n, state_shape, dtype) if lstm else None
     dh0 = np.zeros(state_shape, dtype=dtype)
