@@ -50,8 +50,6 @@ from h0. The backward pass ignores ``dy`` at those steps and passes dh, dc throu
 
 import numpy as np
 
-from ._kinds import KINDS
-
 __all__ = [
     "sigmoid",
     "rnn_forward",
@@ -64,7 +62,10 @@ __all__ = [
     "stack_backward",
 ]
 
-NUM_GATES = {name: kind.gates for name, kind in KINDS.items()}
+# The oracle imports nothing of the package it checks (it loads on its own, without the
+# compiled core), so it states the gate counts itself; tests/test_kinds.py checks that they
+# are fastrnn._kinds' counts.
+NUM_GATES = {"RNN": 1, "LSTM": 4, "GRU": 3}
 
 
 # ----------------------------------------------------------------------------- helpers

@@ -10,18 +10,18 @@ import fastrnn
 from fastrnn import _core, _engine
 from fastrnn import reference as ref
 from fastrnn._kinds import KINDS
+from _tools import PARITY_TOL as TOL
+from _tools import PRODUCT_TOL as GEMM_TOL
 
 GATES = {name: kind.gates for name, kind in KINDS.items()}
 MODES = [("RNN", "tanh"), ("RNN", "relu"), ("LSTM", "tanh"), ("GRU", "tanh")]
 MODE_IDS = ["rnn_tanh", "rnn_relu", "lstm", "gru"]
 DTYPES = [np.float64, np.float32]
 DTYPE_IDS = ["f64", "f32"]
-TOL = {np.float64: dict(rtol=1e-10, atol=1e-10), np.float32: dict(rtol=1e-4, atol=1e-5)}
 
 
 # ------------------------------------------------------------------------ blas_gemm hook
 
-GEMM_TOL = {np.float64: dict(rtol=1e-12, atol=1e-12), np.float32: dict(rtol=1e-5, atol=1e-5)}
 
 
 def _embedded(rng, shape, dtype, layout):

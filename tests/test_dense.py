@@ -11,12 +11,12 @@ import pytest
 from numpy.testing import assert_allclose
 
 import fastrnn
+from _tools import PRODUCT_TOL as TOL
+from _tools import central_differences
 from conftest import torch_dtype
 
-TOL = {np.float64: dict(rtol=1e-12, atol=1e-12), np.float32: dict(rtol=1e-5, atol=1e-6)}
 DTYPES = [np.float64, np.float32]
 DTYPE_IDS = ["f64", "f32"]
-EPS = 1e-6
 
 
 def linear_pair(torch, in_features, out_features, dtype, bias=True, seed=0):
@@ -97,17 +97,7 @@ def test_linear_finite_differences(bias):
     _, backward = lin.forward_train(x)
     dx = backward(R)
     for a, analytic in [(x, dx)] + [(p.data, p.grad) for p in lin.parameters()]:
-        flat = a.reshape(-1)
-        numeric = np.zeros(a.size)
-        for i in range(a.size):
-            old = flat[i]
-            flat[i] = old + EPS
-            up = loss()
-            flat[i] = old - EPS
-            down = loss()
-            flat[i] = old
-            numeric[i] = (up - down) / (2 * EPS)
-        assert_allclose(analytic, numeric.reshape(a.shape), rtol=1e-7, atol=1e-9)
+        assert_allclose(analytic, central_differences(loss, a), rtol=1e-7, atol=1e-9)
 
 
 def test_linear_init_bounds_and_seed():

@@ -11,10 +11,9 @@ import pytest
 from numpy.testing import assert_allclose
 
 import fastrnn
+from _tools import FD_TOL, central_differences
 
 T, B, I, H = 4, 3, 2, 3
-EPS = 1e-6
-RTOL, ATOL = 1e-6, 1e-8
 LENGTHS = np.array([2, 4, 1])  # unsorted, min 1, max T
 
 MODES = [("RNN", "tanh"), ("RNN", "relu"), ("LSTM", "tanh"), ("GRU", "tanh")]
@@ -25,24 +24,8 @@ LAYOUTS = [(1, False, None, True), (1, True, LENGTHS, True), (2, False, LENGTHS,
 LAYOUT_IDS = ["L1-uni", "L1-bi-lengths", "L2-uni-lengths", "L2-bi-lengths", "L2-bi-nobias"]
 
 
-def numerical_gradient(loss, a):
-    """Central differences of ``loss()`` w.r.t. every element of ``a``, changed in place."""
-    flat = a.reshape(-1)
-    assert np.shares_memory(flat, a)
-    grad = np.zeros(a.size)
-    for i in range(a.size):
-        old = flat[i]
-        flat[i] = old + EPS
-        up = loss()
-        flat[i] = old - EPS
-        down = loss()
-        flat[i] = old
-        grad[i] = (up - down) / (2 * EPS)
-    return grad.reshape(a.shape)
-
-
 def check(analytic, loss, a, what):
-    assert_allclose(analytic, numerical_gradient(loss, a), rtol=RTOL, atol=ATOL, err_msg=what)
+    assert_allclose(analytic, central_differences(loss, a), **FD_TOL, err_msg=what)
 
 
 def make_layer(mode, nonlinearity, num_layers, bidirectional, bias, seed=0, dropout=0.0):

@@ -13,10 +13,11 @@ from numpy.testing import assert_allclose
 import fastrnn
 from fastrnn.heads import ManyToMany, ManyToOne, OneToMany, sample_logits
 from fastrnn.losses import softmax
+from _tools import FD_TOL, PARITY_TOL, central_differences
 
 N, T, I, H, C = 4, 5, 3, 4, 3
 LENGTHS = np.array([3, 5, 1, 4])          # unsorted, min 1, max T
-TOL = dict(rtol=1e-10, atol=1e-10)
+TOL = PARITY_TOL[np.float64]
 HEADS = ["many_to_many", "many_to_one", "one_to_many"]
 HEAD_CLASSES = {"many_to_many": ManyToMany, "many_to_one": ManyToOne,
                 "one_to_many": OneToMany}
@@ -204,18 +205,7 @@ def fd_check(model, x, lengths, state0, R, eps=1e-6):
     else:
         arrays.append(("h0", state0, dstate0))
     for name, a, analytic in arrays:
-        flat = a.reshape(-1)
-        numeric = np.zeros(a.size)
-        for i in range(a.size):
-            old = flat[i]
-            flat[i] = old + eps
-            up = loss()
-            flat[i] = old - eps
-            down = loss()
-            flat[i] = old
-            numeric[i] = (up - down) / (2 * eps)
-        assert_allclose(analytic, numeric.reshape(a.shape), rtol=1e-6, atol=1e-8,
-                        err_msg=name)
+        assert_allclose(analytic, central_differences(loss, a, eps), **FD_TOL, err_msg=name)
 
 
 @pytest.mark.parametrize("lengths", [None, [2, 3, 1]], ids=["full", "lengths"])

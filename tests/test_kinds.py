@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 import fastrnn
-from fastrnn import _kinds
+from fastrnn import _kinds, reference
 from fastrnn._kinds import KINDS, kind_of, parameter_shapes
 
 
@@ -53,3 +53,8 @@ def test_step_ids_are_distinct_and_the_cells_use_them():
 def test_docstring_examples():
     result = doctest.testmod(_kinds)
     assert result.attempted >= 2 and result.failed == 0
+
+
+def test_the_reference_states_the_same_gate_counts():
+    assert reference.__name__ == "fastrnn.reference"   # independent of _kinds on purpose
+    assert reference.NUM_GATES == {name: kind.gates for name, kind in KINDS.items()}

@@ -13,27 +13,12 @@ from numpy.testing import assert_allclose
 from fastrnn import losses
 from fastrnn.losses import (BCEWithLogitsLoss, CrossEntropyLoss, MSELoss, bce_with_logits,
                             get_loss, log_softmax, mse, softmax, softmax_cross_entropy)
+from _tools import central_differences
 
 TIGHT = dict(rtol=1e-12, atol=1e-12)
-EPS = 1e-6
 # shapes of the predictions: (..., C); masks cover the leading axes
 SHAPES = [(7, 5), (3, 4, 6), (2, 3, 2, 4)]
 SHAPE_IDS = ["2d", "3d", "4d"]
-
-
-def central_differences(f, a):
-    """d f() / d a by central differences, perturbing ``a`` in place."""
-    flat = a.reshape(-1)
-    g = np.zeros(a.size)
-    for i in range(a.size):
-        old = flat[i]
-        flat[i] = old + EPS
-        up = f()
-        flat[i] = old - EPS
-        down = f()
-        flat[i] = old
-        g[i] = (up - down) / (2 * EPS)
-    return g.reshape(a.shape)
 
 
 def ce_case(shape, seed=0, ignore=False, masked=False):

@@ -13,6 +13,7 @@ import fastrnn
 from fastrnn.losses import softmax
 from fastrnn.model import Callback
 from fastrnn.optim import SGD, Adam
+from _tools import central_differences
 
 I, H, C = 3, 5, 4
 
@@ -794,19 +795,8 @@ def test_seq2seq_gradients_by_finite_differences(cell, with_lengths):
     def loss():
         return model.evaluate(src, tgt, sl, tl)["loss"]
 
-    eps = 1e-6
     for (name, p), analytic in zip(model.named_parameters(), opt.grads):
-        flat = p.data.reshape(-1)
-        numeric = np.zeros(flat.size)
-        for i in range(flat.size):
-            old = flat[i]
-            flat[i] = old + eps
-            up = loss()
-            flat[i] = old - eps
-            down = loss()
-            flat[i] = old
-            numeric[i] = (up - down) / (2 * eps)
-        assert_allclose(analytic, numeric.reshape(p.shape), rtol=1e-6, atol=1e-9,
+        assert_allclose(analytic, central_differences(loss, p.data), rtol=1e-6, atol=1e-9,
                         err_msg=name)
     if with_lengths:                  # source padding and unused embedding rows: no gradient
         assert not np.any(opt.grads[0][[t for t in range(4) if t not in

@@ -12,9 +12,10 @@ import pytest
 
 import fastrnn
 from fastrnn.cli import main
+from _tools import PARITY_TOL
 
 REQUIRE_ONNX = os.environ.get("FASTRNN_REQUIRE_ONNX", "") == "1"
-ATOL, RTOL = 1e-5, 1e-4          # float32
+ATOL, RTOL = PARITY_TOL[np.float32]["atol"], PARITY_TOL[np.float32]["rtol"]
 DEVIATIONS = []                  # the largest |ONNX Runtime - fastrnn| of each comparison
 
 

@@ -17,13 +17,12 @@ from fastrnn import optim
 from fastrnn.module import Parameter
 from fastrnn.optim import (SGD, Adagrad, Adam, AdamW, CosineAnnealingLR, ExponentialLR,
                            LambdaLR, RMSprop, StepLR, clip_grad_norm, clip_grad_value)
+from _tools import OPTIM_TOL as TOL
 
 SHAPES = [(3, 4), (5,), (2, 3, 2)]
 STEPS = 5
 DTYPES = [np.float64, np.float32]
 DTYPE_IDS = ["f64", "f32"]
-# params are O(1); atol covers entries that pass near 0 in float32
-TOL = {np.float64: dict(rtol=1e-12, atol=1e-14), np.float32: dict(rtol=1e-6, atol=1e-7)}
 CLASSES = {"SGD": SGD, "Adam": Adam, "AdamW": AdamW, "RMSprop": RMSprop, "Adagrad": Adagrad}
 
 

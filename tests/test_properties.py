@@ -21,10 +21,11 @@ from numpy.testing import assert_allclose  # noqa: E402
 
 import fastrnn  # noqa: E402
 from fastrnn import reference as ref  # noqa: E402
+from _tools import central_differences  # noqa: E402
 from conftest import examples  # noqa: E402
 
 MODES = [("RNN", "tanh"), ("RNN", "relu"), ("LSTM", "tanh"), ("GRU", "tanh")]
-TOL = {np.float64: dict(rtol=1e-9, atol=1e-10), np.float32: dict(rtol=2e-3, atol=2e-4)}
+from _tools import PROPERTY_TOL as TOL  # noqa: E402
 
 
 @st.composite
@@ -174,21 +175,6 @@ def test_cell_equals_reference(mode, B, I, H, bias, batched, given_state, dtype,
 
 # ----------------------------------------------------------------- finite differences
 
-EPS = 1e-6
-
-
-def numerical(loss, a):
-    flat = a.reshape(-1)
-    g = np.empty(a.size)
-    for i in range(a.size):
-        old = flat[i]
-        flat[i] = old + EPS
-        up = loss()
-        flat[i] = old - EPS
-        down = loss()
-        flat[i] = old
-        g[i] = (up - down) / (2 * EPS)
-    return g.reshape(a.shape)
 
 
 @settings(max_examples=examples(60))
@@ -217,12 +203,12 @@ def test_gradients_equal_finite_differences(c):
     _, _, backward = layer.forward_train(xl, (h0, c0) if lstm else h0, lengths=c["lengths"])
     dx, dst = backward(Ry, (Rh, Rc) if lstm else Rh)
     tol = dict(rtol=1e-5, atol=1e-7)
-    assert_allclose(dx, numerical(loss, xl), **tol, err_msg="x")
-    assert_allclose(dst[0] if lstm else dst, numerical(loss, h0), **tol, err_msg="h0")
+    assert_allclose(dx, central_differences(loss, xl), **tol, err_msg="x")
+    assert_allclose(dst[0] if lstm else dst, central_differences(loss, h0), **tol, err_msg="h0")
     if lstm:
-        assert_allclose(dst[1], numerical(loss, c0), **tol, err_msg="c0")
+        assert_allclose(dst[1], central_differences(loss, c0), **tol, err_msg="c0")
     for name, p in layer.named_parameters():
-        assert_allclose(p.grad, numerical(loss, p.data), **tol, err_msg=name)
+        assert_allclose(p.grad, central_differences(loss, p.data), **tol, err_msg=name)
 
 
 # ----------------------------------------------------------------- malformed arguments

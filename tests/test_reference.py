@@ -6,6 +6,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from _tools import central_differences
+
 try:
     from fastrnn import reference as ref
 except ImportError:  # package import needs the compiled core: load the pure-NumPy module alone
@@ -16,7 +18,6 @@ except ImportError:  # package import needs the compiled core: load the pure-Num
 
 T, B, I, H = 4, 3, 2, 3
 LENGTHS = np.array([4, 1, 2])  # a full row, a one-step row, a partial row
-EPS = 1e-6
 CELLS = [("RNN", "tanh"), ("RNN", "relu"), ("LSTM", "tanh"), ("GRU", "tanh")]
 CELL_IDS = ["rnn_tanh", "rnn_relu", "lstm", "gru"]
 NAMES = ("weight_ih", "weight_hh", "bias_ih", "bias_hh")
@@ -80,24 +81,11 @@ def linear_loss(outputs, weights):
     return sum(float(np.sum(o * w)) for o, w in zip(outputs, weights))
 
 
-def numerical_gradient(loss, arrays, name):
-    """Central differences of loss(arrays) w.r.t. every entry of arrays[name]."""
-    a = arrays[name]
-    grad = np.zeros_like(a)
-    for idx in np.ndindex(a.shape):
-        shifted = a.copy()
-        shifted[idx] += EPS
-        up = loss({**arrays, name: shifted})
-        shifted[idx] -= 2 * EPS
-        down = loss({**arrays, name: shifted})
-        grad[idx] = (up - down) / (2 * EPS)
-    return grad
-
-
 def check_gradients(loss, arrays, analytic):
     assert set(analytic) == set(arrays)
     for name in arrays:
-        np.testing.assert_allclose(analytic[name], numerical_gradient(loss, arrays, name),
+        numeric = central_differences(lambda: loss(arrays), arrays[name])
+        np.testing.assert_allclose(analytic[name], numeric,
                                    rtol=1e-5, atol=1e-7, err_msg=name)
 
 

@@ -12,11 +12,11 @@ import pytest
 from numpy.testing import assert_allclose
 
 import fastrnn
+from _tools import PARITY_TOL as TOL
 
 T, B, I, H = 5, 4, 3, 4
 LENGTHS = [3, 5, 1, 4]  # unsorted, min 1, max T
 
-TOL = {np.float64: dict(rtol=1e-10, atol=1e-10), np.float32: dict(rtol=1e-4, atol=1e-5)}
 
 # (module name, nonlinearity)
 LAYERS = [("RNN", "tanh"), ("RNN", "relu"), ("LSTM", "tanh"), ("GRU", "tanh")]
