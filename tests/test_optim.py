@@ -6,9 +6,11 @@ FASTRNN_REQUIRE_TORCH=1, when a missing torch fails them.
 """
 
 import doctest
+import importlib
 import itertools
 import json
 import math
+import pkgutil
 
 import numpy as np
 import pytest
@@ -609,5 +611,16 @@ def test_grad_not_matching_data_is_refused():
 
 
 def test_docstring_examples():
-    result = doctest.testmod(optim, optionflags=doctest.NORMALIZE_WHITESPACE)
-    assert result.attempted > 20 and result.failed == 0
+    # the examples stand beside the code, in each module of the package
+    modules = [optim] + [importlib.import_module(f"{optim.__name__}.{info.name}")
+                         for info in pkgutil.iter_modules(optim.__path__)]
+    finder = doctest.DocTestFinder()
+    attempted = failed = 0
+    documented = set()
+    for module in modules:
+        result = doctest.testmod(module, optionflags=doctest.NORMALIZE_WHITESPACE)
+        attempted += result.attempted
+        failed += result.failed
+        documented |= {t.name.rsplit(".", 1)[-1] for t in finder.find(module) if t.examples}
+    assert attempted > 20 and failed == 0
+    assert set(optim.__all__) <= documented, sorted(set(optim.__all__) - documented)
