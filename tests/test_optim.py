@@ -610,6 +610,21 @@ def test_grad_not_matching_data_is_refused():
     np.testing.assert_allclose(p.data, [-0.1, -0.1])
 
 
+def test_update_functions_refuse_a_missing_buffer_they_need():
+    w, g, zeros = np.ones(2), np.ones(2), np.zeros(2)
+    with pytest.raises(TypeError, match="momentum_buffer must be an array when momentum"):
+        optim.sgd_update(w, g, None, lr=0.1, momentum=0.9, first_step=True)
+    with pytest.raises(TypeError, match="max_exp_avg_sq must be an array when amsgrad"):
+        optim.adam_update(w, g, zeros.copy(), zeros.copy(), None, 1, lr=0.1, beta1=0.9,
+                          beta2=0.999, eps=1e-8, amsgrad=True)
+    with pytest.raises(TypeError, match="grad_avg must be an array when centered"):
+        optim.rmsprop_update(w, g, zeros.copy(), None, None, lr=0.1, alpha=0.99, eps=1e-8,
+                             centered=True)
+    with pytest.raises(TypeError, match="momentum_buffer must be an array when momentum"):
+        optim.rmsprop_update(w, g, zeros.copy(), None, None, lr=0.1, alpha=0.99, eps=1e-8,
+                             momentum=0.5)
+
+
 def test_docstring_examples():
     # the examples stand beside the code, in each module of the package
     modules = [optim] + [importlib.import_module(f"{optim.__name__}.{info.name}")

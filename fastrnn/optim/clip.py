@@ -3,12 +3,11 @@
 from __future__ import annotations
 
 import math
-import numbers
 
 import numpy as np
 
 from .._validate import flag as _flag
-from .optimizer import _parameters, _Scratch
+from .optimizer import _is_real, _parameters, _Scratch
 
 
 def clip_grad_norm(parameters, max_norm: float, norm_type: float = 2.0,
@@ -83,7 +82,7 @@ def clip_grad_norm(parameters, max_norm: float, norm_type: float = 2.0,
 
 
 def _real_or_inf(value, name: str) -> float:
-    if isinstance(value, (bool, np.bool_)) or not isinstance(value, numbers.Real):
+    if not _is_real(value):
         raise TypeError(f"{name} must be a float, got {type(value).__name__}")
     value = float(value)
     if math.isnan(value):

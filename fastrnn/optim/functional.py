@@ -14,6 +14,13 @@ def _work(work, like: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return (np.empty_like(like), np.empty_like(like)) if work is None else work
 
 
+def _needed(array: np.ndarray | None, name: str, when: str) -> np.ndarray:
+    """``array``, which the update reads ``when`` (a condition, for the error)."""
+    if array is None:
+        raise TypeError(f"{name} must be an array when {when}, got None")
+    return array
+
+
 def _lerp_(start: np.ndarray, end: np.ndarray, weight: float, tmp: np.ndarray) -> None:
     """``start += weight * (end - start)`` in place, as ``torch.lerp_``: for ``weight >= 0.5``
     it computes ``end - (end - start) * (1 - weight)``, with the weight in the array's dtype."""
@@ -61,7 +68,7 @@ def sgd_update(param: np.ndarray, grad: np.ndarray, momentum_buffer: np.ndarray 
     a, b = _work(work, param)
     g = _effective_grad(param, grad, weight_decay, maximize, a, b)
     if momentum != 0:
-        buf = momentum_buffer
+        buf = _needed(momentum_buffer, "momentum_buffer", "momentum != 0")
         if first_step:
             np.copyto(buf, g)                      # b_1 = g_1
         else:
@@ -112,8 +119,9 @@ def adam_update(param: np.ndarray, grad: np.ndarray, exp_avg: np.ndarray,
     bias_correction2 = 1 - beta2 ** step
     step_size = lr / bias_correction1
     if amsgrad:
-        np.maximum(max_exp_avg_sq, exp_avg_sq, out=max_exp_avg_sq)
-        np.sqrt(max_exp_avg_sq, out=b)
+        max_sq = _needed(max_exp_avg_sq, "max_exp_avg_sq", "amsgrad is set")
+        np.maximum(max_sq, exp_avg_sq, out=max_sq)
+        np.sqrt(max_sq, out=b)
     else:
         np.sqrt(exp_avg_sq, out=b)
     b /= bias_correction2 ** 0.5                   # denom = sqrt(v_hat) + eps
@@ -147,19 +155,21 @@ def rmsprop_update(param: np.ndarray, grad: np.ndarray, square_avg: np.ndarray,
     b *= g
     square_avg += b
     if centered:
-        _lerp_(grad_avg, g, 1 - alpha, b)          # g_ave = alpha g_ave + (1 - alpha) g
-        np.multiply(grad_avg, -1.0, out=b)         # v_t - g_ave^2
-        b *= grad_avg
+        g_ave = _needed(grad_avg, "grad_avg", "centered is set")
+        _lerp_(g_ave, g, 1 - alpha, b)             # g_ave = alpha g_ave + (1 - alpha) g
+        np.multiply(g_ave, -1.0, out=b)            # v_t - g_ave^2
+        b *= g_ave
         np.add(square_avg, b, out=b)
         np.sqrt(b, out=b)
     else:
         np.sqrt(square_avg, out=b)
     b += eps
     if momentum > 0:
-        momentum_buffer *= momentum                # b_t = mu b + g / (sqrt(v~) + eps)
+        buf = _needed(momentum_buffer, "momentum_buffer", "momentum > 0")
+        buf *= momentum                            # b_t = mu b + g / (sqrt(v~) + eps)
         np.divide(g, b, out=b)
-        momentum_buffer += b
-        np.multiply(momentum_buffer, -lr, out=b)
+        buf += b
+        np.multiply(buf, -lr, out=b)
         param += b
     else:
         np.multiply(g, -lr, out=a)

@@ -3,12 +3,11 @@
 from __future__ import annotations
 
 import math
-import numbers
 from collections.abc import Mapping
 from typing import Any
 
 from .._validate import positive_int
-from .optimizer import Optimizer, _count, _nonneg
+from .optimizer import Optimizer, _count, _is_int, _nonneg
 
 
 class LRScheduler:
@@ -34,12 +33,12 @@ class LRScheduler:
 
     _hyper: tuple[str, ...] = ()                      # hyper-parameters in the state dict
     # torch's private flags, accepted and ignored when loading one of its state dicts
-    _ignored = ("_get_lr_called_within_step", "_is_initial")
+    _ignored: tuple[str, ...] = ("_get_lr_called_within_step", "_is_initial")
 
     def __init__(self, optimizer: Optimizer, last_epoch: int = -1) -> None:
         if not isinstance(optimizer, Optimizer):
             raise TypeError(f"optimizer must be an Optimizer, got {type(optimizer).__name__}")
-        if isinstance(last_epoch, bool) or not isinstance(last_epoch, numbers.Integral):
+        if not _is_int(last_epoch):
             raise TypeError(f"last_epoch must be an int, got {type(last_epoch).__name__}")
         if last_epoch < -1:
             raise ValueError(f"last_epoch must be >= -1, got {last_epoch}")
@@ -100,8 +99,7 @@ class LRScheduler:
                                  f"(one per parameter group), got {v!r}")
             lists[name] = [_nonneg(x, f"state_dict[{name!r}][{i}]") for i, x in enumerate(v)]
         last_epoch = state_dict["last_epoch"]
-        if isinstance(last_epoch, bool) or not isinstance(last_epoch, numbers.Integral) \
-                or last_epoch < -1:
+        if not _is_int(last_epoch) or last_epoch < -1:
             raise ValueError(f"state_dict['last_epoch'] must be an int >= -1, got {last_epoch!r}")
         step_count = _count(state_dict["_step_count"], "state_dict['_step_count']")
         hyper = self._check_hyper({name: state_dict[name] for name in self._hyper})

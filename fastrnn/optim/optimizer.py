@@ -42,9 +42,18 @@ class _InterruptsHeld:
             self.previous(*self.received)        # default_int_handler: KeyboardInterrupt
 
 
+def _is_real(value) -> bool:
+    """``value`` is a real number (numpy's too), and not a bool."""
+    return isinstance(value, numbers.Real) and not isinstance(value, (bool, np.bool_))
+
+
+def _is_int(value) -> bool:
+    """``value`` is an integer (numpy's too), and not a bool."""
+    return isinstance(value, numbers.Integral) and not isinstance(value, (bool, np.bool_))
+
 
 def _real(value, name: str) -> float:
-    if isinstance(value, (bool, np.bool_)) or not isinstance(value, numbers.Real):
+    if not _is_real(value):
         raise TypeError(f"{name} must be a float, got {type(value).__name__}")
     value = float(value)
     if not math.isfinite(value):
@@ -77,7 +86,7 @@ def _count(value, name: str) -> int:
     """A step counter from a state dict: an int >= 0 (an integral float is accepted)."""
     if isinstance(value, np.ndarray) and value.shape == ():
         value = value.item()
-    if isinstance(value, (bool, np.bool_)) or not isinstance(value, numbers.Real):
+    if not _is_real(value):
         raise TypeError(f"{name} must be an int, got {type(value).__name__}")
     if not (math.isfinite(value) and value >= 0 and value == int(value)):
         raise ValueError(f"{name} must be an integer >= 0, got {value}")
@@ -347,7 +356,7 @@ class Optimizer:
             if unknown or missing:
                 raise ValueError(f"{where} does not match {name}: unknown entries {unknown}, "
                                  f"missing entries {missing}")
-            s = {}
+            s: dict[str, Any] = {}
             for n, v in entry.items():
                 if n in self._state_counters:
                     s[n] = _count(v, f"{where}[{n!r}]")
