@@ -6,7 +6,7 @@ import numpy as np
 
 from .._validate import flag as _flag
 from .functional import adagrad_update
-from .optimizer import Optimizer, _key, _nonneg
+from .optimizer import Optimizer, _nonneg
 
 
 class Adagrad(Optimizer):
@@ -48,6 +48,8 @@ class Adagrad(Optimizer):
     array([ 0.9, -1.9])
     """
 
+    _checks = {**Optimizer._checks, "lr_decay": _nonneg, "weight_decay": _nonneg,
+               "initial_accumulator_value": _nonneg, "eps": _nonneg, "maximize": _flag}
     _state_arrays = ("sum",)
     _state_counters = ("step",)
 
@@ -57,13 +59,6 @@ class Adagrad(Optimizer):
         super().__init__(params, dict(lr=lr, lr_decay=lr_decay, weight_decay=weight_decay,
                                       initial_accumulator_value=initial_accumulator_value,
                                       eps=eps, maximize=maximize))
-
-    def _validate(self, hp, where):
-        hp = super()._validate(hp, where)
-        for name in ("lr_decay", "weight_decay", "initial_accumulator_value", "eps"):
-            hp[name] = _nonneg(hp[name], _key(where, name))
-        hp["maximize"] = _flag(hp["maximize"], _key(where, "maximize"))
-        return hp
 
     def _new_state(self, name, p, group):
         if name == "sum":                          # torch reads the optimizer-wide value

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from .._validate import flag as _flag
 from .functional import adam_update
-from .optimizer import Optimizer, _betas, _key, _nonneg
+from .optimizer import Optimizer, _betas, _nonneg
 
 
 class Adam(Optimizer):
@@ -49,6 +49,8 @@ class Adam(Optimizer):
     array([ 0.9, -1.9])
     """
 
+    _checks = {**Optimizer._checks, "betas": _betas, "eps": _nonneg, "weight_decay": _nonneg,
+               "amsgrad": _flag, "maximize": _flag, "decoupled_weight_decay": _flag}
     _state_arrays = ("exp_avg", "exp_avg_sq", "max_exp_avg_sq")
     _state_counters = ("step",)
 
@@ -58,15 +60,6 @@ class Adam(Optimizer):
         super().__init__(params, dict(lr=lr, betas=betas, eps=eps, weight_decay=weight_decay,
                                       amsgrad=amsgrad, maximize=maximize,
                                       decoupled_weight_decay=decoupled_weight_decay))
-
-    def _validate(self, hp, where):
-        hp = super()._validate(hp, where)
-        hp["betas"] = _betas(hp["betas"], _key(where, "betas"))
-        hp["eps"] = _nonneg(hp["eps"], _key(where, "eps"))
-        hp["weight_decay"] = _nonneg(hp["weight_decay"], _key(where, "weight_decay"))
-        for flag in ("amsgrad", "maximize", "decoupled_weight_decay"):
-            hp[flag] = _flag(hp[flag], _key(where, flag))
-        return hp
 
     def _required_state(self, group):
         base = ("step", "exp_avg", "exp_avg_sq")

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any
 
 from .._validate import positive_int
@@ -31,7 +31,8 @@ class LRScheduler:
     0.25
     """
 
-    _hyper: tuple[str, ...] = ()                      # hyper-parameters in the state dict
+    #: the hyper-parameters (attributes, saved in the state dict), each with its check
+    _hyper: Mapping[str, Callable[[Any, str], Any]] = {}
     # torch's private flags, accepted and ignored when loading one of its state dicts
     _ignored: tuple[str, ...] = ("_get_lr_called_within_step", "_is_initial")
 
@@ -102,14 +103,15 @@ class LRScheduler:
         if not _is_int(last_epoch) or last_epoch < -1:
             raise ValueError(f"state_dict['last_epoch'] must be an int >= -1, got {last_epoch!r}")
         step_count = _count(state_dict["_step_count"], "state_dict['_step_count']")
-        hyper = self._check_hyper({name: state_dict[name] for name in self._hyper})
-        for name, value in hyper.items():
-            setattr(self, name, value)
+        self._set_hyper(state_dict)
         self.base_lrs, self._last_lr = lists["base_lrs"], lists["_last_lr"]
         self.last_epoch, self._step_count = int(last_epoch), step_count
 
-    def _check_hyper(self, hp: dict[str, Any]) -> dict[str, Any]:
-        return hp
+    def _set_hyper(self, hp: Mapping[str, Any]) -> None:
+        """Check the value in ``hp`` of every hyper-parameter, then set them all."""
+        checked = {name: check(hp[name], name) for name, check in self._hyper.items()}
+        for name, value in checked.items():
+            setattr(self, name, value)
 
     def __repr__(self) -> str:
         hp = ", ".join(f"{name}={getattr(self, name)!r}" for name in self._hyper)
@@ -179,17 +181,14 @@ class StepLR(LRScheduler):
     [1.0, 1.0, 0.5, 0.5, 0.25]
     """
 
-    _hyper = ("step_size", "gamma")
+    _hyper = {"step_size": positive_int, "gamma": _nonneg}
+    step_size: int
+    gamma: float
 
     def __init__(self, optimizer: Optimizer, step_size: int, gamma: float = 0.1,
                  last_epoch: int = -1) -> None:
-        hp = self._check_hyper(dict(step_size=step_size, gamma=gamma))
-        self.step_size, self.gamma = hp["step_size"], hp["gamma"]
+        self._set_hyper(dict(step_size=step_size, gamma=gamma))
         super().__init__(optimizer, last_epoch)
-
-    def _check_hyper(self, hp):
-        return dict(step_size=positive_int(hp["step_size"], "step_size"),
-                    gamma=_nonneg(hp["gamma"], "gamma"))
 
     def get_lr(self):
         lrs = [group["lr"] for group in self.optimizer.param_groups]
@@ -212,14 +211,12 @@ class ExponentialLR(LRScheduler):
     [0.25]
     """
 
-    _hyper = ("gamma",)
+    _hyper = {"gamma": _nonneg}
+    gamma: float
 
     def __init__(self, optimizer: Optimizer, gamma: float, last_epoch: int = -1) -> None:
-        self.gamma = self._check_hyper(dict(gamma=gamma))["gamma"]
+        self._set_hyper(dict(gamma=gamma))
         super().__init__(optimizer, last_epoch)
-
-    def _check_hyper(self, hp):
-        return dict(gamma=_nonneg(hp["gamma"], "gamma"))
 
     def get_lr(self):
         lrs = [group["lr"] for group in self.optimizer.param_groups]
@@ -251,17 +248,14 @@ class CosineAnnealingLR(LRScheduler):
     [1.0, 0.853553, 0.5, 0.146447, 0.0]
     """
 
-    _hyper = ("T_max", "eta_min")
+    _hyper = {"T_max": positive_int, "eta_min": _nonneg}
+    T_max: int
+    eta_min: float
 
     def __init__(self, optimizer: Optimizer, T_max: int, eta_min: float = 0.0,
                  last_epoch: int = -1) -> None:
-        hp = self._check_hyper(dict(T_max=T_max, eta_min=eta_min))
-        self.T_max, self.eta_min = hp["T_max"], hp["eta_min"]
+        self._set_hyper(dict(T_max=T_max, eta_min=eta_min))
         super().__init__(optimizer, last_epoch)
-
-    def _check_hyper(self, hp):
-        return dict(T_max=positive_int(hp["T_max"], "T_max"),
-                    eta_min=_nonneg(hp["eta_min"], "eta_min"))
 
     def get_lr(self):
         groups, t, T, eta_min = self.optimizer.param_groups, self.last_epoch, self.T_max, \

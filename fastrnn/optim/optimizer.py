@@ -140,8 +140,9 @@ class Optimizer:
 
     ``params`` is an iterable of :class:`~fastrnn.Parameter`, or of dicts each defining a
     parameter group (``{"params": [...], "lr": ...}``); a group's missing hyper-parameters
-    take the values in ``defaults``.  Subclasses define ``_validate`` (the hyper-parameter
-    checks), ``_state_spec`` and ``_update`` (one call of their update function).
+    take the values in ``defaults``.  Subclasses define ``_checks`` (the check of each
+    hyper-parameter; ``_validate`` for a rule across them), their state entries and
+    ``_update`` (one call of their update function).
 
     Attributes:
         param_groups: a list of dicts, each with ``"params"`` (a list of Parameter) and
@@ -162,6 +163,8 @@ class Optimizer:
     array([-0.5, -0.5])
     """
 
+    #: the check of each hyper-parameter, ``check(value, name) -> value``, in this order
+    _checks: Mapping[str, Callable[[Any, str], Any]] = {"lr": _nonneg}
     #: names of the per-parameter state entries: arrays (like the parameter) and counters
     _state_arrays: tuple[str, ...] = ()
     _state_counters: tuple[str, ...] = ()
@@ -190,8 +193,9 @@ class Optimizer:
 
     def _validate(self, hp: dict[str, Any], where: str) -> dict[str, Any]:
         """Checked and normalised hyper-parameters; ``where`` prefixes the names in errors."""
-        if "lr" in hp:
-            hp["lr"] = _nonneg(hp["lr"], _key(where, "lr"))
+        for name, check in self._checks.items():
+            if name in hp:
+                hp[name] = check(hp[name], _key(where, name))
         return hp
 
     def _required_state(self, group: Mapping[str, Any]) -> tuple[str, ...]:

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+from functools import partial
+
 from .._validate import flag as _flag
 from .functional import rmsprop_update
-from .optimizer import Optimizer, _key, _nonneg, _unit
+from .optimizer import Optimizer, _nonneg, _unit
 
 
 class RMSprop(Optimizer):
@@ -51,6 +53,9 @@ class RMSprop(Optimizer):
     array([ 0.9, -1.9])
     """
 
+    _checks = {**Optimizer._checks, "alpha": partial(_unit, closed=True), "eps": _nonneg,
+               "weight_decay": _nonneg, "momentum": _nonneg, "centered": _flag,
+               "maximize": _flag}
     _state_arrays = ("square_avg", "momentum_buffer", "grad_avg")
     _state_counters = ("step",)
 
@@ -60,16 +65,6 @@ class RMSprop(Optimizer):
         super().__init__(params, dict(lr=lr, alpha=alpha, eps=eps, weight_decay=weight_decay,
                                       momentum=momentum, centered=centered,
                                       maximize=maximize))
-
-    def _validate(self, hp, where):
-        hp = super()._validate(hp, where)
-        hp["alpha"] = _unit(hp["alpha"], _key(where, "alpha"), closed=True)
-        hp["eps"] = _nonneg(hp["eps"], _key(where, "eps"))
-        hp["weight_decay"] = _nonneg(hp["weight_decay"], _key(where, "weight_decay"))
-        hp["momentum"] = _nonneg(hp["momentum"], _key(where, "momentum"))
-        hp["centered"] = _flag(hp["centered"], _key(where, "centered"))
-        hp["maximize"] = _flag(hp["maximize"], _key(where, "maximize"))
-        return hp
 
     def _required_state(self, group):
         names = ("step", "square_avg")

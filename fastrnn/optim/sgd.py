@@ -46,6 +46,8 @@ class SGD(Optimizer):
     array([ 0.855, -1.71 ])
     """
 
+    _checks = {**Optimizer._checks, "momentum": _nonneg, "dampening": _real,
+               "weight_decay": _nonneg, "nesterov": _flag, "maximize": _flag}
     _state_arrays = ("momentum_buffer",)
 
     def __init__(self, params, lr: float = 1e-3, momentum: float = 0, dampening: float = 0,
@@ -57,11 +59,6 @@ class SGD(Optimizer):
 
     def _validate(self, hp, where):
         hp = super()._validate(hp, where)
-        hp["momentum"] = _nonneg(hp["momentum"], _key(where, "momentum"))
-        hp["dampening"] = _real(hp["dampening"], _key(where, "dampening"))
-        hp["weight_decay"] = _nonneg(hp["weight_decay"], _key(where, "weight_decay"))
-        hp["nesterov"] = _flag(hp["nesterov"], _key(where, "nesterov"))
-        hp["maximize"] = _flag(hp["maximize"], _key(where, "maximize"))
         if hp["nesterov"] and (hp["momentum"] <= 0 or hp["dampening"] != 0):
             raise ValueError(f"{_key(where, 'nesterov')}=True requires momentum > 0 and "
                              f"dampening = 0, got momentum={hp['momentum']}, "
