@@ -6,9 +6,11 @@ FASTRNN_REQUIRE_TORCH=1, when a missing torch fails them.
 """
 
 import doctest
+import importlib
 import itertools
 import json
 import math
+import pkgutil
 
 import numpy as np
 import pytest
@@ -607,6 +609,32 @@ def test_grad_not_matching_data_is_refused():
     np.testing.assert_allclose(p.data, [-0.1, -0.1])
 
 
+def test_update_functions_refuse_a_missing_buffer_they_need():
+    w, g, zeros = np.ones(2), np.ones(2), np.zeros(2)
+    with pytest.raises(TypeError, match="momentum_buffer must be an array when momentum"):
+        optim.sgd_update(w, g, None, lr=0.1, momentum=0.9, first_step=True)
+    with pytest.raises(TypeError, match="max_exp_avg_sq must be an array when amsgrad"):
+        optim.adam_update(w, g, zeros.copy(), zeros.copy(), None, 1, lr=0.1, beta1=0.9,
+                          beta2=0.999, eps=1e-8, amsgrad=True)
+    with pytest.raises(TypeError, match="grad_avg must be an array when centered"):
+        optim.rmsprop_update(w, g, zeros.copy(), None, None, lr=0.1, alpha=0.99, eps=1e-8,
+                             centered=True)
+    with pytest.raises(TypeError, match="momentum_buffer must be an array when momentum"):
+        optim.rmsprop_update(w, g, zeros.copy(), None, None, lr=0.1, alpha=0.99, eps=1e-8,
+                             momentum=0.5)
+
+
 def test_docstring_examples():
-    result = doctest.testmod(optim, optionflags=doctest.NORMALIZE_WHITESPACE)
-    assert result.attempted > 20 and result.failed == 0
+    # the examples stand beside the code, in each module of the package
+    modules = [optim] + [importlib.import_module(f"{optim.__name__}.{info.name}")
+                         for info in pkgutil.iter_modules(optim.__path__)]
+    finder = doctest.DocTestFinder()
+    attempted = failed = 0
+    documented = set()
+    for module in modules:
+        result = doctest.testmod(module, optionflags=doctest.NORMALIZE_WHITESPACE)
+        attempted += result.attempted
+        failed += result.failed
+        documented |= {t.name.rsplit(".", 1)[-1] for t in finder.find(module) if t.examples}
+    assert attempted > 20 and failed == 0
+    assert set(optim.__all__) <= documented, sorted(set(optim.__all__) - documented)
