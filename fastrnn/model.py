@@ -26,7 +26,7 @@ from ._kinds import suffix
 from .cells import weight_tuple
 from .heads import Head, ManyToMany, ManyToOne, OneToMany, sample_logits
 from .layers import GRU, LSTM, RNN, Embedding
-from .losses import get_loss, softmax
+from .losses import CrossEntropyLoss, _Loss, from_config, get_loss
 from .module import Module
 from .optim import Adam, Optimizer, clip_grad_norm
 
@@ -194,7 +194,12 @@ class _Fittable(Module):
     loss count, correct count) and ``_eval_batch`` (the same sums, no update).
     """
 
-    metric_name: str | None = None
+    loss: _Loss
+
+    @property
+    def metric_name(self) -> str | None:
+        """The name of the metric logged beside the loss (the loss's), or None."""
+        return self.loss.metric_name
 
     def _make_optimizer(self, optimizer) -> Optimizer:
         if optimizer is None:
@@ -282,8 +287,9 @@ class _Fittable(Module):
 
     def _logs(self, total, count, correct) -> dict:
         logs = {"loss": total / max(count, 1)}
-        if self.metric_name is not None:
-            logs[self.metric_name] = correct / max(count, 1)
+        metric = self.metric_name
+        if metric is not None:
+            logs[metric] = correct / max(count, 1)
         return logs
 
     def _evaluate_columns(self, columns, batch_size) -> dict:
@@ -322,24 +328,13 @@ def _zero_padding(x, lengths):
     return np.where(keep.reshape(keep.shape + (1,) * (x.ndim - 2)), x, 0)
 
 
-def _loss_sums(loss_fn, out, target, mask):
-    """The loss summed over the counted entries, its gradient (of the mean), the count and
-    the number of correct predictions (classification losses; 0 otherwise).
-
-    Cross-entropy counts target entries; the element-wise losses count rows of outputs
-    (samples, or valid steps with a mask)."""
+def _loss_sums(loss_fn: _Loss, out: np.ndarray, target: np.ndarray,
+               mask: np.ndarray | None) -> tuple[float, np.ndarray, int, float]:
+    """The loss summed over the entries that count, its gradient (of the mean), the count
+    and the number of correct predictions: what a mini-batch adds to an epoch's logs.
+    The loss says what its entries are (``count_correct``)."""
     loss, grad = loss_fn(out, target, mask)
-    if loss_fn.name == "cross_entropy":
-        valid = target != loss_fn.ignore_index
-        if mask is not None:
-            valid &= mask
-        n = int(valid.sum())
-        return loss * n, grad, n, int(((out.argmax(-1) == target) & valid).sum())
-    rows = mask if mask is not None else np.ones(out.shape[:-1], dtype=bool)
-    n = int(rows.sum())
-    ok = 0.0
-    if loss_fn.name == "bce_with_logits":
-        ok = float(((out > 0) == (target > 0.5)).mean(axis=-1)[rows].sum())
+    n, ok = loss_fn.count_correct(out, target, mask)
     return loss * n, grad, n, ok
 
 
@@ -395,8 +390,6 @@ class SequenceModel(_Fittable):
         self.rnn = self._add_module("rnn", rnn)
         self.head = self._add_module("head", head)
         self.loss = get_loss(loss)
-        self.metric_name = {"cross_entropy": "accuracy",
-                            "bce_with_logits": "accuracy"}.get(self.loss.name)
 
     @classmethod
     def build(cls, cell: str = "lstm", *, input_size: int | None = None, hidden_size: int,
@@ -445,11 +438,8 @@ class SequenceModel(_Fittable):
             e = self.embedding
             emb = {"num_embeddings": e.num_embeddings, "embedding_dim": e.embedding_dim,
                    "padding_idx": e.padding_idx}
-        loss = {"name": self.loss.name}
-        if self.loss.name == "cross_entropy":
-            loss["ignore_index"] = self.loss.ignore_index
         return {"type": "SequenceModel", "dtype": r.dtype.name, "rnn": rnn,
-                "head": self.head.config(), "embedding": emb, "loss": loss}
+                "head": self.head.config(), "embedding": emb, "loss": self.loss.config()}
 
     @classmethod
     def from_config(cls, cfg: dict) -> SequenceModel:
@@ -459,10 +449,7 @@ class SequenceModel(_Fittable):
         h = dict(cfg["head"])
         head = _HEAD_TYPES[h.pop("type")](**h, dtype=dtype)
         emb = Embedding(**cfg["embedding"], dtype=dtype) if cfg["embedding"] else None
-        loss = dict(cfg["loss"])
-        name = loss.pop("name")
-        from .losses import _LOSSES
-        return cls(rnn, head, _LOSSES[name](**loss), emb)
+        return cls(rnn, head, from_config(cfg["loss"]), emb)
 
     # -- data ------------------------------------------------------------------------------
 
@@ -493,21 +480,8 @@ class SequenceModel(_Fittable):
     def _targets(self, y, x: np.ndarray, name="y") -> np.ndarray:
         N, T = x.shape[0], x.shape[1]
         lead = (N, T) if self.head.per_step else (N,)
-        y = np.asarray(y)
-        if self.loss.name == "cross_entropy":
-            if y.dtype.kind not in "iu":
-                raise TypeError(f"{name} must hold integer class labels for cross-entropy, "
-                                f"got dtype {y.dtype}")
-            if y.shape != lead:
-                raise ValueError(f"{name} must have shape {lead}, got {y.shape}")
-            return y
-        C = self.head.out_features
-        y = float_array(y, name, self.dtype, (len(lead), len(lead) + 1))
-        if y.ndim == len(lead) and C == 1:
-            y = y[..., None]
-        if y.shape != lead + (C,):
-            raise ValueError(f"{name} must have shape {lead + (C,)}, got {y.shape}")
-        return y
+        return self.loss.check_targets(np.asarray(y), lead, self.head.out_features,
+                                       self.dtype, name)
 
     def _lengths(self, lengths, x: np.ndarray):
         if lengths is None:
@@ -664,23 +638,14 @@ class SequenceModel(_Fittable):
         return np.concatenate(outs, axis=0)
 
     def predict(self, x, lengths=None, batch_size: int = 256) -> np.ndarray:
-        """Class indices (cross-entropy), 0/1 labels (binary) or the outputs (regression)."""
-        out = self.forward(x, lengths, batch_size)
-        if self.loss.name == "cross_entropy":
-            return out.argmax(axis=-1)
-        if self.loss.name == "bce_with_logits":
-            return (out > 0).astype(np.int64)
-        return out
+        """Class indices (cross-entropy), 0/1 labels (binary) or the outputs (regression):
+        the loss's ``predict`` of :meth:`forward`."""
+        return self.loss.predict(self.forward(x, lengths, batch_size))
 
     def predict_proba(self, x, lengths=None, batch_size: int = 256) -> np.ndarray:
-        """Class probabilities: softmax (cross-entropy) or sigmoid (binary)."""
-        out = self.forward(x, lengths, batch_size)
-        if self.loss.name == "cross_entropy":
-            return softmax(out)
-        if self.loss.name == "bce_with_logits":
-            return 0.5 * (1 + np.tanh(0.5 * out))
-        raise ValueError("predict_proba needs a classification loss "
-                         "(cross_entropy or bce_with_logits)")
+        """Class probabilities: softmax (cross-entropy) or sigmoid (binary); a
+        ``ValueError`` for a regression loss."""
+        return self.loss.proba(self.forward(x, lengths, batch_size))
 
     def evaluate(self, x, y, lengths=None, batch_size: int = 256) -> dict:
         """``{"loss": ..., metric: ...}`` over the data, masked by ``lengths``."""
@@ -888,8 +853,6 @@ class Seq2Seq(_Fittable):
     (1, 4)
     """
 
-    metric_name = "accuracy"
-
     def __init__(self, src_embedding: Embedding, encoder, tgt_embedding: Embedding, decoder,
                  head: ManyToMany, bos_token: int):
         super().__init__()
@@ -915,7 +878,7 @@ class Seq2Seq(_Fittable):
         self.decoder = self._add_module("decoder", decoder)
         self.head = self._add_module("head", head)
         self.bos_token = int(bos_token)
-        self.loss = get_loss("cross_entropy")
+        self.loss = CrossEntropyLoss()
 
     @classmethod
     def build(cls, cell: str = "gru", *, src_vocab: int, tgt_vocab: int, hidden_size: int,
