@@ -20,7 +20,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from . import _core
+from . import _engine
 from ._validate import all_finite, float_array, lengths_array, positive_int, seed_value
 from ._kinds import suffix
 from .cells import weight_tuple
@@ -750,16 +750,13 @@ class Stepper:
         B = positive_int(batch_size, "batch_size")
         self.model, self.batch_size = model, B
         L, H, dt = rnn.num_layers, rnn.hidden_size, rnn.dtype
-        self._mode, self._relu = rnn.mode, rnn.nonlinearity == "relu"
-        self._weights = [weight_tuple(rnn, suffix(k, 0)) for k in range(L)]
+        self._kind, self._relu = rnn.kind, rnn.nonlinearity == "relu"
         self.h = np.zeros((L, B, H), dt)
         self.c = np.zeros((L, B, H), dt) if rnn.kind.has_cell else None
-        self._mode_id = rnn.kind.step_id
-        G = rnn.kind.gates
-        self._Gt = [np.empty((B, G * H), dt) for _ in range(L)]
-        self._Gh = np.empty((B, 3 * H), dt)
-        self._hk = list(self.h)                  # per layer (B, H) views: updated in place
-        self._ck = list(self.c) if self.c is not None else [self._Gh] * L
+        # per layer: its weights, its (B, H) state views (updated in place), its workspace
+        self._layers = [(weight_tuple(rnn, suffix(k, 0)), self.h[k],
+                         None if self.c is None else self.c[k],
+                         *_engine.step_workspace(rnn.kind, B, H, dt)) for k in range(L)]
         self._x = np.empty((B, rnn.input_size), dt)
         readout = model.head.readout
         self._W = readout.weight.data
@@ -815,17 +812,12 @@ class Stepper:
         """Feed one time step; returns the outputs (B, C) (a buffer reused by the next
         call)."""
         X = self._input(x_t)
-        for k, w in enumerate(self._weights):
-            h = self._hk[k]
-            _core.step(self._mode_id, self._relu, X, *w, h, self._ck[k], self._Gt[k],
-                       self._Gh)
+        kind, relu = self._kind, self._relu
+        for weights, h, c, gates, gh in self._layers:
+            _engine.step(kind, relu, X, weights, h, c, gates, gh)
             X = h                                 # this layer's new state feeds the next
-        out = self._out
-        if self._b is not None:
-            out[...] = self._b
-        # out = h_top @ W_hy.T + b_y
-        _core.blas_gemm(X, self._W, out, False, True, 1.0, 1.0 if self._b is not None else 0.0)
-        return out
+        _engine.readout(X, self._W, self._b, self._out)   # out = h_top @ W_hy.T + b_y
+        return self._out
 
     def run(self, xs) -> np.ndarray:
         """Feed a chunk of steps (T, B, I) or tokens (T, B); returns (T, B, C) (a new
