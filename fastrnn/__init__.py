@@ -22,14 +22,19 @@ _os.environ.setdefault("GOMP_SPINCOUNT", "10000")
 from . import data, heads, losses, optim  # noqa: E402
 from ._blas import blas_info  # noqa: E402
 from ._engine import get_num_threads, set_num_threads  # noqa: E402
+from .callbacks import EarlyStopping, ModelCheckpoint  # noqa: E402
 from .cells import GRUCell, LSTMCell, RNNCell  # noqa: E402
 from .heads import ManyToMany, ManyToOne, OneToMany  # noqa: E402
 from .io import ModelFileError, load, load_checkpoint, save  # noqa: E402
 from .layers import GRU, LSTM, RNN, Embedding, Linear  # noqa: E402
-from .model import EarlyStopping, History, ModelCheckpoint, Seq2Seq, SequenceModel, Stepper  # noqa: E402
+from .models import Seq2Seq, SequenceModel  # noqa: E402
+# the names fastrnn.model held, kept for a release (fastrnn.model.X after import fastrnn)
+from . import model  # noqa: E402, F401
 from .module import Module, Parameter  # noqa: E402
 from .onnx_export import export_onnx  # noqa: E402
+from .streaming import Stepper  # noqa: E402
 from .torch_bridge import from_torch, to_torch  # noqa: E402
+from .training import History  # noqa: E402
 
 from ._version import __version__  # noqa: E402
 

@@ -1,8 +1,11 @@
-"""Runs stacks of recurrent layers through the compiled kernels.
+"""Runs recurrent layers through the compiled kernels: the only Python module that calls
+them.
 
-Shared by the cells (one layer, one direction, one step) and the sequence layers.  The
-callers validate; everything here takes arrays already of the right dtype, contiguous, and
-with the batch rows sorted by length (longest first), as the kernels require.
+Stacks of layers over whole sequences (the sequence layers, and the cells' training step),
+and one time step (:func:`cell_call`, :func:`step`, :func:`readout`: the cells' call and
+streaming inference).  The callers validate; everything here takes arrays already of the
+right dtype, contiguous, and with the batch rows sorted by length (longest first), as the
+kernels require.
 """
 
 from __future__ import annotations
@@ -16,7 +19,11 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from . import _blas, _core  # noqa: F401  (_blas binds the BLAS threads)
-from ._kinds import KINDS
+from ._kinds import KINDS, Kind
+
+#: a layer-direction's ``(W_ih, W_hh, b_ih, b_hh)`` as the kernels take them (empty bias
+#: arrays for a layer without biases)
+Weights = tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]
 
 # libgomp's threads do not survive fork: a child runs its kernels on one thread if its
 # parent had started them (see _core.after_fork_in_child), instead of hanging.
@@ -362,3 +369,43 @@ def gemm_floor(mode: str, x: np.ndarray, W_ih: np.ndarray, W_hh: np.ndarray, len
                          bounds, train, layout, W_ih_p)
 
     return run
+
+
+# ------------------------------------------------------------------------------- one step
+# The cells' call and the streaming Stepper: a few microseconds a call, so these add one
+# Python call to the kernel's and nothing else (no allocation, no checks of their own).
+
+def cell_call(kind: Kind, relu: bool, x: object, state: object, weights: Weights):
+    """A cell's whole call, the new state in new arrays, from ``x`` (B, I) or (I,) and
+    ``state`` (h, or (h, c); None for zeros), or None when ``x`` or ``state`` need
+    converting (not ndarrays of the weights' dtype, C-contiguous, of the right shapes):
+    the caller then converts and checks them and runs :func:`step`."""
+    return _core.cell_call(kind.step_id, relu, x, state, *weights)
+
+
+def step_workspace(kind: Kind, batch: int, hidden: int,
+                   dtype) -> tuple[np.ndarray, np.ndarray]:
+    """``(gates, gh)``, the workspace :func:`step` takes for ``batch`` rows: ``gates``
+    (B, G*H), and ``gh`` (B, 3H) for a GRU (``gates`` again for the other kinds)."""
+    gates = np.empty((batch, kind.gates * hidden), dtype)
+    gh = np.empty((batch, 3 * hidden), dtype) if kind.name == "GRU" else gates
+    return gates, gh
+
+
+def step(kind: Kind, relu: bool, x: np.ndarray, weights: Weights, h: np.ndarray,
+         c: np.ndarray | None, gates: np.ndarray, gh: np.ndarray) -> None:
+    """One time step of one layer on every row, in place: ``h`` (and ``c``, the LSTM's
+    cell state; None for the other kinds) (B, H) go from the previous state to the new
+    one, from ``x`` (B, I); ``gates``, ``gh`` from :func:`step_workspace`."""
+    _core.step(kind.step_id, relu, x, *weights, h, gates if c is None else c, gates, gh)
+
+
+def readout(h: np.ndarray, weight: np.ndarray, bias: np.ndarray | None,
+            out: np.ndarray) -> None:
+    """``out = h @ weight.T + bias`` (no bias if None) in place, with the kernels' BLAS
+    (one BLAS, not two: see DESIGN.md)."""
+    if bias is None:
+        _core.blas_gemm(h, weight, out, False, True, 1.0, 0.0)
+    else:
+        out[...] = bias
+        _core.blas_gemm(h, weight, out, False, True, 1.0, 1.0)

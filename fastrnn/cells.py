@@ -11,7 +11,7 @@ import math
 
 import numpy as np
 
-from . import _core, _engine
+from . import _engine
 from ._kinds import KINDS, Kind
 from ._validate import (as_dtype, flag, float_array, kernel_sizes, positive_int, seed_value,
                         state_arrays)
@@ -28,7 +28,7 @@ def init_parameters(module: Module, rng: np.random.Generator, kind: Kind, input_
         module._register(name, rng.uniform(-k, k, shape).astype(dtype))
 
 
-def weight_tuple(module: Module, suffix: str, grad: bool = False) -> tuple:
+def weight_tuple(module: Module, suffix: str, grad: bool = False) -> _engine.Weights:
     """``(W_ih, W_hh, b_ih, b_hh)`` (or their gradients) as the kernels take them; empty
     bias arrays for a module without biases."""
     p = module._params
@@ -41,7 +41,7 @@ def weight_tuple(module: Module, suffix: str, grad: bool = False) -> tuple:
             arrays.append(np.empty(0, module.dtype))
         else:
             arrays.append(param.grad if grad else param.data)
-    return tuple(arrays)
+    return arrays[0], arrays[1], arrays[2], arrays[3]
 
 
 class _CellBase(Module):
@@ -91,16 +91,14 @@ class _CellBase(Module):
         """One step: the new state from ``x`` (B, I) and ``state`` (B, H); zeros if None."""
         # arrays that need no conversion take one compiled call; the rest are converted
         # and checked here first, and run the same cell math
-        new = _core.cell_call(self.kind.step_id, self._relu, x, state,
-                              *weight_tuple(self, ""))
+        new = _engine.cell_call(self.kind, self._relu, x, state, weight_tuple(self, ""))
         if new is not None:
             return new
         x, h, c, unbatched = self._prepare(x, state)
-        B, H = x.shape[0], self.hidden_size
-        gates = np.empty((B, self.kind.gates * H), self.dtype)
-        gh = np.empty((B, 3 * H), self.dtype) if self.mode == "GRU" else gates
-        _core.step(self.kind.step_id, self._relu, x, *weight_tuple(self, ""), h[0],
-                   gates if c is None else c[0], gates, gh)
+        gates, gh = _engine.step_workspace(self.kind, x.shape[0], self.hidden_size,
+                                           self.dtype)
+        _engine.step(self.kind, self._relu, x, weight_tuple(self, ""), h[0],
+                     None if c is None else c[0], gates, gh)
         return self._result(h, c, unbatched)
 
     def forward_train(self, x, state=None):

@@ -10,7 +10,7 @@ decides where it is read:
   fed back as the next input (generation from a seed).
 
 The encoder-decoder (many-to-many with a delay) is a model of its own,
-:class:`fastrnn.model.Seq2Seq`, whose decoder uses a :class:`ManyToMany` head.
+:class:`fastrnn.models.Seq2Seq`, whose decoder uses a :class:`ManyToMany` head.
 
 Heads see the recurrent layer's outputs in its own layout (time-major unless the layer
 is ``batch_first``).
@@ -89,7 +89,7 @@ class ManyToMany(Head):
 
 class OneToMany(ManyToMany):
     """A many-to-many readout whose predictions are fed back as inputs when generating
-    (see :meth:`fastrnn.model.SequenceModel.generate`).
+    (see :meth:`fastrnn.models.SequenceModel.generate`).
 
     >>> from fastrnn.heads import OneToMany
     >>> OneToMany(4, 10, seed=0)

@@ -55,7 +55,7 @@ from . import optim
 from ._kinds import KINDS, parameter_shapes
 from ._version import __version__
 from ._validate import as_dtype, flag, positive_int
-from .model import Seq2Seq, SequenceModel
+from .models import Seq2Seq, SequenceModel
 from .module import Module
 
 __all__ = ["save", "load", "load_checkpoint", "ModelFileError", "ArrayFileError",

@@ -3,6 +3,11 @@ the predictions, so a model's backward pass starts from ``grad``.
 
 Masks select the entries that count (padded time steps do not); every loss is a mean over
 the entries that count.
+
+A loss object also answers what a model asks of it, so that the models hold no list of
+losses: the targets it takes (``check_targets``), how many entries a mean ran over and how
+many were predicted right (``count_correct``, reported as ``metric_name``), what a
+prediction is (``predict``, ``proba``) and how it is saved (``config``, :func:`from_config`).
 """
 
 from __future__ import annotations
@@ -12,7 +17,8 @@ import numpy as np
 from ._validate import float_array
 
 __all__ = ["softmax_cross_entropy", "mse", "bce_with_logits", "log_softmax", "softmax",
-           "CrossEntropyLoss", "MSELoss", "BCEWithLogitsLoss", "get_loss"]
+           "CrossEntropyLoss", "MSELoss", "BCEWithLogitsLoss", "get_loss",
+           "from_config"]
 
 
 def log_softmax(logits: np.ndarray, axis: int = -1) -> np.ndarray:
@@ -37,6 +43,11 @@ def softmax(logits: np.ndarray, axis: int = -1) -> np.ndarray:
     """
     e = np.exp(logits - logits.max(axis=axis, keepdims=True))
     return e / e.sum(axis=axis, keepdims=True)
+
+
+def _sigmoid(z: np.ndarray) -> np.ndarray:
+    """``1 / (1 + exp(-z))``, computed as ``(1 + tanh(z / 2)) / 2`` (no overflow)."""
+    return 0.5 * (1 + np.tanh(0.5 * z))
 
 
 def _mask_array(mask, shape: tuple[int, ...]) -> np.ndarray | None:
@@ -152,12 +163,60 @@ def bce_with_logits(logits, target, mask=None):
     """
     z, y = _pair(logits, target, "logits")
     elementwise = np.maximum(z, 0) - z * y + np.log1p(np.exp(-np.abs(z)))
-    sig = 0.5 * (1 + np.tanh(0.5 * z))
-    return _masked_mean(elementwise, mask, sig - y)
+    return _masked_mean(elementwise, mask, _sigmoid(z) - y)
 
 
 class _Loss:
+    """What every loss answers besides ``loss, grad = loss_fn(pred, target, mask)``.
+
+    The defaults are those of a regression loss (element-wise over real-valued targets of
+    the head's width): a subclass for classification overrides them.
+    """
+
     name = ""
+    #: the name of the per-epoch metric ``count_correct`` counts (None: no metric)
+    metric_name: str | None = None
+
+    def __call__(self, pred, target, mask=None) -> tuple[float, np.ndarray]:
+        """``(loss, grad)``: the mean loss over the entries ``mask`` keeps and its
+        gradient with respect to ``pred``."""
+        raise NotImplementedError
+
+    def check_targets(self, y, lead: tuple[int, ...], out_features: int, dtype,
+                      name: str = "y") -> np.ndarray:
+        """``y`` as this loss takes it for outputs of shape ``lead + (out_features,)``;
+        ``TypeError`` or ``ValueError`` naming ``name`` otherwise.  Here: real values of
+        that shape, in ``dtype`` (the class axis may be left out when it is 1)."""
+        y = float_array(y, name, dtype, (len(lead), len(lead) + 1))
+        if y.ndim == len(lead) and out_features == 1:
+            y = y[..., None]
+        if y.shape != lead + (out_features,):
+            raise ValueError(f"{name} must have shape {lead + (out_features,)}, got {y.shape}")
+        return y
+
+    def count_correct(self, out: np.ndarray, target: np.ndarray,
+                      mask: np.ndarray | None) -> tuple[int, float]:
+        """``(count, correct)``: how many entries the loss's mean ran over, and how many of
+        them were predicted right (0 without a metric).  Here the entries are the rows of
+        ``out`` (samples, or the steps ``mask`` keeps)."""
+        return int(self._rows(out, mask).sum()), 0.0
+
+    @staticmethod
+    def _rows(out: np.ndarray, mask: np.ndarray | None) -> np.ndarray:
+        return mask if mask is not None else np.ones(out.shape[:-1], dtype=bool)
+
+    def predict(self, out: np.ndarray) -> np.ndarray:
+        """What a model predicts from its raw outputs (a regression loss: the outputs)."""
+        return out
+
+    def proba(self, out: np.ndarray) -> np.ndarray:
+        """Probabilities from the raw outputs (classification losses only)."""
+        raise ValueError("predict_proba needs a classification loss "
+                         "(cross_entropy or bce_with_logits)")
+
+    def config(self) -> dict:
+        """The JSON-able description :func:`from_config` rebuilds this loss from."""
+        return {"name": self.name}
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}()"
@@ -167,20 +226,56 @@ class CrossEntropyLoss(_Loss):
     """Softmax cross-entropy on logits with integer targets (see
     :func:`softmax_cross_entropy`); ``loss, grad = CrossEntropyLoss()(logits, targets)``.
 
+    Its metric is accuracy over the target entries that count; a model predicts the
+    class of highest logit.
+
     >>> import numpy as np
     >>> from fastrnn.losses import CrossEntropyLoss
     >>> loss, grad = CrossEntropyLoss()(np.zeros((3, 2)), np.array([0, 1, -100]))
     >>> round(loss, 4)                                  # the ignored entry does not count
     0.6931
+    >>> CrossEntropyLoss().predict(np.array([[0.1, 2.0], [3.0, 0.0]]))
+    array([1, 0])
     """
 
     name = "cross_entropy"
+    metric_name = "accuracy"
 
     def __init__(self, ignore_index: int = -100):
         self.ignore_index = int(ignore_index)
 
     def __call__(self, logits, targets, mask=None):
         return softmax_cross_entropy(logits, targets, mask, self.ignore_index)
+
+    def check_targets(self, y, lead, out_features, dtype, name="y"):
+        """Integer class labels of shape ``lead``."""
+        y = np.asarray(y)
+        if y.dtype.kind not in "iu":
+            raise TypeError(f"{name} must hold integer class labels for cross-entropy, "
+                            f"got dtype {y.dtype}")
+        if y.shape != lead:
+            raise ValueError(f"{name} must have shape {lead}, got {y.shape}")
+        return y
+
+    def count_correct(self, out, target, mask):
+        """The target entries that count (not ``ignore_index``, kept by ``mask``), and
+        those whose highest logit is the target."""
+        valid = target != self.ignore_index
+        if mask is not None:
+            valid &= mask
+        return int(valid.sum()), int(((out.argmax(-1) == target) & valid).sum())
+
+    def predict(self, out):
+        """The class of highest logit."""
+        return out.argmax(axis=-1)
+
+    def proba(self, out):
+        """The softmax of the logits."""
+        return softmax(out)
+
+    def config(self):
+        """The name and ``ignore_index``."""
+        return {"name": self.name, "ignore_index": self.ignore_index}
 
 
 class MSELoss(_Loss):
@@ -201,16 +296,37 @@ class MSELoss(_Loss):
 class BCEWithLogitsLoss(_Loss):
     """Binary cross-entropy on logits (see :func:`bce_with_logits`).
 
+    Its metric is accuracy: the share of the outputs of a row whose sign matches the
+    target (> 0.5), summed over the rows that count; a model predicts 0/1 labels.
+
     >>> import numpy as np
     >>> from fastrnn.losses import BCEWithLogitsLoss
     >>> round(BCEWithLogitsLoss()(np.array([0.0]), np.array([0.0]))[0], 4)
     0.6931
+    >>> BCEWithLogitsLoss().predict(np.array([[-1.0, 2.0]]))
+    array([[0, 1]])
     """
 
     name = "bce_with_logits"
+    metric_name = "accuracy"
 
     def __call__(self, logits, target, mask=None):
         return bce_with_logits(logits, target, mask)
+
+    def count_correct(self, out, target, mask):
+        """The rows of ``out`` that count, and the share of each row's outputs whose sign
+        matches its target, summed over those rows."""
+        rows = self._rows(out, mask)
+        return (int(rows.sum()),
+                float(((out > 0) == (target > 0.5)).mean(axis=-1)[rows].sum()))
+
+    def predict(self, out):
+        """0/1 labels: 1 where the logit is positive."""
+        return (out > 0).astype(np.int64)
+
+    def proba(self, out):
+        """The sigmoid of the logits."""
+        return _sigmoid(out)
 
 
 _LOSSES = {cls.name: cls for cls in (CrossEntropyLoss, MSELoss, BCEWithLogitsLoss)}
@@ -229,3 +345,15 @@ def get_loss(loss) -> _Loss:
     if isinstance(loss, str) and loss in _LOSSES:
         return _LOSSES[loss]()
     raise ValueError(f"loss must be one of {sorted(_LOSSES)} or a loss object, got {loss!r}")
+
+
+def from_config(cfg: dict) -> _Loss:
+    """The loss a :meth:`_Loss.config` describes (``KeyError`` for an unknown name,
+    ``TypeError`` for an unknown argument).
+
+    >>> from fastrnn.losses import CrossEntropyLoss, from_config
+    >>> from_config(CrossEntropyLoss(ignore_index=0).config()).ignore_index
+    0
+    """
+    args = dict(cfg)
+    return _LOSSES[args.pop("name")](**args)

@@ -28,7 +28,7 @@ from .cells import GRUCell, LSTMCell, RNNCell
 from .heads import ManyToMany, ManyToOne
 from .io import atomic_write
 from .layers import GRU, LSTM, RNN, Embedding, Linear
-from .model import Seq2Seq, SequenceModel
+from .models import Seq2Seq, SequenceModel
 
 __all__ = ["export_onnx", "OPSET"]
 

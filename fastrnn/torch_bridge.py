@@ -23,7 +23,7 @@ from .cells import GRUCell, LSTMCell, RNNCell
 from .heads import ManyToMany, ManyToOne, OneToMany
 from .io import open_regular_file, read_npz, zip_names
 from .layers import GRU, LSTM, RNN, Embedding, Linear
-from .model import SequenceModel
+from .models import SequenceModel
 
 __all__ = ["from_torch", "to_torch", "from_state_dict", "read_state_dict"]
 

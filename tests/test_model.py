@@ -1,6 +1,7 @@
-"""Tests of fastrnn.model: the training loop (History, seeds, progress, layouts, lengths,
-truncated BPTT, callbacks, non-finite numbers), inference (predict, predict_proba,
-evaluate, generate), streaming (Stepper), the encoder-decoder (Seq2Seq) and bad input."""
+"""Tests of fastrnn.models, fastrnn.training and fastrnn.streaming: the training loop
+(History, seeds, progress, layouts, lengths, truncated BPTT, callbacks, non-finite
+numbers), inference (predict, predict_proba, evaluate, generate), streaming (Stepper), the
+encoder-decoder (Seq2Seq) and bad input."""
 
 import math
 import tracemalloc
@@ -11,7 +12,7 @@ from numpy.testing import assert_allclose
 
 import fastrnn
 from fastrnn.losses import softmax
-from fastrnn.model import Callback
+from fastrnn.training import Callback
 from fastrnn.optim import SGD, Adam
 from _tools import central_differences
 
@@ -453,7 +454,7 @@ def test_model_checkpoint_save_best_only(tmp_path):
 def test_nan_in_one_batch_stops_with_the_last_good_weights(monkeypatch):
     """The guard inside training (a nan that appears mid-training: here from data let
     through past the up-front check of fit)."""
-    monkeypatch.setattr(fastrnn.model, "all_finite", lambda *args: None)
+    monkeypatch.setattr(fastrnn.models, "all_finite", lambda *args: None)
     x, y = classification(n=32)
     x[17, 2, 1] = np.nan                                # batch 2 of 4 (batch_size 8)
     model, rec = build(), Recorder()

@@ -13,7 +13,7 @@ import pytest
 
 import fastrnn
 from fastrnn import ModelCheckpoint, load_checkpoint, optim
-from fastrnn.model import Callback
+from fastrnn.training import Callback
 
 EPOCHS = 5
 SEED = 3

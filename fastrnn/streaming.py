@@ -1,0 +1,133 @@
+"""Streaming inference: :class:`Stepper` feeds a model one time step per call.
+
+The state is carried between calls in buffers allocated once; each step runs the one-step
+kernel of every layer and the readout (``fastrnn._engine.step``, ``readout``), the same
+cell math as the whole-sequence call.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from . import _engine
+from ._kinds import suffix
+from ._validate import positive_int
+from .cells import weight_tuple
+from .heads import Head
+from .layers import GRU, LSTM, RNN
+
+__all__ = ["Stepper"]
+
+
+class Stepper:
+    """Streaming inference for a unidirectional :class:`~fastrnn.SequenceModel` with a
+    per-step head (``model.stepper(batch_size)`` makes one).
+
+    ``out = stepper.step(x_t)`` feeds one time step of ``batch_size`` rows (x_t (B, I), or
+    tokens (B,)) and returns the head's outputs (B, C); the state is carried between calls.
+    ``reset(rows)`` zeroes the state of selected rows (a new session in that batch slot).
+    All buffers are allocated once: ``step`` allocates nothing, and the array it returns is
+    overwritten by the next call (copy it to keep it).  Results equal the whole-sequence
+    call.
+
+    >>> import numpy as np
+    >>> import fastrnn
+    >>> model = fastrnn.SequenceModel.build("lstm", input_size=3, hidden_size=8, output_size=2,
+    ...                                     seed=0)
+    >>> x = np.random.default_rng(0).standard_normal((2, 6, 3)).astype(np.float32)
+    >>> stepper = model.stepper(batch_size=2)
+    >>> outs = [stepper.step(x[:, t]).copy() for t in range(6)]
+    >>> logits = np.stack(outs, axis=1)                 # (B, T, C), as the whole sequence
+    >>> bool(np.array_equal(logits.argmax(-1), model.predict(x)))
+    True
+    >>> stepper.reset([1])                              # a new session in slot 1
+    """
+
+    def __init__(self, model, batch_size: int = 1):
+        # what a SequenceModel is made of, checked part by part (fastrnn.models builds on
+        # this module, so it cannot be imported here)
+        rnn, head = getattr(model, "rnn", None), getattr(model, "head", None)
+        if not isinstance(rnn, (RNN, LSTM, GRU)) or not isinstance(head, Head):
+            raise TypeError(f"model must be a SequenceModel, got {type(model).__name__}")
+        if rnn.bidirectional:
+            raise ValueError("a bidirectional model cannot stream: its backward direction "
+                             "needs the whole sequence")
+        if not head.per_step:
+            raise ValueError("streaming needs a per-step head (many-to-many or one-to-many)")
+        B = positive_int(batch_size, "batch_size")
+        self.model, self.batch_size = model, B
+        L, H, dt = rnn.num_layers, rnn.hidden_size, rnn.dtype
+        self._kind, self._relu = rnn.kind, rnn.nonlinearity == "relu"
+        self.h = np.zeros((L, B, H), dt)
+        self.c = np.zeros((L, B, H), dt) if rnn.kind.has_cell else None
+        # per layer: its weights, its (B, H) state views (updated in place), its workspace
+        self._layers = [(weight_tuple(rnn, suffix(k, 0)), self.h[k],
+                         None if self.c is None else self.c[k],
+                         *_engine.step_workspace(rnn.kind, B, H, dt)) for k in range(L)]
+        self._x = np.empty((B, rnn.input_size), dt)
+        readout = head.readout
+        self._W = readout.weight.data
+        self._b = readout.bias.data if readout.bias is not None else None
+        self._out = np.empty((B, readout.out_features), dt)
+
+    def reset(self, rows=None) -> None:
+        """Zero the state of every row, or of the given rows (indices or a boolean mask)."""
+        if rows is None:
+            self.h.fill(0)
+            if self.c is not None:
+                self.c.fill(0)
+            return
+        rows = np.asarray(rows)
+        if rows.dtype == bool:
+            if rows.shape != (self.batch_size,):
+                raise ValueError(f"rows mask must have shape ({self.batch_size},), "
+                                 f"got {rows.shape}")
+        elif rows.dtype.kind not in "iu" or (rows.size and (rows.min() < -self.batch_size or
+                                                            rows.max() >= self.batch_size)):
+            raise ValueError(f"rows must be indices in [0, {self.batch_size}) or a mask")
+        self.h[:, rows] = 0
+        if self.c is not None:
+            self.c[:, rows] = 0
+
+    @property
+    def state(self):
+        """A copy of the current state: h (L, B, H), or (h, c) for an LSTM."""
+        return (self.h.copy(), self.c.copy()) if self.c is not None else self.h.copy()
+
+    def _input(self, x_t) -> np.ndarray:
+        emb = self.model.embedding
+        if emb is not None:
+            t = np.asarray(x_t)
+            if t.shape != (self.batch_size,) or t.dtype.kind not in "iu":
+                raise ValueError(f"x_t must be {self.batch_size} integer tokens, got "
+                                 f"{t.dtype} of shape {t.shape}")
+            if t.min() < 0 or t.max() >= emb.num_embeddings:
+                raise ValueError(f"tokens must lie in [0, {emb.num_embeddings})")
+            np.take(emb.weight.data, t, axis=0, out=self._x)
+            return self._x
+        x = np.asarray(x_t)
+        if x.shape != self._x.shape:
+            raise ValueError(f"x_t must have shape {self._x.shape}, got {x.shape}")
+        if x.dtype != self._x.dtype or not x.flags.c_contiguous:
+            if x.dtype.kind not in "fiub":
+                raise TypeError(f"x_t must hold real numbers, got dtype {x.dtype}")
+            np.copyto(self._x, x, casting="unsafe")
+            return self._x
+        return x
+
+    def step(self, x_t) -> np.ndarray:
+        """Feed one time step; returns the outputs (B, C) (a buffer reused by the next
+        call)."""
+        X = self._input(x_t)
+        kind, relu = self._kind, self._relu
+        for weights, h, c, gates, gh in self._layers:
+            _engine.step(kind, relu, X, weights, h, c, gates, gh)
+            X = h                                 # this layer's new state feeds the next
+        _engine.readout(X, self._W, self._b, self._out)   # out = h_top @ W_hy.T + b_y
+        return self._out
+
+    def run(self, xs) -> np.ndarray:
+        """Feed a chunk of steps (T, B, I) or tokens (T, B); returns (T, B, C) (a new
+        array)."""
+        xs = np.asarray(xs)
+        return np.stack([self.step(xs[t]).copy() for t in range(xs.shape[0])])
