@@ -391,7 +391,14 @@ def _shrunk_cases():
 
 @pytest.mark.parametrize("kernel", KERNELS)
 def test_kernel_valid_arguments_run(kernel):
-    _call(kernel, _kernel_args(kernel))
+    """All zeros in (weights, inputs, states, dY): every state, output and gradient the
+    kernel writes is zero, and everything it touches stays finite."""
+    args = _kernel_args(kernel)
+    _call(kernel, args)
+    floats = {k: a for k, a in args.items() if isinstance(a, np.ndarray) and a.dtype.kind == "f"}
+    assert all(np.isfinite(a).all() for a in floats.values())
+    written = {"Y", "h", "c", "dX", "dW_ih", "dW_hh", "db_ih", "db_hh", "dh", "dc"} & set(floats)
+    assert written and all(not floats[k].any() for k in written), written
 
 
 @pytest.mark.parametrize("kernel,name,axis", list(_shrunk_cases()))

@@ -219,8 +219,12 @@ def test_refusals(ort):
         fastrnn.export_onnx(fastrnn.GRU(3, 2), dtype=np.float16)
 
 
-def test_report_largest_deviation():
-    """Runs last in this file: prints the largest deviation seen (pytest -s shows it)."""
-    if DEVIATIONS:
-        print(f"\nONNX Runtime vs fastrnn: {len(DEVIATIONS)} arrays compared, largest "
-              f"|difference| {max(DEVIATIONS):.3g}")
+def test_largest_deviation_is_float32_rounding():
+    """Runs last in this file: every array compared above stayed within a few float32
+    roundings of fastrnn's (about 3e-7 here; the tolerance of each comparison is 1e-5 +
+    1e-4 * |value|); pytest -s prints the figure."""
+    if not DEVIATIONS:
+        pytest.skip("no comparison ran before this test (run the whole file)")
+    print(f"\nONNX Runtime vs fastrnn: {len(DEVIATIONS)} arrays compared, largest "
+          f"|difference| {max(DEVIATIONS):.3g}")
+    assert max(DEVIATIONS) < 1e-5
