@@ -52,6 +52,12 @@ class Head(Module):
     def out_features(self) -> int:
         return self.readout.out_features
 
+    def __call__(self, y, state, lengths=None):
+        raise NotImplementedError           # each head reads y and the state its own way
+
+    def forward_train(self, y, state, lengths=None):
+        raise NotImplementedError
+
     def config(self) -> dict:
         return {"type": type(self).__name__, "in_features": self.in_features,
                 "out_features": self.out_features}

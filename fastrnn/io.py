@@ -46,7 +46,7 @@ import stat
 import struct
 import zipfile
 import zlib
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from typing import BinaryIO
 
 import numpy as np
@@ -85,7 +85,8 @@ _ZIP64_EOCD, _ZIP64_EOCD_SIZE = b"PK\x06\x06", 56
 _ZIP_ERRORS = (zipfile.BadZipFile, ValueError, EOFError, OSError, NotImplementedError,
                RuntimeError, zlib.error)
 _PATH_TYPES = (str, bytes, os.PathLike)
-_MODELS = {"SequenceModel": SequenceModel, "Seq2Seq": Seq2Seq}
+_MODELS: dict[str, type[SequenceModel] | type[Seq2Seq]] = {"SequenceModel": SequenceModel,
+                                                            "Seq2Seq": Seq2Seq}
 
 
 class ModelFileError(ValueError):
@@ -841,7 +842,8 @@ def load_checkpoint(path):
                 if key.startswith("optim/"):
                     _, index, name = key.split("/", 2)
                     state.setdefault(int(index), {})[name] = a
-            optimizer = cls(model.parameters())
+            make: Callable[..., optim.Optimizer] = cls     # every subclass takes (params)
+            optimizer = make(model.parameters())
             optimizer.load_state_dict({"state": state, "param_groups": info["param_groups"]})
         except (KeyError, TypeError, ValueError, AttributeError, OverflowError) as err:
             raise ModelFileError(f"{path}: optimizer state cannot be restored: {err}") from None

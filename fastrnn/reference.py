@@ -48,6 +48,8 @@ after step ``lengths[b] - 1``, and the reverse direction (t = T-1 down to 0) sta
 from h0. The backward pass ignores ``dy`` at those steps and passes dh, dc through them.
 """
 
+from collections.abc import Callable
+
 import numpy as np
 
 __all__ = [
@@ -213,7 +215,7 @@ def _relu(a):
     return np.maximum(a, 0)
 
 
-_ACTIVATIONS = {"tanh": np.tanh, "relu": _relu}
+_ACTIVATIONS: dict[str, Callable[[np.ndarray], np.ndarray]] = {"tanh": np.tanh, "relu": _relu}
 
 
 def _activation_grad(nonlinearity, a):
@@ -478,13 +480,17 @@ def gru_backward(dy, dh_n, cache):
 
 def _direction_forward(mode, x, h0, c0, weights, lengths, reverse, nonlinearity):
     """One layer, one direction, with the LSTM's signature for all modes."""
+    W_ih, W_hh, b_ih, b_hh = weights
     if mode == "LSTM":
-        return lstm_forward(x, h0, c0, *weights, lengths=lengths, reverse=reverse)
+        return lstm_forward(x, h0, c0, W_ih, W_hh, b_ih, b_hh, lengths=lengths,
+                            reverse=reverse)
     if mode == "GRU":
-        y, h_n, cache = gru_forward(x, h0, *weights, lengths=lengths, reverse=reverse)
+        y, h_n, cache = gru_forward(x, h0, W_ih, W_hh, b_ih, b_hh, lengths=lengths,
+                                    reverse=reverse)
     else:
-        y, h_n, cache = rnn_forward(x, h0, *weights, nonlinearity=nonlinearity,
-                                    lengths=lengths, reverse=reverse)
+        y, h_n, cache = rnn_forward(x, h0, W_ih, W_hh, b_ih, b_hh,
+                                    nonlinearity=nonlinearity, lengths=lengths,
+                                    reverse=reverse)
     return y, h_n, None, cache
 
 
@@ -593,15 +599,16 @@ def stack_backward(dy, dh_n, dc_n, cache):
     grads = {}
     d_output = np.asarray(dy, dtype=dtype)
     for k in reversed(range(L)):
-        d_input = 0
+        d_input: np.ndarray | None = None
         for d, suffix in enumerate(["", "_reverse"][:D]):
             j = k * D + d
             dx, dh0[j], dc0_j, g = _direction_backward(
                 mode, d_output[:, :, d * H:(d + 1) * H], dh_n[j],
                 dc_n[j] if lstm else None, cache["caches"][j])
-            if lstm:
+            if dc0 is not None:
                 dc0[j] = dc0_j
-            d_input = d_input + dx  # both directions read the same layer input
+            d_input = dx if d_input is None else d_input + dx  # both read the layer input
             grads.update({f"{name}_l{k}{suffix}": v for name, v in g.items()})
+        assert d_input is not None           # D >= 1 directions
         d_output = d_input
     return d_output, dh0, dc0, grads

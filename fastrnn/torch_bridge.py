@@ -93,7 +93,7 @@ def _from_torch_module(m, dtype, nonlinearity, readout, embedding, head, loss):
                          _from_torch_module(embedding, dtype, None, None, None, None, None),
                          head=head, loss=loss)
     if kind in (nn.RNN, nn.LSTM, nn.GRU):
-        if kind is nn.LSTM and getattr(m, "proj_size", 0):
+        if kind is nn.LSTM and m.proj_size:
             raise ValueError(f"nn.LSTM with proj_size={m.proj_size} has no fastrnn "
                              f"equivalent (fastrnn's LSTM has no projection)")
         dt = _module_dtype(m, dtype)

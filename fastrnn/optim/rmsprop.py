@@ -67,7 +67,7 @@ class RMSprop(Optimizer):
                                       maximize=maximize))
 
     def _required_state(self, group):
-        names = ("step", "square_avg")
+        names: tuple[str, ...] = ("step", "square_avg")
         names += ("momentum_buffer",) if group["momentum"] > 0 else ()
         return names + (("grad_avg",) if group["centered"] else ())
 
