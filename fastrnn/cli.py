@@ -29,23 +29,18 @@ import sys
 import tempfile
 import textwrap
 import time
-import zipfile
-from dataclasses import dataclass, field
 
 import numpy as np
 
 from ._version import __version__
-from .io import ArrayFileError, npz_names, open_regular_file, read_npy, read_npz
+from .data.files import check_lengths, class_labels, describe, read_arrays, refuse_nonfinite
+from .data.tasks import (DATA_SEED, TASK_DEFAULTS, TASK_KINDS, TASKS, TEST_FRACTION,
+                         TEXT_TEST_FRACTION, Data, file_data, npz_data, task_data)
 
 EXIT_USAGE = 2
 EXIT_FAILURE = 1            # not the user's mistake: a bug, or a failure we did not foresee
-TASKS = ("digits", "text", "adding", "sine")
 OPTIMIZERS = ("sgd", "adam", "adamw", "rmsprop", "adagrad")
 SHADES = " .:-=+*#%@"
-TEST_FRACTION = 0.2         # held-out share of the digits, synthetic and .npz data
-TEXT_TEST_FRACTION = 0.1    # held-out tail of a text
-DATA_SEED = 0               # data sets and splits do not depend on --seed: every model of a
-                            # task is evaluated on the same test split
 
 
 class UsageError(Exception):
@@ -293,331 +288,6 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-# ---------------------------------------------------------------------------------------
-# data
-# ---------------------------------------------------------------------------------------
-
-@dataclass
-class Data:
-    """A data set ready for a model: what the model must look like, and the splits."""
-
-    task: str                     # digits | text | adding | sine | npz | txt
-    head: str                     # many_to_one | many_to_many | one_to_many
-    loss: str                     # cross_entropy | mse
-    output_size: int
-    train: tuple                  # (x, y, lengths)
-    test: tuple
-    input_size: int | None = None
-    vocab: str | None = None      # the characters of a character model
-    vocab_size: int | None = None   # token inputs
-    params: dict = field(default_factory=dict)    # what rebuilds the split (saved)
-    baseline: tuple | None = None   # (what, value) of a trivial predictor on the test split
-
-    @property
-    def forecasting(self) -> bool:
-        """Whether each step's target is the next input (then reading backwards cheats)."""
-        return self.task in ("text", "txt", "sine")
-
-
-def _describe(a: np.ndarray) -> str:
-    return f"{a.dtype} array of shape {a.shape}"
-
-
-def _read_npz(path: str, what: str = "data", names: tuple[str, ...] | None = None) -> dict:
-    """The arrays of a .npy or .npz file (only those of ``names`` that an .npz holds, when
-    given; never unpickling; memory bounded by the file's size), or a one-line
-    UsageError."""
-    if not os.path.exists(path):
-        raise UsageError(f"{path}: no such file")
-    if os.path.isdir(path):
-        raise UsageError(f"{path} is a directory, not {'an' if what[0] in 'aeiou' else 'a'} "
-                         f"{what} file")
-    npy = path.lower().endswith(".npy")
-    try:
-        with open_regular_file(path) as f:
-            magic = f.read(6)
-        if not npy and not zipfile.is_zipfile(path):
-            if magic == b"\x93NUMPY":
-                npy = True
-            else:
-                raise UsageError(f"{path} is not an .npz file (not a zip archive of .npy "
-                                 f"arrays)")
-        if npy:
-            if magic != b"\x93NUMPY":
-                raise UsageError(f"{path} is not a .npy file (no NumPy header)")
-            return {"x": read_npy(path)}
-        return read_npz(path, names)
-    except UsageError:
-        raise
-    except ValueError as err:                  # ArrayFileError among them
-        if "pickle" in str(err) or "Python objects" in str(err):
-            raise UsageError(f"{path} holds Python objects (pickled data), which fastrnn "
-                             f"does not read; save plain numeric arrays") from None
-        raise UsageError(f"{path} cannot be read as {'a .npy' if npy else 'an .npz'} file: "
-                         f"{err}") from None
-    except (OSError, EOFError, zipfile.BadZipFile, KeyError) as err:
-        raise UsageError(f"{path} cannot be read as {'a .npy' if npy else 'an .npz'} file: "
-                         f"{err}") from None
-
-
-def _read_text(path: str) -> str:
-    if not os.path.exists(path):
-        raise UsageError(f"{path}: no such file")
-    try:
-        with open_regular_file(path) as f:
-            return f.read().decode("utf-8")
-    except ArrayFileError as err:
-        raise UsageError(str(err)) from None
-    except UnicodeDecodeError as err:
-        raise UsageError(f"{path} is not UTF-8 text ({err.reason} at byte {err.start})") \
-            from None
-    except IsADirectoryError:
-        raise UsageError(f"{path} is a directory, not a text file") from None
-
-
-def _nonfinite(a: np.ndarray, lengths: np.ndarray | None = None) -> np.ndarray | None:
-    """Where ``a`` (sample-first) holds a nan or an inf, as a boolean array of its shape, or
-    None if nowhere; with ``lengths``, steps t >= lengths[n] of axis 1 do not count
-    (padding may hold anything: the layers never read it).  Integers are always finite."""
-    if a.dtype.kind not in "fc" or a.size == 0:
-        return None
-    bad = ~np.isfinite(a)
-    if lengths is not None and a.ndim >= 2:
-        valid = np.arange(a.shape[1])[None, :] < lengths[:, None]
-        bad &= valid.reshape(valid.shape + (1,) * (a.ndim - 2))
-    return bad if bad.any() else None
-
-
-def _refuse_nonfinite(a: np.ndarray, name: str, where: str,
-                      lengths: np.ndarray | None = None) -> None:
-    """A UsageError naming the file, the array and the first bad sample if ``a`` holds a
-    nan or an inf (past ``lengths``, padding, it may).
-
-    The command's own check, made before any training so that the message names the
-    file; the same rule as fastrnn._validate.all_finite, which the model applies again."""
-    bad = _nonfinite(a, lengths)
-    if bad is not None:
-        count = int(np.count_nonzero(bad))
-        first = int(np.argwhere(bad)[0][0])
-        raise UsageError(f"{where}: {name} holds {count} nan or inf value"
-                         f"{'s' if count > 1 else ''}, the first in sample {first}; fastrnn "
-                         f"needs finite numbers (drop or fill those samples; padding past "
-                         f"lengths may hold anything)")
-
-
-def _class_labels(y: np.ndarray, valid: np.ndarray, where: str) -> np.ndarray:
-    """Class labels as int64: integers as they are, floats if they are whole numbers.
-
-    ``valid`` (y's shape) marks the entries that count, those within each sequence's
-    length; the others become 0."""
-    if y.dtype.kind in "iub":
-        return y.astype(np.int64)
-    v = y[valid]
-    bad = np.flatnonzero(~np.isfinite(v) | (v != np.round(v)))
-    if bad.size:
-        sample = int(np.nonzero(valid)[0][bad[0]])
-        raise UsageError(f"{where}: --classify needs y to be class labels, whole numbers; "
-                         f"sample {sample} has {v[bad[0]]:g} (give --regress to fit values)")
-    if v.size and (v.min() < 0 or v.max() > 2 ** 31):
-        raise UsageError(f"{where}: class labels y must lie in [0, 2**31], got values in "
-                         f"[{v.min():g}, {v.max():g}]")
-    out = np.zeros(y.shape, np.int64)
-    out[valid] = v.astype(np.int64)
-    return out
-
-
-def _check_lengths(lengths, n: int, t: int, path: str):
-    if lengths is None:
-        return None
-    lengths = np.asarray(lengths)
-    if lengths.dtype.kind not in "iu" or lengths.shape != (n,):
-        raise UsageError(f"{path}: lengths must be {n} integers, one per sequence, got "
-                         f"{_describe(lengths)}")
-    if n and (lengths.min() < 1 or lengths.max() > t):
-        raise UsageError(f"{path}: lengths must lie in [1, {t}] (the number of steps), got "
-                         f"values in [{lengths.min()}, {lengths.max()}]")
-    return lengths.astype(np.int64)
-
-
-def _arrays_xy(arrays: dict, path: str):
-    """x, y, lengths of a user's .npz, checked; x as floats (N, T, I) or tokens (N, T)."""
-    missing = [k for k in ("x", "y") if k not in arrays]
-    if missing:
-        held = sorted(npz_names(path)) if zipfile.is_zipfile(path) else sorted(arrays)
-        raise UsageError(f"{path} has no array {' or '.join(missing)} (it holds "
-                         f"{held or 'no arrays'}; expected x, y and optionally lengths)")
-    x, y = arrays["x"], arrays["y"]
-    for name, a in (("x", x), ("y", y)):
-        if a.dtype.kind not in "fiub":
-            raise UsageError(f"{path}: {name} must hold numbers, got {_describe(a)}")
-    if x.ndim == 2 and x.dtype.kind == "f":
-        x = x[..., None]
-    if x.ndim not in (2, 3) or x.shape[0] == 0 or x.shape[1] == 0 or \
-            (x.ndim == 3 and x.shape[2] == 0):
-        raise UsageError(f"{path}: x must be sequences (N, T, features) or tokens (N, T), "
-                         f"got {_describe(arrays['x'])}")
-    if y.ndim == 0 or y.shape[0] != x.shape[0]:
-        raise UsageError(f"{path}: y must have one entry per sequence ({x.shape[0]}), got "
-                         f"{_describe(y)}")
-    lengths = _check_lengths(arrays.get("lengths"), x.shape[0], x.shape[1], path)
-    _refuse_nonfinite(x, "x", path, lengths)
-    per_step = y.ndim >= 2 and y.shape[:2] == x.shape[:2]
-    _refuse_nonfinite(y, "y", path, lengths if per_step else None)
-    return x, y, lengths
-
-
-def _npz_data(path: str, test_fraction: float = TEST_FRACTION,
-              kind: str = "classify") -> Data:
-    """A user's .npz as a classification (``kind`` "classify": y class labels, integers or
-    whole-number floats) or a regression ("regress": y values)."""
-    from .data import train_test_split
-
-    x, y, lengths = _arrays_xy(_read_npz(path, names=("x", "y", "lengths")), path)
-    N, T = x.shape[:2]
-    tokens = x.ndim == 2
-    vocab_size = None
-    if tokens:
-        if x.dtype.kind not in "iu" or x.min() < 0:
-            raise UsageError(f"{path}: 2-D integer x must be tokens >= 0")
-        vocab_size = int(x.max()) + 1
-    if kind == "classify":
-        if y.ndim == 1:
-            head = "many_to_one"
-        elif y.shape[:2] == (N, T) and y.ndim == 2:
-            head = "many_to_many"
-        else:
-            raise UsageError(f"{path}: class labels y must be (N,) one per sequence or "
-                             f"(N, T) = ({N}, {T}) one per step, got shape {y.shape} (give "
-                             f"--regress to fit values)")
-        valid = np.ones(y.shape, bool) if head == "many_to_one" or lengths is None else \
-            np.arange(T)[None, :] < lengths[:, None]
-        y = _class_labels(y, valid, path)
-        labels = y[valid]
-        if labels.size and labels.min() < 0:
-            raise UsageError(f"{path}: class labels y must be >= 0")
-        loss, out = "cross_entropy", int(labels.max()) + 1 if labels.size else 1
-    else:
-        if y.dtype.kind != "f":
-            y = y.astype(np.float64)
-        if y.ndim == 3 or (y.ndim == 2 and y.shape == (N, T)):
-            head = "many_to_many"
-            if y.ndim == 2:
-                y = y[..., None]
-            if y.shape[:2] != (N, T):
-                raise UsageError(f"{path}: per-step targets y must be (N, T, C) with "
-                                 f"(N, T) = ({N}, {T}), got shape {y.shape}")
-        elif y.ndim in (1, 2):
-            head = "many_to_one"
-            if y.ndim == 1:
-                y = y[:, None]
-        else:
-            raise UsageError(f"{path}: y has too many dimensions: {y.shape}")
-        loss, out = "mse", int(y.shape[-1])
-    if N < 2:
-        raise UsageError(f"{path}: needs at least 2 sequences (one to train on, one to "
-                         f"test), got {N}")
-    cols = [x, y] + ([lengths] if lengths is not None else [])
-    parts = train_test_split(*cols, test_fraction=test_fraction, seed=DATA_SEED)
-    tr = (parts[0], parts[2], parts[4] if lengths is not None else None)
-    te = (parts[1], parts[3], parts[5] if lengths is not None else None)
-    return Data("npz", head, loss, out, tr, te,
-                input_size=None if tokens else int(x.shape[2]), vocab_size=vocab_size,
-                params={"path": os.path.abspath(path), "test_fraction": test_fraction,
-                        "kind": kind})
-
-
-def _text_windows(tokens, seq_len: int, what: str):
-    from .data import char_windows
-
-    if len(tokens) < seq_len + 1:
-        raise UsageError(f"{what} has {len(tokens)} characters, too few for windows of "
-                         f"--seq-len {seq_len} (needs at least {seq_len + 1})")
-    return char_windows(tokens, seq_len)
-
-
-def _text_data(task: str, text: str, source: str, seq_len: int, max_chars: int | None,
-               params: dict, vocab: str | None = None) -> Data:
-    from .data import CharVocab
-
-    if max_chars is not None:
-        text = text[:max_chars]
-    if not text:
-        raise UsageError(f"{source} is empty")
-    v = CharVocab(vocab if vocab is not None else text)
-    if vocab is not None:
-        unknown = sorted(set(text) - set(vocab))
-        if unknown:
-            raise UsageError(f"{source} has characters the model does not know: "
-                             f"{''.join(unknown[:10])!r}")
-    tokens = v.encode(text)
-    cut = int(len(tokens) * (1 - TEXT_TEST_FRACTION))
-    x_tr, y_tr = _text_windows(tokens[:cut], seq_len, f"the training part of {source}")
-    x_te, y_te = _text_windows(tokens[cut:], seq_len, f"the held-out tail of {source}")
-    return Data(task, "one_to_many", "cross_entropy", v.size, (x_tr, y_tr, None),
-                (x_te, y_te, None), vocab="".join(v.chars), vocab_size=v.size,
-                params={**params, "seq_len": seq_len, "max_chars": max_chars})
-
-
-def _task_data(task: str, params: dict) -> Data:
-    """The data of a bundled task from its parameters (those saved with a model)."""
-    from . import data
-
-    if task == "digits":
-        images, labels = data.load_digits()
-        xtr, xte, ytr, yte = data.train_test_split(images, labels,
-                                                   test_fraction=TEST_FRACTION, seed=DATA_SEED)
-        return Data("digits", "many_to_one", "cross_entropy", 10, (xtr, ytr, None),
-                    (xte, yte, None), input_size=8, params={},
-                    baseline=("guessing the most common class",
-                              float(np.bincount(yte).max() / len(yte))))
-    if task == "text":
-        return _text_data("text", data.load_text(), "the bundled text", params["seq_len"],
-                          params.get("max_chars"), {}, params.get("vocab"))
-    if task == "txt":
-        return _text_data("txt", _read_text(params["path"]), params["path"], params["seq_len"],
-                          params.get("max_chars"), {"path": params["path"]},
-                          params.get("vocab"))
-    if task == "npz":
-        return _npz_data(params["path"], params.get("test_fraction", TEST_FRACTION),
-                         params.get("kind", "classify"))
-    steps, samples = params["steps"], params["samples"]
-    if samples < 2:
-        raise UsageError(f"--samples must be >= 2 (one to train on, one to test), got "
-                         f"{samples}")
-    if task == "adding":
-        if steps < 2:
-            raise UsageError(f"the adding problem needs --steps >= 2, got {steps}")
-        x, y = data.adding_problem(samples, steps, seed=DATA_SEED)
-        xtr, xte, ytr, yte = data.train_test_split(x, y, test_fraction=TEST_FRACTION,
-                                                   seed=DATA_SEED)
-        return Data("adding", "many_to_one", "mse", 1, (xtr, ytr, None), (xte, yte, None),
-                    input_size=2, params={"steps": steps, "samples": samples},
-                    baseline=("predicting 1 (the mean)", float(np.mean((yte - 1.0) ** 2))))
-    if task == "sine":
-        x, y = data.sine_waves(samples, steps, components=2, seed=DATA_SEED)
-        xtr, xte, ytr, yte = data.train_test_split(x, y, test_fraction=TEST_FRACTION,
-                                                   seed=DATA_SEED)
-        return Data("sine", "many_to_many", "mse", 1, (xtr, ytr, None), (xte, yte, None),
-                    input_size=1, params={"steps": steps, "samples": samples},
-                    baseline=("repeating the last value", float(np.mean((xte - yte) ** 2))))
-    raise UsageError(f"unknown task {task!r}; choose one of {', '.join(TASKS)}, or give "
-                     f"--data FILE")
-
-
-TASK_DEFAULTS = {   # cell, hidden, epochs, batch size, Adam's learning rate
-    "digits": ("lstm", 64, 20, 32, 1e-2),
-    "text": ("gru", 128, 10, 64, 3e-3),
-    "txt": ("gru", 128, 10, 64, 3e-3),
-    "adding": ("lstm", 64, 15, 32, 1e-2),
-    "sine": ("gru", 32, 30, 32, 1e-2),
-    "npz": ("lstm", 64, 10, 32, 1e-2),
-}
-
-
-TASK_KINDS = {"digits": "classify", "text": "classify", "adding": "regress",
-              "sine": "regress"}
-
-
 def _train_data(args) -> Data:
     kind = getattr(args, "kind", None)
     if args.data is not None and args.task is not None:
@@ -638,16 +308,16 @@ def _train_data(args) -> Data:
                       "samples": args.samples or (4000 if args.task == "adding" else 800)}
         else:
             params = {"seq_len": args.seq_len, "max_chars": args.max_chars}
-        return _task_data(args.task, params)
+        return task_data(args.task, params)
     path = args.data
     if path.lower().endswith(".txt"):
         if kind == "regress":
             raise UsageError(f"--regress does not apply to a text (--data {path}): a "
                              f"character model classifies each next character")
-        return _task_data("txt", {"path": os.path.abspath(path), "seq_len": args.seq_len,
+        return task_data("txt", {"path": os.path.abspath(path), "seq_len": args.seq_len,
                                   "max_chars": args.max_chars})
     if path.lower().endswith(".npz"):
-        return _npz_data(path, kind=kind or "classify")
+        return npz_data(path, kind=kind or "classify")
     raise UsageError(f"--data {path}: expected an .npz (arrays x, y[, lengths]) or a .txt")
 
 
@@ -906,30 +576,7 @@ def _saved_task_data(path: str, extra: dict, model) -> Data:
     if task in ("npz", "txt") and not os.path.exists(params.get("path", "")):
         raise UsageError(f"{path} was trained on {params.get('path')}, which is gone; give "
                          f"--data FILE")
-    return _task_data(task, params)
-
-
-def _given_data(path: str, extra: dict) -> tuple:
-    """Everything in a user's file, as (x, y, lengths) for evaluate."""
-    if path.lower().endswith(".txt"):
-        vocab = extra.get("vocab")
-        if vocab is None:
-            raise UsageError(f"--data {path} is text, but the model is not a character "
-                             f"model")
-        from .data import CharVocab
-        text = _read_text(path)
-        unknown = sorted(set(text) - set(vocab))
-        if unknown:
-            raise UsageError(f"{path} has characters the model does not know: "
-                             f"{''.join(unknown[:10])!r}")
-        seq_len = (extra.get("task_params") or {}).get("seq_len", 64)
-        x, y = _text_windows(CharVocab(vocab).encode(text), seq_len, path)
-        return x, y, None
-    if not path.lower().endswith((".npz", ".npy")):
-        raise UsageError(f"--data {path}: expected an .npz (arrays x, y[, lengths]) or a "
-                         f".txt")
-    x, y, lengths = _arrays_xy(_read_npz(path, names=("x", "y", "lengths")), path)
-    return x, y, lengths
+    return task_data(task, params)
 
 
 @contextlib.contextmanager
@@ -949,7 +596,7 @@ def cmd_evaluate(args) -> int:
     model, extra = _load(args.model)
     if args.data is not None:
         if isinstance(model, Seq2Seq):
-            arrays = _read_npz(args.data, names=("src", "tgt", "src_lengths", "tgt_lengths"))
+            arrays = read_arrays(args.data, names=("src", "tgt", "src_lengths", "tgt_lengths"))
             if "src" not in arrays or "tgt" not in arrays:
                 raise UsageError(f"{args.data}: an encoder-decoder is evaluated on arrays "
                                  f"src and tgt (and optionally src_lengths, tgt_lengths)")
@@ -959,7 +606,8 @@ def cmd_evaluate(args) -> int:
                                          batch_size=args.batch_size)
             where = args.data
         else:
-            x, y, lengths = _given_data(args.data, extra)
+            seq_len = (extra.get("task_params") or {}).get("seq_len", 64)
+            x, y, lengths = file_data(args.data, extra.get("vocab"), seq_len)
             if model.loss.name == "mse" and y.dtype.kind == "f" and y.ndim == 2 \
                     and model.head.per_step and y.shape == x.shape[:2]:
                 y = y[..., None]
@@ -968,7 +616,7 @@ def cmd_evaluate(args) -> int:
                 valid = np.ones(y.shape, bool)
                 if lengths is not None and y.ndim == 2 and y.shape == x.shape[:2]:
                     valid = np.arange(y.shape[1])[None, :] < lengths[:, None]
-                y = _class_labels(y, valid, args.data)
+                y = class_labels(y, valid, args.data)
             with _fits(args.data, args.model):
                 metrics = model.evaluate(x, y, lengths, batch_size=args.batch_size)
             where = f"{args.data} ({len(x)} sequences)"
@@ -1000,7 +648,7 @@ def cmd_predict(args) -> int:
                 raise UsageError(f"--out {args.out} is {given}: the predictions would "
                                  f"overwrite it")
     model, _ = _load(args.model)
-    arrays = _read_npz(args.input, "input")
+    arrays = read_arrays(args.input, "input")
     if "x" in arrays:
         x = arrays["x"]
     elif len(arrays) == 1:
@@ -1008,7 +656,7 @@ def cmd_predict(args) -> int:
     else:
         raise UsageError(f"{args.input} holds {sorted(arrays)}; name the sequences x")
     if x.dtype.kind not in "fiub":
-        raise UsageError(f"{args.input}: the sequences must be numbers, got {_describe(x)}")
+        raise UsageError(f"{args.input}: the sequences must be numbers, got {describe(x)}")
     lengths = arrays.get("lengths")
     per_step = False
     if isinstance(model, Seq2Seq):
@@ -1016,8 +664,8 @@ def cmd_predict(args) -> int:
             raise UsageError("--proba does not apply to an encoder-decoder")
         if x.ndim != 2 or x.dtype.kind not in "iu":
             raise UsageError(f"{args.input}: an encoder-decoder reads integer tokens (N, S), "
-                             f"got {_describe(x)}")
-        lengths = _check_lengths(lengths, x.shape[0], x.shape[1], args.input)
+                             f"got {describe(x)}")
+        lengths = check_lengths(lengths, x.shape[0], x.shape[1], args.input)
         with _fits(args.input, args.model):
             out = model.predict(x, lengths, max_length=args.max_length or x.shape[1])
         lengths = None
@@ -1026,9 +674,9 @@ def cmd_predict(args) -> int:
             x = x[..., None]
         if x.ndim < 2:
             raise UsageError(f"{args.input}: expected sequences (N, T, features) or tokens "
-                             f"(N, T), got {_describe(x)}")
-        lengths = _check_lengths(lengths, x.shape[0], x.shape[1], args.input)
-        _refuse_nonfinite(x, "x", args.input, lengths)
+                             f"(N, T), got {describe(x)}")
+        lengths = check_lengths(lengths, x.shape[0], x.shape[1], args.input)
+        refuse_nonfinite(x, "x", args.input, lengths)
         with _fits(args.input, args.model):
             out = model.predict_proba(x, lengths, args.batch_size) if args.proba else \
                 model.predict(x, lengths, args.batch_size)
@@ -1037,9 +685,10 @@ def cmd_predict(args) -> int:
         low = args.out.lower()
         if low.endswith(".npy"):
             np.save(args.out, out)
+        elif low.endswith(".npz") and lengths is not None:
+            np.savez(args.out, predictions=out, lengths=lengths)
         elif low.endswith(".npz"):
-            extra = {"lengths": lengths} if lengths is not None else {}
-            np.savez(args.out, predictions=out, **extra)
+            np.savez(args.out, predictions=out)
         else:
             with open(args.out, "w") as f:
                 _print_predictions(out, lengths if per_step else None, f)
