@@ -14,7 +14,7 @@ import pytest
 
 import fastrnn
 from fastrnn import cli, plot
-from fastrnn.cli import train
+from fastrnn.cli import common, train
 from fastrnn.data.tasks import Data
 
 PACKAGE_PARENT = Path(fastrnn.__file__).resolve().parent.parent
@@ -207,6 +207,19 @@ def test_bench_quick(work, tmp_path):
     data = json.loads((tmp_path / "b.json").read_text())
     assert data["command"][:2] == ["fastrnn", "bench"]
     assert data["results"][0]["modes"]["infer"]["median_ms"] > 0
+
+
+def test_bench_without_its_harness_says_so(monkeypatch, tmp_path, capsys):
+    """An installed wheel has no bench/harness.py (it belongs to the source tree): the
+    command says so in one line, whatever the options."""
+    monkeypatch.setattr(common, "HARNESS", str(tmp_path / "bench" / "harness.py"))
+    for argv in (["bench"], ["bench", "--quick", "--only", "W1"]):
+        assert cli.main(argv) == 2
+        err = capsys.readouterr().err.strip().splitlines()
+        assert len(err) == 1 and "fastrnn bench: error:" in err[0], err
+        assert "source checkout" in err[0] and "bench/harness.py" in err[0]
+    assert cli.main(["info", "--quick"]) == 2           # other commands still refuse it
+    assert "unrecognized arguments: --quick" in capsys.readouterr().err
 
 
 def test_info(work):

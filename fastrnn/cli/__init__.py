@@ -56,7 +56,11 @@ def main(argv: list[str] | None = None) -> int:
     argv = [str(a) for a in (sys.argv[1:] if argv is None else argv)]
     parser = build_parser()
     try:
-        args = parser.parse_args(argv)
+        args, unknown = parser.parse_known_args(argv)
+        # argparse's parse_args, except that `fastrnn bench` without its harness takes
+        # any option (and then says that it cannot run)
+        if unknown and not getattr(args, "harness_missing", False):
+            parser.error(f"unrecognized arguments: {' '.join(unknown)}")
     except SystemExit as exit_:     # --help, --version, or a mistake already reported
         return int(exit_.code or 0) if not isinstance(exit_.code, str) else EXIT_USAGE
     args.argv = argv

@@ -1,12 +1,16 @@
 """What the commands share: the user's-mistake error and exit codes, checks of output paths,
-reading a model file, the lines printed about models and training."""
+reading a model file, the lines printed about models and training, and the benchmark
+harness of a source checkout."""
 
 from __future__ import annotations
 
+import importlib.util
 import math
 import os
+import sys
 import tempfile
 import time
+from types import ModuleType
 from typing import Any
 
 import numpy as np
@@ -16,6 +20,12 @@ from ..model import Callback, Seq2Seq
 
 EXIT_USAGE = 2
 EXIT_FAILURE = 1            # not the user's mistake: a bug, or a failure we did not foresee
+
+# The benchmark harness is not part of the installed package: it is bench/harness.py of a
+# source checkout, beside the fastrnn folder (an in-place build or an editable install).
+HARNESS = os.path.join(os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(
+    __file__)))), "bench", "harness.py")
+HARNESS_MODULE = "fastrnn_bench_harness"
 
 
 class UsageError(Exception):
@@ -31,6 +41,28 @@ def one_line(err: BaseException) -> str:
         return f"{where}{err.strerror}"
     text = " ".join(str(err).split())
     return text or type(err).__name__
+
+
+def bench_harness() -> ModuleType | None:
+    """The benchmark harness (``bench/harness.py`` of the source checkout this fastrnn is
+    imported from), loaded from its file; None when there is none, as in an installed
+    wheel."""
+    if not os.path.isfile(HARNESS):
+        return None
+    loaded = sys.modules.get(HARNESS_MODULE)
+    if loaded is not None:
+        return loaded
+    spec = importlib.util.spec_from_file_location(HARNESS_MODULE, HARNESS)
+    if spec is None or spec.loader is None:
+        return None
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[HARNESS_MODULE] = module      # its dataclasses look their module up there
+    try:
+        spec.loader.exec_module(module)
+    except BaseException:
+        del sys.modules[HARNESS_MODULE]
+        raise
+    return module
 
 
 def check_out(path: str, suffix: str | None = None, why: str = "",

@@ -1,5 +1,5 @@
 """``fastrnn info`` (version, build, BLAS and threads, CPU) and ``fastrnn bench`` (the
-benchmark of the layers)."""
+benchmark harness of a source checkout)."""
 
 from __future__ import annotations
 
@@ -13,10 +13,10 @@ from typing import NoReturn
 import numpy as np
 import scipy
 
-from .. import _core, bench
+from .. import _core
 from .._blas import available_cores, blas_info
 from .._version import __version__
-from .common import UsageError
+from .common import HARNESS, UsageError, bench_harness
 
 PACKAGE = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))   # the fastrnn folder
 
@@ -102,7 +102,13 @@ def cmd_info(args: argparse.Namespace) -> int:
 
 
 def cmd_bench(args: argparse.Namespace) -> int:
+    harness = bench_harness()
+    if harness is None:
+        raise UsageError(f"the benchmark harness is not part of the installed package: it is "
+                         f"bench/harness.py of a source checkout of fastrnn (looked for "
+                         f"{HARNESS}); run `python bench/bench_layers.py` there")
+
     def error(message: str) -> NoReturn:
         raise UsageError(message)
 
-    return bench.run(args, error, ["fastrnn"] + args.argv)
+    return int(harness.run(args, error, ["fastrnn"] + args.argv))

@@ -8,12 +8,13 @@ import math
 from collections.abc import Callable
 from typing import NoReturn
 
-from .. import bench
 from .._version import __version__
 from ..data.tasks import TEST_FRACTION, TEXT_TEST_FRACTION
-from .common import EXIT_USAGE
+from .common import EXIT_USAGE, bench_harness
 
 OPTIMIZERS = ("sgd", "adam", "adamw", "rmsprop", "adagrad")
+HARNESS_MISSING = ("It needs a source checkout of fastrnn: the benchmark harness is "
+                   "bench/harness.py there, and not part of the installed package.")
 
 
 class _Parser(argparse.ArgumentParser):
@@ -63,6 +64,7 @@ nonnegative_float = float_in(0.0)
 
 def build_parser() -> argparse.ArgumentParser:
     """The parser of the ``fastrnn`` command and its subcommands (``args.command``)."""
+    harness = bench_harness()
     parser = _Parser(prog="fastrnn", description="Recurrent networks (RNN, LSTM, GRU) on the "
                      "CPU: train, evaluate and use models from the command line.",
                      epilog="Start with `fastrnn demo`; `fastrnn COMMAND --help` for each "
@@ -196,12 +198,18 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--seed", type=int_at_least(0), default=None)
 
     # -- bench
+    description = ("Time fastrnn's layers against the NumPy reference and PyTorch CPU (if "
+                   "installed): inference and training steps, each contender and workload "
+                   "in a process of its own; prints a markdown table of median times and "
+                   "ratios.")
+    if harness is None:
+        description += f" {HARNESS_MISSING}"
     p = sub.add_parser("bench", help="time the layers against NumPy and PyTorch",
-                       description="Time fastrnn's layers against the NumPy reference and "
-                       "PyTorch CPU (if installed): inference and training steps, each "
-                       "contender and workload in a process of its own; prints a markdown "
-                       "table of median times and ratios.")
-    bench.add_arguments(p)
+                       description=description)
+    if harness is not None:
+        harness.add_arguments(p)
+    else:                   # any option: the command says it cannot run
+        p.set_defaults(harness_missing=True)
 
     # -- export
     p = sub.add_parser("export", help="export a saved model to ONNX",
