@@ -10,9 +10,10 @@ process only starts the workers, collects their JSON and prints a markdown table
     python bench/bench_layers.py --worker fastrnn W2   # one worker, JSON on stdout
     python bench/bench_layers.py --scaling             # time as H, T and B grow
 
-The code lives in ``fastrnn/bench.py`` (also run by ``fastrnn bench``); this script runs
-it on the checkout it lives in and writes ``bench/results/latest.json`` by default
-(``bench/results/scaling.json`` with ``--scaling``).
+The code lives in ``bench/harness.py`` beside this script (also run by ``fastrnn bench``
+from a source checkout); this script runs it on the checkout it lives in and writes
+``bench/results/latest.json`` by default (``bench/results/scaling.json`` with
+``--scaling``).
 
 Modes (all float32, time-major x of shape (T, B, I), the same weights for every contender):
 
@@ -24,29 +25,20 @@ Modes (all float32, time-major x of shape (T, B, I), the same weights for every 
 
 from __future__ import annotations
 
-import importlib.util
 import sys
 from pathlib import Path
+
+import harness  # bench/harness.py: this script's folder is first on sys.path
 
 ROOT = Path(__file__).resolve().parent.parent
 DEFAULT_JSON = ROOT / "bench" / "results" / "latest.json"
 SCALING_JSON = ROOT / "bench" / "results" / "scaling.json"
 
 
-def _load_bench():
-    """fastrnn/bench.py of this checkout, loaded from its file: the fastrnn package itself
-    is imported only by the workers that measure it."""
-    spec = importlib.util.spec_from_file_location("_fastrnn_bench", ROOT / "fastrnn" / "bench.py")
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module
-    spec.loader.exec_module(module)
-    return module
-
-
 def main(argv=None):
     args = sys.argv[1:] if argv is None else argv
     default = SCALING_JSON if "--scaling" in args else DEFAULT_JSON
-    return _load_bench().main(argv, default_json=str(default), prog=Path(sys.argv[0]).name)
+    return harness.main(argv, default_json=str(default), prog=Path(sys.argv[0]).name)
 
 
 if __name__ == "__main__":

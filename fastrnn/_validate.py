@@ -59,9 +59,9 @@ def kernel_sizes(name: str, **sizes: int) -> None:
 
 
 def all_finite(a: np.ndarray, name: str, lengths: np.ndarray | None = None) -> None:
-    """Refuse nan and inf in a sample-first array (N, T, ...) or (N, ...), naming the first
-    bad sample; with ``lengths`` only the valid steps t < lengths[n] count (padding may
-    hold anything, the layers never read it)."""
+    """Refuse nan and inf in a sample-first array (N, T, ...) or (N, ...), counting them and
+    naming the first bad sample; with ``lengths`` only the valid steps t < lengths[n] count
+    (padding may hold anything, the layers never read it)."""
     if a.dtype.kind != "f":
         return
     ok = np.isfinite(a)
@@ -73,9 +73,11 @@ def all_finite(a: np.ndarray, name: str, lengths: np.ndarray | None = None) -> N
         if ok.all():
             return
     index = tuple(int(i) for i in np.argwhere(~ok)[0])
-    raise ValueError(f"{name} holds non-finite values: the first is {name}"
-                     f"[{', '.join(map(str, index))}] = {a[index]} in sample {index[0]}; "
-                     f"drop or repair such samples (padding past lengths may hold anything)")
+    count = int(np.count_nonzero(~ok))
+    raise ValueError(f"{name} holds {count} nan or inf value{'s' if count > 1 else ''}: the "
+                     f"first is {name}[{', '.join(map(str, index))}] = {a[index]} in sample "
+                     f"{index[0]}; drop or repair such samples (padding past lengths may "
+                     f"hold anything)")
 
 
 def float_array(x, name: str, dtype: np.dtype, ndim: int | tuple[int, ...]) -> np.ndarray:

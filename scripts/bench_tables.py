@@ -17,11 +17,11 @@ import textwrap
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT / "bench"))
 
-from fastrnn import bench  # noqa: E402
+import harness  # noqa: E402  (bench/harness.py: the benchmark's workloads and tables)
 
-FIELDS = {f.name for f in dataclasses.fields(bench.Workload)}
+FIELDS = {f.name for f in dataclasses.fields(harness.Workload)}
 
 
 def load(path: Path):
@@ -32,7 +32,7 @@ def load(path: Path):
         for key in ("modes", "lengths"):
             if kw.get(key) is not None:
                 kw[key] = tuple(kw[key])
-        workloads.append(bench.Workload(**kw))
+        workloads.append(harness.Workload(**kw))
     return run, workloads, list(run["contenders"])
 
 
@@ -76,9 +76,9 @@ def replace(text: str, name: str, body: str, rst: bool) -> str:
 
 def main(latest: Path, scaling: Path) -> None:
     run, workloads, contenders = load(latest)
-    table = bench.markdown_table(workloads, contenders, run["results"])
+    table = harness.markdown_table(workloads, contenders, run["results"])
     srun, sworkloads, scontenders = load(scaling)
-    stables = bench.scaling_tables(sworkloads, scontenders, srun["results"])
+    stables = harness.scaling_tables(sworkloads, scontenders, srun["results"])
     readme = ROOT / "README.md"
     text = replace(readme.read_text(), "bench-table", header(run) + "\n\n" + table, False)
     text = replace(text, "scaling-table", header(srun) + "\n\n" + stables, False)

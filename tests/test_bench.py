@@ -1,6 +1,11 @@
 """Smoke test of bench/bench_layers.py: it runs, and writes the measured fields.
-No assertion on the timings themselves."""
+No assertion on the timings themselves.
 
+The harness, bench/harness.py, belongs to the source tree, not to the installed package:
+the tests that call it load it from its file (the ``harness`` fixture), without putting
+bench/ on everyone's sys.path."""
+
+import importlib.util
 import json
 import os
 import subprocess
@@ -11,6 +16,20 @@ import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
 SCRIPT = ROOT / "bench" / "bench_layers.py"
+HARNESS = ROOT / "bench" / "harness.py"
+
+
+@pytest.fixture(scope="module")
+def harness():
+    """bench/harness.py of this checkout, as a module."""
+    if not HARNESS.exists():
+        pytest.skip("bench/harness.py not present")
+    spec = importlib.util.spec_from_file_location("bench_harness", HARNESS)
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module          # its dataclasses look their module up there
+    spec.loader.exec_module(module)
+    yield module
+    del sys.modules[spec.name]
 
 
 @pytest.mark.skipif(not SCRIPT.exists(), reason="bench/bench_layers.py not present")
@@ -70,22 +89,18 @@ def test_bench_scaling_quick_smoke(tmp_path):
         assert c["fastrnn"] == pytest.approx(c["reference"], rel=1e-3), wid
 
 
-def test_scaling_workloads_vary_one_size_each():
-    from fastrnn import bench
-
-    for w in bench.SCALING:
+def test_scaling_workloads_vary_one_size_each(harness):
+    for w in harness.SCALING:
         axis = w.id[1]
         size = dict(T=w.T, B=w.B, I=w.I, H=w.H)
         others = {k: v for k, v in size.items() if k != axis}
-        assert others == {k: v for k, v in bench.SCALING_BASE.items() if k != axis}
-        assert size[axis] == int(w.id[2:]) and size[axis] in bench.SCALING_AXES[axis]
-    assert len({w.id for w in bench.SCALING}) == len(bench.SCALING)
-    assert not set(bench.WORKLOADS) & set(bench.SCALING)
+        assert others == {k: v for k, v in harness.SCALING_BASE.items() if k != axis}
+        assert size[axis] == int(w.id[2:]) and size[axis] in harness.SCALING_AXES[axis]
+    assert len({w.id for w in harness.SCALING}) == len(harness.SCALING)
+    assert not set(harness.WORKLOADS) & set(harness.SCALING)
 
 
-def test_rounds_combine_to_the_median_of_medians():
-    from fastrnn import bench
-
+def test_rounds_combine_to_the_median_of_medians(harness):
     def result(median, lo, hi, floor=None):
         m = dict(median_ms=median, min_ms=lo, max_ms=hi, repeats=10, warmup=3, others=0.01,
                  steal=0.0, check=1.5)
@@ -95,15 +110,15 @@ def test_rounds_combine_to_the_median_of_medians():
         return dict(contender="fastrnn", workload="W1", info={}, modes={"infer": m})
 
     rounds = [result(3.0, 2.5, 9.0, 1.0), result(1.0, 0.9, 1.2, 3.0), result(2.0, 1.8, 2.4, 2.0)]
-    out = bench.combine_rounds(rounds)
+    out = harness.combine_rounds(rounds)
     m = out["modes"]["infer"]
     assert out["rounds"] == 3
     assert m["median_ms"] == 2.0 and m["min_ms"] == 0.9 and m["max_ms"] == 9.0
     assert m["round_medians_ms"] == [3.0, 1.0, 2.0] and m["repeats"] == 30
     assert m["floor"]["median_ms"] == 2.0 and m["check"] == 1.5
-    assert bench.combine_rounds(rounds[:1]) is rounds[0]
+    assert harness.combine_rounds(rounds[:1]) is rounds[0]
     failed = dict(contender="fastrnn", workload="W1", error="exit code 1: boom")
-    assert bench.combine_rounds(rounds[:2] + [failed]) is failed
+    assert harness.combine_rounds(rounds[:2] + [failed]) is failed
 
 
 @pytest.mark.skipif(not SCRIPT.exists(), reason="bench/bench_layers.py not present")
@@ -142,12 +157,14 @@ def test_bench_products_smoke():
         assert panel > 0 and blas > 0 and ratio > 0, row
 
 
+@pytest.mark.skipif(not HARNESS.exists(), reason="bench/harness.py not present")
 def test_workers_get_the_environment_without_fastrnns_openmp_settings():
     """Importing fastrnn sets OMP_WAIT_POLICY and GOMP_SPINCOUNT for its own OpenMP
     threads unless they were set; a benchmark started from a process that imported
     fastrnn hands its workers the environment without them (PyTorch reads them too), and
     keeps what the user set."""
-    code = ("import os, fastrnn; from fastrnn import bench; env = bench.worker_env(); "
+    code = (f"import os, sys, fastrnn; sys.path.insert(0, {str(HARNESS.parent)!r}); "
+            "import harness; env = harness.worker_env(); "
             "print(sorted(fastrnn._ENV_SET), os.environ['GOMP_SPINCOUNT'], "
             "'OMP_WAIT_POLICY' in env, env.get('GOMP_SPINCOUNT'))")
     base = {k: v for k, v in os.environ.items() if k not in ("OMP_WAIT_POLICY", "GOMP_SPINCOUNT")}

@@ -13,7 +13,9 @@ import numpy as np
 import pytest
 
 import fastrnn
-from fastrnn import cli, io, plot
+from fastrnn import cli, plot
+from fastrnn.cli import common, train
+from fastrnn.data.tasks import Data
 
 PACKAGE_PARENT = Path(fastrnn.__file__).resolve().parent.parent
 HAVE_MATPLOTLIB = plot.available()
@@ -205,6 +207,19 @@ def test_bench_quick(work, tmp_path):
     data = json.loads((tmp_path / "b.json").read_text())
     assert data["command"][:2] == ["fastrnn", "bench"]
     assert data["results"][0]["modes"]["infer"]["median_ms"] > 0
+
+
+def test_bench_without_its_harness_says_so(monkeypatch, tmp_path, capsys):
+    """An installed wheel has no bench/harness.py (it belongs to the source tree): the
+    command says so in one line, whatever the options."""
+    monkeypatch.setattr(common, "HARNESS", str(tmp_path / "bench" / "harness.py"))
+    for argv in (["bench"], ["bench", "--quick", "--only", "W1"]):
+        assert cli.main(argv) == 2
+        err = capsys.readouterr().err.strip().splitlines()
+        assert len(err) == 1 and "fastrnn bench: error:" in err[0], err
+        assert "source checkout" in err[0] and "bench/harness.py" in err[0]
+    assert cli.main(["info", "--quick"]) == 2           # other commands still refuse it
+    assert "unrecognized arguments: --quick" in capsys.readouterr().err
 
 
 def test_info(work):
@@ -444,9 +459,9 @@ def test_history_with_inf_is_saved_as_null(tmp_path):
     history = fastrnn.History()
     history.append({"loss": 0.5, "val_loss": float("inf")})
     history.append({"loss": np.float32(0.25), "val_loss": float("nan")})
-    d = cli.Data("adding", "many_to_one", "mse", 1, (None, None, None), (None, None, None),
-                 input_size=2, params={"steps": 4, "samples": 8})
-    cli._save(str(tmp_path / "m.npz"), model, None, d, history, {"loss": np.float64("inf")})
+    d = Data("adding", "many_to_one", "mse", 1, (None, None, None), (None, None, None),
+             input_size=2, params={"steps": 4, "samples": 8})
+    train._save(str(tmp_path / "m.npz"), model, None, d, history, {"loss": np.float64("inf")})
     extra = fastrnn.load_checkpoint(tmp_path / "m.npz")[2]
     assert extra["history"] == {"loss": [0.5, 0.25], "val_loss": [None, None]}
     assert extra["test_metrics"] == {"loss": None}
@@ -456,7 +471,7 @@ def test_a_failed_save_says_the_model_is_lost(monkeypatch, tmp_path, capsys):
     def full_disk(*args, **kwargs):
         raise OSError(28, "No space left on device")
 
-    monkeypatch.setattr(io, "save", full_disk)
+    monkeypatch.setattr(train, "save", full_disk)
     status = cli.main(["train", "adding", "--steps", "3", "--samples", "16", *TINY,
                        "--out", str(tmp_path / "m.npz")])
     err = capsys.readouterr().err.strip().splitlines()
@@ -484,7 +499,7 @@ def test_an_unforeseen_error_is_one_line(monkeypatch, capsys):
     def broken(args):
         raise RuntimeError("something inside broke")
 
-    monkeypatch.setattr(cli, "cmd_info", broken)
+    monkeypatch.setitem(cli.COMMANDS, "info", broken)
     assert cli.main(["info"]) == 1
     err = capsys.readouterr().err.strip().splitlines()
     assert err == ["fastrnn info: internal error: RuntimeError: something inside broke "

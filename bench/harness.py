@@ -4,16 +4,19 @@ Every (contender, workload) pair runs in its own Python process, so that one lib
 BLAS / OpenMP thread pool never competes for the cores with another's. The parent
 process only starts the workers, collects their JSON and prints a markdown table.
 
-    fastrnn bench                                  # everything, ~2-3 minutes on 2 cores
-    fastrnn bench --only W1,W2 --contenders fastrnn,torch
-    fastrnn bench --quick                          # few repeats: a smoke test
-    fastrnn bench --json results.json              # also write every measurement as JSON
-    fastrnn bench --scaling                        # time as H, T and B grow (~5 minutes)
+    python bench/bench_layers.py                   # everything, ~2-3 minutes on 2 cores
+    python bench/bench_layers.py --only W1,W2 --contenders fastrnn,torch
+    python bench/bench_layers.py --quick           # few repeats: a smoke test
+    python bench/bench_layers.py --scaling         # time as H, T and B grow (~5 minutes)
+    fastrnn bench --quick --json results.json      # the same options
 
-``bench/bench_layers.py`` in a source checkout runs this module on that checkout (and
-writes ``bench/results/latest.json`` by default).  A worker is this file run as a script
-(``python fastrnn/bench.py --worker fastrnn W2``, JSON on stdout): it imports only what its
-contender needs, so a PyTorch worker never loads fastrnn's kernels or OpenMP runtime.
+This harness belongs to the source tree, not to the installed package: it is run by
+``bench/bench_layers.py`` (which writes ``bench/results/latest.json`` by default) and by
+``fastrnn bench`` when fastrnn is imported from a source checkout (an in-place build or an
+editable install; the command loads this file from beside the package).  The benchmark
+measures the fastrnn of this checkout.  A worker is this file run as a script (``python
+bench/harness.py --worker fastrnn W2``, JSON on stdout): it imports only what its contender
+needs, so a PyTorch worker never loads fastrnn's kernels or OpenMP runtime.
 
 Modes (all float32, time-major x of shape (T, B, I), the same weights for every contender):
 
@@ -26,9 +29,9 @@ Modes (all float32, time-major x of shape (T, B, I), the same weights for every 
 from __future__ import annotations
 
 if __name__ == "__main__" and not __package__:
-    # Run as a script (a worker): Python put this file's folder, the package itself, first
-    # on sys.path; replace it by the folder that holds the package, so that the workers
-    # import the same fastrnn as the parent and no module of the package shadows another.
+    # Run as a script (a worker): Python put this file's folder, bench/, first on sys.path;
+    # replace it by the checkout that holds bench/ and fastrnn/, so that the workers
+    # measure that checkout's fastrnn, as the parent does.
     import os as _os
     import sys as _sys
 
@@ -51,7 +54,7 @@ import time
 from pathlib import Path
 
 WORKER_SCRIPT = Path(__file__).resolve()
-PACKAGE_PARENT = WORKER_SCRIPT.parent.parent     # the folder holding the fastrnn package
+ROOT = WORKER_SCRIPT.parent.parent     # the checkout: bench/ and the fastrnn package
 
 
 @dataclasses.dataclass(frozen=True)
@@ -481,7 +484,7 @@ def spawn_worker(contender: str, wid: str, quick: bool, timeout: float) -> dict:
     t0 = time.perf_counter()
     try:
         proc = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout,
-                              cwd=PACKAGE_PARENT, env=worker_env())
+                              cwd=ROOT, env=worker_env())
     except subprocess.TimeoutExpired:
         return dict(contender=contender, workload=wid, error=f"timed out after {timeout} s")
     wall = time.perf_counter() - t0
