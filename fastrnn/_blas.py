@@ -53,8 +53,8 @@ def available_cores() -> int:
 
 
 def _setup() -> dict:
-    info = {"library": None, "config": None, "blas_threads_before": None,
-            "blas_threads": None}
+    info: dict[str, str | int | None] = {"library": None, "config": None,
+                                         "blas_threads_before": None, "blas_threads": None}
     path = _loaded_openblas()
     if path is not None:
         lib = ctypes.CDLL(path)

@@ -40,9 +40,10 @@ def probability(value, name: str, closed: bool = False) -> float:
     """A float in [0, 1), or in [0, 1] when ``closed``."""
     if isinstance(value, bool) or not isinstance(value, numbers.Real):
         raise TypeError(f"{name} must be a float, got {type(value).__name__}")
-    if not (math.isfinite(value) and 0 <= value and (value <= 1 if closed else value < 1)):
+    v = float(value)
+    if not (math.isfinite(v) and 0 <= v and (v <= 1 if closed else v < 1)):
         raise ValueError(f"{name} must be in [0, 1{']' if closed else ')'}, got {value}")
-    return float(value)
+    return v
 
 
 # The kernels and BLAS take row counts and widths as C ints.

@@ -318,7 +318,7 @@ def atomic_write(path) -> Iterator[BinaryIO]:
 
 
 def _digest(a: np.ndarray) -> str:
-    return hashlib.sha256(np.ascontiguousarray(a)).hexdigest()     # no copy of a's bytes
+    return hashlib.sha256(np.ascontiguousarray(a).data).hexdigest()   # no copy of a's bytes
 
 
 def _entry(a: np.ndarray) -> dict:
@@ -375,7 +375,7 @@ def save(path, model, optimizer=None, extra: dict | None = None) -> None:
               "extra": _json_ready(extra) if extra is not None else None}
     if optimizer is not None:
         sd = optimizer.state_dict()
-        scalars = {}
+        scalars: dict[str, dict] = {}
         for index, st in sd["state"].items():
             scalars[str(index)] = {}
             for key, value in st.items():
@@ -397,7 +397,8 @@ def save(path, model, optimizer=None, extra: dict | None = None) -> None:
     except (TypeError, ValueError) as err:
         raise ValueError(f"extra must be JSON-serialisable with finite numbers: {err}") from None
     with atomic_write(path) as f:
-        np.savez(f, **{_HEADER: np.frombuffer(text.encode(), dtype=np.uint8)}, **arrays)
+        members = {_HEADER: np.frombuffer(text.encode(), dtype=np.uint8), **arrays}
+        np.savez(f, **members)
 
 
 # ---------------------------------------------------------------------- reading zip files
@@ -607,7 +608,7 @@ def read_npy(path) -> np.ndarray:
         buf = a.reshape(-1).view(np.uint8)
         done = 0
         while done < nbytes:
-            got = f.readinto(memoryview(buf[done:done + _CHUNK]))
+            got = f.readinto(buf[done:done + _CHUNK].data)
             if not got:
                 raise ArrayFileError(f"{p} is truncated")
             done += got

@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from ._kinds import KINDS
 from ._version import __version__
 from .cells import GRUCell, LSTMCell, RNNCell
 from .heads import ManyToMany, ManyToOne
@@ -53,7 +54,10 @@ class _Graph:
         self.helper = onnx.helper
         self.dtype = dtype
         self.elem = onnx.helper.np_dtype_to_tensor_dtype(dtype)
-        self.nodes, self.inits, self.inputs, self.outputs = [], [], [], []
+        self.nodes: list = []
+        self.inits: list = []
+        self.inputs: list = []
+        self.outputs: list = []
         self._count = 0
 
     def name(self, base: str) -> str:
@@ -100,16 +104,10 @@ class _Graph:
 # weights in ONNX's layout
 # ---------------------------------------------------------------------------------------
 
-def _gate_order(mode: str, H: int) -> np.ndarray:
-    """Row indices that take fastrnn's stacked gates to ONNX's order."""
-    blocks = {"RNN": [0], "LSTM": [0, 3, 1, 2], "GRU": [1, 0, 2]}[mode]
-    return np.concatenate([np.arange(b * H, (b + 1) * H) for b in blocks])
-
-
 def _onnx_weights(module, suffixes, mode: str, H: int, dtype):
     """W (D, G*H, I), R (D, G*H, H), B (D, 2*G*H) of the directions ``suffixes``."""
     p = module._params
-    idx = _gate_order(mode, H)
+    idx = KINDS[mode].onnx_rows(H)          # fastrnn's stacked gates in ONNX's order
     W = np.stack([p["weight_ih" + s].data[idx] for s in suffixes])
     R = np.stack([p["weight_hh" + s].data[idx] for s in suffixes])
     if ("bias_ih" + suffixes[0]) in p:
@@ -123,7 +121,8 @@ def _onnx_weights(module, suffixes, mode: str, H: int, dtype):
 def _recurrent_node(g: _Graph, mode: str, relu: bool, X: str, W, R, B, H: int, D: int,
                     seq_lens: str, h0: str, c0: str, tag: str):
     """One ONNX RNN/LSTM/GRU node; returns (Y, Y_h, Y_c) names (Y_c '' unless LSTM)."""
-    attrs = {"hidden_size": H, "direction": "bidirectional" if D == 2 else "forward"}
+    attrs: dict[str, int | str | list[str]] = {
+        "hidden_size": H, "direction": "bidirectional" if D == 2 else "forward"}
     if mode == "RNN":
         attrs["activations"] = ["Relu" if relu else "Tanh"] * D
     if mode == "GRU":

@@ -19,6 +19,7 @@ from collections.abc import Mapping
 
 import numpy as np
 
+from ._kinds import KINDS
 from .cells import GRUCell, LSTMCell, RNNCell
 from .heads import ManyToMany, ManyToOne, OneToMany
 from .io import open_regular_file, read_npz, zip_names
@@ -29,7 +30,7 @@ __all__ = ["from_torch", "to_torch", "from_state_dict", "read_state_dict"]
 
 _LAYERS = {"RNN": RNN, "LSTM": LSTM, "GRU": GRU}
 _CELLS = {"RNNCell": RNNCell, "LSTMCell": LSTMCell, "GRUCell": GRUCell}
-_GATES = {1: "RNN", 4: "LSTM", 3: "GRU"}
+_GATES = {kind.gates: name for name, kind in KINDS.items()}     # G -> the kind it tells
 _HEADS = {"many_to_many": ManyToMany, "many_to_one": ManyToOne, "one_to_many": OneToMany}
 _LAYER_KEY = re.compile(r"^(weight_ih|weight_hh|bias_ih|bias_hh|weight_hr)_l(\d+)(_reverse)?$")
 _CELL_KEYS = {"weight_ih", "weight_hh", "bias_ih", "bias_hh"}
@@ -274,7 +275,7 @@ def _layer_from_state(arrays: dict, dtype, nonlinearity, what: str):
         raise ValueError(f"{what}: weight_hh_l0 has shape {w_hh.shape}; expected (G*H, H) "
                          f"with G = 1 (RNN), 4 (LSTM) or 3 (GRU)")
     mode = _GATES[w_hh.shape[0] // H]
-    layers = 1 + max(int(_LAYER_KEY.match(k).group(2)) for k in arrays)
+    layers = 1 + max(int(m.group(2)) for k in arrays if (m := _LAYER_KEY.match(k)))
     kw = {}
     if mode == "RNN":
         kw["nonlinearity"] = "tanh" if nonlinearity is None else nonlinearity
@@ -326,6 +327,7 @@ def _dense_from_state(arrays: dict, dtype, kind, what: str):
         raise ValueError(f"{what} holds only a 2-D 'weight': an nn.Linear without bias or an "
                          f"nn.Embedding? pass kind='linear' or kind='embedding'")
     dt = _state_dtype(arrays, dtype, what)
+    m: Embedding | Linear
     if kind == "embedding":
         if "bias" in arrays:
             raise ValueError(f"{what}: an embedding has no bias")
