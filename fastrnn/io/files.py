@@ -1,36 +1,19 @@
-"""Saving and loading models without pickle.
+"""Files read and written safely: regular files only, atomic writes, and ``.npz``/``.npy``
+arrays read without pickle, with memory bounded by the file's own size.
 
-A model file is an uncompressed ``.npz`` (a zip of ``.npy`` arrays) holding:
+The model files of :mod:`fastrnn.io` are read and written through these; so are a user's
+data files (the command line's ``--data``) and ``import-torch``'s state dicts.
 
-* ``__header__``: UTF-8 JSON as a uint8 array: the format name and version, the fastrnn
-  version, the model's architecture (``config()``), and for every array its shape, dtype
-  and SHA-256 digest; the optimizer's class, hyper-parameters and scalar state; any
-  ``extra`` JSON the caller gave (epoch, metrics...);
-* ``param/<name>``: each parameter array, by its ``named_parameters()`` name;
-* ``optim/<index>/<key>``: the optimizer's per-parameter state arrays (optional).
-
-Reading never unpickles (so an untrusted file cannot run code) and keeps its memory
-bounded by the file's own size:
-
-* only regular files are opened (a FIFO, ``/dev/zero`` or another device is refused
-  without reading it);
-* a zip announcing more than ``MAX_MEMBERS`` members, or a central directory of more
-  than ``MAX_DIRECTORY_BYTES``, is refused from its end record, before it is listed;
-* the arrays the header declares may hold no more bytes than the file; their names,
-  shapes and dtypes must be exactly those of the declared architecture, which is checked
-  before anything is built; each member's own ``.npy`` header must agree, and only the
-  declared bytes are read (into the final array, no intermediate copy);
-* each digest is verified, so an altered file is refused.
-
-Errors: ``TypeError`` for a path that is not ``str``, ``bytes`` or ``os.PathLike``;
-``OSError`` when the path cannot be opened (``FileNotFoundError``, ``IsADirectoryError``,
-``PermissionError``); :class:`ModelFileError` (a ``ValueError``) for anything that is not
-a regular file holding a readable fastrnn model.
-
-Saving goes through :func:`atomic_write`: a uniquely named temporary file beside the
-target, synced and renamed over it, so a crash never leaves a half-written file and
-concurrent writers never see each other's temporary files.  :func:`read_npz` and
-:func:`read_npy` read other users' array files with the same guards.
+* :func:`open_regular_file` refuses a FIFO, a device or a socket without reading or
+  waiting on it;
+* :func:`atomic_write` writes a uniquely named temporary file beside the target, syncs
+  it and renames it over the target: a crash never leaves a half-written file, a
+  replaced file keeps its mode, a symlink stays a link, the process umask is never
+  changed, and concurrent writers never see each other's temporary files;
+* :func:`read_npz`, :func:`read_npy`, :func:`npz_names`, :func:`zip_names` read array
+  files: a zip announcing more than ``MAX_MEMBERS`` members, or a central directory of
+  more than ``MAX_DIRECTORY_BYTES``, is refused from its end record, before it is listed;
+  only the members asked for are read, straight into their arrays.
 """
 
 from __future__ import annotations
@@ -38,7 +21,6 @@ from __future__ import annotations
 import contextlib
 import errno
 import hashlib
-import json
 import math
 import os
 import socket
@@ -46,26 +28,14 @@ import stat
 import struct
 import zipfile
 import zlib
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Iterable, Iterator
 from typing import BinaryIO
 
 import numpy as np
 
-from . import optim
-from ._kinds import KINDS, parameter_shapes
-from ._version import __version__
-from ._validate import as_dtype, flag, positive_int
-from .models import Seq2Seq, SequenceModel
-from .module import Module
+__all__ = ["ArrayFileError", "open_regular_file", "atomic_write", "read_npz", "read_npy",
+           "npz_names", "zip_names", "MAX_MEMBERS", "MAX_DIRECTORY_BYTES", "NPZ_EXPANSION"]
 
-__all__ = ["save", "load", "load_checkpoint", "ModelFileError", "ArrayFileError",
-           "atomic_write", "read_npz", "read_npy", "npz_names", "zip_names",
-           "open_regular_file", "MAX_MEMBERS", "MAX_DIRECTORY_BYTES", "NPZ_EXPANSION"]
-
-FORMAT = "fastrnn-model"
-FORMAT_VERSION = 1
-_HEADER = "__header__"
-_MAX_HEADER_BYTES = 16 << 20
 #: the most members a zip may announce before it is refused unlisted (zipfile keeps an
 #: object of about 300 bytes per member); a model file has one per array plus the header,
 #: so this allows some 400 bidirectional LSTM layers with Adam's state
@@ -85,23 +55,6 @@ _ZIP64_EOCD, _ZIP64_EOCD_SIZE = b"PK\x06\x06", 56
 _ZIP_ERRORS = (zipfile.BadZipFile, ValueError, EOFError, OSError, NotImplementedError,
                RuntimeError, zlib.error)
 _PATH_TYPES = (str, bytes, os.PathLike)
-_MODELS: dict[str, type[SequenceModel] | type[Seq2Seq]] = {"SequenceModel": SequenceModel,
-                                                            "Seq2Seq": Seq2Seq}
-
-
-class ModelFileError(ValueError):
-    """A file that is not a readable fastrnn model: not a regular file, truncated,
-    altered, foreign or of a newer format version.
-
-    >>> import fastrnn
-    >>> with open("not-a-model.npz", "wb") as f:
-    ...     _ = f.write(b"hello")
-    >>> try:
-    ...     fastrnn.load("not-a-model.npz")
-    ... except fastrnn.ModelFileError:
-    ...     print("refused")
-    refused
-    """
 
 
 class ArrayFileError(ValueError):
@@ -312,93 +265,6 @@ def atomic_write(path) -> Iterator[BinaryIO]:
         if tmp is not None:
             with contextlib.suppress(OSError):
                 os.unlink(tmp)
-
-
-# --------------------------------------------------------------------------------- saving
-
-
-def _digest(a: np.ndarray) -> str:
-    return hashlib.sha256(np.ascontiguousarray(a).data).hexdigest()   # no copy of a's bytes
-
-
-def _entry(a: np.ndarray) -> dict:
-    return {"shape": list(a.shape), "dtype": a.dtype.str, "sha256": _digest(a)}
-
-
-def _json_ready(value):
-    """Optimizer and log values as JSON: numpy scalars to Python numbers, tuples to lists,
-    nan and inf to null (JSON has no such numbers: an inf validation loss is still logged)."""
-    if isinstance(value, dict):
-        return {str(k): _json_ready(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [_json_ready(v) for v in value]
-    if isinstance(value, np.generic):
-        value = value.item()
-    if isinstance(value, float) and not math.isfinite(value):
-        return None
-    return value
-
-
-def _check_save_arguments(path, model) -> None:
-    if isinstance(path, Module) and isinstance(model, _PATH_TYPES):
-        raise TypeError(f"save(path, model, ...) takes the file path first; got a "
-                        f"{type(path).__name__} as path and a {type(model).__name__} as "
-                        f"model: the arguments look swapped (write "
-                        f"fastrnn.save({model!r}, model))")
-    _fspath(path)
-    if not isinstance(model, (SequenceModel, Seq2Seq)):
-        raise TypeError(f"model must be a fastrnn SequenceModel or Seq2Seq, got "
-                        f"{type(model).__name__}")
-
-
-def save(path, model, optimizer=None, extra: dict | None = None) -> None:
-    """Write ``model`` (and ``optimizer``'s state, and ``extra`` JSON) to ``path``
-    (``str``, ``bytes`` or ``os.PathLike``), atomically (:func:`atomic_write`).
-
-    Raises TypeError for a path or model of the wrong type (and says so when they look
-    swapped), ValueError for ``extra`` that is not JSON (nan and inf in it are written as
-    null), OSError when the file cannot be written; on any error ``path`` is left as it was.
-
-    >>> import os, tempfile, numpy as np, fastrnn
-    >>> m = fastrnn.SequenceModel.build("lstm", input_size=3, hidden_size=4, output_size=2,
-    ...                                 seed=0)
-    >>> path = os.path.join(tempfile.mkdtemp(), "model.npz")
-    >>> fastrnn.save(path, m)
-    >>> x = np.ones((1, 5, 3), np.float32)
-    >>> bool(np.array_equal(fastrnn.load(path).forward(x), m.forward(x)))
-    True
-    """
-    _check_save_arguments(path, model)
-    arrays = {f"param/{name}": p.data for name, p in model.named_parameters()}
-    header = {"format": FORMAT, "format_version": FORMAT_VERSION,
-              "fastrnn_version": __version__, "model": model.config(), "optimizer": None,
-              "extra": _json_ready(extra) if extra is not None else None}
-    if optimizer is not None:
-        sd = optimizer.state_dict()
-        scalars: dict[str, dict] = {}
-        for index, st in sd["state"].items():
-            scalars[str(index)] = {}
-            for key, value in st.items():
-                if isinstance(value, np.ndarray):
-                    arrays[f"optim/{index}/{key}"] = value
-                else:
-                    scalars[str(index)][key] = _json_ready(value)
-        header["optimizer"] = {"type": type(optimizer).__name__, "state": scalars,
-                               "param_groups": _json_ready(sd["param_groups"])}
-    # what load refuses unlisted must not be written (46 bytes, the name and room for a
-    # zip64 field per member in the central directory)
-    directory_bytes = sum(46 + len(k) + 4 + 28 for k in arrays) + 46 + len(_HEADER) + 4
-    if len(arrays) + 1 > MAX_MEMBERS or directory_bytes > MAX_DIRECTORY_BYTES:
-        raise ValueError(f"{len(arrays)} arrays are more than a fastrnn model file holds "
-                         f"({MAX_MEMBERS - 1} arrays, {MAX_DIRECTORY_BYTES} bytes of names)")
-    header["arrays"] = {k: _entry(v) for k, v in arrays.items()}
-    try:
-        text = json.dumps(header, allow_nan=False)
-    except (TypeError, ValueError) as err:
-        raise ValueError(f"extra must be JSON-serialisable with finite numbers: {err}") from None
-    with atomic_write(path) as f:
-        members = {_HEADER: np.frombuffer(text.encode(), dtype=np.uint8), **arrays}
-        np.savez(f, **members)
 
 
 # ---------------------------------------------------------------------- reading zip files
@@ -613,239 +479,3 @@ def read_npy(path) -> np.ndarray:
                 raise ArrayFileError(f"{p} is truncated")
             done += got
     return a.T if fortran else a
-
-
-# ------------------------------------------------------------------------ reading models
-
-
-def _read_header(zf: zipfile.ZipFile, path: str) -> dict:
-    try:
-        hinfo = zf.getinfo(_HEADER + ".npy")
-    except KeyError:
-        raise ModelFileError(f"{path} is not a fastrnn model file (no header)") from None
-    if hinfo.file_size > _MAX_HEADER_BYTES:
-        raise ModelFileError(f"{path}: header is implausibly large")
-    try:
-        with zf.open(hinfo) as f:
-            # not np.lib.format.read_array: it allocates the shape the member claims
-            # (a forged one: MemoryError) before reading any data
-            version = np.lib.format.read_magic(f)
-            if version == (1, 0):
-                shape, fortran, dtype = np.lib.format.read_array_header_1_0(f)
-            else:
-                shape, fortran, dtype = np.lib.format.read_array_header_2_0(f)
-            if dtype != np.uint8 or len(shape) != 1 or shape[0] > hinfo.file_size:
-                raise ValueError(f"expected UTF-8 bytes, got {dtype} {shape}")
-            raw = f.read(shape[0])
-            if len(raw) != shape[0]:
-                raise ValueError("truncated")
-            f.read()            # to the end, so that the zip CRC is checked
-        header = json.loads(raw.decode("utf-8"))
-    except _ZIP_ERRORS as err:          # UnicodeDecodeError is a ValueError
-        raise ModelFileError(f"{path}: header cannot be read: {err}") from None
-    if not isinstance(header, dict) or header.get("format") != FORMAT:
-        raise ModelFileError(f"{path} is not a fastrnn model file")
-    if header.get("format_version") != FORMAT_VERSION:
-        raise ModelFileError(f"{path} has format version {header.get('format_version')}; "
-                             f"this fastrnn reads version {FORMAT_VERSION}")
-    return header
-
-
-def _array_specs(header: dict, path: str, size: int) -> dict:
-    """``name: (shape, dtype, digest)`` of every array the header lists, checked to add up
-    to no more bytes than the file holds."""
-    entries = header.get("arrays")
-    if not isinstance(entries, dict):
-        raise ModelFileError(f"{path}: header lists no arrays")
-    total = 0
-    specs = {}
-    for name, e in entries.items():
-        try:
-            shape = tuple(int(d) for d in e["shape"])
-            dtype = np.dtype(e["dtype"])
-            digest = str(e["sha256"])
-        except (KeyError, TypeError, ValueError, OverflowError):   # inf: OverflowError
-            raise ModelFileError(f"{path}: header entry of {name!r} is malformed") from None
-        if dtype.hasobject or dtype.kind not in "fiub" or any(d < 0 for d in shape):
-            raise ModelFileError(f"{path}: array {name!r} has a refused dtype or shape")
-        total += math.prod(shape) * dtype.itemsize     # Python ints: no wrap-around
-        specs[name] = (shape, dtype, digest)
-    if total > size:
-        raise ModelFileError(f"{path}: header declares {total} bytes of arrays, more "
-                             f"than the file holds")
-    return specs
-
-
-def _rnn_shapes(prefix: str, c: dict, out: dict, limit: int) -> None:
-    if not isinstance(c, dict) or not isinstance(c.get("type"), str) or c["type"] not in KINDS:
-        raise ValueError(f"{prefix[:-1]}: unknown recurrent layer {c!r:.60}")
-    I = positive_int(c["input_size"], "input_size")
-    H = positive_int(c["hidden_size"], "hidden_size")
-    L = positive_int(c.get("num_layers", 1), "num_layers")
-    bidirectional = flag(c.get("bidirectional", False), "bidirectional")
-    bias = flag(c.get("bias", True), "bias")
-    if len(out) + L * (2 if bidirectional else 1) * (4 if bias else 2) > limit:
-        raise ValueError(f"{prefix[:-1]}: {L} layers are more than a model file holds")
-    for name, shape in parameter_shapes(KINDS[c["type"]], I, H, L, bidirectional, bias):
-        out[prefix + name] = shape
-
-
-def _embedding_shapes(prefix: str, c, out: dict) -> None:
-    if c is not None:
-        out[f"{prefix}weight"] = (positive_int(c["num_embeddings"], "num_embeddings"),
-                                  positive_int(c["embedding_dim"], "embedding_dim"))
-
-
-def _parameter_shapes(cfg: dict, limit: int = MAX_MEMBERS) -> dict[str, tuple]:
-    """``name: shape`` of every parameter the architecture ``cfg`` has, in
-    ``named_parameters()`` order, without building it; ValueError, TypeError or KeyError
-    (saying why) for a malformed ``cfg`` or one of more than ``limit`` arrays."""
-    out: dict[str, tuple] = {}
-    if cfg["type"] == "SequenceModel":
-        _embedding_shapes("embedding.", cfg.get("embedding"), out)
-        _rnn_shapes("rnn.", cfg["rnn"], out, limit)
-    else:
-        _embedding_shapes("src_embedding.", cfg["src_embedding"], out)
-        _rnn_shapes("encoder.", cfg["encoder"], out, limit)
-        _embedding_shapes("tgt_embedding.", cfg["tgt_embedding"], out)
-        _rnn_shapes("decoder.", cfg["decoder"], out, limit)
-    head = cfg["head"]
-    out["head.readout.weight"] = (positive_int(head["out_features"], "out_features"),
-                                  positive_int(head["in_features"], "in_features"))
-    out["head.readout.bias"] = (out["head.readout.weight"][0],)
-    return out
-
-
-def _parameter_count(cfg: dict) -> int | None:
-    """How many parameter values the architecture ``cfg`` allocates, without building it;
-    None when ``cfg`` is malformed."""
-    try:
-        return sum(math.prod(s) for s in _parameter_shapes(cfg).values())
-    except (KeyError, TypeError, ValueError, AttributeError):
-        return None
-
-
-def _check_architecture(header: dict, specs: dict, path: str) -> dict:
-    """The architecture, once the header's parameter arrays are exactly its own (names,
-    shapes, dtype): then building it allocates no more than the file holds."""
-    cfg = header.get("model")
-    if not isinstance(cfg, dict) or not isinstance(cfg.get("type"), str) \
-            or cfg["type"] not in _MODELS:
-        raise ModelFileError(f"{path}: unknown model type "
-                             f"{cfg.get('type') if isinstance(cfg, dict) else cfg!r}")
-    try:
-        dtype = as_dtype(cfg["dtype"])
-        expected = _parameter_shapes(cfg)
-    except (KeyError, TypeError, ValueError, AttributeError) as err:
-        raise ModelFileError(f"{path}: architecture cannot be built: {err}") from None
-    stored = {k[len("param/"):]: v for k, v in specs.items() if k.startswith("param/")}
-    missing = [k for k in expected if k not in stored]
-    unexpected = [k for k in stored if k not in expected]
-    if missing or unexpected:
-        raise ModelFileError(f"{path}: parameters do not fit the architecture: missing "
-                             f"{missing[:5]}, unexpected {unexpected[:5]}")
-    for name, shape in expected.items():
-        got_shape, got_dtype, _ = stored[name]
-        if got_shape != shape or got_dtype != dtype:
-            raise ModelFileError(f"{path}: parameters do not fit the architecture: {name} "
-                                 f"is {got_dtype} {got_shape}, the architecture's "
-                                 f"{dtype} {shape}")
-    return cfg
-
-
-def _read(path):
-    """The header and every array it lists, all checked (the parameters against the
-    architecture before any is read)."""
-    path = _fspath(path)
-    with _open_zip(path, ModelFileError, "a fastrnn model file") as (zf, size):
-        header = _read_header(zf, path)
-        specs = _array_specs(header, path, size)
-        _check_architecture(header, specs, path)
-        arrays = {}
-        for name, (shape, dtype, digest) in specs.items():
-            try:
-                info = zf.getinfo(name + ".npy")
-            except KeyError:
-                raise ModelFileError(f"{path}: array {name!r} is missing") from None
-            a = _read_array(zf, info, f"{path}: array {name!r}", ModelFileError,
-                            (shape, dtype))
-            if _digest(a) != digest:
-                raise ModelFileError(f"{path}: array {name!r} was altered (digest mismatch)")
-            arrays[name] = a
-    return path, header, arrays
-
-
-def _build_model(header, arrays, path):
-    cfg = header["model"]
-    try:
-        model = _MODELS[cfg["type"]].from_config(cfg)
-    except (KeyError, TypeError, ValueError, OverflowError) as err:
-        raise ModelFileError(f"{path}: architecture cannot be built: {err}") from None
-    params = {k[len("param/"):]: v for k, v in arrays.items() if k.startswith("param/")}
-    try:
-        model.load_state_dict(params)
-    except (TypeError, ValueError) as err:
-        raise ModelFileError(f"{path}: parameters do not fit the architecture: {err}") from None
-    return model
-
-
-def load(path):
-    """The model saved in ``path`` (``str``, ``bytes`` or ``os.PathLike``), with
-    bit-identical parameters.
-
-    Raises TypeError for a path of another type; FileNotFoundError, IsADirectoryError or
-    PermissionError when it cannot be opened; :class:`ModelFileError` (a ValueError) for
-    a FIFO, a device or any file that is not a whole, unaltered fastrnn model.
-
-    >>> import numpy as np
-    >>> import fastrnn
-    >>> model = fastrnn.SequenceModel.build("gru", input_size=2, hidden_size=4, output_size=3,
-    ...                                     seed=0)
-    >>> fastrnn.save("model.npz", model)
-    >>> same = fastrnn.load("model.npz")
-    >>> x = np.ones((1, 5, 2), np.float32)
-    >>> bool(np.array_equal(same.predict(x), model.predict(x)))
-    True
-    """
-    path, header, arrays = _read(path)
-    return _build_model(header, arrays, path)
-
-
-def load_checkpoint(path):
-    """``(model, optimizer, extra)`` from ``path``: the optimizer (None if none was saved)
-    is rebuilt over the model's parameters with its saved hyper-parameters and state, so
-    training resumes exactly.  Errors as :func:`load`.
-
-    >>> import fastrnn
-    >>> model = fastrnn.SequenceModel.build("lstm", input_size=2, hidden_size=4, output_size=3,
-    ...                                     seed=0)
-    >>> opt = fastrnn.optim.Adam(model.parameters(), lr=1e-3)
-    >>> fastrnn.save("checkpoint.npz", model, optimizer=opt, extra={"epoch": 3})
-    >>> model, opt, extra = fastrnn.load_checkpoint("checkpoint.npz")
-    >>> type(opt).__name__, extra["epoch"]
-    ('Adam', 3)
-    """
-    path, header, arrays = _read(path)
-    model = _build_model(header, arrays, path)
-    info = header.get("optimizer")
-    optimizer = None
-    if info is not None:
-        if not isinstance(info, dict):
-            raise ModelFileError(f"{path}: optimizer section is malformed")
-        cls = getattr(optim, str(info.get("type")), None)
-        if not (isinstance(cls, type) and issubclass(cls, optim.Optimizer)):
-            raise ModelFileError(f"{path}: unknown optimizer {info.get('type')!r}")
-        try:
-            state = {}
-            for index, scalars in info.get("state", {}).items():
-                state[int(index)] = dict(scalars)
-            for key, a in arrays.items():
-                if key.startswith("optim/"):
-                    _, index, name = key.split("/", 2)
-                    state.setdefault(int(index), {})[name] = a
-            make: Callable[..., optim.Optimizer] = cls     # every subclass takes (params)
-            optimizer = make(model.parameters())
-            optimizer.load_state_dict({"state": state, "param_groups": info["param_groups"]})
-        except (KeyError, TypeError, ValueError, AttributeError, OverflowError) as err:
-            raise ModelFileError(f"{path}: optimizer state cannot be restored: {err}") from None
-    return model, optimizer, header.get("extra")
