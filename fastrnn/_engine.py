@@ -15,12 +15,18 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from . import _blas, _core  # noqa: F401  (_blas binds the BLAS threads)
+from . import _blas, _core, _floor, _runtime, _step  # _runtime binds the BLAS threads
 from ._kinds import KINDS
 
 # libgomp's threads do not survive fork: a child runs its kernels on one thread if its
-# parent had started them (see _core.after_fork_in_child), instead of hanging.
-os.register_at_fork(after_in_child=_core.after_fork_in_child)
+# parent had started them (see _blas.after_fork_in_child), instead of hanging.
+os.register_at_fork(after_in_child=_blas.after_fork_in_child)
+
+# The one-step entry (cells, streaming) and the dense product (Linear): the compiled
+# functions themselves, so that a call costs no more than calling them directly.
+step = _step.step
+cell_call = _step.cell_call
+gemm = _blas.blas_gemm
 
 
 def active_rows(sorted_lengths: np.ndarray | None, steps: int, batch: int) -> np.ndarray:
@@ -56,11 +62,11 @@ def set_num_threads(n: int) -> None:
     """
     if isinstance(n, bool) or not isinstance(n, int) or n < 1:
         raise ValueError(f"n must be a positive int, got {n!r}")
-    if n > 1 and _core.forked_serial():
+    if n > 1 and _blas.forked_serial():
         warnings.warn("this process was forked after fastrnn ran a kernel on several "
                       "threads; its kernels run on one thread (start it with the 'spawn' "
                       "or 'forkserver' method to use more)", RuntimeWarning, stacklevel=2)
-    _core.set_num_threads(min(n, _blas.available_cores()))
+    _blas.set_num_threads(min(n, _runtime.available_cores()))
 
 
 def get_num_threads() -> int:
@@ -70,7 +76,7 @@ def get_num_threads() -> int:
     >>> fastrnn.get_num_threads() >= 1
     True
     """
-    return _core.get_num_threads()
+    return _blas.get_num_threads()
 
 
 def row_bounds(nact: np.ndarray, batch: int, hidden: int, gates: int) -> np.ndarray:
@@ -80,7 +86,7 @@ def row_bounds(nact: np.ndarray, batch: int, hidden: int, gates: int) -> np.ndar
     most steps; the cuts balance the active (row, step) pairs instead.
     """
     T = nact.shape[0]
-    parts = min(_core.get_num_threads(), batch // MIN_ROWS)
+    parts = min(_blas.get_num_threads(), batch // MIN_ROWS)
     if parts <= 1 or 2.0 * T * batch * gates * hidden * hidden < MIN_LOOP_FLOPS:
         return np.array([0, batch], dtype=np.intc)
     if nact[0] == nact[-1]:
@@ -117,7 +123,7 @@ def recurrent_t(W_hh: np.ndarray, T: int, B: int) -> np.ndarray:
     if B > 1 or (W_hh.dtype == np.float32 and T >= TRANSPOSE_B1_STEPS
                   and W_hh.nbytes <= TRANSPOSE_B1_BYTES):
         out = np.empty(W_hh.shape[::-1], W_hh.dtype)
-        _core.transpose(W_hh, out)
+        _blas.transpose(W_hh, out)
         return out
     return _EMPTY2[W_hh.dtype.char]
 
@@ -167,7 +173,7 @@ def packed_lstm_weights(W_hh: np.ndarray, T: int, B: int) -> np.ndarray | None:
 # Time loops over several float32 rows multiply by W_hh with fastrnn's own product
 # (_panel.h): W_hh packed once per call, where BLAS would pack it again at every step.
 # It runs at full speed with AVX-512 only, and is on by default there
-# (``_core.panel_products``); elsewhere the loops keep BLAS.
+# (``_blas.panel_products``); elsewhere the loops keep BLAS.
 PANEL_MIN_STEPS = 4
 # ... and then each step projects its own input in the loop, just before it needs it
 STEP_PROJECTION = True
@@ -176,7 +182,7 @@ STEP_PROJECTION = True
 def use_panels(W_hh: np.ndarray, T: int, B: int) -> bool:
     """Whether the time loops of a call multiply by W_hh with the panel product."""
     return (B > 1 and T >= PANEL_MIN_STEPS and W_hh.dtype == np.float32
-            and W_hh.shape[1] % 16 == 0 and _core.panel_products())
+            and W_hh.shape[1] % 16 == 0 and _blas.panel_products())
 
 
 def panels(W: np.ndarray, transpose: bool) -> np.ndarray:
@@ -184,7 +190,7 @@ def panels(W: np.ndarray, transpose: bool) -> np.ndarray:
     if not transpose and W.shape[1] <= 64:
         return W            # one panel, rows in order: W is laid out as its packed copy
     out = np.empty(W.shape[::-1] if transpose else W.shape, np.float32)
-    _core.panel_pack(W, out, transpose)
+    _blas.panel_pack(W, out, transpose)
     return out
 
 
@@ -358,7 +364,7 @@ def gemm_floor(mode: str, x: np.ndarray, W_ih: np.ndarray, W_hh: np.ndarray, len
     dW_hh = np.zeros_like(W_hh)
 
     def run():
-        _core.gemm_floor(X, W_ih, W_hh, W_hh_t, W_hh_p, Gt, h, Hp, dX, dW_ih, dW_hh, nact,
+        _floor.gemm_floor(X, W_ih, W_hh, W_hh_t, W_hh_p, Gt, h, Hp, dX, dW_ih, dW_hh, nact,
                          bounds, train, layout, W_ih_p)
 
     return run

@@ -11,7 +11,7 @@ import math
 
 import numpy as np
 
-from . import _core, _engine
+from . import _engine
 from ._kinds import KINDS, Kind
 from ._validate import (as_dtype, flag, float_array, kernel_sizes, positive_int, seed_value,
                         state_arrays)
@@ -91,16 +91,16 @@ class _CellBase(Module):
         """One step: the new state from ``x`` (B, I) and ``state`` (B, H); zeros if None."""
         # arrays that need no conversion take one compiled call; the rest are converted
         # and checked here first, and run the same cell math
-        new = _core.cell_call(self.kind.step_id, self._relu, x, state,
-                              *weight_tuple(self, ""))
+        new = _engine.cell_call(self.kind.step_id, self._relu, x, state,
+                                *weight_tuple(self, ""))
         if new is not None:
             return new
         x, h, c, unbatched = self._prepare(x, state)
         B, H = x.shape[0], self.hidden_size
         gates = np.empty((B, self.kind.gates * H), self.dtype)
         gh = np.empty((B, 3 * H), self.dtype) if self.mode == "GRU" else gates
-        _core.step(self.kind.step_id, self._relu, x, *weight_tuple(self, ""), h[0],
-                   gates if c is None else c[0], gates, gh)
+        _engine.step(self.kind.step_id, self._relu, x, *weight_tuple(self, ""), h[0],
+                     gates if c is None else c[0], gates, gh)
         return self._result(h, c, unbatched)
 
     def forward_train(self, x, state=None):

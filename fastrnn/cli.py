@@ -1162,7 +1162,7 @@ def _cpu() -> dict:
     except OSError:
         pass
     import platform
-    from ._blas import available_cores
+    from ._runtime import available_cores
     wanted = ["sse4_2", "avx", "avx2", "fma", "avx512f", "avx512bw", "avx512vl", "neon",
               "asimd"]
     # _cellmath.h's float exp/tanh are compiled for avx512f, avx2 and a baseline; the
