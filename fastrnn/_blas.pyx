@@ -17,12 +17,12 @@ from libc.stdlib cimport free, malloc
 # ---------------------------------------------------------------------------------------
 
 # Threads.  fastrnn parallelises its own work with OpenMP and keeps scipy's BLAS on one
-# thread (fastrnn._runtime sets it): two thread pools on two cores steal each other's cores
-# while they spin, and waking a BLAS pool for a small per-step product costs more than the
-# product.  Large products split the rows of their result across the threads; the time
-# loops split the batch (see row_bounds in fastrnn/_engine.py).
+# thread (fastrnn._runtime sets it).  Large products split the rows of their result across
+# the threads; the time loops split the batch (see row_bounds in fastrnn/_engine.py).
+# The thresholds here and below start at the values fastrnn/_tuning.py sets on import,
+# which says why each is what it is.
 cdef int _max_threads = 1
-cdef double _par_min_flops = 2e7
+cdef double _par_min_flops = 2e7            # _tuning.PARALLEL_MIN_FLOPS
 
 # libgomp keeps the threads of a parallel region in a pool for the next one, and a forked
 # child inherits the pool's bookkeeping but not its threads: its first region of more than
@@ -122,11 +122,8 @@ cdef void _pgemm_parts(int parts, bint trans_a, bint trans_b, int m, int n, int 
 
 
 # fastrnn's own product (_panel.h) for the products before and after the time loops too:
-# op(B) is packed once (a copy the size of B), then the row parts run the panel kernel.
-# Measured against one-thread OpenBLAS here: level on large square-ish products, 1.1-2.8x
-# on the narrow ones of small layers (n or k of 16-128), 1.05-1.4x on the weight gradients
-# dG.T @ X of up to 2048 gate rows (LSTM H <= 512); with more (LSTM H=1024) BLAS is faster,
-# so it keeps them.
+# op(B) is packed once (a copy the size of B), then the row parts run the panel kernel;
+# where it beats BLAS: _tuning.PANEL_MIN_ROWS, PANEL_TA_MAX_ROWS, PANEL_MAX_BYTES.
 cdef bint _panel_products = fr_panel_kernels_fast()
 cdef int _panel_ta_max_rows = 2048
 cdef int _panel_min_rows = 16
@@ -167,11 +164,8 @@ cdef int _panel_pgemm(bint trans_a, bint trans_b, int m, int n, int k, float alp
     return 0
 
 
-# OpenBLAS multiplies small products (M*N*K below about 2**20 for float) with kernels that
-# skip packing the operands; a larger product packs the whole weight matrix on every call,
-# which for a per-step recurrent GEMM of a few rows costs more than the arithmetic.  So the
-# per-step products run in blocks of rows that stay under that size (results are the same
-# either way; only the speed depends on the BLAS).
+# The per-step products run in blocks of rows of at most this M*N*K (gemm_rows), the
+# size below which OpenBLAS skips packing its operands (_tuning.SMALL_PRODUCT_SIZE).
 cdef double _small_mnk = 1048575
 
 
@@ -209,10 +203,7 @@ cdef void gemm_rows(bint trans_b, int m, int n, int k, const floating* A, int ld
 
 # The products after a backward loop (see _param_grads in fastrnn/_core.pyx) run side by
 # side, one per thread, below this many flops, and one after another, each split across
-# the threads, from it on.
-# Measured here (2 threads): side by side, small training steps gain 3-10 % (RNN T=200 B=16
-# H=64: 1.03x; LSTM B=4 H=128: 1.10x); from about 3e8 flops of these products on it is
-# level or worse (GRU T=100 B=64 H=256: 0.95x).
+# the threads, from it on (_tuning.GRADS_SIDE_BY_SIDE_FLOPS).
 cdef double _side_by_side_flops = 1.6e8
 
 
@@ -334,6 +325,22 @@ def panel_products(value=None):
     if value is not None:
         _panel_products = bool(value)
     return _panel_products
+
+
+def panel_limits(min_rows=None, ta_max_rows=None, max_bytes=None):
+    """Get (and optionally set) where the products before and after the time loops use the
+    panel product: ``(min_rows, ta_max_rows, max_bytes)``, the fewest rows of C, the most
+    rows of a product with op(A) = A.T (the weight gradients), and the largest packed copy
+    of op(B) in bytes."""
+    global _panel_min_rows, _panel_ta_max_rows, _panel_max_bytes
+    cdef double rows = _panel_min_rows if min_rows is None else _size_setting(min_rows)
+    cdef double ta = _panel_ta_max_rows if ta_max_rows is None else _size_setting(ta_max_rows)
+    if rows > 2147483647 or ta > 2147483647:
+        raise ValueError("min_rows and ta_max_rows must be at most 2**31 - 1")
+    if max_bytes is not None:
+        _panel_max_bytes = _size_setting(max_bytes)
+    _panel_min_rows, _panel_ta_max_rows = <int>rows, <int>ta
+    return (_panel_min_rows, _panel_ta_max_rows, _panel_max_bytes)
 
 
 def panel_kernels_fast():

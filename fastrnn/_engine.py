@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from . import _blas, _core, _floor, _runtime, _step  # _runtime binds the BLAS threads
+from . import _blas, _core, _floor, _runtime, _step, _tuning  # _runtime binds the BLAS threads
 from ._kinds import KINDS
 
 # libgomp's threads do not survive fork: a child runs its kernels on one thread if its
@@ -36,12 +36,6 @@ def active_rows(sorted_lengths: np.ndarray | None, steps: int, batch: int) -> np
     t = np.arange(steps)
     # -lengths is ascending, and length > t  <=>  -length < -t
     return np.searchsorted(-sorted_lengths, -t, side="left").astype(np.intc)
-
-
-# Parallel time loops: the batch is split into at most `get_num_threads()` row ranges of
-# at least MIN_ROWS rows, when the loop has enough work to repay starting the threads.
-MIN_ROWS = 4
-MIN_LOOP_FLOPS = 2e7
 
 
 def set_num_threads(n: int) -> None:
@@ -83,11 +77,13 @@ def row_bounds(nact: np.ndarray, batch: int, hidden: int, gates: int) -> np.ndar
     """Row ranges for the parallel time loop: ``bounds[p]..bounds[p+1]`` is part p.
 
     Rows are sorted longest first, so an even split by rows would give the first part the
-    most steps; the cuts balance the active (row, step) pairs instead.
+    most steps; the cuts balance the active (row, step) pairs instead.  At most
+    ``get_num_threads()`` parts of at least ``_tuning.MIN_ROWS`` rows, when the loop has
+    ``_tuning.MIN_LOOP_FLOPS`` of work or more.
     """
     T = nact.shape[0]
-    parts = min(_blas.get_num_threads(), batch // MIN_ROWS)
-    if parts <= 1 or 2.0 * T * batch * gates * hidden * hidden < MIN_LOOP_FLOPS:
+    parts = min(_blas.get_num_threads(), batch // _tuning.MIN_ROWS)
+    if parts <= 1 or 2.0 * T * batch * gates * hidden * hidden < _tuning.MIN_LOOP_FLOPS:
         return np.array([0, batch], dtype=np.intc)
     if nact[0] == nact[-1]:
         # every row runs every step: cut at the row nearest to batch * p / parts (a tie
@@ -110,27 +106,15 @@ def _cache_array(train: bool, shape: tuple[int, int, int], dtype) -> np.ndarray:
     return np.empty(shape if train else (0,) + shape[1:], dtype)
 
 
-# One batch row multiplies by W_hh once per step: in float32, BLAS reads W_hh.T (a plain
-# gemv over rows) faster than W_hh (dot products) while the matrix sits in the L2 cache,
-# which repays transposing it once over this many steps (measured; not so in float64).
-TRANSPOSE_B1_STEPS = 32
-TRANSPOSE_B1_BYTES = 256 * 1024
-
-
 def recurrent_t(W_hh: np.ndarray, T: int, B: int) -> np.ndarray:
     """The transposed copy of W_hh the time loop multiplies by, or an empty array when
     the kernel should read W_hh itself."""
-    if B > 1 or (W_hh.dtype == np.float32 and T >= TRANSPOSE_B1_STEPS
-                  and W_hh.nbytes <= TRANSPOSE_B1_BYTES):
+    if B > 1 or (W_hh.dtype == np.float32 and T >= _tuning.TRANSPOSE_B1_STEPS
+                  and W_hh.nbytes <= _tuning.TRANSPOSE_B1_BYTES):
         out = np.empty(W_hh.shape[::-1], W_hh.dtype)
         _blas.transpose(W_hh, out)
         return out
     return _EMPTY2[W_hh.dtype.char]
-
-
-# A float32 LSTM over one batch row runs fastrnn's own fused loop (_cellmath.h,
-# fr_lstm_row_f) with W_hh packed for it, when there are enough steps to repay packing.
-PACKED_MIN_STEPS = 8
 
 
 # Packed weights are kept per weight array, with a copy of the bytes they were packed
@@ -151,7 +135,7 @@ def packed_lstm_weights(W_hh: np.ndarray, T: int, B: int) -> np.ndarray | None:
     """W_hh packed for the one-row LSTM loop (``_core.lstm_pack``), or None when that
     loop does not apply (several rows, float64, H not a multiple of 16, few steps)."""
     H = W_hh.shape[1]
-    if B != 1 or W_hh.dtype != np.float32 or H % 16 or T < PACKED_MIN_STEPS:
+    if B != 1 or W_hh.dtype != np.float32 or H % 16 or T < _tuning.PACKED_MIN_STEPS:
         return None
     key = id(W_hh)
     entry = _PACKED.get(key)
@@ -170,18 +154,9 @@ def packed_lstm_weights(W_hh: np.ndarray, T: int, B: int) -> np.ndarray | None:
     return out
 
 
-# Time loops over several float32 rows multiply by W_hh with fastrnn's own product
-# (_panel.h): W_hh packed once per call, where BLAS would pack it again at every step.
-# It runs at full speed with AVX-512 only, and is on by default there
-# (``_blas.panel_products``); elsewhere the loops keep BLAS.
-PANEL_MIN_STEPS = 4
-# ... and then each step projects its own input in the loop, just before it needs it
-STEP_PROJECTION = True
-
-
 def use_panels(W_hh: np.ndarray, T: int, B: int) -> bool:
     """Whether the time loops of a call multiply by W_hh with the panel product."""
-    return (B > 1 and T >= PANEL_MIN_STEPS and W_hh.dtype == np.float32
+    return (B > 1 and T >= _tuning.PANEL_MIN_STEPS and W_hh.dtype == np.float32
             and W_hh.shape[1] % 16 == 0 and _blas.panel_products())
 
 
@@ -216,7 +191,9 @@ def input_operand(W_ih: np.ndarray, layout: int) -> np.ndarray | None:
     """W_ih.T packed for a forward loop that projects each step's input itself (with the
     panel product: the step's gates stay in cache), or None: one product over all steps
     before the loop."""
-    return panels(W_ih, True) if layout == _core.LAYOUT_PANELS and STEP_PROJECTION else None
+    if layout == _core.LAYOUT_PANELS and _tuning.STEP_PROJECTION:
+        return panels(W_ih, True)
+    return None
 
 
 def backward_operand(W_hh: np.ndarray, T: int, B: int) -> np.ndarray:

@@ -7,7 +7,7 @@ import pytest
 from numpy.testing import assert_allclose
 
 import fastrnn
-from fastrnn import _blas, _core, _engine
+from fastrnn import _blas, _core, _engine, _tuning
 from fastrnn import reference as ref
 from fastrnn._kinds import KINDS
 
@@ -114,12 +114,12 @@ def test_recurrent_t_choice_keeps_results(dtype, T, B):
     if Wt.size:
         np.testing.assert_array_equal(Wt, layer._params["weight_hh_l0"].data.T)
     y0 = layer(x)[0]
-    old = _engine.TRANSPOSE_B1_STEPS
+    old = _tuning.TRANSPOSE_B1_STEPS
     try:
-        _engine.TRANSPOSE_B1_STEPS = 1 if old > 1 else 10**9        # the other choice
+        _tuning.TRANSPOSE_B1_STEPS = 1 if old > 1 else 10**9        # the other choice
         y1 = layer(x)[0]
     finally:
-        _engine.TRANSPOSE_B1_STEPS = old
+        _tuning.TRANSPOSE_B1_STEPS = old
     assert_allclose(y1, y0, **TOL[dtype])
 
 
@@ -510,7 +510,7 @@ def test_layer_matches_reference_at_edge_sizes(mode, nonlinearity, size):
 def test_parallel_time_loop_equals_serial(mode, lengths, monkeypatch):
     """Splitting the batch across threads (and the large products across row blocks)
     changes no result beyond rounding."""
-    monkeypatch.setattr(_engine, "MIN_LOOP_FLOPS", 0)
+    monkeypatch.setattr(_tuning, "MIN_LOOP_FLOPS", 0)
     T, B, I, H = 9, 12, 5, 7
     rng = np.random.default_rng(3)
     x = rng.standard_normal((T, B, I))
@@ -560,7 +560,7 @@ def test_row_bounds_of_full_rows_split_evenly(batch, threads):
         general = _engine.row_bounds(nearly, batch, 128, 4)
     finally:
         fastrnn.set_num_threads(before)
-    parts = min(threads, batch // _engine.MIN_ROWS)
+    parts = min(threads, batch // _tuning.MIN_ROWS)
     assert len(bounds) == parts + 1 and bounds[0] == 0 and bounds[-1] == batch
     for p in range(1, parts):
         exact = batch * p / parts

@@ -7,7 +7,7 @@ import pytest
 from numpy.testing import assert_allclose
 
 import fastrnn
-from fastrnn import _blas, _core, _engine
+from fastrnn import _blas, _core, _engine, _tuning
 
 F32 = dict(rtol=2e-5, atol=2e-5)
 
@@ -252,7 +252,7 @@ def test_layer_with_panels_matches_blas_and_float64(mode, H, lengths, bidirectio
     layer: the same with the panel product (per step, and before and after the loops; the
     input projected step by step in the loop or all at once first) as with BLAS (to
     float32 rounding), and both close to float64."""
-    monkeypatch.setattr(_engine, "STEP_PROJECTION", in_loop)
+    monkeypatch.setattr(_tuning, "STEP_PROJECTION", in_loop)
     B, T, I = 20, 9, 16
     rng = np.random.default_rng(H)
     x = rng.standard_normal((T, B, I))
