@@ -1,6 +1,6 @@
-"""The compiled kernels of fastrnn._core: the BLAS wrapper against NumPy, every kernel and
-the layers against the pure-NumPy reference (float64 to 1e-10), and the kernels' own
-argument checks (a ValueError, never a crash)."""
+"""The compiled kernels of fastrnn._core: the BLAS wrapper (fastrnn._blas) against NumPy,
+every kernel and the layers against the pure-NumPy reference (float64 to 1e-10), and the
+kernels' own argument checks (a ValueError, never a crash)."""
 
 import numpy as np
 import pytest
