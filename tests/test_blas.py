@@ -2,9 +2,33 @@
 (fastrnn._tuning); the products themselves are tested against NumPy in test_core.py
 (blas_gemm, transpose) and test_panel.py (panel_pack, panel_gemm)."""
 
+import numpy as np
 import pytest
+from numpy.testing import assert_allclose
 
 from fastrnn import _blas, _tuning
+
+GEMM_TOL = {np.float64: dict(rtol=1e-12, atol=1e-12), np.float32: dict(rtol=1e-5, atol=1e-5)}
+
+
+@pytest.mark.parametrize("row_stride", [1, 3], ids=["packed", "strided"])
+@pytest.mark.parametrize("alpha,beta", [(1.0, 0.0), (-2.5, 0.5)])
+@pytest.mark.parametrize("trans_b", [False, True], ids=["B", "Bt"])
+@pytest.mark.parametrize("trans_a", [False, True], ids=["A", "At"])
+@pytest.mark.parametrize("dtype", [np.float64, np.float32], ids=["f64", "f32"])
+def test_blas_gemm_of_one_row_matches_numpy(dtype, trans_a, trans_b, alpha, beta, row_stride):
+    """m = 1 takes gemm's matrix-vector path (gemv): op(A) a row, or a column of A read at
+    its row stride when transposed."""
+    rng = np.random.default_rng(1)
+    k, n = 7, 5
+    parent_a = rng.standard_normal((k * row_stride, k * row_stride)).astype(dtype)
+    A = parent_a[::row_stride, :1] if trans_a else parent_a[:1, ::1][:, :k]
+    Bm = rng.standard_normal((n, k) if trans_b else (k, n)).astype(dtype)
+    C = rng.standard_normal((1, n)).astype(dtype)
+    expected = (alpha * (A.T if trans_a else A).astype(np.float64)
+                @ (Bm.T if trans_b else Bm).astype(np.float64) + beta * C.astype(np.float64))
+    _blas.blas_gemm(A, Bm, C, trans_a, trans_b, alpha, beta)
+    assert_allclose(C, expected, **GEMM_TOL[dtype])
 
 
 def test_the_compiled_thresholds_are_the_tuned_ones():
