@@ -1,4 +1,9 @@
-"""Build the compiled core: cythonize fastrnn/_core.pyx.
+"""Build the compiled modules of fastrnn: one extension per .pyx file.
+
+  fastrnn/_blas.pyx   the typed BLAS layer (+ the panel product's dispatch), threads, sizes
+  fastrnn/_core.pyx   the recurrent kernels: forward and BPTT of RNN, LSTM and GRU
+  fastrnn/_step.pyx   the one-step entry (cells, streaming)
+  fastrnn/_floor.pyx  the GEMM floor, a benchmark tool
 
 Compiler directives live here and nowhere else.  Set FASTRNN_DEBUG=1 to build with
 bounds checks and wraparound on (slow; for hunting memory errors), FASTRNN_COVERAGE=1 to
@@ -28,17 +33,29 @@ directives = {
 compile_args = ["-O0", "-g"] if DEBUG else ["-O3", "-g0", "-fno-math-errno", "-fno-trapping-math"]
 compile_args.append("-fopenmp")     # the time loop runs on parts of the batch in parallel
 
+# what each module compiles in: the headers, and the .pxd files it cimports
+HEADERS = {
+    "_blas": ["fastrnn/_blas.pxd", "fastrnn/_panel.h"],
+    "_core": ["fastrnn/_core.pxd", "fastrnn/_blas.pxd", "fastrnn/_cellmath.pxd",
+              "fastrnn/_cellmath.h", "fastrnn/_panel.h"],
+    "_step": ["fastrnn/_blas.pxd", "fastrnn/_cellmath.pxd", "fastrnn/_cellmath.h",
+              "fastrnn/_panel.h"],
+    "_floor": ["fastrnn/_core.pxd", "fastrnn/_blas.pxd", "fastrnn/_cellmath.pxd",
+               "fastrnn/_cellmath.h", "fastrnn/_panel.h"],
+}
+
 extensions = [
     Extension(
-        "fastrnn._core",
-        ["fastrnn/_core.pyx"],
+        f"fastrnn.{name}",
+        [f"fastrnn/{name}.pyx"],
         include_dirs=[numpy.get_include(), "fastrnn"],
-        depends=["fastrnn/_cellmath.h", "fastrnn/_panel.h"],
+        depends=depends,
         define_macros=[("NPY_NO_DEPRECATED_API", "NPY_1_7_API_VERSION")]
         + ([("CYTHON_TRACE_NOGIL", "1")] if COVERAGE else []),
         extra_compile_args=compile_args,
         extra_link_args=["-fopenmp"],
     )
+    for name, depends in HEADERS.items()
 ]
 
 setup(ext_modules=cythonize(extensions, compiler_directives=directives))

@@ -3,8 +3,8 @@
     python bench/bench_products.py [--seconds 0.3]
 
 Each row is one product ``C = op(A) @ B`` of float32 matrices, timed in this process on
-one thread: fastrnn's panel product (``_core.panel_gemm`` over B packed once, as the time
-loops use it: the packing is not timed) against ``_core.blas_gemm`` (scipy's BLAS, which
+one thread: fastrnn's panel product (``_blas.panel_gemm`` over B packed once, as the time
+loops use it: the packing is not timed) against ``_blas.blas_gemm`` (scipy's BLAS, which
 packs B on every call).  Per-step rows are the recurrent products of a time loop for one
 thread's part of the batch (forward ``h @ W_hh.T``, backward ``dG @ W_hh``); the others are
 products before and after the loop.  GFLOP/s are 2*m*n*k over the median time.  A
@@ -23,7 +23,7 @@ from functools import partial
 import numpy as np
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-from fastrnn import _core  # noqa: E402
+from fastrnn import _blas  # noqa: E402
 
 PRODUCTS = [
     # (what, m, k, n, A given transposed)
@@ -61,11 +61,11 @@ def main(argv=None) -> int:
                         help="time per product and contender (default 0.3)")
     args = parser.parse_args(argv)
     rng = np.random.default_rng(0)
-    threads = _core.get_num_threads()
-    _core.set_num_threads(1)
+    threads = _blas.get_num_threads()
+    _blas.set_num_threads(1)
     print(f"# {platform.machine()}, Python {platform.python_version()}, numpy "
           f"{np.__version__}; one thread; AVX-512 panel kernel: "
-          f"{_core.panel_kernels_fast()}")
+          f"{_blas.panel_kernels_fast()}")
     print("| product | m | k | n | panel GFLOP/s | BLAS GFLOP/s | BLAS time / panel time |")
     print("|---|---|---|---|---|---|---|")
     try:
@@ -73,17 +73,17 @@ def main(argv=None) -> int:
             A = rng.standard_normal((k, m) if trans_a else (m, k)).astype(np.float32)
             B = rng.standard_normal((k, n)).astype(np.float32)
             packed = np.empty_like(B)
-            _core.panel_pack(B, packed, False)
+            _blas.panel_pack(B, packed, False)
             C = np.empty((m, n), np.float32)
-            t_panel = median_time(partial(_core.panel_gemm, A, packed, C, False, trans_a),
+            t_panel = median_time(partial(_blas.panel_gemm, A, packed, C, False, trans_a),
                                   args.seconds)
-            t_blas = median_time(partial(_core.blas_gemm, A, B, C, trans_a=trans_a),
+            t_blas = median_time(partial(_blas.blas_gemm, A, B, C, trans_a=trans_a),
                                  args.seconds)
             gflop = 2.0 * m * n * k / 1e9
             print(f"| {what} | {m} | {k} | {n} | {gflop / t_panel:.0f} | "
                   f"{gflop / t_blas:.0f} | {t_blas / t_panel:.2f} |", flush=True)
     finally:
-        _core.set_num_threads(threads)
+        _blas.set_num_threads(threads)
     return 0
 
 

@@ -20,7 +20,7 @@ _os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 _os.environ.setdefault("GOMP_SPINCOUNT", "10000")
 
 from . import data, heads, losses, optim  # noqa: E402
-from ._blas import blas_info  # noqa: E402
+from ._runtime import blas_info  # noqa: E402
 from ._engine import get_num_threads, set_num_threads  # noqa: E402
 from .callbacks import EarlyStopping, ModelCheckpoint  # noqa: E402
 from .cells import GRUCell, LSTMCell, RNNCell  # noqa: E402

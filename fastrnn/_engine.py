@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from . import _blas, _core  # noqa: F401  (_blas binds the BLAS threads)
+from . import _blas, _core, _floor, _runtime, _step, _tuning  # _runtime binds the BLAS threads
 from ._kinds import KINDS, Kind
 
 #: a layer-direction's ``(W_ih, W_hh, b_ih, b_hh)`` as the kernels take them (empty bias
@@ -26,8 +26,12 @@ from ._kinds import KINDS, Kind
 Weights = tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]
 
 # libgomp's threads do not survive fork: a child runs its kernels on one thread if its
-# parent had started them (see _core.after_fork_in_child), instead of hanging.
-os.register_at_fork(after_in_child=_core.after_fork_in_child)
+# parent had started them (see _blas.after_fork_in_child), instead of hanging.
+os.register_at_fork(after_in_child=_blas.after_fork_in_child)
+
+# The dense product (Linear): the compiled function itself, so that a call costs no more
+# than calling it directly.
+gemm = _blas.blas_gemm
 
 
 def active_rows(sorted_lengths: np.ndarray | None, steps: int, batch: int) -> np.ndarray:
@@ -37,12 +41,6 @@ def active_rows(sorted_lengths: np.ndarray | None, steps: int, batch: int) -> np
     t = np.arange(steps)
     # -lengths is ascending, and length > t  <=>  -length < -t
     return np.searchsorted(-sorted_lengths, -t, side="left").astype(np.intc)
-
-
-# Parallel time loops: the batch is split into at most `get_num_threads()` row ranges of
-# at least MIN_ROWS rows, when the loop has enough work to repay starting the threads.
-MIN_ROWS = 4
-MIN_LOOP_FLOPS = 2e7
 
 
 def set_num_threads(n: int) -> None:
@@ -63,11 +61,11 @@ def set_num_threads(n: int) -> None:
     """
     if isinstance(n, bool) or not isinstance(n, int) or n < 1:
         raise ValueError(f"n must be a positive int, got {n!r}")
-    if n > 1 and _core.forked_serial():
+    if n > 1 and _blas.forked_serial():
         warnings.warn("this process was forked after fastrnn ran a kernel on several "
                       "threads; its kernels run on one thread (start it with the 'spawn' "
                       "or 'forkserver' method to use more)", RuntimeWarning, stacklevel=2)
-    _core.set_num_threads(min(n, _blas.available_cores()))
+    _blas.set_num_threads(min(n, _runtime.available_cores()))
 
 
 def get_num_threads() -> int:
@@ -77,18 +75,20 @@ def get_num_threads() -> int:
     >>> fastrnn.get_num_threads() >= 1
     True
     """
-    return _core.get_num_threads()
+    return _blas.get_num_threads()
 
 
 def row_bounds(nact: np.ndarray, batch: int, hidden: int, gates: int) -> np.ndarray:
     """Row ranges for the parallel time loop: ``bounds[p]..bounds[p+1]`` is part p.
 
     Rows are sorted longest first, so an even split by rows would give the first part the
-    most steps; the cuts balance the active (row, step) pairs instead.
+    most steps; the cuts balance the active (row, step) pairs instead.  At most
+    ``get_num_threads()`` parts of at least ``_tuning.MIN_ROWS`` rows, when the loop has
+    ``_tuning.MIN_LOOP_FLOPS`` of work or more.
     """
     T = nact.shape[0]
-    parts = min(_core.get_num_threads(), batch // MIN_ROWS)
-    if parts <= 1 or 2.0 * T * batch * gates * hidden * hidden < MIN_LOOP_FLOPS:
+    parts = min(_blas.get_num_threads(), batch // _tuning.MIN_ROWS)
+    if parts <= 1 or 2.0 * T * batch * gates * hidden * hidden < _tuning.MIN_LOOP_FLOPS:
         return np.array([0, batch], dtype=np.intc)
     if nact[0] == nact[-1]:
         # every row runs every step: cut at the row nearest to batch * p / parts (a tie
@@ -111,27 +111,15 @@ def _cache_array(train: bool, shape: tuple[int, int, int], dtype) -> np.ndarray:
     return np.empty(shape if train else (0,) + shape[1:], dtype)
 
 
-# One batch row multiplies by W_hh once per step: in float32, BLAS reads W_hh.T (a plain
-# gemv over rows) faster than W_hh (dot products) while the matrix sits in the L2 cache,
-# which repays transposing it once over this many steps (measured; not so in float64).
-TRANSPOSE_B1_STEPS = 32
-TRANSPOSE_B1_BYTES = 256 * 1024
-
-
 def recurrent_t(W_hh: np.ndarray, T: int, B: int) -> np.ndarray:
     """The transposed copy of W_hh the time loop multiplies by, or an empty array when
     the kernel should read W_hh itself."""
-    if B > 1 or (W_hh.dtype == np.float32 and T >= TRANSPOSE_B1_STEPS
-                  and W_hh.nbytes <= TRANSPOSE_B1_BYTES):
+    if B > 1 or (W_hh.dtype == np.float32 and T >= _tuning.TRANSPOSE_B1_STEPS
+                  and W_hh.nbytes <= _tuning.TRANSPOSE_B1_BYTES):
         out = np.empty(W_hh.shape[::-1], W_hh.dtype)
-        _core.transpose(W_hh, out)
+        _blas.transpose(W_hh, out)
         return out
     return _EMPTY2[W_hh.dtype.char]
-
-
-# A float32 LSTM over one batch row runs fastrnn's own fused loop (_cellmath.h,
-# fr_lstm_row_f) with W_hh packed for it, when there are enough steps to repay packing.
-PACKED_MIN_STEPS = 8
 
 
 # Packed weights are kept per weight array, with a copy of the bytes they were packed
@@ -152,7 +140,7 @@ def packed_lstm_weights(W_hh: np.ndarray, T: int, B: int) -> np.ndarray | None:
     """W_hh packed for the one-row LSTM loop (``_core.lstm_pack``), or None when that
     loop does not apply (several rows, float64, H not a multiple of 16, few steps)."""
     H = W_hh.shape[1]
-    if B != 1 or W_hh.dtype != np.float32 or H % 16 or T < PACKED_MIN_STEPS:
+    if B != 1 or W_hh.dtype != np.float32 or H % 16 or T < _tuning.PACKED_MIN_STEPS:
         return None
     key = id(W_hh)
     entry = _PACKED.get(key)
@@ -171,19 +159,10 @@ def packed_lstm_weights(W_hh: np.ndarray, T: int, B: int) -> np.ndarray | None:
     return out
 
 
-# Time loops over several float32 rows multiply by W_hh with fastrnn's own product
-# (_panel.h): W_hh packed once per call, where BLAS would pack it again at every step.
-# It runs at full speed with AVX-512 only, and is on by default there
-# (``_core.panel_products``); elsewhere the loops keep BLAS.
-PANEL_MIN_STEPS = 4
-# ... and then each step projects its own input in the loop, just before it needs it
-STEP_PROJECTION = True
-
-
 def use_panels(W_hh: np.ndarray, T: int, B: int) -> bool:
     """Whether the time loops of a call multiply by W_hh with the panel product."""
-    return (B > 1 and T >= PANEL_MIN_STEPS and W_hh.dtype == np.float32
-            and W_hh.shape[1] % 16 == 0 and _core.panel_products())
+    return (B > 1 and T >= _tuning.PANEL_MIN_STEPS and W_hh.dtype == np.float32
+            and W_hh.shape[1] % 16 == 0 and _blas.panel_products())
 
 
 def panels(W: np.ndarray, transpose: bool) -> np.ndarray:
@@ -191,7 +170,7 @@ def panels(W: np.ndarray, transpose: bool) -> np.ndarray:
     if not transpose and W.shape[1] <= 64:
         return W            # one panel, rows in order: W is laid out as its packed copy
     out = np.empty(W.shape[::-1] if transpose else W.shape, np.float32)
-    _core.panel_pack(W, out, transpose)
+    _blas.panel_pack(W, out, transpose)
     return out
 
 
@@ -217,7 +196,9 @@ def input_operand(W_ih: np.ndarray, layout: int) -> np.ndarray | None:
     """W_ih.T packed for a forward loop that projects each step's input itself (with the
     panel product: the step's gates stay in cache), or None: one product over all steps
     before the loop."""
-    return panels(W_ih, True) if layout == _core.LAYOUT_PANELS and STEP_PROJECTION else None
+    if layout == _core.LAYOUT_PANELS and _tuning.STEP_PROJECTION:
+        return panels(W_ih, True)
+    return None
 
 
 def backward_operand(W_hh: np.ndarray, T: int, B: int) -> np.ndarray:
@@ -365,7 +346,7 @@ def gemm_floor(mode: str, x: np.ndarray, W_ih: np.ndarray, W_hh: np.ndarray, len
     dW_hh = np.zeros_like(W_hh)
 
     def run():
-        _core.gemm_floor(X, W_ih, W_hh, W_hh_t, W_hh_p, Gt, h, Hp, dX, dW_ih, dW_hh, nact,
+        _floor.gemm_floor(X, W_ih, W_hh, W_hh_t, W_hh_p, Gt, h, Hp, dX, dW_ih, dW_hh, nact,
                          bounds, train, layout, W_ih_p)
 
     return run
@@ -380,7 +361,7 @@ def cell_call(kind: Kind, relu: bool, x: object, state: object, weights: Weights
     ``state`` (h, or (h, c); None for zeros), or None when ``x`` or ``state`` need
     converting (not ndarrays of the weights' dtype, C-contiguous, of the right shapes):
     the caller then converts and checks them and runs :func:`step`."""
-    return _core.cell_call(kind.step_id, relu, x, state, *weights)
+    return _step.cell_call(kind.step_id, relu, x, state, *weights)
 
 
 def step_workspace(kind: Kind, batch: int, hidden: int,
@@ -397,7 +378,7 @@ def step(kind: Kind, relu: bool, x: np.ndarray, weights: Weights, h: np.ndarray,
     """One time step of one layer on every row, in place: ``h`` (and ``c``, the LSTM's
     cell state; None for the other kinds) (B, H) go from the previous state to the new
     one, from ``x`` (B, I); ``gates``, ``gh`` from :func:`step_workspace`."""
-    _core.step(kind.step_id, relu, x, *weights, h, gates if c is None else c, gates, gh)
+    _step.step(kind.step_id, relu, x, *weights, h, gates if c is None else c, gates, gh)
 
 
 def readout(h: np.ndarray, weight: np.ndarray, bias: np.ndarray | None,
@@ -405,7 +386,7 @@ def readout(h: np.ndarray, weight: np.ndarray, bias: np.ndarray | None,
     """``out = h @ weight.T + bias`` (no bias if None) in place, with the kernels' BLAS
     (one BLAS, not two: see DESIGN.md)."""
     if bias is None:
-        _core.blas_gemm(h, weight, out, False, True, 1.0, 0.0)
+        _blas.blas_gemm(h, weight, out, False, True, 1.0, 0.0)
     else:
         out[...] = bias
-        _core.blas_gemm(h, weight, out, False, True, 1.0, 1.0)
+        _blas.blas_gemm(h, weight, out, False, True, 1.0, 1.0)

@@ -28,7 +28,7 @@ class Kind:
     """One recurrent cell kind.
 
     ``gates`` G (the gate width is G*H); ``has_cell`` whether the state is ``(h, c)``;
-    ``step_id`` the mode number of ``_core.step`` and ``_core.cell_call``;
+    ``step_id`` the mode number of ``_step.step`` and ``_step.cell_call``;
     ``gate_names`` PyTorch's order of the stacked gate blocks; ``onnx_blocks`` the
     blocks of PyTorch's order that make ONNX's order (LSTM ``iofc``, GRU ``zrh``);
     ``torch_layer``/``torch_cell`` the ``torch.nn`` class names.

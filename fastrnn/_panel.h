@@ -6,7 +6,7 @@
  * rows that packing costs about as much as the arithmetic (with a large W_hh, more: the
  * packed copy is written and read again each step).  Here the operand is packed once per
  * call of a kernel, and each step runs a register-blocked product over the packed panels.
- * The products before and after the loops use it too where it beats BLAS (_core.pyx,
+ * The products before and after the loops use it too where it beats BLAS (_blas.pyx,
  * _panel_pgemm).
  *
  *   C (m, n) = A (m, K) @ B (K, n)   [+ C when accumulate]
@@ -50,8 +50,9 @@ static inline int fr_panel_kernels_fast(void) { return 0; }
 
 typedef float fr_pv16 __attribute__((vector_size(64)));
 
-static void fr_panel_pack_f(const float *src, long n, long K, long sj, long sk,
-                            float *out)
+/* (unused: not every module that includes this header calls both functions) */
+static __attribute__((unused))
+void fr_panel_pack_f(const float *src, long n, long K, long sj, long sk, float *out)
 {
     /* the inner loop runs along the source's contiguous axis */
     long P, k, c;
@@ -169,9 +170,9 @@ fr_panel_gemm_body(const float *A, long lda, const int ta, long m, long K, const
    with ta its transpose is given: (K, m) with row stride lda.  B (K, n) is packed by
    fr_panel_pack_f.  The sums start from C, the bias or zero, then add the products in
    the order of k. */
-FR_PANEL_TARGET static void fr_panel_gemm_f(const float *A, long lda, int ta, long m, long K,
-                                            const float *Bp, long n, float *C, long ldc,
-                                            int accumulate, const float *bias)
+FR_PANEL_TARGET static __attribute__((unused))
+void fr_panel_gemm_f(const float *A, long lda, int ta, long m, long K, const float *Bp,
+                     long n, float *C, long ldc, int accumulate, const float *bias)
 {
     if (accumulate)
         bias = NULL;

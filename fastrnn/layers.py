@@ -8,7 +8,7 @@ import warnings
 
 import numpy as np
 
-from . import _core, _engine
+from . import _engine
 from ._validate import (as_dtype, flag, float_array, kernel_sizes, lengths_array,
                         positive_int, probability, seed_value, state_arrays)
 from ._kinds import KINDS, layer_directions, suffix
@@ -354,8 +354,8 @@ class Linear(Module):
         if self.bias is not None:
             Y[...] = self.bias.data
         # Y = X @ W.T (+ b)
-        _core.blas_gemm(X, self.weight.data, Y, False, True, 1.0,
-                        1.0 if self.bias is not None else 0.0)
+        _engine.gemm(X, self.weight.data, Y, False, True, 1.0,
+                     1.0 if self.bias is not None else 0.0)
         return X, Y.reshape(x.shape[:-1] + (self.out_features,))
 
     def __call__(self, x):
@@ -373,11 +373,11 @@ class Linear(Module):
                 raise ValueError(f"dy must have the shape of y, {y.shape}, got {dY.shape}")
             dY = dY.reshape(-1, self.out_features)
             # dW += dY.T @ X ;  db += dY.sum(0) ;  dX = dY @ W
-            _core.blas_gemm(dY, X, self.weight.grad, True, False, 1.0, 1.0)
+            _engine.gemm(dY, X, self.weight.grad, True, False, 1.0, 1.0)
             if self.bias is not None:
                 self.bias.grad += dY.sum(axis=0)
             dX = np.empty_like(X)
-            _core.blas_gemm(dY, self.weight.data, dX, False, False, 1.0, 0.0)
+            _engine.gemm(dY, self.weight.data, dX, False, False, 1.0, 0.0)
             return dX.reshape(x.shape)
 
         return y, backward

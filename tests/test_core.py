@@ -1,13 +1,13 @@
-"""The compiled kernels of fastrnn._core: the BLAS wrapper against NumPy, every kernel and
-the layers against the pure-NumPy reference (float64 to 1e-10), and the kernels' own
-argument checks (a ValueError, never a crash)."""
+"""The compiled kernels of fastrnn._core: the BLAS wrapper (fastrnn._blas) against NumPy,
+every kernel and the layers against the pure-NumPy reference (float64 to 1e-10), and the
+kernels' own argument checks (a ValueError, never a crash)."""
 
 import numpy as np
 import pytest
 from numpy.testing import assert_allclose
 
 import fastrnn
-from fastrnn import _core, _engine
+from fastrnn import _blas, _core, _engine, _tuning
 from fastrnn import reference as ref
 from fastrnn._kinds import KINDS
 from _tools import PARITY_TOL as TOL
@@ -53,7 +53,7 @@ def test_blas_gemm_matches_numpy(dtype, trans_a, trans_b, alpha, beta, layout):
     opB = Bm.astype(np.float64).T if trans_b else Bm.astype(np.float64)
     expected = alpha * opA @ opB + beta * C0.astype(np.float64)
 
-    _core.blas_gemm(A, Bm, C, trans_a, trans_b, alpha, beta)
+    _blas.blas_gemm(A, Bm, C, trans_a, trans_b, alpha, beta)
 
     assert_allclose(C, expected, **GEMM_TOL[dtype])
     np.testing.assert_array_equal(A, A_copy)
@@ -72,15 +72,15 @@ def test_blas_gemm_fortran_order(dtype):
     A = np.asfortranarray(rng.standard_normal((4, 3)).astype(dtype))
     Bm = np.asfortranarray(rng.standard_normal((3, 2)).astype(dtype))
     C = np.zeros((4, 2), dtype)
-    _core.blas_gemm(A.T, Bm.T, C, trans_a=True, trans_b=True)
+    _blas.blas_gemm(A.T, Bm.T, C, trans_a=True, trans_b=True)
     assert_allclose(C, A.astype(np.float64) @ Bm.astype(np.float64), **GEMM_TOL[dtype])
     C_copy = C.copy()
     with pytest.raises(ValueError, match="contiguous"):
-        _core.blas_gemm(A, np.ascontiguousarray(Bm), C)
+        _blas.blas_gemm(A, np.ascontiguousarray(Bm), C)
     with pytest.raises(ValueError, match="contiguous"):
-        _core.blas_gemm(np.ascontiguousarray(A), Bm, C)
+        _blas.blas_gemm(np.ascontiguousarray(A), Bm, C)
     with pytest.raises(ValueError, match="contiguous"):
-        _core.blas_gemm(np.ascontiguousarray(A), np.ascontiguousarray(Bm), np.asfortranarray(C))
+        _blas.blas_gemm(np.ascontiguousarray(A), np.ascontiguousarray(Bm), np.asfortranarray(C))
     np.testing.assert_array_equal(C, C_copy)
 
 
@@ -90,16 +90,16 @@ def test_transpose_is_exact(dtype, shape):
     """The tiled transpose copies every element, for shapes on and off the tile size."""
     A = np.random.default_rng(2).standard_normal(shape).astype(dtype)
     out = np.full(shape[::-1], np.nan, dtype)
-    _core.transpose(A, out)
+    _blas.transpose(A, out)
     np.testing.assert_array_equal(out, A.T)
 
 
 def test_transpose_checks_its_output():
     A = np.zeros((3, 5), np.float32)
     with pytest.raises(ValueError, match=r"out must have shape \(5, 3\)"):
-        _core.transpose(A, np.zeros((3, 5), np.float32))
+        _blas.transpose(A, np.zeros((3, 5), np.float32))
     with pytest.raises(ValueError):
-        _core.transpose(A.T, np.zeros((3, 5), np.float32))      # not C-contiguous
+        _blas.transpose(A.T, np.zeros((3, 5), np.float32))      # not C-contiguous
 
 
 @pytest.mark.parametrize("dtype", DTYPES, ids=DTYPE_IDS)
@@ -114,35 +114,35 @@ def test_recurrent_t_choice_keeps_results(dtype, T, B):
     if Wt.size:
         np.testing.assert_array_equal(Wt, layer._params["weight_hh_l0"].data.T)
     y0 = layer(x)[0]
-    old = _engine.TRANSPOSE_B1_STEPS
+    old = _tuning.TRANSPOSE_B1_STEPS
     try:
-        _engine.TRANSPOSE_B1_STEPS = 1 if old > 1 else 10**9        # the other choice
+        _tuning.TRANSPOSE_B1_STEPS = 1 if old > 1 else 10**9        # the other choice
         y1 = layer(x)[0]
     finally:
-        _engine.TRANSPOSE_B1_STEPS = old
+        _tuning.TRANSPOSE_B1_STEPS = old
     assert_allclose(y1, y0, **TOL[dtype])
 
 
 @pytest.mark.parametrize("dtype", DTYPES, ids=DTYPE_IDS)
 def test_blas_gemm_degenerate_sizes(dtype):
     C = np.ones((3, 2), dtype)
-    _core.blas_gemm(np.zeros((3, 0), dtype), np.zeros((0, 2), dtype), C, beta=0.5)
+    _blas.blas_gemm(np.zeros((3, 0), dtype), np.zeros((0, 2), dtype), C, beta=0.5)
     assert_allclose(C, 0.5)  # k = 0: C := beta * C
-    _core.blas_gemm(np.zeros((0, 4), dtype), np.zeros((4, 2), dtype), np.zeros((0, 2), dtype))
+    _blas.blas_gemm(np.zeros((0, 4), dtype), np.zeros((4, 2), dtype), np.zeros((0, 2), dtype))
 
 
 def test_blas_gemm_rejects_bad_arguments():
     A, Bm, C = np.ones((3, 2)), np.ones((2, 4)), np.zeros((3, 4))
     with pytest.raises(ValueError, match="rows"):
-        _core.blas_gemm(A, Bm, np.zeros((2, 4)))
+        _blas.blas_gemm(A, Bm, np.zeros((2, 4)))
     with pytest.raises(ValueError, match="op\\(B\\)"):
-        _core.blas_gemm(A, np.ones((3, 4)), C)
+        _blas.blas_gemm(A, np.ones((3, 4)), C)
     with pytest.raises(ValueError, match="op\\(B\\)"):
-        _core.blas_gemm(A, Bm, C, trans_b=True)
+        _blas.blas_gemm(A, Bm, C, trans_b=True)
     with pytest.raises((ValueError, TypeError)):
-        _core.blas_gemm(A.astype(np.float32), Bm, C)
+        _blas.blas_gemm(A.astype(np.float32), Bm, C)
     with pytest.raises((ValueError, TypeError)):
-        _core.blas_gemm(np.ones((3, 2, 1)), Bm, C)
+        _blas.blas_gemm(np.ones((3, 2, 1)), Bm, C)
     np.testing.assert_array_equal(C, 0)
 
 
@@ -159,7 +159,7 @@ def test_blas_gemm_unusual_row_strides(view):
     Bm = rng.standard_normal((3, 2))
     C = np.zeros((4, 2))
     try:
-        _core.blas_gemm(A, Bm, C)
+        _blas.blas_gemm(A, Bm, C)
     except ValueError:
         return
     assert_allclose(C, A @ Bm, rtol=1e-12, atol=1e-12)
@@ -517,25 +517,25 @@ def test_layer_matches_reference_at_edge_sizes(mode, nonlinearity, size):
 def test_parallel_time_loop_equals_serial(mode, lengths, monkeypatch):
     """Splitting the batch across threads (and the large products across row blocks)
     changes no result beyond rounding."""
-    monkeypatch.setattr(_engine, "MIN_LOOP_FLOPS", 0)
+    monkeypatch.setattr(_tuning, "MIN_LOOP_FLOPS", 0)
     T, B, I, H = 9, 12, 5, 7
     rng = np.random.default_rng(3)
     x = rng.standard_normal((T, B, I))
     dy = rng.standard_normal((T, B, 2 * H))
     results = []
-    flops = _core.parallel_min_flops()
+    flops = _blas.parallel_min_flops()
     try:
         for threads, min_flops in ((1, flops), (3, 0)):
-            _core.set_num_threads(threads)   # uncapped: may exceed the cores
-            _core.parallel_min_flops(min_flops)
+            _blas.set_num_threads(threads)   # uncapped: may exceed the cores
+            _blas.parallel_min_flops(min_flops)
             layer = getattr(fastrnn, mode)(I, H, num_layers=2, bidirectional=True,
                                            dtype=np.float64, seed=0)
             y, state, backward = layer.forward_train(x, lengths=lengths)
             dx, _ = backward(dy)
             results.append((y, dx, [p.grad.copy() for p in layer.parameters()]))
     finally:
-        _engine.set_num_threads(fastrnn._blas.available_cores())
-        _core.parallel_min_flops(flops)
+        _engine.set_num_threads(fastrnn._runtime.available_cores())
+        _blas.parallel_min_flops(flops)
     (y1, dx1, g1), (y2, dx2, g2) = results
     assert_allclose(y2, y1, rtol=1e-12, atol=1e-14)
     assert_allclose(dx2, dx1, rtol=1e-12, atol=1e-14)
@@ -558,7 +558,7 @@ def test_row_bounds_of_full_rows_split_evenly(batch, threads):
     batch * p / parts (ties to the lower row), the ones the balance over active steps finds."""
     before = fastrnn.get_num_threads()
     try:
-        _core.set_num_threads(threads)   # may be more than the cores (uncapped)
+        _blas.set_num_threads(threads)   # may be more than the cores (uncapped)
         full = _engine.active_rows(None, 50, batch)
         bounds = _engine.row_bounds(full, batch, 128, 4)
         # the same rows with lengths all 50: the general balance over active steps
@@ -567,7 +567,7 @@ def test_row_bounds_of_full_rows_split_evenly(batch, threads):
         general = _engine.row_bounds(nearly, batch, 128, 4)
     finally:
         fastrnn.set_num_threads(before)
-    parts = min(threads, batch // _engine.MIN_ROWS)
+    parts = min(threads, batch // _tuning.MIN_ROWS)
     assert len(bounds) == parts + 1 and bounds[0] == 0 and bounds[-1] == batch
     for p in range(1, parts):
         exact = batch * p / parts

@@ -146,11 +146,14 @@ def test_no_import_cycle():
     assert cycle is None, "import cycle: " + " -> ".join(cycle or [])
 
 
+COMPILED = {"fastrnn._blas", "fastrnn._core", "fastrnn._step", "fastrnn._floor"}
+
+
 def test_only_the_engine_and_the_process_setup_import_the_kernels():
     """DESIGN.md: ``_engine`` is the only Python module that calls the compiled kernels
-    (``_blas`` binds their threads at import; the CLI's ``info`` command reports where
-    the extension was loaded from)."""
-    allowed = {"fastrnn._engine", "fastrnn._blas", "fastrnn.cli.info"}
-    users = {name for name, deps in import_graph().items() if "fastrnn._core" in deps}
-    # layers.py still calls _core.blas_gemm for Linear (not yet through the engine)
-    assert users - allowed <= {"fastrnn.layers"}, sorted(users - allowed)
+    (``_runtime`` binds their threads at import, ``_tuning`` sets their thresholds; the
+    CLI's ``info`` command reports where the extension was loaded from)."""
+    allowed = {"fastrnn._engine", "fastrnn._runtime", "fastrnn._tuning", "fastrnn.cli.info"}
+    graph = import_graph()
+    users = {name for name, deps in graph.items() if deps & COMPILED and name not in COMPILED}
+    assert users <= allowed, sorted(users - allowed)

@@ -7,15 +7,15 @@ import pytest
 from numpy.testing import assert_allclose
 
 import fastrnn
-from fastrnn import _core, _engine
+from fastrnn import _blas, _core, _engine, _tuning
 
 F32 = dict(rtol=2e-5, atol=2e-5)
 
 
 def _set_panels(on):
     """Switch the panel product on or off; returns the previous setting."""
-    before = _core.panel_products()
-    _core.panel_products(on)
+    before = _blas.panel_products()
+    _blas.panel_products(on)
     return before
 
 
@@ -25,13 +25,13 @@ def panels_on():
     (the code is the same; only its speed differs)."""
     before = _set_panels(True)
     yield
-    _core.panel_products(before)
+    _blas.panel_products(before)
 
 
 def _packed(B, transpose):
     """B (K, n) packed, from B itself or (``transpose``) from its transpose."""
     out = np.empty(B.shape, np.float32)
-    _core.panel_pack(np.ascontiguousarray(B.T) if transpose else B, out, transpose)
+    _blas.panel_pack(np.ascontiguousarray(B.T) if transpose else B, out, transpose)
     return out
 
 
@@ -68,7 +68,7 @@ def test_product_matches_numpy(m, n, accumulate):
     B = rng.standard_normal((K, n)).astype(np.float32)
     C0 = rng.standard_normal((m, n)).astype(np.float32)
     C = C0.copy()
-    _core.panel_gemm(A, _packed(B, False), C, accumulate)
+    _blas.panel_gemm(A, _packed(B, False), C, accumulate)
     expected = A.astype(np.float64) @ B + (C0 if accumulate else 0)
     assert_allclose(C, expected, **F32)
 
@@ -83,7 +83,7 @@ def test_product_blocks_long_k_and_many_rows(m, K, n, trans_a, accumulate):
     B = rng.standard_normal((K, n)).astype(np.float32)
     C0 = rng.standard_normal((m, n)).astype(np.float32)
     C = C0.copy()
-    _core.panel_gemm(np.ascontiguousarray(A.T) if trans_a else A, _packed(B, False), C,
+    _blas.panel_gemm(np.ascontiguousarray(A.T) if trans_a else A, _packed(B, False), C,
                      accumulate, trans_a)
     expected = A.astype(np.float64) @ B + (C0 if accumulate else 0)
     assert_allclose(C, expected, rtol=1e-4, atol=1e-4)
@@ -102,16 +102,16 @@ def test_product_from_a_bias(m, n, K):
     Bp = _packed(B, False)
     bias = rng.standard_normal(n).astype(np.float32)
     C = rng.standard_normal((m, n)).astype(np.float32)
-    _core.panel_gemm(A, Bp, C, bias=bias)
+    _blas.panel_gemm(A, Bp, C, bias=bias)
     filled = np.repeat(bias[None, :], m, axis=0)
-    _core.panel_gemm(A, Bp, filled, True)
+    _blas.panel_gemm(A, Bp, filled, True)
     np.testing.assert_array_equal(C, filled)
     assert_allclose(C, bias + A.astype(np.float64) @ B, rtol=1e-4, atol=1e-4)
     C0 = rng.standard_normal((m, n)).astype(np.float32)
     C = C0.copy()
-    _core.panel_gemm(A, Bp, C, True, bias=bias)
+    _blas.panel_gemm(A, Bp, C, True, bias=bias)
     expected = C0.copy()
-    _core.panel_gemm(A, Bp, expected, True)
+    _blas.panel_gemm(A, Bp, expected, True)
     np.testing.assert_array_equal(C, expected)
 
 
@@ -122,34 +122,34 @@ def test_product_is_one_sum_per_element():
     A = rng.standard_normal((11, 50)).astype(np.float32)
     Bp = _packed(rng.standard_normal((50, 80)).astype(np.float32), False)
     whole = np.empty((11, 80), np.float32)
-    _core.panel_gemm(A, Bp, whole)
+    _blas.panel_gemm(A, Bp, whole)
     for r in range(11):
         one = np.empty((1, 80), np.float32)
-        _core.panel_gemm(A[r:r + 1], Bp, one)
+        _blas.panel_gemm(A[r:r + 1], Bp, one)
         np.testing.assert_array_equal(one[0], whole[r])
 
 
 def test_pack_and_product_check_their_arguments():
     f = np.float32
     with pytest.raises(ValueError, match="multiple of 16"):
-        _core.panel_pack(np.zeros((4, 20), f), np.zeros((4, 20), f), False)
+        _blas.panel_pack(np.zeros((4, 20), f), np.zeros((4, 20), f), False)
     with pytest.raises(ValueError, match="out"):
-        _core.panel_pack(np.zeros((4, 32), f), np.zeros((32, 4), f), False)
+        _blas.panel_pack(np.zeros((4, 32), f), np.zeros((32, 4), f), False)
     with pytest.raises(ValueError, match="multiple of 16"):
-        _core.panel_pack(np.zeros((4, 32), f), np.zeros((32, 4), f), True)   # n = 4
+        _blas.panel_pack(np.zeros((4, 32), f), np.zeros((32, 4), f), True)   # n = 4
     with pytest.raises(ValueError, match="Bp"):
-        _core.panel_gemm(np.zeros((2, 5), f), np.zeros((4, 16), f), np.zeros((2, 16), f))
+        _blas.panel_gemm(np.zeros((2, 5), f), np.zeros((4, 16), f), np.zeros((2, 16), f))
     with pytest.raises(ValueError, match="C"):
-        _core.panel_gemm(np.zeros((2, 4), f), np.zeros((4, 16), f), np.zeros((3, 16), f))
+        _blas.panel_gemm(np.zeros((2, 4), f), np.zeros((4, 16), f), np.zeros((3, 16), f))
     with pytest.raises(ValueError, match="at least one row"):
-        _core.panel_gemm(np.zeros((0, 4), f), np.zeros((4, 16), f), np.zeros((0, 16), f))
+        _blas.panel_gemm(np.zeros((0, 4), f), np.zeros((4, 16), f), np.zeros((0, 16), f))
     with pytest.raises(ValueError):
-        _core.panel_gemm(np.zeros((2, 4)), np.zeros((4, 16), f), np.zeros((2, 16), f))
+        _blas.panel_gemm(np.zeros((2, 4)), np.zeros((4, 16), f), np.zeros((2, 16), f))
     with pytest.raises(ValueError, match="bias"):
-        _core.panel_gemm(np.zeros((2, 4), f), np.zeros((4, 16), f), np.zeros((2, 16), f),
+        _blas.panel_gemm(np.zeros((2, 4), f), np.zeros((4, 16), f), np.zeros((2, 16), f),
                          bias=np.zeros(15, f))
     with pytest.raises(ValueError, match="Bp"):          # A.T is (4, 2): K = 2
-        _core.panel_gemm(np.zeros((2, 4), f), np.zeros((4, 16), f), np.zeros((4, 16), f),
+        _blas.panel_gemm(np.zeros((2, 4), f), np.zeros((4, 16), f), np.zeros((4, 16), f),
                          trans_a=True)
 
 
@@ -217,19 +217,19 @@ def test_operand_choice():
     """Panels for float32 loops over several rows with H a multiple of 16 and a few steps;
     never for one row, float64, other H or a single step."""
     W = np.zeros((64, 16), np.float32)
-    on = _core.panel_products()
+    on = _blas.panel_products()
     assert _engine.use_panels(W, 10, 4) == on
     assert not _engine.use_panels(W, 10, 1)
     assert not _engine.use_panels(W.astype(np.float64), 10, 4)
     assert not _engine.use_panels(np.zeros((60, 15), np.float32), 10, 4)
     assert not _engine.use_panels(W, 1, 4)
-    assert on == _core.panel_kernels_fast()        # the default
+    assert on == _blas.panel_kernels_fast()        # the default
     before = _set_panels(not on)
     try:
         assert _engine.use_panels(W, 10, 4) == (not on)
         assert fastrnn.blas_info()["panel_products"] == (not on)
     finally:
-        _core.panel_products(before)
+        _blas.panel_products(before)
 
 
 def _train(layer, x, lengths, dy):
@@ -252,7 +252,7 @@ def test_layer_with_panels_matches_blas_and_float64(mode, H, lengths, bidirectio
     layer: the same with the panel product (per step, and before and after the loops; the
     input projected step by step in the loop or all at once first) as with BLAS (to
     float32 rounding), and both close to float64."""
-    monkeypatch.setattr(_engine, "STEP_PROJECTION", in_loop)
+    monkeypatch.setattr(_tuning, "STEP_PROJECTION", in_loop)
     B, T, I = 20, 9, 16
     rng = np.random.default_rng(H)
     x = rng.standard_normal((T, B, I))
@@ -269,10 +269,10 @@ def test_layer_with_panels_matches_blas_and_float64(mode, H, lengths, bidirectio
         assert _engine.use_panels(layer._params["weight_hh_l0"].data, T, B)
         with_panels = _train(layer, x32, lengths, dy32)
         inferred = layer(x32, lengths=lengths)[0]
-        _core.panel_products(False)
+        _blas.panel_products(False)
         with_blas = _train(layer, x32, lengths, dy32)
     finally:
-        _core.panel_products(before)
+        _blas.panel_products(before)
     exact = _train(wide, x, lengths, dy)
 
     assert_allclose(inferred, with_panels[0], **F32)
@@ -320,16 +320,16 @@ def test_weight_gradients_of_many_gate_rows_split_across_threads(mode, H, panels
     x = rng.standard_normal((T, B, I)).astype(np.float32)
     dy = rng.standard_normal((T, B, H)).astype(np.float32)
     layer = getattr(fastrnn, mode)(I, H, dtype=np.float32, seed=H)
-    threads, flops = fastrnn.get_num_threads(), _core.parallel_min_flops()
+    threads, flops = fastrnn.get_num_threads(), _blas.parallel_min_flops()
     try:
         fastrnn.set_num_threads(2)
-        _core.parallel_min_flops(0)
+        _blas.parallel_min_flops(0)
         with_panels = _train(layer, x, None, dy)
-        _core.panel_products(False)
+        _blas.panel_products(False)
         with_blas = _train(layer, x, None, dy)
     finally:
-        _core.panel_products(True)
-        _core.parallel_min_flops(flops)
+        _blas.panel_products(True)
+        _blas.parallel_min_flops(flops)
         fastrnn.set_num_threads(threads)
     for name in with_blas[2]:
         assert_allclose(with_panels[2][name], with_blas[2][name], rtol=1e-4, atol=1e-4,
@@ -348,21 +348,21 @@ def test_gradients_side_by_side_equal_one_after_another(mode, bias, dtype):
     x = rng.standard_normal((T, B, I)).astype(dtype)
     dy = rng.standard_normal((T, B, 2 * H)).astype(dtype)
     layer = getattr(fastrnn, mode)(I, H, bias=bias, bidirectional=True, dtype=dtype, seed=3)
-    threads, limit = fastrnn.get_num_threads(), _core.grads_side_by_side_flops()
+    threads, limit = fastrnn.get_num_threads(), _blas.grads_side_by_side_flops()
     try:
         fastrnn.set_num_threads(2)
-        _core.grads_side_by_side_flops(1e12)
+        _blas.grads_side_by_side_flops(1e12)
         side = _train(layer, x, [11, 9, 9, 8, 7, 7, 5, 4, 3, 3, 2, 1], dy)
-        _core.grads_side_by_side_flops(0)
+        _blas.grads_side_by_side_flops(0)
         after = _train(layer, x, [11, 9, 9, 8, 7, 7, 5, 4, 3, 3, 2, 1], dy)
     finally:
-        _core.grads_side_by_side_flops(limit)
+        _blas.grads_side_by_side_flops(limit)
         fastrnn.set_num_threads(threads)
     np.testing.assert_array_equal(side[1], after[1])
     assert side[2].keys() == after[2].keys()
     for name in side[2]:
         assert np.any(side[2][name] != 0), name
-        if dtype == np.float32 and _core.panel_products():
+        if dtype == np.float32 and _blas.panel_products():
             np.testing.assert_array_equal(side[2][name], after[2][name], err_msg=name)
         else:
             assert_allclose(side[2][name], after[2][name], rtol=1e-12, atol=1e-12,
@@ -371,4 +371,4 @@ def test_gradients_side_by_side_equal_one_after_another(mode, bias, dtype):
 
 def test_side_by_side_limit_checks_its_value():
     with pytest.raises(ValueError, match="value"):
-        _core.grads_side_by_side_flops(-1)
+        _blas.grads_side_by_side_flops(-1)

@@ -14,7 +14,7 @@ import pytest
 from numpy.testing import assert_allclose, assert_array_equal
 
 import fastrnn
-from fastrnn import _blas, _core, _engine, reference
+from fastrnn import _core, _engine, _runtime, _step, reference
 from fastrnn.optim import SGD, Adam
 
 CELLS = ("RNNCell", "LSTMCell", "GRUCell")
@@ -46,7 +46,7 @@ def test_step_refuses_swapped_arrays():
     x = np.zeros((2, 3), ">f4")
     h = np.zeros((2, 5), np.float32)
     with pytest.raises(ValueError, match="native byte order"):
-        _core.step(0, False, x, W, np.zeros((5, 5), np.float32), np.empty(0, np.float32),
+        _step.step(0, False, x, W, np.zeros((5, 5), np.float32), np.empty(0, np.float32),
                    np.empty(0, np.float32), h, np.empty(0, np.float32),
                    np.empty((2, 5), np.float32), np.empty(0, np.float32))
 
@@ -257,8 +257,8 @@ _FORK_SCRIPT = textwrap.dedent("""
     import multiprocessing, os, sys
     import numpy as np
     import fastrnn
-    from fastrnn import _core
-    _core.set_num_threads(2)                  # a team of two even on one core
+    from fastrnn import _blas
+    _blas.set_num_threads(2)                  # a team of two even on one core
     lstm = fastrnn.LSTM(64, 128, seed=0)
     x = np.ones((50, 64, 64), np.float32)
     want = lstm(x)[0]
@@ -327,7 +327,7 @@ def test_threads_are_capped_at_the_cores():
     before = fastrnn.get_num_threads()
     try:
         fastrnn.set_num_threads(64)
-        assert fastrnn.get_num_threads() == _blas.available_cores()
+        assert fastrnn.get_num_threads() == _runtime.available_cores()
     finally:
         fastrnn.set_num_threads(before)
 

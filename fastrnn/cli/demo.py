@@ -12,7 +12,7 @@ import time
 import numpy as np
 
 from .. import plot
-from .._blas import blas_info
+from .._runtime import blas_info
 from .._version import __version__
 from ..data import CharVocab, char_windows, load_digits, load_text, train_test_split
 from ..data.tasks import DATA_SEED, TEST_FRACTION, TEXT_TEST_FRACTION

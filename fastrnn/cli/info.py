@@ -14,7 +14,7 @@ import numpy as np
 import scipy
 
 from .. import _core
-from .._blas import available_cores, blas_info
+from .._runtime import available_cores, blas_info
 from .._version import __version__
 from .common import HARNESS, UsageError, bench_harness
 

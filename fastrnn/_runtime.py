@@ -1,4 +1,4 @@
-"""Which BLAS the kernels use, and its threads.
+"""Process set-up: which BLAS the kernels use, and its threads.
 
 The kernels call scipy's BLAS (``scipy.linalg.cython_blas``), which scipy's wheels bundle
 as their own OpenBLAS, separate from numpy's.  fastrnn parallelises its kernels itself
@@ -17,7 +17,7 @@ import os
 
 import scipy.linalg.cython_blas  # noqa: F401  (loads scipy's BLAS)
 
-from . import _core, _malloc
+from . import _blas, _malloc
 
 _SET = ("scipy_openblas_set_num_threads", "openblas_set_num_threads")
 _GET = ("scipy_openblas_get_num_threads", "openblas_get_num_threads")
@@ -69,7 +69,7 @@ def _setup() -> dict:
             info["blas_threads_before"] = int(get_fn())
             set_fn(1)
             info["blas_threads"] = int(get_fn())
-    _core.set_num_threads(available_cores())
+    _blas.set_num_threads(available_cores())
     return info
 
 
@@ -87,5 +87,5 @@ def blas_info() -> dict:
     >>> info["kernel_threads"] == fastrnn.get_num_threads()
     True
     """
-    return {**INFO, "kernel_threads": _core.get_num_threads(),
-            "panel_products": _core.panel_products(), "malloc_tuned": _malloc.TUNED}
+    return {**INFO, "kernel_threads": _blas.get_num_threads(),
+            "panel_products": _blas.panel_products(), "malloc_tuned": _malloc.TUNED}

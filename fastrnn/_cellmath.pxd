@@ -1,0 +1,142 @@
+# cython: language_level=3
+"""The cell math of one step, in C (fastrnn/_cellmath.h), and its typed glue: what the
+kernels (fastrnn/_core.pyx) and the one-step entry (fastrnn/_step.pyx) cimport.
+
+Every function here is inline, so it compiles into each module that uses it.
+"""
+
+from cython cimport floating
+from libc.string cimport memcpy, memset
+
+# ---------------------------------------------------------------------------------------
+# Cell math: the gate nonlinearities and state updates of one step, in C (_cellmath.h), so
+# that every loop vectorises (float: its own exp/tanh, dispatched to AVX-512/AVX2/baseline
+# at load time; double: the C library's exp/tanh)
+# ---------------------------------------------------------------------------------------
+
+cdef extern from "_cellmath.h" nogil:
+    void fr_add_colsum_f(const float* A, long rows, long cols, long lda, float* out)
+    void fr_add_colsum_d(const double* A, long rows, long cols, long lda, double* out)
+    void fr_rnn_act_f(float* a, long n, int relu)
+    void fr_rnn_act_d(double* a, long n, int relu)
+    void fr_rnn_grad_f(float* a, const float* dh, long n, int relu)
+    void fr_rnn_grad_d(double* a, const double* dh, long n, int relu)
+    void fr_lstm_step_f(float* gates, float* h, float* c, long n, long H)
+    void fr_lstm_step_d(double* gates, double* h, double* c, long n, long H)
+    void fr_lstm_grad_f(float* gates, const float* cp, const float* dh, float* dc, long n,
+                        long H)
+    void fr_lstm_grad_d(double* gates, const double* cp, const double* dh, double* dc,
+                        long n, long H)
+    void fr_gru_step_f(float* gates, const float* gh, const float* b_hn, float* h,
+                       float* hn, long n, long H)
+    void fr_gru_step_d(double* gates, const double* gh, const double* b_hn, double* h,
+                       double* hn, long n, long H)
+    void fr_gru_grad_f(float* gates, float* hn, float* dgh, const float* hp, float* dh,
+                       long n, long H)
+    void fr_gru_grad_d(double* gates, double* hn, double* dgh, const double* hp,
+                       double* dh, long n, long H)
+    void fr_lstm_pack_f(const float* W_hh, long H, float* out)
+    void fr_lstm_row_f(const float* W, long H, const int* nact, long T, int reverse,
+                       float* g, long gstep, float* h, float* c, float* y, long ystep,
+                       float* hp, float* cp, long pstep, float* work)
+
+
+cdef inline void _rnn_act(floating* a, Py_ssize_t n, bint relu) noexcept nogil:
+    if floating is float:
+        fr_rnn_act_f(a, n, relu)
+    else:
+        fr_rnn_act_d(a, n, relu)
+
+
+cdef inline void _rnn_grad(floating* a, const floating* dh, Py_ssize_t n,
+                           bint relu) noexcept nogil:
+    if floating is float:
+        fr_rnn_grad_f(a, dh, n, relu)
+    else:
+        fr_rnn_grad_d(a, dh, n, relu)
+
+
+cdef inline void _lstm_step(floating* gt, floating* h, floating* c, Py_ssize_t n,
+                            Py_ssize_t H) noexcept nogil:
+    """2.-3. Gate nonlinearities in place, then c = f*c + i*g, h = o*tanh(c), for n rows."""
+    if floating is float:
+        fr_lstm_step_f(gt, h, c, n, H)
+    else:
+        fr_lstm_step_d(gt, h, c, n, H)
+
+
+cdef inline void _lstm_grad(floating* gt, const floating* cp, const floating* dh,
+                            floating* dc, Py_ssize_t n, Py_ssize_t H) noexcept nogil:
+    """2. From the cached gates and c_prev: dG in place of the gates, dc becomes dc_prev."""
+    if floating is float:
+        fr_lstm_grad_f(gt, cp, dh, dc, n, H)
+    else:
+        fr_lstm_grad_d(gt, cp, dh, dc, n, H)
+
+
+cdef inline void _gru_step(floating* gt, const floating* gh, const floating* b_hn,
+                           floating* h, floating* hn, Py_ssize_t n, Py_ssize_t H) noexcept nogil:
+    """2.-3. With gh = h @ W_hh.T: gates r, z, n in place; h updated; hn cached if given."""
+    if floating is float:
+        fr_gru_step_f(gt, gh, b_hn, h, hn, n, H)
+    else:
+        fr_gru_step_d(gt, gh, b_hn, h, hn, n, H)
+
+
+cdef inline void _gru_grad(floating* gt, floating* hn, floating* dgh, const floating* hp,
+                           floating* dh, Py_ssize_t n, Py_ssize_t H) noexcept nogil:
+    """2. dG (input side) in place of the gates, dHn in place of hn, dGh (hidden side),
+    and dh = dh * z (the direct path; the GEMM adds the rest)."""
+    if floating is float:
+        fr_gru_grad_f(gt, hn, dgh, hp, dh, n, H)
+    else:
+        fr_gru_grad_d(gt, hn, dgh, hp, dh, n, H)
+
+
+cdef inline void _copy_rows(const floating* src, Py_ssize_t lds, floating* dst,
+                            Py_ssize_t ldd, Py_ssize_t rows, Py_ssize_t cols) noexcept nogil:
+    cdef Py_ssize_t b
+    for b in range(rows):
+        memcpy(dst + b * ldd, src + b * lds, cols * sizeof(floating))
+
+
+cdef inline void _add_rows(const floating* src, Py_ssize_t lds, floating* dst,
+                           Py_ssize_t ldd, Py_ssize_t rows, Py_ssize_t cols) noexcept nogil:
+    cdef Py_ssize_t b, j
+    cdef const floating* s
+    cdef floating* d
+    for b in range(rows):
+        s = src + b * lds
+        d = dst + b * ldd
+        for j in range(cols):
+            d[j] += s[j]
+
+
+cdef inline void _zero_rows(floating* dst, Py_ssize_t ldd, Py_ssize_t rows,
+                            Py_ssize_t cols) noexcept nogil:
+    cdef Py_ssize_t b
+    for b in range(rows):
+        memset(dst + b * ldd, 0, cols * sizeof(floating))
+
+
+cdef inline void _fill_bias(floating* Gt, Py_ssize_t rows, Py_ssize_t width,
+                            const floating* b_ih, const floating* b_hh,
+                            Py_ssize_t n_hh) noexcept nogil:
+    """Gt[r, :] = b_ih + b_hh on the first n_hh columns, b_ih alone after them."""
+    cdef Py_ssize_t r, j
+    cdef floating* g
+    for r in range(rows):
+        g = Gt + r * width
+        for j in range(n_hh):
+            g[j] = b_ih[j] + b_hh[j]
+        for j in range(n_hh, width):
+            g[j] = b_ih[j]
+
+
+cdef inline void _add_colsum(const floating* A, Py_ssize_t rows, Py_ssize_t cols,
+                             Py_ssize_t lda, floating* out) noexcept nogil:
+    """out += A.sum(axis=0) for A (rows, cols) with row stride lda."""
+    if floating is float:
+        fr_add_colsum_f(A, rows, cols, lda, out)
+    else:
+        fr_add_colsum_d(A, rows, cols, lda, out)

@@ -1,0 +1,88 @@
+"""Every speed threshold of fastrnn, in one place, each with the measurement behind it.
+
+None of these changes a result (every choice computes the same sums, or the same values
+within rounding where the product kernel differs); they choose how the work is split and
+which product kernel runs.  The first group is read by ``fastrnn._engine`` when it plans a
+call; the second is the compiled BLAS layer's (``fastrnn._blas``), set from here when
+fastrnn is imported (the compiled module starts from the same values) and changeable at run
+time through its setters.  Measured on the benchmark machine (2 cores, AVX-512); re-measure
+with ``bench/`` before changing one.
+"""
+
+from __future__ import annotations
+
+from . import _blas
+
+# ---------------------------------------------------------------------------------------
+# Planning a call (fastrnn._engine)
+# ---------------------------------------------------------------------------------------
+
+# Parallel time loops: the batch is split into at most `get_num_threads()` row ranges of
+# at least MIN_ROWS rows, when the loop has enough work to repay starting the threads.
+MIN_ROWS = 4
+MIN_LOOP_FLOPS = 2e7
+
+# One batch row multiplies by W_hh once per step: in float32, BLAS reads W_hh.T (a plain
+# gemv over rows) faster than W_hh (dot products) while the matrix sits in the L2 cache,
+# which repays transposing it once over this many steps (measured; not so in float64).
+TRANSPOSE_B1_STEPS = 32
+TRANSPOSE_B1_BYTES = 256 * 1024
+
+# A float32 LSTM over one batch row runs fastrnn's own fused loop (_cellmath.h,
+# fr_lstm_row_f) with W_hh packed for it, when there are enough steps to repay packing.
+PACKED_MIN_STEPS = 8
+
+# Time loops over several float32 rows multiply by W_hh with fastrnn's own product
+# (_panel.h): W_hh packed once per call, where BLAS would pack it again at every step.
+# It runs at full speed with AVX-512 only, and is on by default there
+# (``_blas.panel_products``); elsewhere the loops keep BLAS.
+PANEL_MIN_STEPS = 4
+# ... and then each step projects its own input in the loop, just before it needs it
+STEP_PROJECTION = True
+
+# ---------------------------------------------------------------------------------------
+# The compiled BLAS layer (fastrnn/_blas.pyx)
+# ---------------------------------------------------------------------------------------
+
+# Threads.  fastrnn parallelises its own work with OpenMP and keeps scipy's BLAS on one
+# thread (fastrnn._runtime sets it): two thread pools on two cores steal each other's cores
+# while they spin, and waking a BLAS pool for a small per-step product costs more than the
+# product.  Large products split the rows of their result across the threads, from this
+# many floating-point operations on (``_blas.parallel_min_flops``).
+PARALLEL_MIN_FLOPS = 2e7
+
+# OpenBLAS multiplies small products (M*N*K below about 2**20 for float) with kernels that
+# skip packing the operands; a larger product packs the whole weight matrix on every call,
+# which for a per-step recurrent GEMM of a few rows costs more than the arithmetic.  So the
+# per-step products run in blocks of rows that stay under that size (results are the same
+# either way; only the speed depends on the BLAS) (``_blas.small_product_size``).
+SMALL_PRODUCT_SIZE = 1048575
+
+# The four products after a backward loop (dW_hh in two halves, dX, dW_ih) run side by
+# side, one per thread, below this many flops; larger ones run one after another, each
+# split across the threads (``_blas.grads_side_by_side_flops``).
+# Measured here (2 threads): side by side, small training steps gain 3-10 % (RNN T=200 B=16
+# H=64: 1.03x; LSTM B=4 H=128: 1.10x); from about 3e8 flops of these products on it is
+# level or worse (GRU T=100 B=64 H=256: 0.95x).
+GRADS_SIDE_BY_SIDE_FLOPS = 1.6e8
+
+# fastrnn's own product (_panel.h) for the products before and after the time loops too:
+# op(B) is packed once (a copy the size of B), then the row parts run the panel kernel.
+# Measured against one-thread OpenBLAS here: level on large square-ish products, 1.1-2.8x
+# on the narrow ones of small layers (n or k of 16-128), 1.05-1.4x on the weight gradients
+# dG.T @ X of up to 2048 gate rows (LSTM H <= 512); with more (LSTM H=1024) BLAS is faster,
+# so it keeps them (``_blas.panel_limits``).
+PANEL_MIN_ROWS = 16
+PANEL_TA_MAX_ROWS = 2048
+PANEL_MAX_BYTES = 64 * 1024 * 1024      # the packed copy of op(B), at most
+
+
+def apply() -> None:
+    """Set the compiled BLAS layer's thresholds to the values above."""
+    _blas.parallel_min_flops(PARALLEL_MIN_FLOPS)
+    _blas.small_product_size(SMALL_PRODUCT_SIZE)
+    _blas.grads_side_by_side_flops(GRADS_SIDE_BY_SIDE_FLOPS)
+    _blas.panel_limits(PANEL_MIN_ROWS, PANEL_TA_MAX_ROWS, PANEL_MAX_BYTES)
+
+
+apply()
