@@ -206,7 +206,9 @@ def backward_operand(W_hh: np.ndarray, T: int, B: int) -> np.ndarray:
     return panels(W_hh, False) if use_panels(W_hh, T, B) else _EMPTY2[W_hh.dtype.char]
 
 
-def run_forward(mode, relu, X, weights, nact, reverse, h, c, Y, col, train):
+def run_forward(mode: str, relu: bool, X: np.ndarray, weights: Weights, nact: np.ndarray,
+                reverse: bool, h: np.ndarray, c: np.ndarray | None, Y: np.ndarray, col: int,
+                train: bool):
     """One layer in one direction.  Updates ``h`` (and ``c``) in place to the final state,
     writes columns ``col:col+H`` of ``Y``; returns what backward needs (or None)."""
     T = nact.shape[0]
@@ -220,6 +222,7 @@ def run_forward(mode, relu, X, weights, nact, reverse, h, c, Y, col, train):
     Gt = np.empty((T * B if train or W_ih_p is None else B, G * H), dt)
     Hp = _cache_array(train, (T, B, H), dt)
     if mode == "LSTM":
+        assert c is not None                  # the LSTM's state is (h, c)
         Cp = _cache_array(train, (T, B, H), dt)
         _core.lstm_forward(X, *weights, nact, reverse, h, c, Y, col, Gt, Hp, Cp, bounds,
                            W_hh_t, layout, W_ih_p)
@@ -235,14 +238,16 @@ def run_forward(mode, relu, X, weights, nact, reverse, h, c, Y, col, train):
     return (Gt, Hp, bounds) if train else None
 
 
-def run_backward(mode, relu, X, weights, nact, reverse, cache, dY, col, dh, dc, dX,
-                 accumulate, grads):
+def run_backward(mode: str, relu: bool, X: np.ndarray, weights: Weights, nact: np.ndarray,
+                 reverse: bool, cache: tuple, dY: np.ndarray, col: int, dh: np.ndarray,
+                 dc: np.ndarray | None, dX: np.ndarray, accumulate: bool, grads: Weights):
     """Backward of :func:`run_forward`: ``dh``/``dc`` from dh_n/dc_n to dh0/dc0 in place,
     ``dX`` written (or added to), gradients added into ``grads``."""
     W_ih, W_hh = weights[0], weights[1]
     W_hh_p = backward_operand(W_hh, nact.shape[0], dh.shape[0])
     if mode == "LSTM":
         Gt, Hp, Cp, bounds = cache
+        assert dc is not None
         _core.lstm_backward(X, W_ih, W_hh, nact, reverse, Gt, Hp, Cp, dY, col, dh, dc,
                             dX, accumulate, *grads, bounds, W_hh_p)
     elif mode == "GRU":
@@ -293,7 +298,7 @@ def stack_forward(mode, relu, X, weights, h, c, nact, train, dropout=0.0, rng=No
             i = k * D + d
             caches.append(run_forward(mode, relu, X, w, nact, d == 1, h[i],
                                       None if c is None else c[i], Y, d * H, train))
-        if train:
+        if tape is not None:
             tape.inputs.append(X)
             tape.masks.append(mask)
             tape.caches.append(caches)
