@@ -51,8 +51,8 @@ from ..models import Seq2Seq, SequenceModel
 from ..module import Module
 from .files import (_PATH_TYPES, _ZIP_ERRORS, MAX_DIRECTORY_BYTES, MAX_MEMBERS,
                     NPZ_EXPANSION, ArrayFileError, _fspath, _open_zip, _read_array,
-                    atomic_write, npz_names, open_regular_file, read_npy, read_npz,
-                    zip_names)
+                    atomic_write, npy_header, npz_names, open_regular_file, read_npy,
+                    read_npz, zip_names)
 
 __all__ = ["save", "load", "load_checkpoint", "ModelFileError", "ArrayFileError",
            "atomic_write", "read_npz", "read_npy", "npz_names", "zip_names",
@@ -180,13 +180,7 @@ def _read_header(zf: zipfile.ZipFile, path: str) -> dict:
         raise ModelFileError(f"{path}: header is implausibly large")
     try:
         with zf.open(hinfo) as f:
-            # not np.lib.format.read_array: it allocates the shape the member claims
-            # (a forged one: MemoryError) before reading any data
-            version = np.lib.format.read_magic(f)
-            if version == (1, 0):
-                shape, fortran, dtype = np.lib.format.read_array_header_1_0(f)
-            else:
-                shape, fortran, dtype = np.lib.format.read_array_header_2_0(f)
+            shape, fortran, dtype = npy_header(f)
             if dtype != np.uint8 or len(shape) != 1 or shape[0] > hinfo.file_size:
                 raise ValueError(f"expected UTF-8 bytes, got {dtype} {shape}")
             raw = f.read(shape[0])

@@ -270,6 +270,16 @@ def atomic_write(path) -> Iterator[BinaryIO]:
 # ---------------------------------------------------------------------- reading zip files
 
 
+def npy_header(f) -> tuple[tuple[int, ...], bool, np.dtype]:
+    """``(shape, fortran_order, dtype)`` from the header of a ``.npy`` stream, without
+    allocating the array (``np.lib.format.read_array`` allocates the shape a member claims
+    -- a forged one: MemoryError -- before reading any data)."""
+    version = np.lib.format.read_magic(f)
+    if version == (1, 0):
+        return np.lib.format.read_array_header_1_0(f)
+    return np.lib.format.read_array_header_2_0(f)
+
+
 def _check_zip_directory(f, size: int, path: str, error: type[Exception]) -> None:
     """Refuse, from its end record and before zipfile lists it, a zip that announces more
     than MAX_MEMBERS members or a central directory larger than MAX_DIRECTORY_BYTES
@@ -326,11 +336,7 @@ def _read_array(zf: zipfile.ZipFile, info: zipfile.ZipInfo, label: str,
             raise error(f"{label} is larger than its header declares")
     try:
         with zf.open(info) as f:
-            version = np.lib.format.read_magic(f)
-            if version == (1, 0):
-                shape, fortran, dtype = np.lib.format.read_array_header_1_0(f)
-            else:
-                shape, fortran, dtype = np.lib.format.read_array_header_2_0(f)
+            shape, fortran, dtype = npy_header(f)
             if dtype.hasobject:
                 raise error(f"{label} holds Python objects (pickled data), which fastrnn "
                             f"does not read")
@@ -456,11 +462,7 @@ def read_npy(path) -> np.ndarray:
     with open_regular_file(p) as f:
         size = os.fstat(f.fileno()).st_size
         try:
-            version = np.lib.format.read_magic(f)
-            if version == (1, 0):
-                shape, fortran, dtype = np.lib.format.read_array_header_1_0(f)
-            else:
-                shape, fortran, dtype = np.lib.format.read_array_header_2_0(f)
+            shape, fortran, dtype = npy_header(f)
         except (ValueError, EOFError) as err:
             raise ArrayFileError(f"{p} is not a .npy file: {err}") from None
         if dtype.hasobject:
