@@ -93,6 +93,72 @@ cdef inline void _gru_grad(floating* gt, floating* hn, floating* dgh, const floa
         fr_gru_grad_d(gt, hn, dgh, hp, dh, n, H)
 
 
+# ---------------------------------------------------------------------------------------
+# The cell kinds of the kernels: one number each (the ``kernel_id`` of fastrnn/_kinds.py),
+# and what a time loop does differently for each.  A new kind is a number here, its cases
+# in the functions below and its cell math in _cellmath.h.
+# ---------------------------------------------------------------------------------------
+
+cdef enum:
+    CELL_RNN = 0        # h' = act(W_ih x + b_ih + W_hh h + b_hh),  act = tanh | relu
+    CELL_LSTM = 1       # gates i f g o;  c' = f*c + i*g;  h' = o*tanh(c')
+    CELL_GRU = 2        # gates r z n;  n = tanh(W_in x + b_in + r*(W_hn h + b_hn))
+    N_CELLS = 3
+
+
+cdef inline Py_ssize_t _kind_gates(int kind) noexcept nogil:
+    """G, the gate blocks of a kind: the gate width is G*H."""
+    if kind == CELL_LSTM:
+        return 4
+    if kind == CELL_GRU:
+        return 3
+    return 1
+
+
+cdef inline Py_ssize_t _bias_columns(int kind, Py_ssize_t H) noexcept nogil:
+    """The gate columns on which b_hh adds to the input projection before the step: all
+    of them, except the GRU's n block, whose b_hn stays inside r*(W_hn h + b_hn).  On the
+    same columns dW_hh is a product of dG; after them (GRU) of dHn."""
+    if kind == CELL_GRU:
+        return 2 * H
+    return _kind_gates(kind) * H
+
+
+cdef inline bint _product_apart(int kind) noexcept nogil:
+    """Whether the step's recurrent product h @ W_hh.T goes to a workspace Gh of its own
+    (GRU: r multiplies part of it) instead of adding onto the gates."""
+    return kind == CELL_GRU
+
+
+cdef inline void _cell_step(int kind, bint relu, floating* gt, const floating* gh,
+                            const floating* b_hn, floating* h, floating* c, floating* hn,
+                            Py_ssize_t n, Py_ssize_t H) noexcept nogil:
+    """Steps 2.-3. of the forward pass, for n rows: the gate nonlinearities of ``gt`` in
+    place and the new state ``h`` (and ``c``).  GRU: ``gh`` = h @ W_hh.T, ``hn`` its
+    training cache (W_hn h + b_hn) or NULL."""
+    if kind == CELL_LSTM:
+        _lstm_step(gt, h, c, n, H)
+    elif kind == CELL_GRU:
+        _gru_step(gt, gh, b_hn, h, hn, n, H)
+    else:
+        _rnn_act(gt, n * H, relu)
+        memcpy(h, gt, n * H * sizeof(floating))
+
+
+cdef inline void _cell_grad(int kind, bint relu, floating* gt, floating* hn, floating* dgh,
+                            const floating* hp, const floating* cp, floating* dh,
+                            floating* dc, Py_ssize_t n, Py_ssize_t H) noexcept nogil:
+    """Step 2. of the backward pass, for n rows: dG in place of the cached gates, from dh
+    (and dc, which becomes dc_prev).  GRU: dHn in place of ``hn``, dGh into ``dgh``, and
+    dh = dh * z (the direct path; the product with W_hh adds the rest)."""
+    if kind == CELL_LSTM:
+        _lstm_grad(gt, cp, dh, dc, n, H)
+    elif kind == CELL_GRU:
+        _gru_grad(gt, hn, dgh, hp, dh, n, H)
+    else:
+        _rnn_grad(gt, dh, n * H, relu)
+
+
 cdef inline void _copy_rows(const floating* src, Py_ssize_t lds, floating* dst,
                             Py_ssize_t ldd, Py_ssize_t rows, Py_ssize_t cols) noexcept nogil:
     cdef Py_ssize_t b

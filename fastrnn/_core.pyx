@@ -2,9 +2,11 @@
 """Compiled kernels of fastrnn: forward unrolling and BPTT of RNN, LSTM and GRU layers.
 
 The kernels know nothing of classes: each takes arrays, writes into arrays it is given and
-returns nothing.  Every kernel runs its whole time loop in one ``with nogil:`` block and
-does all matrix products through :func:`gemm`, the one typed BLAS wrapper
-(fastrnn/_blas.pxd).
+returns nothing.  Two entries, :func:`forward` and :func:`backward`, serve every cell
+kind, named by its kernel number (``KIND_RNN``, ``KIND_LSTM``, ``KIND_GRU``); what a kind
+does differently -- its gate count, where its recurrent product goes, its cell math and
+its caches -- is in fastrnn/_cellmath.pxd.  Each entry runs its time loop without the GIL
+and does all matrix products through the typed BLAS layer (fastrnn/_blas.pxd).
 
 Notation (shared with :mod:`fastrnn.reference`)
 -----------------------------------------------
@@ -36,9 +38,11 @@ Forward (per step t, active rows):   backward (per step t, from T-1 down, active
                                          dX = dG @ W_ih, dW_ih += dG.T @ X,
                                          dW_hh += dG.T @ Hp, db += column sums of dG
 Weight and bias gradients accumulate (``+=``) into the arrays given; ``dX`` is overwritten
-or accumulated (``accumulate_dx``), so two directions can share one input gradient.
+or accumulated (``accumulate_dx``), so two directions can share one input gradient, or
+not computed at all when nothing reads it (the first layer of a model).
 """
 
+cimport numpy as cnp
 from cython cimport floating
 from cython.parallel cimport prange
 from libc.stdlib cimport free, malloc
@@ -46,9 +50,12 @@ from libc.string cimport memcmp, memcpy, memset
 
 from fastrnn._blas cimport (_check_index, _check_shape, _parts, _pgemm_parts,
                             _side_by_side, _team, _threads)
-from fastrnn._cellmath cimport (_add_colsum, _add_rows, _copy_rows, _fill_bias,
-                                _gru_grad, _gru_step, _lstm_grad, _lstm_step, _rnn_act,
-                                _rnn_grad, _zero_rows, fr_lstm_pack_f, fr_lstm_row_f)
+from fastrnn._cellmath cimport (CELL_GRU, CELL_LSTM, CELL_RNN, N_CELLS, _add_colsum,
+                                _add_rows, _bias_columns, _cell_grad, _cell_step, _copy_rows,
+                                _fill_bias, _kind_gates, _product_apart, _zero_rows,
+                                fr_lstm_pack_f, fr_lstm_row_f)
+
+cnp.import_array()
 
 
 # ---------------------------------------------------------------------------------------
@@ -83,8 +90,11 @@ cdef void _hidden_part(int parts, const _Grads* d, const floating* a, int lda, i
 cdef void _input_part(int parts, bint weights, const _Grads* d, const floating* dG,
                       const floating* X, const floating* W_ih, floating* dX,
                       floating* dW_ih, floating* db_ih) noexcept nogil:
-    """dX (+)= dG @ W_ih, or with ``weights`` dW_ih += dG.T @ X and db_ih += dG.sum(0)."""
+    """dX (+)= dG @ W_ih (nothing when dX is NULL), or with ``weights`` dW_ih += dG.T @ X
+    and db_ih += dG.sum(0)."""
     if not weights:
+        if dX == NULL:
+            return
         _pgemm_parts(parts if parts > 0 else _parts(d.TB, d.In, d.GH), False, False, d.TB,
                      d.In, d.GH, <floating>1, dG, d.GH, W_ih, d.In,
                      <floating>(1 if d.accumulate_dx else 0), dX, d.In)
@@ -211,13 +221,6 @@ cdef const floating* _optional_panels(str name, const floating[:, ::1] P, Py_ssi
         raise ValueError("panels are float32 only")
 
 
-cdef int _check_cache(str name, floating[:, :, ::1] C, Py_ssize_t T, Py_ssize_t B,
-                      Py_ssize_t H) except -1:
-    if C.shape[0] != 0:
-        _check_shape(name, tuple(C.shape)[:3], (T, B, H))
-    return 0
-
-
 cdef floating* _step_bias(const floating* wip, const floating* b_ih, const floating* b_hh,
                           Py_ssize_t GH, Py_ssize_t n_hh) except? NULL:
     """The bias row each step's own input projection starts from: b_ih + b_hh on the
@@ -267,202 +270,382 @@ cdef int _check_bounds(const int[::1] bounds, Py_ssize_t B) except -1:
 
 
 # ---------------------------------------------------------------------------------------
-# Vanilla RNN:  h' = act(W_ih x + b_ih + W_hh h + b_hh),  act = tanh | relu
+# The time loops, one for every kind
+#
+# What a call shares with the row ranges of its threads is one _Loop: sizes and pointers,
+# the pointers untyped because a struct cannot hold fused types (each loop casts them to
+# its ``floating``).  The kind changes only the product's destination, the cell math
+# (_cell_step, _cell_grad in fastrnn/_cellmath.pxd) and the caches it keeps.
 # ---------------------------------------------------------------------------------------
 
-cdef void _rnn_forward_rows(const floating* W_hh, const floating* W_hh_t, const floating* Wp,
-                            const floating* X, Py_ssize_t I, const floating* Wip,
-                            const floating* sbias, Py_ssize_t gstep, const int* nact,
-                            Py_ssize_t T, Py_ssize_t B, Py_ssize_t H, bint reverse, bint relu,
-                            Py_ssize_t lo, Py_ssize_t hi, floating* g, floating* hs,
-                            floating* y, Py_ssize_t ldy, floating* hp) noexcept nogil:
-    cdef Py_ssize_t rows = hi - lo, s, t, n
-    cdef floating* gt
-    cdef floating* yt
-    g += lo * H
-    hs += lo * H
-    y += lo * ldy
-    if hp != NULL:
-        hp += lo * H
-    for s in range(T):
-        t = T - 1 - s if reverse else s
-        n = _active(nact[t], lo, hi)
-        gt = g + t * gstep
-        yt = y + t * B * ldy
-        if hp != NULL:
-            memcpy(hp + t * B * H, hs, rows * H * sizeof(floating))
-        if Wip != NULL:
-            # 0. Gt[t] = x_t @ W_ih.T + biases: the projection, step by step
-            _step_input(<int>n, <int>H, <int>I, X + (t * B + lo) * I, Wip, sbias, gt)
-        # 1. Gt[t] += h @ W_hh.T
-        _step_product(<int>n, <int>H, <int>H, hs, W_hh, W_hh_t, Wp, <floating>1, gt)
-        # 2.-3. h = act(Gt[t])
-        _rnn_act(gt, n * H, relu)
-        memcpy(hs, gt, n * H * sizeof(floating))
-        # 4. Y[t] = h; zeros at padded steps
-        _copy_rows(gt, H, yt, ldy, n, H)
-        _zero_rows(yt + n * ldy, ldy, rows - n, H)
+cdef struct _Loop:
+    int kind
+    bint relu, reverse
+    Py_ssize_t T, B, H, In, GH, ldy   # In: the input size (I is a C macro)
+    Py_ssize_t gstep            # rows of Gt from one step to the next, times GH
+    const int* nact
+    const void* W_hh            # (G*H, H)
+    const void* W_hh_t          # forward: (H, G*H), or NULL: BLAS reads W_hh
+    const void* panels          # W_hh.T (forward) or W_hh (backward) packed, or NULL
+    const void* X               # (T*B, I)
+    const void* W_ih_p          # forward: W_ih.T packed, the projection in the loop, or NULL
+    const void* sbias           # with W_ih_p: the bias row of every step's projection
+    const void* b_hn            # GRU: b_hh[2H:], or NULL
+    void* h                     # forward: h; backward: dh (B, H)
+    void* c                     # LSTM, forward: c; backward: dc (B, H); else NULL
+    void* gh                    # GRU: Gh workspace (B, G*H); else NULL
+    void* y                     # forward: Y + col; backward: dY + col (T, B, ldy)
+    void* hp                    # training cache Hp (T, B, H), or NULL (inference)
+    void* cp                    # LSTM: Cp (T, B, H), or NULL
+    void* hn                    # GRU: Hn (T, B, H), or NULL (forward inference)
 
 
-def rnn_forward(const floating[:, ::1] X, const floating[:, ::1] W_ih,
-                const floating[:, ::1] W_hh, floating[::1] b_ih, floating[::1] b_hh,
-                const int[::1] nact, bint reverse, bint relu,
-                floating[:, ::1] h, floating[:, :, ::1] Y, Py_ssize_t col,
-                floating[:, ::1] Gt, floating[:, :, ::1] Hp, const int[::1] bounds,
-                const floating[:, ::1] W_hh_t, int layout=_TRANSPOSED,
-                const floating[:, ::1] W_ih_p=None):
-    """RNN forward over a sequence.  Training when ``Hp`` has T rows, inference when 0.
-
-    On exit ``Gt`` holds the activations h_t (the training cache) and ``h`` the final state.
-    The time loop runs on the row ranges of ``bounds`` in parallel; ``W_hh_t`` (H, G*H),
-    the transposed recurrent weight, makes each step a plain product (empty: not used),
-    or with ``layout=LAYOUT_PANELS`` holds it packed by :func:`panel_pack` (float32).
-    With ``W_ih_p`` (W_ih.T packed by :func:`panel_pack`, float32) each step computes its
-    own input projection, just before it needs it, instead of one product over all steps
-    first; in inference ``Gt`` may then have just B rows, reused by every step.
-    """
-    cdef Py_ssize_t T = nact.shape[0], B = h.shape[0], H = h.shape[1], I = X.shape[1]
-    cdef Py_ssize_t ldy = Y.shape[2], p, parts = bounds.shape[0] - 1
-    cdef bint train = Hp.shape[0] != 0
-    _check_common(T, B, I, H, H, tuple(X.shape)[:2], tuple(W_ih.shape)[:2],
-                  tuple(W_hh.shape)[:2], tuple(Y.shape)[:3], col)
-    cdef const floating* wip = _optional_panels("W_ih_p", W_ih_p, I, H)
-    _check_shape("Gt", tuple(Gt.shape)[1:2], (H,))
-    cdef Py_ssize_t gstep = _gates_step(Gt.shape[0], wip != NULL, train, T, B, H)
-    _check_cache("Hp", Hp, T, B, H)
-    _check_nact(nact, B)
-    _check_bounds(bounds, B)
-    cdef floating* pb_ih = _bias_ptr(b_ih, H, "b_ih")
-    cdef floating* pb_hh = _bias_ptr(b_hh, H, "b_hh")
-    _check_bias_pair(pb_ih, pb_hh)
-    cdef floating* g = &Gt[0, 0]
-    cdef floating* hs = &h[0, 0]
-    cdef floating* y = &Y[0, 0, 0] + col
-    cdef floating* hp = &Hp[0, 0, 0] if train else NULL
-    cdef const floating* x = &X[0, 0]
-    cdef const floating* whh = &W_hh[0, 0]
-    cdef const floating* whh_t = _transposed_ptr(W_hh_t, H, W_hh.shape[0])
-    cdef const floating* wp = _panels_ptr(whh_t, layout)
-    cdef const int* na = &nact[0]
-    cdef const int* bd = &bounds[0]
-    cdef floating* sb = _step_bias(wip, pb_ih, pb_hh, H, H)
-    with nogil:
-        if wip == NULL:
-            _input_all(<int>(T * B), <int>H, <int>I, x, &W_ih[0, 0], pb_ih, pb_hh, <int>H, g)
-        if parts == 1:
-            _rnn_forward_rows(whh, whh_t, wp, x, I, wip, sb, gstep, na, T, B, H, reverse,
-                              relu, 0, B, g, hs, y, ldy, hp)
-        else:
-            for p in prange(parts, num_threads=_team(parts), schedule="static"):
-                _rnn_forward_rows(whh, whh_t, wp, x, I, wip, sb, gstep, na, T, B, H, reverse,
-                                  relu, bd[p], bd[p + 1], g, hs, y, ldy, hp)
-        free(sb)
+cdef inline floating* _rows(void* p, Py_ssize_t offset, floating* like) noexcept nogil:
+    """``p`` as a ``floating`` pointer, ``offset`` values on; NULL stays NULL."""
+    return <floating*>p + offset if p != NULL else NULL
 
 
-cdef void _rnn_backward_rows(const floating* W_hh, const floating* Wp, const int* nact,
-                             Py_ssize_t T, Py_ssize_t B, Py_ssize_t H, bint reverse, bint relu,
-                             Py_ssize_t lo, Py_ssize_t hi, floating* g,
-                             const floating* dy, Py_ssize_t ldy, floating* dhs) noexcept nogil:
-    cdef Py_ssize_t rows = hi - lo, s, t, n
-    cdef floating* gt
-    g += lo * H
-    dy += lo * ldy
-    dhs += lo * H
-    for s in range(T):
-        t = s if reverse else T - 1 - s
-        n = _active(nact[t], lo, hi)
-        gt = g + t * B * H
-        # 1. dh += dY[t]
-        _add_rows(dy + t * B * ldy, ldy, dhs, H, n, H)
-        # 2. dG[t] = dh * act'(h_t), in place over the cached h_t
-        _rnn_grad(gt, dhs, n * H, relu)
-        memset(gt + n * H, 0, (rows - n) * H * sizeof(floating))
-        # 3. dh = dG[t] @ W_hh
-        _back_product(<int>n, <int>H, <int>H, gt, <int>H, W_hh, Wp, <floating>0, dhs)
-
-
-def rnn_backward(const floating[:, ::1] X, const floating[:, ::1] W_ih,
-                 const floating[:, ::1] W_hh, const int[::1] nact, bint reverse, bint relu,
-                 floating[:, ::1] Gt, const floating[:, :, ::1] Hp,
-                 const floating[:, :, ::1] dY, Py_ssize_t col, floating[:, ::1] dh,
-                 floating[:, ::1] dX, bint accumulate_dx, floating[:, ::1] dW_ih,
-                 floating[:, ::1] dW_hh, floating[::1] db_ih, floating[::1] db_hh,
-                 const int[::1] bounds, const floating[:, ::1] W_hh_p):
-    """RNN backward through time.  ``dh``: dh_n on entry, dh0 on exit; ``Gt`` becomes dG.
-    ``W_hh_p``: W_hh packed by :func:`panel_pack` for the per-step products (float32), or
-    empty (BLAS)."""
-    cdef Py_ssize_t T = nact.shape[0], B = dh.shape[0], H = dh.shape[1], I = X.shape[1]
-    cdef Py_ssize_t ldy = dY.shape[2], p, parts = bounds.shape[0] - 1
-    _check_common(T, B, I, H, H, tuple(X.shape)[:2], tuple(W_ih.shape)[:2],
-                  tuple(W_hh.shape)[:2], tuple(dY.shape)[:3], col)
-    _check_shape("Gt", tuple(Gt.shape)[:2], (T * B, H))
-    _check_shape("Hp", tuple(Hp.shape)[:3], (T, B, H))
-    _check_shape("dX", tuple(dX.shape)[:2], (T * B, I))
-    _check_shape("dW_ih", tuple(dW_ih.shape)[:2], (H, I))
-    _check_shape("dW_hh", tuple(dW_hh.shape)[:2], (H, H))
-    _check_nact(nact, B)
-    _check_bounds(bounds, B)
-    cdef floating* pdb_ih = _bias_ptr(db_ih, H, "db_ih")
-    cdef floating* pdb_hh = _bias_ptr(db_hh, H, "db_hh")
-    _check_bias_pair(pdb_ih, pdb_hh)
-    cdef floating* g = &Gt[0, 0]
-    cdef floating* dhs = &dh[0, 0]
-    cdef const floating* dy = &dY[0, 0, 0] + col
-    cdef const floating* whh = &W_hh[0, 0]
-    cdef const floating* wp = _optional_panels("W_hh_p", W_hh_p, H, H)
-    cdef const int* na = &nact[0]
-    cdef const int* bd = &bounds[0]
-    cdef _Grads gd = _grads_shape(T * B, H, I, H, accumulate_dx, H, H, 0)
-    with nogil:
-        if parts == 1:
-            _rnn_backward_rows(whh, wp, na, T, B, H, reverse, relu, 0, B, g, dy, ldy, dhs)
-        else:
-            for p in prange(parts, num_threads=_team(parts), schedule="static"):
-                _rnn_backward_rows(whh, wp, na, T, B, H, reverse, relu, bd[p], bd[p + 1], g, dy,
-                                   ldy, dhs)
-        _param_grads(&gd, g, <floating*>NULL, &X[0, 0], &W_ih[0, 0], &Hp[0, 0, 0], &dX[0, 0],
-                     &dW_ih[0, 0], pdb_ih, &dW_hh[0, 0], pdb_hh)
-
-
-# ---------------------------------------------------------------------------------------
-# LSTM:  gates i f g o;  c' = f*c + i*g;  h' = o*tanh(c')
-# ---------------------------------------------------------------------------------------
-
-cdef void _lstm_forward_rows(const floating* W_hh, const floating* W_hh_t, const floating* Wp,
-                             const floating* X, Py_ssize_t I, const floating* Wip,
-                             const floating* sbias, Py_ssize_t gstep, const int* nact,
-                             Py_ssize_t T, Py_ssize_t B, Py_ssize_t H, bint reverse,
-                             Py_ssize_t lo, Py_ssize_t hi, floating* g, floating* hs,
-                             floating* cs, floating* y, Py_ssize_t ldy, floating* hp,
-                             floating* cp) noexcept nogil:
-    cdef Py_ssize_t rows = hi - lo, GH = 4 * H, s, t, n
+cdef void _forward_rows(const _Loop* L, floating* g, Py_ssize_t lo,
+                        Py_ssize_t hi) noexcept nogil:
+    """The forward time loop over batch rows lo..hi-1 (``g`` is Gt)."""
+    cdef Py_ssize_t T = L.T, B = L.B, H = L.H, GH = L.GH, ldy = L.ldy, rows = hi - lo
+    cdef Py_ssize_t s, t, n, step = B * H
+    cdef bint apart = _product_apart(L.kind)
+    cdef const floating* W_hh = <const floating*>L.W_hh
+    cdef const floating* W_hh_t = <const floating*>L.W_hh_t
+    cdef const floating* panels = <const floating*>L.panels
+    cdef const floating* Wip = <const floating*>L.W_ih_p
+    cdef const floating* X = <const floating*>L.X
+    cdef floating* hs = _rows(L.h, lo * H, g)
+    cdef floating* cs = _rows(L.c, lo * H, g)
+    cdef floating* gh = _rows(L.gh, lo * GH, g)
+    cdef floating* y = _rows(L.y, lo * ldy, g)
+    cdef floating* hp = _rows(L.hp, lo * H, g)
+    cdef floating* cp = _rows(L.cp, lo * H, g)
+    cdef floating* hn = _rows(L.hn, lo * H, g)
     cdef floating* gt
     cdef floating* yt
     g += lo * GH
-    hs += lo * H
-    cs += lo * H
-    y += lo * ldy
-    if hp != NULL:
-        hp += lo * H
-        cp += lo * H
     for s in range(T):
-        t = T - 1 - s if reverse else s
-        n = _active(nact[t], lo, hi)
-        gt = g + t * gstep
+        t = T - 1 - s if L.reverse else s
+        n = _active(L.nact[t], lo, hi)
+        gt = g + t * L.gstep
         yt = y + t * B * ldy
         if hp != NULL:
-            memcpy(hp + t * B * H, hs, rows * H * sizeof(floating))
-            memcpy(cp + t * B * H, cs, rows * H * sizeof(floating))
+            memcpy(hp + t * step, hs, rows * H * sizeof(floating))
+        if cp != NULL:
+            memcpy(cp + t * step, cs, rows * H * sizeof(floating))
         if Wip != NULL:
             # 0. Gt[t] = x_t @ W_ih.T + biases: the projection, step by step
-            _step_input(<int>n, <int>GH, <int>I, X + (t * B + lo) * I, Wip, sbias, gt)
-        # 1. Gt[t] += h @ W_hh.T
-        _step_product(<int>n, <int>GH, <int>H, hs, W_hh, W_hh_t, Wp, <floating>1, gt)
-        # 2.-3. gates, c = f*c + i*g, h = o*tanh(c)
-        _lstm_step(gt, hs, cs, n, H)
+            _step_input(<int>n, <int>GH, <int>L.In, X + (t * B + lo) * L.In, Wip,
+                        <const floating*>L.sbias, gt)
+        # 1. Gt[t] += h @ W_hh.T   (GRU: Gh = h @ W_hh.T)
+        _step_product(<int>n, <int>GH, <int>H, hs, W_hh, W_hh_t, panels,
+                      <floating>(0 if apart else 1), gh if apart else gt)
+        # 2.-3. the gate nonlinearities and the new state
+        _cell_step(L.kind, L.relu, gt, gh, <const floating*>L.b_hn, hs, cs,
+                   hn + t * step if hn != NULL else NULL, n, H)
         # 4. Y[t] = h; zeros at padded steps
         _copy_rows(hs, H, yt, ldy, n, H)
         _zero_rows(yt + n * ldy, ldy, rows - n, H)
+
+
+cdef void _backward_rows(const _Loop* L, floating* g, Py_ssize_t lo,
+                         Py_ssize_t hi) noexcept nogil:
+    """The backward time loop over batch rows lo..hi-1 (``g`` is Gt, which becomes dG)."""
+    cdef Py_ssize_t T = L.T, B = L.B, H = L.H, GH = L.GH, ldy = L.ldy, rows = hi - lo
+    cdef Py_ssize_t s, t, n, step = B * H
+    cdef bint apart = _product_apart(L.kind)
+    cdef const floating* W_hh = <const floating*>L.W_hh
+    cdef const floating* panels = <const floating*>L.panels
+    cdef floating* dhs = _rows(L.h, lo * H, g)
+    cdef floating* dcs = _rows(L.c, lo * H, g)
+    cdef floating* dgh = _rows(L.gh, lo * GH, g)
+    cdef const floating* dy = _rows(L.y, lo * ldy, g)
+    cdef const floating* hp = _rows(L.hp, lo * H, g)
+    cdef const floating* cp = _rows(L.cp, lo * H, g)
+    cdef floating* hn = _rows(L.hn, lo * H, g)
+    cdef floating* gt
+    g += lo * GH
+    for s in range(T):
+        t = s if L.reverse else T - 1 - s
+        n = _active(L.nact[t], lo, hi)
+        gt = g + t * B * GH
+        # 1. dh += dY[t]
+        _add_rows(dy + t * B * ldy, ldy, dhs, H, n, H)
+        # 2. dG[t] (and dc = dc_prev; GRU: dHn[t], dGh, dh = dh * z)
+        _cell_grad(L.kind, L.relu, gt, hn + t * step if hn != NULL else NULL, dgh,
+                   hp + t * step, cp + t * step if cp != NULL else NULL, dhs, dcs, n, H)
+        memset(gt + n * GH, 0, (rows - n) * GH * sizeof(floating))
+        if hn != NULL:
+            memset(hn + t * step + n * H, 0, (rows - n) * H * sizeof(floating))
+        # 3. dh = dG[t] @ W_hh   (GRU: dh += dGh @ W_hh)
+        _back_product(<int>n, <int>GH, <int>H, dgh if apart else gt, <int>GH, W_hh, panels,
+                      <floating>(1 if apart else 0), dhs)
+
+
+cdef int _run_rows(const _Loop* L, floating* g, const int[::1] bounds,
+                   bint backward) except -1:
+    """The time loop on the row ranges of ``bounds``, in parallel when there are several."""
+    cdef Py_ssize_t p, parts = bounds.shape[0] - 1
+    cdef const int* bd = &bounds[0]
+    with nogil:
+        if parts == 1:
+            if backward:
+                _backward_rows(L, g, 0, L.B)
+            else:
+                _forward_rows(L, g, 0, L.B)
+        else:
+            for p in prange(parts, num_threads=_team(parts), schedule="static"):
+                if backward:
+                    _backward_rows(L, g, bd[p], bd[p + 1])
+                else:
+                    _forward_rows(L, g, bd[p], bd[p + 1])
+    return 0
+
+
+# ---------------------------------------------------------------------------------------
+# The entries: checks with the GIL, then the loop and the products without it
+# ---------------------------------------------------------------------------------------
+
+cdef bint _is_double(object X) except -1:
+    """Whether the kernels run in float64 for input ``X`` (float32 otherwise: the typed
+    arguments then refuse any other dtype)."""
+    return isinstance(X, cnp.ndarray) and cnp.PyArray_TYPE(<cnp.ndarray>X) == cnp.NPY_FLOAT64
+
+
+def kind_gates(int kind):
+    """G of the kernels' kind number ``kind`` (KIND_RNN, KIND_LSTM, KIND_GRU)."""
+    _check_kind(kind)
+    return _kind_gates(kind)
+
+
+# The kernels' numbers of the kinds (the kernel_id of fastrnn/_kinds.py)
+KIND_RNN, KIND_LSTM, KIND_GRU = CELL_RNN, CELL_LSTM, CELL_GRU
+
+
+cdef int _check_kind(int kind) except -1:
+    if kind < 0 or kind >= N_CELLS:
+        raise ValueError(f"kind must be one of 0..{N_CELLS - 1}, got {kind}")
+    return 0
+
+
+cdef floating* _state_ptr(str name, floating[:, ::1] A, Py_ssize_t B,
+                          Py_ssize_t cols) except? NULL:
+    """Pointer to an optional (B, cols) array, or NULL when None or empty."""
+    if A is None or A.shape[0] == 0:
+        return NULL
+    _check_shape(name, tuple(A.shape)[:2], (B, cols))
+    return &A[0, 0]
+
+
+cdef floating* _cache_ptr(str name, floating[:, :, ::1] C, Py_ssize_t T, Py_ssize_t B,
+                          Py_ssize_t H) except? NULL:
+    """Pointer to an optional (T, B, H) cache, or NULL when None or empty."""
+    if C is None or C.shape[0] == 0:
+        return NULL
+    _check_shape(name, tuple(C.shape)[:3], (T, B, H))
+    return &C[0, 0, 0]
+
+
+cdef int _check_kind_arrays(int kind, bint train, bint backward, const void* c,
+                            const void* cp, const void* gh, const void* hn) except -1:
+    """The arrays only some kinds use: given exactly where the kind needs them."""
+    cdef bint lstm = kind == CELL_LSTM, apart = _product_apart(kind)
+    cdef str state = "dc" if backward else "c"
+    if (c != NULL) != lstm:
+        raise ValueError(f"{state} is given with an LSTM, and only then")
+    if (cp != NULL) != (lstm and train):
+        raise ValueError("Cp is given with an LSTM in training, and only then "
+                         "(Hp and Cp both given or both empty)")
+    if (gh != NULL) != apart:
+        raise ValueError("Gh is given with a GRU, and only then")
+    if (hn != NULL) != (apart and train):
+        raise ValueError("Hn is given with a GRU in training, and only then "
+                         "(Hp and Hn both given or both empty)")
+    return 0
+
+
+def forward(int kind, X, W_ih, W_hh, b_ih, b_hh, nact, bounds, h, Y, Py_ssize_t col, Gt, *,
+            c=None, Hp=None, Cp=None, Gh=None, Hn=None, bint reverse=False,
+            bint relu=False, W_hh_t=None, int layout=_TRANSPOSED, W_ih_p=None):
+    """Forward over a sequence, one layer in one direction.  Training when ``Hp`` has T
+    rows (and ``Cp`` for an LSTM, ``Hn`` for a GRU), inference when they are None or empty.
+
+    ``h`` (and the LSTM's ``c``) (B, H): the initial state on entry, the final state on
+    exit.  ``Gt`` (T*B, G*H) holds the gate activations on exit (the training cache);
+    ``Gh`` (B, G*H) is the GRU's per-step workspace.  The time loop runs on the row ranges
+    of ``bounds`` in parallel.  ``W_hh_t`` (H, G*H), the transposed recurrent weight,
+    makes each step a plain product (None or empty: BLAS reads W_hh); with
+    ``layout=LAYOUT_PANELS`` it holds W_hh.T packed by ``_blas.panel_pack`` (float32);
+    with ``layout=LAYOUT_LSTM_ROW`` (an LSTM, float32, B = 1) :func:`lstm_pack`'s layout
+    for the fused one-row loop.  With ``W_ih_p`` (W_ih.T packed by ``panel_pack``,
+    float32) each step computes its own input projection, just before it needs it; in
+    inference ``Gt`` may then have just B rows, reused by every step.
+    """
+    if _is_double(X):
+        _forward[double](kind, X, W_ih, W_hh, b_ih, b_hh, nact, bounds, h, Y, col, Gt, c,
+                         Hp, Cp, Gh, Hn, reverse, relu, W_hh_t, layout, W_ih_p)
+    else:
+        _forward[float](kind, X, W_ih, W_hh, b_ih, b_hh, nact, bounds, h, Y, col, Gt, c, Hp,
+                        Cp, Gh, Hn, reverse, relu, W_hh_t, layout, W_ih_p)
+
+
+cdef int _forward(int kind, const floating[:, ::1] X, const floating[:, ::1] W_ih,
+                  const floating[:, ::1] W_hh, floating[::1] b_ih, floating[::1] b_hh,
+                  const int[::1] nact, const int[::1] bounds, floating[:, ::1] h,
+                  floating[:, :, ::1] Y, Py_ssize_t col, floating[:, ::1] Gt,
+                  floating[:, ::1] c, floating[:, :, ::1] Hp, floating[:, :, ::1] Cp,
+                  floating[:, ::1] Gh, floating[:, :, ::1] Hn, bint reverse, bint relu,
+                  const floating[:, ::1] W_hh_t, int layout,
+                  const floating[:, ::1] W_ih_p) except -1:
+    _check_kind(kind)
+    cdef Py_ssize_t T = nact.shape[0], B = h.shape[0], H = h.shape[1], I = X.shape[1]
+    cdef Py_ssize_t GH = _kind_gates(kind) * H, n_hh = _bias_columns(kind, H)
+    _check_common(T, B, I, H, GH, tuple(X.shape)[:2], tuple(W_ih.shape)[:2],
+                  tuple(W_hh.shape)[:2], tuple(Y.shape)[:3], col)
+    _check_nact(nact, B)
+    _check_bounds(bounds, B)
+    cdef _Loop L
+    L.kind, L.relu, L.reverse = kind, relu, reverse
+    L.T, L.B, L.H, L.In, L.GH, L.ldy = T, B, H, I, GH, Y.shape[2]
+    L.nact = &nact[0]
+    L.hp = _cache_ptr("Hp", Hp, T, B, H)
+    cdef bint train = L.hp != NULL
+    L.c = _state_ptr("c", c, B, H)
+    L.cp = _cache_ptr("Cp", Cp, T, B, H)
+    L.gh = _state_ptr("Gh", Gh, B, GH)
+    L.hn = _cache_ptr("Hn", Hn, T, B, H)
+    _check_kind_arrays(kind, train, False, L.c, L.cp, L.gh, L.hn)
+    L.W_ih_p = _optional_panels("W_ih_p", W_ih_p, I, GH)
+    _check_shape("Gt", tuple(Gt.shape)[1:2], (GH,))
+    L.gstep = _gates_step(Gt.shape[0], L.W_ih_p != NULL, train, T, B, GH)
+    cdef floating* pb_ih = _bias_ptr(b_ih, GH, "b_ih")
+    cdef floating* pb_hh = _bias_ptr(b_hh, GH, "b_hh")
+    _check_bias_pair(pb_ih, pb_hh)
+    L.b_hn = pb_hh + n_hh if pb_hh != NULL and n_hh < GH else NULL
+    L.X, L.W_hh, L.h, L.y = &X[0, 0], &W_hh[0, 0], &h[0, 0], &Y[0, 0, 0] + col
+    cdef const floating* whh_t = (_transposed_ptr(W_hh_t, H, GH) if W_hh_t is not None
+                                  else NULL)
+    L.W_hh_t = whh_t
+    cdef bint one_row = layout == _LSTM_ROW
+    if one_row:
+        _check_one_row(kind, B, H, whh_t, L.W_ih_p, <floating>0)
+        L.panels = NULL
+    else:
+        L.panels = _panels_ptr(whh_t, layout)
+    cdef floating* g = &Gt[0, 0]
+    cdef floating* sb = _step_bias(<const floating*>L.W_ih_p, pb_ih, pb_hh, GH, n_hh)
+    L.sbias = sb
+    try:
+        if L.W_ih_p == NULL:
+            with nogil:
+                _input_all(<int>(T * B), <int>GH, <int>I, &X[0, 0], &W_ih[0, 0], pb_ih,
+                           pb_hh, <int>n_hh, g)
+        if one_row:
+            _one_row_lstm(&L, g)
+        else:
+            _run_rows(&L, g, bounds, False)
+    finally:
+        free(sb)
+    return 0
+
+
+cdef int _check_one_row(int kind, Py_ssize_t B, Py_ssize_t H, const void* W_hh_t,
+                        const void* W_ih_p, floating dtype) except -1:
+    if kind != CELL_LSTM:
+        raise ValueError("LAYOUT_LSTM_ROW is the LSTM's layout")
+    if sizeof(floating) != sizeof(float):
+        raise ValueError("packed weights are float32 only")
+    if B != 1 or H % 16 or W_hh_t == NULL or W_ih_p != NULL:
+        raise ValueError("packed weights need one batch row, H a multiple of 16, "
+                         "W_hh_t of shape (H, 4H) and no W_ih_p")
+    return 0
+
+
+cdef int _one_row_lstm(const _Loop* L, floating* g) except -1:
+    """The fused one-row LSTM loop of ``fr_lstm_row_f`` (float32, B = 1)."""
+    cdef float* work = <float*>malloc(2 * L.H * sizeof(float))
+    if work == NULL:
+        raise MemoryError()
+    if floating is float:
+        with nogil:
+            fr_lstm_row_f(<const float*>L.W_hh_t, L.H, L.nact, L.T, L.reverse, g, L.GH,
+                          <float*>L.h, <float*>L.c, <float*>L.y, L.ldy, <float*>L.hp,
+                          <float*>L.cp, L.H, work)
+    free(work)
+    return 0
+
+
+def backward(int kind, X, W_ih, W_hh, nact, bounds, Gt, Hp, dY, Py_ssize_t col, dh, dW_ih,
+             dW_hh, db_ih, db_hh, *, dc=None, Cp=None, Gh=None, Hn=None, dX=None,
+             bint accumulate_dx=False, bint reverse=False, bint relu=False, W_hh_p=None):
+    """Backward through time of :func:`forward`, from its training cache.
+
+    ``dh`` (and the LSTM's ``dc``): dh_n, dc_n on entry, dh0, dc0 on exit.  ``Gt``
+    becomes dG; the GRU's ``Hn`` becomes dHn and ``Gh`` (B, G*H) is workspace.  Weight
+    and bias gradients are added into the arrays given; ``dX`` (T*B, I) is overwritten,
+    or added to with ``accumulate_dx``, or not computed when None.  ``W_hh_p``: W_hh
+    packed by ``_blas.panel_pack`` for the per-step products (float32), or None or empty
+    (BLAS).
+    """
+    if _is_double(X):
+        _backward[double](kind, X, W_ih, W_hh, nact, bounds, Gt, Hp, dY, col, dh, dW_ih,
+                          dW_hh, db_ih, db_hh, dc, Cp, Gh, Hn, dX, accumulate_dx, reverse,
+                          relu, W_hh_p)
+    else:
+        _backward[float](kind, X, W_ih, W_hh, nact, bounds, Gt, Hp, dY, col, dh, dW_ih,
+                         dW_hh, db_ih, db_hh, dc, Cp, Gh, Hn, dX, accumulate_dx, reverse,
+                         relu, W_hh_p)
+
+
+cdef int _backward(int kind, const floating[:, ::1] X, const floating[:, ::1] W_ih,
+                   const floating[:, ::1] W_hh, const int[::1] nact, const int[::1] bounds,
+                   floating[:, ::1] Gt, floating[:, :, ::1] Hp, const floating[:, :, ::1] dY,
+                   Py_ssize_t col, floating[:, ::1] dh, floating[:, ::1] dW_ih,
+                   floating[:, ::1] dW_hh, floating[::1] db_ih, floating[::1] db_hh,
+                   floating[:, ::1] dc, floating[:, :, ::1] Cp, floating[:, ::1] Gh,
+                   floating[:, :, ::1] Hn, floating[:, ::1] dX, bint accumulate_dx,
+                   bint reverse, bint relu, const floating[:, ::1] W_hh_p) except -1:
+    _check_kind(kind)
+    cdef Py_ssize_t T = nact.shape[0], B = dh.shape[0], H = dh.shape[1], I = X.shape[1]
+    cdef Py_ssize_t GH = _kind_gates(kind) * H, n_hh = _bias_columns(kind, H)
+    _check_common(T, B, I, H, GH, tuple(X.shape)[:2], tuple(W_ih.shape)[:2],
+                  tuple(W_hh.shape)[:2], tuple(dY.shape)[:3], col)
+    _check_shape("Gt", tuple(Gt.shape)[:2], (T * B, GH))
+    _check_shape("Hp", tuple(Hp.shape)[:3], (T, B, H))
+    if dX is not None:
+        _check_shape("dX", tuple(dX.shape)[:2], (T * B, I))
+    _check_shape("dW_ih", tuple(dW_ih.shape)[:2], (GH, I))
+    _check_shape("dW_hh", tuple(dW_hh.shape)[:2], (GH, H))
+    _check_nact(nact, B)
+    _check_bounds(bounds, B)
+    cdef _Loop L
+    L.kind, L.relu, L.reverse = kind, relu, reverse
+    L.T, L.B, L.H, L.In, L.GH, L.ldy = T, B, H, I, GH, dY.shape[2]
+    L.gstep = B * GH
+    L.nact = &nact[0]
+    L.c = _state_ptr("dc", dc, B, H)
+    L.cp = _cache_ptr("Cp", Cp, T, B, H)
+    L.gh = _state_ptr("Gh", Gh, B, GH)
+    L.hn = _cache_ptr("Hn", Hn, T, B, H)
+    _check_kind_arrays(kind, True, True, L.c, L.cp, L.gh, L.hn)
+    cdef floating* pdb_ih = _bias_ptr(db_ih, GH, "db_ih")
+    cdef floating* pdb_hh = _bias_ptr(db_hh, GH, "db_hh")
+    _check_bias_pair(pdb_ih, pdb_hh)
+    L.X, L.W_hh, L.h, L.hp = &X[0, 0], &W_hh[0, 0], &dh[0, 0], &Hp[0, 0, 0]
+    L.y = <void*>(&dY[0, 0, 0] + col)
+    L.W_hh_t = L.W_ih_p = L.sbias = L.b_hn = NULL
+    L.panels = _optional_panels("W_hh_p", W_hh_p, GH, H)
+    cdef floating* g = &Gt[0, 0]
+    cdef floating* pdx = &dX[0, 0] if dX is not None else NULL
+    cdef _Grads gd = _grads_shape(T * B, GH, I, H, accumulate_dx, n_hh, GH, GH - n_hh)
+    _run_rows(&L, g, bounds, True)
+    with nogil:
+        # dW_hh[:n_hh] += dG[:, :n_hh].T @ Hp;  GRU: dW_hh[2H:] += dHn.T @ Hp
+        _param_grads(&gd, g, <floating*>L.hn, &X[0, 0], &W_ih[0, 0], &Hp[0, 0, 0], pdx,
+                     &dW_ih[0, 0], pdb_ih, &dW_hh[0, 0], pdb_hh)
+    return 0
 
 
 def same_bytes(a, b):
@@ -483,7 +666,8 @@ def same_bytes(a, b):
 def lstm_pack(const float[:, ::1] W_hh, float[:, ::1] out):
     """``out`` (H, 4H) read as (H/16, H, 64): for each block b of 16 units a panel whose
     row k holds gate q of unit ``16*b + u`` at ``16*q + u`` (``W_hh[q*H + 16*b + u, k]``),
-    the layout of ``lstm_forward(..., packed=True)``.  H must be a multiple of 16."""
+    the layout of ``forward(KIND_LSTM, ..., layout=LAYOUT_LSTM_ROW)``.  H must be a
+    multiple of 16."""
     cdef Py_ssize_t H = W_hh.shape[1]
     if H % 16 or W_hh.shape[0] != 4 * H:
         raise ValueError(f"W_hh must be (4H, H) with H a multiple of 16, got "
@@ -491,347 +675,3 @@ def lstm_pack(const float[:, ::1] W_hh, float[:, ::1] out):
     _check_shape("out", tuple(out.shape)[:2], (H, 4 * H))
     with nogil:
         fr_lstm_pack_f(&W_hh[0, 0], H, &out[0, 0])
-
-
-def lstm_forward(const floating[:, ::1] X, const floating[:, ::1] W_ih,
-                 const floating[:, ::1] W_hh, floating[::1] b_ih, floating[::1] b_hh,
-                 const int[::1] nact, bint reverse,
-                 floating[:, ::1] h, floating[:, ::1] c, floating[:, :, ::1] Y, Py_ssize_t col,
-                 floating[:, ::1] Gt, floating[:, :, ::1] Hp, floating[:, :, ::1] Cp,
-                 const int[::1] bounds, const floating[:, ::1] W_hh_t,
-                 int layout=_TRANSPOSED, const floating[:, ::1] W_ih_p=None):
-    """LSTM forward over a sequence.  Training when ``Hp``/``Cp`` have T rows, inference when 0.
-
-    On exit ``Gt`` holds the gate activations (i, f, g, o) and ``h``, ``c`` the final state.
-    The time loop runs on the row ranges of ``bounds`` in parallel; ``W_hh_t`` (H, G*H),
-    the transposed recurrent weight, makes each step a plain product (empty: not used).
-    With ``layout=LAYOUT_PANELS`` it holds W_hh.T packed by :func:`panel_pack` (float32).
-    With ``layout=LAYOUT_LSTM_ROW`` it is :func:`lstm_pack`'s layout and the one batch row
-    (float32, B = 1) runs the fused one-row loop of ``fr_lstm_row_f``.
-    With ``W_ih_p`` (W_ih.T packed by :func:`panel_pack`, float32) each step computes its
-    own input projection, just before it needs it, instead of one product over all steps
-    first; in inference ``Gt`` may then have just B rows, reused by every step.
-    """
-    cdef Py_ssize_t T = nact.shape[0], B = h.shape[0], H = h.shape[1], I = X.shape[1]
-    cdef Py_ssize_t ldy = Y.shape[2], GH = 4 * H, p, parts = bounds.shape[0] - 1
-    cdef bint train = Hp.shape[0] != 0
-    _check_common(T, B, I, H, GH, tuple(X.shape)[:2], tuple(W_ih.shape)[:2],
-                  tuple(W_hh.shape)[:2], tuple(Y.shape)[:3], col)
-    _check_shape("c", tuple(c.shape)[:2], (B, H))
-    cdef const floating* wip = _optional_panels("W_ih_p", W_ih_p, I, GH)
-    _check_shape("Gt", tuple(Gt.shape)[1:2], (GH,))
-    cdef Py_ssize_t gstep = _gates_step(Gt.shape[0], wip != NULL, train, T, B, GH)
-    _check_cache("Hp", Hp, T, B, H)
-    _check_cache("Cp", Cp, T, B, H)
-    if train != (Cp.shape[0] != 0):
-        raise ValueError("Hp and Cp must both be given (training) or both be empty")
-    _check_nact(nact, B)
-    _check_bounds(bounds, B)
-    cdef floating* pb_ih = _bias_ptr(b_ih, GH, "b_ih")
-    cdef floating* pb_hh = _bias_ptr(b_hh, GH, "b_hh")
-    _check_bias_pair(pb_ih, pb_hh)
-    cdef floating* g = &Gt[0, 0]
-    cdef floating* hs = &h[0, 0]
-    cdef floating* cs = &c[0, 0]
-    cdef floating* y = &Y[0, 0, 0] + col
-    cdef floating* hp = &Hp[0, 0, 0] if train else NULL
-    cdef floating* cp = &Cp[0, 0, 0] if train else NULL
-    cdef const floating* x = &X[0, 0]
-    cdef const floating* whh = &W_hh[0, 0]
-    cdef const floating* whh_t = _transposed_ptr(W_hh_t, H, W_hh.shape[0])
-    cdef const floating* wp = NULL
-    cdef const int* na = &nact[0]
-    cdef const int* bd = &bounds[0]
-    cdef float* work = NULL
-    cdef bint packed = layout == _LSTM_ROW
-    if not packed:
-        wp = _panels_ptr(whh_t, layout)
-    else:
-        if sizeof(floating) != sizeof(float):
-            raise ValueError("packed weights are float32 only")
-        if B != 1 or H % 16 or whh_t == NULL or wip != NULL:
-            raise ValueError("packed weights need one batch row, H a multiple of 16, "
-                             "W_hh_t of shape (H, 4H) and no W_ih_p")
-        work = <float*>malloc(2 * H * sizeof(float))
-        if work == NULL:
-            raise MemoryError()
-    cdef floating* sb = _step_bias(wip, pb_ih, pb_hh, GH, GH)   # NULL when packed
-    with nogil:
-        if wip == NULL:
-            _input_all(<int>(T * B), <int>GH, <int>I, x, &W_ih[0, 0], pb_ih, pb_hh, <int>GH,
-                       g)
-        if packed:
-            if floating is float:
-                fr_lstm_row_f(whh_t, H, na, T, reverse, g, GH, hs, cs, y, ldy, hp, cp, H,
-                              work)
-            free(work)
-        elif parts == 1:
-            _lstm_forward_rows(whh, whh_t, wp, x, I, wip, sb, gstep, na, T, B, H, reverse, 0,
-                               B, g, hs, cs, y, ldy, hp, cp)
-        else:
-            for p in prange(parts, num_threads=_team(parts), schedule="static"):
-                _lstm_forward_rows(whh, whh_t, wp, x, I, wip, sb, gstep, na, T, B, H, reverse,
-                                   bd[p], bd[p + 1], g, hs, cs, y, ldy, hp, cp)
-        free(sb)
-
-
-cdef void _lstm_backward_rows(const floating* W_hh, const floating* Wp, const int* nact,
-                              Py_ssize_t T, Py_ssize_t B, Py_ssize_t H, bint reverse, Py_ssize_t lo,
-                              Py_ssize_t hi, floating* g, const floating* cp,
-                              const floating* dy, Py_ssize_t ldy, floating* dhs,
-                              floating* dcs) noexcept nogil:
-    cdef Py_ssize_t rows = hi - lo, GH = 4 * H, s, t, n
-    cdef floating* gt
-    g += lo * GH
-    cp += lo * H
-    dy += lo * ldy
-    dhs += lo * H
-    dcs += lo * H
-    for s in range(T):
-        t = s if reverse else T - 1 - s
-        n = _active(nact[t], lo, hi)
-        gt = g + t * B * GH
-        # 1. dh += dY[t]
-        _add_rows(dy + t * B * ldy, ldy, dhs, H, n, H)
-        # 2. dG[t], dc = dc_prev
-        _lstm_grad(gt, cp + t * B * H, dhs, dcs, n, H)
-        memset(gt + n * GH, 0, (rows - n) * GH * sizeof(floating))
-        # 3. dh = dG[t] @ W_hh
-        _back_product(<int>n, <int>GH, <int>H, gt, <int>GH, W_hh, Wp, <floating>0, dhs)
-
-
-def lstm_backward(const floating[:, ::1] X, const floating[:, ::1] W_ih,
-                  const floating[:, ::1] W_hh, const int[::1] nact, bint reverse,
-                  floating[:, ::1] Gt, const floating[:, :, ::1] Hp,
-                  const floating[:, :, ::1] Cp, const floating[:, :, ::1] dY, Py_ssize_t col,
-                  floating[:, ::1] dh, floating[:, ::1] dc,
-                  floating[:, ::1] dX, bint accumulate_dx, floating[:, ::1] dW_ih,
-                  floating[:, ::1] dW_hh, floating[::1] db_ih, floating[::1] db_hh,
-                  const int[::1] bounds, const floating[:, ::1] W_hh_p):
-    """LSTM backward through time.  ``dh``, ``dc``: dh_n, dc_n on entry, dh0, dc0 on exit.
-    ``W_hh_p``: W_hh packed by :func:`panel_pack` for the per-step products (float32), or
-    empty (BLAS)."""
-    cdef Py_ssize_t T = nact.shape[0], B = dh.shape[0], H = dh.shape[1], I = X.shape[1]
-    cdef Py_ssize_t ldy = dY.shape[2], GH = 4 * H, p, parts = bounds.shape[0] - 1
-    _check_common(T, B, I, H, GH, tuple(X.shape)[:2], tuple(W_ih.shape)[:2],
-                  tuple(W_hh.shape)[:2], tuple(dY.shape)[:3], col)
-    _check_shape("dc", tuple(dc.shape)[:2], (B, H))
-    _check_shape("Gt", tuple(Gt.shape)[:2], (T * B, GH))
-    _check_shape("Hp", tuple(Hp.shape)[:3], (T, B, H))
-    _check_shape("Cp", tuple(Cp.shape)[:3], (T, B, H))
-    _check_shape("dX", tuple(dX.shape)[:2], (T * B, I))
-    _check_shape("dW_ih", tuple(dW_ih.shape)[:2], (GH, I))
-    _check_shape("dW_hh", tuple(dW_hh.shape)[:2], (GH, H))
-    _check_nact(nact, B)
-    _check_bounds(bounds, B)
-    cdef floating* pdb_ih = _bias_ptr(db_ih, GH, "db_ih")
-    cdef floating* pdb_hh = _bias_ptr(db_hh, GH, "db_hh")
-    _check_bias_pair(pdb_ih, pdb_hh)
-    cdef floating* g = &Gt[0, 0]
-    cdef floating* dhs = &dh[0, 0]
-    cdef floating* dcs = &dc[0, 0]
-    cdef const floating* dy = &dY[0, 0, 0] + col
-    cdef const floating* cp = &Cp[0, 0, 0]
-    cdef const floating* whh = &W_hh[0, 0]
-    cdef const floating* wp = _optional_panels("W_hh_p", W_hh_p, GH, H)
-    cdef const int* na = &nact[0]
-    cdef const int* bd = &bounds[0]
-    cdef _Grads gd = _grads_shape(T * B, GH, I, H, accumulate_dx, GH, GH, 0)
-    with nogil:
-        if parts == 1:
-            _lstm_backward_rows(whh, wp, na, T, B, H, reverse, 0, B, g, cp, dy, ldy, dhs, dcs)
-        else:
-            for p in prange(parts, num_threads=_team(parts), schedule="static"):
-                _lstm_backward_rows(whh, wp, na, T, B, H, reverse, bd[p], bd[p + 1], g, cp, dy,
-                                    ldy, dhs, dcs)
-        _param_grads(&gd, g, <floating*>NULL, &X[0, 0], &W_ih[0, 0], &Hp[0, 0, 0], &dX[0, 0],
-                     &dW_ih[0, 0], pdb_ih, &dW_hh[0, 0], pdb_hh)
-
-
-# ---------------------------------------------------------------------------------------
-# GRU:  gates r z n;  n = tanh(W_in x + b_in + r*(W_hn h + b_hn));  h' = (1-z)*n + z*h
-# ---------------------------------------------------------------------------------------
-
-cdef void _gru_forward_rows(const floating* W_hh, const floating* W_hh_t,
-                            const floating* Wp,
-                            const floating* X, Py_ssize_t I, const floating* Wip,
-                            const floating* sbias, Py_ssize_t gstep,
-                            const floating* b_hn, const int* nact,
-                            Py_ssize_t T, Py_ssize_t B, Py_ssize_t H, bint reverse,
-                            Py_ssize_t lo, Py_ssize_t hi, floating* g, floating* gh,
-                            floating* hs, floating* y, Py_ssize_t ldy, floating* hp,
-                            floating* hn) noexcept nogil:
-    cdef Py_ssize_t rows = hi - lo, GH = 3 * H, s, t, n
-    cdef floating* gt
-    cdef floating* yt
-    g += lo * GH
-    gh += lo * GH
-    hs += lo * H
-    y += lo * ldy
-    if hp != NULL:
-        hp += lo * H
-        hn += lo * H
-    for s in range(T):
-        t = T - 1 - s if reverse else s
-        n = _active(nact[t], lo, hi)
-        gt = g + t * gstep
-        yt = y + t * B * ldy
-        if hp != NULL:
-            memcpy(hp + t * B * H, hs, rows * H * sizeof(floating))
-        if Wip != NULL:
-            # 0. Gt[t] = x_t @ W_ih.T + biases (b_hn stays inside r*(...)), step by step
-            _step_input(<int>n, <int>GH, <int>I, X + (t * B + lo) * I, Wip, sbias, gt)
-        # 1. Gh = h @ W_hh.T
-        _step_product(<int>n, <int>GH, <int>H, hs, W_hh, W_hh_t, Wp, <floating>0, gh)
-        # 2.-3. gates and h
-        _gru_step(gt, gh, b_hn, hs, hn + t * B * H if hp != NULL else NULL, n, H)
-        # 4. Y[t] = h; zeros at padded steps
-        _copy_rows(hs, H, yt, ldy, n, H)
-        _zero_rows(yt + n * ldy, ldy, rows - n, H)
-
-
-def gru_forward(const floating[:, ::1] X, const floating[:, ::1] W_ih,
-                const floating[:, ::1] W_hh, floating[::1] b_ih, floating[::1] b_hh,
-                const int[::1] nact, bint reverse,
-                floating[:, ::1] h, floating[:, :, ::1] Y, Py_ssize_t col,
-                floating[:, ::1] Gt, floating[:, ::1] Gh,
-                floating[:, :, ::1] Hp, floating[:, :, ::1] Hn, const int[::1] bounds,
-                const floating[:, ::1] W_hh_t, int layout=_TRANSPOSED,
-                const floating[:, ::1] W_ih_p=None):
-    """GRU forward over a sequence.  Training when ``Hp``/``Hn`` have T rows, inference when 0.
-
-    ``Gh`` (B, 3H) is per-step workspace.  On exit ``Gt`` holds the gates (r, z, n).
-    The time loop runs on the row ranges of ``bounds`` in parallel; ``W_hh_t`` (H, G*H),
-    the transposed recurrent weight, makes each step a plain product (empty: not used),
-    or with ``layout=LAYOUT_PANELS`` holds it packed by :func:`panel_pack` (float32).
-    With ``W_ih_p`` (W_ih.T packed by :func:`panel_pack`, float32) each step computes its
-    own input projection, just before it needs it, instead of one product over all steps
-    first; in inference ``Gt`` may then have just B rows, reused by every step.
-    """
-    cdef Py_ssize_t T = nact.shape[0], B = h.shape[0], H = h.shape[1], I = X.shape[1]
-    cdef Py_ssize_t ldy = Y.shape[2], GH = 3 * H, p, parts = bounds.shape[0] - 1
-    cdef bint train = Hp.shape[0] != 0
-    _check_common(T, B, I, H, GH, tuple(X.shape)[:2], tuple(W_ih.shape)[:2],
-                  tuple(W_hh.shape)[:2], tuple(Y.shape)[:3], col)
-    cdef const floating* wip = _optional_panels("W_ih_p", W_ih_p, I, GH)
-    _check_shape("Gt", tuple(Gt.shape)[1:2], (GH,))
-    cdef Py_ssize_t gstep = _gates_step(Gt.shape[0], wip != NULL, train, T, B, GH)
-    _check_shape("Gh", tuple(Gh.shape)[:2], (B, GH))
-    _check_cache("Hp", Hp, T, B, H)
-    _check_cache("Hn", Hn, T, B, H)
-    if train != (Hn.shape[0] != 0):
-        raise ValueError("Hp and Hn must both be given (training) or both be empty")
-    _check_nact(nact, B)
-    _check_bounds(bounds, B)
-    cdef floating* pb_ih = _bias_ptr(b_ih, GH, "b_ih")
-    cdef floating* pb_hh = _bias_ptr(b_hh, GH, "b_hh")
-    _check_bias_pair(pb_ih, pb_hh)
-    cdef floating* g = &Gt[0, 0]
-    cdef floating* gh = &Gh[0, 0]
-    cdef floating* hs = &h[0, 0]
-    cdef floating* y = &Y[0, 0, 0] + col
-    cdef floating* hp = &Hp[0, 0, 0] if train else NULL
-    cdef floating* hn = &Hn[0, 0, 0] if train else NULL
-    cdef const floating* b_hn = pb_hh + 2 * H if pb_hh != NULL else NULL
-    cdef const floating* x = &X[0, 0]
-    cdef const floating* whh = &W_hh[0, 0]
-    cdef const floating* whh_t = _transposed_ptr(W_hh_t, H, W_hh.shape[0])
-    cdef const floating* wp = _panels_ptr(whh_t, layout)
-    cdef const int* na = &nact[0]
-    cdef const int* bd = &bounds[0]
-    # b_hn stays inside r*(...): b_hh on the r and z columns only
-    cdef floating* sb = _step_bias(wip, pb_ih, pb_hh, GH, 2 * H)
-    with nogil:
-        if wip == NULL:
-            _input_all(<int>(T * B), <int>GH, <int>I, x, &W_ih[0, 0], pb_ih, pb_hh,
-                       <int>(2 * H), g)
-        if parts == 1:
-            _gru_forward_rows(whh, whh_t, wp, x, I, wip, sb, gstep, b_hn, na, T, B, H, reverse,
-                              0, B, g, gh, hs, y, ldy, hp, hn)
-        else:
-            for p in prange(parts, num_threads=_team(parts), schedule="static"):
-                _gru_forward_rows(whh, whh_t, wp, x, I, wip, sb, gstep, b_hn, na, T, B, H,
-                                  reverse, bd[p], bd[p + 1], g, gh, hs, y, ldy, hp, hn)
-        free(sb)
-
-
-cdef void _gru_backward_rows(const floating* W_hh, const floating* Wp, const int* nact,
-                             Py_ssize_t T, Py_ssize_t B, Py_ssize_t H, bint reverse, Py_ssize_t lo,
-                             Py_ssize_t hi, floating* g, floating* dgh, floating* hn,
-                             const floating* hp, const floating* dy, Py_ssize_t ldy,
-                             floating* dhs) noexcept nogil:
-    cdef Py_ssize_t rows = hi - lo, GH = 3 * H, s, t, n
-    cdef floating* gt
-    g += lo * GH
-    dgh += lo * GH
-    hn += lo * H
-    hp += lo * H
-    dy += lo * ldy
-    dhs += lo * H
-    for s in range(T):
-        t = s if reverse else T - 1 - s
-        n = _active(nact[t], lo, hi)
-        gt = g + t * B * GH
-        # 1. dh += dY[t]
-        _add_rows(dy + t * B * ldy, ldy, dhs, H, n, H)
-        # 2. dG[t], dHn[t], dGh; dh = dh * z
-        _gru_grad(gt, hn + t * B * H, dgh, hp + t * B * H, dhs, n, H)
-        memset(gt + n * GH, 0, (rows - n) * GH * sizeof(floating))
-        memset(hn + t * B * H + n * H, 0, (rows - n) * H * sizeof(floating))
-        # 3. dh += dGh @ W_hh
-        _back_product(<int>n, <int>GH, <int>H, dgh, <int>GH, W_hh, Wp, <floating>1, dhs)
-
-
-def gru_backward(const floating[:, ::1] X, const floating[:, ::1] W_ih,
-                 const floating[:, ::1] W_hh, const int[::1] nact, bint reverse,
-                 floating[:, ::1] Gt, floating[:, ::1] Gh, const floating[:, :, ::1] Hp,
-                 floating[:, :, ::1] Hn, const floating[:, :, ::1] dY, Py_ssize_t col,
-                 floating[:, ::1] dh, floating[:, ::1] dX, bint accumulate_dx,
-                 floating[:, ::1] dW_ih, floating[:, ::1] dW_hh,
-                 floating[::1] db_ih, floating[::1] db_hh, const int[::1] bounds,
-                 const floating[:, ::1] W_hh_p):
-    """GRU backward through time.  ``dh``: dh_n on entry, dh0 on exit.
-
-    ``Gt`` becomes dG (input side), ``Hn`` becomes dHn, ``Gh`` (B, 3H) is workspace.
-    ``W_hh_p``: W_hh packed by :func:`panel_pack` for the per-step products (float32), or
-    empty (BLAS).
-    """
-    cdef Py_ssize_t T = nact.shape[0], B = dh.shape[0], H = dh.shape[1], I = X.shape[1]
-    cdef Py_ssize_t ldy = dY.shape[2], GH = 3 * H, p, parts = bounds.shape[0] - 1
-    _check_common(T, B, I, H, GH, tuple(X.shape)[:2], tuple(W_ih.shape)[:2],
-                  tuple(W_hh.shape)[:2], tuple(dY.shape)[:3], col)
-    _check_shape("Gt", tuple(Gt.shape)[:2], (T * B, GH))
-    _check_shape("Gh", tuple(Gh.shape)[:2], (B, GH))
-    _check_shape("Hp", tuple(Hp.shape)[:3], (T, B, H))
-    _check_shape("Hn", tuple(Hn.shape)[:3], (T, B, H))
-    _check_shape("dX", tuple(dX.shape)[:2], (T * B, I))
-    _check_shape("dW_ih", tuple(dW_ih.shape)[:2], (GH, I))
-    _check_shape("dW_hh", tuple(dW_hh.shape)[:2], (GH, H))
-    _check_nact(nact, B)
-    _check_bounds(bounds, B)
-    cdef floating* pdb_ih = _bias_ptr(db_ih, GH, "db_ih")
-    cdef floating* pdb_hh = _bias_ptr(db_hh, GH, "db_hh")
-    _check_bias_pair(pdb_ih, pdb_hh)
-    cdef floating* g = &Gt[0, 0]
-    cdef floating* dgh = &Gh[0, 0]
-    cdef floating* hn = &Hn[0, 0, 0]
-    cdef floating* dhs = &dh[0, 0]
-    cdef const floating* dy = &dY[0, 0, 0] + col
-    cdef const floating* hp = &Hp[0, 0, 0]
-    cdef const floating* whh = &W_hh[0, 0]
-    cdef const floating* wp = _optional_panels("W_hh_p", W_hh_p, GH, H)
-    cdef const int* na = &nact[0]
-    cdef const int* bd = &bounds[0]
-    cdef _Grads gd = _grads_shape(T * B, GH, I, H, accumulate_dx, 2 * H, GH, H)
-    with nogil:
-        if parts == 1:
-            _gru_backward_rows(whh, wp, na, T, B, H, reverse, 0, B, g, dgh, hn, hp, dy, ldy,
-                               dhs)
-        else:
-            for p in prange(parts, num_threads=_team(parts), schedule="static"):
-                _gru_backward_rows(whh, wp, na, T, B, H, reverse, bd[p], bd[p + 1], g, dgh, hn,
-                                   hp, dy, ldy, dhs)
-        # dW_hh[:2H] += dG[:, :2H].T @ Hp;  dW_hh[2H:] += dHn.T @ Hp
-        _param_grads(&gd, g, hn, &X[0, 0], &W_ih[0, 0], hp, &dX[0, 0], &dW_ih[0, 0], pdb_ih,
-                     &dW_hh[0, 0], pdb_hh)
-

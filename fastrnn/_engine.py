@@ -15,6 +15,7 @@ import os
 import warnings
 import weakref
 from dataclasses import dataclass, field
+from typing import NamedTuple
 
 import numpy as np
 
@@ -206,58 +207,56 @@ def backward_operand(W_hh: np.ndarray, T: int, B: int) -> np.ndarray:
     return panels(W_hh, False) if use_panels(W_hh, T, B) else _EMPTY2[W_hh.dtype.char]
 
 
+class Cache(NamedTuple):
+    """What :func:`run_forward` keeps for :func:`run_backward`: the gates ``Gt``, the
+    states each step started from ``Hp`` (and ``Cp`` for a kind with a cell state), the
+    kept-apart recurrent product ``Hn`` and its workspace ``Gh`` (GRU), the row ranges."""
+
+    Gt: np.ndarray
+    Hp: np.ndarray
+    Cp: np.ndarray | None
+    Gh: np.ndarray | None
+    Hn: np.ndarray | None
+    bounds: np.ndarray
+
+
 def run_forward(mode: str, relu: bool, X: np.ndarray, weights: Weights, nact: np.ndarray,
                 reverse: bool, h: np.ndarray, c: np.ndarray | None, Y: np.ndarray, col: int,
-                train: bool):
+                train: bool) -> Cache | None:
     """One layer in one direction.  Updates ``h`` (and ``c``) in place to the final state,
     writes columns ``col:col+H`` of ``Y``; returns what backward needs (or None)."""
+    kind = KINDS[mode]
     T = nact.shape[0]
     B, H = h.shape
     dt = X.dtype
-    G = KINDS[mode].gates
-    bounds = row_bounds(nact, B, H, G)
+    GH = kind.gates * H
+    bounds = row_bounds(nact, B, H, kind.gates)
     W_hh_t, layout = forward_operand(mode, weights[1], T, B)
     W_ih_p = input_operand(weights[0], layout)
     # projecting step by step, inference keeps the gates of one step only
-    Gt = np.empty((T * B if train or W_ih_p is None else B, G * H), dt)
+    Gt = np.empty((T * B if train or W_ih_p is None else B, GH), dt)
     Hp = _cache_array(train, (T, B, H), dt)
-    if mode == "LSTM":
-        assert c is not None                  # the LSTM's state is (h, c)
-        Cp = _cache_array(train, (T, B, H), dt)
-        _core.lstm_forward(X, *weights, nact, reverse, h, c, Y, col, Gt, Hp, Cp, bounds,
-                           W_hh_t, layout, W_ih_p)
-        return (Gt, Hp, Cp, bounds) if train else None
-    if mode == "GRU":
-        Hn = _cache_array(train, (T, B, H), dt)
-        Gh = np.empty((B, 3 * H), dt)
-        _core.gru_forward(X, *weights, nact, reverse, h, Y, col, Gt, Gh, Hp, Hn, bounds, W_hh_t,
-                          layout, W_ih_p)
-        return (Gt, Gh, Hp, Hn, bounds) if train else None
-    _core.rnn_forward(X, *weights, nact, reverse, relu, h, Y, col, Gt, Hp, bounds, W_hh_t,
-                      layout, W_ih_p)
-    return (Gt, Hp, bounds) if train else None
+    Cp = _cache_array(train, (T, B, H), dt) if kind.has_cell else None
+    Hn = _cache_array(train, (T, B, H), dt) if kind.product_apart else None
+    Gh = np.empty((B, GH), dt) if kind.product_apart else None
+    _core.forward(kind.kernel_id, X, *weights, nact, bounds, h, Y, col, Gt, c=c, Hp=Hp,
+                  Cp=Cp, Gh=Gh, Hn=Hn, reverse=reverse, relu=relu, W_hh_t=W_hh_t,
+                  layout=layout, W_ih_p=W_ih_p)
+    return Cache(Gt, Hp, Cp, Gh, Hn, bounds) if train else None
 
 
 def run_backward(mode: str, relu: bool, X: np.ndarray, weights: Weights, nact: np.ndarray,
-                 reverse: bool, cache: tuple, dY: np.ndarray, col: int, dh: np.ndarray,
-                 dc: np.ndarray | None, dX: np.ndarray, accumulate: bool, grads: Weights):
+                 reverse: bool, cache: Cache, dY: np.ndarray, col: int, dh: np.ndarray,
+                 dc: np.ndarray | None, dX: np.ndarray | None, accumulate: bool,
+                 grads: Weights) -> None:
     """Backward of :func:`run_forward`: ``dh``/``dc`` from dh_n/dc_n to dh0/dc0 in place,
-    ``dX`` written (or added to), gradients added into ``grads``."""
+    ``dX`` written (or added to; None: not computed), gradients added into ``grads``."""
     W_ih, W_hh = weights[0], weights[1]
     W_hh_p = backward_operand(W_hh, nact.shape[0], dh.shape[0])
-    if mode == "LSTM":
-        Gt, Hp, Cp, bounds = cache
-        assert dc is not None
-        _core.lstm_backward(X, W_ih, W_hh, nact, reverse, Gt, Hp, Cp, dY, col, dh, dc,
-                            dX, accumulate, *grads, bounds, W_hh_p)
-    elif mode == "GRU":
-        Gt, Gh, Hp, Hn, bounds = cache
-        _core.gru_backward(X, W_ih, W_hh, nact, reverse, Gt, Gh, Hp, Hn, dY, col, dh,
-                           dX, accumulate, *grads, bounds, W_hh_p)
-    else:
-        Gt, Hp, bounds = cache
-        _core.rnn_backward(X, W_ih, W_hh, nact, reverse, relu, Gt, Hp, dY, col, dh,
-                           dX, accumulate, *grads, bounds, W_hh_p)
+    _core.backward(KINDS[mode].kernel_id, X, W_ih, W_hh, nact, cache.bounds, cache.Gt,
+                   cache.Hp, dY, col, dh, *grads, dc=dc, Cp=cache.Cp, Gh=cache.Gh,
+                   Hn=cache.Hn, dX=dX, accumulate_dx=accumulate, reverse=reverse, relu=relu,
+                   W_hh_p=W_hh_p)
 
 
 @dataclass
@@ -366,7 +365,7 @@ def cell_call(kind: Kind, relu: bool, x: object, state: object, weights: Weights
     ``state`` (h, or (h, c); None for zeros), or None when ``x`` or ``state`` need
     converting (not ndarrays of the weights' dtype, C-contiguous, of the right shapes):
     the caller then converts and checks them and runs :func:`step`."""
-    return _step.cell_call(kind.step_id, relu, x, state, *weights)
+    return _step.cell_call(kind.kernel_id, relu, x, state, *weights)
 
 
 def step_workspace(kind: Kind, batch: int, hidden: int,
@@ -374,7 +373,7 @@ def step_workspace(kind: Kind, batch: int, hidden: int,
     """``(gates, gh)``, the workspace :func:`step` takes for ``batch`` rows: ``gates``
     (B, G*H), and ``gh`` (B, 3H) for a GRU (``gates`` again for the other kinds)."""
     gates = np.empty((batch, kind.gates * hidden), dtype)
-    gh = np.empty((batch, 3 * hidden), dtype) if kind.name == "GRU" else gates
+    gh = np.empty((batch, 3 * hidden), dtype) if kind.product_apart else gates
     return gates, gh
 
 
@@ -383,7 +382,7 @@ def step(kind: Kind, relu: bool, x: np.ndarray, weights: Weights, h: np.ndarray,
     """One time step of one layer on every row, in place: ``h`` (and ``c``, the LSTM's
     cell state; None for the other kinds) (B, H) go from the previous state to the new
     one, from ``x`` (B, I); ``gates``, ``gh`` from :func:`step_workspace`."""
-    _step.step(kind.step_id, relu, x, *weights, h, gates if c is None else c, gates, gh)
+    _step.step(kind.kernel_id, relu, x, *weights, h, gates if c is None else c, gates, gh)
 
 
 def readout(h: np.ndarray, weight: np.ndarray, bias: np.ndarray | None,

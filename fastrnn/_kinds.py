@@ -28,7 +28,10 @@ class Kind:
     """One recurrent cell kind.
 
     ``gates`` G (the gate width is G*H); ``has_cell`` whether the state is ``(h, c)``;
-    ``step_id`` the mode number of ``_step.step`` and ``_step.cell_call``;
+    ``kernel_id`` its number in the kernels (``KIND_*`` of ``_core``, the ``mode`` of
+    ``_step.step`` and ``_step.cell_call``); ``product_apart`` whether its step keeps the
+    recurrent product h @ W_hh.T apart from the gates (a workspace ``Gh`` and a training
+    cache ``Hn``), because a gate multiplies part of it (GRU);
     ``gate_names`` PyTorch's order of the stacked gate blocks; ``onnx_blocks`` the
     blocks of PyTorch's order that make ONNX's order (LSTM ``iofc``, GRU ``zrh``);
     ``torch_layer``/``torch_cell`` the ``torch.nn`` class names.
@@ -37,9 +40,10 @@ class Kind:
     name: str
     gates: int
     has_cell: bool
-    step_id: int
+    kernel_id: int
     gate_names: tuple[str, ...]
     onnx_blocks: tuple[int, ...]
+    product_apart: bool = False
 
     @property
     def torch_layer(self) -> str:
@@ -76,11 +80,11 @@ class Kind:
 
 
 KINDS: dict[str, Kind] = {k.name: k for k in (
-    Kind("RNN", gates=1, has_cell=False, step_id=0, gate_names=("h",), onnx_blocks=(0,)),
-    Kind("LSTM", gates=4, has_cell=True, step_id=1, gate_names=("i", "f", "g", "o"),
+    Kind("RNN", gates=1, has_cell=False, kernel_id=0, gate_names=("h",), onnx_blocks=(0,)),
+    Kind("LSTM", gates=4, has_cell=True, kernel_id=1, gate_names=("i", "f", "g", "o"),
          onnx_blocks=(0, 3, 1, 2)),
-    Kind("GRU", gates=3, has_cell=False, step_id=2, gate_names=("r", "z", "n"),
-         onnx_blocks=(1, 0, 2)),
+    Kind("GRU", gates=3, has_cell=False, kernel_id=2, gate_names=("r", "z", "n"),
+         onnx_blocks=(1, 0, 2), product_apart=True),
 )}
 
 

@@ -12,7 +12,8 @@ from libc.stdlib cimport free, malloc
 from libc.string cimport memcpy, memset
 
 from fastrnn._blas cimport _check_index, gemm
-from fastrnn._cellmath cimport _fill_bias, _gru_step, _lstm_step, _rnn_act
+from fastrnn._cellmath cimport (CELL_LSTM, N_CELLS, _bias_columns, _cell_step, _fill_bias,
+                                _kind_gates, _product_apart)
 
 cnp.import_array()
 
@@ -47,28 +48,28 @@ cdef int _check_array(object a, str name, int typenum, Py_ssize_t d0, Py_ssize_t
     return 0
 
 
+cdef int _check_mode(int mode) except -1:
+    if mode < 0 or mode >= N_CELLS:
+        raise ValueError(f"mode must be one of 0..{N_CELLS - 1}, got {mode}")
+    return 0
+
+
 cdef void _step_impl(int mode, bint relu, Py_ssize_t B, Py_ssize_t I, Py_ssize_t H,
                      const floating* x, const floating* W_ih, const floating* W_hh,
                      const floating* b_ih, const floating* b_hh, floating* h, floating* c,
                      floating* g, floating* gh) noexcept nogil:
-    cdef Py_ssize_t GH = (1 if mode == 0 else (4 if mode == 1 else 3)) * H
+    cdef Py_ssize_t GH = _kind_gates(mode) * H, n_hh = _bias_columns(mode, H)
+    cdef bint apart = _product_apart(mode)
     # Gt = x @ W_ih.T + b_ih + b_hh   (GRU: b_hn stays inside r*(...))
     if b_ih != NULL:
-        _fill_bias(g, B, GH, b_ih, b_hh, 2 * H if mode == 2 else GH)
+        _fill_bias(g, B, GH, b_ih, b_hh, n_hh)
     gemm(False, True, <int>B, <int>GH, <int>I, <floating>1, x, <int>I, W_ih, <int>I,
          <floating>(1 if b_ih != NULL else 0), g, <int>GH)
-    if mode == 2:
-        gemm(False, True, <int>B, <int>GH, <int>H, <floating>1, h, <int>H, W_hh, <int>H,
-             <floating>0, gh, <int>GH)
-        _gru_step(g, gh, b_hh + 2 * H if b_hh != NULL else NULL, h, <floating*>NULL, B, H)
-        return
+    # Gt += h @ W_hh.T   (GRU: gh = h @ W_hh.T)
     gemm(False, True, <int>B, <int>GH, <int>H, <floating>1, h, <int>H, W_hh, <int>H,
-         <floating>1, g, <int>GH)
-    if mode == 1:
-        _lstm_step(g, h, c, B, H)
-    else:
-        _rnn_act(g, B * H, relu)
-        memcpy(h, g, B * H * sizeof(floating))
+         <floating>(0 if apart else 1), gh if apart else g, <int>GH)
+    _cell_step(mode, relu, g, gh, b_hh + n_hh if b_hh != NULL and n_hh < GH else NULL, h, c,
+               <floating*>NULL, B, H)
 
 
 cdef int _run_step(int mode, bint relu, int typenum, Py_ssize_t B, Py_ssize_t I,
@@ -76,7 +77,7 @@ cdef int _run_step(int mode, bint relu, int typenum, Py_ssize_t B, Py_ssize_t I,
                    void* px, void* ph, void* pc, void* pg, void* pgh) except -1:
     """Check the weights of one step (dtype ``typenum``, PyTorch's shapes, both biases or
     neither) and run :func:`_step_impl` in that dtype, without the GIL."""
-    cdef Py_ssize_t GH = (1 if mode == 0 else (4 if mode == 1 else 3)) * H
+    cdef Py_ssize_t GH = _kind_gates(mode) * H
     _check_index("B", B)
     _check_index("the gate width G*H", GH)
     _check_index("the input size", I)
@@ -106,14 +107,14 @@ cdef int _run_step(int mode, bint relu, int typenum, Py_ssize_t B, Py_ssize_t I,
 def step(int mode, bint relu, object x, object W_ih, object W_hh, object b_ih, object b_hh,
          object h, object c, object gates, object gh):
     """One time step of a cell on every row, in place: ``h`` (and ``c``) (B, H) go from
-    the previous state to the new one.  ``mode`` 0 RNN, 1 LSTM, 2 GRU; ``gates`` (B, G*H)
-    and, for a GRU, ``gh`` (B, 3H) are workspace; empty biases mean none; ``c`` is used
-    by the LSTM only (empty otherwise)."""
+    the previous state to the new one.  ``mode``: the kind's kernel number (0 RNN, 1 LSTM,
+    2 GRU; the ``kernel_id`` of fastrnn/_kinds.py); ``gates`` (B, G*H) and, for a GRU,
+    ``gh`` (B, 3H) are workspace; empty biases mean none; ``c`` is used by the LSTM only
+    (empty otherwise)."""
     cdef cnp.ndarray xa
     cdef int typenum
     cdef Py_ssize_t B, I, H, GH
-    if mode < 0 or mode > 2:
-        raise ValueError(f"mode must be 0, 1 or 2, got {mode}")
+    _check_mode(mode)
     if not isinstance(x, cnp.ndarray) or cnp.PyArray_NDIM(<cnp.ndarray>x) != 2:
         raise ValueError("x must be a 2-D ndarray")
     xa = <cnp.ndarray>x
@@ -124,21 +125,21 @@ def step(int mode, bint relu, object x, object W_ih, object W_hh, object b_ih, o
     if not isinstance(h, cnp.ndarray) or cnp.PyArray_NDIM(<cnp.ndarray>h) != 2:
         raise ValueError("h must be a 2-D ndarray")
     H = cnp.PyArray_DIM(<cnp.ndarray>h, 1)
-    GH = (1 if mode == 0 else (4 if mode == 1 else 3)) * H
+    GH = _kind_gates(mode) * H
     if B < 1 or I < 1 or H < 1:
         raise ValueError("sizes must be positive")
     _check_array(x, "x", typenum, B, I)
     _check_array(h, "h", typenum, B, H)
     _check_array(gates, "gates", typenum, B, GH)
-    if mode == 1:
+    if mode == CELL_LSTM:
         _check_array(c, "c", typenum, B, H)
-    if mode == 2:
-        _check_array(gh, "gh", typenum, B, 3 * H)
+    if _product_apart(mode):
+        _check_array(gh, "gh", typenum, B, GH)
     _run_step(mode, relu, typenum, B, I, H, W_ih, W_hh, b_ih, b_hh,
               cnp.PyArray_DATA(xa), cnp.PyArray_DATA(<cnp.ndarray>h),
-              cnp.PyArray_DATA(<cnp.ndarray>c) if mode == 1 else NULL,
+              cnp.PyArray_DATA(<cnp.ndarray>c) if mode == CELL_LSTM else NULL,
               cnp.PyArray_DATA(<cnp.ndarray>gates),
-              cnp.PyArray_DATA(<cnp.ndarray>gh) if mode == 2 else NULL)
+              cnp.PyArray_DATA(<cnp.ndarray>gh) if _product_apart(mode) else NULL)
 
 
 cdef inline bint _plain(object a, int typenum, int ndim) noexcept:
@@ -176,8 +177,7 @@ def cell_call(int mode, bint relu, object x, object state, object W_ih, object W
     cdef cnp.ndarray h_new, c_new = None
     cdef void* work
     cdef size_t item, nbytes
-    if mode < 0 or mode > 2:
-        raise ValueError(f"mode must be 0, 1 or 2, got {mode}")
+    _check_mode(mode)
     if not isinstance(W_ih, cnp.ndarray) or not isinstance(W_hh, cnp.ndarray):
         raise TypeError("W_ih and W_hh must be numpy arrays")
     typenum = cnp.PyArray_TYPE(<cnp.ndarray>W_ih)
@@ -193,7 +193,7 @@ def cell_call(int mode, bint relu, object x, object state, object W_ih, object W
     if cnp.PyArray_NDIM(<cnp.ndarray>W_hh) != 2:
         raise ValueError("W_hh has the wrong shape")
     H = cnp.PyArray_DIM(<cnp.ndarray>W_hh, 1)
-    GH = (1 if mode == 0 else (4 if mode == 1 else 3)) * H
+    GH = _kind_gates(mode) * H
     if B < 1 or H < 1 or I != (cnp.PyArray_DIM(<cnp.ndarray>W_ih, 1)
                                if cnp.PyArray_NDIM(<cnp.ndarray>W_ih) == 2 else -1):
         return None
@@ -202,7 +202,7 @@ def cell_call(int mode, bint relu, object x, object state, object W_ih, object W
     else:
         dims[0], dims[1] = B, H
     if state is not None:
-        if mode == 1:
+        if mode == CELL_LSTM:
             if type(state) is not tuple or len(<tuple>state) != 2:
                 return None
             h0, c0 = <tuple>state
@@ -219,13 +219,13 @@ def cell_call(int mode, bint relu, object x, object state, object W_ih, object W
         memset(cnp.PyArray_DATA(h_new), 0, nbytes)
     else:
         memcpy(cnp.PyArray_DATA(h_new), cnp.PyArray_DATA(<cnp.ndarray>h0), nbytes)
-    if mode == 1:
+    if mode == CELL_LSTM:
         c_new = cnp.PyArray_EMPTY(nd, dims, typenum, 0)
         if c0 is None:
             memset(cnp.PyArray_DATA(c_new), 0, nbytes)
         else:
             memcpy(cnp.PyArray_DATA(c_new), cnp.PyArray_DATA(<cnp.ndarray>c0), nbytes)
-    work = malloc(B * (GH + (3 * H if mode == 2 else 0)) * item)
+    work = malloc(B * (2 * GH if _product_apart(mode) else GH) * item)
     if work == NULL:
         raise MemoryError()
     try:

@@ -275,6 +275,19 @@ def test_kernel_matches_reference(mode, nonlinearity, reverse, lengths_id, bias,
     assert_allclose(dX, dx_r.reshape(T * B, I), **TOL[dtype])
     assert_allclose(zeros[0], grads_r["weight_ih"], **TOL[dtype])
 
+    # no input gradient (dX None): the same state and weight gradients, bit for bit
+    h, c = h0.copy(), c0.copy() if lstm else None
+    cache = _engine.run_forward(mode, relu, X, kweights, nact, reverse, h, c, Y, col, True)
+    dh_none, dc_none = dh_n.copy(), dc_n.copy() if lstm else None
+    without = tuple(np.zeros_like(w) for w in kweights)
+    _engine.run_backward(mode, relu, X, kweights, nact, reverse, cache, dY, col, dh_none,
+                         dc_none, None, False, without)
+    assert np.array_equal(dh_none, dh)
+    if lstm:
+        assert np.array_equal(dc_none, dc)
+    for g_with, g_without in zip(zeros, without):
+        assert np.array_equal(g_with, g_without)
+
 
 # (num_layers, bidirectional, lengths)
 STACKS = [(1, False, None), (1, True, [2, 5, 1, 3]), (2, False, [2, 5, 1, 3]),
@@ -332,46 +345,35 @@ KT, KB, KI, KH = 3, 2, 2, 3
 
 
 def _kernel_args(kernel):
-    """Valid arguments of a kernel, in its order, as a dict (a training call)."""
-    mode = kernel.split("_")[0].upper()
-    GH = GATES[mode] * KH
+    """Valid arguments of ``_core.forward`` or ``_core.backward`` for one kind, by name,
+    as a dict (a training call); ``kernel`` is e.g. ``"lstm_backward"``."""
+    mode, direction = kernel.split("_")
+    kind = KINDS[mode.upper()]
+    GH = kind.gates * KH
     z = np.zeros
-    X, W_ih, W_hh = z((KT * KB, KI)), z((GH, KI)), z((GH, KH))
-    nact = np.full(KT, KB, np.intc)
-    cache = dict(Gt=z((KT * KB, GH)), Hp=z((KT, KB, KH)))
-    if mode == "LSTM":
-        cache["Cp"] = z((KT, KB, KH))
-    if mode == "GRU":
-        cache = dict(Gt=cache["Gt"], Gh=z((KB, GH)), Hp=cache["Hp"], Hn=z((KT, KB, KH)))
-    if kernel.endswith("forward"):
-        args = dict(X=X, W_ih=W_ih, W_hh=W_hh, b_ih=z(GH), b_hh=z(GH), nact=nact,
-                    reverse=False)
-        if mode == "RNN":
-            args["relu"] = False
-        args["h"] = z((KB, KH))
-        if mode == "LSTM":
-            args["c"] = z((KB, KH))
-        args.update(Y=z((KT, KB, KH)), col=0)
-        args.update(cache)
-        args["bounds"] = np.array([0, KB], np.intc)
-        args["W_hh_t"] = np.ascontiguousarray(W_hh.T)
-        return args
-    args = dict(X=X, W_ih=W_ih, W_hh=W_hh, nact=nact, reverse=False)
-    if mode == "RNN":
-        args["relu"] = False
-    args.update(cache)
-    args.update(dY=z((KT, KB, KH)), col=0, dh=z((KB, KH)))
-    if mode == "LSTM":
-        args["dc"] = z((KB, KH))
-    args.update(dX=z((KT * KB, KI)), accumulate_dx=False, dW_ih=z((GH, KI)),
-                dW_hh=z((GH, KH)), db_ih=z(GH), db_hh=z(GH))
-    args["bounds"] = np.array([0, KB], np.intc)
-    args["W_hh_p"] = z((0, 0))          # no panels: BLAS
+    args = dict(X=z((KT * KB, KI)), W_ih=z((GH, KI)), W_hh=z((GH, KH)))
+    if direction == "forward":
+        args.update(b_ih=z(GH), b_hh=z(GH))
+    args.update(nact=np.full(KT, KB, np.intc), bounds=np.array([0, KB], np.intc))
+    if direction == "forward":
+        args.update(h=z((KB, KH)), Y=z((KT, KB, KH)), col=0, Gt=z((KT * KB, GH)),
+                    Hp=z((KT, KB, KH)), W_hh_t=np.ascontiguousarray(args["W_hh"].T))
+    else:
+        args.update(Gt=z((KT * KB, GH)), Hp=z((KT, KB, KH)), dY=z((KT, KB, KH)), col=0,
+                    dh=z((KB, KH)), dW_ih=z((GH, KI)), dW_hh=z((GH, KH)), db_ih=z(GH),
+                    db_hh=z(GH), dX=z((KT * KB, KI)), accumulate_dx=False,
+                    W_hh_p=z((0, 0)))          # no panels: BLAS
+    if kind.has_cell:
+        args["c" if direction == "forward" else "dc"] = z((KB, KH))
+        args["Cp"] = z((KT, KB, KH))
+    if kind.product_apart:
+        args.update(Gh=z((KB, GH)), Hn=z((KT, KB, KH)))
     return args
 
 
 def _call(kernel, args):
-    return getattr(_core, kernel)(*args.values())
+    mode, direction = kernel.split("_")
+    return getattr(_core, direction)(KINDS[mode.upper()].kernel_id, **args)
 
 
 KERNELS = ["rnn_forward", "rnn_backward", "lstm_forward", "lstm_backward", "gru_forward",
@@ -613,9 +615,9 @@ def _one_row_lstm(packed, T=40, I=5, H=64, reverse=False, length=None,
         _core.lstm_pack(W_hh, Wt)
     else:
         Wt = np.empty((0, 0), np.float32)
-    _core.lstm_forward(X, W_ih, W_hh, b_ih, b_hh, nact, reverse, h, c, Y, 0, Gt, Hp, Cp,
-                       np.array([0, 1], np.intc), Wt,
-                       _core.LAYOUT_LSTM_ROW if packed else _core.LAYOUT_TRANSPOSED)
+    _core.forward(_core.KIND_LSTM, X, W_ih, W_hh, b_ih, b_hh, nact, np.array([0, 1], np.intc),
+                  h, Y, 0, Gt, c=c, Hp=Hp, Cp=Cp, reverse=reverse, W_hh_t=Wt,
+                  layout=_core.LAYOUT_LSTM_ROW if packed else _core.LAYOUT_TRANSPOSED)
     return dict(Y=Y, h=h, c=c, Gt=Gt, Hp=Hp, Cp=Cp)
 
 
@@ -638,19 +640,19 @@ def test_packed_one_row_lstm_checks_its_arguments():
     with pytest.raises(ValueError, match="float32 only"):
         H = 16
         z = np.zeros
-        _core.lstm_forward(z((3, 2)), z((4 * H, 2)), z((4 * H, H)), z(0), z(0),
-                           np.ones(3, np.intc), False, z((1, H)), z((1, H)), z((3, 1, H)), 0,
-                           z((3, 4 * H)), z((0, 1, H)), z((0, 1, H)), np.array([0, 1], np.intc),
-                           z((H, 4 * H)), _core.LAYOUT_LSTM_ROW)
+        _core.forward(_core.KIND_LSTM, z((3, 2)), z((4 * H, 2)), z((4 * H, H)), z(0), z(0),
+                      np.ones(3, np.intc), np.array([0, 1], np.intc), z((1, H)), z((3, 1, H)),
+                      0, z((3, 4 * H)), c=z((1, H)), W_hh_t=z((H, 4 * H)),
+                      layout=_core.LAYOUT_LSTM_ROW)
     f = np.float32
     H = 16
     with pytest.raises(ValueError, match="one batch row"):
-        _core.lstm_forward(np.zeros((6, 2), f), np.zeros((4 * H, 2), f), np.zeros((4 * H, H), f),
-                           np.zeros(0, f), np.zeros(0, f), np.full(3, 2, np.intc), False,
-                           np.zeros((2, H), f), np.zeros((2, H), f), np.zeros((3, 2, H), f), 0,
-                           np.zeros((6, 4 * H), f), np.zeros((0, 2, H), f),
-                           np.zeros((0, 2, H), f), np.array([0, 2], np.intc),
-                           np.zeros((H, 4 * H), f), _core.LAYOUT_LSTM_ROW)
+        _core.forward(_core.KIND_LSTM, np.zeros((6, 2), f), np.zeros((4 * H, 2), f),
+                      np.zeros((4 * H, H), f), np.zeros(0, f), np.zeros(0, f),
+                      np.full(3, 2, np.intc), np.array([0, 2], np.intc), np.zeros((2, H), f),
+                      np.zeros((3, 2, H), f), 0, np.zeros((6, 4 * H), f),
+                      c=np.zeros((2, H), f), W_hh_t=np.zeros((H, 4 * H), f),
+                      layout=_core.LAYOUT_LSTM_ROW)
 
 
 @pytest.mark.parametrize("H", [32, 24])

@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 import fastrnn
-from fastrnn import _kinds, reference
+from fastrnn import _core, _kinds, reference
 from fastrnn._kinds import KINDS, kind_of, parameter_shapes
 
 
@@ -41,8 +41,8 @@ def test_kind_of_takes_any_case_and_refuses_others():
         kind_of("lstmp")
 
 
-def test_step_ids_are_distinct_and_the_cells_use_them():
-    assert sorted(k.step_id for k in KINDS.values()) == list(range(len(KINDS)))
+def test_kernel_ids_are_distinct_and_the_cells_use_them():
+    assert sorted(k.kernel_id for k in KINDS.values()) == list(range(len(KINDS)))
     x = np.ones((2, 3), np.float32)
     for kind in KINDS.values():
         cell = getattr(fastrnn, kind.torch_cell)(3, 4, seed=0)
@@ -58,3 +58,28 @@ def test_docstring_examples():
 def test_the_reference_states_the_same_gate_counts():
     assert reference.__name__ == "fastrnn.reference"   # independent of _kinds on purpose
     assert reference.NUM_GATES == {name: kind.gates for name, kind in KINDS.items()}
+
+
+def test_the_kernels_agree_with_the_records():
+    """The kernels' numbers, gate counts and kept-apart products are the records'."""
+    for kind in KINDS.values():
+        assert getattr(_core, "KIND_" + kind.name) == kind.kernel_id
+        assert _core.kind_gates(kind.kernel_id) == kind.gates
+    with pytest.raises(ValueError, match="kind must be one of"):
+        _core.kind_gates(len(KINDS))
+    T, B, I, H = 2, 1, 3, 4
+    z = np.zeros
+    for kind in KINDS.values():
+        GH = kind.gates * H
+        args = (z((T * B, I)), z((GH, I)), z((GH, H)), z(GH), z(GH), np.full(T, B, np.intc),
+                np.array([0, B], np.intc), z((B, H)), z((T, B, H)), 0, z((T * B, GH)))
+        state = dict(c=z((B, H))) if kind.has_cell else {}
+        apart = dict(Gh=z((B, GH)))
+        if kind.product_apart:
+            _core.forward(kind.kernel_id, *args, **state, **apart)
+            with pytest.raises(ValueError, match="Gh is given with a GRU"):
+                _core.forward(kind.kernel_id, *args, **state)
+        else:
+            _core.forward(kind.kernel_id, *args, **state)
+            with pytest.raises(ValueError, match="Gh is given with a GRU"):
+                _core.forward(kind.kernel_id, *args, **state, **apart)

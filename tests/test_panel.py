@@ -162,8 +162,9 @@ def test_kernels_check_panel_arguments():
 
     def forward(dtype, Wt, layout):
         z = lambda *s: np.zeros(s, dtype)   # noqa: E731
-        _core.rnn_forward(z(T * B, 2), z(H, 2), z(H, H), z(H), z(H), nact, False, False,
-                          z(B, H), z(T, B, H), 0, z(T * B, H), z(T, B, H), bounds, Wt, layout)
+        _core.forward(_core.KIND_RNN, z(T * B, 2), z(H, 2), z(H, H), z(H), z(H), nact, bounds,
+                      z(B, H), z(T, B, H), 0, z(T * B, H), Hp=z(T, B, H), W_hh_t=Wt,
+                      layout=layout)
 
     with pytest.raises(ValueError, match="layout"):
         forward(f, np.zeros((H, H), f), 7)
@@ -175,18 +176,19 @@ def test_kernels_check_panel_arguments():
 
     def backward(dtype, Wp):
         z = lambda *s: np.zeros(s, dtype)   # noqa: E731
-        _core.lstm_backward(z(T * B, 2), z(4 * H, 2), z(4 * H, H), nact, False,
-                            z(T * B, 4 * H), z(T, B, H), z(T, B, H), z(T, B, H), 0, z(B, H),
-                            z(B, H), z(T * B, 2), False, z(4 * H, 2), z(4 * H, H), z(4 * H),
-                            z(4 * H), bounds, Wp)
+        _core.backward(_core.KIND_LSTM, z(T * B, 2), z(4 * H, 2), z(4 * H, H), nact, bounds,
+                       z(T * B, 4 * H), z(T, B, H), z(T, B, H), 0, z(B, H), z(4 * H, 2),
+                       z(4 * H, H), z(4 * H), z(4 * H), dc=z(B, H), Cp=z(T, B, H),
+                       dX=z(T * B, 2), W_hh_p=Wp)
 
     def forward_in_loop(dtype, W_ih_p, gt_rows, train):
         z = lambda *s: np.zeros(s, dtype)   # noqa: E731
         n = T if train else 0
-        _core.lstm_forward(z(T * B, 2), z(4 * H, 2), z(4 * H, H), z(4 * H), z(4 * H), nact,
-                           False, z(B, H), z(B, H), z(T, B, H), 0, z(gt_rows, 4 * H),
-                           z(n, B, H), z(n, B, H), bounds, z(H, 4 * H), _core.LAYOUT_PANELS
-                           if dtype == f else _core.LAYOUT_TRANSPOSED, W_ih_p)
+        _core.forward(_core.KIND_LSTM, z(T * B, 2), z(4 * H, 2), z(4 * H, H), z(4 * H),
+                      z(4 * H), nact, bounds, z(B, H), z(T, B, H), 0, z(gt_rows, 4 * H),
+                      c=z(B, H), Hp=z(n, B, H), Cp=z(n, B, H), W_hh_t=z(H, 4 * H),
+                      layout=_core.LAYOUT_PANELS if dtype == f else _core.LAYOUT_TRANSPOSED,
+                      W_ih_p=W_ih_p)
 
     forward_in_loop(f, np.zeros((2, 4 * H), f), B, False)      # one step's gates
     forward_in_loop(f, np.zeros((2, 4 * H), f), T * B, True)
@@ -201,10 +203,10 @@ def test_kernels_check_panel_arguments():
 
     with pytest.raises(ValueError, match="no W_ih_p"):       # the one-row loop: no panels
         z = lambda *s: np.zeros(s, f)   # noqa: E731
-        _core.lstm_forward(z(T, 2), z(4 * H, 2), z(4 * H, H), z(4 * H), z(4 * H),
-                           np.ones(T, np.intc), False, z(1, H), z(1, H), z(T, 1, H), 0,
-                           z(T, 4 * H), z(0, 1, H), z(0, 1, H), np.array([0, 1], np.intc),
-                           z(H, 4 * H), _core.LAYOUT_LSTM_ROW, z(2, 4 * H))
+        _core.forward(_core.KIND_LSTM, z(T, 2), z(4 * H, 2), z(4 * H, H), z(4 * H), z(4 * H),
+                      np.ones(T, np.intc), np.array([0, 1], np.intc), z(1, H), z(T, 1, H), 0,
+                      z(T, 4 * H), c=z(1, H), W_hh_t=z(H, 4 * H),
+                      layout=_core.LAYOUT_LSTM_ROW, W_ih_p=z(2, 4 * H))
 
     with pytest.raises(ValueError, match="W_hh_p"):
         backward(f, np.zeros((H, 4 * H), f))                 # (4H, H) expected
