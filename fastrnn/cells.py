@@ -209,7 +209,10 @@ class GRUCell(_CellBase):
 
     >>> import numpy as np, fastrnn
     >>> cell = fastrnn.GRUCell(3, 5, seed=0)
-    >>> cell(np.ones((2, 3), np.float32)).shape
+    >>> h = None                                        # zeros at the first step
+    >>> for x_t in np.ones((4, 2, 3), np.float32):      # 4 steps of a batch of 2 rows
+    ...     h = cell(x_t, h)
+    >>> h.shape
     (2, 5)
     """
 

@@ -275,7 +275,6 @@ def rnn_backward(dy, dh_n, cache):
     "bias_hh".
 
     >>> import numpy as np
-    >>> import fastrnn
     >>> from fastrnn import reference
     >>> rng = np.random.default_rng(0)
     >>> x = rng.standard_normal((6, 2, 3))                 # (T, B, I), float64
@@ -313,7 +312,6 @@ def lstm_forward(x, h0, c0, W_ih, W_hh, b_ih=None, b_hh=None, lengths=None, reve
     Returns y (T, B, H), h_n, c_n (B, H) and the cache for ``lstm_backward``.
 
     >>> import numpy as np
-    >>> import fastrnn
     >>> from fastrnn import reference
     >>> rng = np.random.default_rng(0)
     >>> x = rng.standard_normal((6, 2, 3))                 # (T, B, I), float64
@@ -354,16 +352,19 @@ def lstm_backward(dy, dh_n, dc_n, cache):
     (B, H) and grads (see ``rnn_backward``).
 
     >>> import numpy as np
-    >>> import fastrnn
     >>> from fastrnn import reference
     >>> rng = np.random.default_rng(0)
     >>> x = rng.standard_normal((6, 2, 3))                 # (T, B, I), float64
-    >>> W_ih, W_hh = rng.standard_normal((16, 3)), rng.standard_normal((16, 4))
+    >>> W_ih, W_hh = rng.standard_normal((16, 3)), np.zeros((16, 4))   # no path through h
     >>> h0 = c0 = np.zeros((2, 4))
     >>> y, h_n, c_n, cache = reference.lstm_forward(x, h0, c0, W_ih, W_hh)
-    >>> dx, dh0, dc0, grads = reference.lstm_backward(np.ones_like(y), None, None, cache)
+    >>> dx, dh0, dc0, grads = reference.lstm_backward(np.zeros_like(y), None,
+    ...                                               np.ones((2, 4)), cache)
     >>> dx.shape, grads["weight_hh"].shape
     ((6, 2, 3), (16, 4))
+    >>> f = reference.sigmoid(x @ W_ih[4:8].T)            # (T, B, H): the forget gates, (2)
+    >>> bool(np.allclose(dc0, f.prod(axis=0)))             # dc_n reaches c0 through (3) alone
+    True
     """
     dy, (dh, dc) = _backward_inputs(dy, [("dh_n", dh_n), ("dc_n", dc_n)], cache)
     A, W_hh, active = cache["A"], cache["W_hh"], cache["active"]
@@ -401,7 +402,6 @@ def gru_forward(x, h0, W_ih, W_hh, b_ih=None, b_hh=None, lengths=None, reverse=F
     Returns y (T, B, H), h_n (B, H) and the cache for ``gru_backward``.
 
     >>> import numpy as np
-    >>> import fastrnn
     >>> from fastrnn import reference
     >>> rng = np.random.default_rng(0)
     >>> x = rng.standard_normal((6, 2, 3))                 # (T, B, I), float64
@@ -442,16 +442,22 @@ def gru_backward(dy, dh_n, cache):
     grads (see ``rnn_backward``).
 
     >>> import numpy as np
-    >>> import fastrnn
     >>> from fastrnn import reference
     >>> rng = np.random.default_rng(0)
     >>> x = rng.standard_normal((6, 2, 3))                 # (T, B, I), float64
     >>> W_ih, W_hh = rng.standard_normal((12, 3)), rng.standard_normal((12, 4))
-    >>> y, h_n, cache = reference.gru_forward(x, np.zeros((2, 4)), W_ih, W_hh)
+    >>> h0 = np.zeros((2, 4))
+    >>> y, h_n, cache = reference.gru_forward(x, h0, W_ih, W_hh)
     >>> dx, dh0, grads = reference.gru_backward(np.zeros_like(y), np.ones((2, 4)),
     ...                                         cache)
     >>> dx.shape, dh0.shape
     ((6, 2, 3), (2, 4))
+    >>> # dh0 is d sum(h_n) / d h0: a central difference in one entry of h0 agrees
+    >>> e = np.zeros_like(h0)
+    >>> e[0, 1] = 1e-6
+    >>> sum_h_n = lambda h0: reference.gru_forward(x, h0, W_ih, W_hh)[1].sum()
+    >>> bool(abs((sum_h_n(h0 + e) - sum_h_n(h0 - e)) / 2e-6 - dh0[0, 1]) < 1e-6)
+    True
     """
     dy, (dh,) = _backward_inputs(dy, [("dh_n", dh_n)], cache)
     A, W_hh, active = cache["A"], cache["W_hh"], cache["active"]

@@ -68,10 +68,22 @@ def _numpy_state(module) -> dict:
     return {k: v.detach().cpu().numpy() for k, v in module.state_dict().items()}
 
 
-def _check_nonlinearity(given, actual: str, what: str) -> None:
-    if given is not None and given != actual:
-        raise ValueError(f"nonlinearity={given!r} was asked for, but the {what} uses "
-                         f"{actual!r}")
+def _nonlinearity_kw(m, nonlinearity, elman) -> dict:
+    """The ``nonlinearity=`` keyword for the fastrnn twin of torch module ``m``.
+
+    ``elman`` is the Elman class of m's family (``nn.RNN`` or ``nn.RNNCell``): m of that
+    class passes its own nonlinearity on (``nonlinearity``, if given, must be the same);
+    any other kind has none, and ``nonlinearity`` must be None.
+    """
+    name = type(m).__name__
+    if type(m) is elman:
+        if nonlinearity is not None and nonlinearity != m.nonlinearity:
+            raise ValueError(f"nonlinearity={nonlinearity!r} was asked for, but the nn.{name} "
+                             f"uses {m.nonlinearity!r}")
+        return {"nonlinearity": m.nonlinearity}
+    if nonlinearity is not None:
+        raise ValueError(f"nonlinearity= applies to an {elman.__name__}, not to an nn.{name}")
+    return {}
 
 
 # ---------------------------------------------------------------------------------------
@@ -98,12 +110,7 @@ def _from_torch_module(m, dtype, nonlinearity, readout, embedding, head, loss):
             raise ValueError(f"nn.LSTM with proj_size={m.proj_size} has no fastrnn "
                              f"equivalent (fastrnn's LSTM has no projection)")
         dt = _module_dtype(m, dtype)
-        kw = {}
-        if kind is nn.RNN:
-            _check_nonlinearity(nonlinearity, m.nonlinearity, "nn.RNN")
-            kw["nonlinearity"] = m.nonlinearity
-        elif nonlinearity is not None:
-            raise ValueError(f"nonlinearity= applies to an RNN, not to an nn.{name}")
+        kw = _nonlinearity_kw(m, nonlinearity, nn.RNN)
         out = _LAYERS[name](m.input_size, m.hidden_size, num_layers=m.num_layers,
                             bias=m.bias, batch_first=m.batch_first, dropout=0.0,
                             bidirectional=m.bidirectional, dtype=dt, seed=0, **kw)
@@ -112,12 +119,7 @@ def _from_torch_module(m, dtype, nonlinearity, readout, embedding, head, loss):
         return out
     if kind in (nn.RNNCell, nn.LSTMCell, nn.GRUCell):
         dt = _module_dtype(m, dtype)
-        kw = {}
-        if kind is nn.RNNCell:
-            _check_nonlinearity(nonlinearity, m.nonlinearity, "nn.RNNCell")
-            kw["nonlinearity"] = m.nonlinearity
-        elif nonlinearity is not None:
-            raise ValueError(f"nonlinearity= applies to an RNNCell, not to an nn.{name}")
+        kw = _nonlinearity_kw(m, nonlinearity, nn.RNNCell)
         out = _CELLS[name](m.input_size, m.hidden_size, bias=m.bias, dtype=dt, seed=0, **kw)
         out.load_state_dict(_numpy_state(m))
         return out

@@ -325,6 +325,35 @@ def _open_zip(path: str, error: type[Exception], what: str):
             yield zf, size
 
 
+def _read_npy_data(f, header: tuple[tuple[int, ...], bool, np.dtype], size: int, label: str,
+                   holder: str, error: type[Exception],
+                   expect: tuple | None = None) -> np.ndarray:
+    """The array of the ``.npy`` stream ``f`` of ``size`` bytes, whose ``header`` (from
+    :func:`npy_header`) has just been read; never unpickling. The header must declare
+    ``expect`` (shape, dtype) if given, and no more bytes than the stream has left (the
+    messages call the stream ``holder``); they are read in chunks straight into the array."""
+    shape, fortran, dtype = header
+    if dtype.hasobject:
+        raise error(f"{label} holds Python objects (pickled data), which fastrnn does not "
+                    f"read")
+    if expect is not None and (shape != expect[0] or dtype != expect[1] or fortran):
+        raise error(f"{label} is {dtype} {shape}, the header declares {expect[1]} {expect[0]}")
+    nbytes = math.prod(shape) * dtype.itemsize
+    left = max(size - f.tell(), 0)
+    if nbytes > left:
+        raise error(f"{label} is truncated: its header declares {nbytes} bytes, the {holder} "
+                    f"holds {left}")
+    a = np.empty(shape[::-1] if fortran else shape, dtype)
+    buf = a.reshape(-1).view(np.uint8)
+    done = 0
+    while done < nbytes:
+        got = f.readinto(buf[done:done + _CHUNK].data)
+        if not got:
+            raise error(f"{label} is truncated")
+        done += got
+    return a.T if fortran else a
+
+
 def _read_array(zf: zipfile.ZipFile, info: zipfile.ZipInfo, label: str,
                 error: type[Exception], expect: tuple | None = None) -> np.ndarray:
     """One ``.npy`` member, never unpickling.  Its own header must declare ``expect``
@@ -336,33 +365,15 @@ def _read_array(zf: zipfile.ZipFile, info: zipfile.ZipInfo, label: str,
             raise error(f"{label} is larger than its header declares")
     try:
         with zf.open(info) as f:
-            shape, fortran, dtype = npy_header(f)
-            if dtype.hasobject:
-                raise error(f"{label} holds Python objects (pickled data), which fastrnn "
-                            f"does not read")
-            if expect is not None and (shape != expect[0] or dtype != expect[1] or fortran):
-                raise error(f"{label} is {dtype} {shape}, the header declares "
-                            f"{expect[1]} {expect[0]}")
-            nbytes = math.prod(shape) * dtype.itemsize
-            if nbytes > info.file_size - f.tell():
-                raise error(f"{label} is truncated: its header declares {nbytes} bytes, "
-                            f"the member holds {max(info.file_size - f.tell(), 0)}")
-            a = np.empty(shape[::-1] if fortran else shape, dtype)
-            buf = a.reshape(-1).view(np.uint8)
-            done = 0
-            while done < nbytes:
-                chunk = f.read(min(_CHUNK, nbytes - done))
-                if not chunk:
-                    raise error(f"{label} is truncated")
-                buf[done:done + len(chunk)] = np.frombuffer(chunk, np.uint8)
-                done += len(chunk)
+            a = _read_npy_data(f, npy_header(f), info.file_size, label, "member", error,
+                               expect)
             while f.read(_CHUNK):       # to the end, so that the zip CRC is checked
                 pass
     except _ZIP_ERRORS as err:
         if isinstance(err, error):
             raise
         raise error(f"{label} cannot be read: {err}") from None
-    return a.T if fortran else a
+    return a
 
 
 def _member_key(name: str) -> str:
@@ -462,22 +473,7 @@ def read_npy(path) -> np.ndarray:
     with open_regular_file(p) as f:
         size = os.fstat(f.fileno()).st_size
         try:
-            shape, fortran, dtype = npy_header(f)
+            header = npy_header(f)
         except (ValueError, EOFError) as err:
             raise ArrayFileError(f"{p} is not a .npy file: {err}") from None
-        if dtype.hasobject:
-            raise ArrayFileError(f"{p} holds Python objects (pickled data), which fastrnn does "
-                             f"not read")
-        nbytes = math.prod(shape) * dtype.itemsize
-        if nbytes > size - f.tell():
-            raise ArrayFileError(f"{p}: its header declares {nbytes} bytes of data, the file "
-                             f"holds {size - f.tell()}")
-        a = np.empty(shape[::-1] if fortran else shape, dtype)
-        buf = a.reshape(-1).view(np.uint8)
-        done = 0
-        while done < nbytes:
-            got = f.readinto(buf[done:done + _CHUNK].data)
-            if not got:
-                raise ArrayFileError(f"{p} is truncated")
-            done += got
-    return a.T if fortran else a
+        return _read_npy_data(f, header, size, p, "file", ArrayFileError)

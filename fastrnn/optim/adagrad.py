@@ -40,12 +40,14 @@ class Adagrad(Optimizer):
     >>> import numpy as np
     >>> from fastrnn import Parameter
     >>> from fastrnn.optim import Adagrad
-    >>> w = Parameter(np.array([1.0, -2.0]))
+    >>> w = Parameter(np.zeros(2))
     >>> opt = Adagrad([w], lr=0.1)
     >>> w.grad[:] = [0.5, -1.0]
-    >>> opt.step()
-    >>> w.data.round(6)
-    array([ 0.9, -1.9])
+    >>> opt.step(); opt.step()        # the same gradient twice: the second step is smaller
+    >>> w.data.round(4)               # -0.1 - 0.1 / sqrt(2), and its opposite
+    array([-0.1707,  0.1707])
+    >>> opt.state[0]["sum"]           # the sums of the squared gradients
+    array([0.5, 2. ])
     """
 
     _checks = {**Optimizer._checks, "lr_decay": _nonneg, "weight_decay": _nonneg,

@@ -95,10 +95,10 @@ class AdamW(Adam):
     >>> from fastrnn.optim import AdamW
     >>> w = Parameter(np.array([1.0, -2.0]))
     >>> opt = AdamW([w], lr=0.1, weight_decay=0.5)
-    >>> w.grad[:] = [0.5, -1.0]
+    >>> w.grad[:] = 0.0               # no gradient: the decay alone moves the weights
     >>> opt.step()
-    >>> w.data.round(6)
-    array([ 0.85, -1.8 ])
+    >>> w.data                        # times 1 - lr * weight_decay
+    array([ 0.95, -1.9 ])
     """
 
     def __init__(self, params, lr: float = 1e-3, betas: tuple[float, float] = (0.9, 0.999),

@@ -46,11 +46,13 @@ class RMSprop(Optimizer):
     >>> from fastrnn import Parameter
     >>> from fastrnn.optim import RMSprop
     >>> w = Parameter(np.array([1.0, -2.0]))
-    >>> opt = RMSprop([w], lr=0.01)
+    >>> opt = RMSprop([w], lr=0.01, momentum=0.9, centered=True)
     >>> w.grad[:] = [0.5, -1.0]
     >>> opt.step()
-    >>> w.data.round(6)
-    array([ 0.9, -1.9])
+    >>> sorted(opt.state[0])          # momentum and centered add their buffers
+    ['grad_avg', 'momentum_buffer', 'square_avg', 'step']
+    >>> w.data.round(4)
+    array([ 0.8995, -1.8995])
     """
 
     _checks = {**Optimizer._checks, "alpha": partial(_unit, closed=True), "eps": _nonneg,
