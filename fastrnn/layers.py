@@ -24,13 +24,18 @@ def _take_rows(a, index):
 
 
 class _RNNBase(Module):
+    """What RNN, LSTM and GRU share: the constructor (LSTM's and GRU's is this one; RNN's
+    adds ``nonlinearity``), the parameters, and the one path of forward and backward."""
+
     mode = "RNN"
     kind = KINDS["RNN"]
+    #: the Elman RNN's activation; :class:`RNN` sets its own before this constructor runs,
+    #: LSTM and GRU have none to choose
+    nonlinearity = "tanh"
 
     def __init__(self, input_size: int, hidden_size: int, num_layers: int = 1,
                  bias: bool = True, batch_first: bool = False, dropout: float = 0.0,
-                 bidirectional: bool = False, *, dtype=np.float32, seed: int | None = None,
-                 nonlinearity: str = "tanh"):
+                 bidirectional: bool = False, *, dtype=np.float32, seed: int | None = None):
         super().__init__()
         self.input_size = positive_int(input_size, "input_size")
         self.hidden_size = positive_int(hidden_size, "hidden_size")
@@ -40,9 +45,9 @@ class _RNNBase(Module):
         self.dropout = dropout
         self.bidirectional = flag(bidirectional, "bidirectional")
         self.dtype = as_dtype(dtype)
-        if nonlinearity not in ("tanh", "relu"):
-            raise ValueError(f"nonlinearity must be 'tanh' or 'relu', got {nonlinearity!r}")
-        self.nonlinearity = nonlinearity
+        if self.nonlinearity not in ("tanh", "relu"):
+            raise ValueError(f"nonlinearity must be 'tanh' or 'relu', "
+                             f"got {self.nonlinearity!r}")
         kernel_sizes(type(self).__name__, input_size=self.input_size,
                      gate_width=self.kind.gates * self.hidden_size)
         if self.dropout > 0 and self.num_layers == 1:
@@ -229,8 +234,9 @@ class RNN(_RNNBase):
                  nonlinearity: str = "tanh", bias: bool = True, batch_first: bool = False,
                  dropout: float = 0.0, bidirectional: bool = False, *, dtype=np.float32,
                  seed: int | None = None):
+        self.nonlinearity = nonlinearity      # checked by the base, where it was given
         super().__init__(input_size, hidden_size, num_layers, bias, batch_first, dropout,
-                         bidirectional, dtype=dtype, seed=seed, nonlinearity=nonlinearity)
+                         bidirectional, dtype=dtype, seed=seed)
 
     def __call__(self, x, h0=None, lengths=None):
         return self._run(x, h0, lengths, train=False, state_name="h0")
@@ -264,12 +270,6 @@ class LSTM(_RNNBase):
     mode = "LSTM"
     kind = KINDS[mode]
 
-    def __init__(self, input_size: int, hidden_size: int, num_layers: int = 1,
-                 bias: bool = True, batch_first: bool = False, dropout: float = 0.0,
-                 bidirectional: bool = False, *, dtype=np.float32, seed: int | None = None):
-        super().__init__(input_size, hidden_size, num_layers, bias, batch_first, dropout,
-                         bidirectional, dtype=dtype, seed=seed)
-
     def __call__(self, x, state0=None, lengths=None):
         return self._run(x, state0, lengths, train=False)
 
@@ -295,12 +295,6 @@ class GRU(_RNNBase):
 
     mode = "GRU"
     kind = KINDS[mode]
-
-    def __init__(self, input_size: int, hidden_size: int, num_layers: int = 1,
-                 bias: bool = True, batch_first: bool = False, dropout: float = 0.0,
-                 bidirectional: bool = False, *, dtype=np.float32, seed: int | None = None):
-        super().__init__(input_size, hidden_size, num_layers, bias, batch_first, dropout,
-                         bidirectional, dtype=dtype, seed=seed)
 
     def __call__(self, x, h0=None, lengths=None):
         return self._run(x, h0, lengths, train=False, state_name="h0")
