@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from .layers import Linear
+from .layers import Linear, zero_gradient
 from .module import Module
 
 __all__ = ["Head", "ManyToMany", "ManyToOne", "OneToMany", "sample_logits"]
@@ -114,7 +114,9 @@ class ManyToOne(Head):
     ``f`` is the last layer's final state: the forward direction's state at step
     ``lengths[b] - 1`` and, for a bidirectional layer, the backward direction's state after
     step 0 (its output at the first step), concatenated as PyTorch users do with
-    ``torch.cat([h_n[-2], h_n[-1]], 1)``.
+    ``torch.cat([h_n[-2], h_n[-1]], 1)``.  No gradient reaches ``y``: the ``dy`` of
+    ``forward_train``'s backward is :func:`fastrnn.layers.zero_gradient` of it (zeros that
+    hold no memory, which the layer's backward does not copy).
 
     >>> import numpy as np
     >>> from fastrnn.heads import ManyToOne
@@ -154,8 +156,10 @@ class ManyToOne(Head):
             dh = np.zeros_like(h)
             for d in range(D):
                 dh[h.shape[0] - D + d] = dfeat[:, d * H:(d + 1) * H]
-            dstate = (dh, np.zeros_like(dh)) if isinstance(state, tuple) else dh
-            return np.zeros_like(y), dstate
+            # the readout reads h_n only: no gradient reaches y or c_n (zeros that hold no
+            # memory, which the layer's backward does not copy)
+            dstate = (dh, zero_gradient(dh)) if isinstance(state, tuple) else dh
+            return (None if y is None else zero_gradient(y)), dstate
 
         return out, backward
 

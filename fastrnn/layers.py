@@ -30,6 +30,21 @@ def _unsort(a, inverse):
     return a if inverse is None else _take_rows(a, inverse)
 
 
+def zero_gradient(y: np.ndarray) -> np.ndarray:
+    """The gradient of an output ``y`` that nothing reads: zeros of its shape and dtype,
+    as a read-only view that holds no memory.  A recurrent layer's ``backward`` takes it
+    for ``dy`` without copying it: it makes the zeros its kernels read where they read
+    them, once.
+
+    >>> import numpy as np
+    >>> from fastrnn.layers import zero_gradient
+    >>> dy = zero_gradient(np.ones((5, 2, 3), np.float32))
+    >>> dy.shape, dy.strides, float(dy.max())
+    ((5, 2, 3), (0, 0, 0), 0.0)
+    """
+    return np.broadcast_to(y.dtype.type(0), y.shape)
+
+
 # The layout is converted here, once each way: the kernels read and write (T, B, ...)
 # arrays, C-contiguous, rows sorted by length; callers (the models too) hand over views in
 # the layer's layout, which are copied once into the kernels' arrays, and get back new
@@ -50,6 +65,15 @@ def _time_major(a, batch_first: bool, order=None, padded=None) -> np.ndarray:
     if padded is not None:
         t[padded] = 0
     return t
+
+
+def _kernel_dy(dy, batch_first: bool, order, shape: tuple) -> np.ndarray:
+    """The kernels' dY (``shape``, time-major) from a checked ``dy``: made, not copied, for
+    zeros without memory (:func:`zero_gradient`: the same in every layout and row order),
+    else :func:`_time_major`."""
+    if not any(dy.strides) and dy[0, 0, 0] == 0 and not np.signbit(dy[0, 0, 0]):
+        return np.zeros(shape, dy.dtype)
+    return _time_major(dy, batch_first, order)
 
 
 def _caller_layout(a, batch_first: bool, inverse=None) -> np.ndarray:
@@ -193,7 +217,8 @@ class _RNNBase(Module):
             if inverse is not None:
                 dh, dc = _take_rows(dh, order), _take_rows(dc, order)
             dX = _engine.stack_backward(tape, weights, self._weights(grad=True),
-                                        _time_major(dy, self.batch_first, order), dh, dc)
+                                        _kernel_dy(dy, self.batch_first, order, (T, B, DH)),
+                                        dh, dc)
             done = True
             dx = _caller_layout(dX.reshape(T, B, I), self.batch_first, inverse)
             return dx, self._pack(_unsort(dh, inverse), _unsort(dc, inverse))

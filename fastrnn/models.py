@@ -23,7 +23,7 @@ import numpy as np
 from . import losses
 from ._validate import all_finite, float_array, lengths_array, positive_int, seed_value
 from .heads import Head, ManyToMany, ManyToOne, OneToMany, sample_logits
-from .layers import GRU, LSTM, RNN, Embedding
+from .layers import GRU, LSTM, RNN, Embedding, zero_gradient
 from .optim import Optimizer
 from .streaming import Stepper
 from .training import History, _Fittable, loss_sums
@@ -555,7 +555,7 @@ class Seq2Seq(_Fittable):
         src_in = enc._layout(src)
         if train:
             e_src, src_emb_backward = self.src_embedding.forward_train(src_in)
-            _, state, enc_backward = enc.forward_train(e_src, None, src_len)
+            y_enc, state, enc_backward = enc.forward_train(e_src, None, src_len)
         else:
             _, state = enc(self.src_embedding(src_in), None, src_len)
         dec_in = dec._layout(self._decoder_inputs(tgt))
@@ -573,9 +573,8 @@ class Seq2Seq(_Fittable):
             dy, _ = head_backward(dec._layout(grad))
             dx_dec, dstate0 = dec_backward(dy)
             tgt_emb_backward(dx_dec)
-            dx_enc, _ = enc_backward(np.zeros(((src.shape[1], src.shape[0]) if not enc.batch_first
-                                               else src.shape) + (enc.hidden_size,), enc.dtype),
-                                     dstate0)
+            # the encoder's outputs are not read: only its final state reaches the loss
+            dx_enc, _ = enc_backward(zero_gradient(y_enc), dstate0)
             src_emb_backward(dx_enc)
         return ls, n, ok
 
