@@ -13,7 +13,10 @@ The encoder-decoder (many-to-many with a delay) is a model of its own,
 :class:`fastrnn.models.Seq2Seq`, whose decoder uses a :class:`ManyToMany` head.
 
 Heads see the recurrent layer's outputs in its own layout (time-major unless the layer
-is ``batch_first``).
+is ``batch_first``), with the lengths already applied: ``y`` is 0 at padded steps and the
+final state is each sequence's state at its last valid step.  So no head reads
+``lengths``; every head still takes it, for callers that pass it, and the models call heads
+without it.
 """
 
 from __future__ import annotations
@@ -27,8 +30,12 @@ __all__ = ["Head", "ManyToMany", "ManyToOne", "OneToMany", "sample_logits"]
 
 
 class Head(Module):
-    """Base class: ``forward_train(y, state, lengths) -> (out, backward)`` with
-    ``backward(dout) -> (dy, dstate)``; ``__call__(y, state, lengths) -> out``.
+    """Base class: ``forward_train(y, state, lengths=None) -> (out, backward)`` with
+    ``backward(dout) -> (dy, dstate)``; ``__call__(y, state, lengths=None) -> out``.
+
+    ``y`` and ``state`` are a recurrent layer's outputs and final state; ``dy`` and
+    ``dstate`` are their gradients, for the layer's ``backward(dy, dstate)`` (``dstate``
+    None: zeros).  ``lengths`` is accepted and not read (see the module's notes).
 
     >>> from fastrnn.heads import ManyToMany
     >>> head = ManyToMany(4, 3, seed=0)

@@ -241,7 +241,7 @@ class SequenceModel(_Fittable):
         else:
             xr = layout(x)
         y, state, rnn_backward = self.rnn.forward_train(xr, state0, lengths)
-        out, head_backward = self.head.forward_train(y, state, lengths)
+        out, head_backward = self.head.forward_train(y, state)
         if self.head.per_step:
             out = layout(out)
 
@@ -262,7 +262,7 @@ class SequenceModel(_Fittable):
         if self.embedding is not None:
             xr = self.embedding(xr)
         y, state = self.rnn(xr, state0, lengths)
-        out = self.head(y, state, lengths)
+        out = self.head(y, state)
         return (layout(out) if self.head.per_step else out), state
 
     def _train_batch(self, batch, optimizer, clip_norm, snapshot, tbptt=None):
