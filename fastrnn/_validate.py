@@ -81,14 +81,18 @@ def all_finite(a: np.ndarray, name: str, lengths: np.ndarray | None = None) -> N
                      f"hold anything)")
 
 
-def float_array(x, name: str, dtype: np.dtype, ndim: int | tuple[int, ...]) -> np.ndarray:
+def float_array(x, name: str, dtype: np.dtype, ndim: int | tuple[int, ...],
+                contiguous: bool = True) -> np.ndarray:
     """``x`` as a C-contiguous array of ``dtype`` with the given rank.
 
     Integer, boolean and other floating inputs are cast; complex, object, string and
     other inputs are refused.  The result never shares memory with ``x`` unless it already
-    was a C-contiguous array of ``dtype`` (callers must not write into it).
+    was a C-contiguous array of ``dtype`` (callers must not write into it).  With
+    ``contiguous=False`` an array of ``dtype`` is returned as it is, whatever its strides
+    (for a caller that copies it anyway, into another layout).
     """
-    if type(x) is np.ndarray and x.dtype == dtype and x.flags.c_contiguous and \
+    if type(x) is np.ndarray and x.dtype == dtype and \
+            (x.flags.c_contiguous or not contiguous) and \
             x.ndim == (ndim if isinstance(ndim, int) else x.ndim) and \
             (isinstance(ndim, int) or x.ndim in ndim):
         return x                                   # the common case, checked cheaply
@@ -104,6 +108,8 @@ def float_array(x, name: str, dtype: np.dtype, ndim: int | tuple[int, ...]) -> n
     if a.ndim not in ndims:
         want = " or ".join(f"{d}-D" for d in ndims)
         raise ValueError(f"{name} must be {want}, got {a.ndim}-D with shape {a.shape}")
+    if not contiguous:
+        return a.astype(dtype, copy=False)       # a cast keeps the strides' order
     return np.ascontiguousarray(a, dtype=dtype)
 
 

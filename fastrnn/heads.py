@@ -13,22 +13,29 @@ The encoder-decoder (many-to-many with a delay) is a model of its own,
 :class:`fastrnn.models.Seq2Seq`, whose decoder uses a :class:`ManyToMany` head.
 
 Heads see the recurrent layer's outputs in its own layout (time-major unless the layer
-is ``batch_first``).
+is ``batch_first``), with the lengths already applied: ``y`` is 0 at padded steps and the
+final state is each sequence's state at its last valid step.  So no head reads
+``lengths``; every head still takes it, for callers that pass it, and the models call heads
+without it.
 """
 
 from __future__ import annotations
 
 import numpy as np
 
-from .layers import Linear
+from .layers import Linear, zero_gradient
 from .module import Module
 
 __all__ = ["Head", "ManyToMany", "ManyToOne", "OneToMany", "sample_logits"]
 
 
 class Head(Module):
-    """Base class: ``forward_train(y, state, lengths) -> (out, backward)`` with
-    ``backward(dout) -> (dy, dstate)``; ``__call__(y, state, lengths) -> out``.
+    """Base class: ``forward_train(y, state, lengths=None) -> (out, backward)`` with
+    ``backward(dout) -> (dy, dstate)``; ``__call__(y, state, lengths=None) -> out``.
+
+    ``y`` and ``state`` are a recurrent layer's outputs and final state; ``dy`` and
+    ``dstate`` are their gradients, for the layer's ``backward(dy, dstate)`` (``dstate``
+    None: zeros).  ``lengths`` is accepted and not read (see the module's notes).
 
     >>> from fastrnn.heads import ManyToMany
     >>> head = ManyToMany(4, 3, seed=0)
@@ -114,7 +121,9 @@ class ManyToOne(Head):
     ``f`` is the last layer's final state: the forward direction's state at step
     ``lengths[b] - 1`` and, for a bidirectional layer, the backward direction's state after
     step 0 (its output at the first step), concatenated as PyTorch users do with
-    ``torch.cat([h_n[-2], h_n[-1]], 1)``.
+    ``torch.cat([h_n[-2], h_n[-1]], 1)``.  No gradient reaches ``y``: the ``dy`` of
+    ``forward_train``'s backward is :func:`fastrnn.layers.zero_gradient` of it (zeros that
+    hold no memory, which the layer's backward does not copy).
 
     >>> import numpy as np
     >>> from fastrnn.heads import ManyToOne
@@ -154,8 +163,10 @@ class ManyToOne(Head):
             dh = np.zeros_like(h)
             for d in range(D):
                 dh[h.shape[0] - D + d] = dfeat[:, d * H:(d + 1) * H]
-            dstate = (dh, np.zeros_like(dh)) if isinstance(state, tuple) else dh
-            return np.zeros_like(y), dstate
+            # the readout reads h_n only: no gradient reaches y or c_n (zeros that hold no
+            # memory, which the layer's backward does not copy)
+            dstate = (dh, zero_gradient(dh)) if isinstance(state, tuple) else dh
+            return (None if y is None else zero_gradient(y)), dstate
 
         return out, backward
 

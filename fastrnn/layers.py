@@ -19,18 +19,86 @@ __all__ = ["RNN", "LSTM", "GRU", "Linear", "Embedding"]
 
 
 def _take_rows(a, index):
-    """``a[:, index]`` as a C-contiguous array (None stays None)."""
-    return None if a is None else np.ascontiguousarray(a[:, index])
+    """``a[:, index]`` as a new C-contiguous array, one copy (``a[:, index]`` itself is not
+    C-contiguous); None stays None."""
+    return None if a is None else np.take(a, index, axis=1)
+
+
+def _unsort(a, inverse):
+    """The batch rows (axis 1) of ``a`` back in the caller's order (``inverse`` of the sort
+    by length; None: ``a`` as it is)."""
+    return a if inverse is None else _take_rows(a, inverse)
+
+
+def zero_gradient(y: np.ndarray) -> np.ndarray:
+    """The gradient of an output ``y`` that nothing reads: zeros of its shape and dtype,
+    as a read-only view that holds no memory.  A recurrent layer's ``backward`` takes it
+    for ``dy`` without copying it: it makes the zeros its kernels read where they read
+    them, once.
+
+    >>> import numpy as np
+    >>> from fastrnn.layers import zero_gradient
+    >>> dy = zero_gradient(np.ones((5, 2, 3), np.float32))
+    >>> dy.shape, dy.strides, float(dy.max())
+    ((5, 2, 3), (0, 0, 0), 0.0)
+    """
+    return np.broadcast_to(y.dtype.type(0), y.shape)
+
+
+# The layout is converted here, once each way: the kernels read and write (T, B, ...)
+# arrays, C-contiguous, rows sorted by length; callers (the models too) hand over views in
+# the layer's layout, which are copied once into the kernels' arrays, and get back new
+# arrays, copied once from them.
+
+def _time_major(a, batch_first: bool, order=None, padded=None) -> np.ndarray:
+    """``a`` ((T, B, ...), or (B, T, ...) with ``batch_first``; any strides) as the kernels
+    read it: (T, B, ...) C-contiguous, the batch rows taken in ``order`` (None: as they
+    are) and zeros where ``padded`` (T, B) is True.  One copy at most: none when ``a``
+    already is that array."""
+    t = a.swapaxes(0, 1) if batch_first else a
+    if order is not None:
+        t = np.take(t, order, axis=1)             # a new C-contiguous array
+    elif padded is not None:
+        t = np.array(t, order="C")                # a new array, to write the zeros into
+    else:
+        return np.ascontiguousarray(t)
+    if padded is not None:
+        t[padded] = 0
+    return t
+
+
+def _kernel_dy(dy, batch_first: bool, order, shape: tuple) -> np.ndarray:
+    """The kernels' dY (``shape``, time-major) from a checked ``dy``: made, not copied, for
+    zeros without memory (:func:`zero_gradient`: the same in every layout and row order),
+    else :func:`_time_major`."""
+    if not any(dy.strides) and dy[0, 0, 0] == 0 and not np.signbit(dy[0, 0, 0]):
+        return np.zeros(shape, dy.dtype)
+    return _time_major(dy, batch_first, order)
+
+
+def _caller_layout(a, batch_first: bool, inverse=None) -> np.ndarray:
+    """The kernels' (T, B, ...) ``a`` as the caller sees it: (B, T, ...) with
+    ``batch_first``, the batch rows back in their order (``inverse`` of the sort, None: as
+    they are); C-contiguous, one copy at most."""
+    if not batch_first:
+        return _unsort(a, inverse)
+    a = a.swapaxes(0, 1)
+    return np.ascontiguousarray(a) if inverse is None else np.take(a, inverse, axis=0)
 
 
 class _RNNBase(Module):
+    """What RNN, LSTM and GRU share: the constructor (LSTM's and GRU's is this one; RNN's
+    adds ``nonlinearity``), the parameters, and the one path of forward and backward."""
+
     mode = "RNN"
     kind = KINDS["RNN"]
+    #: the Elman RNN's activation; :class:`RNN` sets its own before this constructor runs,
+    #: LSTM and GRU have none to choose
+    nonlinearity = "tanh"
 
     def __init__(self, input_size: int, hidden_size: int, num_layers: int = 1,
                  bias: bool = True, batch_first: bool = False, dropout: float = 0.0,
-                 bidirectional: bool = False, *, dtype=np.float32, seed: int | None = None,
-                 nonlinearity: str = "tanh"):
+                 bidirectional: bool = False, *, dtype=np.float32, seed: int | None = None):
         super().__init__()
         self.input_size = positive_int(input_size, "input_size")
         self.hidden_size = positive_int(hidden_size, "hidden_size")
@@ -40,9 +108,9 @@ class _RNNBase(Module):
         self.dropout = dropout
         self.bidirectional = flag(bidirectional, "bidirectional")
         self.dtype = as_dtype(dtype)
-        if nonlinearity not in ("tanh", "relu"):
-            raise ValueError(f"nonlinearity must be 'tanh' or 'relu', got {nonlinearity!r}")
-        self.nonlinearity = nonlinearity
+        if self.nonlinearity not in ("tanh", "relu"):
+            raise ValueError(f"nonlinearity must be 'tanh' or 'relu', "
+                             f"got {self.nonlinearity!r}")
         kernel_sizes(type(self).__name__, input_size=self.input_size,
                      gate_width=self.kind.gates * self.hidden_size)
         if self.dropout > 0 and self.num_layers == 1:
@@ -81,6 +149,13 @@ class _RNNBase(Module):
 
     _suffix = staticmethod(suffix)
 
+    def _layout(self, a):
+        """A sample-first array (N, T, ...) as a view in this layer's layout, and an array
+        in this layer's layout as a sample-first view (the swap of the first two axes
+        unless ``batch_first``: its own inverse).  What the models convert, without
+        copying: the data is copied once, between the layer's layout and the kernels'."""
+        return a if self.batch_first else a.swapaxes(0, 1)
+
     def _weights(self, grad: bool = False) -> list:
         return [[weight_tuple(self, suffix(k, d), grad)
                  for d in range(self.num_directions)] for k in range(self.num_layers)]
@@ -91,18 +166,17 @@ class _RNNBase(Module):
         lstm = self.kind.has_cell
         if isinstance(x, np.ndarray) and x.ndim == 3:        # before x is copied
             kernel_sizes("x", time_steps_times_batch=x.shape[0] * x.shape[1])
-        x = float_array(x, "x", self.dtype, 3)
-        if self.batch_first:
-            x = x.transpose(1, 0, 2)
-        T, B, I = x.shape
+        x = float_array(x, "x", self.dtype, 3, contiguous=False)    # copied once, below
+        shape = (x.shape[1], x.shape[0], x.shape[2]) if self.batch_first else x.shape
+        T, B, I = shape
         if I != self.input_size:
             raise ValueError(f"x.shape[-1] must equal input_size={self.input_size}, got {I}")
         if T == 0 or B == 0:
             raise ValueError(f"x must have at least one time step and one batch row, "
-                             f"got shape {x.shape}")
+                             f"got shape {shape}")
         H, LD = self.hidden_size, self.num_layers * self.num_directions
         h, c = state_arrays(state0, lstm, (LD, B, H), self.dtype, state_name)
-        order = inverse = sorted_lengths = None
+        order = inverse = sorted_lengths = padded = None
         if lengths is not None:
             lengths = lengths_array(lengths, B, T)
             order = np.argsort(-lengths, kind="stable")
@@ -112,19 +186,19 @@ class _RNNBase(Module):
             else:
                 inverse = np.argsort(order)
                 sorted_lengths = lengths[order]
-                x, h, c = (_take_rows(a, order) for a in (x, h, c))
+                h, c = _take_rows(h, order), _take_rows(c, order)
         if sorted_lengths is not None and sorted_lengths[-1] < T:
             # padded steps read as zeros: their values (even nan) must reach no gradient
             padded = np.arange(T)[:, None] >= sorted_lengths[None, :]
-            x = np.where(padded[:, :, None], x.dtype.type(0), x)
-        x = np.ascontiguousarray(x)
+        x = _time_major(x, self.batch_first, order, padded)
         nact = _engine.active_rows(sorted_lengths, T, B)
         weights = self._weights()
         Y, tape = _engine.stack_forward(self.mode, self.nonlinearity == "relu",
                                         x.reshape(T * B, I), weights, h, c, nact, train,
                                         self.dropout, self._dropout_rng)
-        y = self._unsort(Y, inverse, time_axis=True)
-        state = self._pack(self._unsort(h, inverse), self._unsort(c, inverse))
+        y = _caller_layout(Y, self.batch_first, inverse)
+        DH = Y.shape[2]                  # backward keeps no Y: y may be a copy of it
+        state = self._pack(_unsort(h, inverse), _unsort(c, inverse))
         if not train:
             return y, state
 
@@ -135,32 +209,21 @@ class _RNNBase(Module):
             if done:
                 raise RuntimeError("backward was already called for this forward_train; "
                                    "run forward_train again")
-            dy = float_array(dy, "dy", self.dtype, 3)
-            expected = (B, T, Y.shape[2]) if self.batch_first else (T, B, Y.shape[2])
+            dy = float_array(dy, "dy", self.dtype, 3, contiguous=False)
+            expected = (B, T, DH) if self.batch_first else (T, B, DH)
             if dy.shape != expected:
                 raise ValueError(f"dy must have the shape of y, {expected}, got {dy.shape}")
-            if self.batch_first:
-                dy = dy.transpose(1, 0, 2)
             dh, dc = state_arrays(dstate, lstm, (LD, B, H), self.dtype, "dstate")
             if inverse is not None:
-                dy, dh, dc = (_take_rows(a, order) for a in (dy, dh, dc))
+                dh, dc = _take_rows(dh, order), _take_rows(dc, order)
             dX = _engine.stack_backward(tape, weights, self._weights(grad=True),
-                                        np.ascontiguousarray(dy), dh, dc)
+                                        _kernel_dy(dy, self.batch_first, order, (T, B, DH)),
+                                        dh, dc)
             done = True
-            dx = self._unsort(dX.reshape(T, B, I), inverse, time_axis=True)
-            return dx, self._pack(self._unsort(dh, inverse), self._unsort(dc, inverse))
+            dx = _caller_layout(dX.reshape(T, B, I), self.batch_first, inverse)
+            return dx, self._pack(_unsort(dh, inverse), _unsort(dc, inverse))
 
         return y, state, backward
-
-    def _unsort(self, a, inverse, time_axis=False):
-        """Undo the sort by length (axis 1) and, for outputs, apply batch_first."""
-        if a is None:
-            return None
-        if inverse is not None:
-            a = _take_rows(a, inverse)
-        if time_axis and self.batch_first:
-            a = np.ascontiguousarray(a.transpose(1, 0, 2))
-        return a
 
     def _pack(self, h, c):
         return (h, c) if self.kind.has_cell else h
@@ -229,8 +292,9 @@ class RNN(_RNNBase):
                  nonlinearity: str = "tanh", bias: bool = True, batch_first: bool = False,
                  dropout: float = 0.0, bidirectional: bool = False, *, dtype=np.float32,
                  seed: int | None = None):
+        self.nonlinearity = nonlinearity      # checked by the base, where it was given
         super().__init__(input_size, hidden_size, num_layers, bias, batch_first, dropout,
-                         bidirectional, dtype=dtype, seed=seed, nonlinearity=nonlinearity)
+                         bidirectional, dtype=dtype, seed=seed)
 
     def __call__(self, x, h0=None, lengths=None):
         return self._run(x, h0, lengths, train=False, state_name="h0")
@@ -264,12 +328,6 @@ class LSTM(_RNNBase):
     mode = "LSTM"
     kind = KINDS[mode]
 
-    def __init__(self, input_size: int, hidden_size: int, num_layers: int = 1,
-                 bias: bool = True, batch_first: bool = False, dropout: float = 0.0,
-                 bidirectional: bool = False, *, dtype=np.float32, seed: int | None = None):
-        super().__init__(input_size, hidden_size, num_layers, bias, batch_first, dropout,
-                         bidirectional, dtype=dtype, seed=seed)
-
     def __call__(self, x, state0=None, lengths=None):
         return self._run(x, state0, lengths, train=False)
 
@@ -295,12 +353,6 @@ class GRU(_RNNBase):
 
     mode = "GRU"
     kind = KINDS[mode]
-
-    def __init__(self, input_size: int, hidden_size: int, num_layers: int = 1,
-                 bias: bool = True, batch_first: bool = False, dropout: float = 0.0,
-                 bidirectional: bool = False, *, dtype=np.float32, seed: int | None = None):
-        super().__init__(input_size, hidden_size, num_layers, bias, batch_first, dropout,
-                         bidirectional, dtype=dtype, seed=seed)
 
     def __call__(self, x, h0=None, lengths=None):
         return self._run(x, h0, lengths, train=False, state_name="h0")

@@ -23,7 +23,7 @@ import numpy as np
 from . import losses
 from ._validate import all_finite, float_array, lengths_array, positive_int, seed_value
 from .heads import Head, ManyToMany, ManyToOne, OneToMany, sample_logits
-from .layers import GRU, LSTM, RNN, Embedding
+from .layers import GRU, LSTM, RNN, Embedding, zero_gradient
 from .optim import Optimizer
 from .streaming import Stepper
 from .training import History, _Fittable, loss_sums
@@ -228,29 +228,26 @@ class SequenceModel(_Fittable):
 
     # -- forward / backward on a sample-first batch ----------------------------------------
 
-    def _to_rnn(self, a):
-        """Sample-first (N, T, ...) to the rnn's layout."""
-        return a if self.rnn.batch_first else np.swapaxes(a, 0, 1)
-
     def forward_train(self, x, lengths=None, state0=None):
         """Forward pass on a sample-first batch, keeping what backward needs.
 
         Returns ``(out, state, backward)``: ``out`` (B, T, C) for per-step heads or (B, C);
         ``backward(dout)`` adds every gradient into ``.grad`` and returns ``dstate0``.
         """
+        layout = self.rnn._layout             # views: the layer copies the data, once
         emb_backward = None
         if self.embedding is not None:
-            xr, emb_backward = self.embedding.forward_train(self._to_rnn(x))
+            xr, emb_backward = self.embedding.forward_train(layout(x))
         else:
-            xr = self._to_rnn(x)
+            xr = layout(x)
         y, state, rnn_backward = self.rnn.forward_train(xr, state0, lengths)
-        out, head_backward = self.head.forward_train(y, state, lengths)
+        out, head_backward = self.head.forward_train(y, state)
         if self.head.per_step:
-            out = self._to_rnn(out)
+            out = layout(out)
 
         def backward(dout):
             if self.head.per_step:
-                dout = self._to_rnn(dout)
+                dout = layout(dout)
             dy, dstate = head_backward(dout)
             dx, dstate0 = rnn_backward(dy, dstate)
             if emb_backward is not None:
@@ -260,12 +257,13 @@ class SequenceModel(_Fittable):
         return out, state, backward
 
     def _forward(self, x, lengths=None, state0=None):
-        xr = self._to_rnn(x)
+        layout = self.rnn._layout
+        xr = layout(x)
         if self.embedding is not None:
             xr = self.embedding(xr)
         y, state = self.rnn(xr, state0, lengths)
-        out = self.head(y, state, lengths)
-        return (self._to_rnn(out) if self.head.per_step else out), state
+        out = self.head(y, state)
+        return (layout(out) if self.head.per_step else out), state
 
     def _train_batch(self, batch, optimizer, clip_norm, snapshot, tbptt=None):
         x, y, lengths = batch
@@ -530,10 +528,6 @@ class Seq2Seq(_Fittable):
                    Embedding(**cfg["tgt_embedding"], dtype=dt), rnn(cfg["decoder"]),
                    ManyToMany(**h, dtype=dt), cfg["bos_token"])
 
-    @staticmethod
-    def _layout(r, a):
-        return a if r.batch_first else np.swapaxes(a, 0, 1)
-
     def _tokens(self, a, name, vocab):
         t = np.asarray(a)
         if t.dtype.kind not in "iu" or t.ndim != 2:
@@ -558,13 +552,13 @@ class Seq2Seq(_Fittable):
     def _loss_batch(self, batch, train: bool):
         src, tgt, src_len, tgt_len = batch
         enc, dec = self.encoder, self.decoder
-        src_in = self._layout(enc, src)
+        src_in = enc._layout(src)
         if train:
             e_src, src_emb_backward = self.src_embedding.forward_train(src_in)
-            _, state, enc_backward = enc.forward_train(e_src, None, src_len)
+            y_enc, state, enc_backward = enc.forward_train(e_src, None, src_len)
         else:
             _, state = enc(self.src_embedding(src_in), None, src_len)
-        dec_in = self._layout(dec, self._decoder_inputs(tgt))
+        dec_in = dec._layout(self._decoder_inputs(tgt))
         if train:
             e_tgt, tgt_emb_backward = self.tgt_embedding.forward_train(dec_in)
             y, _, dec_backward = dec.forward_train(e_tgt, state, tgt_len)
@@ -572,16 +566,15 @@ class Seq2Seq(_Fittable):
         else:
             y, _ = dec(self.tgt_embedding(dec_in), state, tgt_len)
             out = self.head(y, None)
-        out = self._layout(dec, out)
+        out = dec._layout(out)
         mask = _per_step_mask(tgt_len, *tgt.shape)
         ls, grad, n, ok = loss_sums(self.loss, out, tgt, mask)
         if train:
-            dy, _ = head_backward(self._layout(dec, grad))
+            dy, _ = head_backward(dec._layout(grad))
             dx_dec, dstate0 = dec_backward(dy)
             tgt_emb_backward(dx_dec)
-            dx_enc, _ = enc_backward(np.zeros(((src.shape[1], src.shape[0]) if not enc.batch_first
-                                               else src.shape) + (enc.hidden_size,), enc.dtype),
-                                     dstate0)
+            # the encoder's outputs are not read: only its final state reaches the loss
+            dx_enc, _ = enc_backward(zero_gradient(y_enc), dstate0)
             src_emb_backward(dx_enc)
         return ls, n, ok
 
@@ -634,16 +627,16 @@ class Seq2Seq(_Fittable):
         max_length = positive_int(max_length, "max_length")
         sl = self._lengths(src_lengths, src, "src_lengths")
         enc = self.encoder
-        _, state = enc(self.src_embedding(self._layout(enc, src)), None, sl)
+        _, state = enc(self.src_embedding(enc._layout(src)), None, sl)
         N = src.shape[0]
         tok = np.full(N, self.bos_token, dtype=np.int64)
         done = np.zeros(N, dtype=bool)
         out = np.empty((N, max_length), dtype=np.int64)
         dec = self.decoder
         for t in range(max_length):
-            x = self.tgt_embedding(tok[:, None] if dec.batch_first else tok[None, :])
+            x = self.tgt_embedding(dec._layout(tok[:, None]))
             y, state = dec(x, state)
-            logits = self.head(y, None)[:, 0] if dec.batch_first else self.head(y, None)[0]
+            logits = dec._layout(self.head(y, None))[:, 0]
             tok = np.where(done, tok, logits.argmax(-1))
             out[:, t] = tok
             if eos_token is not None:

@@ -188,6 +188,26 @@ def test_many_to_one_reads_the_last_valid_step():
         assert_allclose(feat[b, H:], y[0, b, H:], rtol=1e-14)
 
 
+def test_many_to_one_backward_hands_back_zeros_without_memory():
+    """The readout reads the final state only: ``dy`` (and an LSTM's ``dc_n``) are zeros
+    of their shapes that hold no memory; ``lengths`` is taken and not read."""
+    head = ManyToOne(2 * H, C, num_directions=2, seed=0)
+    rng = np.random.default_rng(3)
+    y = rng.standard_normal((T, N, 2 * H))
+    h_n, c_n = rng.standard_normal((2, 4, N, H))
+    for state in (h_n, (h_n, c_n)):
+        out, backward = head.forward_train(y, state, LENGTHS)
+        np.testing.assert_array_equal(out, head.forward_train(y, state)[0])
+        np.testing.assert_array_equal(out, head(y, state, LENGTHS))
+        dy, dstate = backward(np.ones_like(out))
+        zeros = [dy] + ([dstate[1]] if isinstance(state, tuple) else [])
+        for z, like in zip(zeros, (y, c_n)):
+            assert z.shape == like.shape and z.dtype == like.dtype
+            assert not any(z.strides) and not z.any()
+        dh = dstate[0] if isinstance(state, tuple) else dstate
+        assert not dh[:2].any() and dh[2:].any()
+
+
 # ------------------------------------------------------------------ finite differences
 
 

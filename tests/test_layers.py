@@ -272,6 +272,28 @@ def test_input_layouts_give_the_same_results(mode, nonlinearity, lengths, change
                          run(layer, mx, ms, lengths, mdy, mds))
 
 
+@pytest.mark.parametrize("value", [0.0, -0.0, 0.5], ids=["zero", "minus_zero", "half"])
+@pytest.mark.parametrize("batch_first", [False, True], ids=["tmajor", "bfirst"])
+@pytest.mark.parametrize("lengths", [None, LENGTHS], ids=["full", "lengths"])
+@pytest.mark.parametrize("mode", ["RNN", "LSTM", "GRU"])
+def test_backward_takes_dy_broadcast_from_one_value(mode, lengths, batch_first, value):
+    """A dy broadcast from one value (all strides 0, no memory; ``zero_gradient(y)`` for
+    zeros, what a many-to-one head hands back) gives the results of that value written
+    out, to the bit: the layer makes the kernels' zeros itself and copies any other."""
+    layer = make(mode, num_layers=2, bidirectional=True, batch_first=batch_first)
+    x, state, dy, dstate = random_inputs(layer)
+    want = run(layer, x, state, lengths, np.full(dy.shape, value), dstate)
+    given = [np.broadcast_to(np.float64(value), dy.shape)]
+    if value == 0 and not np.signbit(value):
+        given.append(fastrnn.layers.zero_gradient(dy))
+    for broadcast in given:
+        assert not any(broadcast.strides)
+        got = run(layer, x, state, lengths, broadcast, dstate)
+        assert got.keys() == want.keys()
+        for key in want:
+            np.testing.assert_array_equal(got[key], want[key], err_msg=key)
+
+
 def _frozen_copy(a):
     a = np.array(a, copy=True)
     a.setflags(write=False)
