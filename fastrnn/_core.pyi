@@ -26,7 +26,7 @@ def forward(kind: int, X: _F, W_ih: _F, W_hh: _F, b_ih: _F, b_hh: _F, nact: _I,
             W_hh_t: _F | None = ..., layout: int = ...,
             W_ih_p: _F | None = ...) -> None: ...
 def backward(kind: int, X: _F, W_ih: _F, W_hh: _F, nact: _I, bounds: _I, Gt: _F, Hp: _F,
-             dY: _F, col: int, dh: _F, dW_ih: _F, dW_hh: _F, db_ih: _F, db_hh: _F, *,
+             dY: _F | None, col: int, dh: _F, dW_ih: _F, dW_hh: _F, db_ih: _F, db_hh: _F, *,
              dc: _F | None = ..., Cp: _F | None = ..., Gh: _F | None = ...,
              Hn: _F | None = ..., dX: _F | None = ..., accumulate_dx: bool = ...,
              reverse: bool = ..., relu: bool = ..., W_hh_p: _F | None = ...) -> None: ...

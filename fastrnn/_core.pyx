@@ -371,8 +371,9 @@ cdef void _backward_rows(const _Loop* L, floating* g, Py_ssize_t lo,
         t = s if L.reverse else T - 1 - s
         n = _active(L.nact[t], lo, hi)
         gt = g + t * B * GH
-        # 1. dh += dY[t]
-        _add_rows(dy + t * B * ldy, ldy, dhs, H, n, H)
+        # 1. dh += dY[t]   (no dY: the outputs are not read, zeros)
+        if dy != NULL:
+            _add_rows(dy + t * B * ldy, ldy, dhs, H, n, H)
         # 2. dG[t] (and dc = dc_prev; GRU: dHn[t], dGh, dh = dh * z)
         _cell_grad(L.kind, L.relu, gt, hn + t * step if hn != NULL else NULL, dgh,
                    hp + t * step, cp + t * step if cp != NULL else NULL, dhs, dcs, n, H)
@@ -582,7 +583,9 @@ def backward(int kind, X, W_ih, W_hh, nact, bounds, Gt, Hp, dY, Py_ssize_t col, 
              bint accumulate_dx=False, bint reverse=False, bint relu=False, W_hh_p=None):
     """Backward through time of :func:`forward`, from its training cache.
 
-    ``dh`` (and the LSTM's ``dc``): dh_n, dc_n on entry, dh0, dc0 on exit.  ``Gt``
+    ``dY`` (T, B, ldy), columns ``col .. col+H``: the gradient of the outputs, or None
+    for zeros (outputs nothing reads).  ``dh`` (and the LSTM's ``dc``): dh_n, dc_n on
+    entry, dh0, dc0 on exit.  ``Gt``
     becomes dG; the GRU's ``Hn`` becomes dHn and ``Gh`` (B, G*H) is workspace.  Weight
     and bias gradients are added into the arrays given; ``dX`` (T*B, I) is overwritten,
     or added to with ``accumulate_dx``, or not computed when None.  ``W_hh_p``: W_hh
@@ -611,7 +614,8 @@ cdef int _backward(int kind, const floating[:, ::1] X, const floating[:, ::1] W_
     cdef Py_ssize_t T = nact.shape[0], B = dh.shape[0], H = dh.shape[1], I = X.shape[1]
     cdef Py_ssize_t GH = _kind_gates(kind) * H, n_hh = _bias_columns(kind, H)
     _check_common(T, B, I, H, GH, tuple(X.shape)[:2], tuple(W_ih.shape)[:2],
-                  tuple(W_hh.shape)[:2], tuple(dY.shape)[:3], col)
+                  tuple(W_hh.shape)[:2], (T, B, col + H) if dY is None else tuple(dY.shape)[:3],
+                  col)
     _check_shape("Gt", tuple(Gt.shape)[:2], (T * B, GH))
     _check_shape("Hp", tuple(Hp.shape)[:3], (T, B, H))
     if dX is not None:
@@ -622,7 +626,8 @@ cdef int _backward(int kind, const floating[:, ::1] X, const floating[:, ::1] W_
     _check_bounds(bounds, B)
     cdef _Loop L
     L.kind, L.relu, L.reverse = kind, relu, reverse
-    L.T, L.B, L.H, L.In, L.GH, L.ldy = T, B, H, I, GH, dY.shape[2]
+    L.T, L.B, L.H, L.In, L.GH = T, B, H, I, GH
+    L.ldy = 0 if dY is None else dY.shape[2]
     L.gstep = B * GH
     L.nact = &nact[0]
     L.c = _state_ptr("dc", dc, B, H)
@@ -634,7 +639,7 @@ cdef int _backward(int kind, const floating[:, ::1] X, const floating[:, ::1] W_
     cdef floating* pdb_hh = _bias_ptr(db_hh, GH, "db_hh")
     _check_bias_pair(pdb_ih, pdb_hh)
     L.X, L.W_hh, L.h, L.hp = &X[0, 0], &W_hh[0, 0], &dh[0, 0], &Hp[0, 0, 0]
-    L.y = <void*>(&dY[0, 0, 0] + col)
+    L.y = NULL if dY is None else <void*>(&dY[0, 0, 0] + col)
     L.W_hh_t = L.W_ih_p = L.sbias = L.b_hn = NULL
     L.panels = _optional_panels("W_hh_p", W_hh_p, GH, H)
     cdef floating* g = &Gt[0, 0]

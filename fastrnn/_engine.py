@@ -305,21 +305,25 @@ def stack_forward(mode, relu, X, weights, h, c, nact, train, dropout=0.0, rng=No
     return Y, tape
 
 
-def stack_backward(tape, weights, grads, dY, dh, dc):
-    """Backward of :func:`stack_forward`.  ``dY`` (T, B, D*H); ``dh``, ``dc`` (L*D, B, H):
+def stack_backward(tape, weights, grads, dY, dh, dc, input_grad=True):
+    """Backward of :func:`stack_forward`.  ``dY`` (T, B, D*H), or None for zeros (the
+    outputs are not read); ``dh``, ``dc`` (L*D, B, H):
     dh_n/dc_n on entry, dh0/dc0 on exit; ``grads[k][d]`` = the 4 gradient arrays to add
-    into.  Returns dX (T*B, I)."""
+    into.  Returns dX (T*B, I), or None without ``input_grad`` (the first layer's input
+    product is then not computed)."""
     D = len(weights[0])
     H = dh.shape[2]
     dX = None
     for k in range(len(weights) - 1, -1, -1):
         X = tape.inputs[k]
-        dX = np.empty_like(X)
+        dX = np.empty_like(X) if k > 0 or input_grad else None
         for d in range(D):
             i = k * D + d
             run_backward(tape.mode, tape.relu, X, weights[k][d], tape.nact, d == 1,
                          tape.caches[k][d], dY, d * H, dh[i], None if dc is None else dc[i],
                          dX, d > 0, grads[k][d])
+        if dX is None:
+            break
         if tape.masks[k] is not None:
             dX *= tape.masks[k]
         dY = dX.reshape(tape.nact.shape[0], -1, X.shape[1])

@@ -33,8 +33,8 @@ def _unsort(a, inverse):
 def zero_gradient(y: np.ndarray) -> np.ndarray:
     """The gradient of an output ``y`` that nothing reads: zeros of its shape and dtype,
     as a read-only view that holds no memory.  A recurrent layer's ``backward`` takes it
-    for ``dy`` without copying it: it makes the zeros its kernels read where they read
-    them, once.
+    for ``dy`` without copying it or making zeros: its kernels then skip the outputs'
+    gradient at every step.
 
     >>> import numpy as np
     >>> from fastrnn.layers import zero_gradient
@@ -67,12 +67,12 @@ def _time_major(a, batch_first: bool, order=None, padded=None) -> np.ndarray:
     return t
 
 
-def _kernel_dy(dy, batch_first: bool, order, shape: tuple) -> np.ndarray:
-    """The kernels' dY (``shape``, time-major) from a checked ``dy``: made, not copied, for
-    zeros without memory (:func:`zero_gradient`: the same in every layout and row order),
-    else :func:`_time_major`."""
+def _kernel_dy(dy, batch_first: bool, order) -> np.ndarray | None:
+    """The kernels' dY (time-major) from a checked ``dy``: None for zeros without memory
+    (:func:`zero_gradient`: the kernels then add nothing at any step), else
+    :func:`_time_major`."""
     if not any(dy.strides) and dy[0, 0, 0] == 0 and not np.signbit(dy[0, 0, 0]):
-        return np.zeros(shape, dy.dtype)
+        return None
     return _time_major(dy, batch_first, order)
 
 
@@ -204,7 +204,7 @@ class _RNNBase(Module):
 
         done = False
 
-        def backward(dy, dstate=None):
+        def backward(dy, dstate=None, *, input_grad=True):
             nonlocal done
             if done:
                 raise RuntimeError("backward was already called for this forward_train; "
@@ -217,10 +217,11 @@ class _RNNBase(Module):
             if inverse is not None:
                 dh, dc = _take_rows(dh, order), _take_rows(dc, order)
             dX = _engine.stack_backward(tape, weights, self._weights(grad=True),
-                                        _kernel_dy(dy, self.batch_first, order, (T, B, DH)),
-                                        dh, dc)
+                                        _kernel_dy(dy, self.batch_first, order),
+                                        dh, dc, input_grad=bool(input_grad))
             done = True
-            dx = _caller_layout(dX.reshape(T, B, I), self.batch_first, inverse)
+            dx = (None if dX is None
+                  else _caller_layout(dX.reshape(T, B, I), self.batch_first, inverse))
             return dx, self._pack(_unsort(dh, inverse), _unsort(dc, inverse))
 
         return y, state, backward
@@ -233,8 +234,9 @@ class _RNNBase(Module):
 
         Returns ``(y, state, backward)``.  ``backward(dy, dstate=None)`` takes the gradient
         of ``y`` and of the final state (zeros if None), *adds* every parameter's gradient
-        into its ``.grad`` and returns ``(dx, dstate0)``.  Dropout (if any) is applied.
-        ``backward`` may be called once.
+        into its ``.grad`` and returns ``(dx, dstate0)``; with ``input_grad=False`` it
+        does not compute ``dx`` (returned as None), for a caller that would discard it.
+        Dropout (if any) is applied.  ``backward`` may be called once.
         """
         return self._run(x, state0, lengths, train=True)
 

@@ -249,7 +249,8 @@ class SequenceModel(_Fittable):
             if self.head.per_step:
                 dout = layout(dout)
             dy, dstate = head_backward(dout)
-            dx, dstate0 = rnn_backward(dy, dstate)
+            # without an embedding nothing reads the input's gradient: not computed
+            dx, dstate0 = rnn_backward(dy, dstate, input_grad=emb_backward is not None)
             if emb_backward is not None:
                 emb_backward(dx)
             return dstate0

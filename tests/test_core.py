@@ -403,6 +403,24 @@ def test_kernel_valid_arguments_run(kernel):
     assert written and all(not floats[k].any() for k in written), written
 
 
+@pytest.mark.parametrize("kernel", [k for k in KERNELS if k.endswith("backward")])
+def test_backward_without_dY_is_backward_with_zeros(kernel):
+    """dY=None (outputs nobody reads) gives what a zero dY gives, bit for bit."""
+    rng = np.random.default_rng(4)
+    results = []
+    for dY in (None, "zeros"):
+        args = {k: (rng.standard_normal(a.shape) if k not in ("nact", "bounds", "W_hh_p")
+                    and isinstance(a, np.ndarray) else a)
+                for k, a in _kernel_args(kernel).items()}
+        args["dY"] = np.zeros_like(args["dY"]) if dY == "zeros" else None
+        _call(kernel, args)
+        results.append(args)
+        rng = np.random.default_rng(4)
+    for name in ("dh", "dc", "dX", "dW_ih", "dW_hh", "db_ih", "db_hh", "Gt"):
+        if name in results[0]:
+            assert np.array_equal(results[0][name], results[1][name]), name
+
+
 @pytest.mark.parametrize("kernel,name,axis", list(_shrunk_cases()))
 def test_kernel_rejects_a_wrong_shape(kernel, name, axis):
     args = _kernel_args(kernel)

@@ -765,3 +765,22 @@ def test_padding_values_never_reach_outputs_or_gradients(mode, batch_first):
         np.testing.assert_array_equal(dx, dx0)
         for a, b in zip(g, g0):
             np.testing.assert_array_equal(a, b)
+
+
+@pytest.mark.parametrize("mode", ["RNN", "LSTM", "GRU"])
+def test_backward_without_input_grad_gives_the_same_parameter_gradients(mode):
+    """input_grad=False skips dx (None) and changes no other gradient, bit for bit."""
+    rng = np.random.default_rng(3)
+    x = rng.standard_normal((5, 3, 4))
+    dy = rng.standard_normal((5, 3, 12))
+    grads = []
+    for input_grad in (True, False):
+        layer = getattr(fastrnn, mode)(4, 6, num_layers=2, bidirectional=True,
+                                       dtype=np.float64, seed=2)
+        y, state, backward = layer.forward_train(x, lengths=[5, 2, 4])
+        dx, dstate0 = backward(dy, input_grad=input_grad)
+        assert (dx is None) == (not input_grad)
+        grads.append([p.grad.copy() for p in layer.parameters()]
+                     + list(dstate0 if isinstance(dstate0, tuple) else (dstate0,)))
+    for a, b in zip(*grads):
+        assert np.array_equal(a, b)
