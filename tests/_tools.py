@@ -1,6 +1,10 @@
 """What the test files share: central differences, and the tolerance of each kind of
 comparison (one table here, each named after what it compares)."""
 
+import importlib.util
+import sys
+from pathlib import Path
+
 import numpy as np
 
 EPS = 1e-6   # the step of the central differences, in float64
@@ -38,3 +42,19 @@ def central_differences(f, a: np.ndarray, eps: float = EPS) -> np.ndarray:
         flat[i] = old
         g[i] = (up - down) / (2 * eps)
     return g.reshape(a.shape)
+
+
+def load_reference():
+    """``fastrnn.reference``; where the package cannot be imported (no compiled core
+    built), the pure-NumPy reference package loaded on its own from the source tree."""
+    try:
+        from fastrnn import reference
+        return reference
+    except ImportError:
+        path = Path(__file__).resolve().parents[1] / "fastrnn" / "reference" / "__init__.py"
+        spec = importlib.util.spec_from_file_location(
+            "fastrnn_reference", path, submodule_search_locations=[str(path.parent)])
+        module = importlib.util.module_from_spec(spec)
+        sys.modules[spec.name] = module          # its submodules import it by name
+        spec.loader.exec_module(module)
+        return module

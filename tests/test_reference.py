@@ -1,20 +1,12 @@
 """Tests of fastrnn.reference: finite-difference gradients, lengths semantics, PyTorch parity."""
 
-import importlib.util
-from pathlib import Path
 
 import numpy as np
 import pytest
 
-from _tools import central_differences
+from _tools import central_differences, load_reference
 
-try:
-    from fastrnn import reference as ref
-except ImportError:  # package import needs the compiled core: load the pure-NumPy module alone
-    _spec = importlib.util.spec_from_file_location(
-        "fastrnn_reference", Path(__file__).resolve().parents[1] / "fastrnn" / "reference.py")
-    ref = importlib.util.module_from_spec(_spec)
-    _spec.loader.exec_module(ref)
+ref = load_reference()
 
 T, B, I, H = 4, 3, 2, 3
 LENGTHS = np.array([4, 1, 2])  # a full row, a one-step row, a partial row

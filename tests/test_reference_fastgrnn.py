@@ -7,22 +7,14 @@ matrix-vector product at a time), and a PyTorch transcription of EdgeML's cells
 layout, their low-rank factors) differentiated by autograd.
 """
 
-import importlib.util
-from pathlib import Path
 
 import numpy as np
 import pytest
 from numpy.testing import assert_allclose, assert_array_equal
 
-from _tools import FD_TOL, PARITY_TOL, central_differences
+from _tools import FD_TOL, PARITY_TOL, central_differences, load_reference
 
-try:
-    from fastrnn import reference as ref
-except ImportError:  # package import needs the compiled core: load the pure-NumPy module alone
-    _spec = importlib.util.spec_from_file_location(
-        "fastrnn_reference", Path(__file__).resolve().parents[1] / "fastrnn" / "reference.py")
-    ref = importlib.util.module_from_spec(_spec)
-    _spec.loader.exec_module(ref)
+ref = load_reference()
 
 T, B, I, H = 4, 3, 2, 3
 LENGTHS = np.array([4, 1, 2])  # a full row, a one-step row, a partial row

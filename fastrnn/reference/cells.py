@@ -1,0 +1,434 @@
+"""The references of PyTorch's cells: RNN (tanh, relu), LSTM, GRU, and their stacks
+(layers and directions); notation in :mod:`fastrnn.reference`."""
+
+from collections.abc import Callable
+
+import numpy as np
+
+from ._common import (
+    NUM_GATES,
+    _backward_inputs,
+    _blocks,
+    _check_shape,
+    _float_dtype,
+    _forward_cache,
+    _input_and_weight_grads,
+    _keep,
+    _prepare,
+    _project_inputs,
+    _relu,
+    _row_mask,
+    _steps,
+    _sum_biases,
+    _zero_inactive,
+    sigmoid,
+)
+
+# ----------------------------------------------------------------------------- RNN
+
+
+_ACTIVATIONS: dict[str, Callable[[np.ndarray], np.ndarray]] = {"tanh": np.tanh, "relu": _relu}
+
+
+def _activation_grad(nonlinearity, a):
+    """d act / d pre-activation, from the activation value ``a``."""
+    return 1 - a * a if nonlinearity == "tanh" else (a > 0).astype(a.dtype)
+
+
+def rnn_forward(x, h0, W_ih, W_hh, b_ih=None, b_hh=None, nonlinearity="tanh",
+                lengths=None, reverse=False):
+    """Elman RNN over a sequence, one layer, one direction.
+
+    (1) G_t = Xp[t] + h_prev @ W_hh.T      with Xp = x @ W_ih.T + b_ih + b_hh
+    (2) h_t = act(G_t)                     act = tanh or relu
+
+    x (T, B, I), h0 (B, H), W_ih (H, I), W_hh (H, H), b_ih, b_hh (H,) or None.
+    Returns y (T, B, H), h_n (B, H) and the cache for ``rnn_backward``.
+
+    >>> import numpy as np
+    >>> import fastrnn
+    >>> from fastrnn import reference
+    >>> rng = np.random.default_rng(0)
+    >>> x = rng.standard_normal((6, 2, 3))                 # (T, B, I), float64
+    >>> layer = fastrnn.RNN(3, 4, dtype=np.float64, seed=0)
+    >>> w = layer.state_dict()
+    >>> y, h_n, cache = reference.rnn_forward(x, np.zeros((2, 4)), w["weight_ih_l0"],
+    ...                                       w["weight_hh_l0"], w["bias_ih_l0"], w["bias_hh_l0"])
+    >>> y_fast, h_fast = layer(x)                          # the compiled kernels agree
+    >>> bool(np.allclose(y, y_fast, rtol=1e-10, atol=1e-12))
+    True
+    """
+    if nonlinearity not in _ACTIVATIONS:
+        raise ValueError(f"nonlinearity must be 'tanh' or 'relu', got {nonlinearity!r}")
+    act = _ACTIVATIONS[nonlinearity]
+    x, (h,), weights, active = _prepare(x, [("h0", h0)], W_ih, W_hh, b_ih, b_hh, 1, lengths)
+    W_hh = weights[1]
+    T, B, H = x.shape[0], x.shape[1], h.shape[1]
+    Xp = _project_inputs(x, weights[0], _sum_biases(*weights[2:]))  # (1) input part, all steps
+    A = np.zeros((T, B, H), dtype=x.dtype)
+    Hp = np.zeros_like(A)
+    for t in _steps(T, reverse):
+        mask = _row_mask(active, t)
+        Hp[t] = h
+        h_t = act(Xp[t] + h @ W_hh.T)  # (1), (2)
+        A[t] = h_t
+        h = _keep(mask, h_t, h)
+    y = A.copy()
+    _zero_inactive(y, active)
+    cache = _forward_cache(x, weights, active, reverse, Hp, A, nonlinearity=nonlinearity)
+    return y, h, cache
+
+
+def rnn_backward(dy, dh_n, cache):
+    """Backpropagation through time for ``rnn_forward``.
+
+    dy (T, B, H), dh_n (B, H) or None (zeros). Returns dx (T, B, I), dh0 (B, H) and
+    grads: dict with "weight_ih", "weight_hh" and, if the forward had them, "bias_ih",
+    "bias_hh".
+
+    >>> import numpy as np
+    >>> from fastrnn import reference
+    >>> rng = np.random.default_rng(0)
+    >>> x = rng.standard_normal((6, 2, 3))                 # (T, B, I), float64
+    >>> W_ih, W_hh = rng.standard_normal((4, 3)), rng.standard_normal((4, 4))
+    >>> y, h_n, cache = reference.rnn_forward(x, np.zeros((2, 4)), W_ih, W_hh)
+    >>> dx, dh0, grads = reference.rnn_backward(np.ones_like(y), None, cache)
+    >>> dx.shape, dh0.shape, sorted(grads)
+    ((6, 2, 3), (2, 4), ['weight_hh', 'weight_ih'])
+    """
+    dy, (dh,) = _backward_inputs(dy, [("dh_n", dh_n)], cache)
+    A, W_hh, active = cache["A"], cache["W_hh"], cache["active"]
+    dG = np.zeros_like(A)
+    for t in _steps(A.shape[0], not cache["reverse"]):
+        mask = _row_mask(active, t)
+        dh = dh + dy[t]
+        dG[t] = dh * _activation_grad(cache["nonlinearity"], A[t])  # (2)
+        _zero_inactive(dG[t], mask)
+        dh = _keep(mask, dG[t] @ W_hh, dh)  # (1) into h_prev
+    dx, grads = _input_and_weight_grads(dG, dG, cache)
+    return dx, dh, grads
+
+
+# ----------------------------------------------------------------------------- LSTM
+
+
+def lstm_forward(x, h0, c0, W_ih, W_hh, b_ih=None, b_hh=None, lengths=None, reverse=False):
+    """LSTM over a sequence, one layer, one direction (gate blocks i, f, g, o).
+
+    (1) G_t = Xp[t] + h_prev @ W_hh.T      with Xp = x @ W_ih.T + b_ih + b_hh
+    (2) i = σ(G_i), f = σ(G_f), g = tanh(G_g), o = σ(G_o)
+    (3) c_t = f * c_prev + i * g
+    (4) h_t = o * tanh(c_t)
+
+    x (T, B, I), h0, c0 (B, H), W_ih (4H, I), W_hh (4H, H), b_ih, b_hh (4H,) or None.
+    Returns y (T, B, H), h_n, c_n (B, H) and the cache for ``lstm_backward``.
+
+    >>> import numpy as np
+    >>> from fastrnn import reference
+    >>> rng = np.random.default_rng(0)
+    >>> x = rng.standard_normal((6, 2, 3))                 # (T, B, I), float64
+    >>> W_ih, W_hh = rng.standard_normal((16, 3)), rng.standard_normal((16, 4))
+    >>> h0 = c0 = np.zeros((2, 4))
+    >>> y, h_n, c_n, cache = reference.lstm_forward(x, h0, c0, W_ih, W_hh,
+    ...                                             lengths=np.array([6, 3]))
+    >>> bool((y[3:, 1] == 0).all())                        # padded steps output 0
+    True
+    """
+    x, (h, c), weights, active = _prepare(x, [("h0", h0), ("c0", c0)], W_ih, W_hh,
+                                          b_ih, b_hh, 4, lengths)
+    W_hh = weights[1]
+    T, B, H = x.shape[0], x.shape[1], h.shape[1]
+    Xp = _project_inputs(x, weights[0], _sum_biases(*weights[2:]))  # (1) input part, all steps
+    A = np.zeros((T, B, 4 * H), dtype=x.dtype)
+    y, Hp, Cp, TC = (np.zeros((T, B, H), dtype=x.dtype) for _ in range(4))
+    for t in _steps(T, reverse):
+        mask = _row_mask(active, t)
+        Hp[t], Cp[t] = h, c
+        G_i, G_f, G_g, G_o = _blocks(Xp[t] + h @ W_hh.T, 4)  # (1)
+        i, f, g, o = _blocks(A[t], 4)  # views: filling them fills A[t]
+        i[:], f[:], g[:], o[:] = sigmoid(G_i), sigmoid(G_f), np.tanh(G_g), sigmoid(G_o)  # (2)
+        c_t = f * c + i * g  # (3)
+        TC[t] = np.tanh(c_t)
+        h_t = o * TC[t]  # (4)
+        y[t] = h_t
+        h, c = _keep(mask, h_t, h), _keep(mask, c_t, c)
+    _zero_inactive(y, active)
+    cache = _forward_cache(x, weights, active, reverse, Hp, A, Cp=Cp, TC=TC)
+    return y, h, c, cache
+
+
+def lstm_backward(dy, dh_n, dc_n, cache):
+    """Backpropagation through time for ``lstm_forward``.
+
+    dy (T, B, H), dh_n, dc_n (B, H) or None (zeros). Returns dx (T, B, I), dh0, dc0
+    (B, H) and grads (see ``rnn_backward``).
+
+    >>> import numpy as np
+    >>> from fastrnn import reference
+    >>> rng = np.random.default_rng(0)
+    >>> x = rng.standard_normal((6, 2, 3))                 # (T, B, I), float64
+    >>> W_ih, W_hh = rng.standard_normal((16, 3)), np.zeros((16, 4))   # no path through h
+    >>> h0 = c0 = np.zeros((2, 4))
+    >>> y, h_n, c_n, cache = reference.lstm_forward(x, h0, c0, W_ih, W_hh)
+    >>> dx, dh0, dc0, grads = reference.lstm_backward(np.zeros_like(y), None,
+    ...                                               np.ones((2, 4)), cache)
+    >>> dx.shape, grads["weight_hh"].shape
+    ((6, 2, 3), (16, 4))
+    >>> f = reference.sigmoid(x @ W_ih[4:8].T)            # (T, B, H): the forget gates, (2)
+    >>> bool(np.allclose(dc0, f.prod(axis=0)))             # dc_n reaches c0 through (3) alone
+    True
+    """
+    dy, (dh, dc) = _backward_inputs(dy, [("dh_n", dh_n), ("dc_n", dc_n)], cache)
+    A, W_hh, active = cache["A"], cache["W_hh"], cache["active"]
+    Cp, TC = cache["Cp"], cache["TC"]
+    dG = np.zeros_like(A)
+    for t in _steps(A.shape[0], not cache["reverse"]):
+        mask = _row_mask(active, t)
+        i, f, g, o = _blocks(A[t], 4)
+        dG_i, dG_f, dG_g, dG_o = _blocks(dG[t], 4)  # views: filling them fills dG[t]
+        dh = dh + dy[t]
+        dc_t = dc + dh * o * (1 - TC[t] * TC[t])  # (4) through tanh(c_t)
+        dG_o[:] = dh * TC[t] * o * (1 - o)  # (4) then (2)
+        dG_i[:] = dc_t * g * i * (1 - i)  # (3) then (2)
+        dG_f[:] = dc_t * Cp[t] * f * (1 - f)  # (3) then (2)
+        dG_g[:] = dc_t * i * (1 - g * g)  # (3) then (2)
+        _zero_inactive(dG[t], mask)
+        dh = _keep(mask, dG[t] @ W_hh, dh)  # (1) into h_prev
+        dc = _keep(mask, dc_t * f, dc)  # (3) into c_prev
+    dx, grads = _input_and_weight_grads(dG, dG, cache)
+    return dx, dh, dc, grads
+
+
+# ----------------------------------------------------------------------------- GRU
+
+
+def gru_forward(x, h0, W_ih, W_hh, b_ih=None, b_hh=None, lengths=None, reverse=False):
+    """GRU over a sequence, one layer, one direction (gate blocks r, z, n).
+
+    (1) Gh = h_prev @ W_hh.T + b_hh        with Xp = x @ W_ih.T + b_ih
+    (2) r = σ(Xp_r + Gh_r), z = σ(Xp_z + Gh_z)
+    (3) n = tanh(Xp_n + r * Hn)
+    (4) h_t = (1 - z) * n + z * h_prev
+
+    x (T, B, I), h0 (B, H), W_ih (3H, I), W_hh (3H, H), b_ih, b_hh (3H,) or None.
+    Returns y (T, B, H), h_n (B, H) and the cache for ``gru_backward``.
+
+    >>> import numpy as np
+    >>> from fastrnn import reference
+    >>> rng = np.random.default_rng(0)
+    >>> x = rng.standard_normal((6, 2, 3))                 # (T, B, I), float64
+    >>> W_ih, W_hh = rng.standard_normal((12, 3)), rng.standard_normal((12, 4))
+    >>> y, h_n, cache = reference.gru_forward(x, np.zeros((2, 4)), W_ih, W_hh, reverse=True)
+    >>> bool(np.array_equal(y[0], h_n))                    # reverse: the last step is t = 0
+    True
+    """
+    x, (h,), weights, active = _prepare(x, [("h0", h0)], W_ih, W_hh, b_ih, b_hh, 3, lengths)
+    W_hh, b_hh = weights[1], weights[3]
+    T, B, H = x.shape[0], x.shape[1], h.shape[1]
+    Xp = _project_inputs(x, weights[0], weights[2])  # (1) input part, all steps
+    A = np.zeros((T, B, 3 * H), dtype=x.dtype)
+    y, Hp, Hn = (np.zeros((T, B, H), dtype=x.dtype) for _ in range(3))
+    for t in _steps(T, reverse):
+        mask = _row_mask(active, t)
+        Hp[t] = h
+        Gh = h @ W_hh.T  # (1)
+        if b_hh is not None:
+            Gh += b_hh
+        Xp_r, Xp_z, Xp_n = _blocks(Xp[t], 3)
+        Gh_r, Gh_z, Hn[t] = _blocks(Gh, 3)  # Hn of every step is kept for backward
+        r, z, n = _blocks(A[t], 3)  # views: filling them fills A[t]
+        r[:], z[:] = sigmoid(Xp_r + Gh_r), sigmoid(Xp_z + Gh_z)  # (2)
+        n[:] = np.tanh(Xp_n + r * Hn[t])  # (3)
+        h_t = n + z * (h - n)  # (4)
+        y[t] = h_t
+        h = _keep(mask, h_t, h)
+    _zero_inactive(y, active)
+    cache = _forward_cache(x, weights, active, reverse, Hp, A, Hn=Hn)
+    return y, h, cache
+
+
+def gru_backward(dy, dh_n, cache):
+    """Backpropagation through time for ``gru_forward``.
+
+    dy (T, B, H), dh_n (B, H) or None (zeros). Returns dx (T, B, I), dh0 (B, H) and
+    grads (see ``rnn_backward``).
+
+    >>> import numpy as np
+    >>> from fastrnn import reference
+    >>> rng = np.random.default_rng(0)
+    >>> x = rng.standard_normal((6, 2, 3))                 # (T, B, I), float64
+    >>> W_ih, W_hh = rng.standard_normal((12, 3)), rng.standard_normal((12, 4))
+    >>> h0 = np.zeros((2, 4))
+    >>> y, h_n, cache = reference.gru_forward(x, h0, W_ih, W_hh)
+    >>> dx, dh0, grads = reference.gru_backward(np.zeros_like(y), np.ones((2, 4)),
+    ...                                         cache)
+    >>> dx.shape, dh0.shape
+    ((6, 2, 3), (2, 4))
+    >>> # dh0 is d sum(h_n) / d h0: a central difference in one entry of h0 agrees
+    >>> e = np.zeros_like(h0)
+    >>> e[0, 1] = 1e-6
+    >>> sum_h_n = lambda h0: reference.gru_forward(x, h0, W_ih, W_hh)[1].sum()
+    >>> bool(abs((sum_h_n(h0 + e) - sum_h_n(h0 - e)) / 2e-6 - dh0[0, 1]) < 1e-6)
+    True
+    """
+    dy, (dh,) = _backward_inputs(dy, [("dh_n", dh_n)], cache)
+    A, W_hh, active = cache["A"], cache["W_hh"], cache["active"]
+    Hp, Hn = cache["Hp"], cache["Hn"]
+    dGx, dGh = np.zeros_like(A), np.zeros_like(A)
+    for t in _steps(A.shape[0], not cache["reverse"]):
+        mask = _row_mask(active, t)
+        r, z, n = _blocks(A[t], 3)
+        dGx_r, dGx_z, dGx_n = _blocks(dGx[t], 3)  # views: filling them fills dGx[t]
+        dGh_r, dGh_z, dGh_n = _blocks(dGh[t], 3)
+        dh = dh + dy[t]
+        dGx_n[:] = dh * (1 - z) * (1 - n * n)  # (4) then (3) through tanh
+        dGh_n[:] = dGx_n * r  # (3)
+        dGx_r[:] = dGx_n * Hn[t] * r * (1 - r)  # (3) then (2)
+        dGx_z[:] = dh * (Hp[t] - n) * z * (1 - z)  # (4) then (2)
+        dGh_r[:], dGh_z[:] = dGx_r, dGx_z  # (2) r and z see Xp and Gh alike
+        _zero_inactive(dGx[t], mask)
+        _zero_inactive(dGh[t], mask)
+        dh = _keep(mask, dGh[t] @ W_hh + dh * z, dh)  # (1) and the z * h_prev path of (4)
+    dx, grads = _input_and_weight_grads(dGx, dGh, cache)
+    return dx, dh, grads
+
+
+# ----------------------------------------------------------------------------- stacks
+
+
+def _direction_forward(mode, x, h0, c0, weights, lengths, reverse, nonlinearity):
+    """One layer, one direction, with the LSTM's signature for all modes."""
+    W_ih, W_hh, b_ih, b_hh = weights
+    if mode == "LSTM":
+        return lstm_forward(x, h0, c0, W_ih, W_hh, b_ih, b_hh, lengths=lengths,
+                            reverse=reverse)
+    if mode == "GRU":
+        y, h_n, cache = gru_forward(x, h0, W_ih, W_hh, b_ih, b_hh, lengths=lengths,
+                                    reverse=reverse)
+    else:
+        y, h_n, cache = rnn_forward(x, h0, W_ih, W_hh, b_ih, b_hh,
+                                    nonlinearity=nonlinearity, lengths=lengths,
+                                    reverse=reverse)
+    return y, h_n, None, cache
+
+
+def _direction_backward(mode, dy, dh_n, dc_n, cache):
+    if mode == "LSTM":
+        return lstm_backward(dy, dh_n, dc_n, cache)
+    backward = gru_backward if mode == "GRU" else rnn_backward
+    dx, dh0, grads = backward(dy, dh_n, cache)
+    return dx, dh0, None, grads
+
+
+def _initial_state(name, s, shape, dtype):
+    if s is None:
+        return np.zeros(shape, dtype=dtype)
+    return _check_shape(name, np.asarray(s, dtype=dtype), shape)
+
+
+def stack_forward(mode, x, params, num_layers=1, bidirectional=False, h0=None, c0=None,
+                  lengths=None, nonlinearity="tanh"):
+    """Multi-layer, optionally bidirectional RNN / LSTM / GRU, as PyTorch's modules.
+
+    mode: "RNN", "LSTM" or "GRU". params: PyTorch names ``weight_ih_l{k}{suffix}``,
+    ``weight_hh_l{k}{suffix}``, ``bias_ih_l{k}{suffix}``, ``bias_hh_l{k}{suffix}`` with
+    suffix "" or "_reverse" (bias keys absent when bias=False). x (T, B, I), time-major.
+    h0, c0 (num_layers*D, B, H), layer-major then direction, None for zeros; c0 for the
+    LSTM only. No dropout.
+
+    Returns y (T, B, D*H) (forward direction in the first H columns), h_n, c_n
+    (num_layers*D, B, H) (c_n None unless LSTM) and the cache for ``stack_backward``.
+
+    >>> import numpy as np
+    >>> import fastrnn
+    >>> from fastrnn import reference
+    >>> rng = np.random.default_rng(0)
+    >>> x = rng.standard_normal((6, 2, 3))                 # (T, B, I), float64
+    >>> layer = fastrnn.LSTM(3, 4, num_layers=2, bidirectional=True, dtype=np.float64, seed=0)
+    >>> y, h_n, c_n, cache = reference.stack_forward("LSTM", x, layer.state_dict(),
+    ...                                              num_layers=2, bidirectional=True)
+    >>> y_fast, (h_fast, c_fast) = layer(x)
+    >>> y.shape, bool(np.allclose(y, y_fast, rtol=1e-10, atol=1e-12))
+    ((6, 2, 8), True)
+    """
+    if mode not in NUM_GATES:
+        raise ValueError(f"mode must be one of {sorted(NUM_GATES)}, got {mode!r}")
+    if mode != "LSTM" and c0 is not None:
+        raise ValueError(f"c0 is for the LSTM only, got it with mode={mode!r}")
+    D = 2 if bidirectional else 1
+    x = np.asarray(x)
+    if x.ndim != 3:
+        raise ValueError(f"x must have shape (T, B, I), got {x.shape}")
+    dtype = _float_dtype(x)
+    T, B = x.shape[:2]
+    H = params["weight_hh_l0"].shape[-1]
+    state_shape = (num_layers * D, B, H)
+    h0 = _initial_state("h0", h0, state_shape, dtype)
+    c0 = _initial_state("c0", c0, state_shape, dtype) if mode == "LSTM" else None
+    h_n = np.zeros(state_shape, dtype=dtype)
+    c_n = np.zeros(state_shape, dtype=dtype) if mode == "LSTM" else None
+    caches = []
+    layer_input = x
+    for k in range(num_layers):
+        outputs = []
+        for d, suffix in enumerate(["", "_reverse"][:D]):
+            j = k * D + d
+            weights = tuple(params.get(f"{name}_l{k}{suffix}")
+                            for name in ("weight_ih", "weight_hh", "bias_ih", "bias_hh"))
+            y, h_n[j], c_last, cache = _direction_forward(
+                mode, layer_input, h0[j], None if c0 is None else c0[j], weights,
+                lengths, d == 1, nonlinearity)
+            if c_n is not None:
+                c_n[j] = c_last
+            outputs.append(y)
+            caches.append(cache)
+        layer_input = outputs[0] if D == 1 else np.concatenate(outputs, axis=2)
+    cache = dict(mode=mode, num_layers=num_layers, D=D, H=H, dtype=dtype, caches=caches)
+    return layer_input, h_n, c_n, cache
+
+
+def stack_backward(dy, dh_n, dc_n, cache):
+    """Backpropagation through ``stack_forward``.
+
+    dy (T, B, D*H); dh_n, dc_n (num_layers*D, B, H) or None (zeros); dc_n for the LSTM
+    only. Returns dx (T, B, I), dh0, dc0 (num_layers*D, B, H) (dc0 None unless LSTM) and
+    grads: dict with the keys of ``params``.
+
+    >>> import numpy as np
+    >>> import fastrnn
+    >>> from fastrnn import reference
+    >>> rng = np.random.default_rng(0)
+    >>> x = rng.standard_normal((6, 2, 3))                 # (T, B, I), float64
+    >>> layer = fastrnn.GRU(3, 4, num_layers=2, dtype=np.float64, seed=0)
+    >>> y, h_n, c_n, cache = reference.stack_forward("GRU", x, layer.state_dict(), num_layers=2)
+    >>> dx, dh0, dc0, grads = reference.stack_backward(np.ones_like(y), None, None, cache)
+    >>> sorted(grads) == sorted(layer.state_dict())
+    True
+    """
+    mode, L, D, H, dtype = (cache[key] for key in ("mode", "num_layers", "D", "H", "dtype"))
+    lstm = mode == "LSTM"
+    if not lstm and dc_n is not None:
+        raise ValueError(f"dc_n is for the LSTM only, got it with mode={mode!r}")
+    state_shape = (L * D,) + cache["caches"][0]["Hp"].shape[1:]
+    dh_n = _initial_state("dh_n", dh_n, state_shape, dtype)
+    dc_n = _initial_state("dc_n", dc_n, state_shape, dtype) if lstm else None
+    dh0 = np.zeros(state_shape, dtype=dtype)
+    dc0 = np.zeros(state_shape, dtype=dtype) if lstm else None
+    grads = {}
+    d_output = np.asarray(dy, dtype=dtype)
+    for k in reversed(range(L)):
+        d_input: np.ndarray | None = None
+        for d, suffix in enumerate(["", "_reverse"][:D]):
+            j = k * D + d
+            dx, dh0[j], dc0_j, g = _direction_backward(
+                mode, d_output[:, :, d * H:(d + 1) * H], dh_n[j],
+                dc_n[j] if lstm else None, cache["caches"][j])
+            if dc0 is not None:
+                dc0[j] = dc0_j
+            d_input = dx if d_input is None else d_input + dx  # both read the layer input
+            grads.update({f"{name}_l{k}{suffix}": v for name, v in g.items()})
+        assert d_input is not None           # D >= 1 directions
+        d_output = d_input
+    return d_output, dh0, dc0, grads
+
+
