@@ -27,6 +27,7 @@ from .cells import GRUCell, LSTMCell, RNNCell  # noqa: E402
 from .heads import ManyToMany, ManyToOne, OneToMany  # noqa: E402
 from .io import ModelFileError, load, load_checkpoint, save  # noqa: E402
 from .layers import GRU, LSTM, RNN, Embedding, Linear  # noqa: E402
+from .fastgrnn import FastGRNN, FastRNN  # noqa: E402
 from .models import Seq2Seq, SequenceModel  # noqa: E402
 # the names fastrnn.model held, kept for a release (fastrnn.model.X after import fastrnn)
 from . import model  # noqa: E402, F401
@@ -38,7 +39,8 @@ from .training import History  # noqa: E402
 
 from ._version import __version__  # noqa: E402
 
-__all__ = ["RNN", "LSTM", "GRU", "RNNCell", "LSTMCell", "GRUCell", "Linear", "Embedding",
+__all__ = ["RNN", "LSTM", "GRU", "FastRNN", "FastGRNN", "RNNCell", "LSTMCell", "GRUCell",
+           "Linear", "Embedding",
            "ManyToMany", "ManyToOne", "OneToMany", "SequenceModel", "Seq2Seq", "Stepper",
            "History", "EarlyStopping", "ModelCheckpoint", "Module", "Parameter", "save",
            "load", "load_checkpoint", "ModelFileError", "data", "heads", "losses", "optim",

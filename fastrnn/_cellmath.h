@@ -210,6 +210,86 @@ FR_CLONES void fr_gru_grad_##SFX(T *FR_RESTRICT gates, T *FR_RESTRICT hn,       
             dhb[j] = dhb[j] * z;                              /* dh_prev, direct path */   \
         }                                                                                  \
     }                                                                                      \
+}                                                                                          \
+                                                                                           \
+/* FastRNN, forward 2.-3.: g = tanh(g) (the candidate h~, over n rows of H values),        \
+   h = alpha*h~ + beta*h */                                                                \
+FR_CLONES void fr_fastrnn_step_##SFX(T *FR_RESTRICT g, T *FR_RESTRICT h, T alpha, T beta,  \
+                                     long n)                                               \
+{                                                                                          \
+    long j;                                                                                \
+    for (j = 0; j < n; j++) {                                                              \
+        T a = TANH(g[j]);                                                                  \
+        g[j] = a;                                                                          \
+        h[j] = alpha * a + beta * h[j];                                                    \
+    }                                                                                      \
+}                                                                                          \
+                                                                                           \
+/* FastRNN, backward 2.: from dh (reaching h_t), the cached h~ in g and h_prev: dG in      \
+   place of h~, dh = beta*dh (the direct path); acc (2H: dalpha, dbeta per unit, summed    \
+   over rows) += the terms of the scalars' gradients */                                    \
+FR_CLONES void fr_fastrnn_grad_##SFX(T *FR_RESTRICT g, const T *FR_RESTRICT hp,            \
+                                     T *FR_RESTRICT dh, T alpha, T beta, T *FR_RESTRICT acc,\
+                                     long n, long H)                                       \
+{                                                                                          \
+    long b, j;                                                                             \
+    for (b = 0; b < n; b++) {                                                              \
+        T *FR_RESTRICT gb = g + b * H, *FR_RESTRICT dhb = dh + b * H;                      \
+        const T *FR_RESTRICT hpb = hp + b * H;                                             \
+        for (j = 0; j < H; j++) {                                                          \
+            T a = gb[j], d = dhb[j];                                                       \
+            acc[j] += d * a;                                     /* dalpha */              \
+            acc[H + j] += d * hpb[j];                            /* dbeta */               \
+            gb[j] = alpha * d * ((T)1 - a * a);                                            \
+            dhb[j] = beta * d;                                                             \
+        }                                                                                  \
+    }                                                                                      \
+}                                                                                          \
+                                                                                           \
+/* FastGRNN, forward 2.-3.: from g = W x + U h (no bias), z = sigmoid(g + b_z),            \
+   h~ = tanh(g + b_h), h = (zeta*(1-z) + nu)*h~ + z*h; z in place of g, h~ cached in ht    \
+   (if ht is not NULL); b_z, b_h may be NULL (no biases) */                                \
+FR_CLONES void fr_fastgrnn_step_##SFX(T *FR_RESTRICT g, const T *FR_RESTRICT b_z,          \
+                                      const T *FR_RESTRICT b_h, T zeta, T nu,              \
+                                      T *FR_RESTRICT h, T *FR_RESTRICT ht, long n, long H) \
+{                                                                                          \
+    long b, j;                                                                             \
+    for (b = 0; b < n; b++) {                                                              \
+        T *FR_RESTRICT gb = g + b * H, *FR_RESTRICT hb = h + b * H;                        \
+        T *FR_RESTRICT htb = ht ? ht + b * H : 0;                                          \
+        for (j = 0; j < H; j++) {                                                          \
+            T z = SIGMOID(gb[j] + (b_z ? b_z[j] : (T)0));                                  \
+            T c = TANH(gb[j] + (b_h ? b_h[j] : (T)0));                                     \
+            gb[j] = z;                                                                     \
+            if (htb) htb[j] = c;                                                           \
+            hb[j] = (zeta * ((T)1 - z) + nu) * c + z * hb[j];                              \
+        }                                                                                  \
+    }                                                                                      \
+}                                                                                          \
+                                                                                           \
+/* FastGRNN, backward 2.: from dh (reaching h_t), the cached z (in g), h~ (ht) and h_prev: \
+   dG = dG_z + dG_h in place of z, dh = z*dh (the direct path); acc (4H: db_z, db_h,       \
+   dzeta, dnu per unit, summed over rows) += their terms */                                \
+FR_CLONES void fr_fastgrnn_grad_##SFX(T *FR_RESTRICT g, const T *FR_RESTRICT ht,           \
+                                      const T *FR_RESTRICT hp, T *FR_RESTRICT dh, T zeta,  \
+                                      T nu, T *FR_RESTRICT acc, long n, long H)            \
+{                                                                                          \
+    long b, j;                                                                             \
+    for (b = 0; b < n; b++) {                                                              \
+        T *FR_RESTRICT gb = g + b * H, *FR_RESTRICT dhb = dh + b * H;                      \
+        const T *FR_RESTRICT htb = ht + b * H, *FR_RESTRICT hpb = hp + b * H;              \
+        for (j = 0; j < H; j++) {                                                          \
+            T z = gb[j], c = htb[j], d = dhb[j];                                           \
+            T dz = d * (hpb[j] - zeta * c) * z * ((T)1 - z);     /* dG_z */                \
+            T dc = d * (zeta * ((T)1 - z) + nu) * ((T)1 - c * c); /* dG_h */               \
+            acc[j] += dz;                                                                  \
+            acc[H + j] += dc;                                                              \
+            acc[2 * H + j] += d * ((T)1 - z) * c;                /* dzeta */               \
+            acc[3 * H + j] += d * c;                             /* dnu */                 \
+            gb[j] = dz + dc;                                                               \
+            dhb[j] = z * d;                                                                \
+        }                                                                                  \
+    }                                                                                      \
 }
 
 FR_DEFINE(float, f, fr_sigmoidf, fr_tanhf)

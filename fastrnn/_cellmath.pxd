@@ -35,6 +35,20 @@ cdef extern from "_cellmath.h" nogil:
                        long n, long H)
     void fr_gru_grad_d(double* gates, double* hn, double* dgh, const double* hp,
                        double* dh, long n, long H)
+    void fr_fastrnn_step_f(float* g, float* h, float alpha, float beta, long n)
+    void fr_fastrnn_step_d(double* g, double* h, double alpha, double beta, long n)
+    void fr_fastrnn_grad_f(float* g, const float* hp, float* dh, float alpha, float beta,
+                           float* acc, long n, long H)
+    void fr_fastrnn_grad_d(double* g, const double* hp, double* dh, double alpha,
+                           double beta, double* acc, long n, long H)
+    void fr_fastgrnn_step_f(float* g, const float* b_z, const float* b_h, float zeta,
+                            float nu, float* h, float* ht, long n, long H)
+    void fr_fastgrnn_step_d(double* g, const double* b_z, const double* b_h, double zeta,
+                            double nu, double* h, double* ht, long n, long H)
+    void fr_fastgrnn_grad_f(float* g, const float* ht, const float* hp, float* dh,
+                            float zeta, float nu, float* acc, long n, long H)
+    void fr_fastgrnn_grad_d(double* g, const double* ht, const double* hp, double* dh,
+                            double zeta, double nu, double* acc, long n, long H)
     void fr_lstm_pack_f(const float* W_hh, long H, float* out)
     void fr_lstm_row_f(const float* W, long H, const int* nact, long T, int reverse,
                        float* g, long gstep, float* h, float* c, float* y, long ystep,
@@ -103,11 +117,18 @@ cdef enum:
     CELL_RNN = 0        # h' = act(W_ih x + b_ih + W_hh h + b_hh),  act = tanh | relu
     CELL_LSTM = 1       # gates i f g o;  c' = f*c + i*g;  h' = o*tanh(c')
     CELL_GRU = 2        # gates r z n;  n = tanh(W_in x + b_in + r*(W_hn h + b_hn))
-    N_CELLS = 3
+    CELL_FASTRNN = 3    # h~ = tanh(W x + U h + b);  h' = alpha*h~ + beta*h
+    CELL_FASTGRNN = 4   # P = W x + U h;  z = sigmoid(P + b_z), h~ = tanh(P + b_h);
+                        # h' = (zeta*(1-z) + nu)*h~ + z*h
+    N_CELLS = 5
+
+# The FastRNN/FastGRNN kernels take their two scalars (alpha, beta or zeta, nu) after the
+# sigmoid, and their backward sums per unit the terms of those scalars' gradients (and
+# FastGRNN's of its two biases) in ``_loop_sums`` blocks of H values.
 
 
 cdef inline Py_ssize_t _kind_gates(int kind) noexcept nogil:
-    """G, the gate blocks of a kind: the gate width is G*H."""
+    """G, the gate blocks of a kind: the width of its products is G*H."""
     if kind == CELL_LSTM:
         return 4
     if kind == CELL_GRU:
@@ -115,10 +136,32 @@ cdef inline Py_ssize_t _kind_gates(int kind) noexcept nogil:
     return 1
 
 
+cdef inline int _kind_biases(int kind) noexcept nogil:
+    """How many bias vectors (of G*H values) a kind takes: b_ih and b_hh (FastGRNN: b_z
+    and b_h), or FastRNN's b alone (as b_ih)."""
+    return 1 if kind == CELL_FASTRNN else 2
+
+
+cdef inline bint _biases_in_step(int kind) noexcept nogil:
+    """Whether the cell step adds the biases itself (FastGRNN: the gate and the candidate
+    add different biases to one product) instead of the input projection."""
+    return kind == CELL_FASTGRNN
+
+
 cdef inline Py_ssize_t _bias_columns(int kind, Py_ssize_t H) noexcept nogil:
-    """The gate columns on which b_hh adds to the input projection before the step: all
-    of them, except the GRU's n block, whose b_hn stays inside r*(W_hn h + b_hn).  On the
-    same columns dW_hh is a product of dG; after them (GRU) of dHn."""
+    """The gate columns on which b_hh joins the input projection (b_ih joins all of
+    them): all but the GRU's n block, whose b_hn stays inside r*(W_hn h + b_hn); none for
+    FastRNN (no b_hh) and FastGRNN (its step adds both biases)."""
+    if kind == CELL_GRU:
+        return 2 * H
+    if kind == CELL_FASTRNN or kind == CELL_FASTGRNN:
+        return 0
+    return _kind_gates(kind) * H
+
+
+cdef inline Py_ssize_t _hidden_columns(int kind, Py_ssize_t H) noexcept nogil:
+    """The gate columns whose rows of dW_hh are a product of dG: all but the GRU's n
+    block, whose rows are a product of dHn."""
     if kind == CELL_GRU:
         return 2 * H
     return _kind_gates(kind) * H
@@ -130,31 +173,77 @@ cdef inline bint _product_apart(int kind) noexcept nogil:
     return kind == CELL_GRU
 
 
+cdef inline bint _direct_path(int kind) noexcept nogil:
+    """Whether h_prev reaches h' directly too, not only through the product (GRU, FastRNN,
+    FastGRNN): the backward product then adds onto dh_prev."""
+    return kind == CELL_GRU or kind == CELL_FASTRNN or kind == CELL_FASTGRNN
+
+
+cdef inline bint _keeps_candidate(int kind) noexcept nogil:
+    """Whether training keeps a candidate cache Ht (T, B, H) besides the gates
+    (FastGRNN: h~, while the gates hold z)."""
+    return kind == CELL_FASTGRNN
+
+
+cdef inline int _loop_sums(int kind) noexcept nogil:
+    """How many blocks of H values the backward loop sums per unit (0: none)."""
+    if kind == CELL_FASTRNN:
+        return 2
+    if kind == CELL_FASTGRNN:
+        return 4
+    return 0
+
+
 cdef inline void _cell_step(int kind, bint relu, floating* gt, const floating* gh,
-                            const floating* b_hn, floating* h, floating* c, floating* hn,
-                            Py_ssize_t n, Py_ssize_t H) noexcept nogil:
+                            const floating* b1, const floating* b2, floating s0, floating s1,
+                            floating* h, floating* c, floating* aux, Py_ssize_t n,
+                            Py_ssize_t H) noexcept nogil:
     """Steps 2.-3. of the forward pass, for n rows: the gate nonlinearities of ``gt`` in
-    place and the new state ``h`` (and ``c``).  GRU: ``gh`` = h @ W_hh.T, ``hn`` its
-    training cache (W_hn h + b_hn) or NULL."""
+    place and the new state ``h`` (and ``c``).  GRU: ``gh`` = h @ W_hh.T, ``b1`` b_hn,
+    ``aux`` the cache Hn or NULL.  FastRNN, FastGRNN: ``s0, s1`` the scalars; FastGRNN:
+    ``b1, b2`` b_z, b_h (or NULL), ``aux`` the cache Ht or NULL."""
     if kind == CELL_LSTM:
         _lstm_step(gt, h, c, n, H)
     elif kind == CELL_GRU:
-        _gru_step(gt, gh, b_hn, h, hn, n, H)
+        _gru_step(gt, gh, b1, h, aux, n, H)
+    elif kind == CELL_FASTRNN:
+        if floating is float:
+            fr_fastrnn_step_f(gt, h, s0, s1, n * H)
+        else:
+            fr_fastrnn_step_d(gt, h, s0, s1, n * H)
+    elif kind == CELL_FASTGRNN:
+        if floating is float:
+            fr_fastgrnn_step_f(gt, b1, b2, s0, s1, h, aux, n, H)
+        else:
+            fr_fastgrnn_step_d(gt, b1, b2, s0, s1, h, aux, n, H)
     else:
         _rnn_act(gt, n * H, relu)
         memcpy(h, gt, n * H * sizeof(floating))
 
 
-cdef inline void _cell_grad(int kind, bint relu, floating* gt, floating* hn, floating* dgh,
+cdef inline void _cell_grad(int kind, bint relu, floating* gt, floating* aux, floating* dgh,
                             const floating* hp, const floating* cp, floating* dh,
-                            floating* dc, Py_ssize_t n, Py_ssize_t H) noexcept nogil:
+                            floating* dc, floating s0, floating s1, floating* sums,
+                            Py_ssize_t n, Py_ssize_t H) noexcept nogil:
     """Step 2. of the backward pass, for n rows: dG in place of the cached gates, from dh
-    (and dc, which becomes dc_prev).  GRU: dHn in place of ``hn``, dGh into ``dgh``, and
-    dh = dh * z (the direct path; the product with W_hh adds the rest)."""
+    (and dc, which becomes dc_prev).  GRU: dHn in place of ``aux`` (Hn), dGh into
+    ``dgh``, and dh = dh * z (the direct path; the product with W_hh adds the rest).
+    FastRNN, FastGRNN: dh becomes its direct path, ``sums`` gathers the scalars' (and
+    FastGRNN's biases') terms; FastGRNN reads h~ from ``aux`` (Ht)."""
     if kind == CELL_LSTM:
         _lstm_grad(gt, cp, dh, dc, n, H)
     elif kind == CELL_GRU:
-        _gru_grad(gt, hn, dgh, hp, dh, n, H)
+        _gru_grad(gt, aux, dgh, hp, dh, n, H)
+    elif kind == CELL_FASTRNN:
+        if floating is float:
+            fr_fastrnn_grad_f(gt, hp, dh, s0, s1, sums, n, H)
+        else:
+            fr_fastrnn_grad_d(gt, hp, dh, s0, s1, sums, n, H)
+    elif kind == CELL_FASTGRNN:
+        if floating is float:
+            fr_fastgrnn_grad_f(gt, aux, hp, dh, s0, s1, sums, n, H)
+        else:
+            fr_fastgrnn_grad_d(gt, aux, hp, dh, s0, s1, sums, n, H)
     else:
         _rnn_grad(gt, dh, n * H, relu)
 

@@ -45,14 +45,17 @@ not computed at all when nothing reads it (the first layer of a model).
 cimport numpy as cnp
 from cython cimport floating
 from cython.parallel cimport prange
-from libc.stdlib cimport free, malloc
+from libc.stdlib cimport calloc, free, malloc
 from libc.string cimport memcmp, memcpy, memset
 
 from fastrnn._blas cimport (_check_index, _check_shape, _parts, _pgemm_parts,
                             _side_by_side, _team, _threads)
 from fastrnn._cellmath cimport (CELL_GRU, CELL_LSTM, CELL_RNN, N_CELLS, _add_colsum,
-                                _add_rows, _bias_columns, _cell_grad, _cell_step, _copy_rows,
-                                _fill_bias, _kind_gates, _product_apart, _zero_rows,
+                                CELL_FASTGRNN, CELL_FASTRNN, _add_rows, _bias_columns,
+                                _biases_in_step, _cell_grad, _cell_step, _copy_rows,
+                                _direct_path, _fill_bias, _hidden_columns, _keeps_candidate,
+                                _kind_biases, _kind_gates, _loop_sums, _product_apart,
+                                _zero_rows,
                                 fr_lstm_pack_f, fr_lstm_row_f)
 
 cnp.import_array()
@@ -290,7 +293,9 @@ cdef struct _Loop:
     const void* X               # (T*B, I)
     const void* W_ih_p          # forward: W_ih.T packed, the projection in the loop, or NULL
     const void* sbias           # with W_ih_p: the bias row of every step's projection
-    const void* b_hn            # GRU: b_hh[2H:], or NULL
+    const void* b1              # the biases the step adds: GRU b_hh[2H:] (b_hn);
+    const void* b2              #   FastGRNN b_z, b_h; else (or without biases) NULL
+    double s0, s1               # FastRNN alpha, beta; FastGRNN zeta, nu (after the sigmoid)
     void* h                     # forward: h; backward: dh (B, H)
     void* c                     # LSTM, forward: c; backward: dc (B, H); else NULL
     void* gh                    # GRU: Gh workspace (B, G*H); else NULL
@@ -298,6 +303,7 @@ cdef struct _Loop:
     void* hp                    # training cache Hp (T, B, H), or NULL (inference)
     void* cp                    # LSTM: Cp (T, B, H), or NULL
     void* hn                    # GRU: Hn (T, B, H), or NULL (forward inference)
+    void* ht                    # FastGRNN: Ht (T, B, H), the candidate h~, or NULL
 
 
 cdef inline floating* _rows(void* p, Py_ssize_t offset, floating* like) noexcept nogil:
@@ -323,6 +329,8 @@ cdef void _forward_rows(const _Loop* L, floating* g, Py_ssize_t lo,
     cdef floating* hp = _rows(L.hp, lo * H, g)
     cdef floating* cp = _rows(L.cp, lo * H, g)
     cdef floating* hn = _rows(L.hn, lo * H, g)
+    cdef floating* ht = _rows(L.ht, lo * H, g)
+    cdef floating* aux = hn if hn != NULL else ht     # the kind's second cache, if any
     cdef floating* gt
     cdef floating* yt
     g += lo * GH
@@ -343,19 +351,21 @@ cdef void _forward_rows(const _Loop* L, floating* g, Py_ssize_t lo,
         _step_product(<int>n, <int>GH, <int>H, hs, W_hh, W_hh_t, panels,
                       <floating>(0 if apart else 1), gh if apart else gt)
         # 2.-3. the gate nonlinearities and the new state
-        _cell_step(L.kind, L.relu, gt, gh, <const floating*>L.b_hn, hs, cs,
-                   hn + t * step if hn != NULL else NULL, n, H)
+        _cell_step(L.kind, L.relu, gt, gh, <const floating*>L.b1, <const floating*>L.b2,
+                   <floating>L.s0, <floating>L.s1, hs, cs,
+                   aux + t * step if aux != NULL else NULL, n, H)
         # 4. Y[t] = h; zeros at padded steps
         _copy_rows(hs, H, yt, ldy, n, H)
         _zero_rows(yt + n * ldy, ldy, rows - n, H)
 
 
-cdef void _backward_rows(const _Loop* L, floating* g, Py_ssize_t lo,
-                         Py_ssize_t hi) noexcept nogil:
-    """The backward time loop over batch rows lo..hi-1 (``g`` is Gt, which becomes dG)."""
+cdef void _backward_rows(const _Loop* L, floating* g, Py_ssize_t lo, Py_ssize_t hi,
+                         floating* sums) noexcept nogil:
+    """The backward time loop over batch rows lo..hi-1 (``g`` is Gt, which becomes dG);
+    ``sums``: this part's ``_loop_sums`` blocks of H values, or NULL."""
     cdef Py_ssize_t T = L.T, B = L.B, H = L.H, GH = L.GH, ldy = L.ldy, rows = hi - lo
     cdef Py_ssize_t s, t, n, step = B * H
-    cdef bint apart = _product_apart(L.kind)
+    cdef bint apart = _product_apart(L.kind), direct = _direct_path(L.kind)
     cdef const floating* W_hh = <const floating*>L.W_hh
     cdef const floating* panels = <const floating*>L.panels
     cdef floating* dhs = _rows(L.h, lo * H, g)
@@ -365,6 +375,7 @@ cdef void _backward_rows(const _Loop* L, floating* g, Py_ssize_t lo,
     cdef const floating* hp = _rows(L.hp, lo * H, g)
     cdef const floating* cp = _rows(L.cp, lo * H, g)
     cdef floating* hn = _rows(L.hn, lo * H, g)
+    cdef floating* aux = hn if hn != NULL else _rows(L.ht, lo * H, g)
     cdef floating* gt
     g += lo * GH
     for s in range(T):
@@ -374,32 +385,37 @@ cdef void _backward_rows(const _Loop* L, floating* g, Py_ssize_t lo,
         # 1. dh += dY[t]   (no dY: the outputs are not read, zeros)
         if dy != NULL:
             _add_rows(dy + t * B * ldy, ldy, dhs, H, n, H)
-        # 2. dG[t] (and dc = dc_prev; GRU: dHn[t], dGh, dh = dh * z)
-        _cell_grad(L.kind, L.relu, gt, hn + t * step if hn != NULL else NULL, dgh,
-                   hp + t * step, cp + t * step if cp != NULL else NULL, dhs, dcs, n, H)
+        # 2. dG[t] (and dc = dc_prev; GRU: dHn[t], dGh, dh = dh * z; FastRNN, FastGRNN:
+        #    dh = its direct path, the scalars' terms into sums)
+        _cell_grad(L.kind, L.relu, gt, aux + t * step if aux != NULL else NULL, dgh,
+                   hp + t * step, cp + t * step if cp != NULL else NULL, dhs, dcs,
+                   <floating>L.s0, <floating>L.s1, sums, n, H)
         memset(gt + n * GH, 0, (rows - n) * GH * sizeof(floating))
         if hn != NULL:
             memset(hn + t * step + n * H, 0, (rows - n) * H * sizeof(floating))
-        # 3. dh = dG[t] @ W_hh   (GRU: dh += dGh @ W_hh)
+        # 3. dh = dG[t] @ W_hh   (GRU: dh += dGh @ W_hh; FastRNN, FastGRNN: dh += ...)
         _back_product(<int>n, <int>GH, <int>H, dgh if apart else gt, <int>GH, W_hh, panels,
-                      <floating>(1 if apart else 0), dhs)
+                      <floating>(1 if direct else 0), dhs)
 
 
-cdef int _run_rows(const _Loop* L, floating* g, const int[::1] bounds,
-                   bint backward) except -1:
-    """The time loop on the row ranges of ``bounds``, in parallel when there are several."""
-    cdef Py_ssize_t p, parts = bounds.shape[0] - 1
+cdef int _run_rows(const _Loop* L, floating* g, const int[::1] bounds, bint backward,
+                   floating* sums) except -1:
+    """The time loop on the row ranges of ``bounds``, in parallel when there are several;
+    backward: part p sums into ``sums + p * _loop_sums(kind) * H`` (``sums`` NULL when
+    the kind sums nothing)."""
+    cdef Py_ssize_t p, parts = bounds.shape[0] - 1, width = _loop_sums(L.kind) * L.H
     cdef const int* bd = &bounds[0]
     with nogil:
         if parts == 1:
             if backward:
-                _backward_rows(L, g, 0, L.B)
+                _backward_rows(L, g, 0, L.B, sums)
             else:
                 _forward_rows(L, g, 0, L.B)
         else:
             for p in prange(parts, num_threads=_team(parts), schedule="static"):
                 if backward:
-                    _backward_rows(L, g, bd[p], bd[p + 1])
+                    _backward_rows(L, g, bd[p], bd[p + 1],
+                                   sums + p * width if sums != NULL else NULL)
                 else:
                     _forward_rows(L, g, bd[p], bd[p + 1])
     return 0
@@ -416,13 +432,14 @@ cdef bint _is_double(object X) except -1:
 
 
 def kind_gates(int kind):
-    """G of the kernels' kind number ``kind`` (KIND_RNN, KIND_LSTM, KIND_GRU)."""
+    """G of the kernels' kind number ``kind`` (one of the ``KIND_*``)."""
     _check_kind(kind)
     return _kind_gates(kind)
 
 
 # The kernels' numbers of the kinds (the kernel_id of fastrnn/_kinds.py)
 KIND_RNN, KIND_LSTM, KIND_GRU = CELL_RNN, CELL_LSTM, CELL_GRU
+KIND_FASTRNN, KIND_FASTGRNN = CELL_FASTRNN, CELL_FASTGRNN
 
 
 cdef int _check_kind(int kind) except -1:
@@ -450,9 +467,11 @@ cdef floating* _cache_ptr(str name, floating[:, :, ::1] C, Py_ssize_t T, Py_ssiz
 
 
 cdef int _check_kind_arrays(int kind, bint train, bint backward, const void* c,
-                            const void* cp, const void* gh, const void* hn) except -1:
+                            const void* cp, const void* gh, const void* hn,
+                            const void* ht) except -1:
     """The arrays only some kinds use: given exactly where the kind needs them."""
     cdef bint lstm = kind == CELL_LSTM, apart = _product_apart(kind)
+    cdef bint cand = _keeps_candidate(kind)
     cdef str state = "dc" if backward else "c"
     if (c != NULL) != lstm:
         raise ValueError(f"{state} is given with an LSTM, and only then")
@@ -464,20 +483,49 @@ cdef int _check_kind_arrays(int kind, bint train, bint backward, const void* c,
     if (hn != NULL) != (apart and train):
         raise ValueError("Hn is given with a GRU in training, and only then "
                          "(Hp and Hn both given or both empty)")
+    if (ht != NULL) != (cand and train):
+        raise ValueError("Ht is given with a FastGRNN in training, and only then "
+                         "(Hp and Ht both given or both empty)")
     return 0
 
 
+cdef int _scalars(_Loop* L, int kind, const floating[::1] S) except -1:
+    """The kind's two scalars (FastRNN alpha, beta; FastGRNN zeta, nu, after the
+    sigmoid) into L, from ``S`` (2,): given with these kinds, and only then."""
+    cdef bint fast = _loop_sums(kind) > 0
+    if (S is not None and S.shape[0] != 0) != fast:
+        raise ValueError("scalars are given with a FastRNN or FastGRNN, and only then")
+    L.s0 = L.s1 = 0
+    if fast:
+        _check_shape("scalars", (S.shape[0],), (2,))
+        L.s0, L.s1 = S[0], S[1]
+    return 0
+
+
+cdef int _biases(int kind, Py_ssize_t GH, const void* b_ih, const void* b_hh) except -1:
+    """Both biases or neither (FastRNN: b_ih alone, or none)."""
+    if _kind_biases(kind) == 1:
+        if b_hh != NULL:
+            raise ValueError("a FastRNN has one bias: b_hh must be empty")
+        return 0
+    return _check_bias_pair(b_ih, b_hh)
+
+
 def forward(int kind, X, W_ih, W_hh, b_ih, b_hh, nact, bounds, h, Y, Py_ssize_t col, Gt, *,
-            c=None, Hp=None, Cp=None, Gh=None, Hn=None, bint reverse=False,
-            bint relu=False, W_hh_t=None, int layout=_TRANSPOSED, W_ih_p=None):
+            c=None, Hp=None, Cp=None, Gh=None, Hn=None, Ht=None, scalars=None,
+            bint reverse=False, bint relu=False, W_hh_t=None, int layout=_TRANSPOSED,
+            W_ih_p=None):
     """Forward over a sequence, one layer in one direction.  Training when ``Hp`` has T
-    rows (and ``Cp`` for an LSTM, ``Hn`` for a GRU), inference when they are None or empty.
+    rows (and ``Cp`` for an LSTM, ``Hn`` for a GRU, ``Ht`` for a FastGRNN), inference
+    when they are None or empty.
 
     ``h`` (and the LSTM's ``c``) (B, H): the initial state on entry, the final state on
     exit.  ``Gt`` (T*B, G*H) holds the gate activations on exit (the training cache);
-    ``Gh`` (B, G*H) is the GRU's per-step workspace.  The time loop runs on the row ranges
-    of ``bounds`` in parallel.  ``W_hh_t`` (H, G*H), the transposed recurrent weight,
-    makes each step a plain product (None or empty: BLAS reads W_hh); with
+    ``Gh`` (B, G*H) is the GRU's per-step workspace.  FastRNN, FastGRNN: ``scalars`` (2,)
+    alpha, beta or zeta, nu after the sigmoid; b_ih, b_hh their biases (FastRNN's b as
+    b_ih, b_hh empty; FastGRNN's b_z, b_h).  The time loop runs on the row ranges of
+    ``bounds`` in parallel.  ``W_hh_t`` (H, G*H), the transposed recurrent weight, makes
+    each step a plain product (None or empty: BLAS reads W_hh); with
     ``layout=LAYOUT_PANELS`` it holds W_hh.T packed by ``_blas.panel_pack`` (float32);
     with ``layout=LAYOUT_LSTM_ROW`` (an LSTM, float32, B = 1) :func:`lstm_pack`'s layout
     for the fused one-row loop.  With ``W_ih_p`` (W_ih.T packed by ``panel_pack``,
@@ -486,10 +534,24 @@ def forward(int kind, X, W_ih, W_hh, b_ih, b_hh, nact, bounds, h, Y, Py_ssize_t 
     """
     if _is_double(X):
         _forward[double](kind, X, W_ih, W_hh, b_ih, b_hh, nact, bounds, h, Y, col, Gt, c,
-                         Hp, Cp, Gh, Hn, reverse, relu, W_hh_t, layout, W_ih_p)
+                         Hp, Cp, Gh, Hn, Ht, scalars, reverse, relu, W_hh_t, layout, W_ih_p)
     else:
         _forward[float](kind, X, W_ih, W_hh, b_ih, b_hh, nact, bounds, h, Y, col, Gt, c, Hp,
-                        Cp, Gh, Hn, reverse, relu, W_hh_t, layout, W_ih_p)
+                        Cp, Gh, Hn, Ht, scalars, reverse, relu, W_hh_t, layout, W_ih_p)
+
+
+cdef int _loop_arrays(_Loop* L, int kind, bint train, bint backward, floating[:, ::1] c,
+                      floating[:, :, ::1] Cp, floating[:, ::1] Gh, floating[:, :, ::1] Hn,
+                      floating[:, :, ::1] Ht, const floating[::1] scalars) except -1:
+    """The arrays and scalars only some kinds use, checked and into L."""
+    L.c = _state_ptr("dc" if backward else "c", c, L.B, L.H)
+    L.cp = _cache_ptr("Cp", Cp, L.T, L.B, L.H)
+    L.gh = _state_ptr("Gh", Gh, L.B, L.GH)
+    L.hn = _cache_ptr("Hn", Hn, L.T, L.B, L.H)
+    L.ht = _cache_ptr("Ht", Ht, L.T, L.B, L.H)
+    _check_kind_arrays(kind, train, backward, L.c, L.cp, L.gh, L.hn, L.ht)
+    _scalars(L, kind, scalars)
+    return 0
 
 
 cdef int _forward(int kind, const floating[:, ::1] X, const floating[:, ::1] W_ih,
@@ -497,7 +559,8 @@ cdef int _forward(int kind, const floating[:, ::1] X, const floating[:, ::1] W_i
                   const int[::1] nact, const int[::1] bounds, floating[:, ::1] h,
                   floating[:, :, ::1] Y, Py_ssize_t col, floating[:, ::1] Gt,
                   floating[:, ::1] c, floating[:, :, ::1] Hp, floating[:, :, ::1] Cp,
-                  floating[:, ::1] Gh, floating[:, :, ::1] Hn, bint reverse, bint relu,
+                  floating[:, ::1] Gh, floating[:, :, ::1] Hn, floating[:, :, ::1] Ht,
+                  const floating[::1] scalars, bint reverse, bint relu,
                   const floating[:, ::1] W_hh_t, int layout,
                   const floating[:, ::1] W_ih_p) except -1:
     _check_kind(kind)
@@ -513,18 +576,19 @@ cdef int _forward(int kind, const floating[:, ::1] X, const floating[:, ::1] W_i
     L.nact = &nact[0]
     L.hp = _cache_ptr("Hp", Hp, T, B, H)
     cdef bint train = L.hp != NULL
-    L.c = _state_ptr("c", c, B, H)
-    L.cp = _cache_ptr("Cp", Cp, T, B, H)
-    L.gh = _state_ptr("Gh", Gh, B, GH)
-    L.hn = _cache_ptr("Hn", Hn, T, B, H)
-    _check_kind_arrays(kind, train, False, L.c, L.cp, L.gh, L.hn)
+    _loop_arrays(&L, kind, train, False, c, Cp, Gh, Hn, Ht, scalars)
     L.W_ih_p = _optional_panels("W_ih_p", W_ih_p, I, GH)
     _check_shape("Gt", tuple(Gt.shape)[1:2], (GH,))
     L.gstep = _gates_step(Gt.shape[0], L.W_ih_p != NULL, train, T, B, GH)
     cdef floating* pb_ih = _bias_ptr(b_ih, GH, "b_ih")
     cdef floating* pb_hh = _bias_ptr(b_hh, GH, "b_hh")
-    _check_bias_pair(pb_ih, pb_hh)
-    L.b_hn = pb_hh + n_hh if pb_hh != NULL and n_hh < GH else NULL
+    _biases(kind, GH, pb_ih, pb_hh)
+    L.b1 = L.b2 = NULL
+    if _biases_in_step(kind):           # the step adds them: none in the projection
+        L.b1, L.b2 = pb_ih, pb_hh
+        pb_ih = pb_hh = NULL
+    elif pb_hh != NULL and n_hh < GH:   # GRU: b_hn stays inside r*(...)
+        L.b1 = pb_hh + n_hh
     L.X, L.W_hh, L.h, L.y = &X[0, 0], &W_hh[0, 0], &h[0, 0], &Y[0, 0, 0] + col
     cdef const floating* whh_t = (_transposed_ptr(W_hh_t, H, GH) if W_hh_t is not None
                                   else NULL)
@@ -546,7 +610,7 @@ cdef int _forward(int kind, const floating[:, ::1] X, const floating[:, ::1] W_i
         if one_row:
             _one_row_lstm(&L, g)
         else:
-            _run_rows(&L, g, bounds, False)
+            _run_rows(&L, g, bounds, False, <floating*>NULL)
     finally:
         free(sb)
     return 0
@@ -579,27 +643,29 @@ cdef int _one_row_lstm(const _Loop* L, floating* g) except -1:
 
 
 def backward(int kind, X, W_ih, W_hh, nact, bounds, Gt, Hp, dY, Py_ssize_t col, dh, dW_ih,
-             dW_hh, db_ih, db_hh, *, dc=None, Cp=None, Gh=None, Hn=None, dX=None,
-             bint accumulate_dx=False, bint reverse=False, bint relu=False, W_hh_p=None):
+             dW_hh, db_ih, db_hh, *, dc=None, Cp=None, Gh=None, Hn=None, Ht=None,
+             scalars=None, dscalars=None, dX=None, bint accumulate_dx=False,
+             bint reverse=False, bint relu=False, W_hh_p=None):
     """Backward through time of :func:`forward`, from its training cache.
 
     ``dY`` (T, B, ldy), columns ``col .. col+H``: the gradient of the outputs, or None
     for zeros (outputs nothing reads).  ``dh`` (and the LSTM's ``dc``): dh_n, dc_n on
-    entry, dh0, dc0 on exit.  ``Gt``
-    becomes dG; the GRU's ``Hn`` becomes dHn and ``Gh`` (B, G*H) is workspace.  Weight
-    and bias gradients are added into the arrays given; ``dX`` (T*B, I) is overwritten,
-    or added to with ``accumulate_dx``, or not computed when None.  ``W_hh_p``: W_hh
-    packed by ``_blas.panel_pack`` for the per-step products (float32), or None or empty
-    (BLAS).
+    entry, dh0, dc0 on exit.  ``Gt`` becomes dG; the GRU's ``Hn`` becomes dHn and ``Gh``
+    (B, G*H) is workspace.  Weight and bias gradients are added into the arrays given;
+    FastRNN, FastGRNN: ``scalars`` as forward took them, ``dscalars`` (2,) += the
+    gradients of the two scalars' values (after the sigmoid).  ``dX`` (T*B, I) is
+    overwritten, or added to with ``accumulate_dx``, or not computed when None.
+    ``W_hh_p``: W_hh packed by ``_blas.panel_pack`` for the per-step products (float32),
+    or None or empty (BLAS).
     """
     if _is_double(X):
         _backward[double](kind, X, W_ih, W_hh, nact, bounds, Gt, Hp, dY, col, dh, dW_ih,
-                          dW_hh, db_ih, db_hh, dc, Cp, Gh, Hn, dX, accumulate_dx, reverse,
-                          relu, W_hh_p)
+                          dW_hh, db_ih, db_hh, dc, Cp, Gh, Hn, Ht, scalars, dscalars, dX,
+                          accumulate_dx, reverse, relu, W_hh_p)
     else:
         _backward[float](kind, X, W_ih, W_hh, nact, bounds, Gt, Hp, dY, col, dh, dW_ih,
-                         dW_hh, db_ih, db_hh, dc, Cp, Gh, Hn, dX, accumulate_dx, reverse,
-                         relu, W_hh_p)
+                         dW_hh, db_ih, db_hh, dc, Cp, Gh, Hn, Ht, scalars, dscalars, dX,
+                         accumulate_dx, reverse, relu, W_hh_p)
 
 
 cdef int _backward(int kind, const floating[:, ::1] X, const floating[:, ::1] W_ih,
@@ -608,11 +674,13 @@ cdef int _backward(int kind, const floating[:, ::1] X, const floating[:, ::1] W_
                    Py_ssize_t col, floating[:, ::1] dh, floating[:, ::1] dW_ih,
                    floating[:, ::1] dW_hh, floating[::1] db_ih, floating[::1] db_hh,
                    floating[:, ::1] dc, floating[:, :, ::1] Cp, floating[:, ::1] Gh,
-                   floating[:, :, ::1] Hn, floating[:, ::1] dX, bint accumulate_dx,
-                   bint reverse, bint relu, const floating[:, ::1] W_hh_p) except -1:
+                   floating[:, :, ::1] Hn, floating[:, :, ::1] Ht,
+                   const floating[::1] scalars, floating[::1] dscalars, floating[:, ::1] dX,
+                   bint accumulate_dx, bint reverse, bint relu,
+                   const floating[:, ::1] W_hh_p) except -1:
     _check_kind(kind)
     cdef Py_ssize_t T = nact.shape[0], B = dh.shape[0], H = dh.shape[1], I = X.shape[1]
-    cdef Py_ssize_t GH = _kind_gates(kind) * H, n_hh = _bias_columns(kind, H)
+    cdef Py_ssize_t GH = _kind_gates(kind) * H, n1 = _hidden_columns(kind, H)
     _check_common(T, B, I, H, GH, tuple(X.shape)[:2], tuple(W_ih.shape)[:2],
                   tuple(W_hh.shape)[:2], (T, B, col + H) if dY is None else tuple(dY.shape)[:3],
                   col)
@@ -630,27 +698,63 @@ cdef int _backward(int kind, const floating[:, ::1] X, const floating[:, ::1] W_
     L.ldy = 0 if dY is None else dY.shape[2]
     L.gstep = B * GH
     L.nact = &nact[0]
-    L.c = _state_ptr("dc", dc, B, H)
-    L.cp = _cache_ptr("Cp", Cp, T, B, H)
-    L.gh = _state_ptr("Gh", Gh, B, GH)
-    L.hn = _cache_ptr("Hn", Hn, T, B, H)
-    _check_kind_arrays(kind, True, True, L.c, L.cp, L.gh, L.hn)
+    _loop_arrays(&L, kind, True, True, dc, Cp, Gh, Hn, Ht, scalars)
+    cdef int nsums = _loop_sums(kind)
+    if nsums:
+        if dscalars is None:
+            raise ValueError("dscalars is given with a FastRNN or FastGRNN")
+        _check_shape("dscalars", (dscalars.shape[0],), (2,))
     cdef floating* pdb_ih = _bias_ptr(db_ih, GH, "db_ih")
     cdef floating* pdb_hh = _bias_ptr(db_hh, GH, "db_hh")
-    _check_bias_pair(pdb_ih, pdb_hh)
+    _biases(kind, GH, pdb_ih, pdb_hh)
     L.X, L.W_hh, L.h, L.hp = &X[0, 0], &W_hh[0, 0], &dh[0, 0], &Hp[0, 0, 0]
     L.y = NULL if dY is None else <void*>(&dY[0, 0, 0] + col)
-    L.W_hh_t = L.W_ih_p = L.sbias = L.b_hn = NULL
+    L.W_hh_t = L.W_ih_p = L.sbias = L.b1 = L.b2 = NULL
     L.panels = _optional_panels("W_hh_p", W_hh_p, GH, H)
     cdef floating* g = &Gt[0, 0]
     cdef floating* pdx = &dX[0, 0] if dX is not None else NULL
-    cdef _Grads gd = _grads_shape(T * B, GH, I, H, accumulate_dx, n_hh, GH, GH - n_hh)
-    _run_rows(&L, g, bounds, True)
-    with nogil:
-        # dW_hh[:n_hh] += dG[:, :n_hh].T @ Hp;  GRU: dW_hh[2H:] += dHn.T @ Hp
-        _param_grads(&gd, g, <floating*>L.hn, &X[0, 0], &W_ih[0, 0], &Hp[0, 0, 0], pdx,
-                     &dW_ih[0, 0], pdb_ih, &dW_hh[0, 0], pdb_hh)
+    cdef _Grads gd = _grads_shape(T * B, GH, I, H, accumulate_dx, n1, GH, GH - n1)
+    cdef Py_ssize_t parts = bounds.shape[0] - 1
+    cdef floating* sums = NULL
+    if nsums:
+        sums = <floating*>calloc(parts * nsums * H, sizeof(floating))
+        if sums == NULL:
+            raise MemoryError()
+    try:
+        _run_rows(&L, g, bounds, True, sums)
+        if nsums:
+            _add_sums(kind, sums, parts, H, pdb_ih, pdb_hh, &dscalars[0])
+        if _biases_in_step(kind):       # FastGRNN: its bias gradients are in the sums
+            pdb_ih = pdb_hh = NULL
+        with nogil:
+            # dW_hh[:n1] += dG[:, :n1].T @ Hp;  GRU: dW_hh[2H:] += dHn.T @ Hp
+            _param_grads(&gd, g, <floating*>L.hn, &X[0, 0], &W_ih[0, 0], &Hp[0, 0, 0], pdx,
+                         &dW_ih[0, 0], pdb_ih, &dW_hh[0, 0], pdb_hh)
+    finally:
+        free(sums)
     return 0
+
+
+cdef void _add_sums(int kind, const floating* sums, Py_ssize_t parts, Py_ssize_t H,
+                    floating* db_ih, floating* db_hh, floating* dscalars) noexcept nogil:
+    """What the parts' sums add up to: FastRNN (dalpha, dbeta) into dscalars; FastGRNN
+    (db_z, db_h, dzeta, dnu) into db_ih, db_hh (when given) and dscalars."""
+    cdef Py_ssize_t nsums = _loop_sums(kind), p, j, q, first = nsums - 2
+    cdef const floating* part
+    cdef double total
+    for p in range(parts):
+        part = sums + p * nsums * H
+        if first > 0 and db_ih != NULL:
+            for j in range(H):
+                db_ih[j] += part[j]
+                db_hh[j] += part[H + j]
+    for q in range(2):
+        total = 0
+        for p in range(parts):
+            part = sums + (p * nsums + first + q) * H
+            for j in range(H):
+                total += part[j]
+        dscalars[q] += <floating>total
 
 
 def same_bytes(a, b):

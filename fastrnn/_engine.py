@@ -23,8 +23,9 @@ from . import _blas, _core, _floor, _runtime, _step, _tuning  # _runtime binds t
 from ._kinds import KINDS, Kind
 
 #: a layer-direction's ``(W_ih, W_hh, b_ih, b_hh)`` as the kernels take them (empty bias
-#: arrays for a layer without biases)
-Weights = tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]
+#: arrays for a layer without biases), and for FastRNN and FastGRNN a fifth array: their
+#: two scalars after the sigmoid (as gradients: the gradients of those values)
+Weights = tuple[np.ndarray, ...]
 
 # libgomp's threads do not survive fork: a child runs its kernels on one thread if its
 # parent had started them (see _blas.after_fork_in_child), instead of hanging.
@@ -210,13 +211,15 @@ def backward_operand(W_hh: np.ndarray, T: int, B: int) -> np.ndarray:
 class Cache(NamedTuple):
     """What :func:`run_forward` keeps for :func:`run_backward`: the gates ``Gt``, the
     states each step started from ``Hp`` (and ``Cp`` for a kind with a cell state), the
-    kept-apart recurrent product ``Hn`` and its workspace ``Gh`` (GRU), the row ranges."""
+    kept-apart recurrent product ``Hn`` and its workspace ``Gh`` (GRU), the candidate
+    ``Ht`` (FastGRNN), the row ranges."""
 
     Gt: np.ndarray
     Hp: np.ndarray
     Cp: np.ndarray | None
     Gh: np.ndarray | None
     Hn: np.ndarray | None
+    Ht: np.ndarray | None
     bounds: np.ndarray
 
 
@@ -239,10 +242,16 @@ def run_forward(mode: str, relu: bool, X: np.ndarray, weights: Weights, nact: np
     Cp = _cache_array(train, (T, B, H), dt) if kind.has_cell else None
     Hn = _cache_array(train, (T, B, H), dt) if kind.product_apart else None
     Gh = np.empty((B, GH), dt) if kind.product_apart else None
-    _core.forward(kind.kernel_id, X, *weights, nact, bounds, h, Y, col, Gt, c=c, Hp=Hp,
-                  Cp=Cp, Gh=Gh, Hn=Hn, reverse=reverse, relu=relu, W_hh_t=W_hh_t,
-                  layout=layout, W_ih_p=W_ih_p)
-    return Cache(Gt, Hp, Cp, Gh, Hn, bounds) if train else None
+    Ht = _cache_array(train, (T, B, H), dt) if kind.keeps_candidate else None
+    W_ih, W_hh, b_ih, b_hh = weights[:4]
+    _core.forward(kind.kernel_id, X, W_ih, W_hh, b_ih, b_hh, nact, bounds, h, Y, col, Gt, c=c,
+                  Hp=Hp, Cp=Cp, Gh=Gh, Hn=Hn, Ht=Ht, scalars=_scalars(weights), reverse=reverse,
+                  relu=relu, W_hh_t=W_hh_t, layout=layout, W_ih_p=W_ih_p)
+    return Cache(Gt, Hp, Cp, Gh, Hn, Ht, bounds) if train else None
+
+
+def _scalars(weights: Weights) -> np.ndarray | None:
+    return weights[4] if len(weights) > 4 else None
 
 
 def run_backward(mode: str, relu: bool, X: np.ndarray, weights: Weights, nact: np.ndarray,
@@ -254,9 +263,10 @@ def run_backward(mode: str, relu: bool, X: np.ndarray, weights: Weights, nact: n
     W_ih, W_hh = weights[0], weights[1]
     W_hh_p = backward_operand(W_hh, nact.shape[0], dh.shape[0])
     _core.backward(KINDS[mode].kernel_id, X, W_ih, W_hh, nact, cache.bounds, cache.Gt,
-                   cache.Hp, dY, col, dh, *grads, dc=dc, Cp=cache.Cp, Gh=cache.Gh,
-                   Hn=cache.Hn, dX=dX, accumulate_dx=accumulate, reverse=reverse, relu=relu,
-                   W_hh_p=W_hh_p)
+                   cache.Hp, dY, col, dh, grads[0], grads[1], grads[2], grads[3], dc=dc,
+                   Cp=cache.Cp, Gh=cache.Gh, Hn=cache.Hn, Ht=cache.Ht, scalars=_scalars(weights),
+                   dscalars=_scalars(grads), dX=dX, accumulate_dx=accumulate,
+                   reverse=reverse, relu=relu, W_hh_p=W_hh_p)
 
 
 @dataclass
@@ -369,7 +379,16 @@ def cell_call(kind: Kind, relu: bool, x: object, state: object, weights: Weights
     ``state`` (h, or (h, c); None for zeros), or None when ``x`` or ``state`` need
     converting (not ndarrays of the weights' dtype, C-contiguous, of the right shapes):
     the caller then converts and checks them and runs :func:`step`."""
-    return _step.cell_call(kind.kernel_id, relu, x, state, *weights)
+    W_ih, W_hh, b_ih, b_hh = weights[:4]
+    return _step.cell_call(kind.kernel_id, relu, x, state, W_ih, W_hh, b_ih, b_hh)
+
+
+def sequence_step(mode: str, x: np.ndarray, weights: Weights, h: np.ndarray) -> None:
+    """One time step of a kind without a one-step kernel (FastRNN, FastGRNN): its sequence
+    kernel over one step, ``h`` (B, H) updated in place from ``x`` (B, I)."""
+    B, H = h.shape
+    Y = np.empty((1, B, H), x.dtype)
+    run_forward(mode, False, x, weights, np.full(1, B, np.intc), False, h, None, Y, 0, False)
 
 
 def step_workspace(kind: Kind, batch: int, hidden: int,
@@ -386,7 +405,9 @@ def step(kind: Kind, relu: bool, x: np.ndarray, weights: Weights, h: np.ndarray,
     """One time step of one layer on every row, in place: ``h`` (and ``c``, the LSTM's
     cell state; None for the other kinds) (B, H) go from the previous state to the new
     one, from ``x`` (B, I); ``gates``, ``gh`` from :func:`step_workspace`."""
-    _step.step(kind.kernel_id, relu, x, *weights, h, gates if c is None else c, gates, gh)
+    W_ih, W_hh, b_ih, b_hh = weights[:4]
+    _step.step(kind.kernel_id, relu, x, W_ih, W_hh, b_ih, b_hh, h, gates if c is None else c,
+               gates, gh)
 
 
 def readout(h: np.ndarray, weight: np.ndarray, bias: np.ndarray | None,

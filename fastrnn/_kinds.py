@@ -42,35 +42,51 @@ class Kind:
     has_cell: bool
     kernel_id: int
     gate_names: tuple[str, ...]
-    onnx_blocks: tuple[int, ...]
+    onnx_blocks: tuple[int, ...] | None     # None: no ONNX operator computes the kind
     product_apart: bool = False
+    #: the names of its bias vectors (each of G*H values) and of its trainable scalars
+    #: with their initial values (kept before a sigmoid, as FastRNN and FastGRNN do)
+    biases: tuple[str, ...] = ("bias_ih", "bias_hh")
+    scalars: tuple[tuple[str, float], ...] = ()
+    in_torch: bool = True                   # torch.nn has the layer and the cell
+    keeps_candidate: bool = False           # training keeps h~ in a cache Ht (FastGRNN)
 
     @property
-    def torch_layer(self) -> str:
-        return self.name
+    def torch_layer(self) -> str | None:
+        return self.name if self.in_torch else None
 
     @property
-    def torch_cell(self) -> str:
-        return self.name + "Cell"
+    def torch_cell(self) -> str | None:
+        return self.name + "Cell" if self.in_torch else None
 
     @property
-    def onnx_op(self) -> str:
-        return self.name
+    def onnx_op(self) -> str | None:
+        return self.name if self.onnx_blocks is not None else None
 
     def onnx_rows(self, hidden_size: int) -> np.ndarray:
         """Row indices that take the stacked gates (G*H rows) to ONNX's order."""
+        if self.onnx_blocks is None:
+            raise ValueError(f"ONNX has no operator for {self.name}")
         H = hidden_size
         return np.concatenate([np.arange(b * H, (b + 1) * H) for b in self.onnx_blocks])
 
     def cell_shapes(self, input_size: int, hidden_size: int, bias: bool = True,
-                    suffix: str = "") -> list[tuple[str, tuple[int, ...]]]:
-        """``(name, shape)`` of one cell's parameters, in registration order."""
+                    suffix: str = "", w_rank: int | None = None,
+                    u_rank: int | None = None) -> list[tuple[str, tuple[int, ...]]]:
+        """``(name, shape)`` of one cell's parameters, in registration order.  With
+        ``w_rank``/``u_rank`` (FastRNN, FastGRNN) W_ih = weight_ih2 @ weight_ih1 and
+        W_hh = weight_hh2 @ weight_hh1, factors of that rank."""
         G = self.gates * hidden_size
-        shapes: list[tuple[str, tuple[int, ...]]] = [
-            ("weight_ih" + suffix, (G, input_size)), ("weight_hh" + suffix, (G, hidden_size))]
+        shapes: list[tuple[str, tuple[int, ...]]] = []
+        for name, cols, rank in (("weight_ih", input_size, w_rank),
+                                 ("weight_hh", hidden_size, u_rank)):
+            if rank is None:
+                shapes.append((name + suffix, (G, cols)))
+            else:
+                shapes += [(name + "1" + suffix, (rank, cols)), (name + "2" + suffix, (G, rank))]
         if bias:
-            shapes += [("bias_ih" + suffix, (G,)), ("bias_hh" + suffix, (G,))]
-        return shapes
+            shapes += [(name + suffix, (G,)) for name in self.biases]
+        return shapes + [(name + suffix, (1,)) for name, _ in self.scalars]
 
     def parameter_count(self, input_size: int, hidden_size: int, num_layers: int = 1,
                         bidirectional: bool = False, bias: bool = True) -> int:
@@ -85,12 +101,23 @@ KINDS: dict[str, Kind] = {k.name: k for k in (
          onnx_blocks=(0, 3, 1, 2)),
     Kind("GRU", gates=3, has_cell=False, kernel_id=2, gate_names=("r", "z", "n"),
          onnx_blocks=(1, 0, 2), product_apart=True),
+    # Kusupati et al. 2018, with EdgeML's names and initial values (before the sigmoid)
+    Kind("FastRNN", gates=1, has_cell=False, kernel_id=3, gate_names=("h",),
+         onnx_blocks=None, biases=("bias_update",),
+         scalars=(("alpha", -3.0), ("beta", 3.0)), in_torch=False),
+    Kind("FastGRNN", gates=1, has_cell=False, kernel_id=4, gate_names=("h",),
+         onnx_blocks=None, biases=("bias_gate", "bias_update"),
+         scalars=(("zeta", 1.0), ("nu", -4.0)), in_torch=False, keeps_candidate=True),
 )}
 
 
+_BY_UPPER_NAME = {name.upper(): kind for name, kind in KINDS.items()}
+
+
 def kind_of(name: str) -> Kind:
-    """The record of ``name`` ('RNN', 'LSTM', 'GRU', any case), or ValueError."""
-    kind = KINDS.get(str(name).upper())
+    """The record of ``name`` ('RNN', 'LSTM', 'GRU', 'FastRNN', 'FastGRNN', any case), or
+    ValueError."""
+    kind = _BY_UPPER_NAME.get(str(name).upper())
     if kind is None:
         raise ValueError(f"unknown cell kind {name!r}; one of "
                          f"{', '.join(repr(k.lower()) for k in KINDS)}")
@@ -110,12 +137,13 @@ def layer_directions(num_layers: int, bidirectional: bool) -> Iterator[tuple[int
 
 
 def parameter_shapes(kind: Kind, input_size: int, hidden_size: int, num_layers: int = 1,
-                     bidirectional: bool = False,
-                     bias: bool = True) -> list[tuple[str, tuple[int, ...]]]:
+                     bidirectional: bool = False, bias: bool = True,
+                     w_rank: int | None = None,
+                     u_rank: int | None = None) -> list[tuple[str, tuple[int, ...]]]:
     """``(name, shape)`` of a stacked layer's parameters, in PyTorch's order."""
     D = 2 if bidirectional else 1
     out = []
     for k, d in layer_directions(num_layers, bidirectional):
         out += kind.cell_shapes(input_size if k == 0 else D * hidden_size, hidden_size, bias,
-                                suffix(k, d))
+                                suffix(k, d), w_rank, u_rank)
     return out

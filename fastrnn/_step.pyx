@@ -12,7 +12,7 @@ from libc.stdlib cimport free, malloc
 from libc.string cimport memcpy, memset
 
 from fastrnn._blas cimport _check_index, gemm
-from fastrnn._cellmath cimport (CELL_LSTM, N_CELLS, _bias_columns, _cell_step, _fill_bias,
+from fastrnn._cellmath cimport (CELL_GRU, CELL_LSTM, _bias_columns, _cell_step, _fill_bias,
                                 _kind_gates, _product_apart)
 
 cnp.import_array()
@@ -49,8 +49,10 @@ cdef int _check_array(object a, str name, int typenum, Py_ssize_t d0, Py_ssize_t
 
 
 cdef int _check_mode(int mode) except -1:
-    if mode < 0 or mode >= N_CELLS:
-        raise ValueError(f"mode must be one of 0..{N_CELLS - 1}, got {mode}")
+    """The kinds of one step here: RNN, LSTM, GRU (FastRNN and FastGRNN step through the
+    sequence kernels, one step at a time)."""
+    if mode < 0 or mode > CELL_GRU:
+        raise ValueError(f"mode must be one of 0..{CELL_GRU} (RNN, LSTM, GRU), got {mode}")
     return 0
 
 
@@ -68,8 +70,8 @@ cdef void _step_impl(int mode, bint relu, Py_ssize_t B, Py_ssize_t I, Py_ssize_t
     # Gt += h @ W_hh.T   (GRU: gh = h @ W_hh.T)
     gemm(False, True, <int>B, <int>GH, <int>H, <floating>1, h, <int>H, W_hh, <int>H,
          <floating>(0 if apart else 1), gh if apart else g, <int>GH)
-    _cell_step(mode, relu, g, gh, b_hh + n_hh if b_hh != NULL and n_hh < GH else NULL, h, c,
-               <floating*>NULL, B, H)
+    _cell_step(mode, relu, g, gh, b_hh + n_hh if b_hh != NULL and n_hh < GH else NULL,
+               <floating*>NULL, 0, 0, h, c, <floating*>NULL, B, H)
 
 
 cdef int _run_step(int mode, bint relu, int typenum, Py_ssize_t B, Py_ssize_t I,

@@ -122,12 +122,23 @@ class _RNNBase(Module):
         D = self.num_directions
         for k, d in layer_directions(self.num_layers, self.bidirectional):
             layer_input = self.input_size if k == 0 else D * self.hidden_size
-            init_parameters(self, rng, self.kind, layer_input, self.hidden_size, self.bias,
-                            self.dtype, suffix(k, d))
+            self._init_cell(rng, layer_input, suffix(k, d))
+
+    def _init_cell(self, rng: np.random.Generator, input_size: int, suffix: str) -> None:
+        """Register one layer-direction's parameters (PyTorch's names and initial values)."""
+        init_parameters(self, rng, self.kind, input_size, self.hidden_size, self.bias,
+                        self.dtype, suffix)
 
     @property
     def num_directions(self) -> int:
         return 2 if self.bidirectional else 1
+
+    def config(self) -> dict:
+        """What builds this layer again (its parameters apart), as a model file keeps it."""
+        return {"type": type(self).__name__, "input_size": self.input_size,
+                "hidden_size": self.hidden_size, "num_layers": self.num_layers,
+                "bias": self.bias, "batch_first": self.batch_first, "dropout": self.dropout,
+                "bidirectional": self.bidirectional}
 
     # checked wherever they are set (the constructor, from_torch, a user), as PyTorch
     # accepts them: dropout in [0, 1] (1 zeroes the inputs of layers 1..), a bool layout
@@ -157,8 +168,15 @@ class _RNNBase(Module):
         return a if self.batch_first else a.swapaxes(0, 1)
 
     def _weights(self, grad: bool = False) -> list:
+        """``weights[k][d]``: what the kernels take for layer k, direction d (with
+        ``grad``: the arrays their gradients go into)."""
         return [[weight_tuple(self, suffix(k, d), grad)
                  for d in range(self.num_directions)] for k in range(self.num_layers)]
+
+    def _add_grads(self, grads: list) -> None:
+        """After a backward pass: the gradients in ``grads`` (from ``_weights(grad=True)``)
+        into the parameters' ``.grad``, where they are not already (none here: they are
+        the parameters' own)."""
 
     # -- the one shared path of RNN, LSTM and GRU ---------------------------------------
 
@@ -216,9 +234,11 @@ class _RNNBase(Module):
             dh, dc = state_arrays(dstate, lstm, (LD, B, H), self.dtype, "dstate")
             if inverse is not None:
                 dh, dc = _take_rows(dh, order), _take_rows(dc, order)
-            dX = _engine.stack_backward(tape, weights, self._weights(grad=True),
+            grads = self._weights(grad=True)
+            dX = _engine.stack_backward(tape, weights, grads,
                                         _kernel_dy(dy, self.batch_first, order),
                                         dh, dc, input_grad=bool(input_grad))
+            self._add_grads(grads)
             done = True
             dx = (None if dX is None
                   else _caller_layout(dX.reshape(T, B, I), self.batch_first, inverse))
@@ -300,6 +320,9 @@ class RNN(_RNNBase):
 
     def __call__(self, x, h0=None, lengths=None):
         return self._run(x, h0, lengths, train=False, state_name="h0")
+
+    def config(self) -> dict:
+        return {**super().config(), "nonlinearity": self.nonlinearity}
 
     def extra_repr(self) -> str:
         s = super().extra_repr()

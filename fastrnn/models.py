@@ -23,6 +23,7 @@ import numpy as np
 from . import losses
 from ._validate import all_finite, float_array, lengths_array, positive_int, seed_value
 from .heads import Head, ManyToMany, ManyToOne, OneToMany, sample_logits
+from .fastgrnn import FastGRNN, FastRNN
 from .layers import GRU, LSTM, RNN, Embedding, zero_gradient
 from .optim import Optimizer
 from .streaming import Stepper
@@ -30,7 +31,8 @@ from .training import History, _Fittable, loss_sums
 
 __all__ = ["SequenceModel", "Seq2Seq"]
 
-_RNN_TYPES = {"RNN": RNN, "LSTM": LSTM, "GRU": GRU}
+_RNN_TYPES = {cls.__name__: cls for cls in (RNN, LSTM, GRU, FastRNN, FastGRNN)}
+_RNN_BY_CELL = {name.lower(): cls for name, cls in _RNN_TYPES.items()}   # build's ``cell``
 _HEAD_TYPES = {"ManyToMany": ManyToMany, "ManyToOne": ManyToOne, "OneToMany": OneToMany}
 
 
@@ -89,7 +91,8 @@ class SequenceModel(_Fittable):
     def __init__(self, rnn, head: Head, loss="cross_entropy", embedding: Embedding | None = None):
         super().__init__()
         if type(rnn) not in _RNN_TYPES.values():
-            raise TypeError(f"rnn must be a fastrnn RNN, LSTM or GRU, got {type(rnn).__name__}")
+            raise TypeError(f"rnn must be a fastrnn RNN, LSTM, GRU, FastRNN or FastGRNN, got "
+                            f"{type(rnn).__name__}")
         if not isinstance(head, Head):
             raise TypeError(f"head must be a fastrnn head, got {type(head).__name__}")
         width = rnn.hidden_size * rnn.num_directions
@@ -119,12 +122,14 @@ class SequenceModel(_Fittable):
               bidirectional: bool = False, dropout: float = 0.0, vocab_size: int | None = None,
               embedding_dim: int | None = None, loss="cross_entropy", nonlinearity="tanh",
               dtype=np.float32, seed: int | None = None) -> SequenceModel:
-        """A model from sizes: ``cell`` 'rnn' | 'lstm' | 'gru'; ``head`` 'many_to_many' |
+        """A model from sizes: ``cell`` 'rnn' | 'lstm' | 'gru' | 'fastrnn' | 'fastgrnn';
+        ``head`` 'many_to_many' |
         'many_to_one' | 'one_to_many'; token inputs when ``vocab_size`` is given."""
         seeds = np.random.SeedSequence(seed_value(seed)).generate_state(3)
-        kind = str(cell).upper()
-        if kind not in _RNN_TYPES:
-            raise ValueError(f"cell must be 'rnn', 'lstm' or 'gru', got {cell!r}")
+        rnn_type = _RNN_BY_CELL.get(str(cell).lower())
+        if rnn_type is None:
+            raise ValueError(f"cell must be 'rnn', 'lstm' or 'gru' (or 'fastrnn', "
+                             f"'fastgrnn'), got {cell!r}")
         embedding = None
         if vocab_size is not None:
             embedding_dim = embedding_dim or input_size or hidden_size
@@ -132,10 +137,10 @@ class SequenceModel(_Fittable):
             input_size = embedding_dim
         if input_size is None:
             raise ValueError("input_size is required without vocab_size")
-        extra = {"nonlinearity": nonlinearity} if kind == "RNN" else {}
-        rnn = _RNN_TYPES[kind](input_size, hidden_size, num_layers=num_layers,
-                               bidirectional=bidirectional, dropout=dropout, dtype=dtype,
-                               seed=int(seeds[1]), **extra)
+        extra = {"nonlinearity": nonlinearity} if rnn_type is RNN else {}
+        rnn = rnn_type(input_size, hidden_size, num_layers=num_layers,
+                       bidirectional=bidirectional, dropout=dropout, dtype=dtype,
+                       seed=int(seeds[1]), **extra)
         D = 2 if bidirectional else 1
         heads = {"many_to_many": ManyToMany, "many_to_one": ManyToOne,
                  "one_to_many": OneToMany}
@@ -149,12 +154,7 @@ class SequenceModel(_Fittable):
 
     def config(self) -> dict:
         r = self.rnn
-        rnn = {"type": type(r).__name__, "input_size": r.input_size,
-               "hidden_size": r.hidden_size, "num_layers": r.num_layers, "bias": r.bias,
-               "batch_first": r.batch_first, "dropout": r.dropout,
-               "bidirectional": r.bidirectional}
-        if isinstance(r, RNN):
-            rnn["nonlinearity"] = r.nonlinearity
+        rnn = r.config()
         emb = None
         if self.embedding is not None:
             e = self.embedding

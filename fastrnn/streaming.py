@@ -10,11 +10,9 @@ from __future__ import annotations
 import numpy as np
 
 from . import _engine
-from ._kinds import suffix
 from ._validate import positive_int
-from .cells import weight_tuple
 from .heads import Head
-from .layers import GRU, LSTM, RNN
+from .layers import _RNNBase
 
 __all__ = ["Stepper"]
 
@@ -47,7 +45,7 @@ class Stepper:
         # what a SequenceModel is made of, checked part by part (fastrnn.models builds on
         # this module, so it cannot be imported here)
         rnn, head = getattr(model, "rnn", None), getattr(model, "head", None)
-        if not isinstance(rnn, (RNN, LSTM, GRU)) or not isinstance(head, Head):
+        if not isinstance(rnn, _RNNBase) or not isinstance(head, Head):
             raise TypeError(f"model must be a SequenceModel, got {type(model).__name__}")
         if rnn.bidirectional:
             raise ValueError("a bidirectional model cannot stream: its backward direction "
@@ -58,12 +56,14 @@ class Stepper:
         self.model, self.batch_size = model, B
         L, H, dt = rnn.num_layers, rnn.hidden_size, rnn.dtype
         self._kind, self._relu = rnn.kind, rnn.nonlinearity == "relu"
+        self._mode = rnn.mode
         self.h = np.zeros((L, B, H), dt)
         self.c = np.zeros((L, B, H), dt) if rnn.kind.has_cell else None
         # per layer: its weights, its (B, H) state views (updated in place), its workspace
-        self._layers = [(weight_tuple(rnn, suffix(k, 0)), self.h[k],
-                         None if self.c is None else self.c[k],
-                         *_engine.step_workspace(rnn.kind, B, H, dt)) for k in range(L)]
+        # (FastRNN and FastGRNN: their low-rank weights multiplied out now, once)
+        self._layers = [(layer[0], self.h[k], None if self.c is None else self.c[k],
+                         *_engine.step_workspace(rnn.kind, B, H, dt))
+                        for k, layer in enumerate(rnn._weights())]
         self._x = np.empty((B, rnn.input_size), dt)
         readout = head.readout
         self._W = readout.weight.data
@@ -121,7 +121,10 @@ class Stepper:
         X = self._input(x_t)
         kind, relu = self._kind, self._relu
         for weights, h, c, gates, gh in self._layers:
-            _engine.step(kind, relu, X, weights, h, c, gates, gh)
+            if kind.in_torch:
+                _engine.step(kind, relu, X, weights, h, c, gates, gh)
+            else:                                 # no one-step kernel of its own
+                _engine.sequence_step(self._mode, X, weights, h)
             X = h                                 # this layer's new state feeds the next
         _engine.readout(X, self._W, self._b, self._out)   # out = h_top @ W_hy.T + b_y
         return self._out

@@ -30,7 +30,8 @@ __all__ = ["from_torch", "to_torch", "from_state_dict", "read_state_dict"]
 
 _LAYERS = {"RNN": RNN, "LSTM": LSTM, "GRU": GRU}
 _CELLS = {"RNNCell": RNNCell, "LSTMCell": LSTMCell, "GRUCell": GRUCell}
-_GATES = {kind.gates: name for name, kind in KINDS.items()}     # G -> the kind it tells
+# G -> the torch.nn kind it tells
+_GATES = {kind.gates: name for name, kind in KINDS.items() if kind.in_torch}
 _HEADS = {"many_to_many": ManyToMany, "many_to_one": ManyToOne, "one_to_many": OneToMany}
 _LAYER_KEY = re.compile(r"^(weight_ih|weight_hh|bias_ih|bias_hh|weight_hr)_l(\d+)(_reverse)?$")
 _CELL_KEYS = {"weight_ih", "weight_hh", "bias_ih", "bias_hh"}

@@ -644,8 +644,10 @@ def test_generate_validation():
 
 STEPPER_CASES = [("lstm", "tanh", 1, False), ("gru", "tanh", 2, False),
                  ("rnn", "tanh", 2, False), ("rnn", "relu", 1, False),
-                 ("lstm", "tanh", 2, True), ("gru", "tanh", 1, True)]
-STEPPER_IDS = ["lstm", "gru-L2", "rnn-L2", "rnn-relu", "lstm-L2-tokens", "gru-tokens"]
+                 ("lstm", "tanh", 2, True), ("gru", "tanh", 1, True),
+                 ("fastgrnn", "tanh", 2, False), ("fastrnn", "tanh", 1, True)]
+STEPPER_IDS = ["lstm", "gru-L2", "rnn-L2", "rnn-relu", "lstm-L2-tokens", "gru-tokens",
+               "fastgrnn-L2", "fastrnn-tokens"]
 
 
 def stepper_model(cell, nonlinearity, num_layers, tokens, dtype=np.float64, seed=0):
@@ -1009,5 +1011,5 @@ def test_build_validation():
     with pytest.raises(ValueError, match="loss must be one of"):
         fastrnn.SequenceModel.build("gru", input_size=2, hidden_size=3, output_size=2,
                                     loss="l1")
-    with pytest.raises(TypeError, match="rnn must be a fastrnn RNN, LSTM or GRU"):
+    with pytest.raises(TypeError, match="rnn must be a fastrnn RNN, LSTM, GRU"):
         fastrnn.SequenceModel(fastrnn.LSTMCell(2, 3), fastrnn.ManyToMany(3, 2))

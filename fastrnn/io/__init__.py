@@ -231,9 +231,13 @@ def _rnn_shapes(prefix: str, c: dict, out: dict, limit: int) -> None:
     L = positive_int(c.get("num_layers", 1), "num_layers")
     bidirectional = flag(c.get("bidirectional", False), "bidirectional")
     bias = flag(c.get("bias", True), "bias")
-    if len(out) + L * (2 if bidirectional else 1) * (4 if bias else 2) > limit:
+    kind = KINDS[c["type"]]
+    ranks = [None if c.get(name) is None else positive_int(c[name], name)
+             for name in ("w_rank", "u_rank")]
+    per_cell = len(kind.cell_shapes(I, H, bias, "", *ranks))
+    if len(out) + L * (2 if bidirectional else 1) * per_cell > limit:
         raise ValueError(f"{prefix[:-1]}: {L} layers are more than a model file holds")
-    for name, shape in parameter_shapes(KINDS[c["type"]], I, H, L, bidirectional, bias):
+    for name, shape in parameter_shapes(kind, I, H, L, bidirectional, bias, *ranks):
         out[prefix + name] = shape
 
 

@@ -1,4 +1,5 @@
-"""Pure-NumPy reference implementation of the RNN, LSTM and GRU layers.
+"""Pure-NumPy reference implementation of the RNN, LSTM and GRU layers (``cells``), and of
+FastRNN and FastGRNN (``fastgrnn``, whose notation adds to the one below).
 
 This module is the oracle of the tests (the kernels of ``fastrnn._core`` must match it
 in float64 to 1e-10) and the NumPy baseline of the benchmarks. It is written the way a
@@ -50,24 +51,10 @@ from h0. The backward pass ignores ``dy`` at those steps and passes dh, dc throu
 
 from ._common import NUM_GATES as NUM_GATES  # the gate counts, checked against _kinds
 from ._common import sigmoid
-from .cells import (
-                    gru_backward,
-                    gru_forward,
-                    lstm_backward,
-                    lstm_forward,
-                    rnn_backward,
-                    rnn_forward,
-                    stack_backward,
-                    stack_forward,
-)
-from .fastgrnn import (
-                    fastgrnn_backward,
-                    fastgrnn_forward,
-                    fastrnn_backward,
-                    fastrnn_forward,
-                    low_rank_backward,
-                    low_rank_weight,
-)
+from .cells import (gru_backward, gru_forward, lstm_backward, lstm_forward, rnn_backward,
+                    rnn_forward, stack_backward, stack_forward)
+from .fastgrnn import (fastgrnn_backward, fastgrnn_forward, fastrnn_backward, fastrnn_forward,
+                       low_rank_backward, low_rank_weight)
 
 __all__ = [
     "sigmoid",

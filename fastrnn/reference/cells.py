@@ -5,24 +5,9 @@ from collections.abc import Callable
 
 import numpy as np
 
-from ._common import (
-    NUM_GATES,
-    _backward_inputs,
-    _blocks,
-    _check_shape,
-    _float_dtype,
-    _forward_cache,
-    _input_and_weight_grads,
-    _keep,
-    _prepare,
-    _project_inputs,
-    _relu,
-    _row_mask,
-    _steps,
-    _sum_biases,
-    _zero_inactive,
-    sigmoid,
-)
+from ._common import (NUM_GATES, _backward_inputs, _blocks, _check_shape, _float_dtype,
+                      _forward_cache, _input_and_weight_grads, _keep, _prepare, _project_inputs,
+                      _relu, _row_mask, _steps, _sum_biases, _zero_inactive, sigmoid)
 
 # ----------------------------------------------------------------------------- RNN
 

@@ -5,20 +5,8 @@ from collections.abc import Callable
 
 import numpy as np
 
-from ._common import (
-    _active_mask,
-    _backward_inputs,
-    _blocks,
-    _check_shape,
-    _input,
-    _keep,
-    _project_inputs,
-    _relu,
-    _row_mask,
-    _steps,
-    _zero_inactive,
-    sigmoid,
-)
+from ._common import (_active_mask, _backward_inputs, _blocks, _check_shape, _input, _keep,
+                      _project_inputs, _relu, _row_mask, _steps, _zero_inactive, sigmoid)
 
 # ----------------------------------------------------------------------------- FastRNN, FastGRNN
 #
