@@ -400,14 +400,14 @@ def test_sequence_model_fits(kind):
     x, y = tiny_task()
     model = fast_model(kind, bidirectional=True, w_rank=2)
     history = model.fit(x, y, epochs=6, batch_size=32,
-                        optimizer=fastrnn.optim.Adam(model.parameters(), lr=1e-2),
+                        optimizer=fastrnn.optim.Adam(model.parameters(), lr=3e-2),
                         progress=False, seed=0)
     losses = history["loss"]
     assert len(losses) == 6 and all(math.isfinite(v) for v in losses)
-    assert losses[-1] < 0.8 * losses[0], losses
+    assert losses[-1] < 0.5 * losses[0], losses
     pred = model.predict(x)
     assert pred.shape == (len(x),)
-    assert np.mean(pred == y) > 0.75
+    assert np.mean(pred == y) > 0.9
 
 
 @pytest.mark.parametrize("kind", KINDS)
