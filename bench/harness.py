@@ -24,6 +24,10 @@ Modes (all float32, time-major x of shape (T, B, I), the same weights for every 
 * ``train``: zero_grad, forward keeping what backward needs, backward with a fixed random
   dy (input gradient included). The NumPy reference has no gradient buffers: its backward
   returns fresh arrays, so zero_grad does not apply to it.
+
+FastGRNN rows (Kusupati et al. 2018): PyTorch has no such cell, so its contenders run
+EdgeML's ``FastGRNNCell`` (edgeml_pytorch/graph/rnn.py) as its users do, a Python loop
+over the time steps differentiated by autograd; the weights are EdgeML's initial values.
 """
 
 from __future__ import annotations
@@ -60,7 +64,7 @@ ROOT = WORKER_SCRIPT.parent.parent     # the checkout: bench/ and the fastrnn pa
 @dataclasses.dataclass(frozen=True)
 class Workload:
     id: str
-    cell: str           # "RNN", "LSTM" or "GRU"
+    cell: str           # "RNN", "LSTM", "GRU" or "FastGRNN"
     T: int              # time steps
     B: int              # batch rows
     I: int              # input features
@@ -94,6 +98,9 @@ WORKLOADS = [
     Workload("W7", "GRU", 50, 256, 64, 128, "inference throughput", modes=("infer",)),
     Workload("W8", "LSTM", 200, 64, 32, 128, "training step with variable lengths",
              lengths=(10, 200)),
+    Workload("W9", "FastGRNN", 100, 64, 32, 128, "training step", modes=("train",)),
+    Workload("W10", "RNN", 100, 64, 32, 128, "training step at W9's sizes",
+             modes=("train",), nonlinearity="tanh"),
 ]
 
 # Scaling sweeps (``--scaling``): an LSTM training step around one base point, one size
@@ -137,6 +144,7 @@ QUICK = dict(budget_s=0.05, warmup_s=0.0, min_warmup=1, min_repeats=2, max_repea
 
 MODE_NAMES = {"infer": "inference", "train": "training step"}
 GATES = {"RNN": 1, "LSTM": 4, "GRU": 3}
+FAST_CELLS = ("FastGRNN",)           # EdgeML's cells: their own parameters, no GEMM floor
 SEED = 0
 
 
@@ -144,22 +152,33 @@ SEED = 0
 
 
 def make_data(w: Workload):
-    """Weights (PyTorch's names, PyTorch's default init), x and dy, seeded: the same
-    numbers in every worker."""
+    """Weights (PyTorch's names, PyTorch's default init; a FastGRNN's names in fastrnn and
+    EdgeML's initial values), x and dy, seeded: the same numbers in every worker."""
     import numpy as np
 
     rng = np.random.default_rng(SEED)
-    G, H, bound = GATES[w.cell], w.H, 1.0 / np.sqrt(w.H)
+    H = w.H
+    if w.cell == "FastGRNN":
+        params = {
+            "weight_ih_l0": (0.1 * rng.standard_normal((H, w.I))).astype(np.float32),
+            "weight_hh_l0": (0.1 * rng.standard_normal((H, H))).astype(np.float32),
+            "bias_gate_l0": np.ones(H, np.float32),
+            "bias_update_l0": np.ones(H, np.float32),
+            "zeta_l0": np.full(1, 1.0, np.float32),
+            "nu_l0": np.full(1, -4.0, np.float32),
+        }
+    else:
+        G, bound = GATES[w.cell], 1.0 / np.sqrt(H)
 
-    def uniform(*shape):
-        return rng.uniform(-bound, bound, size=shape).astype(np.float32)
+        def uniform(*shape):
+            return rng.uniform(-bound, bound, size=shape).astype(np.float32)
 
-    params = {
-        "weight_ih_l0": uniform(G * H, w.I),
-        "weight_hh_l0": uniform(G * H, H),
-        "bias_ih_l0": uniform(G * H),
-        "bias_hh_l0": uniform(G * H),
-    }
+        params = {
+            "weight_ih_l0": uniform(G * H, w.I),
+            "weight_hh_l0": uniform(G * H, H),
+            "bias_ih_l0": uniform(G * H),
+            "bias_hh_l0": uniform(G * H),
+        }
     x = rng.standard_normal((w.T, w.B, w.I)).astype(np.float32)
     dy = rng.standard_normal((w.T, w.B, H)).astype(np.float32)
     lengths = None
@@ -237,6 +256,19 @@ def setup_reference(w: Workload, params, x, dy, lengths=None):
             return state[0]
 
         return step, None, dict(numpy=np.__version__)
+    if w.cell == "FastGRNN":
+        h0 = np.zeros((w.B, w.H), np.float32)
+        p = [params[k + "_l0"] for k in ("weight_ih", "weight_hh", "bias_gate", "bias_update",
+                                         "zeta", "nu")]
+
+        def infer():
+            return reference.fastgrnn_forward(x, h0, *p, lengths=lengths)[0]
+
+        def train():
+            _, _, cache = reference.fastgrnn_forward(x, h0, *p, lengths=lengths)
+            return reference.fastgrnn_backward(dy, None, cache)[0]
+
+        return infer, train, dict(numpy=np.__version__)
 
     def infer():
         return reference.stack_forward(w.cell, x, params, lengths=lengths,
@@ -271,6 +303,8 @@ def setup_torch(w: Workload, params, x, dy, threads: int | None, lengths=None):
             return (state[0][0] if isinstance(state[0], tuple) else state[0]).numpy()
 
         return step, None, info
+    if w.cell == "FastGRNN":
+        return (*setup_torch_fastgrnn(w, params, x, dy, lengths), info)
     module = getattr(torch.nn, w.cell)(w.I, w.H, dtype=torch.float32, **kwargs)
     module.load_state_dict({k: torch.from_numpy(v) for k, v in params.items()})
     xt = torch.from_numpy(x)
@@ -298,6 +332,62 @@ def setup_torch(w: Workload, params, x, dy, threads: int | None, lengths=None):
         return xg.grad.numpy()
 
     return infer, train, info
+
+
+def setup_torch_fastgrnn(w: Workload, params, x, dy, lengths=None):
+    """EdgeML's FastGRNNCell (edgeml_pytorch/graph/rnn.py, its layout: W (I, H), U (H, H),
+    biases (1, H), zeta and nu (1, 1)) unrolled by a Python loop over the time steps, as
+    EdgeML's FastGRNN module runs it, differentiated by autograd.  With lengths, a row
+    keeps its state and outputs 0 past its last step (fastrnn's semantics)."""
+    import torch
+
+    def tensor(a):
+        return torch.from_numpy(a).clone().requires_grad_(True)
+
+    W, U = tensor(params["weight_ih_l0"].T), tensor(params["weight_hh_l0"].T)
+    bias_gate = tensor(params["bias_gate_l0"].reshape(1, -1))
+    bias_update = tensor(params["bias_update_l0"].reshape(1, -1))
+    zeta, nu = tensor(params["zeta_l0"].reshape(1, 1)), tensor(params["nu_l0"].reshape(1, 1))
+    weights = (W, U, bias_gate, bias_update, zeta, nu)
+    xt, dyt = torch.from_numpy(x), torch.from_numpy(dy)
+    xg = xt.clone().requires_grad_(True)
+    masks = None
+    if lengths is not None:
+        steps = torch.arange(w.T).reshape(w.T, 1, 1)
+        masks = (steps < torch.from_numpy(lengths).reshape(1, -1, 1)).to(torch.float32)
+
+    def cell(inp, state):                # FastGRNNCell.forward
+        pre_comp = torch.matmul(inp, W) + torch.matmul(state, U)
+        z = torch.sigmoid(pre_comp + bias_gate)
+        c = torch.tanh(pre_comp + bias_update)
+        return z * state + (torch.sigmoid(zeta) * (1.0 - z) + torch.sigmoid(nu)) * c
+
+    def run(inp):
+        h = torch.zeros(w.B, w.H, dtype=torch.float32)
+        outputs = []
+        for t in range(w.T):
+            new = cell(inp[t], h)
+            if masks is None:
+                h = new
+                outputs.append(new)
+            else:
+                m = masks[t]
+                h = m * new + (1 - m) * h
+                outputs.append(m * new)
+        return torch.stack(outputs)
+
+    def infer():
+        with torch.inference_mode():
+            return run(xt).numpy()
+
+    def train():
+        for p in weights:
+            p.grad = None
+        xg.grad = None
+        run(xg).backward(dyt)
+        return xg.grad.numpy()
+
+    return infer, train
 
 
 def setup_onnxruntime(w: Workload, params, x, lengths=None):
@@ -408,7 +498,7 @@ def run_worker(contender: str, wid: str, quick: bool) -> dict:
     floor = None
     if contender == "fastrnn":
         infer, train, info = setup_fastrnn(w, params, x, dy, lengths)
-        if not w.stream:
+        if not w.stream and w.cell not in FAST_CELLS:
             floor = setup_floor(w, params, x, lengths)
     elif contender == "reference":
         infer, train, info = setup_reference(w, params, x, dy, lengths)
