@@ -81,9 +81,9 @@ static inline double fr_sigmoid(double x) { return 1.0 / (1.0 + exp(-x)); }
 
 #define FR_DEFINE(T, SFX, SIGMOID, TANH)                                                   \
                                                                                            \
-/* out += A.sum(axis=0), A (rows, cols) with row stride lda: the bias gradients, summed     \
+/* out += A.sum(axis=0), A (rows, cols) with row stride lda: the bias gradients, summed    \
    row by row (in the order of the rows) */                                                \
-FR_CLONES void fr_add_colsum_##SFX(const T *FR_RESTRICT A, long rows, long cols, long lda,  \
+FR_CLONES void fr_add_colsum_##SFX(const T *FR_RESTRICT A, long rows, long cols, long lda, \
                                    T *FR_RESTRICT out)                                     \
 {                                                                                          \
     long r, j;                                                                             \
@@ -189,7 +189,7 @@ FR_CLONES void fr_gru_step_##SFX(T *FR_RESTRICT gates, const T *FR_RESTRICT gh, 
    (hidden side) written, dh = dh * z (the direct path) */                                 \
 FR_CLONES void fr_gru_grad_##SFX(T *FR_RESTRICT gates, T *FR_RESTRICT hn,                  \
                                  T *FR_RESTRICT dgh, const T *FR_RESTRICT hp,              \
-                                 T *FR_RESTRICT dh, long n, long H)                         \
+                                 T *FR_RESTRICT dh, long n, long H)                        \
 {                                                                                          \
     long b, j;                                                                             \
     for (b = 0; b < n; b++) {                                                              \
@@ -226,20 +226,21 @@ FR_CLONES void fr_fastrnn_step_##SFX(T *FR_RESTRICT g, T *FR_RESTRICT h, T alpha
 }                                                                                          \
                                                                                            \
 /* FastRNN, backward 2.: from dh (reaching h_t), the cached h~ in g and h_prev: dG in      \
-   place of h~, dh = beta*dh (the direct path); acc (2H: dalpha, dbeta per unit, summed    \
-   over rows) += the terms of the scalars' gradients */                                    \
+   place of h~, dh = beta*dh (the direct path); acc (2H per row: dalpha, dbeta per         \
+   unit) += the terms of the scalars' gradients */                                         \
 FR_CLONES void fr_fastrnn_grad_##SFX(T *FR_RESTRICT g, const T *FR_RESTRICT hp,            \
-                                     T *FR_RESTRICT dh, T alpha, T beta, T *FR_RESTRICT acc,\
+                                     T *FR_RESTRICT dh, T alpha, T beta, T *FR_RESTRICT acc, \
                                      long n, long H)                                       \
 {                                                                                          \
     long b, j;                                                                             \
     for (b = 0; b < n; b++) {                                                              \
         T *FR_RESTRICT gb = g + b * H, *FR_RESTRICT dhb = dh + b * H;                      \
         const T *FR_RESTRICT hpb = hp + b * H;                                             \
+        T *FR_RESTRICT ab = acc + b * 2 * H;                                               \
         for (j = 0; j < H; j++) {                                                          \
             T a = gb[j], d = dhb[j];                                                       \
-            acc[j] += d * a;                                     /* dalpha */              \
-            acc[H + j] += d * hpb[j];                            /* dbeta */               \
+            ab[j] += d * a;                                      /* dalpha */              \
+            ab[H + j] += d * hpb[j];                             /* dbeta */               \
             gb[j] = alpha * d * ((T)1 - a * a);                                            \
             dhb[j] = beta * d;                                                             \
         }                                                                                  \
@@ -268,8 +269,8 @@ FR_CLONES void fr_fastgrnn_step_##SFX(T *FR_RESTRICT g, const T *FR_RESTRICT b_z
 }                                                                                          \
                                                                                            \
 /* FastGRNN, backward 2.: from dh (reaching h_t), the cached z (in g), h~ (ht) and h_prev: \
-   dG = dG_z + dG_h in place of z, dh = z*dh (the direct path); acc (4H: db_z, db_h,       \
-   dzeta, dnu per unit, summed over rows) += their terms */                                \
+   dG = dG_z + dG_h in place of z, dh = z*dh (the direct path); acc (4H per row: db_z,     \
+   db_h, dzeta, dnu per unit) += their terms */                                            \
 FR_CLONES void fr_fastgrnn_grad_##SFX(T *FR_RESTRICT g, const T *FR_RESTRICT ht,           \
                                       const T *FR_RESTRICT hp, T *FR_RESTRICT dh, T zeta,  \
                                       T nu, T *FR_RESTRICT acc, long n, long H)            \
@@ -278,14 +279,15 @@ FR_CLONES void fr_fastgrnn_grad_##SFX(T *FR_RESTRICT g, const T *FR_RESTRICT ht,
     for (b = 0; b < n; b++) {                                                              \
         T *FR_RESTRICT gb = g + b * H, *FR_RESTRICT dhb = dh + b * H;                      \
         const T *FR_RESTRICT htb = ht + b * H, *FR_RESTRICT hpb = hp + b * H;              \
+        T *FR_RESTRICT ab = acc + b * 4 * H;                                               \
         for (j = 0; j < H; j++) {                                                          \
             T z = gb[j], c = htb[j], d = dhb[j];                                           \
             T dz = d * (hpb[j] - zeta * c) * z * ((T)1 - z);     /* dG_z */                \
             T dc = d * (zeta * ((T)1 - z) + nu) * ((T)1 - c * c); /* dG_h */               \
-            acc[j] += dz;                                                                  \
-            acc[H + j] += dc;                                                              \
-            acc[2 * H + j] += d * ((T)1 - z) * c;                /* dzeta */               \
-            acc[3 * H + j] += d * c;                             /* dnu */                 \
+            ab[j] += dz;                                                                   \
+            ab[H + j] += dc;                                                               \
+            ab[2 * H + j] += d * ((T)1 - z) * c;                /* dzeta */                \
+            ab[3 * H + j] += d * c;                             /* dnu */                  \
             gb[j] = dz + dc;                                                               \
             dhb[j] = z * d;                                                                \
         }                                                                                  \

@@ -362,7 +362,7 @@ cdef void _forward_rows(const _Loop* L, floating* g, Py_ssize_t lo,
 cdef void _backward_rows(const _Loop* L, floating* g, Py_ssize_t lo, Py_ssize_t hi,
                          floating* sums) noexcept nogil:
     """The backward time loop over batch rows lo..hi-1 (``g`` is Gt, which becomes dG);
-    ``sums``: this part's ``_loop_sums`` blocks of H values, or NULL."""
+    ``sums``: from row lo on, ``_loop_sums`` blocks of H values per row, or NULL."""
     cdef Py_ssize_t T = L.T, B = L.B, H = L.H, GH = L.GH, ldy = L.ldy, rows = hi - lo
     cdef Py_ssize_t s, t, n, step = B * H
     cdef bint apart = _product_apart(L.kind), direct = _direct_path(L.kind)
@@ -401,8 +401,8 @@ cdef void _backward_rows(const _Loop* L, floating* g, Py_ssize_t lo, Py_ssize_t 
 cdef int _run_rows(const _Loop* L, floating* g, const int[::1] bounds, bint backward,
                    floating* sums) except -1:
     """The time loop on the row ranges of ``bounds``, in parallel when there are several;
-    backward: part p sums into ``sums + p * _loop_sums(kind) * H`` (``sums`` NULL when
-    the kind sums nothing)."""
+    backward: row b sums into ``sums + b * _loop_sums(kind) * H`` (``sums`` NULL when the
+    kind sums nothing), so that the sums do not depend on how the rows are split."""
     cdef Py_ssize_t p, parts = bounds.shape[0] - 1, width = _loop_sums(L.kind) * L.H
     cdef const int* bd = &bounds[0]
     with nogil:
@@ -415,7 +415,7 @@ cdef int _run_rows(const _Loop* L, floating* g, const int[::1] bounds, bint back
             for p in prange(parts, num_threads=_team(parts), schedule="static"):
                 if backward:
                     _backward_rows(L, g, bd[p], bd[p + 1],
-                                   sums + p * width if sums != NULL else NULL)
+                                   sums + bd[p] * width if sums != NULL else NULL)
                 else:
                     _forward_rows(L, g, bd[p], bd[p + 1])
     return 0
@@ -714,16 +714,15 @@ cdef int _backward(int kind, const floating[:, ::1] X, const floating[:, ::1] W_
     cdef floating* g = &Gt[0, 0]
     cdef floating* pdx = &dX[0, 0] if dX is not None else NULL
     cdef _Grads gd = _grads_shape(T * B, GH, I, H, accumulate_dx, n1, GH, GH - n1)
-    cdef Py_ssize_t parts = bounds.shape[0] - 1
     cdef floating* sums = NULL
     if nsums:
-        sums = <floating*>calloc(parts * nsums * H, sizeof(floating))
+        sums = <floating*>calloc(B * nsums * H, sizeof(floating))
         if sums == NULL:
             raise MemoryError()
     try:
         _run_rows(&L, g, bounds, True, sums)
         if nsums:
-            _add_sums(kind, sums, parts, H, pdb_ih, pdb_hh, &dscalars[0])
+            _add_sums(kind, sums, B, H, pdb_ih, pdb_hh, &dscalars[0])
         if _biases_in_step(kind):       # FastGRNN: its bias gradients are in the sums
             pdb_ih = pdb_hh = NULL
         with nogil:
@@ -735,14 +734,15 @@ cdef int _backward(int kind, const floating[:, ::1] X, const floating[:, ::1] W_
     return 0
 
 
-cdef void _add_sums(int kind, const floating* sums, Py_ssize_t parts, Py_ssize_t H,
+cdef void _add_sums(int kind, const floating* sums, Py_ssize_t rows, Py_ssize_t H,
                     floating* db_ih, floating* db_hh, floating* dscalars) noexcept nogil:
-    """What the parts' sums add up to: FastRNN (dalpha, dbeta) into dscalars; FastGRNN
-    (db_z, db_h, dzeta, dnu) into db_ih, db_hh (when given) and dscalars."""
+    """What the rows' sums add up to, in the order of the rows: FastRNN (dalpha, dbeta)
+    into dscalars; FastGRNN (db_z, db_h, dzeta, dnu) into db_ih, db_hh (when given) and
+    dscalars."""
     cdef Py_ssize_t nsums = _loop_sums(kind), p, j, q, first = nsums - 2
     cdef const floating* part
     cdef double total
-    for p in range(parts):
+    for p in range(rows):
         part = sums + p * nsums * H
         if first > 0 and db_ih != NULL:
             for j in range(H):
@@ -750,7 +750,7 @@ cdef void _add_sums(int kind, const floating* sums, Py_ssize_t parts, Py_ssize_t
                 db_hh[j] += part[H + j]
     for q in range(2):
         total = 0
-        for p in range(parts):
+        for p in range(rows):
             part = sums + (p * nsums + first + q) * H
             for j in range(H):
                 total += part[j]

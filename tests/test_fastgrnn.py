@@ -14,6 +14,7 @@ from numpy.testing import assert_allclose, assert_array_equal
 
 import fastrnn
 from _tools import FD_TOL, PARITY_TOL, central_differences
+from fastrnn import _engine
 from fastrnn import reference as ref
 
 T, B, I, H = 5, 4, 3, 4
@@ -495,3 +496,53 @@ def test_export_onnx_refuses(kind, tmp_path):
         with pytest.raises((TypeError, ValueError), match=kind):
             fastrnn.export_onnx(obj, path)
         assert not path.exists()
+
+
+@pytest.mark.parametrize("cls", [fastrnn.FastGRNN, fastrnn.FastRNN], ids=lambda c: c.__name__)
+@pytest.mark.parametrize("T,B,H", [(40, 8, 32), (40, 1, 64), (12, 64, 128)],
+                         ids=["panels", "one-row", "wide"])
+def test_float32_kernel_paths_follow_float64(cls, T, B, H):
+    """At the sizes where the float32 kernels take their own paths (the panel product, the
+    projection step by step, rows split across threads), float32 follows float64."""
+    rng = np.random.default_rng(5)
+    l64 = cls(16, H, bidirectional=True, dtype=np.float64, seed=3)
+    l32 = cls(16, H, bidirectional=True, dtype=np.float32, seed=3)
+    for p, q in zip(l64.parameters(), l32.parameters()):
+        q.data[...] = p.data
+    x = rng.standard_normal((T, B, 16))
+    lengths = rng.integers(1, T + 1, B)
+    lengths[0] = T
+    y64, _, back64 = l64.forward_train(x, lengths=lengths)
+    y32, _, back32 = l32.forward_train(x.astype(np.float32), lengths=lengths)
+    dy = rng.standard_normal(y64.shape)
+    dx64, _ = back64(dy)
+    dx32, _ = back32(dy.astype(np.float32))
+    assert_allclose(y32, y64, atol=1e-5)
+    assert_allclose(l32(x.astype(np.float32), lengths=lengths)[0], y32, atol=1e-6)
+    assert_allclose(dx32, dx64, atol=1e-5 * np.abs(dx64).max())
+    for (name, p), q in zip(l64.named_parameters(), l32.parameters()):
+        assert_allclose(q.grad, p.grad, atol=1e-5 * max(np.abs(p.grad).max(), 1e-3),
+                        err_msg=name)
+
+
+@pytest.mark.parametrize("cls", [fastrnn.FastGRNN, fastrnn.FastRNN], ids=lambda c: c.__name__)
+def test_gradients_do_not_depend_on_the_thread_count(cls):
+    """The scalars' and biases' gradients are summed per row, then over the rows in order:
+    one thread and two give the same bits."""
+    x = np.random.default_rng(6).standard_normal((30, 64, 8)).astype(np.float32)
+    before = fastrnn.get_num_threads()
+    grads = []
+    try:
+        fastrnn.set_num_threads(2)
+        if len(_engine.row_bounds(np.full(30, 64, np.intc), 64, 128, 1)) != 3:
+            pytest.skip("one core: the rows are never split")
+        for n in (1, 2):
+            fastrnn.set_num_threads(n)
+            layer = cls(8, 128, seed=1)
+            y, _, backward = layer.forward_train(x)
+            backward(np.ones_like(y))
+            grads.append([p.grad.copy() for p in layer.parameters()])
+    finally:
+        fastrnn.set_num_threads(before)
+    for a, b in zip(*grads):
+        assert np.array_equal(a, b)
