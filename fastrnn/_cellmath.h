@@ -20,6 +20,30 @@
 #include <stdint.h>
 #include <string.h>
 
+/* ---- the cell kinds ------------------------------------------------------------------
+
+   One row per kind of the kernels (CELL_* of _cellmath.pxd, the kernel_id of _kinds.py):
+   what a time loop does differently for it.  A new kind is a row here, its cases in
+   _cell_step and _cell_grad (_cellmath.pxd) and its cell math below. */
+typedef struct {
+    int gates;            /* G: its products are G*H wide */
+    int biases;           /* bias vectors of G*H values: b_ih and b_hh, or FastRNN's b */
+    int biases_in_step;   /* the step adds them (FastGRNN), not the input projection */
+    int product_apart;    /* h @ W_hh.T into a workspace Gh (GRU: r scales part of it) */
+    int direct_path;      /* h_prev reaches h' directly too: the back product adds on */
+    int keeps_candidate;  /* training keeps h~ in a cache Ht (FastGRNN) */
+    int loop_sums;        /* blocks of H values the backward loop sums per row */
+} fr_kind;
+
+static const fr_kind FR_KINDS[5] = {
+    /*              G  biases  in_step  apart  direct  candidate  sums */
+    /* RNN */      {1, 2,      0,       0,     0,      0,         0},
+    /* LSTM */     {4, 2,      0,       0,     0,      0,         0},
+    /* GRU */      {3, 2,      0,       1,     1,      0,         0},
+    /* FastRNN */  {1, 1,      0,       0,     1,      0,         2},
+    /* FastGRNN */ {1, 2,      1,       0,     1,      1,         4},
+};
+
 #if defined(__GNUC__) && !defined(__clang__) && defined(__x86_64__) && defined(__linux__)
 #define FR_CLONES __attribute__((target_clones("avx512f", "avx2", "default")))
 #else

@@ -15,6 +15,10 @@ from libc.string cimport memcpy, memset
 # ---------------------------------------------------------------------------------------
 
 cdef extern from "_cellmath.h" nogil:
+    ctypedef struct fr_kind:
+        int gates, biases, biases_in_step, product_apart, direct_path, keeps_candidate
+        int loop_sums
+    const fr_kind FR_KINDS[5]       # one row per CELL_* below: what each kind does
     void fr_add_colsum_f(const float* A, long rows, long cols, long lda, float* out)
     void fr_add_colsum_d(const double* A, long rows, long cols, long lda, double* out)
     void fr_rnn_act_f(float* a, long n, int relu)
@@ -107,6 +111,45 @@ cdef inline void _gru_grad(floating* gt, floating* hn, floating* dgh, const floa
         fr_gru_grad_d(gt, hn, dgh, hp, dh, n, H)
 
 
+cdef inline void _fastrnn_step(floating* g, floating* h, floating alpha, floating beta,
+                               Py_ssize_t n) noexcept nogil:
+    """2.-3. h~ = tanh(g) in place, h = alpha*h~ + beta*h, over n values."""
+    if floating is float:
+        fr_fastrnn_step_f(g, h, alpha, beta, n)
+    else:
+        fr_fastrnn_step_d(g, h, alpha, beta, n)
+
+
+cdef inline void _fastrnn_grad(floating* g, const floating* hp, floating* dh, floating alpha,
+                               floating beta, floating* sums, Py_ssize_t n,
+                               Py_ssize_t H) noexcept nogil:
+    """2. dG in place of h~, dh = beta*dh; sums (2H a row) += dalpha, dbeta terms."""
+    if floating is float:
+        fr_fastrnn_grad_f(g, hp, dh, alpha, beta, sums, n, H)
+    else:
+        fr_fastrnn_grad_d(g, hp, dh, alpha, beta, sums, n, H)
+
+
+cdef inline void _fastgrnn_step(floating* g, const floating* b_z, const floating* b_h,
+                                floating zeta, floating nu, floating* h, floating* ht,
+                                Py_ssize_t n, Py_ssize_t H) noexcept nogil:
+    """2.-3. z in place of g = W x + U h, h~ into ht (if not NULL), h updated."""
+    if floating is float:
+        fr_fastgrnn_step_f(g, b_z, b_h, zeta, nu, h, ht, n, H)
+    else:
+        fr_fastgrnn_step_d(g, b_z, b_h, zeta, nu, h, ht, n, H)
+
+
+cdef inline void _fastgrnn_grad(floating* g, const floating* ht, const floating* hp,
+                                floating* dh, floating zeta, floating nu, floating* sums,
+                                Py_ssize_t n, Py_ssize_t H) noexcept nogil:
+    """2. dG in place of z, dh = z*dh; sums (4H a row) += db_z, db_h, dzeta, dnu terms."""
+    if floating is float:
+        fr_fastgrnn_grad_f(g, ht, hp, dh, zeta, nu, sums, n, H)
+    else:
+        fr_fastgrnn_grad_d(g, ht, hp, dh, zeta, nu, sums, n, H)
+
+
 # ---------------------------------------------------------------------------------------
 # The cell kinds of the kernels: one number each (the ``kernel_id`` of fastrnn/_kinds.py),
 # and what a time loop does differently for each.  A new kind is a number here, its cases
@@ -122,30 +165,10 @@ cdef enum:
                         # h' = (zeta*(1-z) + nu)*h~ + z*h
     N_CELLS = 5
 
-# The FastRNN/FastGRNN kernels take their two scalars (alpha, beta or zeta, nu) after the
-# sigmoid, and their backward sums per unit the terms of those scalars' gradients (and
-# FastGRNN's of its two biases) in ``_loop_sums`` blocks of H values.
-
-
-cdef inline Py_ssize_t _kind_gates(int kind) noexcept nogil:
-    """G, the gate blocks of a kind: the width of its products is G*H."""
-    if kind == CELL_LSTM:
-        return 4
-    if kind == CELL_GRU:
-        return 3
-    return 1
-
-
-cdef inline int _kind_biases(int kind) noexcept nogil:
-    """How many bias vectors (of G*H values) a kind takes: b_ih and b_hh (FastGRNN: b_z
-    and b_h), or FastRNN's b alone (as b_ih)."""
-    return 1 if kind == CELL_FASTRNN else 2
-
-
-cdef inline bint _biases_in_step(int kind) noexcept nogil:
-    """Whether the cell step adds the biases itself (FastGRNN: the gate and the candidate
-    add different biases to one product) instead of the input projection."""
-    return kind == CELL_FASTGRNN
+# What each kind does differently is its row of FR_KINDS (_cellmath.h).  The FastRNN and
+# FastGRNN kernels take their two scalars (alpha, beta or zeta, nu) after the sigmoid, and
+# their backward loop sums, per row and unit, the terms of those scalars' gradients (and
+# FastGRNN's of its two biases) in ``loop_sums`` blocks of H values.
 
 
 cdef inline Py_ssize_t _bias_columns(int kind, Py_ssize_t H) noexcept nogil:
@@ -156,7 +179,7 @@ cdef inline Py_ssize_t _bias_columns(int kind, Py_ssize_t H) noexcept nogil:
         return 2 * H
     if kind == CELL_FASTRNN or kind == CELL_FASTGRNN:
         return 0
-    return _kind_gates(kind) * H
+    return FR_KINDS[kind].gates * H
 
 
 cdef inline Py_ssize_t _hidden_columns(int kind, Py_ssize_t H) noexcept nogil:
@@ -164,34 +187,7 @@ cdef inline Py_ssize_t _hidden_columns(int kind, Py_ssize_t H) noexcept nogil:
     block, whose rows are a product of dHn."""
     if kind == CELL_GRU:
         return 2 * H
-    return _kind_gates(kind) * H
-
-
-cdef inline bint _product_apart(int kind) noexcept nogil:
-    """Whether the step's recurrent product h @ W_hh.T goes to a workspace Gh of its own
-    (GRU: r multiplies part of it) instead of adding onto the gates."""
-    return kind == CELL_GRU
-
-
-cdef inline bint _direct_path(int kind) noexcept nogil:
-    """Whether h_prev reaches h' directly too, not only through the product (GRU, FastRNN,
-    FastGRNN): the backward product then adds onto dh_prev."""
-    return kind == CELL_GRU or kind == CELL_FASTRNN or kind == CELL_FASTGRNN
-
-
-cdef inline bint _keeps_candidate(int kind) noexcept nogil:
-    """Whether training keeps a candidate cache Ht (T, B, H) besides the gates
-    (FastGRNN: h~, while the gates hold z)."""
-    return kind == CELL_FASTGRNN
-
-
-cdef inline int _loop_sums(int kind) noexcept nogil:
-    """How many blocks of H values the backward loop sums per unit (0: none)."""
-    if kind == CELL_FASTRNN:
-        return 2
-    if kind == CELL_FASTGRNN:
-        return 4
-    return 0
+    return FR_KINDS[kind].gates * H
 
 
 cdef inline void _cell_step(int kind, bint relu, floating* gt, const floating* gh,
@@ -207,15 +203,9 @@ cdef inline void _cell_step(int kind, bint relu, floating* gt, const floating* g
     elif kind == CELL_GRU:
         _gru_step(gt, gh, b1, h, aux, n, H)
     elif kind == CELL_FASTRNN:
-        if floating is float:
-            fr_fastrnn_step_f(gt, h, s0, s1, n * H)
-        else:
-            fr_fastrnn_step_d(gt, h, s0, s1, n * H)
+        _fastrnn_step(gt, h, s0, s1, n * H)
     elif kind == CELL_FASTGRNN:
-        if floating is float:
-            fr_fastgrnn_step_f(gt, b1, b2, s0, s1, h, aux, n, H)
-        else:
-            fr_fastgrnn_step_d(gt, b1, b2, s0, s1, h, aux, n, H)
+        _fastgrnn_step(gt, b1, b2, s0, s1, h, aux, n, H)
     else:
         _rnn_act(gt, n * H, relu)
         memcpy(h, gt, n * H * sizeof(floating))
@@ -235,15 +225,9 @@ cdef inline void _cell_grad(int kind, bint relu, floating* gt, floating* aux, fl
     elif kind == CELL_GRU:
         _gru_grad(gt, aux, dgh, hp, dh, n, H)
     elif kind == CELL_FASTRNN:
-        if floating is float:
-            fr_fastrnn_grad_f(gt, hp, dh, s0, s1, sums, n, H)
-        else:
-            fr_fastrnn_grad_d(gt, hp, dh, s0, s1, sums, n, H)
+        _fastrnn_grad(gt, hp, dh, s0, s1, sums, n, H)
     elif kind == CELL_FASTGRNN:
-        if floating is float:
-            fr_fastgrnn_grad_f(gt, aux, hp, dh, s0, s1, sums, n, H)
-        else:
-            fr_fastgrnn_grad_d(gt, aux, hp, dh, s0, s1, sums, n, H)
+        _fastgrnn_grad(gt, aux, hp, dh, s0, s1, sums, n, H)
     else:
         _rnn_grad(gt, dh, n * H, relu)
 

@@ -21,6 +21,7 @@ KIND_FASTRNN: int
 KIND_FASTGRNN: int
 
 def kind_gates(kind: int) -> int: ...
+def kind_row(kind: int) -> dict[str, int]: ...
 def forward(kind: int, X: _F, W_ih: _F, W_hh: _F, b_ih: _F, b_hh: _F, nact: _I,
             bounds: _I, h: _F, Y: _F, col: int, Gt: _F, *, c: _F | None = ...,
             Hp: _F | None = ..., Cp: _F | None = ..., Gh: _F | None = ...,

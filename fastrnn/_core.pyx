@@ -50,13 +50,10 @@ from libc.string cimport memcmp, memcpy, memset
 
 from fastrnn._blas cimport (_check_index, _check_shape, _parts, _pgemm_parts,
                             _side_by_side, _team, _threads)
-from fastrnn._cellmath cimport (CELL_GRU, CELL_LSTM, CELL_RNN, N_CELLS, _add_colsum,
-                                CELL_FASTGRNN, CELL_FASTRNN, _add_rows, _bias_columns,
-                                _biases_in_step, _cell_grad, _cell_step, _copy_rows,
-                                _direct_path, _fill_bias, _hidden_columns, _keeps_candidate,
-                                _kind_biases, _kind_gates, _loop_sums, _product_apart,
-                                _zero_rows,
-                                fr_lstm_pack_f, fr_lstm_row_f)
+from fastrnn._cellmath cimport (CELL_FASTGRNN, CELL_FASTRNN, CELL_GRU, CELL_LSTM, CELL_RNN,
+                                FR_KINDS, N_CELLS, _add_colsum, _add_rows, _bias_columns,
+                                _cell_grad, _cell_step, _copy_rows, _fill_bias,
+                                _hidden_columns, _zero_rows, fr_lstm_pack_f, fr_lstm_row_f)
 
 cnp.import_array()
 
@@ -316,7 +313,7 @@ cdef void _forward_rows(const _Loop* L, floating* g, Py_ssize_t lo,
     """The forward time loop over batch rows lo..hi-1 (``g`` is Gt)."""
     cdef Py_ssize_t T = L.T, B = L.B, H = L.H, GH = L.GH, ldy = L.ldy, rows = hi - lo
     cdef Py_ssize_t s, t, n, step = B * H
-    cdef bint apart = _product_apart(L.kind)
+    cdef bint apart = FR_KINDS[L.kind].product_apart
     cdef const floating* W_hh = <const floating*>L.W_hh
     cdef const floating* W_hh_t = <const floating*>L.W_hh_t
     cdef const floating* panels = <const floating*>L.panels
@@ -365,7 +362,7 @@ cdef void _backward_rows(const _Loop* L, floating* g, Py_ssize_t lo, Py_ssize_t 
     ``sums``: from row lo on, ``_loop_sums`` blocks of H values per row, or NULL."""
     cdef Py_ssize_t T = L.T, B = L.B, H = L.H, GH = L.GH, ldy = L.ldy, rows = hi - lo
     cdef Py_ssize_t s, t, n, step = B * H
-    cdef bint apart = _product_apart(L.kind), direct = _direct_path(L.kind)
+    cdef bint apart = FR_KINDS[L.kind].product_apart, direct = FR_KINDS[L.kind].direct_path
     cdef const floating* W_hh = <const floating*>L.W_hh
     cdef const floating* panels = <const floating*>L.panels
     cdef floating* dhs = _rows(L.h, lo * H, g)
@@ -401,9 +398,9 @@ cdef void _backward_rows(const _Loop* L, floating* g, Py_ssize_t lo, Py_ssize_t 
 cdef int _run_rows(const _Loop* L, floating* g, const int[::1] bounds, bint backward,
                    floating* sums) except -1:
     """The time loop on the row ranges of ``bounds``, in parallel when there are several;
-    backward: row b sums into ``sums + b * _loop_sums(kind) * H`` (``sums`` NULL when the
+    backward: row b sums into ``sums + b * FR_KINDS[kind].loop_sums * H`` (``sums`` NULL when the
     kind sums nothing), so that the sums do not depend on how the rows are split."""
-    cdef Py_ssize_t p, parts = bounds.shape[0] - 1, width = _loop_sums(L.kind) * L.H
+    cdef Py_ssize_t p, parts = bounds.shape[0] - 1, width = FR_KINDS[L.kind].loop_sums * L.H
     cdef const int* bd = &bounds[0]
     with nogil:
         if parts == 1:
@@ -434,7 +431,13 @@ cdef bint _is_double(object X) except -1:
 def kind_gates(int kind):
     """G of the kernels' kind number ``kind`` (one of the ``KIND_*``)."""
     _check_kind(kind)
-    return _kind_gates(kind)
+    return FR_KINDS[kind].gates
+
+
+def kind_row(int kind):
+    """The kernels' row of kind number ``kind`` (``FR_KINDS`` of _cellmath.h), as a dict."""
+    _check_kind(kind)
+    return dict(FR_KINDS[kind])
 
 
 # The kernels' numbers of the kinds (the kernel_id of fastrnn/_kinds.py)
@@ -470,8 +473,8 @@ cdef int _check_kind_arrays(int kind, bint train, bint backward, const void* c,
                             const void* cp, const void* gh, const void* hn,
                             const void* ht) except -1:
     """The arrays only some kinds use: given exactly where the kind needs them."""
-    cdef bint lstm = kind == CELL_LSTM, apart = _product_apart(kind)
-    cdef bint cand = _keeps_candidate(kind)
+    cdef bint lstm = kind == CELL_LSTM, apart = FR_KINDS[kind].product_apart
+    cdef bint cand = FR_KINDS[kind].keeps_candidate
     cdef str state = "dc" if backward else "c"
     if (c != NULL) != lstm:
         raise ValueError(f"{state} is given with an LSTM, and only then")
@@ -492,7 +495,7 @@ cdef int _check_kind_arrays(int kind, bint train, bint backward, const void* c,
 cdef int _scalars(_Loop* L, int kind, const floating[::1] S) except -1:
     """The kind's two scalars (FastRNN alpha, beta; FastGRNN zeta, nu, after the
     sigmoid) into L, from ``S`` (2,): given with these kinds, and only then."""
-    cdef bint fast = _loop_sums(kind) > 0
+    cdef bint fast = FR_KINDS[kind].loop_sums > 0
     if (S is not None and S.shape[0] != 0) != fast:
         raise ValueError("scalars are given with a FastRNN or FastGRNN, and only then")
     L.s0 = L.s1 = 0
@@ -504,7 +507,7 @@ cdef int _scalars(_Loop* L, int kind, const floating[::1] S) except -1:
 
 cdef int _biases(int kind, Py_ssize_t GH, const void* b_ih, const void* b_hh) except -1:
     """Both biases or neither (FastRNN: b_ih alone, or none)."""
-    if _kind_biases(kind) == 1:
+    if FR_KINDS[kind].biases == 1:
         if b_hh != NULL:
             raise ValueError("a FastRNN has one bias: b_hh must be empty")
         return 0
@@ -565,7 +568,7 @@ cdef int _forward(int kind, const floating[:, ::1] X, const floating[:, ::1] W_i
                   const floating[:, ::1] W_ih_p) except -1:
     _check_kind(kind)
     cdef Py_ssize_t T = nact.shape[0], B = h.shape[0], H = h.shape[1], I = X.shape[1]
-    cdef Py_ssize_t GH = _kind_gates(kind) * H, n_hh = _bias_columns(kind, H)
+    cdef Py_ssize_t GH = FR_KINDS[kind].gates * H, n_hh = _bias_columns(kind, H)
     _check_common(T, B, I, H, GH, tuple(X.shape)[:2], tuple(W_ih.shape)[:2],
                   tuple(W_hh.shape)[:2], tuple(Y.shape)[:3], col)
     _check_nact(nact, B)
@@ -584,7 +587,7 @@ cdef int _forward(int kind, const floating[:, ::1] X, const floating[:, ::1] W_i
     cdef floating* pb_hh = _bias_ptr(b_hh, GH, "b_hh")
     _biases(kind, GH, pb_ih, pb_hh)
     L.b1 = L.b2 = NULL
-    if _biases_in_step(kind):           # the step adds them: none in the projection
+    if FR_KINDS[kind].biases_in_step:           # the step adds them: none in the projection
         L.b1, L.b2 = pb_ih, pb_hh
         pb_ih = pb_hh = NULL
     elif pb_hh != NULL and n_hh < GH:   # GRU: b_hn stays inside r*(...)
@@ -680,7 +683,7 @@ cdef int _backward(int kind, const floating[:, ::1] X, const floating[:, ::1] W_
                    const floating[:, ::1] W_hh_p) except -1:
     _check_kind(kind)
     cdef Py_ssize_t T = nact.shape[0], B = dh.shape[0], H = dh.shape[1], I = X.shape[1]
-    cdef Py_ssize_t GH = _kind_gates(kind) * H, n1 = _hidden_columns(kind, H)
+    cdef Py_ssize_t GH = FR_KINDS[kind].gates * H, n1 = _hidden_columns(kind, H)
     _check_common(T, B, I, H, GH, tuple(X.shape)[:2], tuple(W_ih.shape)[:2],
                   tuple(W_hh.shape)[:2], (T, B, col + H) if dY is None else tuple(dY.shape)[:3],
                   col)
@@ -699,7 +702,7 @@ cdef int _backward(int kind, const floating[:, ::1] X, const floating[:, ::1] W_
     L.gstep = B * GH
     L.nact = &nact[0]
     _loop_arrays(&L, kind, True, True, dc, Cp, Gh, Hn, Ht, scalars)
-    cdef int nsums = _loop_sums(kind)
+    cdef int nsums = FR_KINDS[kind].loop_sums
     if nsums:
         if dscalars is None:
             raise ValueError("dscalars is given with a FastRNN or FastGRNN")
@@ -723,7 +726,7 @@ cdef int _backward(int kind, const floating[:, ::1] X, const floating[:, ::1] W_
         _run_rows(&L, g, bounds, True, sums)
         if nsums:
             _add_sums(kind, sums, B, H, pdb_ih, pdb_hh, &dscalars[0])
-        if _biases_in_step(kind):       # FastGRNN: its bias gradients are in the sums
+        if FR_KINDS[kind].biases_in_step:       # FastGRNN: its bias gradients are in the sums
             pdb_ih = pdb_hh = NULL
         with nogil:
             # dW_hh[:n1] += dG[:, :n1].T @ Hp;  GRU: dW_hh[2H:] += dHn.T @ Hp
@@ -739,7 +742,7 @@ cdef void _add_sums(int kind, const floating* sums, Py_ssize_t rows, Py_ssize_t 
     """What the rows' sums add up to, in the order of the rows: FastRNN (dalpha, dbeta)
     into dscalars; FastGRNN (db_z, db_h, dzeta, dnu) into db_ih, db_hh (when given) and
     dscalars."""
-    cdef Py_ssize_t nsums = _loop_sums(kind), p, j, q, first = nsums - 2
+    cdef Py_ssize_t nsums = FR_KINDS[kind].loop_sums, p, j, q, first = nsums - 2
     cdef const floating* part
     cdef double total
     for p in range(rows):

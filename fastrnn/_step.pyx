@@ -12,8 +12,8 @@ from libc.stdlib cimport free, malloc
 from libc.string cimport memcpy, memset
 
 from fastrnn._blas cimport _check_index, gemm
-from fastrnn._cellmath cimport (CELL_GRU, CELL_LSTM, _bias_columns, _cell_step, _fill_bias,
-                                _kind_gates, _product_apart)
+from fastrnn._cellmath cimport (CELL_GRU, CELL_LSTM, FR_KINDS, _bias_columns, _cell_step,
+                                _fill_bias)
 
 cnp.import_array()
 
@@ -60,8 +60,8 @@ cdef void _step_impl(int mode, bint relu, Py_ssize_t B, Py_ssize_t I, Py_ssize_t
                      const floating* x, const floating* W_ih, const floating* W_hh,
                      const floating* b_ih, const floating* b_hh, floating* h, floating* c,
                      floating* g, floating* gh) noexcept nogil:
-    cdef Py_ssize_t GH = _kind_gates(mode) * H, n_hh = _bias_columns(mode, H)
-    cdef bint apart = _product_apart(mode)
+    cdef Py_ssize_t GH = FR_KINDS[mode].gates * H, n_hh = _bias_columns(mode, H)
+    cdef bint apart = FR_KINDS[mode].product_apart
     # Gt = x @ W_ih.T + b_ih + b_hh   (GRU: b_hn stays inside r*(...))
     if b_ih != NULL:
         _fill_bias(g, B, GH, b_ih, b_hh, n_hh)
@@ -79,7 +79,7 @@ cdef int _run_step(int mode, bint relu, int typenum, Py_ssize_t B, Py_ssize_t I,
                    void* px, void* ph, void* pc, void* pg, void* pgh) except -1:
     """Check the weights of one step (dtype ``typenum``, PyTorch's shapes, both biases or
     neither) and run :func:`_step_impl` in that dtype, without the GIL."""
-    cdef Py_ssize_t GH = _kind_gates(mode) * H
+    cdef Py_ssize_t GH = FR_KINDS[mode].gates * H
     _check_index("B", B)
     _check_index("the gate width G*H", GH)
     _check_index("the input size", I)
@@ -127,7 +127,7 @@ def step(int mode, bint relu, object x, object W_ih, object W_hh, object b_ih, o
     if not isinstance(h, cnp.ndarray) or cnp.PyArray_NDIM(<cnp.ndarray>h) != 2:
         raise ValueError("h must be a 2-D ndarray")
     H = cnp.PyArray_DIM(<cnp.ndarray>h, 1)
-    GH = _kind_gates(mode) * H
+    GH = FR_KINDS[mode].gates * H
     if B < 1 or I < 1 or H < 1:
         raise ValueError("sizes must be positive")
     _check_array(x, "x", typenum, B, I)
@@ -135,13 +135,13 @@ def step(int mode, bint relu, object x, object W_ih, object W_hh, object b_ih, o
     _check_array(gates, "gates", typenum, B, GH)
     if mode == CELL_LSTM:
         _check_array(c, "c", typenum, B, H)
-    if _product_apart(mode):
+    if FR_KINDS[mode].product_apart:
         _check_array(gh, "gh", typenum, B, GH)
     _run_step(mode, relu, typenum, B, I, H, W_ih, W_hh, b_ih, b_hh,
               cnp.PyArray_DATA(xa), cnp.PyArray_DATA(<cnp.ndarray>h),
               cnp.PyArray_DATA(<cnp.ndarray>c) if mode == CELL_LSTM else NULL,
               cnp.PyArray_DATA(<cnp.ndarray>gates),
-              cnp.PyArray_DATA(<cnp.ndarray>gh) if _product_apart(mode) else NULL)
+              cnp.PyArray_DATA(<cnp.ndarray>gh) if FR_KINDS[mode].product_apart else NULL)
 
 
 cdef inline bint _plain(object a, int typenum, int ndim) noexcept:
@@ -195,7 +195,7 @@ def cell_call(int mode, bint relu, object x, object state, object W_ih, object W
     if cnp.PyArray_NDIM(<cnp.ndarray>W_hh) != 2:
         raise ValueError("W_hh has the wrong shape")
     H = cnp.PyArray_DIM(<cnp.ndarray>W_hh, 1)
-    GH = _kind_gates(mode) * H
+    GH = FR_KINDS[mode].gates * H
     if B < 1 or H < 1 or I != (cnp.PyArray_DIM(<cnp.ndarray>W_ih, 1)
                                if cnp.PyArray_NDIM(<cnp.ndarray>W_ih) == 2 else -1):
         return None
@@ -227,7 +227,7 @@ def cell_call(int mode, bint relu, object x, object state, object W_ih, object W
             memset(cnp.PyArray_DATA(c_new), 0, nbytes)
         else:
             memcpy(cnp.PyArray_DATA(c_new), cnp.PyArray_DATA(<cnp.ndarray>c0), nbytes)
-    work = malloc(B * (2 * GH if _product_apart(mode) else GH) * item)
+    work = malloc(B * (2 * GH if FR_KINDS[mode].product_apart else GH) * item)
     if work == NULL:
         raise MemoryError()
     try:

@@ -72,6 +72,10 @@ def test_the_kernels_agree_with_the_records():
     for kind in KINDS.values():
         assert getattr(_core, "KIND_" + kind.name.upper()) == kind.kernel_id
         assert _core.kind_gates(kind.kernel_id) == kind.gates
+        row = _core.kind_row(kind.kernel_id)
+        assert (row["gates"], row["biases"], row["product_apart"], row["keeps_candidate"],
+                row["loop_sums"] > 0) == (kind.gates, len(kind.biases), kind.product_apart,
+                                          kind.keeps_candidate, bool(kind.scalars))
     with pytest.raises(ValueError, match="kind must be one of"):
         _core.kind_gates(len(KINDS))
     T, B, I, H = 2, 1, 3, 4
