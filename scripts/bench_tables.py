@@ -75,22 +75,28 @@ def replace(text: str, name: str, body: str, rst: bool) -> str:
 
 
 def main(latest: Path, scaling: Path) -> None:
+    """The workload table of ``latest``, and the scaling tables of ``scaling`` where that
+    file exists (the sweeps are a run of their own: without it their tables stay as they
+    are, with the date and machine of the run that made them)."""
     run, workloads, contenders = load(latest)
     table = harness.markdown_table(workloads, contenders, run["results"])
-    srun, sworkloads, scontenders = load(scaling)
-    stables = harness.scaling_tables(sworkloads, scontenders, srun["results"])
     readme = ROOT / "README.md"
-    text = replace(readme.read_text(), "bench-table", header(run) + "\n\n" + table, False)
-    text = replace(text, "scaling-table", header(srun) + "\n\n" + stables, False)
-    readme.write_text(text)
     doc = ROOT / "docs" / "benchmark.rst"
-    rst_scaling = []
-    for block in stables.split("\n\n"):
-        rst_scaling.append(rst_table(block) if block.startswith("|") else block)
-    text = replace(doc.read_text(), "bench-table", header(run) + "\n\n" + rst_table(table), True)
-    text = replace(text, "scaling-table", header(srun) + "\n\n" + "\n\n".join(rst_scaling), True)
-    doc.write_text(text)
-    print(f"tables of {latest.name} and {scaling.name} written to {readme.name} and {doc.name}")
+    text = replace(readme.read_text(), "bench-table", header(run) + "\n\n" + table, False)
+    rst = replace(doc.read_text(), "bench-table", header(run) + "\n\n" + rst_table(table), True)
+    written = [latest.name]
+    if scaling.exists():
+        srun, sworkloads, scontenders = load(scaling)
+        stables = harness.scaling_tables(sworkloads, scontenders, srun["results"])
+        text = replace(text, "scaling-table", header(srun) + "\n\n" + stables, False)
+        rst_scaling = [
+            rst_table(block) if block.startswith("|") else block for block in stables.split("\n\n")
+        ]
+        rst = replace(rst, "scaling-table", header(srun) + "\n\n" + "\n\n".join(rst_scaling), True)
+        written.append(scaling.name)
+    readme.write_text(text)
+    doc.write_text(rst)
+    print(f"tables of {' and '.join(written)} written to {readme.name} and {doc.name}")
 
 
 if __name__ == "__main__":
