@@ -305,6 +305,16 @@ CASE_IDS = ["edgeml-init", "lengths", "lengths-rev", "edgeml-init-lowrank-rev", 
             "lowrank-lengths-rev"]
 
 
+def both_runs(torch, kind, p, x, h0, lengths, reverse, gate, update, R):
+    """EdgeML's cell under autograd and the reference on the same parameters and loss:
+    (outputs, grads) of the reference, then of EdgeML's cell."""
+    t_outputs, t_grads = edgeml_run(torch, kind, p, x, h0, lengths, reverse, gate, update, R)
+    outputs, cache = run(kind, reference_from_edgeml(kind, p, x, h0), lengths, reverse, gate,
+                         update)
+    grads = edgeml_grads_from_reference(kind, p, grads_of(kind, R, cache))
+    return outputs, grads, t_outputs, t_grads
+
+
 @pytest.mark.parametrize("case", CASES, ids=CASE_IDS)
 @pytest.mark.parametrize("kind", KINDS)
 def test_edgeml_cell_parity_float64(torch, kind, case):
@@ -315,10 +325,8 @@ def test_edgeml_cell_parity_float64(torch, kind, case):
     x, h0 = rng.standard_normal((T, B, I)), rng.standard_normal((B, H))
     R = (rng.standard_normal((T, B, H)), rng.standard_normal((B, H)))
     gate, update = DEFAULTS[kind]
-    t_outputs, t_grads = edgeml_run(torch, kind, p, x, h0, lengths, reverse, gate, update, R)
-    outputs, cache = run(kind, reference_from_edgeml(kind, p, x, h0), lengths, reverse, gate,
-                         update)
-    grads = edgeml_grads_from_reference(kind, p, grads_of(kind, R, cache))
+    outputs, grads, t_outputs, t_grads = both_runs(torch, kind, p, x, h0, lengths, reverse,
+                                                   gate, update, R)
     for o, t_o in zip(outputs, t_outputs):
         assert_allclose(o, t_o, **PARITY_TOL[np.float64])
     assert set(grads) == set(t_grads)
@@ -334,10 +342,8 @@ def test_edgeml_cell_parity_nonlinearities(torch, kind, gate, update):
     p = edgeml_params(rng, kind, np.float64, "random")
     x, h0 = 2 * rng.standard_normal((T, B, I)), rng.standard_normal((B, H))
     R = (rng.standard_normal((T, B, H)), rng.standard_normal((B, H)))
-    t_outputs, t_grads = edgeml_run(torch, kind, p, x, h0, LENGTHS, True, gate, update, R)
-    outputs, cache = run(kind, reference_from_edgeml(kind, p, x, h0), LENGTHS, True, gate,
-                         update)
-    grads = edgeml_grads_from_reference(kind, p, grads_of(kind, R, cache))
+    outputs, grads, t_outputs, t_grads = both_runs(torch, kind, p, x, h0, LENGTHS, True,
+                                                   gate, update, R)
     for o, t_o in zip(outputs, t_outputs):
         assert_allclose(o, t_o, **PARITY_TOL[np.float64])
     for name in grads:
@@ -352,10 +358,8 @@ def test_edgeml_cell_parity_float32(torch, kind):
     h0 = rng.standard_normal((B, H)).astype(np.float32)
     R = tuple(rng.standard_normal(s).astype(np.float32) for s in [(T, B, H), (B, H)])
     gate, update = DEFAULTS[kind]
-    t_outputs, t_grads = edgeml_run(torch, kind, p, x, h0, LENGTHS, True, gate, update, R)
-    outputs, cache = run(kind, reference_from_edgeml(kind, p, x, h0), LENGTHS, True, gate,
-                         update)
-    grads = edgeml_grads_from_reference(kind, p, grads_of(kind, R, cache))
+    outputs, grads, t_outputs, t_grads = both_runs(torch, kind, p, x, h0, LENGTHS, True,
+                                                   gate, update, R)
     for o, t_o in zip(outputs, t_outputs):
         assert o.dtype == np.float32
         assert_allclose(o, t_o, **PARITY_TOL[np.float32])
