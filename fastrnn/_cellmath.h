@@ -101,6 +101,11 @@ static inline float fr_tanhf(float x)
 
 static inline double fr_sigmoid(double x) { return 1.0 / (1.0 + exp(-x)); }
 
+/* The GRU's r, z, n blocks of row b of a (rows, 3H) array: pointers P##r, P##z, P##n */
+#define FR_GRU_BLOCKS(Q, P, base, b, H)                                                    \
+    Q *FR_RESTRICT P##r = (base) + (b) * 3 * (H), *FR_RESTRICT P##z = P##r + (H),          \
+        *FR_RESTRICT P##n = P##r + 2 * (H)
+
 /* ---- the loops, once per precision ------------------------------------------------- */
 
 #define FR_DEFINE(T, SFX, SIGMOID, TANH)                                                   \
@@ -192,10 +197,8 @@ FR_CLONES void fr_gru_step_##SFX(T *FR_RESTRICT gates, const T *FR_RESTRICT gh, 
 {                                                                                          \
     long b, j;                                                                             \
     for (b = 0; b < n; b++) {                                                              \
-        T *FR_RESTRICT gr = gates + b * 3 * H, *FR_RESTRICT gz = gr + H;                   \
-        T *FR_RESTRICT gn = gr + 2 * H;                                                    \
-        const T *FR_RESTRICT qr = gh + b * 3 * H, *FR_RESTRICT qz = qr + H;                \
-        const T *FR_RESTRICT qn = qr + 2 * H;                                              \
+        FR_GRU_BLOCKS(T, g, gates, b, H);                                                  \
+        FR_GRU_BLOCKS(const T, q, gh, b, H);                                               \
         T *FR_RESTRICT hb = h + b * H;                                                     \
         T *FR_RESTRICT hnb = hn ? hn + b * H : 0;                                          \
         for (j = 0; j < H; j++) {                                                          \
@@ -217,10 +220,8 @@ FR_CLONES void fr_gru_grad_##SFX(T *FR_RESTRICT gates, T *FR_RESTRICT hn,       
 {                                                                                          \
     long b, j;                                                                             \
     for (b = 0; b < n; b++) {                                                              \
-        T *FR_RESTRICT gr = gates + b * 3 * H, *FR_RESTRICT gz = gr + H;                   \
-        T *FR_RESTRICT gn = gr + 2 * H;                                                    \
-        T *FR_RESTRICT qr = dgh + b * 3 * H, *FR_RESTRICT qz = qr + H;                     \
-        T *FR_RESTRICT qn = qr + 2 * H;                                                    \
+        FR_GRU_BLOCKS(T, g, gates, b, H);                                                  \
+        FR_GRU_BLOCKS(T, q, dgh, b, H);                                                    \
         T *FR_RESTRICT hnb = hn + b * H, *FR_RESTRICT dhb = dh + b * H;                    \
         const T *FR_RESTRICT hpb = hp + b * H;                                             \
         for (j = 0; j < H; j++) {                                                          \
