@@ -510,6 +510,10 @@ def to_torch(obj):
         raise TypeError(f"cannot convert a {kind.__module__}.{kind.__name__} to torch: "
                         f"to_torch takes a fastrnn RNN, LSTM, GRU, RNNCell, LSTMCell, GRUCell, "
                         f"Linear, Embedding or SequenceModel")
+    if kind is SequenceModel and type(obj.rnn) not in _LAYERS.values():
+        # checked before torch is imported, so that the answer is the same without it
+        raise TypeError(f"cannot convert a SequenceModel with a {type(obj.rnn).__name__} to "
+                        f"torch: torch.nn has RNN, LSTM and GRU only")
     try:
         import torch
     except ImportError:
