@@ -383,29 +383,37 @@ def cell_call(kind: Kind, relu: bool, x: object, state: object, weights: Weights
     return _step.cell_call(kind.kernel_id, relu, x, state, W_ih, W_hh, b_ih, b_hh)
 
 
-def sequence_step(mode: str, x: np.ndarray, weights: Weights, h: np.ndarray) -> None:
-    """One time step of a kind without a one-step kernel (FastRNN, FastGRNN): its sequence
-    kernel over one step, ``h`` (B, H) updated in place from ``x`` (B, I)."""
-    B, H = h.shape
-    Y = np.empty((1, B, H), x.dtype)
-    run_forward(mode, False, x, weights, np.full(1, B, np.intc), False, h, None, Y, 0, False)
-
-
 def step_workspace(kind: Kind, batch: int, hidden: int,
                    dtype) -> tuple[np.ndarray, np.ndarray]:
     """``(gates, gh)``, the workspace :func:`step` takes for ``batch`` rows: ``gates``
-    (B, G*H), and ``gh`` (B, 3H) for a GRU (``gates`` again for the other kinds)."""
+    (B, G*H), and ``gh`` (B, 3H) for a GRU, the output (1, B, H) of the sequence kernel
+    for a kind without a one-step kernel (``gates`` again for the other kinds)."""
     gates = np.empty((batch, kind.gates * hidden), dtype)
-    gh = np.empty((batch, 3 * hidden), dtype) if kind.product_apart else gates
+    if not kind.one_step:
+        return gates, np.empty((1, batch, hidden), dtype)
+    gh = np.empty((batch, kind.gates * hidden), dtype) if kind.product_apart else gates
     return gates, gh
+
+
+@functools.lru_cache(maxsize=64)
+def _one_step_rows(batch: int) -> tuple[np.ndarray, np.ndarray]:
+    """``(nact, bounds)`` of one step over ``batch`` rows, all active, in one part."""
+    return np.full(1, batch, np.intc), np.array([0, batch], np.intc)
 
 
 def step(kind: Kind, relu: bool, x: np.ndarray, weights: Weights, h: np.ndarray,
          c: np.ndarray | None, gates: np.ndarray, gh: np.ndarray) -> None:
     """One time step of one layer on every row, in place: ``h`` (and ``c``, the LSTM's
     cell state; None for the other kinds) (B, H) go from the previous state to the new
-    one, from ``x`` (B, I); ``gates``, ``gh`` from :func:`step_workspace`."""
+    one, from ``x`` (B, I); ``gates``, ``gh`` from :func:`step_workspace`.  A kind
+    without a one-step kernel (FastRNN, FastGRNN) runs its sequence kernel over the step,
+    reading W_hh as it is (no per-call copy)."""
     W_ih, W_hh, b_ih, b_hh = weights[:4]
+    if not kind.one_step:
+        nact, bounds = _one_step_rows(h.shape[0])
+        _core.forward(kind.kernel_id, x, W_ih, W_hh, b_ih, b_hh, nact, bounds, h, gh, 0,
+                      gates, scalars=_scalars(weights))
+        return
     _step.step(kind.kernel_id, relu, x, W_ih, W_hh, b_ih, b_hh, h, gates if c is None else c,
                gates, gh)
 

@@ -49,6 +49,7 @@ class Kind:
     biases: tuple[str, ...] = ("bias_ih", "bias_hh")
     scalars: tuple[tuple[str, float], ...] = ()
     in_torch: bool = True                   # torch.nn has the layer and the cell
+    one_step: bool = True                   # _step has a one-step kernel for it
     keeps_candidate: bool = False           # training keeps h~ in a cache Ht (FastGRNN)
 
     @property
@@ -104,10 +105,11 @@ KINDS: dict[str, Kind] = {k.name: k for k in (
     # Kusupati et al. 2018, with EdgeML's names and initial values (before the sigmoid)
     Kind("FastRNN", gates=1, has_cell=False, kernel_id=3, gate_names=("h",),
          onnx_blocks=None, biases=("bias_update",),
-         scalars=(("alpha", -3.0), ("beta", 3.0)), in_torch=False),
+         scalars=(("alpha", -3.0), ("beta", 3.0)), in_torch=False, one_step=False),
     Kind("FastGRNN", gates=1, has_cell=False, kernel_id=4, gate_names=("h",),
          onnx_blocks=None, biases=("bias_gate", "bias_update"),
-         scalars=(("zeta", 1.0), ("nu", -4.0)), in_torch=False, keeps_candidate=True),
+         scalars=(("zeta", 1.0), ("nu", -4.0)), in_torch=False, one_step=False,
+         keeps_candidate=True),
 )}
 
 

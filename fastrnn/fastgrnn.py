@@ -64,21 +64,30 @@ class _FastBase(_RNNBase):
                 value = np.ones(shape)
             self._register(name, value.astype(self.dtype))
 
-    def _factors(self, name: str, suffix: str, grad: bool):
-        """The full ``name`` weight (or its gradient's destination) and, for a low-rank
-        one, its two factors' parameters."""
+    def _factors(self, name: str, suffix: str):
+        """The two factor parameters of the low-rank weight ``name`` (``name`` 2 @ 1), or
+        None for a full-rank one."""
         p = self._params
         if name + suffix in p:
-            param = p[name + suffix]
-            return (param.grad if grad else param.data), None
-        f1, f2 = p[name + "1" + suffix], p[name + "2" + suffix]
-        full = np.zeros((f2.data.shape[0], f1.data.shape[1]), self.dtype) if grad \
-            else f2.data @ f1.data
-        return full, (f1, f2)
+            return None
+        return p[name + "1" + suffix], p[name + "2" + suffix]
+
+    def _full(self, name: str, suffix: str, grad: bool) -> np.ndarray:
+        """The whole weight ``name`` as the kernels take it (with ``grad``: the array its
+        gradient goes into; for a low-rank weight a new one, spread over the factors by
+        :meth:`_add_grads`)."""
+        factors = self._factors(name, suffix)
+        if factors is None:
+            param = self._params[name + suffix]
+            return param.grad if grad else param.data
+        f1, f2 = factors
+        if grad:
+            return np.zeros((f2.data.shape[0], f1.data.shape[1]), self.dtype)
+        return f2.data @ f1.data
 
     def _cell_weights(self, suffix: str, grad: bool) -> tuple[np.ndarray, ...]:
-        W, _ = self._factors("weight_ih", suffix, grad)
-        U, _ = self._factors("weight_hh", suffix, grad)
+        W = self._full("weight_ih", suffix, grad)
+        U = self._full("weight_hh", suffix, grad)
         biases = [self._params.get(name + suffix) for name in self.kind.biases]
         arrays = [np.empty(0, self.dtype) if b is None else (b.grad if grad else b.data)
                   for b in biases]
@@ -100,7 +109,7 @@ class _FastBase(_RNNBase):
                 suffix = self._suffix(k, d)
                 W_grad, U_grad, _, _, values_grad = grads[k][d]
                 for name, full in (("weight_ih", W_grad), ("weight_hh", U_grad)):
-                    _, factors = self._factors(name, suffix, False)
+                    factors = self._factors(name, suffix)
                     if factors is not None:
                         f1, f2 = factors
                         f1.grad += f2.data.T @ full

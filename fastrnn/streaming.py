@@ -26,7 +26,8 @@ class Stepper:
     ``reset(rows)`` zeroes the state of selected rows (a new session in that batch slot).
     All buffers are allocated once: ``step`` allocates nothing, and the array it returns is
     overwritten by the next call (copy it to keep it).  Results equal the whole-sequence
-    call.
+    call.  A FastRNN or FastGRNN model's scalars (and low-rank weights) are read when the
+    stepper is made: make a new one after training such a model further.
 
     >>> import numpy as np
     >>> import fastrnn
@@ -56,11 +57,11 @@ class Stepper:
         self.model, self.batch_size = model, B
         L, H, dt = rnn.num_layers, rnn.hidden_size, rnn.dtype
         self._kind, self._relu = rnn.kind, rnn.nonlinearity == "relu"
-        self._mode = rnn.mode
         self.h = np.zeros((L, B, H), dt)
         self.c = np.zeros((L, B, H), dt) if rnn.kind.has_cell else None
         # per layer: its weights, its (B, H) state views (updated in place), its workspace
-        # (FastRNN and FastGRNN: their low-rank weights multiplied out now, once)
+        # (FastRNN and FastGRNN: their scalars and low-rank weights as they are now: a
+        # stepper made before more training streams the weights it was made with)
         self._layers = [(layer[0], self.h[k], None if self.c is None else self.c[k],
                          *_engine.step_workspace(rnn.kind, B, H, dt))
                         for k, layer in enumerate(rnn._weights())]
@@ -121,10 +122,7 @@ class Stepper:
         X = self._input(x_t)
         kind, relu = self._kind, self._relu
         for weights, h, c, gates, gh in self._layers:
-            if kind.in_torch:
-                _engine.step(kind, relu, X, weights, h, c, gates, gh)
-            else:                                 # no one-step kernel of its own
-                _engine.sequence_step(self._mode, X, weights, h)
+            _engine.step(kind, relu, X, weights, h, c, gates, gh)
             X = h                                 # this layer's new state feeds the next
         _engine.readout(X, self._W, self._b, self._out)   # out = h_top @ W_hy.T + b_y
         return self._out
