@@ -44,7 +44,7 @@ from collections.abc import Callable
 import numpy as np
 
 from .. import optim
-from .._kinds import KINDS, parameter_shapes
+from .._kinds import KINDS, layer_kind, parameter_shapes
 from .._validate import as_dtype, flag, positive_int
 from .._version import __version__
 from ..models import Seq2Seq, SequenceModel
@@ -231,7 +231,8 @@ def _rnn_shapes(prefix: str, c: dict, out: dict, limit: int) -> None:
     L = positive_int(c.get("num_layers", 1), "num_layers")
     bidirectional = flag(c.get("bidirectional", False), "bidirectional")
     bias = flag(c.get("bias", True), "bias")
-    kind = KINDS[c["type"]]
+    kind = layer_kind(c["type"], reset_after=flag(c.get("reset_after", True), "reset_after"),
+                      peephole=flag(c.get("peephole", False), "peephole"))
     ranks = [None if c.get(name) is None else positive_int(c[name], name)
              for name in ("w_rank", "u_rank")]
     per_cell = len(kind.cell_shapes(I, H, bias, "", *ranks))
