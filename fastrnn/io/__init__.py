@@ -7,6 +7,9 @@ A model file is an uncompressed ``.npz`` (a zip of ``.npy`` arrays) holding:
   and SHA-256 digest; the optimizer's class, hyper-parameters and scalar state; any
   ``extra`` JSON the caller gave (epoch, metrics...);
 * ``param/<name>``: each parameter array, by its ``named_parameters()`` name;
+  a :class:`~fastrnn.Sequential`'s architecture is the list of its layers'
+  configurations (containers holding theirs, nested at most ``MAX_DEPTH`` deep), and its
+  names are positions and the layers' own names (``param/1.weight_ih_l0``);
 * ``optim/<index>/<key>``: the optimizer's per-parameter state arrays (optional).
 
 Reading never unpickles (so an untrusted file cannot run code) and keeps its memory
