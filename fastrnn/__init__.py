@@ -2,7 +2,7 @@
 
 Typed Cython kernels over BLAS for the forward unrolling and backpropagation through
 time; PyTorch's equations, gate order and parameter names; heads, losses, optimizers and
-a training loop around them.
+a training loop around them; blocks and containers (``Sequential``) to compose them.
 """
 
 import os as _os

@@ -114,8 +114,12 @@ def _checked_lengths(lengths, x):
 
 def _dtype_of(modules, dtype, what: str) -> np.dtype:
     """The one dtype of the parameters of ``modules`` (``dtype`` if given, which they must
-    have; float32 when none has parameters)."""
-    found = {p.dtype for m in modules for p in m.parameters()}
+    have; float32 when none has parameters), each parameter held once."""
+    params = [p for m in modules for p in m.parameters()]
+    if len({id(p) for p in params}) != len(params):
+        raise ValueError(f"a layer with parameters appears twice in {what}: shared weights "
+                         f"are not supported (an optimizer would update them twice)")
+    found = {p.dtype for p in params}
     if dtype is not None:
         dtype = as_dtype(dtype)
         found.add(dtype)

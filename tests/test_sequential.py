@@ -371,6 +371,9 @@ def test_token_classifier_predicts_classes_and_probabilities():
 
 # -- bad input ---------------------------------------------------------------------------
 
+SHARED = fastrnn.GRU(2, 2, batch_first=True)
+
+
 @pytest.mark.parametrize("make, error, word", [
     (lambda: fastrnn.Sequential(fastrnn.ReLU()), TypeError, "layers must be a list"),
     (lambda: fastrnn.Sequential([]), ValueError, "at least one"),
@@ -380,6 +383,9 @@ def test_token_classifier_predicts_classes_and_probabilities():
     (lambda: fastrnn.Sequential([fastrnn.Linear(2, 2), fastrnn.Linear(2, 2, dtype=np.float64)]),
      TypeError, "dtype"),
     (lambda: fastrnn.Sequential([fastrnn.Linear(2, 2)], dtype=np.float64), TypeError, "dtype"),
+    (lambda: fastrnn.Sequential([SHARED, SHARED]), ValueError, "twice"),
+    (lambda: fastrnn.Bidirectional(SHARED, backward_layer=SHARED), ValueError, "twice"),
+    (lambda: fastrnn.Concatenate(SHARED, fastrnn.Sequential([SHARED])), ValueError, "twice"),
     (lambda: fastrnn.Sequential([fastrnn.ReLU()], loss="hinge"), ValueError, "loss"),
     (lambda: fastrnn.Sequential([fastrnn.ReLU()], loss=3), ValueError, "loss"),
     (lambda: fastrnn.Bidirectional(fastrnn.GRU(2, 2), "max"), ValueError, "merge_mode"),
