@@ -209,7 +209,7 @@ def marker_retrieval(n: int, steps: int = 40, vocab: int = 16, seed: int | None 
     >>> tokens.shape, int(labels.max()) < 14, int(lengths.min()) >= 5
     ((4, 10), True, True)
     >>> row = list(tokens[0, :lengths[0]])
-    >>> int(row[row.index(1) + 1]) - 2 == labels[0]
+    >>> bool(row[row.index(1) + 1] - 2 == labels[0])
     True
     """
     n, steps, vocab = positive_int(n, "n"), positive_int(steps, "steps"), \
