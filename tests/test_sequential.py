@@ -369,6 +369,35 @@ def test_token_classifier_predicts_classes_and_probabilities():
     assert set(model.evaluate(tokens, tokens[:, 0] % 3)) == {"loss", "accuracy"}
 
 
+def _renamed(state_dict, names):
+    """A SequenceModel's state_dict under the Sequential names (prefix -> position)."""
+    out = {}
+    for key, value in state_dict.items():
+        prefix = next(p for p in names if key.startswith(p + "."))
+        out[names[prefix] + key[len(prefix):]] = value
+    return out
+
+
+def test_many_to_one_sequence_model_is_a_sequential_bit_for_bit():
+    """SequenceModel(GRU, ManyToOne) and Sequential([GRU, TimePooling("last"), Linear])
+    with the same weights: the same outputs and the same training, bit for bit (the head
+    reads h_n, which is the output at the last valid step)."""
+    old = fastrnn.SequenceModel.build("gru", input_size=I, hidden_size=8, output_size=4,
+                                      head="many_to_one", seed=0)
+    new = fastrnn.Sequential([fastrnn.GRU(I, 8), fastrnn.TimePooling("last"),
+                              fastrnn.Linear(8, 4)], loss="cross_entropy")
+    new.load_state_dict(_renamed(old.state_dict(), {"rnn": "0", "head.readout": "2"}))
+    rng = np.random.default_rng(0)
+    x = rng.standard_normal((48, 6, I)).astype(np.float32)
+    y, lengths = rng.integers(0, 4, 48), rng.integers(1, 7, 48)
+    assert_array_equal(new.forward(x, lengths), old.forward(x, lengths))
+    histories = [m.fit(x, y, lengths, epochs=2, batch_size=16, progress=False, seed=0).history
+                 for m in (old, new)]
+    assert histories[0] == histories[1]
+    for a, b in zip(old.parameters(), new.parameters()):
+        assert_array_equal(a.data, b.data)
+
+
 # -- bad input ---------------------------------------------------------------------------
 
 SHARED = fastrnn.GRU(2, 2, batch_first=True)
