@@ -21,7 +21,8 @@ import numbers
 import numpy as np
 
 from . import losses
-from ._validate import all_finite, float_array, lengths_array, positive_int, seed_value
+from ._validate import (all_finite, float_array, lengths_array, positive_int, seed_value,
+                        step_mask)
 from .heads import Head, ManyToMany, ManyToOne, OneToMany, sample_logits
 from .fastgrnn import FastGRNN, FastRNN
 from .layers import GRU, LSTM, RNN, Embedding, zero_gradient
@@ -38,9 +39,7 @@ _HEAD_TYPES = {"ManyToMany": ManyToMany, "ManyToOne": ManyToOne, "OneToMany": On
 
 def _per_step_mask(lengths, B: int, T: int):
     """(B, T) True where t < lengths[b], or None without lengths."""
-    if lengths is None:
-        return None
-    return np.arange(T)[None, :] < lengths[:, None]
+    return step_mask(lengths, T)
 
 
 def _not_empty(a: np.ndarray, name: str) -> None:
