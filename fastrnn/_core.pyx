@@ -285,6 +285,7 @@ cdef struct _Loop:
     int kind
     bint relu, reverse
     Py_ssize_t T, B, H, In, GH, ldy   # In: the input size (I is a C macro)
+    Py_ssize_t P                # the width of h: H, or an LSTM's projection size
     Py_ssize_t gstep            # rows of Gt from one step to the next, times GH
     const int* nact
     const void* W_hh            # (G*H, H)
@@ -306,6 +307,11 @@ cdef struct _Loop:
     void* hn                    # GRU: Hn (T, B, H), or NULL (forward inference); the GRU
                                 #   with r before the product: r*h_prev there
     void* ht                    # FastGRNN: Ht (T, B, H), the candidate h~, or NULL
+    const void* W_hr            # an LSTM's projection (P, H): h = W_hr (o*tanh(c)); or NULL
+    void* hm                    # with W_hr: o*tanh(c), the cache Hm (T, B, H) in training,
+                                #   else a workspace (B, H); backward: workspace (B, H)
+    Py_ssize_t mstep            # rows of hm from one step to the next, times H (0: workspace)
+    void* dhs                   # backward with W_hr: the gradient of every step's h (T, B, P)
 
 
 cdef inline floating* _rows(void* p, Py_ssize_t offset, floating* like) noexcept nogil:
@@ -316,19 +322,21 @@ cdef inline floating* _rows(void* p, Py_ssize_t offset, floating* like) noexcept
 cdef void _forward_rows(const _Loop* L, floating* g, Py_ssize_t lo,
                         Py_ssize_t hi) noexcept nogil:
     """The forward time loop over batch rows lo..hi-1 (``g`` is Gt)."""
-    cdef Py_ssize_t T = L.T, B = L.B, H = L.H, GH = L.GH, ldy = L.ldy, rows = hi - lo
-    cdef Py_ssize_t s, t, n, step = B * H
+    cdef Py_ssize_t T = L.T, B = L.B, H = L.H, P = L.P, GH = L.GH, ldy = L.ldy, rows = hi - lo
+    cdef Py_ssize_t s, t, n, step = B * H, pstep = B * P
     cdef bint apart = FR_KINDS[L.kind].product_apart, before = FR_KINDS[L.kind].reset_before
+    cdef const floating* W_hr = <const floating*>L.W_hr
     cdef const floating* W_hh = <const floating*>L.W_hh
     cdef const floating* W_hh_t = <const floating*>L.W_hh_t
     cdef const floating* panels = <const floating*>L.panels
     cdef const floating* Wip = <const floating*>L.W_ih_p
     cdef const floating* X = <const floating*>L.X
-    cdef floating* hs = _rows(L.h, lo * H, g)
+    cdef floating* hs = _rows(L.h, lo * P, g)
     cdef floating* cs = _rows(L.c, lo * H, g)
     cdef floating* gh = _rows(L.gh, lo * GH, g)
     cdef floating* y = _rows(L.y, lo * ldy, g)
-    cdef floating* hp = _rows(L.hp, lo * H, g)
+    cdef floating* hp = _rows(L.hp, lo * P, g)
+    cdef floating* hm = _rows(L.hm, lo * H, g)
     cdef floating* cp = _rows(L.cp, lo * H, g)
     cdef floating* hn = _rows(L.hn, lo * H, g)
     cdef floating* ht = _rows(L.ht, lo * H, g)
@@ -336,6 +344,7 @@ cdef void _forward_rows(const _Loop* L, floating* g, Py_ssize_t lo,
     cdef floating* gt
     cdef floating* yt
     cdef floating* rh
+    cdef floating* mt
     g += lo * GH
     for s in range(T):
         t = T - 1 - s if L.reverse else s
@@ -343,7 +352,7 @@ cdef void _forward_rows(const _Loop* L, floating* g, Py_ssize_t lo,
         gt = g + t * L.gstep
         yt = y + t * B * ldy
         if hp != NULL:
-            memcpy(hp + t * step, hs, rows * H * sizeof(floating))
+            memcpy(hp + t * pstep, hs, rows * P * sizeof(floating))
         if cp != NULL:
             memcpy(cp + t * step, cs, rows * H * sizeof(floating))
         if Wip != NULL:
@@ -364,33 +373,44 @@ cdef void _forward_rows(const _Loop* L, floating* g, Py_ssize_t lo,
                 memset(rh + n * H, 0, (rows - n) * H * sizeof(floating))
         else:
             # 1. Gt[t] += h @ W_hh.T   (GRU: Gh = h @ W_hh.T)
-            _step_product(<int>n, <int>GH, <int>H, hs, W_hh, W_hh_t, panels,
+            _step_product(<int>n, <int>GH, <int>P, hs, W_hh, W_hh_t, panels,
                           <floating>(0 if apart else 1), gh if apart else gt)
-        # 2.-3. the gate nonlinearities and the new state
+        # 2.-3. the gate nonlinearities and the new state (with a projection: o*tanh(c)
+        #    into Hm, then h = Hm[t] @ W_hr.T)
+        mt = hm + t * L.mstep if hm != NULL else NULL
         _cell_step(L.kind, L.relu, gt, gh, <const floating*>L.b1, <const floating*>L.b2,
-                   <floating>L.s0, <floating>L.s1, hs, cs,
+                   <floating>L.s0, <floating>L.s1, hs if mt == NULL else mt, cs,
                    aux + t * step if aux != NULL else NULL, n, H)
+        if mt != NULL:
+            gemm(False, True, <int>n, <int>P, <int>H, <floating>1, mt, <int>H, W_hr, <int>H,
+                 <floating>0, hs, <int>P)
+            if L.mstep:             # rows that wait: zeros, for the product after backward
+                memset(mt + n * H, 0, (rows - n) * H * sizeof(floating))
         # 4. Y[t] = h; zeros at padded steps
-        _copy_rows(hs, H, yt, ldy, n, H)
-        _zero_rows(yt + n * ldy, ldy, rows - n, H)
+        _copy_rows(hs, P, yt, ldy, n, P)
+        _zero_rows(yt + n * ldy, ldy, rows - n, P)
 
 
 cdef void _backward_rows(const _Loop* L, floating* g, Py_ssize_t lo, Py_ssize_t hi,
                          floating* sums) noexcept nogil:
     """The backward time loop over batch rows lo..hi-1 (``g`` is Gt, which becomes dG);
     ``sums``: from row lo on, ``_loop_sums`` blocks of H values per row, or NULL."""
-    cdef Py_ssize_t T = L.T, B = L.B, H = L.H, GH = L.GH, ldy = L.ldy, rows = hi - lo
-    cdef Py_ssize_t s, t, n, step = B * H
+    cdef Py_ssize_t T = L.T, B = L.B, H = L.H, P = L.P, GH = L.GH, ldy = L.ldy, rows = hi - lo
+    cdef Py_ssize_t s, t, n, step = B * H, pstep = B * P
     cdef bint apart = FR_KINDS[L.kind].product_apart, direct = FR_KINDS[L.kind].direct_path
+    cdef const floating* W_hr = <const floating*>L.W_hr
+    cdef floating* dm = _rows(L.hm, lo * H, g)
+    cdef floating* dhc = _rows(L.dhs, lo * P, g)
+    cdef floating* dcell
     cdef bint before = FR_KINDS[L.kind].reset_before
     cdef Py_ssize_t back = 2 * H if before else GH   # the gate columns the product reads
     cdef const floating* W_hh = <const floating*>L.W_hh
     cdef const floating* panels = <const floating*>L.panels
-    cdef floating* dhs = _rows(L.h, lo * H, g)
+    cdef floating* dhs = _rows(L.h, lo * P, g)
     cdef floating* dcs = _rows(L.c, lo * H, g)
     cdef floating* dgh = _rows(L.gh, lo * GH, g)
     cdef const floating* dy = _rows(L.y, lo * ldy, g)
-    cdef const floating* hp = _rows(L.hp, lo * H, g)
+    cdef const floating* hp = _rows(L.hp, lo * P, g)
     cdef const floating* cp = _rows(L.cp, lo * H, g)
     cdef floating* hn = _rows(L.hn, lo * H, g)
     cdef floating* aux = hn if hn != NULL else _rows(L.ht, lo * H, g)
@@ -402,12 +422,20 @@ cdef void _backward_rows(const _Loop* L, floating* g, Py_ssize_t lo, Py_ssize_t 
         gt = g + t * B * GH
         # 1. dh += dY[t]   (no dY: the outputs are not read, zeros)
         if dy != NULL:
-            _add_rows(dy + t * B * ldy, ldy, dhs, H, n, H)
+            _add_rows(dy + t * B * ldy, ldy, dhs, P, n, P)
+        dcell = dhs
+        if W_hr != NULL:
+            # 1b. with a projection: dh[t] kept for dW_hr, and d(o*tanh(c)) = dh @ W_hr
+            _copy_rows(dhs, P, dhc + t * pstep, P, n, P)
+            _zero_rows(dhc + t * pstep + n * P, P, rows - n, P)
+            gemm_rows(False, <int>n, <int>H, <int>P, dhs, <int>P, W_hr, <int>H, <floating>0,
+                      dm, <int>H)
+            dcell = dm
         # 2. dG[t] (and dc = dc_prev; GRU: dHn[t], dGh, dh = dh * z; FastRNN, FastGRNN:
         #    dh = its direct path, the scalars' terms into sums)
         _cell_grad(L.kind, L.relu, gt, aux + t * step if aux != NULL else NULL, dgh,
-                   hp + t * step, cp + t * step if cp != NULL else NULL,
-                   <const floating*>L.b1, dhs, dcs, <floating>L.s0, <floating>L.s1, sums,
+                   hp + t * pstep, cp + t * step if cp != NULL else NULL,
+                   <const floating*>L.b1, dcell, dcs, <floating>L.s0, <floating>L.s1, sums,
                    n, H)
         if before:
             # 2b. d(r*h) = dn @ W_hn (into the workspace Gh), then dr and dh += d(r*h) * r
@@ -419,7 +447,7 @@ cdef void _backward_rows(const _Loop* L, floating* g, Py_ssize_t lo, Py_ssize_t 
             memset(hn + t * step + n * H, 0, (rows - n) * H * sizeof(floating))
         # 3. dh = dG[t] @ W_hh   (GRU: dh += dGh @ W_hh; FastRNN, FastGRNN, the GRU with r
         #    before the product: dh += ...)
-        _back_product(<int>n, <int>back, <int>H, dgh if apart else gt, <int>GH, W_hh, panels,
+        _back_product(<int>n, <int>back, <int>P, dgh if apart else gt, <int>GH, W_hh, panels,
                       <floating>(1 if direct else 0), dhs)
 
 
@@ -570,19 +598,21 @@ cdef int _biases(int kind, Py_ssize_t GH, const void* b_ih, const void* b_hh) ex
 
 def forward(int kind, X, W_ih, W_hh, b_ih, b_hh, nact, bounds, h, Y, Py_ssize_t col, Gt, *,
             c=None, Hp=None, Cp=None, Gh=None, Hn=None, Ht=None, scalars=None,
-            peephole=None, bint reverse=False, bint relu=False, W_hh_t=None,
-            int layout=_TRANSPOSED, W_ih_p=None):
+            peephole=None, W_hr=None, Hm=None, bint reverse=False, bint relu=False,
+            W_hh_t=None, int layout=_TRANSPOSED, W_ih_p=None):
     """Forward over a sequence, one layer in one direction.  Training when ``Hp`` has T
     rows (and ``Cp`` for an LSTM, ``Hn`` for a GRU, ``Ht`` for a FastGRNN), inference
     when they are None or empty.
 
-    ``h`` (and the LSTM's ``c``) (B, H): the initial state on entry, the final state on
-    exit.  ``Gt`` (T*B, G*H) holds the gate activations on exit (the training cache);
-    ``Gh`` (B, G*H) is the GRU's per-step workspace; the GRU with r before the product
-    keeps r*h_prev in ``Hn``.  ``peephole`` (3H,): an LSTM with peepholes' p_i, p_f, p_o.  FastRNN, FastGRNN: ``scalars`` (2,)
-    alpha, beta or zeta, nu after the sigmoid; b_ih, b_hh their biases (FastRNN's b as
-    b_ih, b_hh empty; FastGRNN's b_z, b_h).  The time loop runs on the row ranges of
-    ``bounds`` in parallel.  ``W_hh_t`` (H, G*H), the transposed recurrent weight, makes
+    ``h`` (B, P) (and the LSTM's ``c`` (B, H)): the initial state on entry, the final
+    state on exit; P = H, or an LSTM's projection size with ``W_hr`` (P, H), which makes
+    h = W_hr (o*tanh(c)) (``Hm`` (T, B, H) keeps o*tanh(c) in training).  ``Gt`` (T*B, G*H)
+    holds the gate activations on exit (the training cache); ``Gh`` (B, G*H) is the GRU's
+    per-step workspace; the GRU with r before the product keeps r*h_prev in ``Hn``.
+    ``peephole`` (3H,): an LSTM with peepholes' p_i, p_f, p_o.  FastRNN, FastGRNN:
+    ``scalars`` (2,) alpha, beta or zeta, nu after the sigmoid; b_ih, b_hh their biases
+    (FastRNN's b as b_ih, b_hh empty; FastGRNN's b_z, b_h).  The time loop runs on the row
+    ranges of ``bounds`` in parallel.  ``W_hh_t`` (P, G*H), the transposed recurrent weight, makes
     each step a plain product (None or empty: BLAS reads W_hh); with
     ``layout=LAYOUT_PANELS`` it holds W_hh.T packed by ``_blas.panel_pack`` (float32);
     with ``layout=LAYOUT_LSTM_ROW`` (an LSTM, float32, B = 1) :func:`lstm_pack`'s layout
@@ -592,12 +622,12 @@ def forward(int kind, X, W_ih, W_hh, b_ih, b_hh, nact, bounds, h, Y, Py_ssize_t 
     """
     if _is_double(X):
         _forward[double](kind, X, W_ih, W_hh, b_ih, b_hh, nact, bounds, h, Y, col, Gt, c,
-                         Hp, Cp, Gh, Hn, Ht, scalars, peephole, reverse, relu, W_hh_t,
-                         layout, W_ih_p)
+                         Hp, Cp, Gh, Hn, Ht, scalars, peephole, W_hr, Hm, reverse, relu,
+                         W_hh_t, layout, W_ih_p)
     else:
         _forward[float](kind, X, W_ih, W_hh, b_ih, b_hh, nact, bounds, h, Y, col, Gt, c, Hp,
-                        Cp, Gh, Hn, Ht, scalars, peephole, reverse, relu, W_hh_t, layout,
-                        W_ih_p)
+                        Cp, Gh, Hn, Ht, scalars, peephole, W_hr, Hm, reverse, relu, W_hh_t,
+                        layout, W_ih_p)
 
 
 cdef int _loop_arrays(_Loop* L, int kind, bint train, bint backward, floating[:, ::1] c,
@@ -620,23 +650,32 @@ cdef int _forward(int kind, const floating[:, ::1] X, const floating[:, ::1] W_i
                   floating[:, :, ::1] Y, Py_ssize_t col, floating[:, ::1] Gt,
                   floating[:, ::1] c, floating[:, :, ::1] Hp, floating[:, :, ::1] Cp,
                   floating[:, ::1] Gh, floating[:, :, ::1] Hn, floating[:, :, ::1] Ht,
-                  const floating[::1] scalars, const floating[::1] peephole, bint reverse,
+                  const floating[::1] scalars, const floating[::1] peephole,
+                  const floating[:, ::1] W_hr, floating[:, :, ::1] Hm, bint reverse,
                   bint relu, const floating[:, ::1] W_hh_t, int layout,
                   const floating[:, ::1] W_ih_p) except -1:
     _check_kind(kind)
-    cdef Py_ssize_t T = nact.shape[0], B = h.shape[0], H = h.shape[1], I = X.shape[1]
+    cdef Py_ssize_t T = nact.shape[0], B = h.shape[0], P = h.shape[1], I = X.shape[1]
+    cdef Py_ssize_t H = _cell_width(kind, P, W_hr)
     cdef Py_ssize_t GH = FR_KINDS[kind].gates * H, n_hh = _bias_columns(kind, H)
-    _check_common(T, B, I, H, GH, tuple(X.shape)[:2], tuple(W_ih.shape)[:2],
+    _check_common(T, B, I, P, GH, tuple(X.shape)[:2], tuple(W_ih.shape)[:2],
                   tuple(W_hh.shape)[:2], tuple(Y.shape)[:3], col)
     _check_nact(nact, B)
     _check_bounds(bounds, B)
     cdef _Loop L
     L.kind, L.relu, L.reverse = kind, relu, reverse
-    L.T, L.B, L.H, L.In, L.GH, L.ldy = T, B, H, I, GH, Y.shape[2]
+    L.T, L.B, L.H, L.P, L.In, L.GH, L.ldy = T, B, H, P, I, GH, Y.shape[2]
     L.nact = &nact[0]
-    L.hp = _cache_ptr("Hp", Hp, T, B, H)
+    L.hp = _cache_ptr("Hp", Hp, T, B, P)
     cdef bint train = L.hp != NULL
     _loop_arrays(&L, kind, train, False, c, Cp, Gh, Hn, Ht, scalars)
+    L.W_hr = NULL if W_hr is None or W_hr.shape[0] == 0 else &W_hr[0, 0]
+    L.dhs = NULL
+    L.hm = _cache_ptr("Hm", Hm, T, B, H)
+    L.mstep = B * H if L.hm != NULL else 0
+    if (L.hm != NULL) != (L.W_hr != NULL and train):
+        raise ValueError("Hm is given with an LSTM's projection W_hr in training, and only "
+                         "then")
     L.W_ih_p = _optional_panels("W_ih_p", W_ih_p, I, GH)
     _check_shape("Gt", tuple(Gt.shape)[1:2], (GH,))
     L.gstep = _gates_step(Gt.shape[0], L.W_ih_p != NULL, train, T, B, GH)
@@ -654,18 +693,31 @@ cdef int _forward(int kind, const floating[:, ::1] X, const floating[:, ::1] W_i
     else:
         _peephole_ptr(kind, peephole, H, "peephole")
     L.X, L.W_hh, L.h, L.y = &X[0, 0], &W_hh[0, 0], &h[0, 0], &Y[0, 0, 0] + col
-    cdef const floating* whh_t = (_transposed_ptr(W_hh_t, H, GH) if W_hh_t is not None
+    cdef const floating* whh_t = (_transposed_ptr(W_hh_t, P, GH) if W_hh_t is not None
                                   else NULL)
     L.W_hh_t = whh_t
     cdef bint one_row = layout == _LSTM_ROW
     if one_row:
         _check_one_row(kind, B, H, whh_t, L.W_ih_p, <floating>0)
+        if L.W_hr != NULL:
+            raise ValueError("LAYOUT_LSTM_ROW is the LSTM's layout without a projection")
         L.panels = NULL
     else:
         L.panels = _panels_ptr(whh_t, layout)
     _check_product_layout(kind, L.panels, L.W_ih_p)
     cdef floating* g = &Gt[0, 0]
-    cdef floating* sb = _step_bias(<const floating*>L.W_ih_p, pb_ih, pb_hh, GH, n_hh)
+    cdef floating* work = NULL
+    if L.W_hr != NULL and not train:            # o*tanh(c) of one step at a time
+        work = <floating*>malloc(B * H * sizeof(floating))
+        if work == NULL:
+            raise MemoryError()
+        L.hm = work
+    cdef floating* sb
+    try:
+        sb = _step_bias(<const floating*>L.W_ih_p, pb_ih, pb_hh, GH, n_hh)
+    except MemoryError:
+        free(work)
+        raise
     L.sbias = sb
     try:
         if L.W_ih_p == NULL:
@@ -678,7 +730,21 @@ cdef int _forward(int kind, const floating[:, ::1] X, const floating[:, ::1] W_i
             _run_rows(&L, g, bounds, False, <floating*>NULL)
     finally:
         free(sb)
+        free(work)
     return 0
+
+
+cdef Py_ssize_t _cell_width(int kind, Py_ssize_t P, const floating[:, ::1] W_hr) except -1:
+    """H, the cell's width: P (the width of h), or W_hr's columns for an LSTM with a
+    projection W_hr (P, H)."""
+    if W_hr is None or W_hr.shape[0] == 0:
+        return P
+    if not _has_cell(kind):
+        raise ValueError("W_hr is an LSTM's projection: given with an LSTM only")
+    if W_hr.shape[0] != P or W_hr.shape[1] < 1:
+        raise ValueError(f"W_hr must have shape (P, H) with P={P} the width of h, got "
+                         f"{tuple(W_hr.shape)[:2]}")
+    return W_hr.shape[1]
 
 
 cdef int _check_one_row(int kind, Py_ssize_t B, Py_ssize_t H, const void* W_hh_t,
@@ -709,8 +775,9 @@ cdef int _one_row_lstm(const _Loop* L, floating* g) except -1:
 
 def backward(int kind, X, W_ih, W_hh, nact, bounds, Gt, Hp, dY, Py_ssize_t col, dh, dW_ih,
              dW_hh, db_ih, db_hh, *, dc=None, Cp=None, Gh=None, Hn=None, Ht=None,
-             scalars=None, dscalars=None, peephole=None, dpeephole=None, dX=None,
-             bint accumulate_dx=False, bint reverse=False, bint relu=False, W_hh_p=None):
+             scalars=None, dscalars=None, peephole=None, dpeephole=None, W_hr=None,
+             Hm=None, dW_hr=None, dX=None, bint accumulate_dx=False, bint reverse=False,
+             bint relu=False, W_hh_p=None):
     """Backward through time of :func:`forward`, from its training cache.
 
     ``dY`` (T, B, ldy), columns ``col .. col+H``: the gradient of the outputs, or None
@@ -719,7 +786,9 @@ def backward(int kind, X, W_ih, W_hh, nact, bounds, Gt, Hp, dY, Py_ssize_t col, 
     (B, G*H) is workspace.  Weight and bias gradients are added into the arrays given;
     FastRNN, FastGRNN: ``scalars`` as forward took them, ``dscalars`` (2,) += the
     gradients of the two scalars' values (after the sigmoid); an LSTM with peepholes:
-    ``peephole`` as forward took it, ``dpeephole`` (3H,) += its gradient.  ``dX`` (T*B, I) is
+    ``peephole`` as forward took it, ``dpeephole`` (3H,) += its gradient; an LSTM with a
+    projection: ``W_hr`` and its cache ``Hm`` as forward took them, ``dW_hr`` += the
+    projection's gradient (``dh`` is then (B, P)).  ``dX`` (T*B, I) is
     overwritten, or added to with ``accumulate_dx``, or not computed when None.
     ``W_hh_p``: W_hh packed by ``_blas.panel_pack`` for the per-step products (float32),
     or None or empty (BLAS).
@@ -727,11 +796,13 @@ def backward(int kind, X, W_ih, W_hh, nact, bounds, Gt, Hp, dY, Py_ssize_t col, 
     if _is_double(X):
         _backward[double](kind, X, W_ih, W_hh, nact, bounds, Gt, Hp, dY, col, dh, dW_ih,
                           dW_hh, db_ih, db_hh, dc, Cp, Gh, Hn, Ht, scalars, dscalars,
-                          peephole, dpeephole, dX, accumulate_dx, reverse, relu, W_hh_p)
+                          peephole, dpeephole, W_hr, Hm, dW_hr, dX, accumulate_dx, reverse,
+                          relu, W_hh_p)
     else:
         _backward[float](kind, X, W_ih, W_hh, nact, bounds, Gt, Hp, dY, col, dh, dW_ih,
                          dW_hh, db_ih, db_hh, dc, Cp, Gh, Hn, Ht, scalars, dscalars,
-                         peephole, dpeephole, dX, accumulate_dx, reverse, relu, W_hh_p)
+                         peephole, dpeephole, W_hr, Hm, dW_hr, dX, accumulate_dx, reverse,
+                         relu, W_hh_p)
 
 
 cdef int _backward(int kind, const floating[:, ::1] X, const floating[:, ::1] W_ih,
@@ -743,25 +814,34 @@ cdef int _backward(int kind, const floating[:, ::1] X, const floating[:, ::1] W_
                    floating[:, :, ::1] Hn, floating[:, :, ::1] Ht,
                    const floating[::1] scalars, floating[::1] dscalars,
                    const floating[::1] peephole, floating[::1] dpeephole,
-                   floating[:, ::1] dX, bint accumulate_dx, bint reverse, bint relu,
-                   const floating[:, ::1] W_hh_p) except -1:
+                   const floating[:, ::1] W_hr, floating[:, :, ::1] Hm,
+                   floating[:, ::1] dW_hr, floating[:, ::1] dX, bint accumulate_dx,
+                   bint reverse, bint relu, const floating[:, ::1] W_hh_p) except -1:
     _check_kind(kind)
-    cdef Py_ssize_t T = nact.shape[0], B = dh.shape[0], H = dh.shape[1], I = X.shape[1]
+    cdef Py_ssize_t T = nact.shape[0], B = dh.shape[0], P = dh.shape[1], I = X.shape[1]
+    cdef Py_ssize_t H = _cell_width(kind, P, W_hr)
     cdef Py_ssize_t GH = FR_KINDS[kind].gates * H, n1 = _hidden_columns(kind, H)
-    _check_common(T, B, I, H, GH, tuple(X.shape)[:2], tuple(W_ih.shape)[:2],
-                  tuple(W_hh.shape)[:2], (T, B, col + H) if dY is None else tuple(dY.shape)[:3],
+    _check_common(T, B, I, P, GH, tuple(X.shape)[:2], tuple(W_ih.shape)[:2],
+                  tuple(W_hh.shape)[:2], (T, B, col + P) if dY is None else tuple(dY.shape)[:3],
                   col)
     _check_shape("Gt", tuple(Gt.shape)[:2], (T * B, GH))
-    _check_shape("Hp", tuple(Hp.shape)[:3], (T, B, H))
+    _check_shape("Hp", tuple(Hp.shape)[:3], (T, B, P))
     if dX is not None:
         _check_shape("dX", tuple(dX.shape)[:2], (T * B, I))
     _check_shape("dW_ih", tuple(dW_ih.shape)[:2], (GH, I))
-    _check_shape("dW_hh", tuple(dW_hh.shape)[:2], (GH, H))
+    _check_shape("dW_hh", tuple(dW_hh.shape)[:2], (GH, P))
     _check_nact(nact, B)
     _check_bounds(bounds, B)
     cdef _Loop L
     L.kind, L.relu, L.reverse = kind, relu, reverse
-    L.T, L.B, L.H, L.In, L.GH = T, B, H, I, GH
+    L.T, L.B, L.H, L.P, L.In, L.GH = T, B, H, P, I, GH
+    L.W_hr = NULL if W_hr is None or W_hr.shape[0] == 0 else &W_hr[0, 0]
+    L.mstep = 0
+    cdef floating* phm = _cache_ptr("Hm", Hm, T, B, H)
+    if L.W_hr != NULL and (phm == NULL or dW_hr is None):
+        raise ValueError("an LSTM's projection W_hr needs its cache Hm and dW_hr")
+    if L.W_hr != NULL:
+        _check_shape("dW_hr", tuple(dW_hr.shape)[:2], (P, H))
     L.ldy = 0 if dY is None else dY.shape[2]
     L.gstep = B * GH
     L.nact = &nact[0]
@@ -782,22 +862,28 @@ cdef int _backward(int kind, const floating[:, ::1] X, const floating[:, ::1] W_
     L.y = NULL if dY is None else <void*>(&dY[0, 0, 0] + col)
     L.W_hh_t = L.W_ih_p = L.sbias = L.b2 = NULL
     L.b1 = pp
-    L.panels = _optional_panels("W_hh_p", W_hh_p, GH, H)
+    L.panels = _optional_panels("W_hh_p", W_hh_p, GH, P)
     _check_product_layout(kind, L.panels, NULL)
     cdef floating* g = &Gt[0, 0]
     cdef floating* pdx = &dX[0, 0] if dX is not None else NULL
     cdef bint before = FR_KINDS[kind].reset_before
     # the last GH - n1 gate rows of dW_hh: GRU dHn.T @ Hp; r before the product dG.T @ Hn
-    cdef _Grads gd = _grads_shape(T * B, GH, I, H, accumulate_dx, n1, GH, GH - n1,
+    cdef _Grads gd = _grads_shape(T * B, GH, I, P, accumulate_dx, n1, GH, GH - n1,
                                   GH if before else H)
     cdef floating* dG2 = g + n1 if before else <floating*>L.hn
     cdef floating* Hp2 = <floating*>L.hn if before else &Hp[0, 0, 0]
     cdef floating* sums = NULL
-    if nsums:
-        sums = <floating*>calloc(B * nsums * H, sizeof(floating))
-        if sums == NULL:
-            raise MemoryError()
+    L.hm = L.dhs = NULL
     try:
+        if nsums:
+            sums = <floating*>calloc(B * nsums * H, sizeof(floating))
+            if sums == NULL:
+                raise MemoryError()
+        if L.W_hr != NULL:      # d(o*tanh(c)) of a step; every step's dh, for dW_hr
+            L.hm = malloc(B * H * sizeof(floating))
+            L.dhs = malloc(T * B * P * sizeof(floating))
+            if L.hm == NULL or L.dhs == NULL:
+                raise MemoryError()
         _run_rows(&L, g, bounds, True, sums)
         if nsums:
             _add_sums(kind, sums, B, H, pdb_ih, pdb_hh, pdp, pdscalars)
@@ -807,8 +893,14 @@ cdef int _backward(int kind, const floating[:, ::1] X, const floating[:, ::1] W_
             # dW_hh[:n1] += dG[:, :n1].T @ Hp;  GRU: dW_hh[2H:] += dHn.T @ Hp
             _param_grads(&gd, g, dG2, &X[0, 0], &W_ih[0, 0], &Hp[0, 0, 0], Hp2, pdx,
                          &dW_ih[0, 0], pdb_ih, &dW_hh[0, 0], pdb_hh)
+            if L.W_hr != NULL:  # dW_hr += dH.T @ Hm over all T*B rows
+                pgemm(True, False, <int>P, <int>H, <int>(T * B), <floating>1,
+                      <floating*>L.dhs, <int>P, phm, <int>H, <floating>1, &dW_hr[0, 0],
+                      <int>H)
     finally:
         free(sums)
+        free(L.hm)
+        free(L.dhs)
     return 0
 
 

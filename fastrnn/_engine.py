@@ -23,9 +23,9 @@ from . import _blas, _core, _floor, _runtime, _step, _tuning  # _runtime binds t
 from ._kinds import KINDS, Kind
 
 #: a layer-direction's ``(W_ih, W_hh, b_ih, b_hh)`` as the kernels take them (empty bias
-#: arrays for a layer without biases), and a fifth array for some kinds: FastRNN's and
-#: FastGRNN's two scalars after the sigmoid (as gradients: the gradients of those
-#: values), an LSTM's peepholes (3H,)
+#: arrays for a layer without biases), then for some kinds FastRNN's and FastGRNN's two
+#: scalars after the sigmoid (as gradients: the gradients of those values) or an LSTM's
+#: peepholes (3H,), and last an LSTM's projection W_hr (P, H) if it has one (:func:`extras`)
 Weights = tuple[np.ndarray, ...]
 
 # libgomp's threads do not survive fork: a child runs its kernels on one thread if its
@@ -188,10 +188,12 @@ def step_operand(W_hh: np.ndarray, T: int, B: int,
     return recurrent_t(W_hh, T, B), _core.LAYOUT_TRANSPOSED
 
 
-def forward_operand(kind: Kind, W_hh: np.ndarray, T: int, B: int) -> tuple[np.ndarray, int]:
+def forward_operand(kind: Kind, W_hh: np.ndarray, T: int, B: int,
+                    projected: bool = False) -> tuple[np.ndarray, int]:
     """What a forward time loop multiplies by at each step, and its layout: the one-row
-    LSTM loop's packed weights when it applies, else :func:`step_operand`."""
-    if kind.kernel_id == _core.KIND_LSTM:
+    LSTM loop's packed weights when it applies (an LSTM without a projection), else
+    :func:`step_operand`."""
+    if kind.kernel_id == _core.KIND_LSTM and not projected:
         packed = packed_lstm_weights(W_hh, T, B)
         if packed is not None:
             return packed, _core.LAYOUT_LSTM_ROW
@@ -227,6 +229,7 @@ class Cache(NamedTuple):
     Hn: np.ndarray | None
     Ht: np.ndarray | None
     bounds: np.ndarray
+    Hm: np.ndarray | None = None      # an LSTM with a projection: o*tanh(c) of every step
 
 
 def run_forward(kind: Kind, relu: bool, X: np.ndarray, weights: Weights, nact: np.ndarray,
@@ -235,35 +238,37 @@ def run_forward(kind: Kind, relu: bool, X: np.ndarray, weights: Weights, nact: n
     """One layer in one direction.  Updates ``h`` (and ``c``) in place to the final state,
     writes columns ``col:col+H`` of ``Y``; returns what backward needs (or None)."""
     T = nact.shape[0]
-    B, H = h.shape
+    B, P = h.shape
+    scalars, peephole, W_hr = extras(kind, weights)
+    H = P if W_hr is None else W_hr.shape[1]
     dt = X.dtype
     GH = kind.gates * H
     bounds = row_bounds(nact, B, H, kind.gates)
-    W_hh_t, layout = forward_operand(kind, weights[1], T, B)
+    W_hh_t, layout = forward_operand(kind, weights[1], T, B, W_hr is not None)
     W_ih_p = input_operand(weights[0], layout)
     # projecting step by step, inference keeps the gates of one step only
     Gt = np.empty((T * B if train or W_ih_p is None else B, GH), dt)
-    Hp = _cache_array(train, (T, B, H), dt)
+    Hp = _cache_array(train, (T, B, P), dt)
+    Hm = np.empty((T, B, H), dt) if train and W_hr is not None else None
     Cp = _cache_array(train, (T, B, H), dt) if kind.has_cell else None
     Hn = _cache_array(train, (T, B, H), dt) if kind.keeps_product else None
     Gh = np.empty((B, GH), dt) if kind.keeps_product else None
     Ht = _cache_array(train, (T, B, H), dt) if kind.keeps_candidate else None
     W_ih, W_hh, b_ih, b_hh = weights[:4]
     _core.forward(kind.kernel_id, X, W_ih, W_hh, b_ih, b_hh, nact, bounds, h, Y, col, Gt, c=c,
-                  Hp=Hp, Cp=Cp, Gh=Gh, Hn=Hn, Ht=Ht, scalars=_scalars(kind, weights),
-                  peephole=_vectors(kind, weights), reverse=reverse, relu=relu,
-                  W_hh_t=W_hh_t, layout=layout, W_ih_p=W_ih_p)
-    return Cache(Gt, Hp, Cp, Gh, Hn, Ht, bounds) if train else None
+                  Hp=Hp, Cp=Cp, Gh=Gh, Hn=Hn, Ht=Ht, scalars=scalars, peephole=peephole,
+                  W_hr=W_hr, Hm=Hm, reverse=reverse, relu=relu, W_hh_t=W_hh_t, layout=layout,
+                  W_ih_p=W_ih_p)
+    return Cache(Gt, Hp, Cp, Gh, Hn, Ht, bounds, Hm) if train else None
 
 
-def _scalars(kind: Kind, weights: Weights) -> np.ndarray | None:
-    """The fifth array of ``weights`` when it holds the kind's scalars."""
-    return weights[4] if kind.scalars else None
-
-
-def _vectors(kind: Kind, weights: Weights) -> np.ndarray | None:
-    """The fifth array of ``weights`` when it holds the kind's per-unit vectors."""
-    return weights[4] if kind.vectors else None
+def extras(kind: Kind, weights: Weights) -> tuple[np.ndarray | None, ...]:
+    """``(scalars, peephole, W_hr)``: the arrays of ``weights`` after the first four, in
+    their order (each None where the kind or layer has none)."""
+    rest = list(weights[4:])
+    scalars = rest.pop(0) if kind.scalars else None
+    peephole = rest.pop(0) if kind.vectors else None
+    return scalars, peephole, (rest[0] if rest else None)
 
 
 def run_backward(kind: Kind, relu: bool, X: np.ndarray, weights: Weights, nact: np.ndarray,
@@ -274,12 +279,14 @@ def run_backward(kind: Kind, relu: bool, X: np.ndarray, weights: Weights, nact: 
     ``dX`` written (or added to; None: not computed), gradients added into ``grads``."""
     W_ih, W_hh = weights[0], weights[1]
     W_hh_p = backward_operand(W_hh, nact.shape[0], dh.shape[0], kind)
+    scalars, peephole, W_hr = extras(kind, weights)
+    dscalars, dpeephole, dW_hr = extras(kind, grads)
     _core.backward(kind.kernel_id, X, W_ih, W_hh, nact, cache.bounds, cache.Gt,
                    cache.Hp, dY, col, dh, grads[0], grads[1], grads[2], grads[3], dc=dc,
-                   Cp=cache.Cp, Gh=cache.Gh, Hn=cache.Hn, Ht=cache.Ht,
-                   scalars=_scalars(kind, weights), dscalars=_scalars(kind, grads),
-                   peephole=_vectors(kind, weights), dpeephole=_vectors(kind, grads), dX=dX,
-                   accumulate_dx=accumulate, reverse=reverse, relu=relu, W_hh_p=W_hh_p)
+                   Cp=cache.Cp, Gh=cache.Gh, Hn=cache.Hn, Ht=cache.Ht, scalars=scalars,
+                   dscalars=dscalars, peephole=peephole, dpeephole=dpeephole, W_hr=W_hr,
+                   Hm=cache.Hm, dW_hr=dW_hr, dX=dX, accumulate_dx=accumulate,
+                   reverse=reverse, relu=relu, W_hh_p=W_hh_p)
 
 
 @dataclass
@@ -403,17 +410,19 @@ def cell_call(kind: Kind, relu: bool, x: object, state: object, weights: Weights
     return _step.cell_call(kind.kernel_id, relu, x, state, W_ih, W_hh, b_ih, b_hh)
 
 
-def step_workspace(kind: Kind, batch: int, hidden: int,
-                   dtype) -> tuple[np.ndarray, np.ndarray]:
+def step_workspace(kind: Kind, batch: int, hidden: int, dtype,
+                   state_size: int | None = None) -> tuple[np.ndarray, np.ndarray]:
     """``(gates, gh)``, the workspace :func:`step` takes for ``batch`` rows: ``gates``
     (B, G*H), and ``gh`` (B, 3H) for a GRU (``gates`` again for the other kinds).  For a
-    kind without a one-step kernel, ``gh`` is the output (1, B, H) of the sequence kernel
-    and ``gates`` (2, B, G*H) for a kind that keeps a product apart (the gates, then the
+    kind without a one-step kernel or an LSTM with a projection (``state_size`` P, the
+    width of h, not H), ``gh`` is the output (1, B, P) of the sequence kernel and
+    ``gates`` (2, B, G*H) for a kind that keeps a product apart (the gates, then the
     kernel's workspace Gh), else (1, B, G*H)."""
     GH = kind.gates * hidden
-    if not kind.one_step:
+    state_size = state_size or hidden
+    if not kind.one_step or state_size != hidden:
         gates = np.empty((2 if kind.keeps_product else 1, batch, GH), dtype)
-        return gates, np.empty((1, batch, hidden), dtype)
+        return gates, np.empty((1, batch, state_size), dtype)
     gates = np.empty((batch, GH), dtype)
     gh = np.empty((batch, GH), dtype) if kind.product_apart else gates
     return gates, gh
@@ -430,14 +439,16 @@ def step(kind: Kind, relu: bool, x: np.ndarray, weights: Weights, h: np.ndarray,
     """One time step of one layer on every row, in place: ``h`` (and ``c``, the LSTM's
     cell state; None for the other kinds) (B, H) go from the previous state to the new
     one, from ``x`` (B, I); ``gates``, ``gh`` from :func:`step_workspace`.  A kind
-    without a one-step kernel (FastRNN, FastGRNN) runs its sequence kernel over the step,
-    reading W_hh as it is (no per-call copy)."""
+    without a one-step kernel (FastRNN, FastGRNN, the variants) or an LSTM with a
+    projection runs its sequence kernel over the step, reading W_hh as it is (no per-call
+    copy)."""
     W_ih, W_hh, b_ih, b_hh = weights[:4]
-    if not kind.one_step:
+    if gates.ndim == 3:            # the workspace of the sequence kernel (step_workspace)
         nact, bounds = _one_step_rows(h.shape[0])
+        scalars, peephole, W_hr = extras(kind, weights)
         _core.forward(kind.kernel_id, x, W_ih, W_hh, b_ih, b_hh, nact, bounds, h, gh, 0,
                       gates[0], c=c, Gh=gates[1] if kind.keeps_product else None,
-                      scalars=_scalars(kind, weights), peephole=_vectors(kind, weights))
+                      scalars=scalars, peephole=peephole, W_hr=W_hr)
         return
     _step.step(kind.kernel_id, relu, x, W_ih, W_hh, b_ih, b_hh, h, gates if c is None else c,
                gates, gh)

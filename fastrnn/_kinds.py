@@ -94,14 +94,18 @@ class Kind:
 
     def cell_shapes(self, input_size: int, hidden_size: int, bias: bool = True,
                     suffix: str = "", w_rank: int | None = None,
-                    u_rank: int | None = None) -> list[tuple[str, tuple[int, ...]]]:
+                    u_rank: int | None = None,
+                    proj_size: int = 0) -> list[tuple[str, tuple[int, ...]]]:
         """``(name, shape)`` of one cell's parameters, in registration order.  With
         ``w_rank``/``u_rank`` (FastRNN, FastGRNN) W_ih = weight_ih2 @ weight_ih1 and
-        W_hh = weight_hh2 @ weight_hh1, factors of that rank."""
+        W_hh = weight_hh2 @ weight_hh1, factors of that rank; with ``proj_size`` P (an
+        LSTM, PyTorch's LSTMP) h has P values: weight_hh (G*H, P) and the projection
+        weight_hr (P, H), last as PyTorch registers it."""
         G = self.gates * hidden_size
+        state = proj_size or hidden_size
         shapes: list[tuple[str, tuple[int, ...]]] = []
         for name, cols, rank in (("weight_ih", input_size, w_rank),
-                                 ("weight_hh", hidden_size, u_rank)):
+                                 ("weight_hh", state, u_rank)):
             if rank is None:
                 shapes.append((name + suffix, (G, cols)))
             else:
@@ -109,13 +113,17 @@ class Kind:
         if bias:
             shapes += [(name + suffix, (G,)) for name in self.biases]
         shapes += [(name + suffix, (rows, hidden_size)) for name, rows in self.vectors]
+        if proj_size:
+            shapes.append(("weight_hr" + suffix, (proj_size, hidden_size)))
         return shapes + [(name + suffix, (1,)) for name, _ in self.scalars]
 
     def parameter_count(self, input_size: int, hidden_size: int, num_layers: int = 1,
-                        bidirectional: bool = False, bias: bool = True) -> int:
+                        bidirectional: bool = False, bias: bool = True,
+                        proj_size: int = 0) -> int:
         """Number of values in a layer's parameters."""
         return sum(int(np.prod(shape)) for _, shape in parameter_shapes(
-            self, input_size, hidden_size, num_layers, bidirectional, bias))
+            self, input_size, hidden_size, num_layers, bidirectional, bias,
+            proj_size=proj_size))
 
 
 KINDS: dict[str, Kind] = {k.name: k for k in (
@@ -199,12 +207,12 @@ def layer_directions(num_layers: int, bidirectional: bool) -> Iterator[tuple[int
 
 def parameter_shapes(kind: Kind, input_size: int, hidden_size: int, num_layers: int = 1,
                      bidirectional: bool = False, bias: bool = True,
-                     w_rank: int | None = None,
-                     u_rank: int | None = None) -> list[tuple[str, tuple[int, ...]]]:
+                     w_rank: int | None = None, u_rank: int | None = None,
+                     proj_size: int = 0) -> list[tuple[str, tuple[int, ...]]]:
     """``(name, shape)`` of a stacked layer's parameters, in PyTorch's order."""
     D = 2 if bidirectional else 1
     out = []
     for k, d in layer_directions(num_layers, bidirectional):
-        out += kind.cell_shapes(input_size if k == 0 else D * hidden_size, hidden_size, bias,
-                                suffix(k, d), w_rank, u_rank)
+        out += kind.cell_shapes(input_size if k == 0 else D * (proj_size or hidden_size),
+                                hidden_size, bias, suffix(k, d), w_rank, u_rank, proj_size)
     return out

@@ -151,11 +151,26 @@ def seed_value(seed, name: str = "seed"):
     raise TypeError(f"{name} must be an int or None, got {type(seed).__name__}")
 
 
-def state_arrays(state, lstm: bool, shape: tuple[int, ...], dtype: np.dtype, name: str):
+def projection_size(value, hidden_size) -> int:
+    """An LSTM's ``proj_size``: an int in [0, hidden_size) (0: no projection), as PyTorch
+    takes it."""
+    if isinstance(value, bool) or not isinstance(value, numbers.Integral):
+        raise TypeError(f"proj_size must be an int, got {type(value).__name__}")
+    value = int(value)
+    if not 0 <= value < hidden_size:
+        raise ValueError(f"proj_size must be in [0, hidden_size={hidden_size}) "
+                         f"(0: no projection), got {value}")
+    return value
+
+
+def state_arrays(state, lstm: bool, shape: tuple[int, ...], dtype: np.dtype, name: str,
+                 c_shape: tuple[int, ...] | None = None):
     """Fresh C-contiguous copies ``(h, c)`` of a recurrent state (``c`` is None unless
-    ``lstm``); zeros where ``state`` is None.  The kernels update these in place."""
+    ``lstm``; of ``c_shape`` when it differs from h's, as with an LSTM's projection); zeros
+    where ``state`` is None.  The kernels update these in place."""
+    c_shape = c_shape or shape
     if state is None:
-        return np.zeros(shape, dtype), (np.zeros(shape, dtype) if lstm else None)
+        return np.zeros(shape, dtype), (np.zeros(c_shape, dtype) if lstm else None)
     if lstm:
         if not isinstance(state, (tuple, list)) or len(state) != 2:
             raise TypeError(f"{name} must be a tuple (h, c) for an LSTM, "
@@ -166,11 +181,11 @@ def state_arrays(state, lstm: bool, shape: tuple[int, ...], dtype: np.dtype, nam
             raise TypeError(f"{name} must be one array (h), not a {type(state).__name__}")
         parts = [(state, name)]
     out = []
-    for value, label in parts:
-        if type(value) is np.ndarray and value.dtype == dtype and value.shape == shape:
+    for (value, label), want in zip(parts, (shape, c_shape)):
+        if type(value) is np.ndarray and value.dtype == dtype and value.shape == want:
             out.append(value.copy(order="C"))     # the common case, checked cheaply
             continue
-        a = float_array(value, label, dtype, len(shape))
-        check_shape(a, label, shape)
+        a = float_array(value, label, dtype, len(want))
+        check_shape(a, label, want)
         out.append(a.copy())
     return out[0], (out[1] if lstm else None)

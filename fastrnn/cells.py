@@ -20,18 +20,22 @@ from .module import Module
 __all__ = ["RNNCell", "LSTMCell", "GRUCell"]
 
 def init_parameters(module: Module, rng: np.random.Generator, kind: Kind, input_size: int,
-                    hidden_size: int, bias: bool, dtype: np.dtype, suffix: str = "") -> None:
-    """Register ``weight_ih``, ``weight_hh`` (and the biases) + ``suffix``, drawn from
-    uniform(-1/sqrt(H), 1/sqrt(H)) in that order, as PyTorch initialises them."""
+                    hidden_size: int, bias: bool, dtype: np.dtype, suffix: str = "",
+                    proj_size: int = 0) -> None:
+    """Register ``weight_ih``, ``weight_hh`` (and the biases, and an LSTM's projection
+    ``weight_hr``) + ``suffix``, drawn from uniform(-1/sqrt(H), 1/sqrt(H)) in that order,
+    as PyTorch initialises them."""
     k = 1.0 / math.sqrt(hidden_size)
-    for name, shape in kind.cell_shapes(input_size, hidden_size, bias, suffix):
+    for name, shape in kind.cell_shapes(input_size, hidden_size, bias, suffix,
+                                        proj_size=proj_size):
         module._register(name, rng.uniform(-k, k, shape).astype(dtype))
 
 
 def weight_tuple(module: Module, suffix: str, grad: bool = False) -> _engine.Weights:
     """``(W_ih, W_hh, b_ih, b_hh)`` (or their gradients) as the kernels take them; empty
     bias arrays for a module without biases; then the module's kind's per-unit vectors
-    (an LSTM's peepholes), flat."""
+    (an LSTM's peepholes), flat, and an LSTM's projection ``weight_hr`` if it has one
+    (the order ``_engine.extras`` reads)."""
     p = module._params
     arrays = []
     for name in ("weight_ih", "weight_hh", "bias_ih", "bias_hh"):
@@ -45,6 +49,9 @@ def weight_tuple(module: Module, suffix: str, grad: bool = False) -> _engine.Wei
     for name, _ in module.kind.vectors:
         param = p[name + suffix]
         arrays.append((param.grad if grad else param.data).reshape(-1))
+    projection = p.get("weight_hr" + suffix)
+    if projection is not None:
+        arrays.append(projection.grad if grad else projection.data)
     return tuple(arrays)
 
 

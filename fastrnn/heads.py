@@ -165,7 +165,7 @@ class ManyToOne(Head):
                 dh[h.shape[0] - D + d] = dfeat[:, d * H:(d + 1) * H]
             # the readout reads h_n only: no gradient reaches y or c_n (zeros that hold no
             # memory, which the layer's backward does not copy)
-            dstate = (dh, zero_gradient(dh)) if isinstance(state, tuple) else dh
+            dstate = (dh, zero_gradient(state[1])) if isinstance(state, tuple) else dh
             return (None if y is None else zero_gradient(y)), dstate
 
         return out, backward

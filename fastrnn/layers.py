@@ -10,7 +10,8 @@ import numpy as np
 
 from . import _engine
 from ._validate import (as_dtype, flag, float_array, kernel_sizes, lengths_array,
-                        positive_int, probability, seed_value, state_arrays)
+                        positive_int, probability, projection_size, seed_value,
+                        state_arrays)
 from ._kinds import KINDS, layer_directions, layer_kind, suffix
 from .cells import init_parameters, weight_tuple
 from .module import Module
@@ -116,6 +117,8 @@ class _RNNBase(Module):
     #: the Elman RNN's activation; :class:`RNN` sets its own before this constructor runs,
     #: LSTM and GRU have none to choose
     nonlinearity = "tanh"
+    #: an LSTM's projection size (PyTorch's ``proj_size``): 0, none
+    proj_size = 0
 
     def __init__(self, input_size: int, hidden_size: int, num_layers: int = 1,
                  bias: bool = True, batch_first: bool = False, dropout: float = 0.0,
@@ -147,17 +150,23 @@ class _RNNBase(Module):
         self._dropout_rng = np.random.default_rng(np.random.SeedSequence(seed).spawn(1)[0])
         D = self.num_directions
         for k, d in layer_directions(self.num_layers, self.bidirectional):
-            layer_input = self.input_size if k == 0 else D * self.hidden_size
+            layer_input = self.input_size if k == 0 else D * self.state_size
             self._init_cell(rng, layer_input, suffix(k, d))
 
     def _init_cell(self, rng: np.random.Generator, input_size: int, suffix: str) -> None:
         """Register one layer-direction's parameters (PyTorch's names and initial values)."""
         init_parameters(self, rng, self.kind, input_size, self.hidden_size, self.bias,
-                        self.dtype, suffix)
+                        self.dtype, suffix, self.proj_size)
 
     @property
     def num_directions(self) -> int:
         return 2 if self.bidirectional else 1
+
+    @property
+    def state_size(self) -> int:
+        """The width of h (of the outputs, per direction): ``proj_size`` if set, else
+        ``hidden_size``."""
+        return self.proj_size or self.hidden_size
 
     def config(self) -> dict:
         """What builds this layer again (its parameters apart), as a model file keeps it;
@@ -167,6 +176,8 @@ class _RNNBase(Module):
                "hidden_size": self.hidden_size, "num_layers": self.num_layers,
                "bias": self.bias, "batch_first": self.batch_first, "dropout": self.dropout,
                "bidirectional": self.bidirectional}
+        if self.proj_size:
+            cfg["proj_size"] = self.proj_size
         return {**cfg, **self._options()}
 
     def _options(self) -> dict:
@@ -256,11 +267,12 @@ class _RNNBase(Module):
         (empty) initial states as the final ones, and a backward of empty gradients that
         adds nothing to the parameters' gradients."""
         H, LD, D = self.hidden_size, self.num_layers * self.num_directions, self.num_directions
+        P = self.state_size
         lstm = self.kind.has_cell
         if lengths is not None:
             lengths_array(lengths, 0, T)
-        h, c = state_arrays(state0, lstm, (LD, 0, H), self.dtype, state_name)
-        y = np.zeros((0, T, D * H) if batch_first else (T, 0, D * H), self.dtype)
+        h, c = state_arrays(state0, lstm, (LD, 0, P), self.dtype, state_name, (LD, 0, H))
+        y = np.zeros((0, T, D * P) if batch_first else (T, 0, D * P), self.dtype)
         state = self._pack(h, c)
         if not train:
             return y, state
@@ -270,7 +282,7 @@ class _RNNBase(Module):
             dy = float_array(dy, "dy", self.dtype, 3, contiguous=False)
             if dy.shape != y.shape:
                 raise ValueError(f"dy must have the shape of y, {y.shape}, got {dy.shape}")
-            dh, dc = state_arrays(dstate, lstm, (LD, 0, H), self.dtype, "dstate")
+            dh, dc = state_arrays(dstate, lstm, (LD, 0, P), self.dtype, "dstate", (LD, 0, H))
             dx = np.zeros(x_shape, self.dtype) if input_grad else None
             return dx, self._pack(dh, dc)
 
@@ -287,8 +299,8 @@ class _RNNBase(Module):
             raise ValueError(f"x must have at least one time step, got shape {shape}")
         if B == 0:
             return self._run_empty(T, state0, lengths, train, state_name, batch_first)
-        H, LD = self.hidden_size, self.num_layers * self.num_directions
-        h, c = state_arrays(state0, lstm, (LD, B, H), self.dtype, state_name)
+        H, LD, P = self.hidden_size, self.num_layers * self.num_directions, self.state_size
+        h, c = state_arrays(state0, lstm, (LD, B, P), self.dtype, state_name, (LD, B, H))
         order = inverse = sorted_lengths = padded = None
         if lengths is not None:
             lengths = lengths_array(lengths, B, T)
@@ -326,7 +338,7 @@ class _RNNBase(Module):
             expected = (B, T, DH) if batch_first else (T, B, DH)
             if dy.shape != expected:
                 raise ValueError(f"dy must have the shape of y, {expected}, got {dy.shape}")
-            dh, dc = state_arrays(dstate, lstm, (LD, B, H), self.dtype, "dstate")
+            dh, dc = state_arrays(dstate, lstm, (LD, B, P), self.dtype, "dstate", (LD, B, H))
             if inverse is not None:
                 dh, dc = _take_rows(dh, order), _take_rows(dc, order)
             grads = self._weights(grad=True)
@@ -367,6 +379,8 @@ class _RNNBase(Module):
             s += f", dropout={self.dropout}"
         if self.bidirectional:
             s += ", bidirectional=True"
+        if self.proj_size:
+            s += f", proj_size={self.proj_size}"
         s += "".join(f", {k}={v!r}" for k, v in self._options().items())
         return s + f", dtype={self.dtype.name}"
 
@@ -380,7 +394,14 @@ _SHAPES_DOC = """
     * states: (L*D, B, H) always (``batch_first`` never applies to states);
     * ``lengths``: (B,) ints in [1, T]: sequence b uses steps t < lengths[b] only, as
       PyTorch's ``pack_padded_sequence(..., enforce_sorted=False)``; the final state is the
-      state at each sequence's last valid step.
+      state at each sequence's last valid step;
+    * as torch.nn's layers: one unbatched sequence ``x`` (T, input_size), with states
+      (L*D, H) and outputs (T, D*H); an empty batch (B = 0) gives empty outputs.
+
+    ``reverse=True`` (not with ``bidirectional``): the one direction reads each sequence
+    from its last valid step to its first (ONNX's ``direction="reverse"``, Keras'
+    ``go_backwards`` with the outputs at their own steps); its final state is the state
+    after step 0, and its parameters keep the suffix ``_l{k}``.
 
     Parameters ``weight_ih_l{k}`` (G*H, input_size or D*H), ``weight_hh_l{k}`` (G*H, H),
     ``bias_ih_l{k}``, ``bias_hh_l{k}`` (G*H,), suffix ``_reverse`` for the backward
@@ -437,6 +458,16 @@ class LSTM(_RNNBase):
         c_t = f_t * c_{t-1} + i_t * g_t
         h_t = o_t * tanh(c_t)
 
+    With ``proj_size=P`` (PyTorch's LSTMP, Sak et al. 2014) ``h_t = W_hr (o_t * tanh(c_t))``
+    has P < H values: parameters ``weight_hh_l{k}`` (4H, P) and ``weight_hr_l{k}`` (P, H),
+    states h (L*D, B, P) and c (L*D, B, H), outputs D*P wide, exactly as
+    ``torch.nn.LSTM(..., proj_size=P)``.
+
+    With ``peephole=True`` (Gers & Schmidhuber 2000; ONNX's input ``P``) the gates read the
+    cell state: ``i_t = sigmoid(... + p_i * c_{t-1})``, ``f_t = sigmoid(... + p_f *
+    c_{t-1})``, ``o_t = sigmoid(... + p_o * c_t)``, with parameters ``peephole_l{k}`` of
+    shape (3, H) (rows p_i, p_f, p_o; drawn as the weights are).  torch.nn has no such LSTM.
+
     ``y, (h_n, c_n) = lstm(x, (h0, c0)=None, lengths=None)``.
     """ + _SHAPES_DOC + r"""
     >>> import numpy as np, fastrnn
@@ -451,9 +482,10 @@ class LSTM(_RNNBase):
 
     def __init__(self, input_size: int, hidden_size: int, num_layers: int = 1,
                  bias: bool = True, batch_first: bool = False, dropout: float = 0.0,
-                 bidirectional: bool = False, *, peephole: bool = False,
+                 bidirectional: bool = False, proj_size: int = 0, *, peephole: bool = False,
                  reverse: bool = False, dtype=np.float32, seed: int | None = None):
         self.kind = layer_kind(self.mode, peephole=flag(peephole, "peephole"))
+        self.proj_size = projection_size(proj_size, positive_int(hidden_size, "hidden_size"))
         super().__init__(input_size, hidden_size, num_layers, bias, batch_first, dropout,
                          bidirectional, reverse=reverse, dtype=dtype, seed=seed)
 
@@ -474,6 +506,13 @@ class GRU(_RNNBase):
         z_t = sigmoid(W_iz x_t + b_iz + W_hz h_{t-1} + b_hz)
         n_t = tanh(W_in x_t + b_in + r_t * (W_hn h_{t-1} + b_hn))
         h_t = (1 - z_t) * n_t + z_t * h_{t-1}
+
+    With ``reset_after=False`` the reset gate scales h before the recurrent product (Cho
+    et al. 2014; Keras' ``reset_after=False``; ONNX's default ``linear_before_reset=0``)::
+
+        n_t = tanh(W_in x_t + b_in + W_hn (r_t * h_{t-1}) + b_hn)
+
+    with the same parameters.  torch.nn has no such GRU.
 
     ``y, h_n = gru(x, h0=None, lengths=None)``.
     """ + _SHAPES_DOC + r"""

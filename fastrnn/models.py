@@ -94,10 +94,11 @@ class SequenceModel(_Fittable):
                             f"{type(rnn).__name__}")
         if not isinstance(head, Head):
             raise TypeError(f"head must be a fastrnn head, got {type(head).__name__}")
-        width = rnn.hidden_size * rnn.num_directions
+        width = rnn.state_size * rnn.num_directions
         if head.in_features != width:
             raise ValueError(f"head.in_features must equal the rnn's output width "
-                             f"hidden_size*num_directions={width}, got {head.in_features}")
+                             f"(proj_size or hidden_size)*num_directions={width}, got "
+                             f"{head.in_features}")
         if isinstance(head, ManyToOne) and head.num_directions != rnn.num_directions:
             raise ValueError(f"head.num_directions must equal the rnn's "
                              f"({rnn.num_directions}), got {head.num_directions}")
@@ -148,7 +149,8 @@ class SequenceModel(_Fittable):
         if head not in heads:
             raise ValueError(f"head must be one of {sorted(heads)}, got {head!r}")
         kw = {"num_directions": D} if head == "many_to_one" else {}
-        h = heads[head](D * hidden_size, output_size, dtype=dtype, seed=int(seeds[2]), **kw)
+        h = heads[head](D * rnn.state_size, output_size, dtype=dtype, seed=int(seeds[2]),
+                        **kw)
         return cls(rnn, h, loss, embedding)
 
     # -- configuration (for io) ------------------------------------------------------------

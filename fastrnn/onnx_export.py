@@ -163,6 +163,10 @@ def _stack(g: _Graph, rnn, X: str, seq_lens: str, h0: str, c0: str):
     """The layers of ``rnn`` over time-major X (T, B, I): returns (y (T, B, D*H), h_n
     (L*D, B, H), c_n or '', the last layer's Y_h (D, B, H))."""
     mode, D, L = rnn.mode, rnn.num_directions, rnn.num_layers
+    if getattr(rnn, "proj_size", 0):
+        raise ValueError(f"cannot export an LSTM with proj_size={rnn.proj_size} to ONNX: "
+                         f"ONNX's LSTM operator has no projection of h (export the layer "
+                         f"without it, or serve it with fastrnn)")
     hs, cs = [], []
     flat = g.ints("shape_TB_DH", [0, 0, -1])
     y = X

@@ -56,15 +56,15 @@ class Stepper:
             raise ValueError("streaming needs a per-step head (many-to-many or one-to-many)")
         B = positive_int(batch_size, "batch_size")
         self.model, self.batch_size = model, B
-        L, H, dt = rnn.num_layers, rnn.hidden_size, rnn.dtype
+        L, H, P, dt = rnn.num_layers, rnn.hidden_size, rnn.state_size, rnn.dtype
         self._kind, self._relu = rnn.kind, rnn.nonlinearity == "relu"
-        self.h = np.zeros((L, B, H), dt)
+        self.h = np.zeros((L, B, P), dt)
         self.c = np.zeros((L, B, H), dt) if rnn.kind.has_cell else None
         # per layer: its weights, its (B, H) state views (updated in place), its workspace
         # (FastRNN and FastGRNN: their scalars and low-rank weights as they are now: a
         # stepper made before more training streams the weights it was made with)
         self._layers = [(layer[0], self.h[k], None if self.c is None else self.c[k],
-                         *_engine.step_workspace(rnn.kind, B, H, dt))
+                         *_engine.step_workspace(rnn.kind, B, H, dt, P))
                         for k, layer in enumerate(rnn._weights())]
         self._x = np.empty((B, rnn.input_size), dt)
         readout = head.readout

@@ -107,11 +107,10 @@ def _from_torch_module(m, dtype, nonlinearity, readout, embedding, head, loss):
                          _from_torch_module(embedding, dtype, None, None, None, None, None),
                          head=head, loss=loss)
     if kind in (nn.RNN, nn.LSTM, nn.GRU):
-        if kind is nn.LSTM and m.proj_size:
-            raise ValueError(f"nn.LSTM with proj_size={m.proj_size} has no fastrnn "
-                             f"equivalent (fastrnn's LSTM has no projection)")
         dt = _module_dtype(m, dtype)
         kw = _nonlinearity_kw(m, nonlinearity, nn.RNN)
+        if kind is nn.LSTM and m.proj_size:
+            kw["proj_size"] = m.proj_size
         out = _LAYERS[name](m.input_size, m.hidden_size, num_layers=m.num_layers,
                             bias=m.bias, batch_first=m.batch_first, dropout=0.0,
                             bidirectional=m.bidirectional, dtype=dt, seed=0, **kw)
@@ -168,10 +167,11 @@ def _assemble(rnn, readout, embedding, head, loss):
         raise ValueError(f"head must be one of {sorted(_HEADS)}, got {head!r}")
     if readout.bias is None:
         raise ValueError("the readout must have a bias: fastrnn heads read out W h + b")
-    width = rnn.hidden_size * rnn.num_directions
+    width = rnn.state_size * rnn.num_directions
     if readout.in_features != width:
         raise ValueError(f"readout.in_features must equal the rnn's output width "
-                         f"hidden_size*num_directions={width}, got {readout.in_features}")
+                         f"(proj_size or hidden_size)*num_directions={width}, got "
+                         f"{readout.in_features}")
     kw = {"num_directions": rnn.num_directions} if head == "many_to_one" else {}
     h = _HEADS[head](readout.in_features, readout.out_features, dtype=rnn.dtype, seed=0, **kw)
     h.readout.load_state_dict(readout.state_dict())
@@ -260,10 +260,8 @@ def _state_dtype(arrays: dict, dtype, what: str) -> np.dtype:
 
 
 def _layer_from_state(arrays: dict, dtype, nonlinearity, what: str):
-    """A recurrent layer from un-prefixed ``weight_ih_l{k}`` ... arrays."""
-    if any(k.startswith("weight_hr_l") for k in arrays):
-        raise ValueError(f"{what} is an LSTM with proj_size (weight_hr_l*), which has no "
-                         f"fastrnn equivalent")
+    """A recurrent layer from un-prefixed ``weight_ih_l{k}`` ... arrays (an LSTM with
+    ``weight_hr_l{k}``: its projection, proj_size its rows)."""
     bad = [k for k in arrays if not _LAYER_KEY.match(k)]
     if bad:
         raise ValueError(f"{what}: unexpected keys {bad} for a recurrent layer")
@@ -273,13 +271,20 @@ def _layer_from_state(arrays: dict, dtype, nonlinearity, what: str):
     if w_ih.ndim != 2 or w_hh.ndim != 2:
         raise ValueError(f"{what}: weight_ih_l0 and weight_hh_l0 must be 2-D, got shapes "
                          f"{w_ih.shape} and {w_hh.shape}")
-    H = w_hh.shape[1]
+    w_hr = arrays.get("weight_hr_l0")
+    kw = {}
+    if w_hr is not None:                # LSTMP: weight_hh (4H, P), weight_hr (P, H)
+        if w_hr.ndim != 2 or w_hh.shape != (4 * w_hr.shape[1], w_hr.shape[0]):
+            raise ValueError(f"{what}: weight_hr_l0 of shape {w_hr.shape} is an LSTM's "
+                             f"projection (P, H); weight_hh_l0 must then be (4H, P), got "
+                             f"{w_hh.shape}")
+        kw["proj_size"] = w_hr.shape[0]
+    H = w_hh.shape[1] if w_hr is None else w_hr.shape[1]
     if H == 0 or w_hh.shape[0] % H or w_hh.shape[0] // H not in _GATES:
         raise ValueError(f"{what}: weight_hh_l0 has shape {w_hh.shape}; expected (G*H, H) "
                          f"with G = 1 (RNN), 4 (LSTM) or 3 (GRU)")
     mode = _GATES[w_hh.shape[0] // H]
     layers = 1 + max(int(m.group(2)) for k in arrays if (m := _LAYER_KEY.match(k)))
-    kw = {}
     if mode == "RNN":
         kw["nonlinearity"] = "tanh" if nonlinearity is None else nonlinearity
     elif nonlinearity is not None:
@@ -446,7 +451,7 @@ def from_torch(obj, *, dtype=None, nonlinearity=None, readout=None, embedding=No
       ``nn.ModuleDict`` with the keys ``rnn``, ``readout`` and optionally ``embedding``.
     * a mapping of arrays or a file path: :func:`from_state_dict` (no torch needed).
 
-    Anything else -- an LSTM with ``proj_size``, an Embedding with ``max_norm``, other
+    Anything else -- an Embedding with ``max_norm``, other
     module types, subclasses whose ``forward`` may differ -- is refused with a
     ``TypeError`` or ``ValueError`` that names it.
 
@@ -544,6 +549,8 @@ def to_torch(obj):
     if kind in _LAYERS.values():
         td = getattr(torch, obj.dtype.name)
         kw = {"nonlinearity": obj.nonlinearity} if kind is RNN else {}
+        if obj.proj_size:
+            kw["proj_size"] = obj.proj_size
         tm = skip(getattr(nn, kind.__name__), obj.input_size, obj.hidden_size,
                   num_layers=obj.num_layers, bias=obj.bias, batch_first=obj.batch_first,
                   dropout=obj.dropout if obj.num_layers > 1 else 0.0,

@@ -17,10 +17,12 @@ T, B, I, H = 4, 3, 2, 3
 LENGTHS = np.array([2, 4, 1])  # unsorted, min 1, max T
 
 MODES = [("RNN", "tanh"), ("RNN", "relu"), ("LSTM", "tanh"), ("GRU", "tanh"),
-         ("GRU", "reset_before"), ("LSTM", "peephole")]
-MODE_IDS = ["rnn_tanh", "rnn_relu", "lstm", "gru", "gru_reset_before", "lstm_peephole"]
+         ("GRU", "reset_before"), ("LSTM", "peephole"), ("LSTM", "proj")]
+MODE_IDS = ["rnn_tanh", "rnn_relu", "lstm", "gru", "gru_reset_before", "lstm_peephole",
+            "lstm_proj"]
 # the options of the variants, by the second item of a mode
-VARIANT_OPTIONS = {"reset_before": {"reset_after": False}, "peephole": {"peephole": True}}
+VARIANT_OPTIONS = {"reset_before": {"reset_after": False}, "peephole": {"peephole": True},
+                   "proj": {"proj_size": 2}}
 # (num_layers, bidirectional, lengths, bias, reverse)
 LAYOUTS = [(1, False, None, True, False), (1, True, LENGTHS, True, False),
            (2, False, LENGTHS, True, False), (2, True, LENGTHS, True, False),
@@ -70,11 +72,11 @@ def relu_margin(layer, x, h0, lengths):
 
 
 def random_data(rng, layer):
-    LD = layer.num_layers * layer.num_directions
+    LD, P = layer.num_layers * layer.num_directions, layer.state_size
     x = rng.standard_normal((T, B, I))
-    h0, c0 = rng.standard_normal((LD, B, H)), rng.standard_normal((LD, B, H))
-    Ry = rng.standard_normal((T, B, layer.num_directions * H))
-    Rh, Rc = rng.standard_normal((LD, B, H)), rng.standard_normal((LD, B, H))
+    h0, c0 = rng.standard_normal((LD, B, P)), rng.standard_normal((LD, B, H))
+    Ry = rng.standard_normal((T, B, layer.num_directions * P))
+    Rh, Rc = rng.standard_normal((LD, B, P)), rng.standard_normal((LD, B, H))
     return x, h0, c0, Ry, Rh, Rc
 
 
@@ -105,14 +107,18 @@ def test_layer_gradients(mode, nonlinearity, layout):
     if lstm:
         check(ds[1], loss, c0, "dc0")
     names = [name for name, _ in layer.named_parameters()]
-    per_cell = (4 if bias else 2) + (nonlinearity == "peephole")
+    per_cell = (4 if bias else 2) + (nonlinearity in ("peephole", "proj"))
     assert len(names) == num_layers * layer.num_directions * per_cell
     for name, p in layer.named_parameters():
         check(p.grad, loss, p.data, f"grad of {name}")
 
 
+CELL_MODES = [(m, i) for m, i in zip(MODES, MODE_IDS) if m[1] != "proj"]   # as torch's cells
+
+
 @pytest.mark.parametrize("bias", [True, False], ids=["bias", "nobias"])
-@pytest.mark.parametrize("mode,nonlinearity", MODES, ids=MODE_IDS)
+@pytest.mark.parametrize("mode,nonlinearity", [m for m, _ in CELL_MODES],
+                         ids=[i for _, i in CELL_MODES])
 def test_cell_gradients(mode, nonlinearity, bias):
     lstm = mode == "LSTM"
     kwargs = dict(bias=bias, dtype=np.float64, seed=3, **VARIANT_OPTIONS.get(nonlinearity, {}))

@@ -283,12 +283,25 @@ def test_cli_import_torch_bad_files(tmp_path, capsys):
 
 # -- refusals ------------------------------------------------------------------------------
 
-def test_refuses_lstm_proj_size(torch):
-    with pytest.raises(ValueError, match="proj_size"):
-        fastrnn.from_torch(torch.nn.LSTM(3, 4, proj_size=2))
-    lstm = torch.nn.LSTM(3, 4, proj_size=2)
-    with pytest.raises(ValueError, match="proj_size"):
-        fastrnn.from_torch({k: v.detach().numpy() for k, v in lstm.state_dict().items()})
+def test_lstm_proj_size_converts_both_ways(torch):
+    """PyTorch's LSTMP, as a module and as a state_dict of arrays (parity of every
+    configuration: tests/test_variants.py)."""
+    lstm = torch.nn.LSTM(3, 4, num_layers=2, proj_size=2, bidirectional=True)
+    for source in (lstm, {k: v.detach().numpy() for k, v in lstm.state_dict().items()}):
+        layer = fastrnn.from_torch(source)
+        assert (layer.hidden_size, layer.proj_size, layer.num_layers) == (4, 2, 2)
+        assert layer.bidirectional
+    back = fastrnn.to_torch(layer)
+    assert back.proj_size == 2
+    for name, p in lstm.state_dict().items():
+        assert torch.equal(back.state_dict()[name], p)
+
+
+def test_refuses_a_projection_of_the_wrong_shape():
+    arrays = fastrnn.LSTM(3, 4, proj_size=2, seed=0).state_dict()
+    arrays["weight_hr_l0"] = np.zeros((2, 5), np.float32)
+    with pytest.raises(ValueError, match="weight_hr_l0"):
+        fastrnn.from_torch(arrays)
 
 
 def test_refuses_unknown_modules(torch):

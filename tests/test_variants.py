@@ -1,7 +1,8 @@
-"""The forms beyond PyTorch's defaults: the GRU with the reset gate before the recurrent
-product (``reset_after=False``), the LSTM with peepholes (``peephole=True``), one direction
-read backwards (``reverse=True``), and PyTorch's other input forms (an unbatched 2-D
-``x``, an empty batch).
+"""The forms beyond the plain cells: the GRU with the reset gate before the recurrent
+product (``reset_after=False``), the LSTM with peepholes (``peephole=True``), the LSTM
+with a projection (PyTorch's ``proj_size``), one direction read backwards
+(``reverse=True``), and PyTorch's other input forms (an unbatched 2-D ``x``, an empty
+batch).
 
 Each form against the NumPy reference (float64 to 1e-10), ONNX Runtime and ONNX's
 reference evaluator on the same weights, PyTorch where PyTorch computes it; the finite
@@ -31,6 +32,8 @@ FORMS = {
                                  {"reset_after": False, "reverse": True}),
     "lstm_peephole_reverse": (fastrnn.LSTM, {"peephole": True, "reverse": True}, "LSTM",
                               {"reverse": True}),
+    "lstm_proj": (fastrnn.LSTM, {"proj_size": 4}, "LSTM", {}),
+    "lstm_proj_peephole": (fastrnn.LSTM, {"proj_size": 2, "peephole": True}, "LSTM", {}),
 }
 # (num_layers, bidirectional, lengths of a batch of 5, batch_first)
 STACKS = [(1, False, None, False), (2, False, [7, 2, 5, 1, 7], True),
@@ -50,7 +53,7 @@ def _cases(forms, layouts, ids):
 
 def _state(rng, layer, dtype):
     LD = layer.num_layers * layer.num_directions
-    h0 = rng.standard_normal((LD, B, H)).astype(dtype)
+    h0 = rng.standard_normal((LD, B, layer.state_size)).astype(dtype)
     return (h0, rng.standard_normal((LD, B, H)).astype(dtype)) if layer.kind.has_cell else h0
 
 
@@ -91,7 +94,7 @@ def test_layer_matches_reference(form, stack, dtype):
     _, _, backward = layer.forward_train(x_in, state0, lengths=lengths)
     dy_in = dy.astype(dtype)
     dx, dstate0 = backward(dy_in.swapaxes(0, 1) if batch_first else dy_in,
-                           (dh_n.astype(dtype), np.zeros_like(dh_n, dtype)) if lstm
+                           (dh_n.astype(dtype), np.zeros_like(c_r, dtype)) if lstm
                            else dh_n.astype(dtype))
     assert_allclose(dx.swapaxes(0, 1) if batch_first else dx, dx_r, **TOL[dtype])
     assert_allclose(dstate0[0] if lstm else dstate0, dh0_r, **TOL[dtype])
@@ -204,7 +207,7 @@ def test_cells_step_as_their_layers(form):
     assert ("peephole=True" in repr(cell)) == (form == "lstm_peephole")
 
 
-@pytest.mark.parametrize("form", ["gru_reset_before", "lstm_peephole"])
+@pytest.mark.parametrize("form", ["gru_reset_before", "lstm_peephole", "lstm_proj"])
 def test_stepper_streams_the_variants(form):
     cls, options, _, _ = FORMS[form]
     model = fastrnn.SequenceModel.build(cls.__name__.lower(), input_size=I, hidden_size=H,
@@ -222,7 +225,8 @@ def test_stepper_refuses_a_reverse_layer():
         model.stepper()
 
 
-@pytest.mark.parametrize("form", ["gru_reset_before", "lstm_peephole", "gru_reverse"])
+@pytest.mark.parametrize("form", ["gru_reset_before", "lstm_peephole", "gru_reverse",
+                                  "lstm_proj"])
 def test_models_save_load_and_learn(form, tmp_path):
     cls, options, _, _ = FORMS[form]
     model = fastrnn.SequenceModel.build(cls.__name__.lower(), input_size=2, hidden_size=16,
@@ -446,3 +450,102 @@ def test_kernels_refuse_panels_for_the_reset_before_gru():
         _core.forward(_core.KIND_GRU_RB, X, W_ih, W_hh, empty, empty, nact, bounds, h, Y, 0,
                       Gt, Gh=Gh, W_hh_t=packed, layout=_core.LAYOUT_PANELS)
     assert not _engine.use_panels(W_hh, 100, 64, VARIANTS["GRU", "reset_before"])
+
+
+# ------------------------------------------------------- the LSTM's projection (LSTMP)
+
+# (num_layers, bidirectional, lengths)
+PROJ_STACKS = [(1, False, None), (2, False, [7, 2, 5, 1, 7]), (2, True, [3, 7, 7, 1, 4]),
+               (1, True, None)]
+PROJ_IDS = ["L1", "L2-lengths", "L2-bi-lengths", "L1-bi"]
+
+
+@pytest.mark.parametrize("dtype", DTYPES, ids=DTYPE_IDS)
+@pytest.mark.parametrize("stack", PROJ_STACKS, ids=PROJ_IDS)
+def test_projection_matches_pytorch(stack, dtype):
+    """torch.nn.LSTM(..., proj_size=P) with the same weights: outputs, final states and
+    the gradients of the input, the initial states and every parameter (packed sequences
+    for lengths, as PyTorch's own variable-length path)."""
+    torch = pytest.importorskip("torch")
+    num_layers, bidirectional, lengths = stack
+    P = 4
+    layer = fastrnn.LSTM(I, H, num_layers=num_layers, bidirectional=bidirectional,
+                         proj_size=P, dtype=dtype, seed=3)
+    tm = fastrnn.to_torch(layer)
+    assert tm.proj_size == P
+    rng = np.random.default_rng(4)
+    x = rng.standard_normal((T, B, I)).astype(dtype)
+    h0, c0 = _state(rng, layer, dtype)
+    dy = rng.standard_normal((T, B, layer.num_directions * P)).astype(dtype)
+    dh_n, dc_n = rng.standard_normal(h0.shape).astype(dtype), \
+        rng.standard_normal(c0.shape).astype(dtype)
+    lengths = None if lengths is None else np.array(lengths)
+
+    tx = torch.from_numpy(x).requires_grad_()
+    th0, tc0 = (torch.from_numpy(a).requires_grad_() for a in (h0, c0))
+    if lengths is None:
+        ty, (th, tc) = tm(tx, (th0, tc0))
+    else:
+        packed = torch.nn.utils.rnn.pack_padded_sequence(tx, torch.from_numpy(lengths),
+                                                         enforce_sorted=False)
+        out, (th, tc) = tm(packed, (th0, tc0))
+        ty, _ = torch.nn.utils.rnn.pad_packed_sequence(out, total_length=T)
+    (ty * torch.from_numpy(dy)).sum().add((th * torch.from_numpy(dh_n)).sum()) \
+        .add((tc * torch.from_numpy(dc_n)).sum()).backward()
+
+    layer.zero_grad()
+    y, (h, c), backward = layer.forward_train(x, (h0, c0), lengths=lengths)
+    dx, (dh0, dc0) = backward(dy, (dh_n, dc_n))
+    tol = TOL[dtype]
+    assert_allclose(y, ty.detach().numpy(), **tol)
+    assert_allclose(h, th.detach().numpy(), **tol)
+    assert_allclose(c, tc.detach().numpy(), **tol)
+    assert_allclose(dx, tx.grad.numpy(), **tol)
+    assert_allclose(dh0, th0.grad.numpy(), **tol)
+    assert_allclose(dc0, tc0.grad.numpy(), **tol)
+    for name, p in tm.named_parameters():
+        assert_allclose(layer._params[name].grad, p.grad.numpy(), err_msg=name, **tol)
+
+
+def test_projection_shapes_and_names():
+    layer = fastrnn.LSTM(I, 8, num_layers=2, bidirectional=True, proj_size=3, seed=0)
+    shapes = {name: p.shape for name, p in layer.named_parameters()}
+    assert shapes["weight_hh_l0"] == (32, 3) and shapes["weight_hr_l0"] == (3, 8)
+    assert shapes["weight_ih_l1"] == (32, 6)              # D * P inputs to layer 1
+    assert list(shapes)[:5] == ["weight_ih_l0", "weight_hh_l0", "bias_ih_l0", "bias_hh_l0",
+                                "weight_hr_l0"]          # PyTorch's order
+    y, (h, c) = layer(np.zeros((T, B, I), np.float32))
+    assert y.shape == (T, B, 6) and h.shape == (4, B, 3) and c.shape == (4, B, 8)
+    assert layer.config()["proj_size"] == 3 and "proj_size" not in fastrnn.LSTM(I, 8).config()
+    assert "proj_size=3" in repr(layer)
+
+
+@pytest.mark.parametrize("value,error", [(8, ValueError), (-1, ValueError),
+                                         (2.0, TypeError), (True, TypeError)])
+def test_bad_projection_size(value, error):
+    with pytest.raises(error, match="proj_size"):
+        fastrnn.LSTM(I, 8, proj_size=value)
+
+
+def test_projection_state_shapes_are_checked():
+    layer = fastrnn.LSTM(I, 8, proj_size=3, seed=0)
+    x = np.zeros((T, B, I), np.float32)
+    with pytest.raises(ValueError, match=r"state0\[0\] \(h\)"):
+        layer(x, (np.zeros((1, B, 8)), np.zeros((1, B, 8))))
+    with pytest.raises(ValueError, match=r"state0\[1\] \(c\)"):
+        layer(x, (np.zeros((1, B, 3)), np.zeros((1, B, 3))))
+
+
+def test_projection_is_refused_by_onnx():
+    pytest.importorskip("onnx")
+    with pytest.raises(ValueError, match="no projection"):
+        fastrnn.export_onnx(fastrnn.LSTM(I, 8, proj_size=3))
+
+
+def test_projection_from_a_state_dict():
+    """A torch state_dict of an LSTMP, as arrays (no torch needed)."""
+    layer = fastrnn.LSTM(I, 8, num_layers=2, proj_size=3, seed=0)
+    back = fastrnn.from_torch(layer.state_dict())
+    assert back.proj_size == 3 and back.hidden_size == 8
+    x = np.random.default_rng(0).standard_normal((T, B, I)).astype(np.float32)
+    assert np.array_equal(back(x)[0], layer(x)[0])

@@ -48,7 +48,7 @@ import numpy as np
 
 from .. import optim
 from .._kinds import KINDS, layer_kind, parameter_shapes
-from .._validate import as_dtype, flag, positive_int
+from .._validate import as_dtype, flag, positive_int, projection_size
 from .._version import __version__
 from ..models import Seq2Seq, SequenceModel
 from ..module import Module
@@ -239,10 +239,12 @@ def _rnn_shapes(prefix: str, c: dict, out: dict, limit: int) -> None:
                       peephole=flag(c.get("peephole", False), "peephole"))
     ranks = [None if c.get(name) is None else positive_int(c[name], name)
              for name in ("w_rank", "u_rank")]
-    per_cell = len(kind.cell_shapes(I, H, bias, "", *ranks))
+    proj = projection_size(c.get("proj_size", 0), H)
+    per_cell = len(kind.cell_shapes(I, H, bias, "", ranks[0], ranks[1], proj))
     if len(out) + L * (2 if bidirectional else 1) * per_cell > limit:
         raise ValueError(f"{prefix[:-1]}: {L} layers are more than a model file holds")
-    for name, shape in parameter_shapes(kind, I, H, L, bidirectional, bias, *ranks):
+    for name, shape in parameter_shapes(kind, I, H, L, bidirectional, bias, ranks[0],
+                                        ranks[1], proj):
         out[prefix + name] = shape
 
 

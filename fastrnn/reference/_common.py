@@ -47,23 +47,26 @@ def _input(x):
     return x.astype(_float_dtype(x), copy=False)
 
 
-def _prepare(x, states, W_ih, W_hh, b_ih, b_hh, num_gates, lengths):
+def _prepare(x, states, W_ih, W_hh, b_ih, b_hh, num_gates, lengths, hidden_size=None):
     """Cast everything to the dtype of x and check shapes.
 
-    ``states`` is a list of (name, array) pairs, each (B, H). Returns x, the list of
-    states, the weights (W_ih, W_hh, b_ih, b_hh) and the (T, B) mask ``active``.
+    ``states`` is a list of (name, array) pairs: h (B, P), the others (B, H), where P is
+    W_hh's width and H ``hidden_size`` (P unless an LSTM projects h). Returns x, the list
+    of states, the weights (W_ih, W_hh, b_ih, b_hh) and the (T, B) mask ``active``.
     """
     x = _input(x)
     dtype = x.dtype
     T, B, I = x.shape
     W_ih, W_hh, b_ih, b_hh = (None if a is None else np.asarray(a, dtype=dtype)
                               for a in (W_ih, W_hh, b_ih, b_hh))
-    H = W_hh.shape[-1]
+    P = W_hh.shape[-1]
+    H = hidden_size or P
     _check_shape("W_ih", W_ih, (num_gates * H, I))
-    _check_shape("W_hh", W_hh, (num_gates * H, H))
+    _check_shape("W_hh", W_hh, (num_gates * H, P))
     _check_shape("b_ih", b_ih, (num_gates * H,))
     _check_shape("b_hh", b_hh, (num_gates * H,))
-    states = [_check_shape(name, np.asarray(s, dtype=dtype), (B, H)) for name, s in states]
+    states = [_check_shape(name, np.asarray(s, dtype=dtype), (B, P if i == 0 else H))
+              for i, (name, s) in enumerate(states)]
     return x, states, (W_ih, W_hh, b_ih, b_hh), _active_mask(lengths, T, B)
 
 
@@ -128,16 +131,17 @@ def _forward_cache(x, weights, active, reverse, Hp, A, **extra):
                 Hp=Hp, A=A, **extra)
 
 
-def _backward_inputs(dy, dstates, cache):
-    """dy in the cache dtype with padded steps zeroed, and the state gradients (None -> 0)."""
+def _backward_inputs(dy, dstates, cache, cell_shape=None):
+    """dy in the cache dtype with padded steps zeroed, and the state gradients (None -> 0):
+    dh of h's shape, the others of ``cell_shape`` (h's unless given)."""
     x, Hp, active = cache["x"], cache["Hp"], cache["active"]
     dy = _check_shape("dy", np.asarray(dy, dtype=x.dtype), Hp.shape)
     if active is not None:
         dy = np.where(active[:, :, None], dy, 0)  # y is constant 0 there
-    zeros = np.zeros(Hp.shape[1:], dtype=x.dtype)
-    dstates = [zeros if d is None else
-               _check_shape(name, np.asarray(d, dtype=x.dtype), zeros.shape)
-               for name, d in dstates]
+    shapes = [Hp.shape[1:]] + [cell_shape or Hp.shape[1:]] * (len(dstates) - 1)
+    dstates = [np.zeros(shape, dtype=x.dtype) if d is None else
+               _check_shape(name, np.asarray(d, dtype=x.dtype), shape)
+               for (name, d), shape in zip(dstates, shapes)]
     return dy, dstates
 
 

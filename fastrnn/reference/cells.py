@@ -6,8 +6,9 @@ from collections.abc import Callable
 import numpy as np
 
 from ._common import (NUM_GATES, _backward_inputs, _blocks, _check_shape, _float_dtype,
-                      _forward_cache, _input_and_weight_grads, _keep, _prepare, _project_inputs,
-                      _relu, _row_mask, _steps, _sum_biases, _zero_inactive, sigmoid)
+                      _forward_cache, _input, _input_and_weight_grads, _keep, _prepare,
+                      _project_inputs, _relu, _row_mask, _steps, _sum_biases, _zero_inactive,
+                      sigmoid)
 
 # ----------------------------------------------------------------------------- RNN
 
@@ -98,7 +99,7 @@ def rnn_backward(dy, dh_n, cache):
 
 
 def lstm_forward(x, h0, c0, W_ih, W_hh, b_ih=None, b_hh=None, lengths=None, reverse=False,
-                 peephole=None):
+                 peephole=None, W_hr=None):
     """LSTM over a sequence, one layer, one direction (gate blocks i, f, g, o).
 
     (1) G_t = Xp[t] + h_prev @ W_hh.T      with Xp = x @ W_ih.T + b_ih + b_hh
@@ -107,7 +108,9 @@ def lstm_forward(x, h0, c0, W_ih, W_hh, b_ih=None, b_hh=None, lengths=None, reve
     (4) h_t = o * tanh(c_t)
 
     With ``peephole`` p (3, H) (Gers & Schmidhuber 2000): i = σ(G_i + p_i * c_prev),
-    f = σ(G_f + p_f * c_prev), o = σ(G_o + p_o * c_t).
+    f = σ(G_f + p_f * c_prev), o = σ(G_o + p_o * c_t).  With ``W_hr`` (P, H) (PyTorch's
+    proj_size, Sak et al. 2014): (4) h_t = W_hr (o * tanh(c_t)), so h, W_hh's columns and
+    h0 have P values.
 
     x (T, B, I), h0, c0 (B, H), W_ih (4H, I), W_hh (4H, H), b_ih, b_hh (4H,) or None.
     Returns y (T, B, H), h_n, c_n (B, H) and the cache for ``lstm_backward``.
@@ -123,14 +126,19 @@ def lstm_forward(x, h0, c0, W_ih, W_hh, b_ih=None, b_hh=None, lengths=None, reve
     >>> bool((y[3:, 1] == 0).all())                        # padded steps output 0
     True
     """
+    W_hr = None if W_hr is None else np.asarray(W_hr, dtype=_input(x).dtype)
     x, (h, c), weights, active = _prepare(x, [("h0", h0), ("c0", c0)], W_ih, W_hh,
-                                          b_ih, b_hh, 4, lengths)
+                                          b_ih, b_hh, 4, lengths,
+                                          None if W_hr is None else W_hr.shape[1])
     W_hh = weights[1]
-    T, B, H = x.shape[0], x.shape[1], h.shape[1]
+    T, B, H, P = x.shape[0], x.shape[1], c.shape[1], h.shape[1]
+    if W_hr is not None:
+        _check_shape("W_hr", W_hr, (P, H))
     p_i, p_f, p_o = _peepholes(peephole, H, x.dtype)
     Xp = _project_inputs(x, weights[0], _sum_biases(*weights[2:]))  # (1) input part, all steps
     A = np.zeros((T, B, 4 * H), dtype=x.dtype)
-    y, Hp, Cp, C, TC = (np.zeros((T, B, H), dtype=x.dtype) for _ in range(5))
+    Cp, C, TC = (np.zeros((T, B, H), dtype=x.dtype) for _ in range(3))
+    y, Hp = (np.zeros((T, B, P), dtype=x.dtype) for _ in range(2))
     for t in _steps(T, reverse):
         mask = _row_mask(active, t)
         Hp[t], Cp[t] = h, c
@@ -142,11 +150,13 @@ def lstm_forward(x, h0, c0, W_ih, W_hh, b_ih=None, b_hh=None, lengths=None, reve
         C[t] = c_t
         TC[t] = np.tanh(c_t)
         h_t = o * TC[t]  # (4)
+        if W_hr is not None:
+            h_t = h_t @ W_hr.T  # (4), projected
         y[t] = h_t
         h, c = _keep(mask, h_t, h), _keep(mask, c_t, c)
     _zero_inactive(y, active)
     cache = _forward_cache(x, weights, active, reverse, Hp, A, Cp=Cp, C=C, TC=TC,
-                           peephole=None if peephole is None else (p_i, p_f, p_o))
+                           peephole=None if peephole is None else (p_i, p_f, p_o), W_hr=W_hr)
     return y, h, c, cache
 
 
@@ -179,26 +189,35 @@ def lstm_backward(dy, dh_n, dc_n, cache):
     >>> bool(np.allclose(dc0, f.prod(axis=0)))             # dc_n reaches c0 through (3) alone
     True
     """
-    dy, (dh, dc) = _backward_inputs(dy, [("dh_n", dh_n), ("dc_n", dc_n)], cache)
+    dy, (dh, dc) = _backward_inputs(dy, [("dh_n", dh_n), ("dc_n", dc_n)], cache,
+                                    cache["Cp"].shape[1:])
     A, W_hh, active = cache["A"], cache["W_hh"], cache["active"]
     Cp, C, TC = cache["Cp"], cache["C"], cache["TC"]
-    peephole = cache["peephole"]
+    peephole, W_hr = cache["peephole"], cache["W_hr"]
     p_i, p_f, p_o = peephole if peephole is not None else (0, 0, 0)
     dG = np.zeros_like(A)
+    dH = np.zeros_like(cache["Hp"])             # every step's dh, for W_hr's gradient
     for t in _steps(A.shape[0], not cache["reverse"]):
         mask = _row_mask(active, t)
         i, f, g, o = _blocks(A[t], 4)
         dG_i, dG_f, dG_g, dG_o = _blocks(dG[t], 4)  # views: filling them fills dG[t]
-        dh = dh + dy[t]
+        d_out = dh + dy[t]
+        dH[t] = d_out
+        _zero_inactive(dH[t], mask)
+        dh = d_out if W_hr is None else d_out @ W_hr  # (4) back through the projection
         dG_o[:] = dh * TC[t] * o * (1 - o)  # (4) then (2)
         dc_t = dc + dh * o * (1 - TC[t] * TC[t]) + dG_o * p_o  # (4) and o's peephole
         dG_i[:] = dc_t * g * i * (1 - i)  # (3) then (2)
         dG_f[:] = dc_t * Cp[t] * f * (1 - f)  # (3) then (2)
         dG_g[:] = dc_t * i * (1 - g * g)  # (3) then (2)
         _zero_inactive(dG[t], mask)
-        dh = _keep(mask, dG[t] @ W_hh, dh)  # (1) into h_prev
+        dh = _keep(mask, dG[t] @ W_hh, d_out)  # (1) into h_prev
         dc = _keep(mask, dc_t * f + dG_i * p_i + dG_f * p_f, dc)  # (3), (2) into c_prev
     dx, grads = _input_and_weight_grads(dG, dG, cache)
+    if W_hr is not None:
+        T, B, P = dH.shape
+        M = (A[..., 3 * W_hr.shape[1]:] * TC).reshape(T * B, -1)    # o * tanh(c_t)
+        grads["weight_hr"] = dH.reshape(T * B, P).T @ M
     if peephole is not None:
         dG_i, dG_f, _, dG_o = _blocks(dG, 4)
         grads["peephole"] = np.stack([(dG_i * Cp).sum(axis=(0, 1)),
@@ -329,12 +348,12 @@ def gru_backward(dy, dh_n, cache):
 
 
 def _direction_forward(mode, x, h0, c0, weights, lengths, reverse, nonlinearity,
-                       reset_after, peephole):
+                       reset_after, peephole, W_hr):
     """One layer, one direction, with the LSTM's signature for all modes."""
     W_ih, W_hh, b_ih, b_hh = weights
     if mode == "LSTM":
         return lstm_forward(x, h0, c0, W_ih, W_hh, b_ih, b_hh, lengths=lengths,
-                            reverse=reverse, peephole=peephole)
+                            reverse=reverse, peephole=peephole, W_hr=W_hr)
     if mode == "GRU":
         y, h_n, cache = gru_forward(x, h0, W_ih, W_hh, b_ih, b_hh, lengths=lengths,
                                     reverse=reverse, reset_after=reset_after)
@@ -366,7 +385,9 @@ def stack_forward(mode, x, params, num_layers=1, bidirectional=False, h0=None, c
     mode: "RNN", "LSTM" or "GRU". params: PyTorch names ``weight_ih_l{k}{suffix}``,
     ``weight_hh_l{k}{suffix}``, ``bias_ih_l{k}{suffix}``, ``bias_hh_l{k}{suffix}`` with
     suffix "" or "_reverse" (bias keys absent when bias=False), and for an LSTM with
-    peepholes ``peephole_l{k}{suffix}`` (3, H). x (T, B, I), time-major.
+    peepholes ``peephole_l{k}{suffix}`` (3, H), with a projection (PyTorch's proj_size P)
+    ``weight_hr_l{k}{suffix}`` (P, H): h0 and the outputs are then P wide, c0 H wide.
+    x (T, B, I), time-major.
     h0, c0 (num_layers*D, B, H), layer-major then direction, None for zeros; c0 for the
     LSTM only. No dropout. ``reset_after=False``: the GRU of :func:`gru_forward` with
     that option; ``reverse``: one direction (not bidirectional) that reads each sequence
@@ -399,12 +420,13 @@ def stack_forward(mode, x, params, num_layers=1, bidirectional=False, h0=None, c
         raise ValueError(f"x must have shape (T, B, I), got {x.shape}")
     dtype = _float_dtype(x)
     T, B = x.shape[:2]
-    H = params["weight_hh_l0"].shape[-1]
+    H = params["weight_hh_l0"].shape[-1]          # the width of h (an LSTM's P if projected)
     state_shape = (num_layers * D, B, H)
+    cell_shape = (num_layers * D, B, params["weight_ih_l0"].shape[0] // NUM_GATES[mode])
     h0 = _initial_state("h0", h0, state_shape, dtype)
-    c0 = _initial_state("c0", c0, state_shape, dtype) if mode == "LSTM" else None
+    c0 = _initial_state("c0", c0, cell_shape, dtype) if mode == "LSTM" else None
     h_n = np.zeros(state_shape, dtype=dtype)
-    c_n = np.zeros(state_shape, dtype=dtype) if mode == "LSTM" else None
+    c_n = np.zeros(cell_shape, dtype=dtype) if mode == "LSTM" else None
     caches = []
     layer_input = x
     for k in range(num_layers):
@@ -416,7 +438,7 @@ def stack_forward(mode, x, params, num_layers=1, bidirectional=False, h0=None, c
             y, h_n[j], c_last, cache = _direction_forward(
                 mode, layer_input, h0[j], None if c0 is None else c0[j], weights,
                 lengths, d == 1 or reverse, nonlinearity, reset_after,
-                params.get(f"peephole_l{k}{suffix}"))
+                params.get(f"peephole_l{k}{suffix}"), params.get(f"weight_hr_l{k}{suffix}"))
             if c_n is not None:
                 c_n[j] = c_last
             outputs.append(y)
@@ -449,10 +471,12 @@ def stack_backward(dy, dh_n, dc_n, cache):
     if not lstm and dc_n is not None:
         raise ValueError(f"dc_n is for the LSTM only, got it with mode={mode!r}")
     state_shape = (L * D,) + cache["caches"][0]["Hp"].shape[1:]
+    cell_shape = (L * D,) + (cache["caches"][0]["Cp"] if lstm else cache["caches"][0]["Hp"]
+                             ).shape[1:]
     dh_n = _initial_state("dh_n", dh_n, state_shape, dtype)
-    dc_n = _initial_state("dc_n", dc_n, state_shape, dtype) if lstm else None
+    dc_n = _initial_state("dc_n", dc_n, cell_shape, dtype) if lstm else None
     dh0 = np.zeros(state_shape, dtype=dtype)
-    dc0 = np.zeros(state_shape, dtype=dtype) if lstm else None
+    dc0 = np.zeros(cell_shape, dtype=dtype) if lstm else None
     grads = {}
     d_output = np.asarray(dy, dtype=dtype)
     for k in reversed(range(L)):
