@@ -153,20 +153,34 @@ class _Recurrent:
     run-time inputs (X, sequence_lens, initial_h, initial_c; '' if absent)."""
 
     def __init__(self, onnx, node, consts: dict):
-        self.where = where = _where(node)
-        self.op = op = node.op_type
-        if op not in _LAYERS:
-            raise ValueError(f"{where}: fastrnn reads RNN, LSTM and GRU nodes, not {op}")
-        names = list(node.input) + [""] * (len(_INPUTS) - len(node.input))
-        if len(node.input) > len(_INPUTS) or (op != "LSTM" and any(names[6:])):
-            raise ValueError(f"{where} has {len(node.input)} inputs; an ONNX {op} takes "
-                             f"{', '.join(_INPUTS[:len(_INPUTS) if op == 'LSTM' else 6])}")
-        self.inputs = dict(zip(_INPUTS, names))
+        self.where = _where(node)
+        self.op = node.op_type
+        self.inputs = self._input_names(node)
         attrs = _attributes(onnx, node)
         D = _direction_count(attrs)
         P = self._const(consts, "P")
-        self.options = _options(attrs, op, D, P is not None and bool(P.any()), where)
-        W, R = (self._const(consts, name) for name in ("W", "R"))
+        self.options = _options(attrs, self.op, D, P is not None and bool(P.any()),
+                                self.where)
+        self._read_weights(consts, attrs.get("hidden_size"), D, P)
+        self._runtime_inputs(consts)
+
+    def _input_names(self, node) -> dict:
+        """Input role (X, W, ...) -> the value's name ('' if absent)."""
+        op, where = self.op, self.where
+        if op not in _LAYERS or node.domain not in ("", "ai.onnx"):
+            raise ValueError(f"{where}: fastrnn reads RNN, LSTM and GRU nodes of the "
+                             f"default domain, not {node.domain + '.' if node.domain else ''}"
+                             f"{op}")
+        takes = _INPUTS if op == "LSTM" else _INPUTS[:6]
+        if len(node.input) > len(takes):
+            raise ValueError(f"{where} has {len(node.input)} inputs; an ONNX {op} takes "
+                             f"{', '.join(takes)}")
+        return dict(zip(_INPUTS, list(node.input) + [""] * (len(_INPUTS) - len(node.input))))
+
+    def _read_weights(self, consts: dict, hidden_size, D: int, P) -> None:
+        """W, R, B and P (if it gives peepholes), their shapes checked; sizes, dtype."""
+        where = self.where
+        W, R = self._const(consts, "W"), self._const(consts, "R")
         if W is None or R is None:
             raise ValueError(f"{where}: inputs W and R are required")
         self.dtype = _float_dtype(W.dtype, f"{where}: input W")
@@ -174,18 +188,17 @@ class _Recurrent:
             raise ValueError(f"{where}: inputs W and R must be 3-D, got shapes {W.shape} "
                              f"and {R.shape}")
         self.hidden_size = H = R.shape[2]
-        GH = KINDS[op].gates * H
-        if attrs.get("hidden_size", H) != H:
-            raise ValueError(f"{where}: attribute hidden_size={attrs['hidden_size']} but R "
-                             f"has shape {R.shape} (hidden size {H})")
         self.input_size = W.shape[2]
+        if hidden_size not in (None, H):
+            raise ValueError(f"{where}: attribute hidden_size={hidden_size} but R has shape "
+                             f"{R.shape} (hidden size {H})")
+        GH = KINDS[self.op].gates * H
         self.W = _shaped(W, (D, GH, self.input_size), "W", where)
         self.R = _shaped(R, (D, GH, H), "R", where)
         B = self._const(consts, "B")
         self.B = None if B is None else _shaped(B, (D, 2 * GH), "B", where)
         self.P = (_shaped(P, (D, 3 * H), "P", where)
                   if P is not None and "peephole" in self.options else None)
-        self._runtime_inputs(consts)
 
     def _const(self, consts: dict, name: str) -> np.ndarray | None:
         value = self.inputs[name]
@@ -387,8 +400,8 @@ def _same_graph(onnx, graph, expected, obj, what: str) -> None:
     nodes, exp = got[0], want[0]
     for k, (a, b) in enumerate(zip(nodes, exp)):
         if a != b:
-            detail = (f"its node {k} ({graph.node[k].op_type} {graph.node[k].name!r}) is "
-                      f"not the {b[0]} node export_onnx writes there")
+            detail = (f"its node {k} ({graph.node[k].op_type} {graph.node[k].name!r}) "
+                      f"differs from the {b[0]} node export_onnx writes there")
             break
     else:
         detail = (f"it has {len(nodes)} nodes where export_onnx writes {len(exp)}"

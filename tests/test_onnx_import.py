@@ -440,8 +440,21 @@ def test_refused_models(tmp_path):
         fastrnn.from_onnx(model, values=[1])
     model.graph.node[0].op_type = "Scan"
     with pytest.raises(ValueError, match="Scan node 'rnn_node': fastrnn reads RNN, LSTM and "
-                                         "GRU nodes, not Scan"):
+                                         "GRU nodes of the default domain, not Scan"):
         fastrnn.from_onnx(model)
+    model.graph.node[0].op_type, model.graph.node[0].domain = "LSTM", "com.example"
+    with pytest.raises(ValueError, match="not com.example.LSTM"):
+        fastrnn.from_onnx(model)
+
+
+def test_external_data(tmp_path):
+    """A model file whose weights are kept beside it (onnx's external data)."""
+    layer = fastrnn.GRU(3, 4, num_layers=2, seed=0)
+    path = tmp_path / "gru.onnx"
+    onnx.save_model(fastrnn.export_onnx(layer), str(path), save_as_external_data=True,
+                    all_tensors_to_one_file=True, location="gru.data", size_threshold=0)
+    assert (tmp_path / "gru.data").exists()
+    _same_parameters(fastrnn.from_onnx(str(path)), layer)
 
 
 @pytest.mark.parametrize("obj", [fastrnn.GRUCell(3, 4, seed=0), fastrnn.Linear(3, 2, seed=0),
@@ -460,11 +473,17 @@ def test_refused_altered_export():
     model.graph.node[3].input[0] = "r"
     model.graph.node.insert(3, relu)
     with pytest.raises(ValueError, match=r"not a graph fastrnn reads: its node 3 \(Relu "
-                                         r"'x'\) is not the LSTM node"):
+                                         r"'x'\) differs from the LSTM node"):
         fastrnn.from_onnx(model)
     model = fastrnn.export_onnx(fastrnn.GRU(3, 4, seed=0))
     model.graph.node[1].attribute[0].ints[:] = [0, 1, 2, 3]      # the Transpose's perm
     with pytest.raises(ValueError, match=r"its node 1 \(Transpose"):
+        fastrnn.from_onnx(model)
+    model = fastrnn.export_onnx(fastrnn.RNN(3, 4, seed=0))
+    identity = next(n for n in model.graph.node if n.output[0] == "y")
+    model.graph.output[0].name = identity.output[0] = "output"
+    with pytest.raises(ValueError, match=r"inputs or outputs differ .*\['x'\] -> "
+                                         r"\['y', 'h_n'\]"):
         fastrnn.from_onnx(model)
 
 
