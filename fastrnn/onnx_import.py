@@ -117,7 +117,8 @@ def _options(attrs: dict, op: str, D: int, peepholes: bool, where: str) -> dict:
             continue
         default, values = per_op[op]
         value = given.get(name, default)
-        value = value.decode() if isinstance(value, bytes) else value
+        value = value.decode() if isinstance(value, bytes) else \
+            tuple(value) if isinstance(value, list) else value
         what = "input P (peepholes)" if name == "P" else f"attribute {name}={value!r}"
         if value not in values:
             raise ValueError(f"{where}: {what} has no fastrnn equivalent (fastrnn computes "
