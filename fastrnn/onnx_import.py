@@ -2,7 +2,7 @@
 
 Two kinds of graph are read:
 
-* a graph :func:`~fastrnn.export_onnx` wrote for a recurrent layer or a
+* a graph :func:`~fastrnn.export_onnx` wrote for a recurrent layer, a cell or a
   :class:`~fastrnn.SequenceModel` (embedding, readout, any head): the same kind of object
   with the same configuration and bit for bit the same parameters.  The importer builds
   the object its nodes describe, exports it again and checks that both graphs are the
@@ -41,7 +41,8 @@ import numpy as np
 from ._kinds import KINDS, suffix
 from .io import open_regular_file
 from .onnx_export import _onnx, export_onnx
-from .torch_bridge import _HEADS, _LAYERS, _assemble, _dense_from_state, _float_dtype, _load
+from .torch_bridge import (_CELLS, _HEADS, _LAYERS, _assemble, _dense_from_state, _float_dtype,
+                           _load)
 
 __all__ = ["from_onnx", "run_as_onnx"]
 
@@ -222,17 +223,16 @@ class _Recurrent:
                              f"takes it at run time (lengths= and state0= of the layer's "
                              f"call), so it must be a graph input without a value")
 
-    def parameters(self, layer: int, bias: bool) -> dict:
-        """fastrnn's parameters (names of layer ``layer``) from the ONNX arrays; without
-        ``bias`` none of the biases.  An absent B is zeros."""
+    def parameters(self, suffixes: list[str], bias: bool) -> dict:
+        """fastrnn's parameters from the ONNX arrays, direction d's names ending in
+        ``suffixes[d]``; without ``bias`` none of the biases.  An absent B is zeros."""
         kind = KINDS[self.op]
         H = self.hidden_size
         rows = np.argsort(kind.onnx_rows(H))       # ONNX's gate order back to fastrnn's
         GH = rows.size
         B = np.zeros((self.W.shape[0], 2 * GH), self.dtype) if self.B is None else self.B
         out = {}
-        for d in range(self.W.shape[0]):
-            s = suffix(layer, d)
+        for d, s in enumerate(suffixes):
             out["weight_ih" + s] = self.W[d][rows]
             out["weight_hh" + s] = self.R[d][rows]
             if bias:
@@ -254,9 +254,23 @@ def _layer(nodes: list[_Recurrent], bias: bool, what: str):
                               bias=bias, dtype=first.dtype, seed=0, **first.options)
     params: dict = {}
     for k, n in enumerate(nodes):
-        params.update(n.parameters(k, bias))
+        params.update(n.parameters([suffix(k, d) for d in range(layer.num_directions)],
+                                   bias))
     _load(layer, params, what)
     return layer
+
+
+def _cell(node: _Recurrent, bias: bool, what: str):
+    """The fastrnn cell of a node that runs one step, its parameters loaded."""
+    cls = _CELLS[node.op + "Cell"]
+    extra = set(node.options) - set(inspect.signature(cls).parameters)
+    if extra:
+        raise ValueError(f"{what}: {node.where} does not run a cell's one step (a cell has "
+                         f"no {sorted(extra)})")
+    cell = cls(node.input_size, node.hidden_size, bias=bias, dtype=node.dtype, seed=0,
+               **node.options)
+    _load(cell, node.parameters([""], bias), what)
+    return cell
 
 
 # ---------------------------------------------------------------------------------------
@@ -352,8 +366,12 @@ def _exported(onnx, model, consts: dict, what: str):
     if not nodes:
         raise ValueError(f"{what} has no RNN, LSTM or GRU node")
     bias = any(n.B is not None and n.B.any() for n in nodes)    # export: zeros for none
-    rnn = _layer(nodes, bias, what)
     ops = {n.op_type: n for n in graph.node}
+    if "Unsqueeze" in ops:                 # a cell's step: x (B, I) -> X (1, B, I)
+        obj = _cell(nodes[0], bias, what)
+        _same_graph(onnx, graph, export_onnx(obj, dtype=obj.dtype).graph, obj, what)
+        return obj
+    rnn = _layer(nodes, bias, what)
     first = nodes[0].inputs
     obj = rnn
     if "Gemm" in ops or "MatMul" in ops:
@@ -422,8 +440,8 @@ def from_onnx(model, *, values=None):
     maps graph inputs that hold parameters (``W``, ``R``, ``B``, ``P`` of a node) to
     their arrays.
 
-    * A graph :func:`~fastrnn.export_onnx` wrote for a recurrent layer or a
-      :class:`~fastrnn.SequenceModel`: that layer or model (same configuration, the same
+    * A graph :func:`~fastrnn.export_onnx` wrote for a recurrent layer, a cell or a
+      :class:`~fastrnn.SequenceModel`: that object (same configuration, the same
       parameters bit for bit; the loss is the default, which the graph does not hold).
     * A graph of one ``RNN`` / ``LSTM`` / ``GRU`` node: a one-layer
       :class:`~fastrnn.RNN` / ``LSTM`` / ``GRU``; ``layout=1`` gives ``batch_first``,

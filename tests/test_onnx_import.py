@@ -93,6 +93,21 @@ def test_model_round_trip(tmp_path, cell, head, bi, vocab, dtype, layers):
     assert np.array_equal(back.forward(x, [6, 1, 4]), m.forward(x, [6, 1, 4]))
 
 
+@pytest.mark.parametrize("cell", [fastrnn.RNNCell(3, 4, seed=0),
+                                  fastrnn.RNNCell(3, 4, nonlinearity="relu", seed=0),
+                                  fastrnn.LSTMCell(3, 4, bias=False, seed=0),
+                                  fastrnn.GRUCell(3, 4, dtype=np.float64, seed=0)],
+                         ids=["rnn_tanh", "rnn_relu", "lstm_nobias", "gru_f64"])
+def test_cell_round_trip(cell):
+    back = fastrnn.from_onnx(fastrnn.export_onnx(cell))
+    assert type(back) is type(cell) and repr(back) == repr(cell)
+    _same_parameters(back, cell)
+    rng = np.random.default_rng(0)
+    x, h = rng.standard_normal((2, 3)), rng.standard_normal((2, 4))
+    state = (h, h) if isinstance(cell, fastrnn.LSTMCell) else h
+    assert np.array_equal(np.asarray(back(x, state)), np.asarray(cell(x, state)))
+
+
 def test_float64_exported_as_float32_comes_back_float32():
     m = fastrnn.SequenceModel.build("gru", input_size=3, hidden_size=4, output_size=2,
                                     dtype=np.float64, seed=0)
@@ -454,12 +469,27 @@ def test_external_data(tmp_path):
     _same_parameters(fastrnn.from_onnx(str(path)), layer)
 
 
-@pytest.mark.parametrize("obj", [fastrnn.GRUCell(3, 4, seed=0), fastrnn.Linear(3, 2, seed=0),
-                                 fastrnn.Embedding(5, 2, seed=0)],
-                         ids=["cell", "linear", "embedding"])
-def test_refused_graphs_of_other_objects(obj):
-    with pytest.raises(ValueError, match="not a graph fastrnn reads|has no RNN, LSTM or GRU"):
+@pytest.mark.parametrize("obj", [fastrnn.Linear(3, 2, seed=0), fastrnn.Embedding(5, 2, seed=0)],
+                         ids=["linear", "embedding"])
+def test_refused_graphs_without_recurrent_nodes(obj):
+    with pytest.raises(ValueError, match="the ONNX model has no RNN, LSTM or GRU node"):
         fastrnn.from_onnx(fastrnn.export_onnx(obj))
+
+
+def test_refused_cell_graph_of_a_bidirectional_node():
+    model = fastrnn.export_onnx(fastrnn.GRUCell(3, 4, seed=0))
+    gru = next(n for n in model.graph.node if n.op_type == "GRU")
+    gru.attribute.append(onnx.helper.make_attribute("direction", "bidirectional"))
+    W = next(t for t in model.graph.initializer if t.name == gru.input[1])
+    with pytest.raises(ValueError, match="input W has shape"):
+        fastrnn.from_onnx(model)
+    W.CopyFrom(onnx.numpy_helper.from_array(np.zeros((2, 12, 3), np.float32), W.name))
+    for name, shape in ((gru.input[2], (2, 12, 4)), (gru.input[3], (2, 24))):
+        t = next(t for t in model.graph.initializer if t.name == name)
+        t.CopyFrom(onnx.numpy_helper.from_array(np.zeros(shape, np.float32), name))
+    with pytest.raises(ValueError, match=r"does not run a cell's one step \(a cell has no "
+                                         r"\['bidirectional'\]\)"):
+        fastrnn.from_onnx(model)
 
 
 def test_refused_altered_export():
