@@ -22,12 +22,6 @@ OPTIONS = {"reverse": "RNN", "reset_after": "GRU", "peephole": "LSTM"}
 HAS = {kw: kw in inspect.signature(LAYERS[op]).parameters for kw, op in OPTIONS.items()}
 
 
-def _needs(*keywords):
-    """Skip a test of options this version of fastrnn does not have yet."""
-    missing = [k for k in keywords if not HAS[k]]
-    return pytest.mark.skipif(bool(missing), reason=f"fastrnn has no {missing} option yet")
-
-
 def _same_parameters(a, b):
     pa, pb = dict(a.named_parameters()), dict(b.named_parameters())
     assert list(pa) == list(pb)
