@@ -25,6 +25,12 @@ Modes (all float32, time-major x of shape (T, B, I), the same weights for every 
   dy (input gradient included). The NumPy reference has no gradient buffers: its backward
   returns fresh arrays, so zero_grad does not apply to it.
 
+The composed row (W11) is a whole training step of a model built with
+``fastrnn.Sequential``: Embedding -> LSTM -> LSTM -> additive attention pooling -> dense
+-> dense, softmax cross-entropy on one label per sequence, Adam: ``zero_grad``, forward,
+loss, backward, optimizer step, against the same model written in PyTorch with the same
+weights (the NumPy reference has no such model: n/a).
+
 FastGRNN rows (Kusupati et al. 2018): PyTorch has no such cell, so its contenders run
 EdgeML's ``FastGRNNCell`` (edgeml_pytorch/graph/rnn.py) as its users do, a Python loop
 over the time steps differentiated by autograd; the weights are EdgeML's initial values.
@@ -77,6 +83,8 @@ class Workload:
 
     @property
     def cell_name(self) -> str:
+        if self.cell == "Composed":
+            return "Embedding-LSTM-LSTM-attention-dense-dense"
         return f"RNN {self.nonlinearity}" if self.cell == "RNN" else self.cell
 
     def describe(self) -> str:
@@ -101,7 +109,13 @@ WORKLOADS = [
     Workload("W9", "FastGRNN", 100, 64, 32, 128, "training step", modes=("train",)),
     Workload("W10", "RNN", 100, 64, 32, 128, "training step at W9's sizes",
              modes=("train",), nonlinearity="tanh"),
+    Workload("W11", "Composed", 50, 32, 32, 128, "whole training step (loss, backward, Adam)",
+             modes=("train",)),
 ]
+
+# W11's model (I is the embedding width, H both LSTMs' hidden size)
+COMPOSED = dict(vocab=64, attention=64, dense=64, classes=10)
+COMPOSED_CONTENDERS = ("fastrnn", "torch", "torch-1t")
 
 # Scaling sweeps (``--scaling``): an LSTM training step around one base point, one size
 # varied at a time, to show how the cost of each contender grows.
@@ -145,6 +159,7 @@ QUICK = dict(budget_s=0.05, warmup_s=0.0, min_warmup=1, min_repeats=2, max_repea
 MODE_NAMES = {"infer": "inference", "train": "training step"}
 GATES = {"RNN": 1, "LSTM": 4, "GRU": 3}
 FAST_CELLS = ("FastGRNN",)           # EdgeML's cells: their own parameters, no GEMM floor
+NO_FLOOR = FAST_CELLS + ("Composed",)   # no GEMM floor: not one recurrent layer
 SEED = 0
 
 
@@ -222,6 +237,101 @@ def setup_fastrnn(w: Workload, params, x, dy, lengths=None):
         return dx
 
     return infer, train, info
+
+
+def make_composed_data(w: Workload):
+    """W11's weights by fastrnn's ``Sequential`` names (PyTorch's default initialisation:
+    N(0, 1) for the embedding, uniform(-1/sqrt(fan_in), 1/sqrt(fan_in)) otherwise), the
+    tokens (B, T) and the labels (B,), seeded."""
+    import numpy as np
+
+    rng = np.random.default_rng(SEED)
+    V, A, D, C = (COMPOSED[k] for k in ("vocab", "attention", "dense", "classes"))
+    E, H = w.I, w.H
+
+    def uniform(fan_in, *shape):
+        bound = 1.0 / np.sqrt(fan_in)
+        return rng.uniform(-bound, bound, size=shape).astype(np.float32)
+
+    params = {"0.weight": rng.standard_normal((V, E)).astype(np.float32)}
+    for k, width in (("1", E), ("2", H)):
+        params.update({f"{k}.weight_ih_l0": uniform(H, 4 * H, width),
+                       f"{k}.weight_hh_l0": uniform(H, 4 * H, H),
+                       f"{k}.bias_ih_l0": uniform(H, 4 * H),
+                       f"{k}.bias_hh_l0": uniform(H, 4 * H)})
+    params.update({"3.v": uniform(A, A), "3.proj.weight": uniform(H, A, H),
+                   "3.proj.bias": uniform(H, A), "4.weight": uniform(H, D, H),
+                   "4.bias": uniform(H, D), "5.weight": uniform(D, C, D),
+                   "5.bias": uniform(D, C)})
+    tokens = rng.integers(0, V, (w.B, w.T))
+    labels = rng.integers(0, C, w.B)
+    return params, tokens, labels
+
+
+def setup_fastrnn_composed(w: Workload, params, tokens, labels):
+    import numpy as np
+
+    import fastrnn
+    from fastrnn.losses import softmax_cross_entropy
+
+    V, A, D, C = (COMPOSED[k] for k in ("vocab", "attention", "dense", "classes"))
+    model = fastrnn.Sequential([
+        fastrnn.Embedding(V, w.I), fastrnn.LSTM(w.I, w.H), fastrnn.LSTM(w.H, w.H),
+        fastrnn.AttentionPooling(w.H, A), fastrnn.Linear(w.H, D), fastrnn.Linear(D, C)],
+        dtype=np.float32)
+    model.load_state_dict(params)
+    opt = fastrnn.optim.Adam(model.parameters(), lr=1e-3)
+
+    def train():
+        opt.zero_grad()
+        out, backward = model.forward_train(tokens)
+        loss, grad = softmax_cross_entropy(out, labels)
+        backward(grad, input_grad=False)
+        opt.step()
+        return loss
+
+    return None, train, dict(version=fastrnn.__version__, threads=fastrnn.get_num_threads())
+
+
+def setup_torch_composed(w: Workload, params, tokens, labels, threads: int | None):
+    import torch
+
+    if threads is not None:
+        torch.set_num_threads(threads)
+    V, A, D, C = (COMPOSED[k] for k in ("vocab", "attention", "dense", "classes"))
+
+    class Composed(torch.nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.emb = torch.nn.Embedding(V, w.I)
+            self.lstm1 = torch.nn.LSTM(w.I, w.H, batch_first=True)
+            self.lstm2 = torch.nn.LSTM(w.H, w.H, batch_first=True)
+            self.proj = torch.nn.Linear(w.H, A)
+            self.v = torch.nn.Parameter(torch.zeros(A))
+            self.fc1 = torch.nn.Linear(w.H, D)
+            self.fc2 = torch.nn.Linear(D, C)
+
+        def forward(self, t):
+            h = self.lstm2(self.lstm1(self.emb(t))[0])[0]           # (B, T, H)
+            a = torch.softmax(torch.tanh(self.proj(h)) @ self.v, dim=1)
+            return self.fc2(self.fc1((a.unsqueeze(-1) * h).sum(dim=1)))
+
+    names = {"0": "emb", "1": "lstm1", "2": "lstm2", "3": "", "4": "fc1", "5": "fc2"}
+    model = Composed()
+    model.load_state_dict({(names[k[0]] + k[1:]).lstrip("."): torch.from_numpy(v)
+                           for k, v in params.items()})
+    opt = torch.optim.Adam(model.parameters(), lr=1e-3)
+    t, y = torch.from_numpy(tokens), torch.from_numpy(labels)
+
+    def train():
+        opt.zero_grad()
+        loss = torch.nn.functional.cross_entropy(model(t), y)
+        loss.backward()
+        opt.step()
+        return loss.item()
+
+    info = dict(version=torch.__version__, threads=torch.get_num_threads())
+    return None, train, info
 
 
 def setup_floor(w: Workload, params, x, lengths=None):
@@ -490,15 +600,25 @@ def measure(fn, budget_s, warmup_s, min_warmup, min_repeats, max_repeats):
                 repeats=n, warmup=warmup, others=others, steal=steal)
 
 
-def run_worker(contender: str, wid: str, quick: bool) -> dict:
-    import numpy as np
+def setup_composed(contender: str, w: Workload):
+    """W11's ``(infer, train, info)`` for ``contender`` (no inference mode: None)."""
+    params, tokens, labels = make_composed_data(w)
+    if contender == "fastrnn":
+        return setup_fastrnn_composed(w, params, tokens, labels)
+    if contender in NEEDS_TORCH:
+        return setup_torch_composed(w, params, tokens, labels,
+                                    1 if contender == "torch-1t" else None)
+    raise SystemExit(f"{w.id} runs {', '.join(COMPOSED_CONTENDERS)} only")
 
-    w = WORKLOAD_BY_ID[wid]
+
+def setup_layer(contender: str, w: Workload):
+    """A one-layer workload's ``(infer, train, info, floor)`` for ``contender`` (None
+    where it has no such mode, floor None but for fastrnn)."""
     params, x, dy, lengths = make_data(w)
     floor = None
     if contender == "fastrnn":
         infer, train, info = setup_fastrnn(w, params, x, dy, lengths)
-        if not w.stream and w.cell not in FAST_CELLS:
+        if not w.stream and w.cell not in NO_FLOOR:
             floor = setup_floor(w, params, x, lengths)
     elif contender == "reference":
         infer, train, info = setup_reference(w, params, x, dy, lengths)
@@ -510,14 +630,26 @@ def run_worker(contender: str, wid: str, quick: bool) -> dict:
         train = None
     else:
         raise SystemExit(f"unknown contender {contender!r}; one of {sorted(CONTENDERS)}")
+    return infer, train, info, floor
+
+
+def run_worker(contender: str, wid: str, quick: bool) -> dict:
+    import numpy as np
+
+    w = WORKLOAD_BY_ID[wid]
+    floor = None
+    if w.cell == "Composed":
+        infer, train, info = setup_composed(contender, w)
+    else:
+        infer, train, info, floor = setup_layer(contender, w)
     settings = QUICK if quick else FULL
     out = dict(contender=contender, workload=wid, info=info, modes={})
     for mode in w.modes:
         fn = infer if mode == "infer" else train
         if fn is None:
             continue                              # an inference-only contender
-        # mean |y| (infer) or mean |dx| (train): lets the parent check that every
-        # contender computed the same thing.
+        # mean |y| (infer) or mean |dx| (train; W11: the first step's loss): lets the
+        # parent check that every contender computed the same thing.
         check = float(np.abs(np.asarray(fn(), dtype=np.float64)).mean())
         out["modes"][mode] = dict(measure(fn, **settings), check=check)
         if floor is not None:
@@ -817,6 +949,8 @@ def run(args, error, command: list) -> int:
         for w in workloads:                 # falls on every contender alike
             for c in contenders:
                 if c in INFERENCE_ONLY and "infer" not in w.modes:
+                    continue
+                if w.cell == "Composed" and c not in COMPOSED_CONTENDERS:
                     continue
                 r = measured_worker(c, w.id, args)
                 tag = f" (round {k + 1}/{args.rounds})" if args.rounds > 1 else ""

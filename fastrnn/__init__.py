@@ -2,7 +2,7 @@
 
 Typed Cython kernels over BLAS for the forward unrolling and backpropagation through
 time; PyTorch's equations, gate order and parameter names; heads, losses, optimizers and
-a training loop around them.
+a training loop around them; blocks and containers (``Sequential``) to compose them.
 """
 
 import os as _os
@@ -22,6 +22,8 @@ _os.environ.setdefault("GOMP_SPINCOUNT", "10000")
 from . import data, heads, losses, optim  # noqa: E402
 from ._runtime import blas_info  # noqa: E402
 from ._engine import get_num_threads, set_num_threads  # noqa: E402
+from .blocks import (GELU, AttentionPooling, Dropout, LayerNorm, ReLU, Sigmoid,  # noqa: E402
+                     Tanh, TimePooling)
 from .callbacks import EarlyStopping, ModelCheckpoint  # noqa: E402
 from .cells import GRUCell, LSTMCell, RNNCell  # noqa: E402
 from .heads import ManyToMany, ManyToOne, OneToMany  # noqa: E402
@@ -34,6 +36,7 @@ from . import model  # noqa: E402, F401
 from .module import Module, Parameter  # noqa: E402
 from .onnx_export import export_onnx  # noqa: E402
 from .onnx_import import from_onnx  # noqa: E402
+from .sequential import Bidirectional, Concatenate, Residual, Sequential  # noqa: E402
 from .streaming import Stepper  # noqa: E402
 from .torch_bridge import from_torch, to_torch  # noqa: E402
 from .training import History  # noqa: E402
@@ -41,7 +44,9 @@ from .training import History  # noqa: E402
 from ._version import __version__  # noqa: E402
 
 __all__ = ["RNN", "LSTM", "GRU", "FastRNN", "FastGRNN", "RNNCell", "LSTMCell", "GRUCell",
-           "Linear", "Embedding",
+           "Linear", "Embedding", "ReLU", "Tanh", "Sigmoid", "GELU", "Dropout", "LayerNorm",
+           "TimePooling", "AttentionPooling", "Sequential", "Residual", "Concatenate",
+           "Bidirectional",
            "ManyToMany", "ManyToOne", "OneToMany", "SequenceModel", "Seq2Seq", "Stepper",
            "History", "EarlyStopping", "ModelCheckpoint", "Module", "Parameter", "save",
            "load", "load_checkpoint", "ModelFileError", "data", "heads", "losses", "optim",

@@ -33,15 +33,23 @@ typedef struct {
     int direct_path;      /* h_prev reaches h' directly too: the back product adds on */
     int keeps_candidate;  /* training keeps h~ in a cache Ht (FastGRNN) */
     int loop_sums;        /* blocks of H values the backward loop sums per row */
+    int scalar_sums;      /*   of which the last ones are totals (the trainable scalars) */
+    int reset_before;     /* the reset gate scales h before the product: two products a
+                             step, r*h kept in Hn (GRU with linear_before_reset=0) */
+    int peephole;         /* the gates read c through a vector p (3H: p_i, p_f, p_o) */
 } fr_kind;
 
-static const fr_kind FR_KINDS[5] = {
-    /*              G  biases  in_step  apart  direct  candidate  sums */
-    /* RNN */      {1, 2,      0,       0,     0,      0,         0},
-    /* LSTM */     {4, 2,      0,       0,     0,      0,         0},
-    /* GRU */      {3, 2,      0,       1,     1,      0,         0},
-    /* FastRNN */  {1, 1,      0,       0,     1,      0,         2},
-    /* FastGRNN */ {1, 2,      1,       0,     1,      1,         4},
+static const fr_kind FR_KINDS[7] = {
+    /*            G  biases  in_step  apart  direct  cand  sums  scalars  before  peep */
+    /* RNN */    {1, 2,      0,       0,     0,      0,    0,    0,       0,      0},
+    /* LSTM */   {4, 2,      0,       0,     0,      0,    0,    0,       0,      0},
+    /* GRU */    {3, 2,      0,       1,     1,      0,    0,    0,       0,      0},
+    /* FastRNN */{1, 1,      0,       0,     1,      0,    2,    2,       0,      0},
+    /* FastGRNN*/{1, 2,      1,       0,     1,      1,    4,    2,       0,      0},
+    /* GRU, r before the product */
+                 {3, 2,      0,       0,     1,      0,    0,    0,       1,      0},
+    /* LSTM with peepholes */
+                 {4, 2,      0,       0,     0,      0,    3,    0,       0,      1},
 };
 
 #if defined(__GNUC__) && !defined(__clang__) && defined(__x86_64__) && defined(__linux__)
@@ -315,6 +323,135 @@ FR_CLONES void fr_fastgrnn_grad_##SFX(T *FR_RESTRICT g, const T *FR_RESTRICT ht,
             ab[3 * H + j] += d * c;                             /* dnu */                  \
             gb[j] = dz + dc;                                                               \
             dhb[j] = z * d;                                                                \
+        }                                                                                  \
+    }                                                                                      \
+}                                                                                          \
+                                                                                           \
+/* GRU with the reset gate before the product, forward 2a.: with the r, z blocks of the    \
+   gates holding their pre-activations (input and recurrent), r and z in place and         \
+   rh = r * h (n rows of H values; the product rh @ W_hn.T then joins the n block) */      \
+FR_CLONES void fr_grurb_gate_##SFX(T *FR_RESTRICT gates, const T *FR_RESTRICT h,           \
+                                   T *FR_RESTRICT rh, long n, long H)                      \
+{                                                                                          \
+    long b, j;                                                                             \
+    for (b = 0; b < n; b++) {                                                              \
+        FR_GRU_BLOCKS(T, g, gates, b, H);                                                  \
+        const T *FR_RESTRICT hb = h + b * H;                                               \
+        T *FR_RESTRICT rhb = rh + b * H;                                                   \
+        for (j = 0; j < H; j++) {                                                          \
+            T r = SIGMOID(gr[j]);                                                          \
+            gr[j] = r;                                                                     \
+            gz[j] = SIGMOID(gz[j]);                                                        \
+            rhb[j] = r * hb[j];                                                            \
+        }                                                                                  \
+        (void)gn;                                                                          \
+    }                                                                                      \
+}                                                                                          \
+                                                                                           \
+/* ... forward 2b.-3.: n = tanh(n block) in place, h = (1-z)*n + z*h */                    \
+FR_CLONES void fr_grurb_step_##SFX(T *FR_RESTRICT gates, T *FR_RESTRICT h, long n, long H) \
+{                                                                                          \
+    long b, j;                                                                             \
+    for (b = 0; b < n; b++) {                                                              \
+        FR_GRU_BLOCKS(T, g, gates, b, H);                                                  \
+        T *FR_RESTRICT hb = h + b * H;                                                     \
+        for (j = 0; j < H; j++) {                                                          \
+            T nn = TANH(gn[j]);                                                            \
+            gn[j] = nn;                                                                    \
+            hb[j] = nn + gz[j] * (hb[j] - nn);                                             \
+        }                                                                                  \
+        (void)gr;                                                                          \
+    }                                                                                      \
+}                                                                                          \
+                                                                                           \
+/* ... backward 2a.: from dh (reaching h_t) and the cached r, z, n and h_prev: the z and   \
+   n blocks of dG in place, dh = dh * z (the direct path) */                               \
+FR_CLONES void fr_grurb_grad_##SFX(T *FR_RESTRICT gates, const T *FR_RESTRICT hp,          \
+                                   T *FR_RESTRICT dh, long n, long H)                      \
+{                                                                                          \
+    long b, j;                                                                             \
+    for (b = 0; b < n; b++) {                                                              \
+        FR_GRU_BLOCKS(T, g, gates, b, H);                                                  \
+        T *FR_RESTRICT dhb = dh + b * H;                                                   \
+        const T *FR_RESTRICT hpb = hp + b * H;                                             \
+        for (j = 0; j < H; j++) {                                                          \
+            T z = gz[j], nn = gn[j], d = dhb[j];                                           \
+            gn[j] = d * ((T)1 - z) * ((T)1 - nn * nn);       /* d(n pre-activation) */     \
+            gz[j] = d * (hpb[j] - nn) * z * ((T)1 - z);      /* d(z pre-activation) */     \
+            dhb[j] = d * z;                                                                \
+        }                                                                                  \
+        (void)gr;                                                                          \
+    }                                                                                      \
+}                                                                                          \
+                                                                                           \
+/* ... backward 2b.: from drh = dn @ W_hn (the gradient of r*h_prev): the r block of dG    \
+   in place of r, dh += drh * r */                                                         \
+FR_CLONES void fr_grurb_reset_grad_##SFX(T *FR_RESTRICT gates, const T *FR_RESTRICT drh,   \
+                                         const T *FR_RESTRICT hp, T *FR_RESTRICT dh,       \
+                                         long n, long H)                                   \
+{                                                                                          \
+    long b, j;                                                                             \
+    for (b = 0; b < n; b++) {                                                              \
+        T *FR_RESTRICT gr = gates + b * 3 * H, *FR_RESTRICT dhb = dh + b * H;              \
+        const T *FR_RESTRICT d = drh + b * H, *FR_RESTRICT hpb = hp + b * H;               \
+        for (j = 0; j < H; j++) {                                                          \
+            T r = gr[j];                                                                   \
+            gr[j] = d[j] * hpb[j] * r * ((T)1 - r);          /* d(r pre-activation) */     \
+            dhb[j] += d[j] * r;                                                            \
+        }                                                                                  \
+    }                                                                                      \
+}                                                                                          \
+                                                                                           \
+/* LSTM with peepholes p = (p_i, p_f, p_o) (3H), forward 2.-3.: i = sigmoid(. + p_i*c),    \
+   f = sigmoid(. + p_f*c), g = tanh(.), c = f*c + i*g, o = sigmoid(. + p_o*c), h = o*tanh(c) \
+   (gates in place) */                                                                     \
+FR_CLONES void fr_lstmp_step_##SFX(T *FR_RESTRICT gates, const T *FR_RESTRICT p,           \
+                                   T *FR_RESTRICT h, T *FR_RESTRICT c, long n, long H)     \
+{                                                                                          \
+    long b, j;                                                                             \
+    for (b = 0; b < n; b++) {                                                              \
+        T *FR_RESTRICT gi = gates + b * 4 * H, *FR_RESTRICT gf = gi + H;                   \
+        T *FR_RESTRICT gg = gi + 2 * H, *FR_RESTRICT go = gi + 3 * H;                      \
+        T *FR_RESTRICT hb = h + b * H, *FR_RESTRICT cb = c + b * H;                        \
+        for (j = 0; j < H; j++) {                                                          \
+            T cp = cb[j];                                                                  \
+            T i = SIGMOID(gi[j] + p[j] * cp), f = SIGMOID(gf[j] + p[H + j] * cp);          \
+            T g = TANH(gg[j]);                                                             \
+            T cn = f * cp + i * g;                                                         \
+            T o = SIGMOID(go[j] + p[2 * H + j] * cn);                                      \
+            gi[j] = i; gf[j] = f; gg[j] = g; go[j] = o;                                    \
+            cb[j] = cn;                                                                    \
+            hb[j] = o * TANH(cn);                                                          \
+        }                                                                                  \
+    }                                                                                      \
+}                                                                                          \
+                                                                                           \
+/* ... backward 2.: dG in place of the gates, dc becomes dc_prev; acc (3H per row: dp_i,   \
+   dp_f, dp_o per unit) += their terms */                                                  \
+FR_CLONES void fr_lstmp_grad_##SFX(T *FR_RESTRICT gates, const T *FR_RESTRICT cp,          \
+                                   const T *FR_RESTRICT p, const T *FR_RESTRICT dh,        \
+                                   T *FR_RESTRICT dc, T *FR_RESTRICT acc, long n, long H)  \
+{                                                                                          \
+    long b, j;                                                                             \
+    for (b = 0; b < n; b++) {                                                              \
+        T *FR_RESTRICT gi = gates + b * 4 * H, *FR_RESTRICT gf = gi + H;                   \
+        T *FR_RESTRICT gg = gi + 2 * H, *FR_RESTRICT go = gi + 3 * H;                      \
+        const T *FR_RESTRICT cpb = cp + b * H, *FR_RESTRICT dhb = dh + b * H;              \
+        T *FR_RESTRICT dcb = dc + b * H, *FR_RESTRICT ab = acc + b * 3 * H;                \
+        for (j = 0; j < H; j++) {                                                          \
+            T i = gi[j], f = gf[j], g = gg[j], o = go[j];                                  \
+            T cn = f * cpb[j] + i * g, tc = TANH(cn);         /* c_t, recomputed */        \
+            T dop = dhb[j] * tc * o * ((T)1 - o);             /* do */                     \
+            T dct = dcb[j] + dhb[j] * o * ((T)1 - tc * tc) + dop * p[2 * H + j];           \
+            T dip = dct * g * i * ((T)1 - i);                 /* di */                     \
+            T dfp = dct * cpb[j] * f * ((T)1 - f);            /* df */                     \
+            gi[j] = dip; gf[j] = dfp;                                                      \
+            gg[j] = dct * i * ((T)1 - g * g);                 /* dg */                     \
+            go[j] = dop;                                                                   \
+            dcb[j] = dct * f + dip * p[j] + dfp * p[H + j];   /* dc_prev */                \
+            ab[j] += dip * cpb[j];                                                         \
+            ab[H + j] += dfp * cpb[j];                                                     \
+            ab[2 * H + j] += dop * cn;                                                     \
         }                                                                                  \
     }                                                                                      \
 }

@@ -17,8 +17,8 @@ from libc.string cimport memcpy, memset
 cdef extern from "_cellmath.h" nogil:
     ctypedef struct fr_kind:
         int gates, biases, biases_in_step, product_apart, direct_path, keeps_candidate
-        int loop_sums
-    const fr_kind FR_KINDS[5]       # one row per CELL_* below: what each kind does
+        int loop_sums, scalar_sums, reset_before, peephole
+    const fr_kind FR_KINDS[7]       # one row per CELL_* below: what each kind does
     void fr_add_colsum_f(const float* A, long rows, long cols, long lda, float* out)
     void fr_add_colsum_d(const double* A, long rows, long cols, long lda, double* out)
     void fr_rnn_act_f(float* a, long n, int relu)
@@ -53,6 +53,23 @@ cdef extern from "_cellmath.h" nogil:
                             float zeta, float nu, float* acc, long n, long H)
     void fr_fastgrnn_grad_d(double* g, const double* ht, const double* hp, double* dh,
                             double zeta, double nu, double* acc, long n, long H)
+    void fr_grurb_gate_f(float* gates, const float* h, float* rh, long n, long H)
+    void fr_grurb_gate_d(double* gates, const double* h, double* rh, long n, long H)
+    void fr_grurb_step_f(float* gates, float* h, long n, long H)
+    void fr_grurb_step_d(double* gates, double* h, long n, long H)
+    void fr_grurb_grad_f(float* gates, const float* hp, float* dh, long n, long H)
+    void fr_grurb_grad_d(double* gates, const double* hp, double* dh, long n, long H)
+    void fr_grurb_reset_grad_f(float* gates, const float* drh, const float* hp, float* dh,
+                               long n, long H)
+    void fr_grurb_reset_grad_d(double* gates, const double* drh, const double* hp,
+                               double* dh, long n, long H)
+    void fr_lstmp_step_f(float* gates, const float* p, float* h, float* c, long n, long H)
+    void fr_lstmp_step_d(double* gates, const double* p, double* h, double* c, long n,
+                         long H)
+    void fr_lstmp_grad_f(float* gates, const float* cp, const float* p, const float* dh,
+                         float* dc, float* acc, long n, long H)
+    void fr_lstmp_grad_d(double* gates, const double* cp, const double* p,
+                         const double* dh, double* dc, double* acc, long n, long H)
     void fr_lstm_pack_f(const float* W_hh, long H, float* out)
     void fr_lstm_row_f(const float* W, long H, const int* nact, long T, int reverse,
                        float* g, long gstep, float* h, float* c, float* y, long ystep,
@@ -150,6 +167,24 @@ cdef inline void _fastgrnn_grad(floating* g, const floating* ht, const floating*
         fr_fastgrnn_grad_d(g, ht, hp, dh, zeta, nu, sums, n, H)
 
 
+cdef inline void _reset_gate(floating* gt, const floating* h, floating* rh, Py_ssize_t n,
+                             Py_ssize_t H) noexcept nogil:
+    """GRU with r before the product, 2a.: r, z in place, rh = r * h, for n rows."""
+    if floating is float:
+        fr_grurb_gate_f(gt, h, rh, n, H)
+    else:
+        fr_grurb_gate_d(gt, h, rh, n, H)
+
+
+cdef inline void _reset_grad(floating* gt, const floating* drh, const floating* hp,
+                             floating* dh, Py_ssize_t n, Py_ssize_t H) noexcept nogil:
+    """GRU with r before the product, backward 2b.: dr in place of r, dh += drh * r."""
+    if floating is float:
+        fr_grurb_reset_grad_f(gt, drh, hp, dh, n, H)
+    else:
+        fr_grurb_reset_grad_d(gt, drh, hp, dh, n, H)
+
+
 # ---------------------------------------------------------------------------------------
 # The cell kinds of the kernels: one number each (the ``kernel_id`` of fastrnn/_kinds.py),
 # and what a time loop does differently for each.  A new kind is a number here, its cases
@@ -163,7 +198,9 @@ cdef enum:
     CELL_FASTRNN = 3    # h~ = tanh(W x + U h + b);  h' = alpha*h~ + beta*h
     CELL_FASTGRNN = 4   # P = W x + U h;  z = sigmoid(P + b_z), h~ = tanh(P + b_h);
                         # h' = (zeta*(1-z) + nu)*h~ + z*h
-    N_CELLS = 5
+    CELL_GRU_RB = 5     # GRU with n = tanh(W_in x + b_in + W_hn (r*h) + b_hn)
+    CELL_LSTM_P = 6     # LSTM with peepholes: i, f read p_i*c, p_f*c; o reads p_o*c'
+    N_CELLS = 7
 
 # What each kind does differently is its row of FR_KINDS (_cellmath.h).  The FastRNN and
 # FastGRNN kernels take their two scalars (alpha, beta or zeta, nu) after the sigmoid, and
@@ -179,13 +216,14 @@ cdef inline Py_ssize_t _bias_columns(int kind, Py_ssize_t H) noexcept nogil:
         return 2 * H
     if kind == CELL_FASTRNN or kind == CELL_FASTGRNN:
         return 0
-    return FR_KINDS[kind].gates * H
+    return FR_KINDS[kind].gates * H     # the GRU with r before the product: b_hn too
 
 
 cdef inline Py_ssize_t _hidden_columns(int kind, Py_ssize_t H) noexcept nogil:
-    """The gate columns whose rows of dW_hh are a product of dG: all but the GRU's n
-    block, whose rows are a product of dHn."""
-    if kind == CELL_GRU:
+    """The gate columns whose rows of dW_hh are a product of dG and Hp: all but the GRU's
+    n block, whose rows are a product of dHn and Hp (GRU) or of dG and Hn (r*h, the GRU
+    with r before the product)."""
+    if kind == CELL_GRU or kind == CELL_GRU_RB:
         return 2 * H
     return FR_KINDS[kind].gates * H
 
@@ -197,9 +235,21 @@ cdef inline void _cell_step(int kind, bint relu, floating* gt, const floating* g
     """Steps 2.-3. of the forward pass, for n rows: the gate nonlinearities of ``gt`` in
     place and the new state ``h`` (and ``c``).  GRU: ``gh`` = h @ W_hh.T, ``b1`` b_hn,
     ``aux`` the cache Hn or NULL.  FastRNN, FastGRNN: ``s0, s1`` the scalars; FastGRNN:
-    ``b1, b2`` b_z, b_h (or NULL), ``aux`` the cache Ht or NULL."""
+    ``b1, b2`` b_z, b_h (or NULL), ``aux`` the cache Ht or NULL.  LSTM with peepholes:
+    ``b1`` p (3H).  GRU with r before the product: the second half of the step (n and
+    h), after :func:`_reset_gate` and the product of r*h."""
     if kind == CELL_LSTM:
         _lstm_step(gt, h, c, n, H)
+    elif kind == CELL_LSTM_P:
+        if floating is float:
+            fr_lstmp_step_f(gt, b1, h, c, n, H)
+        else:
+            fr_lstmp_step_d(gt, b1, h, c, n, H)
+    elif kind == CELL_GRU_RB:
+        if floating is float:
+            fr_grurb_step_f(gt, h, n, H)
+        else:
+            fr_grurb_step_d(gt, h, n, H)
     elif kind == CELL_GRU:
         _gru_step(gt, gh, b1, h, aux, n, H)
     elif kind == CELL_FASTRNN:
@@ -212,16 +262,28 @@ cdef inline void _cell_step(int kind, bint relu, floating* gt, const floating* g
 
 
 cdef inline void _cell_grad(int kind, bint relu, floating* gt, floating* aux, floating* dgh,
-                            const floating* hp, const floating* cp, floating* dh,
-                            floating* dc, floating s0, floating s1, floating* sums,
-                            Py_ssize_t n, Py_ssize_t H) noexcept nogil:
+                            const floating* hp, const floating* cp, const floating* p,
+                            floating* dh, floating* dc, floating s0, floating s1,
+                            floating* sums, Py_ssize_t n, Py_ssize_t H) noexcept nogil:
     """Step 2. of the backward pass, for n rows: dG in place of the cached gates, from dh
     (and dc, which becomes dc_prev).  GRU: dHn in place of ``aux`` (Hn), dGh into
     ``dgh``, and dh = dh * z (the direct path; the product with W_hh adds the rest).
     FastRNN, FastGRNN: dh becomes its direct path, ``sums`` gathers the scalars' (and
-    FastGRNN's biases') terms; FastGRNN reads h~ from ``aux`` (Ht)."""
+    FastGRNN's biases') terms; FastGRNN reads h~ from ``aux`` (Ht).  LSTM with
+    peepholes: ``p`` (3H), ``sums`` gathers dp.  GRU with r before the product: the dz,
+    dn blocks and dh = dh * z; :func:`_reset_grad` does dr after the product dn @ W_hn."""
     if kind == CELL_LSTM:
         _lstm_grad(gt, cp, dh, dc, n, H)
+    elif kind == CELL_LSTM_P:
+        if floating is float:
+            fr_lstmp_grad_f(gt, cp, p, dh, dc, sums, n, H)
+        else:
+            fr_lstmp_grad_d(gt, cp, p, dh, dc, sums, n, H)
+    elif kind == CELL_GRU_RB:
+        if floating is float:
+            fr_grurb_grad_f(gt, hp, dh, n, H)
+        else:
+            fr_grurb_grad_d(gt, hp, dh, n, H)
     elif kind == CELL_GRU:
         _gru_grad(gt, aux, dgh, hp, dh, n, H)
     elif kind == CELL_FASTRNN:

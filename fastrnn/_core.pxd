@@ -15,23 +15,23 @@ from fastrnn._cellmath cimport _fill_bias
 cdef struct _Grads:
     int TB, GH, In, H        # In: the input size (I is a C macro)
     bint accumulate_dx
-    int n1, ld1, n2          # gate rows of dW_hh from dG (row stride ld1), then from dG2
+    int n1, ld1, n2, ld2     # gate rows of dW_hh from dG (row stride ld1), then from dG2
 
 
 cdef inline _Grads _grads_shape(Py_ssize_t TB, Py_ssize_t GH, Py_ssize_t I, Py_ssize_t H,
                                 bint accumulate_dx, Py_ssize_t n1, Py_ssize_t ld1,
-                                Py_ssize_t n2):
+                                Py_ssize_t n2, Py_ssize_t ld2):
     cdef _Grads d
     d.TB, d.GH, d.In, d.H = <int>TB, <int>GH, <int>I, <int>H
     d.accumulate_dx = accumulate_dx
-    d.n1, d.ld1, d.n2 = <int>n1, <int>ld1, <int>n2
+    d.n1, d.ld1, d.n2, d.ld2 = <int>n1, <int>ld1, <int>n2, <int>ld2
     return d
 
 
 cdef void _param_grads(const _Grads* d, const floating* dG, const floating* dG2,
                        const floating* X, const floating* W_ih, const floating* Hp,
-                       floating* dX, floating* dW_ih, floating* db_ih, floating* dW_hh,
-                       floating* db_hh) noexcept nogil
+                       const floating* Hp2, floating* dX, floating* dW_ih, floating* db_ih,
+                       floating* dW_hh, floating* db_hh) noexcept nogil
 
 
 # Argument checks (defined in _core.pyx)
@@ -66,6 +66,18 @@ cdef inline void _step_product(int n, int GH, int H, const floating* h, const fl
         gemm_rows(False, n, GH, H, h, H, W_hh_t, GH, beta, out, GH)
     else:
         gemm(False, True, n, GH, H, <floating>1, h, H, W_hh, H, beta, out, GH)
+
+
+cdef inline void _part_product(int n, int cols, int H, const floating* h,
+                               const floating* W, const floating* W_t, int ldt,
+                               floating* out, int ldo) noexcept nogil:
+    """out[:n, :cols] += h[:n] @ W.T for ``cols`` rows of W (cols, H), from its transposed
+    copy W_t (H, cols; row stride ldt) when given: the products of part of the gates (the
+    GRU with r before the product)."""
+    if W_t != NULL:
+        gemm_rows(False, n, cols, H, h, H, W_t, ldt, <floating>1, out, ldo)
+    else:
+        gemm(False, True, n, cols, H, <floating>1, h, H, W, H, <floating>1, out, ldo)
 
 
 cdef inline void _back_product(int n, int GH, int H, const floating* dG, int ldg,

@@ -19,6 +19,8 @@ KIND_LSTM: int
 KIND_GRU: int
 KIND_FASTRNN: int
 KIND_FASTGRNN: int
+KIND_GRU_RB: int
+KIND_LSTM_P: int
 
 def kind_gates(kind: int) -> int: ...
 def kind_row(kind: int) -> dict[str, int]: ...
@@ -26,13 +28,14 @@ def forward(kind: int, X: _F, W_ih: _F, W_hh: _F, b_ih: _F, b_hh: _F, nact: _I,
             bounds: _I, h: _F, Y: _F, col: int, Gt: _F, *, c: _F | None = ...,
             Hp: _F | None = ..., Cp: _F | None = ..., Gh: _F | None = ...,
             Hn: _F | None = ..., Ht: _F | None = ..., scalars: _F | None = ...,
-            reverse: bool = ..., relu: bool = ..., W_hh_t: _F | None = ..., layout: int = ...,
-            W_ih_p: _F | None = ...) -> None: ...
+            peephole: _F | None = ..., reverse: bool = ..., relu: bool = ...,
+            W_hh_t: _F | None = ..., layout: int = ..., W_ih_p: _F | None = ...) -> None: ...
 def backward(kind: int, X: _F, W_ih: _F, W_hh: _F, nact: _I, bounds: _I, Gt: _F, Hp: _F,
              dY: _F | None, col: int, dh: _F, dW_ih: _F, dW_hh: _F, db_ih: _F, db_hh: _F, *,
              dc: _F | None = ..., Cp: _F | None = ..., Gh: _F | None = ...,
              Hn: _F | None = ..., Ht: _F | None = ..., scalars: _F | None = ...,
-             dscalars: _F | None = ..., dX: _F | None = ..., accumulate_dx: bool = ...,
+             dscalars: _F | None = ..., peephole: _F | None = ...,
+             dpeephole: _F | None = ..., dX: _F | None = ..., accumulate_dx: bool = ...,
              reverse: bool = ..., relu: bool = ..., W_hh_p: _F | None = ...) -> None: ...
 def same_bytes(a: npt.ArrayLike, b: npt.ArrayLike) -> bool: ...
 def lstm_pack(W_hh: _F, out: _F) -> None: ...

@@ -50,10 +50,12 @@ from libc.string cimport memcmp, memcpy, memset
 
 from fastrnn._blas cimport (_check_index, _check_shape, _parts, _pgemm_parts,
                             _side_by_side, _team, _threads)
-from fastrnn._cellmath cimport (CELL_FASTGRNN, CELL_FASTRNN, CELL_GRU, CELL_LSTM, CELL_RNN,
-                                FR_KINDS, N_CELLS, _add_colsum, _add_rows, _bias_columns,
-                                _cell_grad, _cell_step, _copy_rows, _fill_bias,
-                                _hidden_columns, _zero_rows, fr_lstm_pack_f, fr_lstm_row_f)
+from fastrnn._cellmath cimport (CELL_FASTGRNN, CELL_FASTRNN, CELL_GRU, CELL_GRU_RB,
+                                CELL_LSTM, CELL_LSTM_P, CELL_RNN, FR_KINDS, N_CELLS,
+                                _add_colsum, _add_rows, _bias_columns, _cell_grad,
+                                _cell_step, _copy_rows, _fill_bias, _hidden_columns,
+                                _reset_gate, _reset_grad, _zero_rows, fr_lstm_pack_f,
+                                fr_lstm_row_f)
 
 cnp.import_array()
 
@@ -107,9 +109,10 @@ cdef void _input_part(int parts, bint weights, const _Grads* d, const floating* 
 
 cdef void _param_grads(const _Grads* d, const floating* dG, const floating* dG2,
                        const floating* X, const floating* W_ih, const floating* Hp,
-                       floating* dX, floating* dW_ih, floating* db_ih, floating* dW_hh,
-                       floating* db_hh) noexcept nogil:
-    """The four tasks above, side by side or one after another."""
+                       const floating* Hp2, floating* dX, floating* dW_ih, floating* db_ih,
+                       floating* dW_hh, floating* db_hh) noexcept nogil:
+    """The four tasks above, side by side or one after another.  The last ``n2`` gate
+    rows of dW_hh, when there are any, are dG2.T @ Hp2 (row stride ld2)."""
     cdef double flops = 2.0 * d.TB * (2.0 * d.GH * d.In + (d.n1 + d.n2) * d.H)
     cdef int task, h0, n2 = d.n2          # 0 unless dG2 is given
     cdef floating* db2 = db_hh + d.n1 if db_hh != NULL else NULL
@@ -117,7 +120,7 @@ cdef void _param_grads(const _Grads* d, const floating* dG, const floating* dG2,
         _input_part(0, False, d, dG, X, W_ih, dX, dW_ih, db_ih)
         _input_part(0, True, d, dG, X, W_ih, dX, dW_ih, db_ih)
         _hidden_part(0, d, dG, d.ld1, d.n1, Hp, dW_hh, db_hh)
-        _hidden_part(0, d, dG2, n2, n2, Hp, dW_hh + d.n1 * d.H, db2)
+        _hidden_part(0, d, dG2, d.ld2, n2, Hp2, dW_hh + d.n1 * d.H, db2)
         return
     # without dG2, the hidden product in two halves of its gate rows
     h0 = d.n1 // 2 if dG2 == NULL else d.n1
@@ -129,7 +132,7 @@ cdef void _param_grads(const _Grads* d, const floating* dG, const floating* dG2,
                 _hidden_part(1, d, dG + h0, d.ld1, d.n1 - h0, Hp, dW_hh + h0 * d.H,
                              db_hh + h0 if db_hh != NULL else NULL)
             else:
-                _hidden_part(1, d, dG2, n2, n2, Hp, dW_hh + d.n1 * d.H, db2)
+                _hidden_part(1, d, dG2, d.ld2, n2, Hp2, dW_hh + d.n1 * d.H, db2)
         else:
             _input_part(1, task == 3, d, dG, X, W_ih, dX, dW_ih, db_ih)
 
@@ -290,8 +293,9 @@ cdef struct _Loop:
     const void* X               # (T*B, I)
     const void* W_ih_p          # forward: W_ih.T packed, the projection in the loop, or NULL
     const void* sbias           # with W_ih_p: the bias row of every step's projection
-    const void* b1              # the biases the step adds: GRU b_hh[2H:] (b_hn);
-    const void* b2              #   FastGRNN b_z, b_h; else (or without biases) NULL
+    const void* b1              # the vectors the step reads: GRU b_hh[2H:] (b_hn);
+    const void* b2              #   FastGRNN b_z, b_h; LSTM with peepholes p (3H) in b1;
+                                #   else (or without biases) NULL
     double s0, s1               # FastRNN alpha, beta; FastGRNN zeta, nu (after the sigmoid)
     void* h                     # forward: h; backward: dh (B, H)
     void* c                     # LSTM, forward: c; backward: dc (B, H); else NULL
@@ -299,7 +303,8 @@ cdef struct _Loop:
     void* y                     # forward: Y + col; backward: dY + col (T, B, ldy)
     void* hp                    # training cache Hp (T, B, H), or NULL (inference)
     void* cp                    # LSTM: Cp (T, B, H), or NULL
-    void* hn                    # GRU: Hn (T, B, H), or NULL (forward inference)
+    void* hn                    # GRU: Hn (T, B, H), or NULL (forward inference); the GRU
+                                #   with r before the product: r*h_prev there
     void* ht                    # FastGRNN: Ht (T, B, H), the candidate h~, or NULL
 
 
@@ -313,7 +318,7 @@ cdef void _forward_rows(const _Loop* L, floating* g, Py_ssize_t lo,
     """The forward time loop over batch rows lo..hi-1 (``g`` is Gt)."""
     cdef Py_ssize_t T = L.T, B = L.B, H = L.H, GH = L.GH, ldy = L.ldy, rows = hi - lo
     cdef Py_ssize_t s, t, n, step = B * H
-    cdef bint apart = FR_KINDS[L.kind].product_apart
+    cdef bint apart = FR_KINDS[L.kind].product_apart, before = FR_KINDS[L.kind].reset_before
     cdef const floating* W_hh = <const floating*>L.W_hh
     cdef const floating* W_hh_t = <const floating*>L.W_hh_t
     cdef const floating* panels = <const floating*>L.panels
@@ -330,6 +335,7 @@ cdef void _forward_rows(const _Loop* L, floating* g, Py_ssize_t lo,
     cdef floating* aux = hn if hn != NULL else ht     # the kind's second cache, if any
     cdef floating* gt
     cdef floating* yt
+    cdef floating* rh
     g += lo * GH
     for s in range(T):
         t = T - 1 - s if L.reverse else s
@@ -344,9 +350,22 @@ cdef void _forward_rows(const _Loop* L, floating* g, Py_ssize_t lo,
             # 0. Gt[t] = x_t @ W_ih.T + biases: the projection, step by step
             _step_input(<int>n, <int>GH, <int>L.In, X + (t * B + lo) * L.In, Wip,
                         <const floating*>L.sbias, gt)
-        # 1. Gt[t] += h @ W_hh.T   (GRU: Gh = h @ W_hh.T)
-        _step_product(<int>n, <int>GH, <int>H, hs, W_hh, W_hh_t, panels,
-                      <floating>(0 if apart else 1), gh if apart else gt)
+        if before:
+            # 1. Gt[t, r z] += h @ W_hr,z.T; r, z; then Gt[t, n] += (r*h) @ W_hn.T, with
+            #    r*h kept in Hn (training) or the workspace Gh
+            rh = hn + t * step if hn != NULL else gh
+            _part_product(<int>n, <int>(2 * H), <int>H, hs, W_hh, W_hh_t, <int>GH, gt,
+                          <int>GH)
+            _reset_gate(gt, hs, rh, n, H)
+            _part_product(<int>n, <int>H, <int>H, rh, W_hh + 2 * H * H,
+                          W_hh_t + 2 * H if W_hh_t != NULL else NULL, <int>GH, gt + 2 * H,
+                          <int>GH)
+            if hn != NULL:          # rows that wait: zeros, for the products after backward
+                memset(rh + n * H, 0, (rows - n) * H * sizeof(floating))
+        else:
+            # 1. Gt[t] += h @ W_hh.T   (GRU: Gh = h @ W_hh.T)
+            _step_product(<int>n, <int>GH, <int>H, hs, W_hh, W_hh_t, panels,
+                          <floating>(0 if apart else 1), gh if apart else gt)
         # 2.-3. the gate nonlinearities and the new state
         _cell_step(L.kind, L.relu, gt, gh, <const floating*>L.b1, <const floating*>L.b2,
                    <floating>L.s0, <floating>L.s1, hs, cs,
@@ -363,6 +382,8 @@ cdef void _backward_rows(const _Loop* L, floating* g, Py_ssize_t lo, Py_ssize_t 
     cdef Py_ssize_t T = L.T, B = L.B, H = L.H, GH = L.GH, ldy = L.ldy, rows = hi - lo
     cdef Py_ssize_t s, t, n, step = B * H
     cdef bint apart = FR_KINDS[L.kind].product_apart, direct = FR_KINDS[L.kind].direct_path
+    cdef bint before = FR_KINDS[L.kind].reset_before
+    cdef Py_ssize_t back = 2 * H if before else GH   # the gate columns the product reads
     cdef const floating* W_hh = <const floating*>L.W_hh
     cdef const floating* panels = <const floating*>L.panels
     cdef floating* dhs = _rows(L.h, lo * H, g)
@@ -385,13 +406,20 @@ cdef void _backward_rows(const _Loop* L, floating* g, Py_ssize_t lo, Py_ssize_t 
         # 2. dG[t] (and dc = dc_prev; GRU: dHn[t], dGh, dh = dh * z; FastRNN, FastGRNN:
         #    dh = its direct path, the scalars' terms into sums)
         _cell_grad(L.kind, L.relu, gt, aux + t * step if aux != NULL else NULL, dgh,
-                   hp + t * step, cp + t * step if cp != NULL else NULL, dhs, dcs,
-                   <floating>L.s0, <floating>L.s1, sums, n, H)
+                   hp + t * step, cp + t * step if cp != NULL else NULL,
+                   <const floating*>L.b1, dhs, dcs, <floating>L.s0, <floating>L.s1, sums,
+                   n, H)
+        if before:
+            # 2b. d(r*h) = dn @ W_hn (into the workspace Gh), then dr and dh += d(r*h) * r
+            gemm_rows(False, <int>n, <int>H, <int>H, gt + 2 * H, <int>GH, W_hh + 2 * H * H,
+                      <int>H, <floating>0, dgh, <int>H)
+            _reset_grad(gt, dgh, hp + t * step, dhs, n, H)
         memset(gt + n * GH, 0, (rows - n) * GH * sizeof(floating))
-        if hn != NULL:
+        if hn != NULL and not before:
             memset(hn + t * step + n * H, 0, (rows - n) * H * sizeof(floating))
-        # 3. dh = dG[t] @ W_hh   (GRU: dh += dGh @ W_hh; FastRNN, FastGRNN: dh += ...)
-        _back_product(<int>n, <int>GH, <int>H, dgh if apart else gt, <int>GH, W_hh, panels,
+        # 3. dh = dG[t] @ W_hh   (GRU: dh += dGh @ W_hh; FastRNN, FastGRNN, the GRU with r
+        #    before the product: dh += ...)
+        _back_product(<int>n, <int>back, <int>H, dgh if apart else gt, <int>GH, W_hh, panels,
                       <floating>(1 if direct else 0), dhs)
 
 
@@ -443,6 +471,7 @@ def kind_row(int kind):
 # The kernels' numbers of the kinds (the kernel_id of fastrnn/_kinds.py)
 KIND_RNN, KIND_LSTM, KIND_GRU = CELL_RNN, CELL_LSTM, CELL_GRU
 KIND_FASTRNN, KIND_FASTGRNN = CELL_FASTRNN, CELL_FASTGRNN
+KIND_GRU_RB, KIND_LSTM_P = CELL_GRU_RB, CELL_LSTM_P
 
 
 cdef int _check_kind(int kind) except -1:
@@ -473,7 +502,8 @@ cdef int _check_kind_arrays(int kind, bint train, bint backward, const void* c,
                             const void* cp, const void* gh, const void* hn,
                             const void* ht) except -1:
     """The arrays only some kinds use: given exactly where the kind needs them."""
-    cdef bint lstm = kind == CELL_LSTM, apart = FR_KINDS[kind].product_apart
+    cdef bint lstm = _has_cell(kind)
+    cdef bint apart = FR_KINDS[kind].product_apart or FR_KINDS[kind].reset_before
     cdef bint cand = FR_KINDS[kind].keeps_candidate
     cdef str state = "dc" if backward else "c"
     if (c != NULL) != lstm:
@@ -492,10 +522,34 @@ cdef int _check_kind_arrays(int kind, bint train, bint backward, const void* c,
     return 0
 
 
+cdef bint _has_cell(int kind) noexcept nogil:
+    """Whether the kind's state is (h, c): the LSTMs."""
+    return kind == CELL_LSTM or kind == CELL_LSTM_P
+
+
+cdef const floating* _peephole_ptr(int kind, const floating[::1] P, Py_ssize_t H,
+                                   str name) except? NULL:
+    """Pointer to the peepholes p (3H), given with an LSTM with peepholes, and only then."""
+    cdef bint peep = FR_KINDS[kind].peephole
+    if (P is not None and P.shape[0] != 0) != peep:
+        raise ValueError(f"{name} is given with an LSTM with peepholes, and only then")
+    if not peep:
+        return NULL
+    _check_shape(name, (P.shape[0],), (3 * H,))
+    return &P[0]
+
+
+cdef int _check_product_layout(int kind, const void* panels, const void* W_ih_p) except -1:
+    if FR_KINDS[kind].reset_before and (panels != NULL or W_ih_p != NULL):
+        raise ValueError("the GRU with r before the product multiplies by W_hh or its "
+                         "transposed copy: no panels")
+    return 0
+
+
 cdef int _scalars(_Loop* L, int kind, const floating[::1] S) except -1:
     """The kind's two scalars (FastRNN alpha, beta; FastGRNN zeta, nu, after the
     sigmoid) into L, from ``S`` (2,): given with these kinds, and only then."""
-    cdef bint fast = FR_KINDS[kind].loop_sums > 0
+    cdef bint fast = FR_KINDS[kind].scalar_sums > 0
     if (S is not None and S.shape[0] != 0) != fast:
         raise ValueError("scalars are given with a FastRNN or FastGRNN, and only then")
     L.s0 = L.s1 = 0
@@ -516,15 +570,16 @@ cdef int _biases(int kind, Py_ssize_t GH, const void* b_ih, const void* b_hh) ex
 
 def forward(int kind, X, W_ih, W_hh, b_ih, b_hh, nact, bounds, h, Y, Py_ssize_t col, Gt, *,
             c=None, Hp=None, Cp=None, Gh=None, Hn=None, Ht=None, scalars=None,
-            bint reverse=False, bint relu=False, W_hh_t=None, int layout=_TRANSPOSED,
-            W_ih_p=None):
+            peephole=None, bint reverse=False, bint relu=False, W_hh_t=None,
+            int layout=_TRANSPOSED, W_ih_p=None):
     """Forward over a sequence, one layer in one direction.  Training when ``Hp`` has T
     rows (and ``Cp`` for an LSTM, ``Hn`` for a GRU, ``Ht`` for a FastGRNN), inference
     when they are None or empty.
 
     ``h`` (and the LSTM's ``c``) (B, H): the initial state on entry, the final state on
     exit.  ``Gt`` (T*B, G*H) holds the gate activations on exit (the training cache);
-    ``Gh`` (B, G*H) is the GRU's per-step workspace.  FastRNN, FastGRNN: ``scalars`` (2,)
+    ``Gh`` (B, G*H) is the GRU's per-step workspace; the GRU with r before the product
+    keeps r*h_prev in ``Hn``.  ``peephole`` (3H,): an LSTM with peepholes' p_i, p_f, p_o.  FastRNN, FastGRNN: ``scalars`` (2,)
     alpha, beta or zeta, nu after the sigmoid; b_ih, b_hh their biases (FastRNN's b as
     b_ih, b_hh empty; FastGRNN's b_z, b_h).  The time loop runs on the row ranges of
     ``bounds`` in parallel.  ``W_hh_t`` (H, G*H), the transposed recurrent weight, makes
@@ -537,10 +592,12 @@ def forward(int kind, X, W_ih, W_hh, b_ih, b_hh, nact, bounds, h, Y, Py_ssize_t 
     """
     if _is_double(X):
         _forward[double](kind, X, W_ih, W_hh, b_ih, b_hh, nact, bounds, h, Y, col, Gt, c,
-                         Hp, Cp, Gh, Hn, Ht, scalars, reverse, relu, W_hh_t, layout, W_ih_p)
+                         Hp, Cp, Gh, Hn, Ht, scalars, peephole, reverse, relu, W_hh_t,
+                         layout, W_ih_p)
     else:
         _forward[float](kind, X, W_ih, W_hh, b_ih, b_hh, nact, bounds, h, Y, col, Gt, c, Hp,
-                        Cp, Gh, Hn, Ht, scalars, reverse, relu, W_hh_t, layout, W_ih_p)
+                        Cp, Gh, Hn, Ht, scalars, peephole, reverse, relu, W_hh_t, layout,
+                        W_ih_p)
 
 
 cdef int _loop_arrays(_Loop* L, int kind, bint train, bint backward, floating[:, ::1] c,
@@ -563,8 +620,8 @@ cdef int _forward(int kind, const floating[:, ::1] X, const floating[:, ::1] W_i
                   floating[:, :, ::1] Y, Py_ssize_t col, floating[:, ::1] Gt,
                   floating[:, ::1] c, floating[:, :, ::1] Hp, floating[:, :, ::1] Cp,
                   floating[:, ::1] Gh, floating[:, :, ::1] Hn, floating[:, :, ::1] Ht,
-                  const floating[::1] scalars, bint reverse, bint relu,
-                  const floating[:, ::1] W_hh_t, int layout,
+                  const floating[::1] scalars, const floating[::1] peephole, bint reverse,
+                  bint relu, const floating[:, ::1] W_hh_t, int layout,
                   const floating[:, ::1] W_ih_p) except -1:
     _check_kind(kind)
     cdef Py_ssize_t T = nact.shape[0], B = h.shape[0], H = h.shape[1], I = X.shape[1]
@@ -592,6 +649,10 @@ cdef int _forward(int kind, const floating[:, ::1] X, const floating[:, ::1] W_i
         pb_ih = pb_hh = NULL
     elif pb_hh != NULL and n_hh < GH:   # GRU: b_hn stays inside r*(...)
         L.b1 = pb_hh + n_hh
+    if FR_KINDS[kind].peephole:
+        L.b1 = _peephole_ptr(kind, peephole, H, "peephole")
+    else:
+        _peephole_ptr(kind, peephole, H, "peephole")
     L.X, L.W_hh, L.h, L.y = &X[0, 0], &W_hh[0, 0], &h[0, 0], &Y[0, 0, 0] + col
     cdef const floating* whh_t = (_transposed_ptr(W_hh_t, H, GH) if W_hh_t is not None
                                   else NULL)
@@ -602,6 +663,7 @@ cdef int _forward(int kind, const floating[:, ::1] X, const floating[:, ::1] W_i
         L.panels = NULL
     else:
         L.panels = _panels_ptr(whh_t, layout)
+    _check_product_layout(kind, L.panels, L.W_ih_p)
     cdef floating* g = &Gt[0, 0]
     cdef floating* sb = _step_bias(<const floating*>L.W_ih_p, pb_ih, pb_hh, GH, n_hh)
     L.sbias = sb
@@ -647,8 +709,8 @@ cdef int _one_row_lstm(const _Loop* L, floating* g) except -1:
 
 def backward(int kind, X, W_ih, W_hh, nact, bounds, Gt, Hp, dY, Py_ssize_t col, dh, dW_ih,
              dW_hh, db_ih, db_hh, *, dc=None, Cp=None, Gh=None, Hn=None, Ht=None,
-             scalars=None, dscalars=None, dX=None, bint accumulate_dx=False,
-             bint reverse=False, bint relu=False, W_hh_p=None):
+             scalars=None, dscalars=None, peephole=None, dpeephole=None, dX=None,
+             bint accumulate_dx=False, bint reverse=False, bint relu=False, W_hh_p=None):
     """Backward through time of :func:`forward`, from its training cache.
 
     ``dY`` (T, B, ldy), columns ``col .. col+H``: the gradient of the outputs, or None
@@ -656,19 +718,20 @@ def backward(int kind, X, W_ih, W_hh, nact, bounds, Gt, Hp, dY, Py_ssize_t col, 
     entry, dh0, dc0 on exit.  ``Gt`` becomes dG; the GRU's ``Hn`` becomes dHn and ``Gh``
     (B, G*H) is workspace.  Weight and bias gradients are added into the arrays given;
     FastRNN, FastGRNN: ``scalars`` as forward took them, ``dscalars`` (2,) += the
-    gradients of the two scalars' values (after the sigmoid).  ``dX`` (T*B, I) is
+    gradients of the two scalars' values (after the sigmoid); an LSTM with peepholes:
+    ``peephole`` as forward took it, ``dpeephole`` (3H,) += its gradient.  ``dX`` (T*B, I) is
     overwritten, or added to with ``accumulate_dx``, or not computed when None.
     ``W_hh_p``: W_hh packed by ``_blas.panel_pack`` for the per-step products (float32),
     or None or empty (BLAS).
     """
     if _is_double(X):
         _backward[double](kind, X, W_ih, W_hh, nact, bounds, Gt, Hp, dY, col, dh, dW_ih,
-                          dW_hh, db_ih, db_hh, dc, Cp, Gh, Hn, Ht, scalars, dscalars, dX,
-                          accumulate_dx, reverse, relu, W_hh_p)
+                          dW_hh, db_ih, db_hh, dc, Cp, Gh, Hn, Ht, scalars, dscalars,
+                          peephole, dpeephole, dX, accumulate_dx, reverse, relu, W_hh_p)
     else:
         _backward[float](kind, X, W_ih, W_hh, nact, bounds, Gt, Hp, dY, col, dh, dW_ih,
-                         dW_hh, db_ih, db_hh, dc, Cp, Gh, Hn, Ht, scalars, dscalars, dX,
-                         accumulate_dx, reverse, relu, W_hh_p)
+                         dW_hh, db_ih, db_hh, dc, Cp, Gh, Hn, Ht, scalars, dscalars,
+                         peephole, dpeephole, dX, accumulate_dx, reverse, relu, W_hh_p)
 
 
 cdef int _backward(int kind, const floating[:, ::1] X, const floating[:, ::1] W_ih,
@@ -678,8 +741,9 @@ cdef int _backward(int kind, const floating[:, ::1] X, const floating[:, ::1] W_
                    floating[:, ::1] dW_hh, floating[::1] db_ih, floating[::1] db_hh,
                    floating[:, ::1] dc, floating[:, :, ::1] Cp, floating[:, ::1] Gh,
                    floating[:, :, ::1] Hn, floating[:, :, ::1] Ht,
-                   const floating[::1] scalars, floating[::1] dscalars, floating[:, ::1] dX,
-                   bint accumulate_dx, bint reverse, bint relu,
+                   const floating[::1] scalars, floating[::1] dscalars,
+                   const floating[::1] peephole, floating[::1] dpeephole,
+                   floating[:, ::1] dX, bint accumulate_dx, bint reverse, bint relu,
                    const floating[:, ::1] W_hh_p) except -1:
     _check_kind(kind)
     cdef Py_ssize_t T = nact.shape[0], B = dh.shape[0], H = dh.shape[1], I = X.shape[1]
@@ -703,20 +767,31 @@ cdef int _backward(int kind, const floating[:, ::1] X, const floating[:, ::1] W_
     L.nact = &nact[0]
     _loop_arrays(&L, kind, True, True, dc, Cp, Gh, Hn, Ht, scalars)
     cdef int nsums = FR_KINDS[kind].loop_sums
-    if nsums:
+    cdef floating* pdscalars = NULL
+    if FR_KINDS[kind].scalar_sums:
         if dscalars is None:
             raise ValueError("dscalars is given with a FastRNN or FastGRNN")
         _check_shape("dscalars", (dscalars.shape[0],), (2,))
+        pdscalars = &dscalars[0]
+    cdef const floating* pp = _peephole_ptr(kind, peephole, H, "peephole")
+    cdef floating* pdp = <floating*>_peephole_ptr(kind, dpeephole, H, "dpeephole")
     cdef floating* pdb_ih = _bias_ptr(db_ih, GH, "db_ih")
     cdef floating* pdb_hh = _bias_ptr(db_hh, GH, "db_hh")
     _biases(kind, GH, pdb_ih, pdb_hh)
     L.X, L.W_hh, L.h, L.hp = &X[0, 0], &W_hh[0, 0], &dh[0, 0], &Hp[0, 0, 0]
     L.y = NULL if dY is None else <void*>(&dY[0, 0, 0] + col)
-    L.W_hh_t = L.W_ih_p = L.sbias = L.b1 = L.b2 = NULL
+    L.W_hh_t = L.W_ih_p = L.sbias = L.b2 = NULL
+    L.b1 = pp
     L.panels = _optional_panels("W_hh_p", W_hh_p, GH, H)
+    _check_product_layout(kind, L.panels, NULL)
     cdef floating* g = &Gt[0, 0]
     cdef floating* pdx = &dX[0, 0] if dX is not None else NULL
-    cdef _Grads gd = _grads_shape(T * B, GH, I, H, accumulate_dx, n1, GH, GH - n1)
+    cdef bint before = FR_KINDS[kind].reset_before
+    # the last GH - n1 gate rows of dW_hh: GRU dHn.T @ Hp; r before the product dG.T @ Hn
+    cdef _Grads gd = _grads_shape(T * B, GH, I, H, accumulate_dx, n1, GH, GH - n1,
+                                  GH if before else H)
+    cdef floating* dG2 = g + n1 if before else <floating*>L.hn
+    cdef floating* Hp2 = <floating*>L.hn if before else &Hp[0, 0, 0]
     cdef floating* sums = NULL
     if nsums:
         sums = <floating*>calloc(B * nsums * H, sizeof(floating))
@@ -725,12 +800,12 @@ cdef int _backward(int kind, const floating[:, ::1] X, const floating[:, ::1] W_
     try:
         _run_rows(&L, g, bounds, True, sums)
         if nsums:
-            _add_sums(kind, sums, B, H, pdb_ih, pdb_hh, &dscalars[0])
+            _add_sums(kind, sums, B, H, pdb_ih, pdb_hh, pdp, pdscalars)
         if FR_KINDS[kind].biases_in_step:       # FastGRNN: its bias gradients are in the sums
             pdb_ih = pdb_hh = NULL
         with nogil:
             # dW_hh[:n1] += dG[:, :n1].T @ Hp;  GRU: dW_hh[2H:] += dHn.T @ Hp
-            _param_grads(&gd, g, <floating*>L.hn, &X[0, 0], &W_ih[0, 0], &Hp[0, 0, 0], pdx,
+            _param_grads(&gd, g, dG2, &X[0, 0], &W_ih[0, 0], &Hp[0, 0, 0], Hp2, pdx,
                          &dW_ih[0, 0], pdb_ih, &dW_hh[0, 0], pdb_hh)
     finally:
         free(sums)
@@ -738,20 +813,29 @@ cdef int _backward(int kind, const floating[:, ::1] X, const floating[:, ::1] W_
 
 
 cdef void _add_sums(int kind, const floating* sums, Py_ssize_t rows, Py_ssize_t H,
-                    floating* db_ih, floating* db_hh, floating* dscalars) noexcept nogil:
-    """What the rows' sums add up to, in the order of the rows: FastRNN (dalpha, dbeta)
-    into dscalars; FastGRNN (db_z, db_h, dzeta, dnu) into db_ih, db_hh (when given) and
-    dscalars."""
-    cdef Py_ssize_t nsums = FR_KINDS[kind].loop_sums, p, j, q, first = nsums - 2
+                    floating* db_ih, floating* db_hh, floating* dp,
+                    floating* dscalars) noexcept nogil:
+    """What the rows' sums add up to, in the order of the rows: per unit into vectors
+    (FastGRNN db_z, db_h into db_ih, db_hh when given; an LSTM with peepholes dp_i, dp_f,
+    dp_o into dp), then totals into dscalars (FastRNN dalpha, dbeta; FastGRNN dzeta,
+    dnu)."""
+    cdef Py_ssize_t nsums = FR_KINDS[kind].loop_sums, first = nsums - FR_KINDS[kind].scalar_sums
+    cdef Py_ssize_t p, j, q
+    cdef floating* vectors[3]
     cdef const floating* part
     cdef double total
+    vectors[0] = vectors[1] = vectors[2] = NULL
+    if kind == CELL_FASTGRNN:
+        vectors[0], vectors[1] = db_ih, db_hh
+    elif dp != NULL:
+        vectors[0], vectors[1], vectors[2] = dp, dp + H, dp + 2 * H
     for p in range(rows):
-        part = sums + p * nsums * H
-        if first > 0 and db_ih != NULL:
-            for j in range(H):
-                db_ih[j] += part[j]
-                db_hh[j] += part[H + j]
-    for q in range(2):
+        for q in range(first):
+            if vectors[q] != NULL:
+                part = sums + (p * nsums + q) * H
+                for j in range(H):
+                    vectors[q][j] += part[j]
+    for q in range(nsums - first):
         total = 0
         for p in range(rows):
             part = sums + (p * nsums + first + q) * H

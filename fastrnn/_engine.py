@@ -23,8 +23,9 @@ from . import _blas, _core, _floor, _runtime, _step, _tuning  # _runtime binds t
 from ._kinds import KINDS, Kind
 
 #: a layer-direction's ``(W_ih, W_hh, b_ih, b_hh)`` as the kernels take them (empty bias
-#: arrays for a layer without biases), and for FastRNN and FastGRNN a fifth array: their
-#: two scalars after the sigmoid (as gradients: the gradients of those values)
+#: arrays for a layer without biases), and a fifth array for some kinds: FastRNN's and
+#: FastGRNN's two scalars after the sigmoid (as gradients: the gradients of those
+#: values), an LSTM's peepholes (3H,)
 Weights = tuple[np.ndarray, ...]
 
 # libgomp's threads do not survive fork: a child runs its kernels on one thread if its
@@ -161,10 +162,12 @@ def packed_lstm_weights(W_hh: np.ndarray, T: int, B: int) -> np.ndarray | None:
     return out
 
 
-def use_panels(W_hh: np.ndarray, T: int, B: int) -> bool:
-    """Whether the time loops of a call multiply by W_hh with the panel product."""
+def use_panels(W_hh: np.ndarray, T: int, B: int, kind: Kind | None = None) -> bool:
+    """Whether the time loops of a call multiply by W_hh with the panel product (not for
+    a GRU with r before the product, whose steps multiply by parts of W_hh)."""
     return (B > 1 and T >= _tuning.PANEL_MIN_STEPS and W_hh.dtype == np.float32
-            and W_hh.shape[1] % 16 == 0 and _blas.panel_products())
+            and W_hh.shape[1] % 16 == 0 and _blas.panel_products()
+            and not (kind is not None and kind.reset_before))
 
 
 def panels(W: np.ndarray, transpose: bool) -> np.ndarray:
@@ -176,22 +179,23 @@ def panels(W: np.ndarray, transpose: bool) -> np.ndarray:
     return out
 
 
-def step_operand(W_hh: np.ndarray, T: int, B: int) -> tuple[np.ndarray, int]:
+def step_operand(W_hh: np.ndarray, T: int, B: int,
+                 kind: Kind | None = None) -> tuple[np.ndarray, int]:
     """What the per-step product ``h @ W_hh.T`` of a forward loop reads, and its layout
     (``_core``'s ``LAYOUT_PANELS`` or ``LAYOUT_TRANSPOSED``)."""
-    if use_panels(W_hh, T, B):
+    if use_panels(W_hh, T, B, kind):
         return panels(W_hh, True), _core.LAYOUT_PANELS
     return recurrent_t(W_hh, T, B), _core.LAYOUT_TRANSPOSED
 
 
-def forward_operand(mode: str, W_hh: np.ndarray, T: int, B: int) -> tuple[np.ndarray, int]:
+def forward_operand(kind: Kind, W_hh: np.ndarray, T: int, B: int) -> tuple[np.ndarray, int]:
     """What a forward time loop multiplies by at each step, and its layout: the one-row
     LSTM loop's packed weights when it applies, else :func:`step_operand`."""
-    if mode == "LSTM":
+    if kind.kernel_id == _core.KIND_LSTM:
         packed = packed_lstm_weights(W_hh, T, B)
         if packed is not None:
             return packed, _core.LAYOUT_LSTM_ROW
-    return step_operand(W_hh, T, B)
+    return step_operand(W_hh, T, B, kind)
 
 
 def input_operand(W_ih: np.ndarray, layout: int) -> np.ndarray | None:
@@ -203,15 +207,17 @@ def input_operand(W_ih: np.ndarray, layout: int) -> np.ndarray | None:
     return None
 
 
-def backward_operand(W_hh: np.ndarray, T: int, B: int) -> np.ndarray:
+def backward_operand(W_hh: np.ndarray, T: int, B: int, kind: Kind | None = None) -> np.ndarray:
     """W_hh packed for the backward time loop's products, or empty (BLAS reads W_hh)."""
-    return panels(W_hh, False) if use_panels(W_hh, T, B) else _EMPTY2[W_hh.dtype.char]
+    return (panels(W_hh, False) if use_panels(W_hh, T, B, kind)
+            else _EMPTY2[W_hh.dtype.char])
 
 
 class Cache(NamedTuple):
     """What :func:`run_forward` keeps for :func:`run_backward`: the gates ``Gt``, the
     states each step started from ``Hp`` (and ``Cp`` for a kind with a cell state), the
-    kept-apart recurrent product ``Hn`` and its workspace ``Gh`` (GRU), the candidate
+    kept-apart recurrent product ``Hn`` and its workspace ``Gh`` (GRU; the GRU with r
+    before the product keeps r * h_prev in ``Hn``), the candidate
     ``Ht`` (FastGRNN), the row ranges."""
 
     Gt: np.ndarray
@@ -223,76 +229,86 @@ class Cache(NamedTuple):
     bounds: np.ndarray
 
 
-def run_forward(mode: str, relu: bool, X: np.ndarray, weights: Weights, nact: np.ndarray,
+def run_forward(kind: Kind, relu: bool, X: np.ndarray, weights: Weights, nact: np.ndarray,
                 reverse: bool, h: np.ndarray, c: np.ndarray | None, Y: np.ndarray, col: int,
                 train: bool) -> Cache | None:
     """One layer in one direction.  Updates ``h`` (and ``c``) in place to the final state,
     writes columns ``col:col+H`` of ``Y``; returns what backward needs (or None)."""
-    kind = KINDS[mode]
     T = nact.shape[0]
     B, H = h.shape
     dt = X.dtype
     GH = kind.gates * H
     bounds = row_bounds(nact, B, H, kind.gates)
-    W_hh_t, layout = forward_operand(mode, weights[1], T, B)
+    W_hh_t, layout = forward_operand(kind, weights[1], T, B)
     W_ih_p = input_operand(weights[0], layout)
     # projecting step by step, inference keeps the gates of one step only
     Gt = np.empty((T * B if train or W_ih_p is None else B, GH), dt)
     Hp = _cache_array(train, (T, B, H), dt)
     Cp = _cache_array(train, (T, B, H), dt) if kind.has_cell else None
-    Hn = _cache_array(train, (T, B, H), dt) if kind.product_apart else None
-    Gh = np.empty((B, GH), dt) if kind.product_apart else None
+    Hn = _cache_array(train, (T, B, H), dt) if kind.keeps_product else None
+    Gh = np.empty((B, GH), dt) if kind.keeps_product else None
     Ht = _cache_array(train, (T, B, H), dt) if kind.keeps_candidate else None
     W_ih, W_hh, b_ih, b_hh = weights[:4]
     _core.forward(kind.kernel_id, X, W_ih, W_hh, b_ih, b_hh, nact, bounds, h, Y, col, Gt, c=c,
-                  Hp=Hp, Cp=Cp, Gh=Gh, Hn=Hn, Ht=Ht, scalars=_scalars(weights), reverse=reverse,
-                  relu=relu, W_hh_t=W_hh_t, layout=layout, W_ih_p=W_ih_p)
+                  Hp=Hp, Cp=Cp, Gh=Gh, Hn=Hn, Ht=Ht, scalars=_scalars(kind, weights),
+                  peephole=_vectors(kind, weights), reverse=reverse, relu=relu,
+                  W_hh_t=W_hh_t, layout=layout, W_ih_p=W_ih_p)
     return Cache(Gt, Hp, Cp, Gh, Hn, Ht, bounds) if train else None
 
 
-def _scalars(weights: Weights) -> np.ndarray | None:
-    return weights[4] if len(weights) > 4 else None
+def _scalars(kind: Kind, weights: Weights) -> np.ndarray | None:
+    """The fifth array of ``weights`` when it holds the kind's scalars."""
+    return weights[4] if kind.scalars else None
 
 
-def run_backward(mode: str, relu: bool, X: np.ndarray, weights: Weights, nact: np.ndarray,
+def _vectors(kind: Kind, weights: Weights) -> np.ndarray | None:
+    """The fifth array of ``weights`` when it holds the kind's per-unit vectors."""
+    return weights[4] if kind.vectors else None
+
+
+def run_backward(kind: Kind, relu: bool, X: np.ndarray, weights: Weights, nact: np.ndarray,
                  reverse: bool, cache: Cache, dY: np.ndarray, col: int, dh: np.ndarray,
                  dc: np.ndarray | None, dX: np.ndarray | None, accumulate: bool,
                  grads: Weights) -> None:
     """Backward of :func:`run_forward`: ``dh``/``dc`` from dh_n/dc_n to dh0/dc0 in place,
     ``dX`` written (or added to; None: not computed), gradients added into ``grads``."""
     W_ih, W_hh = weights[0], weights[1]
-    W_hh_p = backward_operand(W_hh, nact.shape[0], dh.shape[0])
-    _core.backward(KINDS[mode].kernel_id, X, W_ih, W_hh, nact, cache.bounds, cache.Gt,
+    W_hh_p = backward_operand(W_hh, nact.shape[0], dh.shape[0], kind)
+    _core.backward(kind.kernel_id, X, W_ih, W_hh, nact, cache.bounds, cache.Gt,
                    cache.Hp, dY, col, dh, grads[0], grads[1], grads[2], grads[3], dc=dc,
-                   Cp=cache.Cp, Gh=cache.Gh, Hn=cache.Hn, Ht=cache.Ht, scalars=_scalars(weights),
-                   dscalars=_scalars(grads), dX=dX, accumulate_dx=accumulate,
-                   reverse=reverse, relu=relu, W_hh_p=W_hh_p)
+                   Cp=cache.Cp, Gh=cache.Gh, Hn=cache.Hn, Ht=cache.Ht,
+                   scalars=_scalars(kind, weights), dscalars=_scalars(kind, grads),
+                   peephole=_vectors(kind, weights), dpeephole=_vectors(kind, grads), dX=dX,
+                   accumulate_dx=accumulate, reverse=reverse, relu=relu, W_hh_p=W_hh_p)
 
 
 @dataclass
 class Tape:
     """What a training forward pass of a stack keeps for its backward pass."""
 
-    mode: str
+    kind: Kind
     relu: bool
     nact: np.ndarray
+    reverse: bool = False                         # one direction, read backwards
     inputs: list = field(default_factory=list)   # per layer: its input (T*B, I_k)
     masks: list = field(default_factory=list)    # per layer: dropout mask on its input, or None
     caches: list = field(default_factory=list)   # per layer: per direction: kernel cache
 
 
-def stack_forward(mode, relu, X, weights, h, c, nact, train, dropout=0.0, rng=None):
-    """Run ``len(weights)`` layers of ``len(weights[0])`` directions.
+def stack_forward(kind, relu, X, weights, h, c, nact, train, dropout=0.0, rng=None,
+                  reverse=False):
+    """Run ``len(weights)`` layers of ``len(weights[0])`` directions of ``kind``.
 
     ``X`` (T*B, I); ``weights[k][d]`` = (W_ih, W_hh, b_ih, b_hh); ``h``, ``c``
     (L*D, B, H): the initial states on entry, the final states on exit (``c`` None unless
     LSTM).  Dropout with probability ``dropout`` applies to the inputs of layers 1.. when
-    training.  Returns the output (T, B, D*H) and the tape (None unless training).
+    training.  ``reverse``: the one direction reads each sequence from its end.  Returns
+    the output (T, B, D*H) and the tape (None unless training).
     """
     T = nact.shape[0]
     B, H = h.shape[1], h.shape[2]
     D = len(weights[0])
-    tape = Tape(mode, relu, nact) if train else None
+    tape = Tape(kind, relu, nact, reverse) if train else None
     Y = None
     for k, layer in enumerate(weights):
         mask = None
@@ -305,7 +321,7 @@ def stack_forward(mode, relu, X, weights, h, c, nact, train, dropout=0.0, rng=No
         caches = []
         for d, w in enumerate(layer):
             i = k * D + d
-            caches.append(run_forward(mode, relu, X, w, nact, d == 1, h[i],
+            caches.append(run_forward(kind, relu, X, w, nact, d == 1 or reverse, h[i],
                                       None if c is None else c[i], Y, d * H, train))
         if tape is not None:
             tape.inputs.append(X)
@@ -329,7 +345,8 @@ def stack_backward(tape, weights, grads, dY, dh, dc, input_grad=True):
         dX = np.empty_like(X) if k > 0 or input_grad else None
         for d in range(D):
             i = k * D + d
-            run_backward(tape.mode, tape.relu, X, weights[k][d], tape.nact, d == 1,
+            run_backward(tape.kind, tape.relu, X, weights[k][d], tape.nact,
+                         d == 1 or tape.reverse,
                          tape.caches[k][d], dY, d * H, dh[i], None if dc is None else dc[i],
                          dX, d > 0, grads[k][d])
         if dX is None:
@@ -378,7 +395,10 @@ def cell_call(kind: Kind, relu: bool, x: object, state: object, weights: Weights
     """A cell's whole call, the new state in new arrays, from ``x`` (B, I) or (I,) and
     ``state`` (h, or (h, c); None for zeros), or None when ``x`` or ``state`` need
     converting (not ndarrays of the weights' dtype, C-contiguous, of the right shapes):
-    the caller then converts and checks them and runs :func:`step`."""
+    the caller then converts and checks them and runs :func:`step` (always, for a kind
+    without a one-step kernel)."""
+    if not kind.one_step:
+        return None
     W_ih, W_hh, b_ih, b_hh = weights[:4]
     return _step.cell_call(kind.kernel_id, relu, x, state, W_ih, W_hh, b_ih, b_hh)
 
@@ -386,12 +406,16 @@ def cell_call(kind: Kind, relu: bool, x: object, state: object, weights: Weights
 def step_workspace(kind: Kind, batch: int, hidden: int,
                    dtype) -> tuple[np.ndarray, np.ndarray]:
     """``(gates, gh)``, the workspace :func:`step` takes for ``batch`` rows: ``gates``
-    (B, G*H), and ``gh`` (B, 3H) for a GRU, the output (1, B, H) of the sequence kernel
-    for a kind without a one-step kernel (``gates`` again for the other kinds)."""
-    gates = np.empty((batch, kind.gates * hidden), dtype)
+    (B, G*H), and ``gh`` (B, 3H) for a GRU (``gates`` again for the other kinds).  For a
+    kind without a one-step kernel, ``gh`` is the output (1, B, H) of the sequence kernel
+    and ``gates`` (2, B, G*H) for a kind that keeps a product apart (the gates, then the
+    kernel's workspace Gh), else (1, B, G*H)."""
+    GH = kind.gates * hidden
     if not kind.one_step:
+        gates = np.empty((2 if kind.keeps_product else 1, batch, GH), dtype)
         return gates, np.empty((1, batch, hidden), dtype)
-    gh = np.empty((batch, kind.gates * hidden), dtype) if kind.product_apart else gates
+    gates = np.empty((batch, GH), dtype)
+    gh = np.empty((batch, GH), dtype) if kind.product_apart else gates
     return gates, gh
 
 
@@ -412,7 +436,8 @@ def step(kind: Kind, relu: bool, x: np.ndarray, weights: Weights, h: np.ndarray,
     if not kind.one_step:
         nact, bounds = _one_step_rows(h.shape[0])
         _core.forward(kind.kernel_id, x, W_ih, W_hh, b_ih, b_hh, nact, bounds, h, gh, 0,
-                      gates, scalars=_scalars(weights))
+                      gates[0], c=c, Gh=gates[1] if kind.keeps_product else None,
+                      scalars=_scalars(kind, weights), peephole=_vectors(kind, weights))
         return
     _step.step(kind.kernel_id, relu, x, W_ih, W_hh, b_ih, b_hh, h, gates if c is None else c,
                gates, gh)

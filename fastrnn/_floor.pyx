@@ -81,7 +81,7 @@ def gemm_floor(const floating[:, ::1] X, const floating[:, ::1] W_ih,
     cdef const int* bd = &bounds[0]
     cdef floating* g = &Gt[0, 0]
     cdef floating* hs = &h[0, 0]
-    cdef _Grads gd = _grads_shape(T * B, GH, I, H, False, GH, GH, 0)
+    cdef _Grads gd = _grads_shape(T * B, GH, I, H, False, GH, GH, 0, 0)
     with nogil:
         if wip == NULL:
             _input_all(<int>(T * B), <int>GH, <int>I, x, &W_ih[0, 0], NULL, NULL, 0, g)
@@ -93,5 +93,5 @@ def gemm_floor(const floating[:, ::1] X, const floating[:, ::1] W_ih,
                 _floor_rows(whh, whh_t, wp, wp_back, x, I, wip, gstep, na, T, B, H, GH, train,
                             bd[p], bd[p + 1], g, hs)
         if train:
-            _param_grads(&gd, g, <floating*>NULL, &X[0, 0], &W_ih[0, 0], &Hp[0, 0], &dX[0, 0],
-                         &dW_ih[0, 0], NULL, &dW_hh[0, 0], NULL)
+            _param_grads(&gd, g, <floating*>NULL, &X[0, 0], &W_ih[0, 0], &Hp[0, 0],
+                         <floating*>NULL, &dX[0, 0], &dW_ih[0, 0], NULL, &dW_hh[0, 0], NULL)

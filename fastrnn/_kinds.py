@@ -20,7 +20,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-__all__ = ["Kind", "KINDS", "kind_of", "parameter_shapes", "suffix"]
+__all__ = ["Kind", "KINDS", "VARIANTS", "ALL_KINDS", "kind_of", "layer_kind",
+           "parameter_shapes", "suffix"]
 
 
 @dataclass(frozen=True)
@@ -35,6 +36,11 @@ class Kind:
     ``gate_names`` PyTorch's order of the stacked gate blocks; ``onnx_blocks`` the
     blocks of PyTorch's order that make ONNX's order (LSTM ``iofc``, GRU ``zrh``);
     ``torch_layer``/``torch_cell`` the ``torch.nn`` class names.
+
+    A *variant* (``variant`` names the option that makes it) computes a kind's cell
+    another way, with its own kernels: ``reset_before`` the GRU whose reset gate scales
+    h before the recurrent product, ``vectors`` extra per-unit parameters of shape
+    ``(rows, H)`` (the LSTM's peepholes), ``onnx_attributes`` what its ONNX node says.
     """
 
     name: str
@@ -51,6 +57,21 @@ class Kind:
     in_torch: bool = True                   # torch.nn has the layer and the cell
     one_step: bool = True                   # _step has a one-step kernel for it
     keeps_candidate: bool = False           # training keeps h~ in a cache Ht (FastGRNN)
+    variant: str = ""                       # "" for the kind itself
+    reset_before: bool = False              # GRU: r scales h before the product
+    vectors: tuple[tuple[str, int], ...] = ()    # (name, rows): (rows, H) parameters
+    onnx_attributes: tuple[tuple[str, int], ...] = ()
+
+    @property
+    def label(self) -> str:
+        """The kind and its variant, for messages ('GRU', 'GRU (reset_before)')."""
+        return self.name + (f" ({self.variant})" if self.variant else "")
+
+    @property
+    def keeps_product(self) -> bool:
+        """Whether a step keeps a product apart: the workspace Gh and the training cache
+        Hn (the GRU: W_hn h + b_hn; the GRU with r before the product: r * h)."""
+        return self.product_apart or self.reset_before
 
     @property
     def torch_layer(self) -> str | None:
@@ -87,6 +108,7 @@ class Kind:
                 shapes += [(name + "1" + suffix, (rank, cols)), (name + "2" + suffix, (G, rank))]
         if bias:
             shapes += [(name + suffix, (G,)) for name in self.biases]
+        shapes += [(name + suffix, (rows, hidden_size)) for name, rows in self.vectors]
         return shapes + [(name + suffix, (1,)) for name, _ in self.scalars]
 
     def parameter_count(self, input_size: int, hidden_size: int, num_layers: int = 1,
@@ -101,7 +123,8 @@ KINDS: dict[str, Kind] = {k.name: k for k in (
     Kind("LSTM", gates=4, has_cell=True, kernel_id=1, gate_names=("i", "f", "g", "o"),
          onnx_blocks=(0, 3, 1, 2)),
     Kind("GRU", gates=3, has_cell=False, kernel_id=2, gate_names=("r", "z", "n"),
-         onnx_blocks=(1, 0, 2), product_apart=True),
+         onnx_blocks=(1, 0, 2), product_apart=True,
+         onnx_attributes=(("linear_before_reset", 1),)),
     # Kusupati et al. 2018, with EdgeML's names and initial values (before the sigmoid)
     Kind("FastRNN", gates=1, has_cell=False, kernel_id=3, gate_names=("h",),
          onnx_blocks=None, biases=("bias_update",),
@@ -113,7 +136,43 @@ KINDS: dict[str, Kind] = {k.name: k for k in (
 )}
 
 
+#: the variants, by (kind name, option): the same parameters (and more, for ``vectors``),
+#: another cell; neither is in torch.nn, and their one step runs the sequence kernel
+VARIANTS: dict[tuple[str, str], Kind] = {(k.name, k.variant): k for k in (
+    # Cho et al. 2014: n = tanh(W_in x + b_in + W_hn (r * h) + b_hn); ONNX's default GRU
+    Kind("GRU", gates=3, has_cell=False, kernel_id=5, gate_names=("r", "z", "n"),
+         onnx_blocks=(1, 0, 2), in_torch=False, one_step=False, variant="reset_before",
+         reset_before=True, onnx_attributes=(("linear_before_reset", 0),)),
+    # Gers & Schmidhuber 2000: i, f read p_i * c_{t-1}, p_f * c_{t-1}; o reads p_o * c_t
+    Kind("LSTM", gates=4, has_cell=True, kernel_id=6, gate_names=("i", "f", "g", "o"),
+         onnx_blocks=(0, 3, 1, 2), in_torch=False, one_step=False, variant="peephole",
+         vectors=(("peephole", 3),)),
+)}
+
+#: every record the kernels have a number for
+ALL_KINDS: tuple[Kind, ...] = (*KINDS.values(), *VARIANTS.values())
+
+
 _BY_UPPER_NAME = {name.upper(): kind for name, kind in KINDS.items()}
+
+
+def layer_kind(name: str, *, reset_after: bool = True, peephole: bool = False) -> Kind:
+    """The record a layer or cell of kind ``name`` computes with, given its options: the
+    GRU's ``reset_after=False`` and the LSTM's ``peephole=True`` are variants.
+
+    >>> layer_kind("GRU", reset_after=False).label
+    'GRU (reset_before)'
+    """
+    kind = KINDS[name]
+    if not reset_after:
+        if name != "GRU":
+            raise ValueError(f"reset_after is an option of the GRU, not of {name}")
+        kind = VARIANTS["GRU", "reset_before"]
+    if peephole:
+        if name != "LSTM":
+            raise ValueError(f"peephole is an option of the LSTM, not of {name}")
+        kind = VARIANTS["LSTM", "peephole"]
+    return kind
 
 
 def kind_of(name: str) -> Kind:

@@ -135,6 +135,14 @@ def lengths_array(lengths, batch: int, steps: int, name: str = "lengths") -> np.
     return a.astype(np.int64, copy=False)
 
 
+def step_mask(lengths: np.ndarray | None, steps: int) -> np.ndarray | None:
+    """(B, T) True where t < lengths[b] (the valid steps of checked ``lengths``), or None
+    without lengths."""
+    if lengths is None:
+        return None
+    return np.arange(steps)[None, :] < lengths[:, None]
+
+
 def seed_value(seed, name: str = "seed"):
     if seed is None or (isinstance(seed, numbers.Integral) and not isinstance(seed, bool)):
         if seed is not None and seed < 0:

@@ -12,7 +12,7 @@ import math
 import numpy as np
 
 from . import _engine
-from ._kinds import KINDS, Kind
+from ._kinds import KINDS, Kind, layer_kind
 from ._validate import (as_dtype, flag, float_array, kernel_sizes, positive_int, seed_value,
                         state_arrays)
 from .module import Module
@@ -30,7 +30,8 @@ def init_parameters(module: Module, rng: np.random.Generator, kind: Kind, input_
 
 def weight_tuple(module: Module, suffix: str, grad: bool = False) -> _engine.Weights:
     """``(W_ih, W_hh, b_ih, b_hh)`` (or their gradients) as the kernels take them; empty
-    bias arrays for a module without biases."""
+    bias arrays for a module without biases; then the module's kind's per-unit vectors
+    (an LSTM's peepholes), flat."""
     p = module._params
     arrays = []
     for name in ("weight_ih", "weight_hh", "bias_ih", "bias_hh"):
@@ -41,7 +42,10 @@ def weight_tuple(module: Module, suffix: str, grad: bool = False) -> _engine.Wei
             arrays.append(np.empty(0, module.dtype))
         else:
             arrays.append(param.grad if grad else param.data)
-    return arrays[0], arrays[1], arrays[2], arrays[3]
+    for name, _ in module.kind.vectors:
+        param = p[name + suffix]
+        arrays.append((param.grad if grad else param.data).reshape(-1))
+    return tuple(arrays)
 
 
 class _CellBase(Module):
@@ -112,7 +116,7 @@ class _CellBase(Module):
         B = x.shape[0]
         nact = _engine.active_rows(None, 1, B)
         weights = [[weight_tuple(self, "")]]
-        _, tape = _engine.stack_forward(self.mode, self._relu, x, weights, h, c, nact,
+        _, tape = _engine.stack_forward(self.kind, self._relu, x, weights, h, c, nact,
                                         train=True)
         new_state = self._result(h.copy(), None if c is None else c.copy(), unbatched)
         done = False
@@ -183,7 +187,8 @@ class LSTMCell(_CellBase):
 
     Parameters ``weight_ih`` (4H, I), ``weight_hh`` (4H, H), ``bias_ih``, ``bias_hh``
     (4H,), the four gates stacked in that order; uniform(-1/sqrt(H), 1/sqrt(H)) init.
-    ``cell(x, (h, c))`` returns the new ``(h, c)``.
+    ``cell(x, (h, c))`` returns the new ``(h, c)``.  ``peephole=True``: the gates read
+    the cell state through ``peephole`` (3, H) (as :class:`LSTM`).
 
     >>> import numpy as np, fastrnn
     >>> cell = fastrnn.LSTMCell(3, 5, seed=0)
@@ -194,6 +199,14 @@ class LSTMCell(_CellBase):
 
     mode = "LSTM"
     kind = KINDS[mode]
+
+    def __init__(self, input_size: int, hidden_size: int, bias: bool = True, *,
+                 peephole: bool = False, dtype=np.float32, seed: int | None = None):
+        self.kind = layer_kind(self.mode, peephole=flag(peephole, "peephole"))
+        super().__init__(input_size, hidden_size, bias, dtype=dtype, seed=seed)
+
+    def extra_repr(self) -> str:
+        return super().extra_repr() + (", peephole=True" if self.kind.vectors else "")
 
 
 class GRUCell(_CellBase):
@@ -206,6 +219,7 @@ class GRUCell(_CellBase):
 
     Parameters ``weight_ih`` (3H, I), ``weight_hh`` (3H, H), ``bias_ih``, ``bias_hh``
     (3H,); uniform(-1/sqrt(H), 1/sqrt(H)) init.  ``cell(x, h)`` returns the new h.
+    ``reset_after=False``: the reset gate before the recurrent product (as :class:`GRU`).
 
     >>> import numpy as np, fastrnn
     >>> cell = fastrnn.GRUCell(3, 5, seed=0)
@@ -218,3 +232,11 @@ class GRUCell(_CellBase):
 
     mode = "GRU"
     kind = KINDS[mode]
+
+    def __init__(self, input_size: int, hidden_size: int, bias: bool = True, *,
+                 reset_after: bool = True, dtype=np.float32, seed: int | None = None):
+        self.kind = layer_kind(self.mode, reset_after=flag(reset_after, "reset_after"))
+        super().__init__(input_size, hidden_size, bias, dtype=dtype, seed=seed)
+
+    def extra_repr(self) -> str:
+        return super().extra_repr() + (", reset_after=False" if self.kind.reset_before else "")

@@ -11,7 +11,7 @@ import numpy as np
 from . import _engine
 from ._validate import (as_dtype, flag, float_array, kernel_sizes, lengths_array,
                         positive_int, probability, seed_value, state_arrays)
-from ._kinds import KINDS, layer_directions, suffix
+from ._kinds import KINDS, layer_directions, layer_kind, suffix
 from .cells import init_parameters, weight_tuple
 from .module import Module
 
@@ -76,6 +76,27 @@ def _kernel_dy(dy, batch_first: bool, order) -> np.ndarray | None:
     return _time_major(dy, batch_first, order)
 
 
+def _batch_axis(state, name: str):
+    """A state of an unbatched call, (L*D, H) (or a tuple (h, c) of them), with a batch
+    axis of one row; None stays None."""
+    if state is None:
+        return None
+    if isinstance(state, (tuple, list)):
+        return tuple(_batch_axis(s, f"{name}[{i}]") for i, s in enumerate(state))
+    a = np.asarray(state)
+    if a.ndim != 2:
+        raise ValueError(f"{name} must be 2-D (num_layers*num_directions, hidden_size) "
+                         f"with an unbatched x, got shape {a.shape}")
+    return a[:, None]
+
+
+def _drop_batch_axis(state):
+    """The states of a one-row batch as an unbatched call returns them."""
+    if isinstance(state, tuple):
+        return tuple(s[:, 0] for s in state)
+    return state[:, 0]
+
+
 def _caller_layout(a, batch_first: bool, inverse=None) -> np.ndarray:
     """The kernels' (T, B, ...) ``a`` as the caller sees it: (B, T, ...) with
     ``batch_first``, the batch rows back in their order (``inverse`` of the sort, None: as
@@ -98,7 +119,8 @@ class _RNNBase(Module):
 
     def __init__(self, input_size: int, hidden_size: int, num_layers: int = 1,
                  bias: bool = True, batch_first: bool = False, dropout: float = 0.0,
-                 bidirectional: bool = False, *, dtype=np.float32, seed: int | None = None):
+                 bidirectional: bool = False, *, reverse: bool = False, dtype=np.float32,
+                 seed: int | None = None):
         super().__init__()
         self.input_size = positive_int(input_size, "input_size")
         self.hidden_size = positive_int(hidden_size, "hidden_size")
@@ -107,6 +129,10 @@ class _RNNBase(Module):
         self.batch_first = batch_first
         self.dropout = dropout
         self.bidirectional = flag(bidirectional, "bidirectional")
+        self.reverse = flag(reverse, "reverse")
+        if self.reverse and self.bidirectional:
+            raise ValueError("reverse=True is one direction read backwards; it does not "
+                             "combine with bidirectional=True")
         self.dtype = as_dtype(dtype)
         if self.nonlinearity not in ("tanh", "relu"):
             raise ValueError(f"nonlinearity must be 'tanh' or 'relu', "
@@ -134,11 +160,24 @@ class _RNNBase(Module):
         return 2 if self.bidirectional else 1
 
     def config(self) -> dict:
-        """What builds this layer again (its parameters apart), as a model file keeps it."""
-        return {"type": type(self).__name__, "input_size": self.input_size,
-                "hidden_size": self.hidden_size, "num_layers": self.num_layers,
-                "bias": self.bias, "batch_first": self.batch_first, "dropout": self.dropout,
-                "bidirectional": self.bidirectional}
+        """What builds this layer again (its parameters apart), as a model file keeps it;
+        the options that make a variant or reverse the direction only when set (so files
+        of layers without them read as before)."""
+        cfg = {"type": type(self).__name__, "input_size": self.input_size,
+               "hidden_size": self.hidden_size, "num_layers": self.num_layers,
+               "bias": self.bias, "batch_first": self.batch_first, "dropout": self.dropout,
+               "bidirectional": self.bidirectional}
+        return {**cfg, **self._options()}
+
+    def _options(self) -> dict:
+        """The keyword options that differ from their defaults, as the constructor takes
+        them."""
+        out: dict = {"reverse": True} if self.reverse else {}
+        if self.kind.reset_before:
+            out["reset_after"] = False
+        if self.kind.vectors:
+            out["peephole"] = True
+        return out
 
     # checked wherever they are set (the constructor, from_torch, a user), as PyTorch
     # accepts them: dropout in [0, 1] (1 zeroes the inputs of layers 1..), a bool layout
@@ -181,17 +220,74 @@ class _RNNBase(Module):
     # -- the one shared path of RNN, LSTM and GRU ---------------------------------------
 
     def _run(self, x, state0, lengths, train: bool, state_name: str = "state0"):
+        if np.ndim(x) == 2:
+            return self._run_unbatched(x, state0, lengths, train, state_name)
+        return self._run_batched(x, state0, lengths, train, state_name, self.batch_first)
+
+    def _run_unbatched(self, x, state0, lengths, train: bool, state_name: str):
+        """``x`` (T, input_size) without a batch axis, as torch.nn's layers take it: one
+        sequence (``batch_first`` does not apply), states (L*D, H), outputs (T, D*H)."""
+        if lengths is not None:
+            raise ValueError("lengths applies to a batch; an unbatched x (T, input_size) "
+                             "is one sequence of all its steps")
+        x = float_array(x, "x", self.dtype, 2, contiguous=False)
+        out = self._run_batched(x[:, None], _batch_axis(state0, state_name), None, train,
+                                state_name, batch_first=False)
+        y, state = out[0][:, 0], _drop_batch_axis(out[1])
+        if not train:
+            return y, state
+        batched_backward = out[2]
+
+        def backward(dy, dstate=None, *, input_grad=True):
+            dy = float_array(dy, "dy", self.dtype, 2, contiguous=False)
+            if dy.shape != y.shape:
+                raise ValueError(f"dy must have the shape of y, {y.shape}, got {dy.shape}")
+            dx, dstate0 = batched_backward(dy[:, None], _batch_axis(dstate, "dstate"),
+                                           input_grad=input_grad)
+            return (None if dx is None else dx[:, 0]), _drop_batch_axis(dstate0)
+
+        return y, state, backward
+
+    def _run_empty(self, T: int, state0, lengths, train: bool, state_name: str,
+                   batch_first: bool):
+        """An empty batch (B = 0), as torch.nn's layers take it: empty outputs, the
+        (empty) initial states as the final ones, and a backward of empty gradients that
+        adds nothing to the parameters' gradients."""
+        H, LD, D = self.hidden_size, self.num_layers * self.num_directions, self.num_directions
+        lstm = self.kind.has_cell
+        if lengths is not None:
+            lengths_array(lengths, 0, T)
+        h, c = state_arrays(state0, lstm, (LD, 0, H), self.dtype, state_name)
+        y = np.zeros((0, T, D * H) if batch_first else (T, 0, D * H), self.dtype)
+        state = self._pack(h, c)
+        if not train:
+            return y, state
+        x_shape = (0, T, self.input_size) if batch_first else (T, 0, self.input_size)
+
+        def backward(dy, dstate=None, *, input_grad=True):
+            dy = float_array(dy, "dy", self.dtype, 3, contiguous=False)
+            if dy.shape != y.shape:
+                raise ValueError(f"dy must have the shape of y, {y.shape}, got {dy.shape}")
+            dh, dc = state_arrays(dstate, lstm, (LD, 0, H), self.dtype, "dstate")
+            dx = np.zeros(x_shape, self.dtype) if input_grad else None
+            return dx, self._pack(dh, dc)
+
+        return y, state, backward
+
+    def _run_batched(self, x, state0, lengths, train: bool, state_name: str,
+                     batch_first: bool):
         lstm = self.kind.has_cell
         if isinstance(x, np.ndarray) and x.ndim == 3:        # before x is copied
             kernel_sizes("x", time_steps_times_batch=x.shape[0] * x.shape[1])
         x = float_array(x, "x", self.dtype, 3, contiguous=False)    # copied once, below
-        shape = (x.shape[1], x.shape[0], x.shape[2]) if self.batch_first else x.shape
+        shape = (x.shape[1], x.shape[0], x.shape[2]) if batch_first else x.shape
         T, B, I = shape
         if I != self.input_size:
             raise ValueError(f"x.shape[-1] must equal input_size={self.input_size}, got {I}")
-        if T == 0 or B == 0:
-            raise ValueError(f"x must have at least one time step and one batch row, "
-                             f"got shape {shape}")
+        if T == 0:
+            raise ValueError(f"x must have at least one time step, got shape {shape}")
+        if B == 0:
+            return self._run_empty(T, state0, lengths, train, state_name, batch_first)
         H, LD = self.hidden_size, self.num_layers * self.num_directions
         h, c = state_arrays(state0, lstm, (LD, B, H), self.dtype, state_name)
         order = inverse = sorted_lengths = padded = None
@@ -208,13 +304,13 @@ class _RNNBase(Module):
         if sorted_lengths is not None and sorted_lengths[-1] < T:
             # padded steps read as zeros: their values (even nan) must reach no gradient
             padded = np.arange(T)[:, None] >= sorted_lengths[None, :]
-        x = _time_major(x, self.batch_first, order, padded)
+        x = _time_major(x, batch_first, order, padded)
         nact = _engine.active_rows(sorted_lengths, T, B)
         weights = self._weights()
-        Y, tape = _engine.stack_forward(self.mode, self.nonlinearity == "relu",
+        Y, tape = _engine.stack_forward(self.kind, self.nonlinearity == "relu",
                                         x.reshape(T * B, I), weights, h, c, nact, train,
-                                        self.dropout, self._dropout_rng)
-        y = _caller_layout(Y, self.batch_first, inverse)
+                                        self.dropout, self._dropout_rng, self.reverse)
+        y = _caller_layout(Y, batch_first, inverse)
         DH = Y.shape[2]                  # backward keeps no Y: y may be a copy of it
         state = self._pack(_unsort(h, inverse), _unsort(c, inverse))
         if not train:
@@ -228,7 +324,7 @@ class _RNNBase(Module):
                 raise RuntimeError("backward was already called for this forward_train; "
                                    "run forward_train again")
             dy = float_array(dy, "dy", self.dtype, 3, contiguous=False)
-            expected = (B, T, DH) if self.batch_first else (T, B, DH)
+            expected = (B, T, DH) if batch_first else (T, B, DH)
             if dy.shape != expected:
                 raise ValueError(f"dy must have the shape of y, {expected}, got {dy.shape}")
             dh, dc = state_arrays(dstate, lstm, (LD, B, H), self.dtype, "dstate")
@@ -236,12 +332,12 @@ class _RNNBase(Module):
                 dh, dc = _take_rows(dh, order), _take_rows(dc, order)
             grads = self._weights(grad=True)
             dX = _engine.stack_backward(tape, weights, grads,
-                                        _kernel_dy(dy, self.batch_first, order),
+                                        _kernel_dy(dy, batch_first, order),
                                         dh, dc, input_grad=bool(input_grad))
             self._add_grads(grads)
             done = True
             dx = (None if dX is None
-                  else _caller_layout(dX.reshape(T, B, I), self.batch_first, inverse))
+                  else _caller_layout(dX.reshape(T, B, I), batch_first, inverse))
             return dx, self._pack(_unsort(dh, inverse), _unsort(dc, inverse))
 
         return y, state, backward
@@ -272,6 +368,7 @@ class _RNNBase(Module):
             s += f", dropout={self.dropout}"
         if self.bidirectional:
             s += ", bidirectional=True"
+        s += "".join(f", {k}={v!r}" for k, v in self._options().items())
         return s + f", dtype={self.dtype.name}"
 
 
@@ -312,11 +409,11 @@ class RNN(_RNNBase):
 
     def __init__(self, input_size: int, hidden_size: int, num_layers: int = 1,
                  nonlinearity: str = "tanh", bias: bool = True, batch_first: bool = False,
-                 dropout: float = 0.0, bidirectional: bool = False, *, dtype=np.float32,
-                 seed: int | None = None):
+                 dropout: float = 0.0, bidirectional: bool = False, *,
+                 reverse: bool = False, dtype=np.float32, seed: int | None = None):
         self.nonlinearity = nonlinearity      # checked by the base, where it was given
         super().__init__(input_size, hidden_size, num_layers, bias, batch_first, dropout,
-                         bidirectional, dtype=dtype, seed=seed)
+                         bidirectional, reverse=reverse, dtype=dtype, seed=seed)
 
     def __call__(self, x, h0=None, lengths=None):
         return self._run(x, h0, lengths, train=False, state_name="h0")
@@ -353,6 +450,18 @@ class LSTM(_RNNBase):
     mode = "LSTM"
     kind = KINDS[mode]
 
+    def __init__(self, input_size: int, hidden_size: int, num_layers: int = 1,
+                 bias: bool = True, batch_first: bool = False, dropout: float = 0.0,
+                 bidirectional: bool = False, *, peephole: bool = False,
+                 reverse: bool = False, dtype=np.float32, seed: int | None = None):
+        self.kind = layer_kind(self.mode, peephole=flag(peephole, "peephole"))
+        super().__init__(input_size, hidden_size, num_layers, bias, batch_first, dropout,
+                         bidirectional, reverse=reverse, dtype=dtype, seed=seed)
+
+    @property
+    def peephole(self) -> bool:
+        return bool(self.kind.vectors)
+
     def __call__(self, x, state0=None, lengths=None):
         return self._run(x, state0, lengths, train=False)
 
@@ -378,6 +487,18 @@ class GRU(_RNNBase):
 
     mode = "GRU"
     kind = KINDS[mode]
+
+    def __init__(self, input_size: int, hidden_size: int, num_layers: int = 1,
+                 bias: bool = True, batch_first: bool = False, dropout: float = 0.0,
+                 bidirectional: bool = False, *, reset_after: bool = True,
+                 reverse: bool = False, dtype=np.float32, seed: int | None = None):
+        self.kind = layer_kind(self.mode, reset_after=flag(reset_after, "reset_after"))
+        super().__init__(input_size, hidden_size, num_layers, bias, batch_first, dropout,
+                         bidirectional, reverse=reverse, dtype=dtype, seed=seed)
+
+    @property
+    def reset_after(self) -> bool:
+        return not self.kind.reset_before
 
     def __call__(self, x, h0=None, lengths=None):
         return self._run(x, h0, lengths, train=False, state_name="h0")

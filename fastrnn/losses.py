@@ -12,12 +12,15 @@ prediction is (``predict``, ``proba``) and how it is saved (``config``, :func:`f
 
 from __future__ import annotations
 
+import inspect
+from collections.abc import Callable
+
 import numpy as np
 
 from ._validate import float_array
 
 __all__ = ["softmax_cross_entropy", "mse", "bce_with_logits", "log_softmax", "softmax",
-           "CrossEntropyLoss", "MSELoss", "BCEWithLogitsLoss", "get_loss",
+           "CrossEntropyLoss", "MSELoss", "BCEWithLogitsLoss", "CustomLoss", "get_loss",
            "from_config"]
 
 
@@ -327,6 +330,81 @@ class BCEWithLogitsLoss(_Loss):
     def proba(self, out):
         """The sigmoid of the logits."""
         return _sigmoid(out)
+
+
+def _takes_mask(fn: Callable) -> bool:
+    """Whether ``fn`` can be called as ``fn(outputs, targets, mask)``."""
+    try:
+        params = inspect.signature(fn).parameters.values()
+    except (TypeError, ValueError):          # a builtin without a signature: try it
+        return True
+    positional = [p for p in params if p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD)]
+    return len(positional) >= 3 or any(p.kind == p.VAR_POSITIONAL for p in params)
+
+
+class CustomLoss(_Loss):
+    """A loss from a function ``fn(outputs, targets) -> (value, grad_outputs)``: ``value``
+    the mean loss of the batch (a number) and ``grad_outputs`` its gradient with respect
+    to ``outputs`` (their shape).  What a model's ``fit`` plugs in when given a function
+    as its loss.
+
+    Where entries must be left out (per-step outputs with ``lengths``), ``fn`` is called
+    as ``fn(outputs, targets, mask)`` with ``mask`` the boolean array of the entries that
+    count (the leading axes of ``outputs``); a function of two arguments then raises
+    ``ValueError``.  Targets are taken as given, one row per sample; the predictions are
+    the outputs; there is no metric; a custom loss is not saved in a model file.
+
+    >>> import numpy as np
+    >>> from fastrnn.losses import CustomLoss
+    >>> def l1(out, target):
+    ...     return float(np.abs(out - target).mean()), np.sign(out - target) / out.size
+    >>> loss, grad = CustomLoss(l1)(np.array([[1.0, -1.0]]), np.zeros((1, 2)))
+    >>> loss, grad
+    (1.0, array([[ 0.5, -0.5]]))
+    """
+
+    name = "custom"
+
+    def __init__(self, fn: Callable):
+        if not callable(fn):
+            raise TypeError(f"a custom loss must be callable, got {type(fn).__name__}")
+        self.fn = fn
+        self.takes_mask = _takes_mask(fn)
+
+    def __call__(self, pred, target, mask=None):
+        if mask is None:
+            result = self.fn(pred, target)
+        elif not self.takes_mask:
+            raise ValueError(f"the loss {self!r} takes (outputs, targets) but these outputs "
+                             f"have padded steps (lengths): it must take (outputs, targets, "
+                             f"mask) and count only the entries where mask is True")
+        else:
+            result = self.fn(pred, target, mask)
+        if not isinstance(result, (tuple, list)) or len(result) != 2:
+            raise TypeError(f"the loss {self!r} must return (value, grad_outputs), got "
+                            f"{type(result).__name__}")
+        value, grad = result
+        try:
+            value = float(value)
+        except (TypeError, ValueError):
+            raise TypeError(f"the loss {self!r} must return a number as its value, got "
+                            f"{type(value).__name__}") from None
+        grad = float_array(grad, "grad_outputs", pred.dtype, pred.ndim)
+        if grad.shape != pred.shape:
+            raise ValueError(f"grad_outputs must have the shape of the outputs, "
+                             f"{pred.shape}, got {grad.shape}")
+        return value, grad
+
+    def check_targets(self, y, lead, out_features, dtype, name="y"):
+        """Any array with one row per sample."""
+        y = np.asarray(y)
+        if y.ndim == 0 or y.shape[0] != lead[0]:
+            raise ValueError(f"{name} must have one row per sample ({lead[0]}), got shape "
+                             f"{y.shape}")
+        return y
+
+    def __repr__(self) -> str:
+        return f"CustomLoss({getattr(self.fn, '__name__', type(self.fn).__name__)})"
 
 
 _LOSSES = {cls.name: cls for cls in (CrossEntropyLoss, MSELoss, BCEWithLogitsLoss)}

@@ -21,7 +21,8 @@ import numbers
 import numpy as np
 
 from . import losses
-from ._validate import all_finite, float_array, lengths_array, positive_int, seed_value
+from ._validate import (all_finite, float_array, lengths_array, positive_int, seed_value,
+                        step_mask)
 from .heads import Head, ManyToMany, ManyToOne, OneToMany, sample_logits
 from .fastgrnn import FastGRNN, FastRNN
 from .layers import GRU, LSTM, RNN, Embedding, zero_gradient
@@ -38,9 +39,7 @@ _HEAD_TYPES = {"ManyToMany": ManyToMany, "ManyToOne": ManyToOne, "OneToMany": On
 
 def _per_step_mask(lengths, B: int, T: int):
     """(B, T) True where t < lengths[b], or None without lengths."""
-    if lengths is None:
-        return None
-    return np.arange(T)[None, :] < lengths[:, None]
+    return step_mask(lengths, T)
 
 
 def _not_empty(a: np.ndarray, name: str) -> None:
@@ -121,10 +120,12 @@ class SequenceModel(_Fittable):
               output_size: int, head: str = "many_to_many", num_layers: int = 1,
               bidirectional: bool = False, dropout: float = 0.0, vocab_size: int | None = None,
               embedding_dim: int | None = None, loss="cross_entropy", nonlinearity="tanh",
-              dtype=np.float32, seed: int | None = None) -> SequenceModel:
+              dtype=np.float32, seed: int | None = None, **layer_options) -> SequenceModel:
         """A model from sizes: ``cell`` 'rnn' | 'lstm' | 'gru' | 'fastrnn' | 'fastgrnn';
-        ``head`` 'many_to_many' |
-        'many_to_one' | 'one_to_many'; token inputs when ``vocab_size`` is given."""
+        ``head`` 'many_to_many' | 'many_to_one' | 'one_to_many'; token inputs when
+        ``vocab_size`` is given.  Further keyword arguments go to the recurrent layer's
+        constructor (``reverse=True``, the GRU's ``reset_after=False``, the LSTM's
+        ``peephole=True``, FastGRNN's ``w_rank``, ...)."""
         seeds = np.random.SeedSequence(seed_value(seed)).generate_state(3)
         rnn_type = _RNN_BY_CELL.get(str(cell).lower())
         if rnn_type is None:
@@ -140,7 +141,7 @@ class SequenceModel(_Fittable):
         extra = {"nonlinearity": nonlinearity} if rnn_type is RNN else {}
         rnn = rnn_type(input_size, hidden_size, num_layers=num_layers,
                        bidirectional=bidirectional, dropout=dropout, dtype=dtype,
-                       seed=int(seeds[1]), **extra)
+                       seed=int(seeds[1]), **extra, **layer_options)
         D = 2 if bidirectional else 1
         heads = {"many_to_many": ManyToMany, "many_to_one": ManyToOne,
                  "one_to_many": OneToMany}

@@ -5,9 +5,11 @@ the weights rearranged to ONNX's conventions:
 
 * LSTM gates: fastrnn (PyTorch) ``i, f, g, o`` -> ONNX ``i, o, f, c``;
 * GRU gates: ``r, z, n`` -> ONNX ``z, r, h``, with ``linear_before_reset=1`` (PyTorch's and
-  fastrnn's GRU applies the reset gate after the recurrent product);
+  fastrnn's default GRU applies the reset gate after the recurrent product), or 0 for a
+  GRU with ``reset_after=False``;
 * ``W`` (D, G*H, I), ``R`` (D, G*H, H) and ``B`` (D, 2*G*H) = ``concat(b_ih, b_hh)``,
-  direction ``forward`` or ``bidirectional``;
+  direction ``forward``, ``reverse`` (``reverse=True``) or ``bidirectional``; an LSTM's
+  peepholes (fastrnn's rows ``p_i, p_f, p_o``) as ``P`` (D, 3H) in ONNX's order ``i, o, f``;
 * ``lengths`` -> ``sequence_lens``: padded steps give zero outputs and the final states
   are those of each sequence's last valid step, as fastrnn's ``lengths`` (PyTorch's packed
   sequences);
@@ -23,7 +25,6 @@ from __future__ import annotations
 
 import numpy as np
 
-from ._kinds import KINDS
 from ._version import __version__
 from .cells import GRUCell, LSTMCell, RNNCell
 from .heads import ManyToMany, ManyToOne
@@ -104,10 +105,15 @@ class _Graph:
 # weights in ONNX's layout
 # ---------------------------------------------------------------------------------------
 
-def _onnx_weights(module, suffixes, mode: str, H: int, dtype):
-    """W (D, G*H, I), R (D, G*H, H), B (D, 2*G*H) of the directions ``suffixes``."""
+#: an LSTM's peephole rows (fastrnn: p_i, p_f, p_o) in the order of ONNX's P (i, o, f)
+_ONNX_PEEPHOLE_ROWS = (0, 2, 1)
+
+
+def _onnx_weights(module, suffixes, H: int, dtype):
+    """W (D, G*H, I), R (D, G*H, H), B (D, 2*G*H) of the directions ``suffixes``, and P
+    (D, 3H) for an LSTM with peepholes (else None)."""
     p = module._params
-    idx = KINDS[mode].onnx_rows(H)          # fastrnn's stacked gates in ONNX's order
+    idx = module.kind.onnx_rows(H)          # fastrnn's stacked gates in ONNX's order
     W = np.stack([p["weight_ih" + s].data[idx] for s in suffixes])
     R = np.stack([p["weight_hh" + s].data[idx] for s in suffixes])
     if ("bias_ih" + suffixes[0]) in p:
@@ -115,34 +121,48 @@ def _onnx_weights(module, suffixes, mode: str, H: int, dtype):
                       for s in suffixes])
     else:
         B = np.zeros((len(suffixes), 2 * len(idx)), dtype)
-    return W.astype(dtype), R.astype(dtype), B.astype(dtype)
+    P = None
+    if module.kind.vectors:
+        P = np.stack([p["peephole" + s].data[list(_ONNX_PEEPHOLE_ROWS)].reshape(-1)
+                      for s in suffixes]).astype(dtype)
+    return W.astype(dtype), R.astype(dtype), B.astype(dtype), P
 
 
-def _recurrent_node(g: _Graph, mode: str, relu: bool, X: str, W, R, B, H: int, D: int,
-                    seq_lens: str, h0: str, c0: str, tag: str):
-    """One ONNX RNN/LSTM/GRU node; returns (Y, Y_h, Y_c) names (Y_c '' unless LSTM)."""
-    attrs: dict[str, int | str | list[str]] = {
-        "hidden_size": H, "direction": "bidirectional" if D == 2 else "forward"}
-    if mode == "RNN":
-        attrs["activations"] = ["Relu" if relu else "Tanh"] * D
-    if mode == "GRU":
-        attrs["linear_before_reset"] = 1
+def _direction(module) -> str:
+    """ONNX's direction of a layer (a cell: forward)."""
+    if getattr(module, "bidirectional", False):
+        return "bidirectional"
+    return "reverse" if getattr(module, "reverse", False) else "forward"
+
+
+def _recurrent_node(g: _Graph, module, X: str, weights, seq_lens: str, h0: str, c0: str,
+                    tag: str):
+    """One ONNX RNN/LSTM/GRU node of ``module``'s kind (a layer's or a cell's);
+    ``weights`` from :func:`_onnx_weights`.  Returns (Y, Y_h, Y_c) names (Y_c '' unless
+    LSTM)."""
+    kind, H = module.kind, module.hidden_size
+    W, R, B, P = weights
+    attrs: dict[str, int | str | list[str]] = {"hidden_size": H,
+                                               "direction": _direction(module),
+                                               **dict(kind.onnx_attributes)}
+    if kind.name == "RNN":
+        relu = getattr(module, "nonlinearity", "tanh") == "relu"
+        attrs["activations"] = ["Relu" if relu else "Tanh"] * W.shape[0]
     ins = [X, g.const(f"{tag}_W", W), g.const(f"{tag}_R", R), g.const(f"{tag}_B", B),
            seq_lens, h0]
-    if mode == "LSTM":
-        ins.append(c0)
+    if kind.has_cell:
+        ins += [c0, "" if P is None else g.const(f"{tag}_P", P)]
     while ins and ins[-1] == "":
         ins.pop()
-    n_out = 3 if mode == "LSTM" else 2
-    outs = g.node(mode, ins, n_out, base=tag, **attrs)
-    return outs[0], outs[1], (outs[2] if mode == "LSTM" else "")
+    n_out = 3 if kind.has_cell else 2
+    outs = g.node(kind.onnx_op, ins, n_out, base=tag, **attrs)
+    return outs[0], outs[1], (outs[2] if kind.has_cell else "")
 
 
 def _stack(g: _Graph, rnn, X: str, seq_lens: str, h0: str, c0: str):
     """The layers of ``rnn`` over time-major X (T, B, I): returns (y (T, B, D*H), h_n
     (L*D, B, H), c_n or '', the last layer's Y_h (D, B, H))."""
-    mode, H, D, L = rnn.mode, rnn.hidden_size, rnn.num_directions, rnn.num_layers
-    relu = getattr(rnn, "nonlinearity", "tanh") == "relu"
+    mode, D, L = rnn.mode, rnn.num_directions, rnn.num_layers
     hs, cs = [], []
     flat = g.ints("shape_TB_DH", [0, 0, -1])
     y = X
@@ -156,8 +176,8 @@ def _stack(g: _Graph, rnn, X: str, seq_lens: str, h0: str, c0: str):
             if c0:
                 ck = g.node("Slice", [c0, start, end, axes], base=f"c0_l{k}")
         suffixes = [rnn._suffix(k, d) for d in range(D)]
-        W, R, B = _onnx_weights(rnn, suffixes, mode, H, g.dtype)
-        Y, Y_h, Y_c = _recurrent_node(g, mode, relu, y, W, R, B, H, D, seq_lens, hk, ck,
+        weights = _onnx_weights(rnn, suffixes, rnn.hidden_size, g.dtype)
+        Y, Y_h, Y_c = _recurrent_node(g, rnn, y, weights, seq_lens, hk, ck,
                                       f"{mode.lower()}_l{k}")
         t = g.node("Transpose", [Y], perm=[0, 2, 1, 3], base=f"y_l{k}_TBDH")
         y = g.node("Reshape", [t, flat], base=f"y_l{k}")
@@ -216,9 +236,8 @@ def _export_cell(onnx, cell, dt):
     X = g.node("Unsqueeze", [x, ax0], base="x_1BI")
     h0 = g.node("Unsqueeze", [h, ax0], base="h_1BH")
     c0 = g.node("Unsqueeze", [c, ax0], base="c_1BH") if c else ""
-    W, R, B = _onnx_weights(cell, [""], mode, H, g.dtype)
-    _, Y_h, Y_c = _recurrent_node(g, mode, getattr(cell, "nonlinearity", "") == "relu", X,
-                                  W, R, B, H, 1, "", h0, c0, mode.lower())
+    weights = _onnx_weights(cell, [""], H, g.dtype)
+    _, Y_h, Y_c = _recurrent_node(g, cell, X, weights, "", h0, c0, mode.lower())
     g.output(g.node("Squeeze", [Y_h, ax0], base="h_new"), "h_new", g.elem, ["batch", H])
     if Y_c:
         g.output(g.node("Squeeze", [Y_c, ax0], base="c_new"), "c_new", g.elem, ["batch", H])

@@ -48,9 +48,10 @@ class Stepper:
         rnn, head = getattr(model, "rnn", None), getattr(model, "head", None)
         if not isinstance(rnn, _RNNBase) or not isinstance(head, Head):
             raise TypeError(f"model must be a SequenceModel, got {type(model).__name__}")
-        if rnn.bidirectional:
-            raise ValueError("a bidirectional model cannot stream: its backward direction "
-                             "needs the whole sequence")
+        if rnn.bidirectional or rnn.reverse:
+            raise ValueError(f"a {'bidirectional' if rnn.bidirectional else 'reverse=True'} "
+                             f"model cannot stream: its backward direction needs the whole "
+                             f"sequence")
         if not head.per_step:
             raise ValueError("streaming needs a per-step head (many-to-many or one-to-many)")
         B = positive_int(batch_size, "batch_size")

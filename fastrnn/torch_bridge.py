@@ -490,6 +490,20 @@ def _torch_load(tm, module) -> None:
         tm.load_state_dict(state, strict=True)
 
 
+def _check_torch_form(module) -> None:
+    """TypeError, before torch is imported, for a layer or cell whose form torch.nn does
+    not compute: a variant (the GRU with r before the product, the LSTM with peepholes)
+    or one reversed direction."""
+    kind = getattr(module, "kind", None)
+    if kind is not None and not kind.in_torch:
+        raise TypeError(f"cannot convert a {kind.label} to torch: torch.nn.{kind.name} "
+                        f"does not compute that form")
+    if getattr(module, "reverse", False):
+        raise TypeError(f"cannot convert a {type(module).__name__} with reverse=True to "
+                        f"torch: torch.nn has no reverse-only direction (it is the second "
+                        f"half of a bidirectional layer)")
+
+
 def to_torch(obj):
     """The PyTorch module equivalent to a fastrnn object, with the same weights (copied
     bit for bit, same dtype).
@@ -514,6 +528,7 @@ def to_torch(obj):
         # checked before torch is imported, so that the answer is the same without it
         raise TypeError(f"cannot convert a SequenceModel with a {type(obj.rnn).__name__} to "
                         f"torch: torch.nn has RNN, LSTM and GRU only")
+    _check_torch_form(obj.rnn if kind is SequenceModel else obj)
     try:
         import torch
     except ImportError:

@@ -174,3 +174,22 @@ def test_workers_get_the_environment_without_fastrnns_openmp_settings():
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                          env=dict(base, GOMP_SPINCOUNT="77"), check=True).stdout.split()
     assert out == ["['OMP_WAIT_POLICY']", "77", "False", "77"]
+
+
+@pytest.mark.skipif(not SCRIPT.exists(), reason="bench/bench_layers.py not present")
+def test_bench_composed_row_smoke(tmp_path):
+    """W11, a whole training step of a Sequential, runs for fastrnn (and PyTorch when
+    installed), and both compute the same first loss from the same weights and data; the
+    NumPy reference has no such model (n/a)."""
+    contenders = ["fastrnn"] + (["torch-1t"] if importlib.util.find_spec("torch") else [])
+    out = tmp_path / "bench.json"
+    proc = subprocess.run(
+        [sys.executable, str(SCRIPT), "--quick", "--only", "W11", "--contenders",
+         ",".join(contenders + ["reference"]), "--json", str(out)],
+        capture_output=True, text=True, timeout=180, cwd=ROOT)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert "| W11 |" in proc.stdout and "WARNING: W11 train:" not in proc.stdout  # agree
+    results = {r["contender"]: r for r in json.loads(out.read_text())["results"]}
+    assert set(results) == set(contenders)
+    checks = [r["modes"]["train"]["check"] for r in results.values()]
+    assert checks[0] > 0 and checks == pytest.approx([checks[0]] * len(checks), rel=1e-4)

@@ -512,3 +512,12 @@ def test_an_unforeseen_error_is_one_line(monkeypatch, capsys):
                    "(run again with --traceback and report it)"]
     with pytest.raises(RuntimeError):
         cli.main(["--traceback", "info"])
+
+
+def test_a_sequential_file_is_refused_in_one_line(work):
+    path = work / "sequential.npz"
+    fastrnn.save(path, fastrnn.Sequential([fastrnn.TimePooling(), fastrnn.Linear(2, 1)]))
+    data = work / "seq_x.npy"
+    np.save(data, np.zeros((2, 3, 2), np.float32))
+    user_error(run("predict", path, data, cwd=work), "Sequential", "fastrnn.load")
+    user_error(run("evaluate", path, cwd=work), "Sequential")

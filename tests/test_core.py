@@ -9,13 +9,19 @@ from numpy.testing import assert_allclose
 import fastrnn
 from fastrnn import _blas, _core, _engine, _tuning
 from fastrnn import reference as ref
-from fastrnn._kinds import KINDS
+from fastrnn._kinds import KINDS, VARIANTS
 from _tools import PARITY_TOL as TOL
 from _tools import PRODUCT_TOL as GEMM_TOL
 
-GATES = {name: kind.gates for name, kind in KINDS.items()}
+# the kinds by the names of these tests: the variants are the GRU with r before the
+# product (GRU_RB) and the LSTM with peepholes (LSTM_P)
+TEST_KINDS = {**KINDS, "GRU_RB": VARIANTS["GRU", "reset_before"],
+              "LSTM_P": VARIANTS["LSTM", "peephole"]}
+GATES = {name: kind.gates for name, kind in TEST_KINDS.items()}
 MODES = [("RNN", "tanh"), ("RNN", "relu"), ("LSTM", "tanh"), ("GRU", "tanh")]
 MODE_IDS = ["rnn_tanh", "rnn_relu", "lstm", "gru"]
+VARIANT_MODES = [("GRU_RB", "tanh"), ("LSTM_P", "tanh")]
+VARIANT_IDS = ["gru_reset_before", "lstm_peephole"]
 DTYPES = [np.float64, np.float32]
 DTYPE_IDS = ["f64", "f32"]
 
@@ -183,11 +189,14 @@ def _weights(rng, mode, bias, dtype, input_size=I):
     return W_ih, W_hh, b_ih, b_hh
 
 
-def _reference_forward(mode, nonlinearity, x, h0, c0, weights, lengths, reverse):
-    if mode == "LSTM":
-        return ref.lstm_forward(x, h0, c0, *weights, lengths=lengths, reverse=reverse)
-    if mode == "GRU":
-        y, h, cache = ref.gru_forward(x, h0, *weights, lengths=lengths, reverse=reverse)
+def _reference_forward(mode, nonlinearity, x, h0, c0, weights, lengths, reverse,
+                       peephole=None):
+    if mode in ("LSTM", "LSTM_P"):
+        return ref.lstm_forward(x, h0, c0, *weights, lengths=lengths, reverse=reverse,
+                                peephole=peephole)
+    if mode in ("GRU", "GRU_RB"):
+        y, h, cache = ref.gru_forward(x, h0, *weights, lengths=lengths, reverse=reverse,
+                                      reset_after=mode == "GRU")
     else:
         y, h, cache = ref.rnn_forward(x, h0, *weights, nonlinearity=nonlinearity,
                                       lengths=lengths, reverse=reverse)
@@ -195,9 +204,10 @@ def _reference_forward(mode, nonlinearity, x, h0, c0, weights, lengths, reverse)
 
 
 def _reference_backward(mode, dy, dh, dc, cache):
-    if mode == "LSTM":
+    if mode in ("LSTM", "LSTM_P"):
         return ref.lstm_backward(dy, dh, dc, cache)
-    dx, dh0, grads = (ref.gru_backward if mode == "GRU" else ref.rnn_backward)(dy, dh, cache)
+    backward = ref.gru_backward if mode in ("GRU", "GRU_RB") else ref.rnn_backward
+    dx, dh0, grads = backward(dy, dh, cache)
     return dx, dh0, None, grads
 
 
@@ -205,12 +215,13 @@ def _reference_backward(mode, dy, dh, dc, cache):
 @pytest.mark.parametrize("bias", [True, False], ids=["bias", "nobias"])
 @pytest.mark.parametrize("lengths_id", list(SORTED_LENGTHS))
 @pytest.mark.parametrize("reverse", [False, True], ids=["fwd", "rev"])
-@pytest.mark.parametrize("mode,nonlinearity", MODES, ids=MODE_IDS)
+@pytest.mark.parametrize("mode,nonlinearity", MODES + VARIANT_MODES, ids=MODE_IDS + VARIANT_IDS)
 def test_kernel_matches_reference(mode, nonlinearity, reverse, lengths_id, bias, dtype):
     """One layer, one direction through run_forward / run_backward (the kernels' thin
     dispatch), writing columns H..2H of a wider output, with gradients accumulated onto
     arrays that already hold values."""
-    lstm, relu = mode == "LSTM", nonlinearity == "relu"
+    kind = TEST_KINDS[mode]
+    lstm, relu = kind.has_cell, nonlinearity == "relu"
     lengths = SORTED_LENGTHS[lengths_id]
     rng = np.random.default_rng(3)
     x = rng.standard_normal((T, B, I)).astype(dtype)
@@ -219,18 +230,21 @@ def test_kernel_matches_reference(mode, nonlinearity, reverse, lengths_id, bias,
     kweights = tuple(np.empty(0, dtype) if w is None else w for w in weights)
     col, width = H, 3 * H
     dY = rng.standard_normal((T, B, width)).astype(dtype)
+    peephole = rng.uniform(-0.7, 0.7, (3, H)).astype(dtype) if kind.vectors else None
+    if peephole is not None:
+        kweights += (peephole.reshape(-1),)
     X = x.reshape(T * B, I)
     nact = _engine.active_rows(lengths, T, B)
 
     y_r, h_r, c_r, cache_r = _reference_forward(mode, nonlinearity, x, h0, c0, weights,
-                                                lengths, reverse)
+                                                lengths, reverse, peephole)
     dx_r, dh0_r, dc0_r, grads_r = _reference_backward(mode, dY[:, :, col:col + H], dh_n,
                                                       dc_n, cache_r)
 
     # inference
     h, c = h0.copy(), c0.copy() if lstm else None
     Y = np.full((T, B, width), np.nan, dtype)
-    assert _engine.run_forward(mode, relu, X, kweights, nact, reverse, h, c, Y, col,
+    assert _engine.run_forward(kind, relu, X, kweights, nact, reverse, h, c, Y, col,
                                False) is None
     assert_allclose(Y[:, :, col:col + H], y_r, **TOL[dtype])
     assert np.isnan(Y[:, :, :col]).all() and np.isnan(Y[:, :, col + H:]).all()
@@ -241,7 +255,7 @@ def test_kernel_matches_reference(mode, nonlinearity, reverse, lengths_id, bias,
     # training
     h, c = h0.copy(), c0.copy() if lstm else None
     Y = np.full((T, B, width), np.nan, dtype)
-    cache = _engine.run_forward(mode, relu, X, kweights, nact, reverse, h, c, Y, col, True)
+    cache = _engine.run_forward(kind, relu, X, kweights, nact, reverse, h, c, Y, col, True)
     assert_allclose(Y[:, :, col:col + H], y_r, **TOL[dtype])
     assert_allclose(h, h_r, **TOL[dtype])
     if lstm:
@@ -252,35 +266,37 @@ def test_kernel_matches_reference(mode, nonlinearity, reverse, lengths_id, bias,
     dX = dX0.copy()
     grads0 = tuple(rng.standard_normal(w.shape).astype(dtype) for w in kweights)
     grads = tuple(g.copy() for g in grads0)
-    _engine.run_backward(mode, relu, X, kweights, nact, reverse, cache, dY, col, dh, dc, dX,
+    _engine.run_backward(kind, relu, X, kweights, nact, reverse, cache, dY, col, dh, dc, dX,
                          True, grads)
     assert_allclose(dX, dX0 + dx_r.reshape(T * B, I), **TOL[dtype])
     assert_allclose(dh, dh0_r, **TOL[dtype])
     if lstm:
         assert_allclose(dc, dc0_r, **TOL[dtype])
-    for name, g0, g in zip(("weight_ih", "weight_hh", "bias_ih", "bias_hh"), grads0, grads):
+    for name, g0, g in zip(("weight_ih", "weight_hh", "bias_ih", "bias_hh", "peephole"),
+                           grads0, grads):
         if g.size:
-            assert_allclose(g, g0 + grads_r[name], err_msg=name, **TOL[dtype])
+            assert_allclose(g, g0 + grads_r[name].reshape(g.shape), err_msg=name,
+                            **TOL[dtype])
         else:
             assert name not in grads_r
 
     # overwriting dX (accumulate_dx=False) on a fresh training pass
     h, c = h0.copy(), c0.copy() if lstm else None
-    cache = _engine.run_forward(mode, relu, X, kweights, nact, reverse, h, c, Y, col, True)
+    cache = _engine.run_forward(kind, relu, X, kweights, nact, reverse, h, c, Y, col, True)
     dh, dc = dh_n.copy(), dc_n.copy() if lstm else None
     dX = np.full((T * B, I), np.nan, dtype)
     zeros = tuple(np.zeros_like(w) for w in kweights)
-    _engine.run_backward(mode, relu, X, kweights, nact, reverse, cache, dY, col, dh, dc, dX,
+    _engine.run_backward(kind, relu, X, kweights, nact, reverse, cache, dY, col, dh, dc, dX,
                          False, zeros)
     assert_allclose(dX, dx_r.reshape(T * B, I), **TOL[dtype])
     assert_allclose(zeros[0], grads_r["weight_ih"], **TOL[dtype])
 
     # no input gradient (dX None): the same state and weight gradients, bit for bit
     h, c = h0.copy(), c0.copy() if lstm else None
-    cache = _engine.run_forward(mode, relu, X, kweights, nact, reverse, h, c, Y, col, True)
+    cache = _engine.run_forward(kind, relu, X, kweights, nact, reverse, h, c, Y, col, True)
     dh_none, dc_none = dh_n.copy(), dc_n.copy() if lstm else None
     without = tuple(np.zeros_like(w) for w in kweights)
-    _engine.run_backward(mode, relu, X, kweights, nact, reverse, cache, dY, col, dh_none,
+    _engine.run_backward(kind, relu, X, kweights, nact, reverse, cache, dY, col, dh_none,
                          dc_none, None, False, without)
     assert np.array_equal(dh_none, dh)
     if lstm:

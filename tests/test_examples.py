@@ -62,3 +62,14 @@ def test_encoder_decoder_copy(tmp_path):
     out = run_example("encoder_decoder_copy.py", "--epochs", "1", "--hidden", "8",
                       "--samples", "200", "--length", "4", "--vocab", "5", cwd=tmp_path)
     assert "greedy decoding" in out and out.count("->") == 4
+
+
+def test_composed_attention(tmp_path):
+    out = run_example("composed_attention.py", "--epochs", "1", "--hidden", "8",
+                      "--samples", "100", "--out", tmp_path / "c.npz", cwd=tmp_path)
+    assert "held-out accuracy after each epoch" in out and "identical outputs: True" in out
+    assert "the attention's largest weight at step" in out
+    out = run_example("composed_attention.py", "--epochs", "1", "--hidden", "8",
+                      "--samples", "100", "--pooling", "mean", "--out", tmp_path / "m.npz",
+                      cwd=tmp_path)
+    assert "mean pooling" in out and "attention's" not in out

@@ -16,21 +16,28 @@ from _tools import FD_TOL, central_differences
 T, B, I, H = 4, 3, 2, 3
 LENGTHS = np.array([2, 4, 1])  # unsorted, min 1, max T
 
-MODES = [("RNN", "tanh"), ("RNN", "relu"), ("LSTM", "tanh"), ("GRU", "tanh")]
-MODE_IDS = ["rnn_tanh", "rnn_relu", "lstm", "gru"]
-# (num_layers, bidirectional, lengths, bias)
-LAYOUTS = [(1, False, None, True), (1, True, LENGTHS, True), (2, False, LENGTHS, True),
-           (2, True, LENGTHS, True), (2, True, None, False)]
-LAYOUT_IDS = ["L1-uni", "L1-bi-lengths", "L2-uni-lengths", "L2-bi-lengths", "L2-bi-nobias"]
+MODES = [("RNN", "tanh"), ("RNN", "relu"), ("LSTM", "tanh"), ("GRU", "tanh"),
+         ("GRU", "reset_before"), ("LSTM", "peephole")]
+MODE_IDS = ["rnn_tanh", "rnn_relu", "lstm", "gru", "gru_reset_before", "lstm_peephole"]
+# the options of the variants, by the second item of a mode
+VARIANT_OPTIONS = {"reset_before": {"reset_after": False}, "peephole": {"peephole": True}}
+# (num_layers, bidirectional, lengths, bias, reverse)
+LAYOUTS = [(1, False, None, True, False), (1, True, LENGTHS, True, False),
+           (2, False, LENGTHS, True, False), (2, True, LENGTHS, True, False),
+           (2, True, None, False, False), (2, False, LENGTHS, True, True)]
+LAYOUT_IDS = ["L1-uni", "L1-bi-lengths", "L2-uni-lengths", "L2-bi-lengths", "L2-bi-nobias",
+              "L2-reverse-lengths"]
 
 
 def check(analytic, loss, a, what):
     assert_allclose(analytic, central_differences(loss, a), **FD_TOL, err_msg=what)
 
 
-def make_layer(mode, nonlinearity, num_layers, bidirectional, bias, seed=0, dropout=0.0):
+def make_layer(mode, nonlinearity, num_layers, bidirectional, bias, seed=0, dropout=0.0,
+               reverse=False):
     kwargs = dict(num_layers=num_layers, bidirectional=bidirectional, bias=bias,
-                  dtype=np.float64, seed=seed, dropout=dropout)
+                  dtype=np.float64, seed=seed, dropout=dropout, reverse=reverse,
+                  **VARIANT_OPTIONS.get(nonlinearity, {}))
     if mode == "RNN":
         kwargs["nonlinearity"] = nonlinearity
     return getattr(fastrnn, mode)(I, H, **kwargs)
@@ -74,9 +81,10 @@ def random_data(rng, layer):
 @pytest.mark.parametrize("layout", LAYOUTS, ids=LAYOUT_IDS)
 @pytest.mark.parametrize("mode,nonlinearity", MODES, ids=MODE_IDS)
 def test_layer_gradients(mode, nonlinearity, layout):
-    num_layers, bidirectional, lengths, bias = layout
+    num_layers, bidirectional, lengths, bias, reverse = layout
     lstm = mode == "LSTM"
-    layer = make_layer(mode, nonlinearity, num_layers, bidirectional, bias, seed=1)
+    layer = make_layer(mode, nonlinearity, num_layers, bidirectional, bias, seed=1,
+                       reverse=reverse)
     rng = np.random.default_rng(2)
     x, h0, c0, Ry, Rh, Rc = random_data(rng, layer)
     if nonlinearity == "relu":
@@ -97,7 +105,8 @@ def test_layer_gradients(mode, nonlinearity, layout):
     if lstm:
         check(ds[1], loss, c0, "dc0")
     names = [name for name, _ in layer.named_parameters()]
-    assert len(names) == num_layers * layer.num_directions * (4 if bias else 2)
+    per_cell = (4 if bias else 2) + (nonlinearity == "peephole")
+    assert len(names) == num_layers * layer.num_directions * per_cell
     for name, p in layer.named_parameters():
         check(p.grad, loss, p.data, f"grad of {name}")
 
@@ -106,7 +115,7 @@ def test_layer_gradients(mode, nonlinearity, layout):
 @pytest.mark.parametrize("mode,nonlinearity", MODES, ids=MODE_IDS)
 def test_cell_gradients(mode, nonlinearity, bias):
     lstm = mode == "LSTM"
-    kwargs = dict(bias=bias, dtype=np.float64, seed=3)
+    kwargs = dict(bias=bias, dtype=np.float64, seed=3, **VARIANT_OPTIONS.get(nonlinearity, {}))
     if mode == "RNN":
         kwargs["nonlinearity"] = nonlinearity
     cell = getattr(fastrnn, mode + "Cell")(I, H, **kwargs)

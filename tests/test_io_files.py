@@ -169,8 +169,8 @@ def test_swapped_and_wrong_save_arguments(tmp_path):
         assert "takes the file path first" in str(info.value)
     with pytest.raises(TypeError, match=r"path must be a file path .* got int"):
         save(3, model)
-    with pytest.raises(TypeError, match="model must be a fastrnn SequenceModel or Seq2Seq, "
-                                        "got str"):
+    with pytest.raises(TypeError, match="model must be a fastrnn SequenceModel, Seq2Seq or "
+                                        "Sequential, got str"):
         save(tmp_path / "model.npz", "model")
     with pytest.raises(TypeError, match="model must be .* got LSTM"):
         save(tmp_path / "model.npz", fastrnn.LSTM(2, 3, seed=0))

@@ -8,7 +8,7 @@ import pytest
 
 import fastrnn
 from fastrnn import _core, _kinds, reference
-from fastrnn._kinds import KINDS, kind_of, parameter_shapes
+from fastrnn._kinds import ALL_KINDS, KINDS, kind_of, parameter_shapes
 
 
 @pytest.mark.parametrize("name", list(KINDS))
@@ -69,23 +69,31 @@ def test_the_reference_states_the_same_gate_counts():
 
 def test_the_kernels_agree_with_the_records():
     """The kernels' numbers, gate counts and kept-apart products are the records'."""
-    for kind in KINDS.values():
-        assert getattr(_core, "KIND_" + kind.name.upper()) == kind.kernel_id
+    variant_names = {("GRU", "reset_before"): "GRU_RB", ("LSTM", "peephole"): "LSTM_P"}
+    for kind in ALL_KINDS:
+        name = variant_names.get((kind.name, kind.variant), kind.name.upper())
+        assert getattr(_core, "KIND_" + name) == kind.kernel_id
         assert _core.kind_gates(kind.kernel_id) == kind.gates
         row = _core.kind_row(kind.kernel_id)
         assert (row["gates"], row["biases"], row["product_apart"], row["keeps_candidate"],
-                row["loop_sums"] > 0) == (kind.gates, len(kind.biases), kind.product_apart,
-                                          kind.keeps_candidate, bool(kind.scalars))
+                row["scalar_sums"] > 0, row["reset_before"], row["peephole"],
+                row["loop_sums"] - row["scalar_sums"]) == (
+            kind.gates, len(kind.biases), kind.product_apart, kind.keeps_candidate,
+            bool(kind.scalars), kind.reset_before, bool(kind.vectors),
+            # the vectors the loop sums: peepholes, FastGRNN's two biases (added in its step)
+            sum(rows for _, rows in kind.vectors) + 2 * kind.keeps_candidate)
     with pytest.raises(ValueError, match="kind must be one of"):
-        _core.kind_gates(len(KINDS))
+        _core.kind_gates(len(ALL_KINDS))
     T, B, I, H = 2, 1, 3, 4
     z = np.zeros
-    for kind in KINDS.values():
+    for kind in ALL_KINDS:
         GH = kind.gates * H
         b_hh = z(GH) if len(kind.biases) == 2 else z(0)       # FastRNN: one bias
         args = (z((T * B, I)), z((GH, I)), z((GH, H)), z(GH), b_hh, np.full(T, B, np.intc),
                 np.array([0, B], np.intc), z((B, H)), z((T, B, H)), 0, z((T * B, GH)))
         state = dict(c=z((B, H))) if kind.has_cell else {}
+        if kind.vectors:
+            state["peephole"] = z(3 * H)
         if kind.scalars:
             state["scalars"] = z(len(kind.scalars))
             with pytest.raises(ValueError, match="scalars are given with a FastRNN"):
@@ -93,9 +101,9 @@ def test_the_kernels_agree_with_the_records():
         else:
             with pytest.raises(ValueError, match="scalars are given with a FastRNN"):
                 _core.forward(kind.kernel_id, *args, **state, **(
-                    dict(Gh=z((B, GH))) if kind.product_apart else {}), scalars=z(2))
+                    dict(Gh=z((B, GH))) if kind.keeps_product else {}), scalars=z(2))
         apart = dict(Gh=z((B, GH)))
-        if kind.product_apart:
+        if kind.keeps_product:
             _core.forward(kind.kernel_id, *args, **state, **apart)
             with pytest.raises(ValueError, match="Gh is given with a GRU"):
                 _core.forward(kind.kernel_id, *args, **state)

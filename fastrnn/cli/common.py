@@ -17,6 +17,7 @@ import numpy as np
 
 from ..io import load_checkpoint
 from ..models import Seq2Seq
+from ..sequential import Sequential
 from ..training import Callback
 
 EXIT_USAGE = 2
@@ -104,6 +105,10 @@ def load_model(path: str) -> tuple[Any, dict]:
     if os.path.isdir(path):
         raise UsageError(f"{path} is a directory, not a model file")
     model, _, extra = load_checkpoint(path)
+    if isinstance(model, Sequential):
+        raise UsageError(f"{path} holds a fastrnn.Sequential: the command line reads the "
+                         f"models it trains (SequenceModel, Seq2Seq); use it from Python "
+                         f"(fastrnn.load)")
     return model, extra if isinstance(extra, dict) else {}
 
 

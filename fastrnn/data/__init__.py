@@ -6,7 +6,9 @@
 * :func:`load_text` -- a public-domain English text (the Book of Genesis, King James
   Version, about 200 kB) for character-level language models.
 * :func:`adding_problem`, :func:`sine_waves`, :func:`copy_task` -- classic synthetic
-  benchmarks of memory over time, generated from a seed.
+  benchmarks of memory over time, generated from a seed;
+* :func:`marker_retrieval` -- variable-length token sequences whose label is the token
+  after a marker (what attention pooling finds at once and a last-step readout slowly).
 """
 
 from __future__ import annotations
@@ -19,7 +21,7 @@ import numpy as np
 from .._validate import positive_int, seed_value
 
 __all__ = ["load_digits", "load_text", "CharVocab", "char_windows", "train_test_split",
-           "adding_problem", "sine_waves", "copy_task"]
+           "adding_problem", "sine_waves", "copy_task", "marker_retrieval"]
 
 
 def load_digits(dtype=np.float32):
@@ -194,3 +196,33 @@ def copy_task(n: int, length: int, vocab: int, seed: int | None = None, reverse:
     rng = np.random.default_rng(seed_value(seed))
     src = rng.integers(1, vocab, (n, length))
     return src, (src[:, ::-1].copy() if reverse else src.copy())
+
+
+def marker_retrieval(n: int, steps: int = 40, vocab: int = 16, seed: int | None = None):
+    """Token sequences of ``steps // 2`` to ``steps`` valid steps over the tokens
+    2..vocab-1, with one marker (token 1) at a random valid step but the last; the label
+    is the token after the marker, minus 2 (``vocab - 2`` classes).  Padding is token 0.
+    Returns ``(tokens, labels, lengths)``: (n, steps), (n,) and (n,) int64.
+
+    >>> from fastrnn.data import marker_retrieval
+    >>> tokens, labels, lengths = marker_retrieval(4, steps=10, seed=0)
+    >>> tokens.shape, int(labels.max()) < 14, int(lengths.min()) >= 5
+    ((4, 10), True, True)
+    >>> row = list(tokens[0, :lengths[0]])
+    >>> bool(row[row.index(1) + 1] - 2 == labels[0])
+    True
+    """
+    n, steps, vocab = positive_int(n, "n"), positive_int(steps, "steps"), \
+        positive_int(vocab, "vocab")
+    if steps < 4:
+        raise ValueError(f"steps must be >= 4, got {steps}")
+    if vocab < 4:
+        raise ValueError(f"vocab must be >= 4, got {vocab}")
+    rng = np.random.default_rng(seed_value(seed))
+    lengths = rng.integers(steps // 2, steps + 1, n)
+    tokens = rng.integers(2, vocab, (n, steps))
+    marker = (rng.random(n) * (lengths - 1)).astype(np.int64)   # in [0, lengths - 2]
+    rows = np.arange(n)
+    tokens[rows, marker] = 1
+    tokens[np.arange(steps)[None, :] >= lengths[:, None]] = 0
+    return tokens, tokens[rows, marker + 1] - 2, lengths

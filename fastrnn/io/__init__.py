@@ -7,6 +7,9 @@ A model file is an uncompressed ``.npz`` (a zip of ``.npy`` arrays) holding:
   and SHA-256 digest; the optimizer's class, hyper-parameters and scalar state; any
   ``extra`` JSON the caller gave (epoch, metrics...);
 * ``param/<name>``: each parameter array, by its ``named_parameters()`` name;
+  a :class:`~fastrnn.Sequential`'s architecture is the list of its layers'
+  configurations (containers holding theirs, nested at most ``MAX_DEPTH`` deep), and its
+  names are positions and the layers' own names (``param/1.weight_ih_l0``);
 * ``optim/<index>/<key>``: the optimizer's per-parameter state arrays (optional).
 
 Reading never unpickles (so an untrusted file cannot run code) and keeps its memory
@@ -44,11 +47,12 @@ from collections.abc import Callable
 import numpy as np
 
 from .. import optim
-from .._kinds import KINDS, parameter_shapes
+from .._kinds import KINDS, layer_kind, parameter_shapes
 from .._validate import as_dtype, flag, positive_int
 from .._version import __version__
 from ..models import Seq2Seq, SequenceModel
 from ..module import Module
+from ..sequential import LAYER_TYPES, MAX_DEPTH, Sequential
 from .files import (_PATH_TYPES, _ZIP_ERRORS, MAX_DIRECTORY_BYTES, MAX_MEMBERS,
                     NPZ_EXPANSION, ArrayFileError, _fspath, _open_zip, _read_array,
                     atomic_write, npy_header, npz_names, open_regular_file, read_npy,
@@ -62,8 +66,8 @@ FORMAT = "fastrnn-model"
 FORMAT_VERSION = 1
 _HEADER = "__header__"
 _MAX_HEADER_BYTES = 16 << 20
-_MODELS: dict[str, type[SequenceModel] | type[Seq2Seq]] = {"SequenceModel": SequenceModel,
-                                                            "Seq2Seq": Seq2Seq}
+_MODELS: dict[str, type[SequenceModel] | type[Seq2Seq] | type[Sequential]] = {
+    "SequenceModel": SequenceModel, "Seq2Seq": Seq2Seq, "Sequential": Sequential}
 
 
 class ModelFileError(ValueError):
@@ -113,8 +117,8 @@ def _check_save_arguments(path, model) -> None:
                         f"model: the arguments look swapped (write "
                         f"fastrnn.save({model!r}, model))")
     _fspath(path)
-    if not isinstance(model, (SequenceModel, Seq2Seq)):
-        raise TypeError(f"model must be a fastrnn SequenceModel or Seq2Seq, got "
+    if not isinstance(model, (SequenceModel, Seq2Seq, Sequential)):
+        raise TypeError(f"model must be a fastrnn SequenceModel, Seq2Seq or Sequential, got "
                         f"{type(model).__name__}")
 
 
@@ -231,7 +235,8 @@ def _rnn_shapes(prefix: str, c: dict, out: dict, limit: int) -> None:
     L = positive_int(c.get("num_layers", 1), "num_layers")
     bidirectional = flag(c.get("bidirectional", False), "bidirectional")
     bias = flag(c.get("bias", True), "bias")
-    kind = KINDS[c["type"]]
+    kind = layer_kind(c["type"], reset_after=flag(c.get("reset_after", True), "reset_after"),
+                      peephole=flag(c.get("peephole", False), "peephole"))
     ranks = [None if c.get(name) is None else positive_int(c[name], name)
              for name in ("w_rank", "u_rank")]
     per_cell = len(kind.cell_shapes(I, H, bias, "", *ranks))
@@ -247,11 +252,45 @@ def _embedding_shapes(prefix: str, c, out: dict) -> None:
                                   positive_int(c["embedding_dim"], "embedding_dim"))
 
 
+def _linear_shapes(prefix: str, c: dict, out: dict) -> None:
+    out[f"{prefix}weight"] = (positive_int(c["out_features"], "out_features"),
+                              positive_int(c["in_features"], "in_features"))
+    if flag(c.get("bias", True), "bias"):
+        out[f"{prefix}bias"] = (out[f"{prefix}weight"][0],)
+
+
+def _layer_shapes(prefix: str, c, out: dict, limit: int, depth: int = 0) -> None:
+    """The parameters of one layer of a :class:`~fastrnn.Sequential` (a block or a
+    container: those of its children, recursively, at most ``MAX_DEPTH`` deep)."""
+    if depth > MAX_DEPTH:
+        raise ValueError(f"{prefix[:-1]}: layers nested more than {MAX_DEPTH} deep")
+    kind = c.get("type") if isinstance(c, dict) else None
+    if kind in KINDS:
+        _rnn_shapes(prefix, c, out, limit)
+    elif kind == "Embedding":
+        _embedding_shapes(prefix, c, out)
+    elif kind == "Linear":
+        _linear_shapes(prefix, c, out)
+    elif isinstance(kind, str) and kind in LAYER_TYPES:
+        cls = LAYER_TYPES[kind]
+        for name, shape in cls.config_shapes(c):
+            out[prefix + name] = shape
+        for name, child in cls.config_children(c):
+            _layer_shapes(f"{prefix}{name}.", child, out, limit, depth + 1)
+    else:
+        raise ValueError(f"{prefix[:-1] or 'model'}: unknown layer {c!r:.60}")
+    if len(out) > limit:
+        raise ValueError(f"{prefix[:-1]}: more layers than a model file holds")
+
+
 def _parameter_shapes(cfg: dict, limit: int = MAX_MEMBERS) -> dict[str, tuple]:
     """``name: shape`` of every parameter the architecture ``cfg`` has, in
     ``named_parameters()`` order, without building it; ValueError, TypeError or KeyError
     (saying why) for a malformed ``cfg`` or one of more than ``limit`` arrays."""
     out: dict[str, tuple] = {}
+    if cfg["type"] == "Sequential":
+        _layer_shapes("", cfg, out, limit)
+        return out
     if cfg["type"] == "SequenceModel":
         _embedding_shapes("embedding.", cfg.get("embedding"), out)
         _rnn_shapes("rnn.", cfg["rnn"], out, limit)
@@ -260,10 +299,7 @@ def _parameter_shapes(cfg: dict, limit: int = MAX_MEMBERS) -> dict[str, tuple]:
         _rnn_shapes("encoder.", cfg["encoder"], out, limit)
         _embedding_shapes("tgt_embedding.", cfg["tgt_embedding"], out)
         _rnn_shapes("decoder.", cfg["decoder"], out, limit)
-    head = cfg["head"]
-    out["head.readout.weight"] = (positive_int(head["out_features"], "out_features"),
-                                  positive_int(head["in_features"], "in_features"))
-    out["head.readout.bias"] = (out["head.readout.weight"][0],)
+    _linear_shapes("head.readout.", {**cfg["head"], "bias": True}, out)
     return out
 
 

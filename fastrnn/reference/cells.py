@@ -97,13 +97,17 @@ def rnn_backward(dy, dh_n, cache):
 # ----------------------------------------------------------------------------- LSTM
 
 
-def lstm_forward(x, h0, c0, W_ih, W_hh, b_ih=None, b_hh=None, lengths=None, reverse=False):
+def lstm_forward(x, h0, c0, W_ih, W_hh, b_ih=None, b_hh=None, lengths=None, reverse=False,
+                 peephole=None):
     """LSTM over a sequence, one layer, one direction (gate blocks i, f, g, o).
 
     (1) G_t = Xp[t] + h_prev @ W_hh.T      with Xp = x @ W_ih.T + b_ih + b_hh
     (2) i = σ(G_i), f = σ(G_f), g = tanh(G_g), o = σ(G_o)
     (3) c_t = f * c_prev + i * g
     (4) h_t = o * tanh(c_t)
+
+    With ``peephole`` p (3, H) (Gers & Schmidhuber 2000): i = σ(G_i + p_i * c_prev),
+    f = σ(G_f + p_f * c_prev), o = σ(G_o + p_o * c_t).
 
     x (T, B, I), h0, c0 (B, H), W_ih (4H, I), W_hh (4H, H), b_ih, b_hh (4H,) or None.
     Returns y (T, B, H), h_n, c_n (B, H) and the cache for ``lstm_backward``.
@@ -123,23 +127,35 @@ def lstm_forward(x, h0, c0, W_ih, W_hh, b_ih=None, b_hh=None, lengths=None, reve
                                           b_ih, b_hh, 4, lengths)
     W_hh = weights[1]
     T, B, H = x.shape[0], x.shape[1], h.shape[1]
+    p_i, p_f, p_o = _peepholes(peephole, H, x.dtype)
     Xp = _project_inputs(x, weights[0], _sum_biases(*weights[2:]))  # (1) input part, all steps
     A = np.zeros((T, B, 4 * H), dtype=x.dtype)
-    y, Hp, Cp, TC = (np.zeros((T, B, H), dtype=x.dtype) for _ in range(4))
+    y, Hp, Cp, C, TC = (np.zeros((T, B, H), dtype=x.dtype) for _ in range(5))
     for t in _steps(T, reverse):
         mask = _row_mask(active, t)
         Hp[t], Cp[t] = h, c
         G_i, G_f, G_g, G_o = _blocks(Xp[t] + h @ W_hh.T, 4)  # (1)
         i, f, g, o = _blocks(A[t], 4)  # views: filling them fills A[t]
-        i[:], f[:], g[:], o[:] = sigmoid(G_i), sigmoid(G_f), np.tanh(G_g), sigmoid(G_o)  # (2)
+        i[:], f[:], g[:] = sigmoid(G_i + p_i * c), sigmoid(G_f + p_f * c), np.tanh(G_g)  # (2)
         c_t = f * c + i * g  # (3)
+        o[:] = sigmoid(G_o + p_o * c_t)  # (2)
+        C[t] = c_t
         TC[t] = np.tanh(c_t)
         h_t = o * TC[t]  # (4)
         y[t] = h_t
         h, c = _keep(mask, h_t, h), _keep(mask, c_t, c)
     _zero_inactive(y, active)
-    cache = _forward_cache(x, weights, active, reverse, Hp, A, Cp=Cp, TC=TC)
+    cache = _forward_cache(x, weights, active, reverse, Hp, A, Cp=Cp, C=C, TC=TC,
+                           peephole=None if peephole is None else (p_i, p_f, p_o))
     return y, h, c, cache
+
+
+def _peepholes(peephole, H, dtype):
+    """p_i, p_f, p_o as (H,) arrays of ``dtype`` (zeros without peepholes)."""
+    if peephole is None:
+        return (np.zeros(H, dtype),) * 3
+    p = _check_shape("peephole", np.asarray(peephole, dtype=dtype), (3, H))
+    return p[0], p[1], p[2]
 
 
 def lstm_backward(dy, dh_n, dc_n, cache):
@@ -165,35 +181,47 @@ def lstm_backward(dy, dh_n, dc_n, cache):
     """
     dy, (dh, dc) = _backward_inputs(dy, [("dh_n", dh_n), ("dc_n", dc_n)], cache)
     A, W_hh, active = cache["A"], cache["W_hh"], cache["active"]
-    Cp, TC = cache["Cp"], cache["TC"]
+    Cp, C, TC = cache["Cp"], cache["C"], cache["TC"]
+    peephole = cache["peephole"]
+    p_i, p_f, p_o = peephole if peephole is not None else (0, 0, 0)
     dG = np.zeros_like(A)
     for t in _steps(A.shape[0], not cache["reverse"]):
         mask = _row_mask(active, t)
         i, f, g, o = _blocks(A[t], 4)
         dG_i, dG_f, dG_g, dG_o = _blocks(dG[t], 4)  # views: filling them fills dG[t]
         dh = dh + dy[t]
-        dc_t = dc + dh * o * (1 - TC[t] * TC[t])  # (4) through tanh(c_t)
         dG_o[:] = dh * TC[t] * o * (1 - o)  # (4) then (2)
+        dc_t = dc + dh * o * (1 - TC[t] * TC[t]) + dG_o * p_o  # (4) and o's peephole
         dG_i[:] = dc_t * g * i * (1 - i)  # (3) then (2)
         dG_f[:] = dc_t * Cp[t] * f * (1 - f)  # (3) then (2)
         dG_g[:] = dc_t * i * (1 - g * g)  # (3) then (2)
         _zero_inactive(dG[t], mask)
         dh = _keep(mask, dG[t] @ W_hh, dh)  # (1) into h_prev
-        dc = _keep(mask, dc_t * f, dc)  # (3) into c_prev
+        dc = _keep(mask, dc_t * f + dG_i * p_i + dG_f * p_f, dc)  # (3), (2) into c_prev
     dx, grads = _input_and_weight_grads(dG, dG, cache)
+    if peephole is not None:
+        dG_i, dG_f, _, dG_o = _blocks(dG, 4)
+        grads["peephole"] = np.stack([(dG_i * Cp).sum(axis=(0, 1)),
+                                      (dG_f * Cp).sum(axis=(0, 1)),
+                                      (dG_o * C).sum(axis=(0, 1))])
     return dx, dh, dc, grads
 
 
 # ----------------------------------------------------------------------------- GRU
 
 
-def gru_forward(x, h0, W_ih, W_hh, b_ih=None, b_hh=None, lengths=None, reverse=False):
+def gru_forward(x, h0, W_ih, W_hh, b_ih=None, b_hh=None, lengths=None, reverse=False,
+                reset_after=True):
     """GRU over a sequence, one layer, one direction (gate blocks r, z, n).
 
     (1) Gh = h_prev @ W_hh.T + b_hh        with Xp = x @ W_ih.T + b_ih
     (2) r = σ(Xp_r + Gh_r), z = σ(Xp_z + Gh_z)
-    (3) n = tanh(Xp_n + r * Hn)
+    (3) n = tanh(Xp_n + r * Hn)            Hn = Gh_n = W_hn h_prev + b_hn
     (4) h_t = (1 - z) * n + z * h_prev
+
+    With ``reset_after=False`` (Cho et al. 2014; ONNX's linear_before_reset=0), r scales
+    h_prev before its product: (3) n = tanh(Xp_n + W_hn (r * h_prev) + b_hn), and Gh of
+    (1) holds the r and z blocks only.
 
     x (T, B, I), h0 (B, H), W_ih (3H, I), W_hh (3H, H), b_ih, b_hh (3H,) or None.
     Returns y (T, B, H), h_n (B, H) and the cache for ``gru_backward``.
@@ -213,22 +241,26 @@ def gru_forward(x, h0, W_ih, W_hh, b_ih=None, b_hh=None, lengths=None, reverse=F
     Xp = _project_inputs(x, weights[0], weights[2])  # (1) input part, all steps
     A = np.zeros((T, B, 3 * H), dtype=x.dtype)
     y, Hp, Hn = (np.zeros((T, B, H), dtype=x.dtype) for _ in range(3))
+    b = b_hh if b_hh is not None else np.zeros(3 * H, x.dtype)
     for t in _steps(T, reverse):
         mask = _row_mask(active, t)
         Hp[t] = h
-        Gh = h @ W_hh.T  # (1)
-        if b_hh is not None:
-            Gh += b_hh
         Xp_r, Xp_z, Xp_n = _blocks(Xp[t], 3)
-        Gh_r, Gh_z, Hn[t] = _blocks(Gh, 3)  # Hn of every step is kept for backward
         r, z, n = _blocks(A[t], 3)  # views: filling them fills A[t]
-        r[:], z[:] = sigmoid(Xp_r + Gh_r), sigmoid(Xp_z + Gh_z)  # (2)
-        n[:] = np.tanh(Xp_n + r * Hn[t])  # (3)
+        if reset_after:
+            Gh_r, Gh_z, Hn[t] = _blocks(h @ W_hh.T + b, 3)  # (1); Hn kept for backward
+            r[:], z[:] = sigmoid(Xp_r + Gh_r), sigmoid(Xp_z + Gh_z)  # (2)
+            n[:] = np.tanh(Xp_n + r * Hn[t])  # (3)
+        else:
+            Gh_r, Gh_z = _blocks(h @ W_hh[:2 * H].T + b[:2 * H], 2)  # (1)
+            r[:], z[:] = sigmoid(Xp_r + Gh_r), sigmoid(Xp_z + Gh_z)  # (2)
+            Hn[t] = r * h  # r * h_prev kept for backward
+            n[:] = np.tanh(Xp_n + Hn[t] @ W_hh[2 * H:].T + b[2 * H:])  # (3)
         h_t = n + z * (h - n)  # (4)
         y[t] = h_t
         h = _keep(mask, h_t, h)
     _zero_inactive(y, active)
-    cache = _forward_cache(x, weights, active, reverse, Hp, A, Hn=Hn)
+    cache = _forward_cache(x, weights, active, reverse, Hp, A, Hn=Hn, reset_after=reset_after)
     return y, h, cache
 
 
@@ -258,7 +290,8 @@ def gru_backward(dy, dh_n, cache):
     """
     dy, (dh,) = _backward_inputs(dy, [("dh_n", dh_n)], cache)
     A, W_hh, active = cache["A"], cache["W_hh"], cache["active"]
-    Hp, Hn = cache["Hp"], cache["Hn"]
+    Hp, Hn, after = cache["Hp"], cache["Hn"], cache["reset_after"]
+    H = Hp.shape[-1]
     dGx, dGh = np.zeros_like(A), np.zeros_like(A)
     for t in _steps(A.shape[0], not cache["reverse"]):
         mask = _row_mask(active, t)
@@ -267,29 +300,44 @@ def gru_backward(dy, dh_n, cache):
         dGh_r, dGh_z, dGh_n = _blocks(dGh[t], 3)
         dh = dh + dy[t]
         dGx_n[:] = dh * (1 - z) * (1 - n * n)  # (4) then (3) through tanh
-        dGh_n[:] = dGx_n * r  # (3)
-        dGx_r[:] = dGx_n * Hn[t] * r * (1 - r)  # (3) then (2)
         dGx_z[:] = dh * (Hp[t] - n) * z * (1 - z)  # (4) then (2)
+        if after:
+            dGh_n[:] = dGx_n * r  # (3)
+            dGx_r[:] = dGx_n * Hn[t] * r * (1 - r)  # (3) then (2)
+            d_prev = dh * z  # the z * h_prev path of (4)
+        else:
+            dGh_n[:] = dGx_n  # (3): the product's sum is the pre-activation's
+            d_rh = dGx_n @ W_hh[2 * H:]  # (3) into r * h_prev
+            dGx_r[:] = d_rh * Hp[t] * r * (1 - r)  # then (2)
+            d_prev = dh * z + d_rh * r  # (4) and (3) into h_prev
         dGh_r[:], dGh_z[:] = dGx_r, dGx_z  # (2) r and z see Xp and Gh alike
         _zero_inactive(dGx[t], mask)
         _zero_inactive(dGh[t], mask)
-        dh = _keep(mask, dGh[t] @ W_hh + dh * z, dh)  # (1) and the z * h_prev path of (4)
+        if after:
+            d_prev = d_prev + dGh[t] @ W_hh  # (1)
+        else:
+            d_prev = d_prev + dGh[t, :, :2 * H] @ W_hh[:2 * H]  # (1)
+        dh = _keep(mask, d_prev, dh)
     dx, grads = _input_and_weight_grads(dGx, dGh, cache)
+    if not after:       # the n rows of W_hh multiply r * h_prev, not h_prev
+        T, B = Hn.shape[:2]
+        grads["weight_hh"][2 * H:] = dGh[:, :, 2 * H:].reshape(T * B, H).T @ Hn.reshape(T * B, H)
     return dx, dh, grads
 
 
 # ----------------------------------------------------------------------------- stacks
 
 
-def _direction_forward(mode, x, h0, c0, weights, lengths, reverse, nonlinearity):
+def _direction_forward(mode, x, h0, c0, weights, lengths, reverse, nonlinearity,
+                       reset_after, peephole):
     """One layer, one direction, with the LSTM's signature for all modes."""
     W_ih, W_hh, b_ih, b_hh = weights
     if mode == "LSTM":
         return lstm_forward(x, h0, c0, W_ih, W_hh, b_ih, b_hh, lengths=lengths,
-                            reverse=reverse)
+                            reverse=reverse, peephole=peephole)
     if mode == "GRU":
         y, h_n, cache = gru_forward(x, h0, W_ih, W_hh, b_ih, b_hh, lengths=lengths,
-                                    reverse=reverse)
+                                    reverse=reverse, reset_after=reset_after)
     else:
         y, h_n, cache = rnn_forward(x, h0, W_ih, W_hh, b_ih, b_hh,
                                     nonlinearity=nonlinearity, lengths=lengths,
@@ -312,14 +360,17 @@ def _initial_state(name, s, shape, dtype):
 
 
 def stack_forward(mode, x, params, num_layers=1, bidirectional=False, h0=None, c0=None,
-                  lengths=None, nonlinearity="tanh"):
+                  lengths=None, nonlinearity="tanh", reset_after=True, reverse=False):
     """Multi-layer, optionally bidirectional RNN / LSTM / GRU, as PyTorch's modules.
 
     mode: "RNN", "LSTM" or "GRU". params: PyTorch names ``weight_ih_l{k}{suffix}``,
     ``weight_hh_l{k}{suffix}``, ``bias_ih_l{k}{suffix}``, ``bias_hh_l{k}{suffix}`` with
-    suffix "" or "_reverse" (bias keys absent when bias=False). x (T, B, I), time-major.
+    suffix "" or "_reverse" (bias keys absent when bias=False), and for an LSTM with
+    peepholes ``peephole_l{k}{suffix}`` (3, H). x (T, B, I), time-major.
     h0, c0 (num_layers*D, B, H), layer-major then direction, None for zeros; c0 for the
-    LSTM only. No dropout.
+    LSTM only. No dropout. ``reset_after=False``: the GRU of :func:`gru_forward` with
+    that option; ``reverse``: one direction (not bidirectional) that reads each sequence
+    from its last valid step to its first.
 
     Returns y (T, B, D*H) (forward direction in the first H columns), h_n, c_n
     (num_layers*D, B, H) (c_n None unless LSTM) and the cache for ``stack_backward``.
@@ -340,6 +391,8 @@ def stack_forward(mode, x, params, num_layers=1, bidirectional=False, h0=None, c
         raise ValueError(f"mode must be one of {sorted(NUM_GATES)}, got {mode!r}")
     if mode != "LSTM" and c0 is not None:
         raise ValueError(f"c0 is for the LSTM only, got it with mode={mode!r}")
+    if reverse and bidirectional:
+        raise ValueError("reverse is one direction: it does not combine with bidirectional")
     D = 2 if bidirectional else 1
     x = np.asarray(x)
     if x.ndim != 3:
@@ -362,7 +415,8 @@ def stack_forward(mode, x, params, num_layers=1, bidirectional=False, h0=None, c
                             for name in ("weight_ih", "weight_hh", "bias_ih", "bias_hh"))
             y, h_n[j], c_last, cache = _direction_forward(
                 mode, layer_input, h0[j], None if c0 is None else c0[j], weights,
-                lengths, d == 1, nonlinearity)
+                lengths, d == 1 or reverse, nonlinearity, reset_after,
+                params.get(f"peephole_l{k}{suffix}"))
             if c_n is not None:
                 c_n[j] = c_last
             outputs.append(y)

@@ -1,0 +1,716 @@
+r"""Free composition: :class:`Sequential` and the combinators :class:`Residual`,
+:class:`Concatenate` and :class:`Bidirectional`.
+
+Every element of a container is a layer of fastrnn: a recurrent layer (``RNN``, ``LSTM``,
+``GRU``, ``FastRNN``, ``FastGRNN``), ``Linear``, ``Embedding`` (first only: it takes
+tokens), a block of :mod:`fastrnn.blocks` or another container.  The containers have the
+one protocol of the layers: ``y = model(x, lengths=None)``, ``y, backward =
+model.forward_train(x, lengths=None)`` and ``dx = backward(dy, input_grad=True)``
+(``input_grad=False``: no ``dx``, None), which adds every parameter's gradient into its
+``.grad``.  No autograd: each layer's own hand-written backward pass runs, in reverse order.
+
+Notes that hold everywhere here:
+
+* **Batch-first.**  Sequences flow as (B, T, F), as in Keras and as the models' data
+  (sample-first, like every other array a user holds: targets, lengths).  The blocks,
+  the poolings and the losses read the batch axis first; a recurrent layer is given a
+  view of the batch in its own layout (``batch_first`` or not, it copies the data once
+  into its kernels' arrays either way), and its output comes back as a (B, T, D*H) view.
+* **lengths** (B,) flows to every layer that reads it, unchanged: the recurrent layers
+  (padded steps are skipped, their output is 0), the poolings (only valid steps count);
+  the element-wise blocks and ``Linear`` ignore it (a padded step's value reaches
+  nothing: the next recurrent layer, pooling or masked loss skips it).  After a layer
+  that reduces time (a pooling) no ``lengths`` is passed on.
+* **States are dropped.**  A recurrent layer in a chain passes on its outputs ``y`` at
+  every step and drops its final state (its gradient is zero; every chain starts from
+  zero states).  ``TimePooling("last")`` reads the last valid output, which for a
+  unidirectional layer is its final ``h``.
+
+Parameter names are the positions joined to the layers' own names, as PyTorch's
+``nn.Sequential``: ``"0.weight"``, ``"1.weight_ih_l0"``; inside a combinator
+``"2.layer.weight"`` (:class:`Residual`), ``"3.forward_layer.weight_ih_l0"``
+(:class:`Bidirectional`), ``"4.0.weight"`` (:class:`Concatenate`).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from . import losses
+from ._validate import all_finite, as_dtype, float_array, lengths_array, positive_int, step_mask
+from .blocks import (AttentionPooling, Block, Dropout, GELU, LayerNorm, ReLU, Sigmoid, Tanh,
+                     TimePooling)
+from .layers import Embedding, Linear
+from .models import _RNN_TYPES, _not_empty
+from .module import Module
+from .optim import Optimizer
+from .training import History, _Fittable, loss_sums
+
+__all__ = ["Sequential", "Residual", "Concatenate", "Bidirectional", "build_layer",
+           "layer_config"]
+
+_RECURRENT = tuple(_RNN_TYPES.values())
+_MERGE_MODES = ("concat", "sum", "mean")
+# deeper nesting in a model file is refused (a file must not exhaust the stack)
+MAX_DEPTH = 32
+
+
+# ---------------------------------------------------------------------------------------
+# One protocol over every kind of layer
+# ---------------------------------------------------------------------------------------
+
+def _is_layer(layer) -> bool:
+    return isinstance(layer, (_RECURRENT, Linear, Embedding, Block, _Container))
+
+
+def _infer(layer, x, lengths):
+    """``layer``'s output for batch-first ``x`` (inference: no dropout, nothing kept)."""
+    if isinstance(layer, _RECURRENT):
+        view = layer._layout                  # batch-first <-> the layer's layout, views
+        return view(layer(view(x), None, lengths)[0])
+    if isinstance(layer, (Linear, Embedding)):
+        return layer(x)
+    return layer(x, lengths)
+
+
+def _train(layer, x, lengths):
+    """``(y, backward)`` of ``layer`` on batch-first ``x``, with ``backward(dy,
+    input_grad) -> dx`` (None when not asked for, or for tokens)."""
+    if isinstance(layer, _RECURRENT):
+        view = layer._layout
+        y, _, backward = layer.forward_train(view(x), None, lengths)
+
+        def recurrent_backward(dy, input_grad):
+            dx, _ = backward(view(dy), None, input_grad=input_grad)   # the state: dropped
+            return None if dx is None else view(dx)
+
+        return view(y), recurrent_backward
+    if isinstance(layer, _Container):
+        y, backward = layer.forward_train(x, lengths)
+        return y, lambda dy, input_grad: backward(dy, input_grad=input_grad)
+    y, backward = layer.forward_train(x) if isinstance(layer, (Linear, Embedding)) \
+        else layer.forward_train(x, lengths)
+    return y, lambda dy, input_grad: backward(dy)
+
+
+def _reduces_time(layer) -> bool:
+    return bool(getattr(layer, "reduces_time", False))
+
+
+def _takes_tokens(layer) -> bool:
+    if isinstance(layer, Embedding):
+        return True
+    return isinstance(layer, Sequential) and _takes_tokens(layer.layers[0])
+
+
+def _checked_lengths(lengths, x):
+    if lengths is None:
+        return None
+    if np.ndim(x) < 2:
+        raise ValueError(f"lengths needs a time axis: x must be (B, T, ...), got shape "
+                         f"{np.shape(x)}")
+    return lengths_array(lengths, np.shape(x)[0], np.shape(x)[1])
+
+
+def _dtype_of(modules, dtype, what: str) -> np.dtype:
+    """The one dtype of the parameters of ``modules`` (``dtype`` if given, which they must
+    have; float32 when none has parameters), each parameter held once."""
+    params = [p for m in modules for p in m.parameters()]
+    if len({id(p) for p in params}) != len(params):
+        raise ValueError(f"a layer with parameters appears twice in {what}: shared weights "
+                         f"are not supported (an optimizer would update them twice)")
+    found = {p.dtype for p in params}
+    if dtype is not None:
+        dtype = as_dtype(dtype)
+        found.add(dtype)
+    if len(found) > 1:
+        raise TypeError(f"every layer of {what} must have one dtype, got "
+                        f"{sorted(d.name for d in found)}")
+    return found.pop() if found else np.dtype(np.float32)
+
+
+# ---------------------------------------------------------------------------------------
+# Configurations: what a model file keeps of each layer
+# ---------------------------------------------------------------------------------------
+
+def layer_config(layer) -> dict:
+    """What builds ``layer`` again (its parameters apart), as a model file keeps it.
+
+    >>> import fastrnn
+    >>> from fastrnn.sequential import layer_config
+    >>> layer_config(fastrnn.Linear(4, 2))
+    {'type': 'Linear', 'in_features': 4, 'out_features': 2, 'bias': True}
+    """
+    if isinstance(layer, Linear):
+        return {"type": "Linear", "in_features": layer.in_features,
+                "out_features": layer.out_features, "bias": layer.bias is not None}
+    if isinstance(layer, Embedding):
+        return {"type": "Embedding", "num_embeddings": layer.num_embeddings,
+                "embedding_dim": layer.embedding_dim, "padding_idx": layer.padding_idx}
+    return layer.config()
+
+
+def build_layer(cfg: dict, dtype, seed: int | None = None):
+    """The layer a :func:`layer_config` describes, in ``dtype``, its parameters drawn
+    from ``seed`` (KeyError, TypeError or ValueError for a malformed ``cfg``).
+
+    >>> import numpy as np, fastrnn
+    >>> from fastrnn.sequential import build_layer
+    >>> build_layer({"type": "GRU", "input_size": 3, "hidden_size": 4}, np.float64)
+    GRU(3, 4, dtype=float64)
+    """
+    if not isinstance(cfg, dict):
+        raise TypeError(f"a layer's configuration must be a dict, got {type(cfg).__name__}")
+    args = {k: v for k, v in cfg.items() if k != "type"}
+    kind = cfg["type"]
+    if kind in _RNN_TYPES:
+        return _RNN_TYPES[kind](**args, dtype=dtype, seed=seed)
+    if kind == "Linear":
+        return Linear(**args, dtype=dtype, seed=seed)
+    if kind == "Embedding":
+        return Embedding(**args, dtype=dtype, seed=seed)
+    if kind not in LAYER_TYPES:
+        raise ValueError(f"unknown layer type {kind!r}")
+    return LAYER_TYPES[kind].from_config(cfg, dtype)
+
+
+def _layer_list(cfg: dict, key: str = "layers") -> list:
+    layers = cfg[key]
+    if not isinstance(layers, list) or not layers:
+        raise ValueError(f"{cfg.get('type')}: {key} must be a non-empty list")
+    return layers
+
+
+# ---------------------------------------------------------------------------------------
+# Containers
+# ---------------------------------------------------------------------------------------
+
+class _Container(Module):
+    """What the combinators share: the protocol (``forward_train(x, lengths=None) ->
+    (y, backward)``, ``backward(dy, *, input_grad=True) -> dx``) and the hooks a model
+    file is checked and built with."""
+
+    def forward_train(self, x, lengths=None):
+        raise NotImplementedError
+
+    def __call__(self, x, lengths=None):
+        raise NotImplementedError
+
+    @property
+    def reduces_time(self) -> bool:
+        return False
+
+    def config(self) -> dict:
+        raise NotImplementedError
+
+    @classmethod
+    def from_config(cls, cfg: dict, dtype) -> _Container:
+        """The container a :meth:`config` describes, its layers in ``dtype``."""
+        raise NotImplementedError
+
+    @staticmethod
+    def config_shapes(cfg: dict) -> list:
+        """A container's own parameters (none: they are its children's)."""
+        return []
+
+    @staticmethod
+    def config_children(cfg: dict) -> list[tuple[str, dict]]:
+        """``(name, config)`` of the children the container of ``cfg`` has."""
+        raise NotImplementedError
+
+
+def _check_layers(layers, what: str) -> list:
+    if isinstance(layers, Module) or not isinstance(layers, (list, tuple)):
+        raise TypeError(f"{what} must be a list of layers, got {type(layers).__name__}")
+    if not layers:
+        raise ValueError(f"{what} must hold at least one layer")
+    for i, layer in enumerate(layers):
+        if not _is_layer(layer):
+            raise TypeError(f"{what}[{i}] must be a fastrnn layer, block or container, got "
+                            f"{type(layer).__name__}")
+    return list(layers)
+
+
+class Residual(_Container):
+    """``y = x + layer(x)`` (a skip connection; ``layer`` must keep the shape of ``x``).
+
+    ``dx = dy + layer's dx``.  Parameters are named ``layer.<name>``.
+
+    >>> import numpy as np, fastrnn
+    >>> block = fastrnn.Residual(fastrnn.Linear(3, 3, dtype=np.float64, seed=0))
+    >>> x = np.ones((2, 3))
+    >>> bool(np.allclose(block(x), x + block.layer(x)))
+    True
+    """
+
+    def __init__(self, layer):
+        super().__init__()
+        _check_layers([layer], "layer")
+        if _reduces_time(layer):
+            raise ValueError("a Residual's layer must keep the shape of its input, not "
+                             "reduce time")
+        self.layer = self._add_module("layer", layer)
+
+    def _add(self, x, fx):
+        if fx.shape != np.shape(x):
+            raise ValueError(f"a Residual's layer must keep the shape of its input "
+                             f"{np.shape(x)}, got {fx.shape}")
+        return x + fx
+
+    def __call__(self, x, lengths=None):
+        x = np.asarray(x)
+        return self._add(x, _infer(self.layer, x, lengths))
+
+    def forward_train(self, x, lengths=None):
+        x = np.asarray(x)
+        fx, layer_backward = _train(self.layer, x, lengths)
+        y = self._add(x, fx)
+
+        def backward(dy, *, input_grad=True):
+            dx = layer_backward(dy, input_grad)
+            return None if not input_grad else (dy + dx if dx is not None else dy)
+
+        return y, backward
+
+    def config(self) -> dict:
+        return {"type": "Residual", "layer": layer_config(self.layer)}
+
+    @classmethod
+    def from_config(cls, cfg: dict, dtype) -> Residual:
+        return cls(build_layer(cfg["layer"], dtype))
+
+    @staticmethod
+    def config_children(cfg):
+        return [("layer", cfg["layer"])]
+
+    def __repr__(self) -> str:
+        return f"Residual({self.layer!r})"
+
+
+class Concatenate(_Container):
+    """Several layers on the same input, their outputs joined along the last axis
+    (thinc's ``concatenate``): ``y = [f_1(x), f_2(x), ...]``; ``dx = sum_i f_i's dx``.
+
+    The outputs must agree on every axis but the last.  Parameters are named
+    ``<i>.<name>``.
+
+    >>> import numpy as np, fastrnn
+    >>> both = fastrnn.Concatenate(fastrnn.Linear(3, 2, seed=0), fastrnn.Tanh())
+    >>> both(np.ones((4, 3), np.float32)).shape
+    (4, 5)
+    """
+
+    def __init__(self, *layers):
+        super().__init__()
+        layers = tuple(_check_layers(list(layers), "layers"))
+        if len({_reduces_time(layer) for layer in layers}) > 1:
+            raise ValueError("Concatenate's layers must all reduce time, or none")
+        _dtype_of(layers, None, "Concatenate")
+        self.layers = layers
+        for i, layer in enumerate(layers):
+            self._add_module(str(i), layer)
+
+    @property
+    def reduces_time(self) -> bool:
+        return _reduces_time(self.layers[0])
+
+    @staticmethod
+    def _join(outputs):
+        lead = {o.shape[:-1] for o in outputs}
+        if len(lead) > 1:
+            raise ValueError(f"Concatenate's outputs must agree on every axis but the "
+                             f"last, got shapes {[o.shape for o in outputs]}")
+        return np.concatenate(outputs, axis=-1)
+
+    def __call__(self, x, lengths=None):
+        return self._join([_infer(layer, x, lengths) for layer in self.layers])
+
+    def forward_train(self, x, lengths=None):
+        runs = [_train(layer, x, lengths) for layer in self.layers]
+        y = self._join([out for out, _ in runs])
+        edges = np.cumsum([out.shape[-1] for out, _ in runs])[:-1]
+
+        def backward(dy, *, input_grad=True):
+            dy = float_array(dy, "dy", y.dtype, y.ndim)
+            if dy.shape != y.shape:
+                raise ValueError(f"dy must have the shape of y, {y.shape}, got {dy.shape}")
+            dx = None
+            for (_, layer_backward), part in zip(runs, np.split(dy, edges, axis=-1)):
+                d = layer_backward(np.ascontiguousarray(part), input_grad)
+                if d is not None:
+                    dx = d if dx is None else dx + d
+            return dx if input_grad else None
+
+        return y, backward
+
+    def config(self) -> dict:
+        return {"type": "Concatenate", "layers": [layer_config(m) for m in self.layers]}
+
+    @classmethod
+    def from_config(cls, cfg: dict, dtype) -> Concatenate:
+        return cls(*[build_layer(c, dtype) for c in _layer_list(cfg)])
+
+    @staticmethod
+    def config_children(cfg):
+        return [(str(i), c) for i, c in enumerate(_layer_list(cfg))]
+
+    def __repr__(self) -> str:
+        return "Concatenate(" + ", ".join(repr(m) for m in self.layers) + ")"
+
+
+def _reverse(a: np.ndarray, lengths) -> np.ndarray:
+    """``a`` (B, T, ...) with each sequence's valid steps in reverse order (the padded
+    steps stay where they are); its own inverse."""
+    if lengths is None:
+        return a[:, ::-1]
+    B, T = a.shape[:2]
+    t = np.arange(T)[None, :]
+    index = np.where(t < lengths[:, None], lengths[:, None] - 1 - t, t)
+    return a[np.arange(B)[:, None], index]
+
+
+class Bidirectional(_Container):
+    """A sequence layer run forwards and, as a second copy, backwards over each sequence
+    (Keras' ``Bidirectional``): ``y = merge(f(x), reverse(g(reverse(x))))``.
+
+    ``reverse`` turns each sequence's valid steps around (``lengths``: steps t <
+    lengths[b]; the padded steps stay in place), so step t of the backward output has read
+    steps t..lengths[b]-1.  ``merge_mode``: ``"concat"`` (the last axis, forward first),
+    ``"sum"`` or ``"mean"``.  ``g`` is ``backward_layer`` if given, else a copy of
+    ``layer``'s configuration with fresh parameters drawn from ``seed``.  Parameters are
+    named ``forward_layer.<name>`` and ``backward_layer.<name>``.
+
+    >>> import numpy as np, fastrnn
+    >>> bi = fastrnn.Bidirectional(fastrnn.GRU(3, 4, seed=0), merge_mode="sum", seed=1)
+    >>> bi(np.ones((2, 5, 3), np.float32), lengths=[5, 3]).shape
+    (2, 5, 4)
+    """
+
+    def __init__(self, layer, merge_mode: str = "concat", *, backward_layer=None,
+                 seed: int | None = None):
+        super().__init__()
+        _check_layers([layer], "layer")
+        if _reduces_time(layer):
+            raise ValueError("Bidirectional needs a layer with an output at every step, "
+                             "not one that reduces time")
+        if merge_mode not in _MERGE_MODES:
+            raise ValueError(f"merge_mode must be one of {_MERGE_MODES}, got {merge_mode!r}")
+        self.merge_mode = merge_mode
+        config = layer_config(layer)
+        dtype = _dtype_of([layer], None, "Bidirectional")
+        if backward_layer is None:
+            backward_layer = build_layer(config, dtype, seed)
+        else:
+            _check_layers([backward_layer], "backward_layer")
+            if layer_config(backward_layer) != config:
+                raise ValueError(f"backward_layer must have the configuration of layer "
+                                 f"{config}, got {layer_config(backward_layer)}")
+            _dtype_of([layer, backward_layer], None, "Bidirectional")
+        self.forward_layer = self._add_module("forward_layer", layer)
+        self.backward_layer = self._add_module("backward_layer", backward_layer)
+
+    def _merge(self, yf, yb):
+        if yf.shape[:2] != yb.shape[:2]:
+            raise ValueError(f"Bidirectional's layer must keep the time axis, got {yf.shape}")
+        if self.merge_mode == "concat":
+            return np.concatenate([yf, yb], axis=-1)
+        total = yf + yb
+        return total if self.merge_mode == "sum" else total * total.dtype.type(0.5)
+
+    def __call__(self, x, lengths=None):
+        x = np.asarray(x)
+        lengths = _checked_lengths(lengths, x)
+        yf = _infer(self.forward_layer, x, lengths)
+        yb = _reverse(_infer(self.backward_layer, _reverse(x, lengths), lengths), lengths)
+        return self._merge(yf, yb)
+
+    def forward_train(self, x, lengths=None):
+        x = np.asarray(x)
+        lengths = _checked_lengths(lengths, x)
+        yf, forward_backward = _train(self.forward_layer, x, lengths)
+        yb_reversed, backward_backward = _train(self.backward_layer, _reverse(x, lengths),
+                                                lengths)
+        y = self._merge(yf, _reverse(yb_reversed, lengths))
+        width = yf.shape[-1]
+
+        def backward(dy, *, input_grad=True):
+            dy = float_array(dy, "dy", y.dtype, y.ndim)
+            if dy.shape != y.shape:
+                raise ValueError(f"dy must have the shape of y, {y.shape}, got {dy.shape}")
+            if self.merge_mode == "concat":
+                dyf, dyb = dy[..., :width], dy[..., width:]
+            else:
+                dyf = dyb = dy if self.merge_mode == "sum" else dy * dy.dtype.type(0.5)
+            dxf = forward_backward(np.ascontiguousarray(dyf), input_grad)
+            dxb = backward_backward(np.ascontiguousarray(_reverse(dyb, lengths)), input_grad)
+            if not input_grad or dxf is None:
+                return None
+            return dxf + _reverse(dxb, lengths)
+
+        return y, backward
+
+    def config(self) -> dict:
+        return {"type": "Bidirectional", "merge_mode": self.merge_mode,
+                "forward_layer": layer_config(self.forward_layer),
+                "backward_layer": layer_config(self.backward_layer)}
+
+    @classmethod
+    def from_config(cls, cfg: dict, dtype) -> Bidirectional:
+        return cls(build_layer(cfg["forward_layer"], dtype), cfg.get("merge_mode", "concat"),
+                   backward_layer=build_layer(cfg["backward_layer"], dtype))
+
+    @staticmethod
+    def config_children(cfg):
+        return [("forward_layer", cfg["forward_layer"]),
+                ("backward_layer", cfg["backward_layer"])]
+
+    def __repr__(self) -> str:
+        return f"Bidirectional({self.forward_layer!r}, merge_mode={self.merge_mode!r})"
+
+
+def _as_loss(loss):
+    """A loss object from a name, a loss object or a function (:class:`CustomLoss`);
+    None stays None."""
+    if loss is None or isinstance(loss, losses._Loss):
+        return loss
+    if callable(loss):
+        return losses.CustomLoss(loss)
+    return losses.get_loss(loss)
+
+
+class Sequential(_Container, _Fittable):
+    r"""Layers applied one after the other (Keras' and PyTorch's ``Sequential``), trained
+    with ``fit`` like the other models.
+
+    ``layers`` is a list of fastrnn layers, blocks and containers (see the module's notes
+    for the layout, ``lengths`` and states); ``loss`` a name (``"cross_entropy"``,
+    ``"mse"``, ``"bce_with_logits"``), a loss object, or a function ``loss(outputs,
+    targets) -> (value, grad_outputs)`` (:class:`~fastrnn.losses.CustomLoss`), needed by
+    ``fit`` and ``evaluate`` only.  Every layer with parameters must have one dtype
+    (``dtype``, if given, checks it).
+
+    ``x`` is sample-first: tokens (N, T) when the first layer is an ``Embedding``, else
+    (N, T, F) (or (N, F) for a model without a time axis); the targets follow the outputs,
+    (N, T, ...) while the time axis is kept and (N, ...) after a pooling; per-step losses
+    are averaged over the valid steps (``lengths``).
+
+    >>> import numpy as np, fastrnn
+    >>> model = fastrnn.Sequential([
+    ...     fastrnn.Embedding(20, 8, seed=0),
+    ...     fastrnn.LSTM(8, 16, seed=1),
+    ...     fastrnn.AttentionPooling(16, 8, seed=2),
+    ...     fastrnn.Linear(16, 3, seed=3),
+    ... ], loss="cross_entropy")
+    >>> tokens = np.random.default_rng(0).integers(0, 20, (32, 6))
+    >>> labels = tokens[:, 0] % 3
+    >>> history = model.fit(tokens, labels, epochs=2, batch_size=8, progress=False, seed=0)
+    >>> model.predict(tokens).shape
+    (32,)
+    >>> [name for name, _ in model.named_parameters()][:2]
+    ['0.weight', '1.weight_ih_l0']
+    """
+
+    def __init__(self, layers, loss=None, *, dtype=None):
+        super().__init__()
+        self.layers = _check_layers(layers, "layers")
+        for i, layer in enumerate(self.layers[1:], 1):
+            if isinstance(layer, Embedding):
+                raise ValueError(f"layers[{i}]: an Embedding takes tokens: it can only be "
+                                 f"the first layer")
+        self._dtype = _dtype_of(self.layers, dtype, "a Sequential")
+        for i, layer in enumerate(self.layers):
+            self._add_module(str(i), layer)
+        self.loss = loss
+
+    # -- the container ---------------------------------------------------------------------
+
+    @property
+    def loss(self):
+        return self._loss
+
+    @loss.setter
+    def loss(self, value) -> None:
+        object.__setattr__(self, "_loss", _as_loss(value))
+
+    @property
+    def dtype(self) -> np.dtype:
+        return self._dtype
+
+    @property
+    def reduces_time(self) -> bool:
+        return any(_reduces_time(layer) for layer in self.layers)
+
+    def __len__(self) -> int:
+        return len(self.layers)
+
+    def __getitem__(self, index: int):
+        return self.layers[index]
+
+    def __iter__(self):
+        return iter(self.layers)
+
+    def __call__(self, x, lengths=None):
+        """The outputs for a batch ``x`` (inference: dropout off)."""
+        lengths = _checked_lengths(lengths, x)
+        for layer in self.layers:
+            x = _infer(layer, x, lengths)
+            if _reduces_time(layer):
+                lengths = None
+        return x
+
+    def forward_train(self, x, lengths=None):
+        """``(y, backward)`` for a batch ``x``: ``backward(dy, *, input_grad=True)`` adds
+        every parameter's gradient into its ``.grad`` and returns ``dx`` (None with
+        ``input_grad=False``, or for tokens)."""
+        lengths = _checked_lengths(lengths, x)
+        backwards = []
+        for layer in self.layers:
+            x, layer_backward = _train(layer, x, lengths)
+            backwards.append(layer_backward)
+            if _reduces_time(layer):
+                lengths = None
+
+        def backward(dy, *, input_grad=True):
+            for i in range(len(backwards) - 1, -1, -1):
+                dy = backwards[i](dy, input_grad or i > 0)
+            return dy if input_grad else None
+
+        return x, backward
+
+    # -- configuration (for io) ------------------------------------------------------------
+
+    def config(self) -> dict:
+        loss = self.loss
+        return {"type": "Sequential", "dtype": self.dtype.name,
+                "layers": [layer_config(layer) for layer in self.layers],
+                "loss": None if loss is None or isinstance(loss, losses.CustomLoss)
+                else loss.config()}
+
+    @classmethod
+    def from_config(cls, cfg: dict, dtype=None) -> Sequential:
+        dtype = as_dtype(cfg.get("dtype", "float32") if dtype is None else dtype)
+        loss = cfg.get("loss")
+        return cls([build_layer(c, dtype) for c in _layer_list(cfg)],
+                   None if loss is None else losses.from_config(loss), dtype=dtype)
+
+    @staticmethod
+    def config_children(cfg):
+        return [(str(i), c) for i, c in enumerate(_layer_list(cfg))]
+
+    # -- data ------------------------------------------------------------------------------
+
+    def _inputs(self, x, name="x") -> np.ndarray:
+        if _takes_tokens(self.layers[0]):
+            t = np.asarray(x)
+            if t.dtype.kind not in "iu":
+                raise TypeError(f"{name} must hold integer tokens, got dtype {t.dtype}")
+            if t.ndim < 1:
+                raise ValueError(f"{name} must be tokens (N, T), got a 0-D array")
+        else:
+            t = float_array(x, name, self.dtype, tuple(range(2, 33)))
+        if t.ndim >= 2:
+            _not_empty(t, name)
+        elif t.shape[0] == 0:
+            raise ValueError(f"{name} must hold at least one sample, got shape {t.shape}")
+        return t
+
+    def _checked_inputs(self, x, lengths, name="x"):
+        x = self._inputs(x, name)
+        lengths = _checked_lengths(lengths, x)
+        all_finite(x, name, lengths)
+        return x, lengths
+
+    def _masked(self, lengths) -> bool:
+        """Whether the outputs have the padded steps of ``lengths`` (kept time axis)."""
+        return lengths is not None and not self.reduces_time
+
+    def _columns(self, x, y, lengths, names=("x", "y")):
+        """``(x, y, lengths)`` of a data set, checked, non-finite values refused."""
+        if self.loss is None:
+            raise ValueError("this Sequential has no loss: give one, Sequential(layers, "
+                             "loss=...) or model.loss = ...")
+        x, lengths = self._checked_inputs(x, lengths, names[0])
+        out = self(x[:1], None if lengths is None else lengths[:1])     # the outputs' shape
+        lead = (x.shape[0],) + out.shape[1:-1]
+        y = self.loss.check_targets(np.asarray(y), lead, out.shape[-1], self.dtype, names[1])
+        all_finite(y, names[1], lengths if self._masked(lengths) else None)
+        return x, y, lengths
+
+    # -- training --------------------------------------------------------------------------
+
+    def _mask(self, lengths, x):
+        return step_mask(lengths, x.shape[1]) if self._masked(lengths) else None
+
+    def _train_batch(self, batch, optimizer, clip_norm, snapshot):
+        x, y, lengths = batch
+        optimizer.zero_grad()
+        out, backward = self.forward_train(x, lengths)
+        ls, grad, n, ok = loss_sums(self.loss, out, y, self._mask(lengths, x))
+        backward(grad, input_grad=False)
+        self._step(optimizer, ls / max(n, 1), clip_norm, snapshot)
+        return ls, n, ok
+
+    def _eval_batch(self, batch):
+        x, y, lengths = batch
+        ls, _, n, ok = loss_sums(self.loss, self(x, lengths), y, self._mask(lengths, x))
+        return ls, n, ok
+
+    def fit(self, x, y, lengths=None, *, epochs: int = 10, batch_size: int = 32,
+            optimizer: Optimizer | None = None, validation_data=None,
+            clip_norm: float | None = None, callbacks=(), progress: bool = True,
+            shuffle: bool = True, seed: int | None = None, initial_epoch: int = 0) -> History:
+        """Train by mini-batches, as :meth:`fastrnn.SequenceModel.fit` (the same loop,
+        callbacks, ``History``, validation, clipping, resumption and guard against
+        non-finite losses; no ``tbptt``).  ``validation_data`` is ``(x, y)`` or ``(x, y,
+        lengths)``; the optimizer defaults to Adam(lr=1e-3)."""
+        columns = self._columns(x, y, lengths)
+        validation = None
+        if validation_data is not None:
+            if (not isinstance(validation_data, (tuple, list))
+                    or len(validation_data) not in (2, 3)):
+                raise TypeError("validation_data must be (x, y) or (x, y, lengths)")
+            vl = validation_data[2] if len(validation_data) == 3 else None
+            validation = self._columns(validation_data[0], validation_data[1], vl,
+                                       ("validation x", "validation y"))
+        return self._fit(columns, validation, epochs=epochs, batch_size=batch_size,
+                         optimizer=optimizer, clip_norm=clip_norm, callbacks=callbacks,
+                         progress=progress, shuffle=shuffle, seed=seed, train_kwargs={},
+                         initial_epoch=initial_epoch)
+
+    def forward(self, x, lengths=None, batch_size: int = 256) -> np.ndarray:
+        """The raw outputs (logits or values), sample-first, in mini-batches."""
+        x, lengths = self._checked_inputs(x, lengths)
+        batch_size = positive_int(batch_size, "batch_size")
+        return np.concatenate([
+            self(x[s:s + batch_size], None if lengths is None else lengths[s:s + batch_size])
+            for s in range(0, x.shape[0], batch_size)], axis=0)
+
+    def predict(self, x, lengths=None, batch_size: int = 256) -> np.ndarray:
+        """The loss's ``predict`` of :meth:`forward` (class indices for cross-entropy, 0/1
+        labels for binary, the outputs for regression and custom losses; the outputs
+        without a loss)."""
+        out = self.forward(x, lengths, batch_size)
+        return out if self.loss is None else self.loss.predict(out)
+
+    def predict_proba(self, x, lengths=None, batch_size: int = 256) -> np.ndarray:
+        """Class probabilities (softmax or sigmoid of :meth:`forward`); a ``ValueError``
+        for a regression loss."""
+        if self.loss is None:
+            raise ValueError("predict_proba needs a classification loss, and this "
+                             "Sequential has no loss")
+        return self.loss.proba(self.forward(x, lengths, batch_size))
+
+    def evaluate(self, x, y, lengths=None, batch_size: int = 256) -> dict:
+        """``{"loss": ..., metric: ...}`` over the data, masked by ``lengths``."""
+        columns = self._columns(x, y, lengths)
+        return self._evaluate_columns(columns, positive_int(batch_size, "batch_size"))
+
+    def __repr__(self) -> str:
+        rows = "".join(f"\n  ({i}): {layer!r}" for i, layer in enumerate(self.layers))
+        return f"Sequential({rows}\n)"
+
+
+#: every block and container, by the ``type`` of its configuration
+LAYER_TYPES: dict[str, type[Block] | type[_Container]] = {cls.__name__: cls for cls in (
+    ReLU, Tanh, Sigmoid, GELU, Dropout, LayerNorm, TimePooling, AttentionPooling,
+    Sequential, Residual, Concatenate, Bidirectional)}
