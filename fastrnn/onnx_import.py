@@ -40,7 +40,7 @@ import numpy as np
 
 from ._kinds import KINDS, suffix
 from .io import open_regular_file
-from .onnx_export import _onnx, export_onnx
+from .onnx_export import _ONNX_PEEPHOLE_ROWS, _onnx, export_onnx
 from .torch_bridge import (_CELLS, _HEADS, _LAYERS, _assemble, _dense_from_state, _float_dtype,
                            _load)
 
@@ -56,10 +56,9 @@ def _each(default, values: dict) -> dict:
 #: layer keywords it becomes})``.  An attribute not listed for its operator (``clip``,
 #: ``activation_alpha``, ``activation_beta``, ``linear_before_reset`` of an LSTM, ...) or a
 #: value not listed (``input_forget=1``, other activations) is refused, naming the node
-#: and the attribute; so is a keyword the installed layer does not take.  ``activations``
-#: are one direction's (the same in both directions; in any case: ``Tanh``, ``tanh``);
-#: ``P`` is True when given and not all zero; ``hidden_size`` is read from ``R`` (and
-#: checked against the attribute).
+#: and the attribute.  ``activations`` are one direction's (the same in both directions;
+#: in any case: ``Tanh``, ``tanh``); ``P`` is True when given and not all zero;
+#: ``hidden_size`` is read from ``R`` (and checked against the attribute).
 _SUPPORTED: dict[str, dict[str, tuple[object, dict]]] = {
     "direction": _each("forward", {"forward": {}, "bidirectional": {"bidirectional": True},
                                    "reverse": {"reverse": True}}),
@@ -75,7 +74,6 @@ _SUPPORTED: dict[str, dict[str, tuple[object, dict]]] = {
     "P": {"LSTM": (False, {False: {}, True: {"peephole": True}})},
 }
 _INPUTS = ("X", "W", "R", "B", "sequence_lens", "initial_h", "initial_c", "P")
-_PEEPHOLE_ROWS = [0, 2, 1]     # ONNX's P rows p_i, p_o, p_f <-> fastrnn's p_i, p_f, p_o
 _MODEL_DOC = re.compile(r"^fastrnn SequenceModel \(\w+, (\w+)\)")
 _HEAD_NAMES = {cls.__name__: name for name, cls in _HEADS.items()}
 
@@ -124,18 +122,8 @@ def _options(attrs: dict, op: str, D: int, peepholes: bool, where: str) -> dict:
         if value not in values:
             raise ValueError(f"{where}: {what} has no fastrnn equivalent (fastrnn computes "
                              f"{', '.join(map(repr, values))})")
-        _check_keywords(values[value], op, what, where)
         keywords.update(values[value])
     return keywords
-
-
-def _check_keywords(keywords: dict, op: str, what: str, where: str) -> None:
-    """Refuse a mapping the installed layer cannot take (an option it does not have)."""
-    accepted = inspect.signature(_LAYERS[op]).parameters
-    for k, v in keywords.items():
-        if k not in accepted:
-            raise ValueError(f"{where}: {what} needs fastrnn.{op}({k}={v!r}), "
-                             f"which this version of fastrnn does not have")
 
 
 def _direction_count(attrs: dict) -> int:
@@ -239,7 +227,8 @@ class _Recurrent:
                 out[kind.biases[0] + s] = B[d, :GH][rows]
                 out[kind.biases[1] + s] = B[d, GH:][rows]
             if self.P is not None:
-                out["peephole" + s] = self.P[d].reshape(3, H)[_PEEPHOLE_ROWS]
+                # the permutation swaps two rows: its own inverse
+                out["peephole" + s] = self.P[d].reshape(3, H)[list(_ONNX_PEEPHOLE_ROWS)]
         return out
 
 
