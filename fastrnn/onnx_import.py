@@ -348,6 +348,16 @@ def _head_name(doc: str, name: str) -> str:
     return name
 
 
+def _model(graph, consts: dict, ops: dict, rnn, doc: str, what: str):
+    """The SequenceModel around ``rnn``: readout, head and (a Gather) the embedding."""
+    readout, head = _readout(graph, consts, ops, rnn.dtype, what)
+    embedding = None
+    if "Gather" in ops:
+        weight = _const_input(consts, ops["Gather"], 0, what)
+        embedding = _dense_from_state({"weight": weight}, rnn.dtype, "embedding", what)
+    return _assemble(rnn, readout, embedding, _head_name(doc, head), None)
+
+
 def _exported(onnx, model, consts: dict, what: str):
     """The fastrnn object of a graph export_onnx wrote, checked by exporting it again."""
     graph = model.graph
@@ -356,27 +366,21 @@ def _exported(onnx, model, consts: dict, what: str):
         raise ValueError(f"{what} has no RNN, LSTM or GRU node")
     bias = any(n.B is not None and n.B.any() for n in nodes)    # export: zeros for none
     ops = {n.op_type: n for n in graph.node}
+    first = nodes[0].inputs
+    options: dict = {}
     if "Unsqueeze" in ops:                 # a cell's step: x (B, I) -> X (1, B, I)
         obj = _cell(nodes[0], bias, what)
-        _same_graph(onnx, graph, export_onnx(obj, dtype=obj.dtype).graph, obj, what)
-        return obj
-    rnn = _layer(nodes, bias, what)
-    first = nodes[0].inputs
-    obj = rnn
-    if "Gemm" in ops or "MatMul" in ops:
-        readout, head = _readout(graph, consts, ops, rnn.dtype, what)
-        embedding = None
-        if "Gather" in ops:
-            weight = _const_input(consts, ops["Gather"], 0, what)
-            embedding = _dense_from_state({"weight": weight}, rnn.dtype, "embedding", what)
-        obj = _assemble(rnn, readout, embedding, _head_name(model.doc_string, head), None)
+    elif "Gemm" in ops or "MatMul" in ops:
+        obj = _model(graph, consts, ops, _layer(nodes, bias, what), model.doc_string, what)
+        options["lengths"] = bool(first["sequence_lens"])
     else:
+        obj = _layer(nodes, bias, what)
         producer = _producer(graph, first["X"])
-        rnn.batch_first = producer is not None and producer.op_type == "Transpose"
-    expected = export_onnx(obj, lengths=bool(first["sequence_lens"]),
-                           initial_state=bool(first["initial_h"]) and obj is rnn,
-                           dtype=rnn.dtype)
-    _same_graph(onnx, graph, expected.graph, obj, what)
+        obj.batch_first = producer is not None and producer.op_type == "Transpose"
+        options.update(lengths=bool(first["sequence_lens"]),
+                       initial_state=bool(first["initial_h"]))
+    _same_graph(onnx, graph, export_onnx(obj, dtype=nodes[0].dtype, **options).graph, obj,
+                what)
     return obj
 
 
