@@ -220,7 +220,10 @@ class _RNNBase(Module):
     # -- the one shared path of RNN, LSTM and GRU ---------------------------------------
 
     def _run(self, x, state0, lengths, train: bool, state_name: str = "state0"):
-        if np.ndim(x) == 2:
+        if isinstance(x, np.ndarray) and x.ndim == 3:        # before x is copied
+            kernel_sizes("x", time_steps_times_batch=x.shape[0] * x.shape[1])
+        x = float_array(x, "x", self.dtype, (3, 2), contiguous=False)  # copied once, later
+        if x.ndim == 2:
             return self._run_unbatched(x, state0, lengths, train, state_name)
         return self._run_batched(x, state0, lengths, train, state_name, self.batch_first)
 
@@ -230,7 +233,6 @@ class _RNNBase(Module):
         if lengths is not None:
             raise ValueError("lengths applies to a batch; an unbatched x (T, input_size) "
                              "is one sequence of all its steps")
-        x = float_array(x, "x", self.dtype, 2, contiguous=False)
         out = self._run_batched(x[:, None], _batch_axis(state0, state_name), None, train,
                                 state_name, batch_first=False)
         y, state = out[0][:, 0], _drop_batch_axis(out[1])
@@ -277,9 +279,6 @@ class _RNNBase(Module):
     def _run_batched(self, x, state0, lengths, train: bool, state_name: str,
                      batch_first: bool):
         lstm = self.kind.has_cell
-        if isinstance(x, np.ndarray) and x.ndim == 3:        # before x is copied
-            kernel_sizes("x", time_steps_times_batch=x.shape[0] * x.shape[1])
-        x = float_array(x, "x", self.dtype, 3, contiguous=False)    # copied once, below
         shape = (x.shape[1], x.shape[0], x.shape[2]) if batch_first else x.shape
         T, B, I = shape
         if I != self.input_size:

@@ -63,9 +63,19 @@ def _is_layer(layer) -> bool:
     return isinstance(layer, (_RECURRENT, Linear, Embedding, Block, _Container))
 
 
+def _recurrent_input(layer, x):
+    """``x`` checked as a batch of sequences: a recurrent layer alone also takes one
+    unbatched sequence (T, F), a container's batch is always (B, T, F)."""
+    if np.ndim(x) != 3:
+        raise ValueError(f"x must be (batch, T, features) where it enters the "
+                         f"{type(layer).__name__}, got shape {np.shape(x)}")
+    return x
+
+
 def _infer(layer, x, lengths):
     """``layer``'s output for batch-first ``x`` (inference: no dropout, nothing kept)."""
     if isinstance(layer, _RECURRENT):
+        x = _recurrent_input(layer, x)
         view = layer._layout                  # batch-first <-> the layer's layout, views
         return view(layer(view(x), None, lengths)[0])
     if isinstance(layer, (Linear, Embedding)):
@@ -77,6 +87,7 @@ def _train(layer, x, lengths):
     """``(y, backward)`` of ``layer`` on batch-first ``x``, with ``backward(dy,
     input_grad) -> dx`` (None when not asked for, or for tokens)."""
     if isinstance(layer, _RECURRENT):
+        x = _recurrent_input(layer, x)
         view = layer._layout
         y, _, backward = layer.forward_train(view(x), None, lengths)
 

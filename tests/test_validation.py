@@ -53,11 +53,12 @@ def _unchanged(module, before):
 
 @pytest.mark.parametrize("entry", ENTRIES)
 @pytest.mark.parametrize("mode", MODES)
-@pytest.mark.parametrize("shape", [(T, I), (I,), (), (1, T, B, I)], ids=["2d", "1d", "0d", "4d"])
+@pytest.mark.parametrize("shape", [(I,), (), (1, T, B, I)], ids=["1d", "0d", "4d"])
 def test_layer_x_wrong_rank(mode, entry, shape):
+    """(T, B, I) or one unbatched sequence (T, I) (tests/test_variants.py), as torch.nn."""
     layer = make(mode)
     before = layer.state_dict()
-    with pytest.raises(ValueError, match=r"\bx must be 3-D"):
+    with pytest.raises(ValueError, match=r"\bx must be 3-D or 2-D"):
         forward(layer, entry, np.zeros(shape))
     _unchanged(layer, before)
 
@@ -71,10 +72,12 @@ def test_layer_x_wrong_last_dimension(mode, entry, batch_first):
         forward(layer, entry, np.zeros((T, B, 5)))
 
 
-@pytest.mark.parametrize("shape", [(0, B, I), (T, 0, I)], ids=["no_steps", "no_rows"])
+@pytest.mark.parametrize("shape", [(0, B, I), (0, I)], ids=["no_steps", "unbatched_no_steps"])
 @pytest.mark.parametrize("entry", ENTRIES)
 @pytest.mark.parametrize("mode", MODES)
 def test_layer_x_empty(mode, entry, shape):
+    """No time steps is refused; an empty batch gives empty outputs (tests/test_variants.py),
+    as torch.nn's layers do."""
     with pytest.raises(ValueError, match=r"\bx must have at least one"):
         forward(make(mode), entry, np.zeros(shape))
 
