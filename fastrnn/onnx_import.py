@@ -486,6 +486,9 @@ def run_as_onnx(layer, X, sequence_lens=None, initial_h=None, initial_c=None) ->
     if initial_c is not None and not has_c:
         raise ValueError(f"initial_c is an LSTM's; the layer is a {type(layer).__name__}")
     X = np.asarray(X)
+    if X.ndim != 3:
+        raise ValueError(f"X must be 3-D, (T, B, I) or (B, T, I) for layout=1, got shape "
+                         f"{X.shape}")
     h, c = (None if s is None else np.asarray(s).swapaxes(0, 1) if bf else np.asarray(s)
             for s in (initial_h, initial_c))
     state0 = h

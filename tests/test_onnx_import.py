@@ -521,7 +521,20 @@ def test_refused_altered_export():
         fastrnn.from_onnx(model)
 
 
-def test_run_as_onnx_refuses_initial_c_for_a_gru():
+def test_run_as_onnx_refusals():
     with pytest.raises(ValueError, match="initial_c is an LSTM's"):
         run_as_onnx(fastrnn.GRU(3, 4), np.zeros((2, 1, 3), np.float32),
                     initial_c=np.zeros((1, 1, 4)))
+    with pytest.raises(ValueError, match=r"X must be 3-D, .* got shape \(2, 3\)"):
+        run_as_onnx(fastrnn.GRU(3, 4), np.zeros((2, 3), np.float32))
+
+
+def test_run_as_onnx_lstm_with_initial_h_only():
+    """An absent initial_c is zeros, as in ONNX."""
+    lstm = fastrnn.LSTM(3, 4, batch_first=True, seed=0)
+    x = np.random.default_rng(0).standard_normal((2, 5, 3)).astype(np.float32)
+    h0 = np.random.default_rng(1).standard_normal((2, 1, 4)).astype(np.float32)
+    Y, Y_h, Y_c = run_as_onnx(lstm, x, initial_h=h0)
+    y, (h, c) = lstm(x, (h0.swapaxes(0, 1), np.zeros((1, 2, 4), np.float32)))
+    assert np.array_equal(Y[:, :, 0], y) and np.array_equal(Y_h[:, 0], h[0])
+    assert np.array_equal(Y_c[:, 0], c[0])
