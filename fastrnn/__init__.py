@@ -35,6 +35,7 @@ from .models import Seq2Seq, SequenceModel  # noqa: E402
 from . import model  # noqa: E402, F401
 from .module import Module, Parameter  # noqa: E402
 from .onnx_export import export_onnx  # noqa: E402
+from .onnx_import import from_onnx  # noqa: E402
 from .sequential import Bidirectional, Concatenate, Residual, Sequential  # noqa: E402
 from .streaming import Stepper  # noqa: E402
 from .torch_bridge import from_torch, to_torch  # noqa: E402
@@ -50,4 +51,4 @@ __all__ = ["RNN", "LSTM", "GRU", "FastRNN", "FastGRNN", "RNNCell", "LSTMCell", "
            "History", "EarlyStopping", "ModelCheckpoint", "Module", "Parameter", "save",
            "load", "load_checkpoint", "ModelFileError", "data", "heads", "losses", "optim",
            "set_num_threads", "get_num_threads", "blas_info", "from_torch", "to_torch",
-           "export_onnx", "__version__"]
+           "export_onnx", "from_onnx", "__version__"]
