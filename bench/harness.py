@@ -80,6 +80,7 @@ class Workload:
     nonlinearity: str = "tanh"          # RNN only
     lengths: tuple | None = None        # (low, high): lengths drawn uniformly, inclusive
     stream: bool = False                # one step of a cell, the state carried (T = 1)
+    proj: int = 0                       # LSTM only: proj_size (h has proj values)
 
     @property
     def cell_name(self) -> str:
@@ -87,8 +88,18 @@ class Workload:
             return "Embedding-LSTM-LSTM-attention-dense-dense"
         return f"RNN {self.nonlinearity}" if self.cell == "RNN" else self.cell
 
+    @property
+    def layer_options(self) -> dict:
+        """The keyword arguments of the layer (fastrnn's and torch.nn's alike)."""
+        options: dict = dict(nonlinearity=self.nonlinearity) if self.cell == "RNN" else {}
+        if self.proj:
+            options["proj_size"] = self.proj
+        return options
+
     def describe(self) -> str:
         text = f"{self.cell_name} T={self.T} B={self.B} I={self.I} H={self.H}"
+        if self.proj:
+            text += f" P={self.proj}"
         if self.lengths:
             text += f", lengths {self.lengths[0]}..{self.lengths[1]}"
         return text
@@ -111,6 +122,8 @@ WORKLOADS = [
              modes=("train",), nonlinearity="tanh"),
     Workload("W11", "Composed", 50, 32, 32, 128, "whole training step (loss, backward, Adam)",
              modes=("train",)),
+    Workload("W12", "LSTM", 100, 16, 80, 512, "training step of a projected LSTM (a small "
+             "speech model)", modes=("train",), proj=128),
 ]
 
 # W11's model (I is the embedding width, H both LSTMs' hidden size)
@@ -190,12 +203,14 @@ def make_data(w: Workload):
 
         params = {
             "weight_ih_l0": uniform(G * H, w.I),
-            "weight_hh_l0": uniform(G * H, H),
+            "weight_hh_l0": uniform(G * H, w.proj or H),
             "bias_ih_l0": uniform(G * H),
             "bias_hh_l0": uniform(G * H),
         }
+        if w.proj:
+            params["weight_hr_l0"] = uniform(w.proj, H)
     x = rng.standard_normal((w.T, w.B, w.I)).astype(np.float32)
-    dy = rng.standard_normal((w.T, w.B, H)).astype(np.float32)
+    dy = rng.standard_normal((w.T, w.B, w.proj or H)).astype(np.float32)
     lengths = None
     if w.lengths is not None:
         lengths = rng.integers(w.lengths[0], w.lengths[1] + 1, w.B)
@@ -208,7 +223,7 @@ def setup_fastrnn(w: Workload, params, x, dy, lengths=None):
 
     import fastrnn
 
-    kwargs = dict(nonlinearity=w.nonlinearity) if w.cell == "RNN" else {}
+    kwargs = w.layer_options
     info = dict(version=fastrnn.__version__, file=str(Path(fastrnn.__file__).parent),
                 threads=fastrnn.get_num_threads(),
                 panel_products=fastrnn.blas_info()["panel_products"],
@@ -398,7 +413,7 @@ def setup_torch(w: Workload, params, x, dy, threads: int | None, lengths=None):
 
     if threads is not None:
         torch.set_num_threads(threads)
-    kwargs = dict(nonlinearity=w.nonlinearity) if w.cell == "RNN" else {}
+    kwargs = w.layer_options
     info = dict(version=torch.__version__, threads=torch.get_num_threads(),
                 interop_threads=torch.get_num_interop_threads())
     if w.stream:
@@ -618,7 +633,7 @@ def setup_layer(contender: str, w: Workload):
     floor = None
     if contender == "fastrnn":
         infer, train, info = setup_fastrnn(w, params, x, dy, lengths)
-        if not w.stream and w.cell not in NO_FLOOR:
+        if not w.stream and w.cell not in NO_FLOOR and not w.proj:
             floor = setup_floor(w, params, x, lengths)
     elif contender == "reference":
         infer, train, info = setup_reference(w, params, x, dy, lengths)

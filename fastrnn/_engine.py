@@ -364,6 +364,45 @@ def stack_backward(tape, weights, grads, dY, dh, dc, input_grad=True):
     return dX
 
 
+def step_states(tape: Tape, c_final: np.ndarray | None) -> tuple[np.ndarray | None,
+                                                                  np.ndarray]:
+    """Every layer's cell state after each step and gate activations at each step, from
+    a training forward pass: ``(c, gates)``, c (L, T, B, D*H) (None unless the kind has a
+    cell state; ``c_final`` (L*D, B, H) its final states) and gates (L, T, B, D*G*H), the
+    directions side by side, zeros at padded steps, rows in the tape's (sorted) order.
+    c_t is the state the next step started from (the training cache Cp), or the final
+    state after a sequence's last step: the kernels' own numbers."""
+    nact = tape.nact
+    T = nact.shape[0]
+    B = tape.caches[0][0].Hp.shape[1]
+    steps = np.arange(T)[:, None]
+    length = (nact[:, None] > np.arange(B)[None, :]).sum(axis=0)      # per sorted row
+    valid = steps < length[None, :]                                     # (T, B)
+    rows = np.arange(B)
+    cs, gates = [], []
+    for k, caches in enumerate(tape.caches):
+        D = len(caches)
+        c_dirs, g_dirs = [], []
+        for d, cache in enumerate(caches):
+            g = cache.Gt.reshape(T, B, -1) * valid[:, :, None]
+            g_dirs.append(g)
+            if cache.Cp is None or c_final is None:
+                continue
+            after = np.zeros_like(cache.Cp)
+            if d == 1 or tape.reverse:          # step t is followed by step t - 1
+                after[1:] = cache.Cp[:-1]
+                last = np.zeros(B, int)
+            else:                               # by step t + 1
+                after[:-1] = cache.Cp[1:]
+                last = length - 1
+            after[last, rows] = c_final[k * D + d]
+            c_dirs.append(after * valid[:, :, None])
+        gates.append(np.concatenate(g_dirs, axis=2))
+        if c_dirs:
+            cs.append(np.concatenate(c_dirs, axis=2))
+    return (np.stack(cs) if cs else None), np.stack(gates)
+
+
 def gemm_floor(mode: str, x: np.ndarray, W_ih: np.ndarray, W_hh: np.ndarray, lengths=None,
                train: bool = False):
     """A callable that runs only the matrix products of one layer-direction over ``x``

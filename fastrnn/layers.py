@@ -5,6 +5,7 @@ variable lengths, batch_first; PyTorch's parameter names and semantics), and the
 from __future__ import annotations
 
 import warnings
+from typing import NamedTuple
 
 import numpy as np
 
@@ -16,7 +17,7 @@ from ._kinds import KINDS, layer_directions, layer_kind, suffix
 from .cells import init_parameters, weight_tuple
 from .module import Module
 
-__all__ = ["RNN", "LSTM", "GRU", "Linear", "Embedding"]
+__all__ = ["RNN", "LSTM", "GRU", "Linear", "Embedding", "StepStates"]
 
 
 def _take_rows(a, index):
@@ -96,6 +97,27 @@ def _drop_batch_axis(state):
     if isinstance(state, tuple):
         return tuple(s[:, 0] for s in state)
     return state[:, 0]
+
+
+class StepStates(NamedTuple):
+    """What :meth:`forward_states` returns: the call's ``y`` and final ``state``, and
+    every layer's cell states ``c`` after each step (None without a cell state) and gate
+    activations ``gates`` at each step."""
+
+    y: np.ndarray
+    state: object
+    c: np.ndarray | None
+    gates: np.ndarray
+
+
+def _states_layout(a, batch_first: bool, inverse):
+    """(L, T, B, F) per-step states (rows sorted by length) as the caller sees them:
+    (L, B, T, F) with ``batch_first``, rows back in their order; None stays None."""
+    if a is None:
+        return None
+    if inverse is not None:
+        a = np.take(a, inverse, axis=2)
+    return np.ascontiguousarray(a.swapaxes(1, 2)) if batch_first else a
 
 
 def _caller_layout(a, batch_first: bool, inverse=None) -> np.ndarray:
@@ -289,7 +311,7 @@ class _RNNBase(Module):
         return y, state, backward
 
     def _run_batched(self, x, state0, lengths, train: bool, state_name: str,
-                     batch_first: bool):
+                     batch_first: bool, step_states: bool = False):
         lstm = self.kind.has_cell
         shape = (x.shape[1], x.shape[0], x.shape[2]) if batch_first else x.shape
         T, B, I = shape
@@ -320,10 +342,15 @@ class _RNNBase(Module):
         weights = self._weights()
         Y, tape = _engine.stack_forward(self.kind, self.nonlinearity == "relu",
                                         x.reshape(T * B, I), weights, h, c, nact, train,
-                                        self.dropout, self._dropout_rng, self.reverse)
+                                        0.0 if step_states else self.dropout,
+                                        self._dropout_rng, self.reverse)
         y = _caller_layout(Y, batch_first, inverse)
         DH = Y.shape[2]                  # backward keeps no Y: y may be a copy of it
         state = self._pack(_unsort(h, inverse), _unsort(c, inverse))
+        if step_states:
+            cs, gates = _engine.step_states(tape, c)
+            return StepStates(y, state, _states_layout(cs, batch_first, inverse),
+                              _states_layout(gates, batch_first, inverse))
         if not train:
             return y, state
 
@@ -355,6 +382,31 @@ class _RNNBase(Module):
 
     def _pack(self, h, c):
         return (h, c) if self.kind.has_cell else h
+
+    def forward_states(self, x, state0=None, lengths=None) -> StepStates:
+        """Inference that also returns every layer's per-step states: a
+        :class:`StepStates` ``(y, state, c, gates)``.
+
+        ``c`` (L, T, B, D*H) (batch_first: (L, B, T, D*H)) is each layer's cell state
+        after every step (an LSTM; None for the other kinds), ``gates`` (L, T, B, D*G*H)
+        the gate activations of every step in PyTorch's order (LSTM i, f, g, o; GRU
+        r, z, n; FastGRNN z), the directions side by side as in ``y``; zeros at padded
+        steps.  They are the kernels' own numbers (the training pass's caches); no dropout.
+
+        >>> import numpy as np, fastrnn
+        >>> lstm = fastrnn.LSTM(3, 4, num_layers=2, seed=0)
+        >>> out = lstm.forward_states(np.ones((5, 2, 3), np.float32))
+        >>> out.c.shape, out.gates.shape
+        ((2, 5, 2, 4), (2, 5, 2, 16))
+        >>> bool(np.array_equal(out.c[-1, -1], out.state[1][-1]))    # c_T is c_n
+        True
+        """
+        x = float_array(x, "x", self.dtype, 3, contiguous=False)
+        if min(x.shape[:2]) == 0:
+            raise ValueError(f"x must have at least one time step and one batch row, got "
+                             f"shape {x.shape}")
+        return self._run_batched(x, state0, lengths, True, "state0", self.batch_first,
+                                 step_states=True)
 
     def forward_train(self, x, state0=None, lengths=None):
         """Forward pass that keeps what backward needs.

@@ -193,3 +193,22 @@ def test_bench_composed_row_smoke(tmp_path):
     assert set(results) == set(contenders)
     checks = [r["modes"]["train"]["check"] for r in results.values()]
     assert checks[0] > 0 and checks == pytest.approx([checks[0]] * len(checks), rel=1e-4)
+
+
+@pytest.mark.skipif(not SCRIPT.exists(), reason="bench/bench_layers.py not present")
+def test_bench_projection_row_smoke(tmp_path):
+    """W12, a training step of an LSTM with proj_size, runs for fastrnn, the NumPy
+    reference (and PyTorch when installed), and all compute the same input gradient."""
+    contenders = ["fastrnn", "reference"] + (
+        ["torch-1t"] if importlib.util.find_spec("torch") else [])
+    out = tmp_path / "bench.json"
+    proc = subprocess.run(
+        [sys.executable, str(SCRIPT), "--quick", "--only", "W12", "--contenders",
+         ",".join(contenders), "--json", str(out)],
+        capture_output=True, text=True, timeout=300, cwd=ROOT)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert "| W12 |" in proc.stdout and "WARNING: W12 train:" not in proc.stdout
+    results = {r["contender"]: r for r in json.loads(out.read_text())["results"]}
+    assert set(results) == set(contenders)
+    checks = [r["modes"]["train"]["check"] for r in results.values()]
+    assert checks[0] > 0 and checks == pytest.approx([checks[0]] * len(checks), rel=1e-4)

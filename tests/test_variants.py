@@ -460,6 +460,8 @@ PROJ_STACKS = [(1, False, None), (2, False, [7, 2, 5, 1, 7]), (2, True, [3, 7, 7
 PROJ_IDS = ["L1", "L2-lengths", "L2-bi-lengths", "L1-bi"]
 
 
+# PyTorch says that its oneDNN path has no projections and runs its own: the one compared
+@pytest.mark.filterwarnings("ignore:LSTM with projections is not supported")
 @pytest.mark.parametrize("dtype", DTYPES, ids=DTYPE_IDS)
 @pytest.mark.parametrize("stack", PROJ_STACKS, ids=PROJ_IDS)
 def test_projection_matches_pytorch(stack, dtype):
@@ -549,3 +551,25 @@ def test_projection_from_a_state_dict():
     assert back.proj_size == 3 and back.hidden_size == 8
     x = np.random.default_rng(0).standard_normal((T, B, I)).astype(np.float32)
     assert np.array_equal(back(x)[0], layer(x)[0])
+
+
+@pytest.mark.parametrize("batch", [1, 24], ids=["one_row", "panels"])
+def test_projection_on_every_product_path(batch):
+    """float32 with H and P multiples of 16: the panel product (several rows, steps
+    projecting their own input) and BLAS (one row), against the reference."""
+    layer = fastrnn.LSTM(16, 32, num_layers=2, proj_size=16, seed=6)
+    rng = np.random.default_rng(7)
+    x = rng.standard_normal((12, batch, 16)).astype(np.float32)
+    lengths = rng.integers(1, 13, batch)
+    params = {k: v.astype(np.float64) for k, v in layer.state_dict().items()}
+    y_r, h_r, c_r, cache = ref.stack_forward("LSTM", x.astype(np.float64), params,
+                                             num_layers=2, lengths=lengths)
+    dy = rng.standard_normal(y_r.shape)
+    dx_r, _, _, grads_r = ref.stack_backward(dy, None, None, cache)
+    y, _, backward = layer.forward_train(x, lengths=lengths)
+    layer.zero_grad()
+    dx, _ = backward(dy.astype(np.float32))
+    assert_allclose(y, y_r, **TOL[np.float32])
+    assert_allclose(dx, dx_r, **TOL[np.float32])
+    for name, p in layer.named_parameters():
+        assert_allclose(p.grad, grads_r[name], err_msg=name, rtol=1e-4, atol=1e-4)
