@@ -102,7 +102,13 @@ def _drop_batch_axis(state):
 class StepStates(NamedTuple):
     """What :meth:`forward_states` returns: the call's ``y`` and final ``state``, and
     every layer's cell states ``c`` after each step (None without a cell state) and gate
-    activations ``gates`` at each step."""
+    activations ``gates`` at each step.
+
+    >>> import numpy as np, fastrnn
+    >>> y, h_n, c, gates = fastrnn.GRU(3, 4, seed=0).forward_states(np.ones((5, 2, 3)))
+    >>> c is None, gates.shape                 # a GRU has no cell state; r, z, n gates
+    (True, (1, 5, 2, 12))
+    """
 
     y: np.ndarray
     state: object
