@@ -334,6 +334,27 @@ cdef inline void _fill_bias(floating* Gt, Py_ssize_t rows, Py_ssize_t width,
             g[j] = b_ih[j]
 
 
+cdef inline void _mask_rows(const floating* src, const floating* m, floating* dst,
+                            Py_ssize_t n, Py_ssize_t cols) noexcept nogil:
+    """dst[:n] = src[:n] * m[:n] (rows of ``cols`` values): h entering the recurrent
+    product under a recurrent dropout mask."""
+    cdef Py_ssize_t j
+    for j in range(n * cols):
+        dst[j] = src[j] * m[j]
+
+
+cdef inline void _add_masked(const floating* src, const floating* m, floating* dst,
+                             Py_ssize_t n, Py_ssize_t cols, bint accumulate) noexcept nogil:
+    """dst[:n] (+)= src[:n] * m[:n]: the recurrent product's gradient through the mask."""
+    cdef Py_ssize_t j
+    if accumulate:
+        for j in range(n * cols):
+            dst[j] += src[j] * m[j]
+    else:
+        for j in range(n * cols):
+            dst[j] = src[j] * m[j]
+
+
 cdef inline void _add_colsum(const floating* A, Py_ssize_t rows, Py_ssize_t cols,
                              Py_ssize_t lda, floating* out) noexcept nogil:
     """out += A.sum(axis=0) for A (rows, cols) with row stride lda."""

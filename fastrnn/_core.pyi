@@ -29,7 +29,7 @@ def forward(kind: int, X: _F, W_ih: _F, W_hh: _F, b_ih: _F, b_hh: _F, nact: _I,
             Hp: _F | None = ..., Cp: _F | None = ..., Gh: _F | None = ...,
             Hn: _F | None = ..., Ht: _F | None = ..., scalars: _F | None = ...,
             peephole: _F | None = ..., W_hr: _F | None = ..., Hm: _F | None = ...,
-            reverse: bool = ..., relu: bool = ...,
+            hmask: _F | None = ..., reverse: bool = ..., relu: bool = ...,
             W_hh_t: _F | None = ..., layout: int = ..., W_ih_p: _F | None = ...) -> None: ...
 def backward(kind: int, X: _F, W_ih: _F, W_hh: _F, nact: _I, bounds: _I, Gt: _F, Hp: _F,
              dY: _F | None, col: int, dh: _F, dW_ih: _F, dW_hh: _F, db_ih: _F, db_hh: _F, *,
@@ -37,7 +37,8 @@ def backward(kind: int, X: _F, W_ih: _F, W_hh: _F, nact: _I, bounds: _I, Gt: _F,
              Hn: _F | None = ..., Ht: _F | None = ..., scalars: _F | None = ...,
              dscalars: _F | None = ..., peephole: _F | None = ...,
              dpeephole: _F | None = ..., W_hr: _F | None = ..., Hm: _F | None = ...,
-             dW_hr: _F | None = ..., dX: _F | None = ..., accumulate_dx: bool = ...,
+             dW_hr: _F | None = ..., hmask: _F | None = ..., dX: _F | None = ...,
+             accumulate_dx: bool = ...,
              reverse: bool = ..., relu: bool = ..., W_hh_p: _F | None = ...) -> None: ...
 def same_bytes(a: npt.ArrayLike, b: npt.ArrayLike) -> bool: ...
 def lstm_pack(W_hh: _F, out: _F) -> None: ...

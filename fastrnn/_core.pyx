@@ -52,10 +52,10 @@ from fastrnn._blas cimport (_check_index, _check_shape, _parts, _pgemm_parts,
                             _side_by_side, _team, _threads)
 from fastrnn._cellmath cimport (CELL_FASTGRNN, CELL_FASTRNN, CELL_GRU, CELL_GRU_RB,
                                 CELL_LSTM, CELL_LSTM_P, CELL_RNN, FR_KINDS, N_CELLS,
-                                _add_colsum, _add_rows, _bias_columns, _cell_grad,
-                                _cell_step, _copy_rows, _fill_bias, _hidden_columns,
-                                _reset_gate, _reset_grad, _zero_rows, fr_lstm_pack_f,
-                                fr_lstm_row_f)
+                                _add_colsum, _add_masked, _add_rows, _bias_columns,
+                                _cell_grad, _cell_step, _copy_rows, _fill_bias,
+                                _hidden_columns, _mask_rows, _reset_gate, _reset_grad,
+                                _zero_rows, fr_lstm_pack_f, fr_lstm_row_f)
 
 cnp.import_array()
 
@@ -312,6 +312,9 @@ cdef struct _Loop:
                                 #   else a workspace (B, H); backward: workspace (B, H)
     Py_ssize_t mstep            # rows of hm from one step to the next, times H (0: workspace)
     void* dhs                   # backward with W_hr: the gradient of every step's h (T, B, P)
+    const void* hmask           # recurrent dropout: one mask (B, P) on h entering the
+                                #   product, the same at every step; or NULL
+    void* hwork                 # with hmask: a workspace (B, P)
 
 
 cdef inline floating* _rows(void* p, Py_ssize_t offset, floating* like) noexcept nogil:
@@ -337,6 +340,8 @@ cdef void _forward_rows(const _Loop* L, floating* g, Py_ssize_t lo,
     cdef floating* y = _rows(L.y, lo * ldy, g)
     cdef floating* hp = _rows(L.hp, lo * P, g)
     cdef floating* hm = _rows(L.hm, lo * H, g)
+    cdef const floating* hmask = _rows(<void*>L.hmask, lo * P, g)
+    cdef floating* hw = _rows(L.hwork, lo * P, g)
     cdef floating* cp = _rows(L.cp, lo * H, g)
     cdef floating* hn = _rows(L.hn, lo * H, g)
     cdef floating* ht = _rows(L.ht, lo * H, g)
@@ -345,6 +350,7 @@ cdef void _forward_rows(const _Loop* L, floating* g, Py_ssize_t lo,
     cdef floating* yt
     cdef floating* rh
     cdef floating* mt
+    cdef const floating* hsrc = hs if hmask == NULL else hw   # what the product reads
     g += lo * GH
     for s in range(T):
         t = T - 1 - s if L.reverse else s
@@ -372,8 +378,11 @@ cdef void _forward_rows(const _Loop* L, floating* g, Py_ssize_t lo,
             if hn != NULL:          # rows that wait: zeros, for the products after backward
                 memset(rh + n * H, 0, (rows - n) * H * sizeof(floating))
         else:
-            # 1. Gt[t] += h @ W_hh.T   (GRU: Gh = h @ W_hh.T)
-            _step_product(<int>n, <int>GH, <int>P, hs, W_hh, W_hh_t, panels,
+            # 1. Gt[t] += h @ W_hh.T   (GRU: Gh = h @ W_hh.T; h * mask under recurrent
+            #    dropout)
+            if hmask != NULL:
+                _mask_rows(hs, hmask, hw, n, P)
+            _step_product(<int>n, <int>GH, <int>P, hsrc, W_hh, W_hh_t, panels,
                           <floating>(0 if apart else 1), gh if apart else gt)
         # 2.-3. the gate nonlinearities and the new state (with a projection: o*tanh(c)
         #    into Hm, then h = Hm[t] @ W_hr.T)
@@ -401,6 +410,8 @@ cdef void _backward_rows(const _Loop* L, floating* g, Py_ssize_t lo, Py_ssize_t 
     cdef const floating* W_hr = <const floating*>L.W_hr
     cdef floating* dm = _rows(L.hm, lo * H, g)
     cdef floating* dhc = _rows(L.dhs, lo * P, g)
+    cdef const floating* hmask = _rows(<void*>L.hmask, lo * P, g)
+    cdef floating* hw = _rows(L.hwork, lo * P, g)
     cdef floating* dcell
     cdef bint before = FR_KINDS[L.kind].reset_before
     cdef Py_ssize_t back = 2 * H if before else GH   # the gate columns the product reads
@@ -447,8 +458,13 @@ cdef void _backward_rows(const _Loop* L, floating* g, Py_ssize_t lo, Py_ssize_t 
             memset(hn + t * step + n * H, 0, (rows - n) * H * sizeof(floating))
         # 3. dh = dG[t] @ W_hh   (GRU: dh += dGh @ W_hh; FastRNN, FastGRNN, the GRU with r
         #    before the product: dh += ...)
-        _back_product(<int>n, <int>back, <int>P, dgh if apart else gt, <int>GH, W_hh, panels,
-                      <floating>(1 if direct else 0), dhs)
+        if hmask == NULL:
+            _back_product(<int>n, <int>back, <int>P, dgh if apart else gt, <int>GH, W_hh,
+                          panels, <floating>(1 if direct else 0), dhs)
+        else:               # through the recurrent dropout mask
+            _back_product(<int>n, <int>back, <int>P, dgh if apart else gt, <int>GH, W_hh,
+                          panels, <floating>0, hw)
+            _add_masked(hw, hmask, dhs, n, P, direct)
 
 
 cdef int _run_rows(const _Loop* L, floating* g, const int[::1] bounds, bint backward,
@@ -598,8 +614,8 @@ cdef int _biases(int kind, Py_ssize_t GH, const void* b_ih, const void* b_hh) ex
 
 def forward(int kind, X, W_ih, W_hh, b_ih, b_hh, nact, bounds, h, Y, Py_ssize_t col, Gt, *,
             c=None, Hp=None, Cp=None, Gh=None, Hn=None, Ht=None, scalars=None,
-            peephole=None, W_hr=None, Hm=None, bint reverse=False, bint relu=False,
-            W_hh_t=None, int layout=_TRANSPOSED, W_ih_p=None):
+            peephole=None, W_hr=None, Hm=None, hmask=None, bint reverse=False,
+            bint relu=False, W_hh_t=None, int layout=_TRANSPOSED, W_ih_p=None):
     """Forward over a sequence, one layer in one direction.  Training when ``Hp`` has T
     rows (and ``Cp`` for an LSTM, ``Hn`` for a GRU, ``Ht`` for a FastGRNN), inference
     when they are None or empty.
@@ -612,7 +628,9 @@ def forward(int kind, X, W_ih, W_hh, b_ih, b_hh, nact, bounds, h, Y, Py_ssize_t 
     ``peephole`` (3H,): an LSTM with peepholes' p_i, p_f, p_o.  FastRNN, FastGRNN:
     ``scalars`` (2,) alpha, beta or zeta, nu after the sigmoid; b_ih, b_hh their biases
     (FastRNN's b as b_ih, b_hh empty; FastGRNN's b_z, b_h).  The time loop runs on the row
-    ranges of ``bounds`` in parallel.  ``W_hh_t`` (P, G*H), the transposed recurrent weight, makes
+    ranges of ``bounds`` in parallel.  ``hmask`` (B, P): recurrent dropout, h * hmask
+    entering the recurrent product at every step (not the GRU with r before the product).
+    ``W_hh_t`` (P, G*H), the transposed recurrent weight, makes
     each step a plain product (None or empty: BLAS reads W_hh); with
     ``layout=LAYOUT_PANELS`` it holds W_hh.T packed by ``_blas.panel_pack`` (float32);
     with ``layout=LAYOUT_LSTM_ROW`` (an LSTM, float32, B = 1) :func:`lstm_pack`'s layout
@@ -622,12 +640,12 @@ def forward(int kind, X, W_ih, W_hh, b_ih, b_hh, nact, bounds, h, Y, Py_ssize_t 
     """
     if _is_double(X):
         _forward[double](kind, X, W_ih, W_hh, b_ih, b_hh, nact, bounds, h, Y, col, Gt, c,
-                         Hp, Cp, Gh, Hn, Ht, scalars, peephole, W_hr, Hm, reverse, relu,
-                         W_hh_t, layout, W_ih_p)
+                         Hp, Cp, Gh, Hn, Ht, scalars, peephole, W_hr, Hm, hmask, reverse,
+                         relu, W_hh_t, layout, W_ih_p)
     else:
         _forward[float](kind, X, W_ih, W_hh, b_ih, b_hh, nact, bounds, h, Y, col, Gt, c, Hp,
-                        Cp, Gh, Hn, Ht, scalars, peephole, W_hr, Hm, reverse, relu, W_hh_t,
-                        layout, W_ih_p)
+                        Cp, Gh, Hn, Ht, scalars, peephole, W_hr, Hm, hmask, reverse, relu,
+                        W_hh_t, layout, W_ih_p)
 
 
 cdef int _loop_arrays(_Loop* L, int kind, bint train, bint backward, floating[:, ::1] c,
@@ -651,8 +669,9 @@ cdef int _forward(int kind, const floating[:, ::1] X, const floating[:, ::1] W_i
                   floating[:, ::1] c, floating[:, :, ::1] Hp, floating[:, :, ::1] Cp,
                   floating[:, ::1] Gh, floating[:, :, ::1] Hn, floating[:, :, ::1] Ht,
                   const floating[::1] scalars, const floating[::1] peephole,
-                  const floating[:, ::1] W_hr, floating[:, :, ::1] Hm, bint reverse,
-                  bint relu, const floating[:, ::1] W_hh_t, int layout,
+                  const floating[:, ::1] W_hr, floating[:, :, ::1] Hm,
+                  const floating[:, ::1] hmask, bint reverse, bint relu,
+                  const floating[:, ::1] W_hh_t, int layout,
                   const floating[:, ::1] W_ih_p) except -1:
     _check_kind(kind)
     cdef Py_ssize_t T = nact.shape[0], B = h.shape[0], P = h.shape[1], I = X.shape[1]
@@ -671,6 +690,7 @@ cdef int _forward(int kind, const floating[:, ::1] X, const floating[:, ::1] W_i
     _loop_arrays(&L, kind, train, False, c, Cp, Gh, Hn, Ht, scalars)
     L.W_hr = NULL if W_hr is None or W_hr.shape[0] == 0 else &W_hr[0, 0]
     L.dhs = NULL
+    L.hmask = _mask_ptr(kind, hmask, B, P)
     L.hm = _cache_ptr("Hm", Hm, T, B, H)
     L.mstep = B * H if L.hm != NULL else 0
     if (L.hm != NULL) != (L.W_hr != NULL and train):
@@ -707,16 +727,19 @@ cdef int _forward(int kind, const floating[:, ::1] X, const floating[:, ::1] W_i
     _check_product_layout(kind, L.panels, L.W_ih_p)
     cdef floating* g = &Gt[0, 0]
     cdef floating* work = NULL
-    if L.W_hr != NULL and not train:            # o*tanh(c) of one step at a time
-        work = <floating*>malloc(B * H * sizeof(floating))
-        if work == NULL:
-            raise MemoryError()
-        L.hm = work
-    cdef floating* sb
+    cdef floating* sb = NULL
+    L.hwork = NULL
     try:
+        if L.W_hr != NULL and not train:        # o*tanh(c) of one step at a time
+            work = <floating*>malloc(B * H * sizeof(floating))
+            if work == NULL:
+                raise MemoryError()
+            L.hm = work
+        L.hwork = _mask_work(L.hmask, B, P, sizeof(floating))
         sb = _step_bias(<const floating*>L.W_ih_p, pb_ih, pb_hh, GH, n_hh)
     except MemoryError:
         free(work)
+        free(L.hwork)
         raise
     L.sbias = sb
     try:
@@ -731,7 +754,31 @@ cdef int _forward(int kind, const floating[:, ::1] X, const floating[:, ::1] W_i
     finally:
         free(sb)
         free(work)
+        free(L.hwork)
     return 0
+
+
+cdef const floating* _mask_ptr(int kind, const floating[:, ::1] hmask, Py_ssize_t B,
+                               Py_ssize_t P) except? NULL:
+    """Pointer to a recurrent dropout mask (B, P), or NULL when None or empty."""
+    if hmask is None or hmask.shape[0] == 0:
+        return NULL
+    if FR_KINDS[kind].reset_before:
+        raise ValueError("hmask (recurrent dropout) is not computed for the GRU with r "
+                         "before the product")
+    _check_shape("hmask", tuple(hmask.shape)[:2], (B, P))
+    return &hmask[0, 0]
+
+
+cdef void* _mask_work(const void* hmask, Py_ssize_t B, Py_ssize_t P,
+                      size_t item) except? NULL:
+    """The (B, P) workspace of a recurrent dropout mask, malloc'ed (NULL without one)."""
+    if hmask == NULL:
+        return NULL
+    cdef void* out = malloc(B * P * item)
+    if out == NULL:
+        raise MemoryError()
+    return out
 
 
 cdef Py_ssize_t _cell_width(int kind, Py_ssize_t P, const floating[:, ::1] W_hr) except -1:
@@ -776,8 +823,8 @@ cdef int _one_row_lstm(const _Loop* L, floating* g) except -1:
 def backward(int kind, X, W_ih, W_hh, nact, bounds, Gt, Hp, dY, Py_ssize_t col, dh, dW_ih,
              dW_hh, db_ih, db_hh, *, dc=None, Cp=None, Gh=None, Hn=None, Ht=None,
              scalars=None, dscalars=None, peephole=None, dpeephole=None, W_hr=None,
-             Hm=None, dW_hr=None, dX=None, bint accumulate_dx=False, bint reverse=False,
-             bint relu=False, W_hh_p=None):
+             Hm=None, dW_hr=None, hmask=None, dX=None, bint accumulate_dx=False,
+             bint reverse=False, bint relu=False, W_hh_p=None):
     """Backward through time of :func:`forward`, from its training cache.
 
     ``dY`` (T, B, ldy), columns ``col .. col+H``: the gradient of the outputs, or None
@@ -788,7 +835,8 @@ def backward(int kind, X, W_ih, W_hh, nact, bounds, Gt, Hp, dY, Py_ssize_t col, 
     gradients of the two scalars' values (after the sigmoid); an LSTM with peepholes:
     ``peephole`` as forward took it, ``dpeephole`` (3H,) += its gradient; an LSTM with a
     projection: ``W_hr`` and its cache ``Hm`` as forward took them, ``dW_hr`` += the
-    projection's gradient (``dh`` is then (B, P)).  ``dX`` (T*B, I) is
+    projection's gradient (``dh`` is then (B, P)); recurrent dropout: ``hmask`` as forward
+    took it (``Hp`` is then multiplied by it, in place).  ``dX`` (T*B, I) is
     overwritten, or added to with ``accumulate_dx``, or not computed when None.
     ``W_hh_p``: W_hh packed by ``_blas.panel_pack`` for the per-step products (float32),
     or None or empty (BLAS).
@@ -796,13 +844,13 @@ def backward(int kind, X, W_ih, W_hh, nact, bounds, Gt, Hp, dY, Py_ssize_t col, 
     if _is_double(X):
         _backward[double](kind, X, W_ih, W_hh, nact, bounds, Gt, Hp, dY, col, dh, dW_ih,
                           dW_hh, db_ih, db_hh, dc, Cp, Gh, Hn, Ht, scalars, dscalars,
-                          peephole, dpeephole, W_hr, Hm, dW_hr, dX, accumulate_dx, reverse,
-                          relu, W_hh_p)
+                          peephole, dpeephole, W_hr, Hm, dW_hr, hmask, dX, accumulate_dx,
+                          reverse, relu, W_hh_p)
     else:
         _backward[float](kind, X, W_ih, W_hh, nact, bounds, Gt, Hp, dY, col, dh, dW_ih,
                          dW_hh, db_ih, db_hh, dc, Cp, Gh, Hn, Ht, scalars, dscalars,
-                         peephole, dpeephole, W_hr, Hm, dW_hr, dX, accumulate_dx, reverse,
-                         relu, W_hh_p)
+                         peephole, dpeephole, W_hr, Hm, dW_hr, hmask, dX, accumulate_dx,
+                         reverse, relu, W_hh_p)
 
 
 cdef int _backward(int kind, const floating[:, ::1] X, const floating[:, ::1] W_ih,
@@ -815,8 +863,9 @@ cdef int _backward(int kind, const floating[:, ::1] X, const floating[:, ::1] W_
                    const floating[::1] scalars, floating[::1] dscalars,
                    const floating[::1] peephole, floating[::1] dpeephole,
                    const floating[:, ::1] W_hr, floating[:, :, ::1] Hm,
-                   floating[:, ::1] dW_hr, floating[:, ::1] dX, bint accumulate_dx,
-                   bint reverse, bint relu, const floating[:, ::1] W_hh_p) except -1:
+                   floating[:, ::1] dW_hr, const floating[:, ::1] hmask,
+                   floating[:, ::1] dX, bint accumulate_dx, bint reverse, bint relu,
+                   const floating[:, ::1] W_hh_p) except -1:
     _check_kind(kind)
     cdef Py_ssize_t T = nact.shape[0], B = dh.shape[0], P = dh.shape[1], I = X.shape[1]
     cdef Py_ssize_t H = _cell_width(kind, P, W_hr)
@@ -873,8 +922,11 @@ cdef int _backward(int kind, const floating[:, ::1] X, const floating[:, ::1] W_
     cdef floating* dG2 = g + n1 if before else <floating*>L.hn
     cdef floating* Hp2 = <floating*>L.hn if before else &Hp[0, 0, 0]
     cdef floating* sums = NULL
-    L.hm = L.dhs = NULL
+    L.hm = L.dhs = L.hwork = NULL
+    L.hmask = _mask_ptr(kind, hmask, B, P)
+    cdef Py_ssize_t t
     try:
+        L.hwork = _mask_work(L.hmask, B, P, sizeof(floating))
         if nsums:
             sums = <floating*>calloc(B * nsums * H, sizeof(floating))
             if sums == NULL:
@@ -890,6 +942,9 @@ cdef int _backward(int kind, const floating[:, ::1] X, const floating[:, ::1] W_
         if FR_KINDS[kind].biases_in_step:       # FastGRNN: its bias gradients are in the sums
             pdb_ih = pdb_hh = NULL
         with nogil:
+            if L.hmask != NULL:     # the product read h * mask: so do its weights' gradients
+                for t in range(T):
+                    _mask_rows(&Hp[t, 0, 0], <const floating*>L.hmask, &Hp[t, 0, 0], B, P)
             # dW_hh[:n1] += dG[:, :n1].T @ Hp;  GRU: dW_hh[2H:] += dHn.T @ Hp
             _param_grads(&gd, g, dG2, &X[0, 0], &W_ih[0, 0], &Hp[0, 0, 0], Hp2, pdx,
                          &dW_ih[0, 0], pdb_ih, &dW_hh[0, 0], pdb_hh)
@@ -901,6 +956,7 @@ cdef int _backward(int kind, const floating[:, ::1] X, const floating[:, ::1] W_
         free(sums)
         free(L.hm)
         free(L.dhs)
+        free(L.hwork)
     return 0
 
 

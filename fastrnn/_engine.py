@@ -230,13 +230,15 @@ class Cache(NamedTuple):
     Ht: np.ndarray | None
     bounds: np.ndarray
     Hm: np.ndarray | None = None      # an LSTM with a projection: o*tanh(c) of every step
+    hmask: np.ndarray | None = None   # recurrent dropout: the mask on h (B, P)
 
 
 def run_forward(kind: Kind, relu: bool, X: np.ndarray, weights: Weights, nact: np.ndarray,
                 reverse: bool, h: np.ndarray, c: np.ndarray | None, Y: np.ndarray, col: int,
-                train: bool) -> Cache | None:
+                train: bool, hmask: np.ndarray | None = None) -> Cache | None:
     """One layer in one direction.  Updates ``h`` (and ``c``) in place to the final state,
-    writes columns ``col:col+H`` of ``Y``; returns what backward needs (or None)."""
+    writes columns ``col:col+H`` of ``Y``; returns what backward needs (or None).
+    ``hmask`` (B, P): recurrent dropout, h * hmask entering the recurrent product."""
     T = nact.shape[0]
     B, P = h.shape
     scalars, peephole, W_hr = extras(kind, weights)
@@ -257,9 +259,9 @@ def run_forward(kind: Kind, relu: bool, X: np.ndarray, weights: Weights, nact: n
     W_ih, W_hh, b_ih, b_hh = weights[:4]
     _core.forward(kind.kernel_id, X, W_ih, W_hh, b_ih, b_hh, nact, bounds, h, Y, col, Gt, c=c,
                   Hp=Hp, Cp=Cp, Gh=Gh, Hn=Hn, Ht=Ht, scalars=scalars, peephole=peephole,
-                  W_hr=W_hr, Hm=Hm, reverse=reverse, relu=relu, W_hh_t=W_hh_t, layout=layout,
-                  W_ih_p=W_ih_p)
-    return Cache(Gt, Hp, Cp, Gh, Hn, Ht, bounds, Hm) if train else None
+                  W_hr=W_hr, Hm=Hm, hmask=hmask, reverse=reverse, relu=relu, W_hh_t=W_hh_t,
+                  layout=layout, W_ih_p=W_ih_p)
+    return Cache(Gt, Hp, Cp, Gh, Hn, Ht, bounds, Hm, hmask) if train else None
 
 
 def extras(kind: Kind, weights: Weights) -> tuple[np.ndarray | None, ...]:
@@ -285,7 +287,8 @@ def run_backward(kind: Kind, relu: bool, X: np.ndarray, weights: Weights, nact: 
                    cache.Hp, dY, col, dh, grads[0], grads[1], grads[2], grads[3], dc=dc,
                    Cp=cache.Cp, Gh=cache.Gh, Hn=cache.Hn, Ht=cache.Ht, scalars=scalars,
                    dscalars=dscalars, peephole=peephole, dpeephole=dpeephole, W_hr=W_hr,
-                   Hm=cache.Hm, dW_hr=dW_hr, dX=dX, accumulate_dx=accumulate,
+                   Hm=cache.Hm, dW_hr=dW_hr, hmask=cache.hmask, dX=dX,
+                   accumulate_dx=accumulate,
                    reverse=reverse, relu=relu, W_hh_p=W_hh_p)
 
 
@@ -302,15 +305,28 @@ class Tape:
     caches: list = field(default_factory=list)   # per layer: per direction: kernel cache
 
 
+def dropout_mask(rng: np.random.Generator, shape: tuple[int, ...], p: float,
+                 dtype) -> np.ndarray:
+    """Inverted dropout: 1/(1-p) where an entry is kept (probability 1-p), else 0 (all 0
+    at p = 1)."""
+    mask = (rng.random(shape) >= p).astype(dtype)
+    if p < 1:
+        mask /= mask.dtype.type(1 - p)
+    return mask
+
+
 def stack_forward(kind, relu, X, weights, h, c, nact, train, dropout=0.0, rng=None,
-                  reverse=False):
+                  reverse=False, recurrent_dropout=0.0, input_dropout=0.0):
     """Run ``len(weights)`` layers of ``len(weights[0])`` directions of ``kind``.
 
     ``X`` (T*B, I); ``weights[k][d]`` = (W_ih, W_hh, b_ih, b_hh); ``h``, ``c``
     (L*D, B, H): the initial states on entry, the final states on exit (``c`` None unless
-    LSTM).  Dropout with probability ``dropout`` applies to the inputs of layers 1.. when
-    training.  ``reverse``: the one direction reads each sequence from its end.  Returns
-    the output (T, B, D*H) and the tape (None unless training).
+    LSTM).  When training: dropout with probability ``dropout`` applies to the inputs of
+    layers 1.. (a mask per step), ``input_dropout`` to every layer's input with one mask
+    per sequence, the same at every step, and ``recurrent_dropout`` to h entering each
+    layer-direction's recurrent product, one mask per sequence (Gal & Ghahramani 2016);
+    all drawn from ``rng``.  ``reverse``: the one direction reads each sequence from its
+    end.  Returns the output (T, B, D*H) and the tape (None unless training).
     """
     T = nact.shape[0]
     B, H = h.shape[1], h.shape[2]
@@ -320,16 +336,21 @@ def stack_forward(kind, relu, X, weights, h, c, nact, train, dropout=0.0, rng=No
     for k, layer in enumerate(weights):
         mask = None
         if train and dropout > 0 and k > 0:
-            mask = (rng.random(X.shape) >= dropout).astype(X.dtype)    # all 0 at dropout 1
-            if dropout < 1:
-                mask /= X.dtype.type(1 - dropout)
+            mask = dropout_mask(rng, X.shape, dropout, X.dtype)
+        if train and input_dropout > 0:     # one mask per sequence: the same at every step
+            steps = dropout_mask(rng, (B, X.shape[1]), input_dropout, X.dtype)
+            steps = np.broadcast_to(steps, (T, B, X.shape[1])).reshape(T * B, -1)
+            mask = steps if mask is None else mask * steps
+        if mask is not None:
             X = X * mask
         Y = np.empty((T, B, D * H), X.dtype)
         caches = []
         for d, w in enumerate(layer):
             i = k * D + d
+            hmask = (dropout_mask(rng, (B, H), recurrent_dropout, X.dtype)
+                     if train and recurrent_dropout > 0 else None)
             caches.append(run_forward(kind, relu, X, w, nact, d == 1 or reverse, h[i],
-                                      None if c is None else c[i], Y, d * H, train))
+                                      None if c is None else c[i], Y, d * H, train, hmask))
         if tape is not None:
             tape.inputs.append(X)
             tape.masks.append(mask)

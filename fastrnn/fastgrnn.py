@@ -40,7 +40,8 @@ class _FastBase(_RNNBase):
                  bias: bool = True, batch_first: bool = False, dropout: float = 0.0,
                  bidirectional: bool = False, *, w_rank: int | None = None,
                  u_rank: int | None = None, scalar_init: dict[str, float],
-                 reverse: bool = False, dtype=np.float32, seed: int | None = None):
+                 reverse: bool = False, recurrent_dropout: float = 0.0,
+                 input_dropout: float = 0.0, dtype=np.float32, seed: int | None = None):
         self.w_rank = None if w_rank is None else positive_int(w_rank, "w_rank")
         self.u_rank = None if u_rank is None else positive_int(u_rank, "u_rank")
         for name, value in scalar_init.items():
@@ -49,7 +50,9 @@ class _FastBase(_RNNBase):
                 raise ValueError(f"{name}_init must be a finite number, got {value!r}")
         self._scalar_init = {name: float(v) for name, v in scalar_init.items()}
         super().__init__(input_size, hidden_size, num_layers, bias, batch_first, dropout,
-                         bidirectional, reverse=reverse, dtype=dtype, seed=seed)
+                         bidirectional, reverse=reverse,
+                         recurrent_dropout=recurrent_dropout, input_dropout=input_dropout,
+                         dtype=dtype, seed=seed)
 
     def _init_cell(self, rng: np.random.Generator, input_size: int, suffix: str) -> None:
         # EdgeML: weights 0.1 * N(0, 1), biases ones, the scalars at their initial values
@@ -166,10 +169,12 @@ class FastRNN(_FastBase):
                  bias: bool = True, batch_first: bool = False, dropout: float = 0.0,
                  bidirectional: bool = False, *, w_rank: int | None = None,
                  u_rank: int | None = None, alpha_init: float = -3.0, beta_init: float = 3.0,
-                 reverse: bool = False, dtype=np.float32, seed: int | None = None):
+                 reverse: bool = False, recurrent_dropout: float = 0.0,
+                 input_dropout: float = 0.0, dtype=np.float32, seed: int | None = None):
         super().__init__(input_size, hidden_size, num_layers, bias, batch_first, dropout,
                          bidirectional, w_rank=w_rank, u_rank=u_rank,
                          scalar_init={"alpha": alpha_init, "beta": beta_init}, reverse=reverse,
+                         recurrent_dropout=recurrent_dropout, input_dropout=input_dropout,
                          dtype=dtype, seed=seed)
 
 
@@ -205,8 +210,10 @@ class FastGRNN(_FastBase):
                  bias: bool = True, batch_first: bool = False, dropout: float = 0.0,
                  bidirectional: bool = False, *, w_rank: int | None = None,
                  u_rank: int | None = None, zeta_init: float = 1.0, nu_init: float = -4.0,
-                 reverse: bool = False, dtype=np.float32, seed: int | None = None):
+                 reverse: bool = False, recurrent_dropout: float = 0.0,
+                 input_dropout: float = 0.0, dtype=np.float32, seed: int | None = None):
         super().__init__(input_size, hidden_size, num_layers, bias, batch_first, dropout,
                          bidirectional, w_rank=w_rank, u_rank=u_rank,
                          scalar_init={"zeta": zeta_init, "nu": nu_init}, reverse=reverse,
+                         recurrent_dropout=recurrent_dropout, input_dropout=input_dropout,
                          dtype=dtype, seed=seed)

@@ -150,8 +150,9 @@ class _RNNBase(Module):
 
     def __init__(self, input_size: int, hidden_size: int, num_layers: int = 1,
                  bias: bool = True, batch_first: bool = False, dropout: float = 0.0,
-                 bidirectional: bool = False, *, reverse: bool = False, dtype=np.float32,
-                 seed: int | None = None):
+                 bidirectional: bool = False, *, reverse: bool = False,
+                 recurrent_dropout: float = 0.0, input_dropout: float = 0.0,
+                 dtype=np.float32, seed: int | None = None):
         super().__init__()
         self.input_size = positive_int(input_size, "input_size")
         self.hidden_size = positive_int(hidden_size, "hidden_size")
@@ -164,6 +165,11 @@ class _RNNBase(Module):
         if self.reverse and self.bidirectional:
             raise ValueError("reverse=True is one direction read backwards; it does not "
                              "combine with bidirectional=True")
+        self.recurrent_dropout = probability(recurrent_dropout, "recurrent_dropout")
+        self.input_dropout = probability(input_dropout, "input_dropout")
+        if self.recurrent_dropout and self.kind.reset_before:
+            raise ValueError("recurrent_dropout is not computed for the GRU with "
+                             "reset_after=False")
         self.dtype = as_dtype(dtype)
         if self.nonlinearity not in ("tanh", "relu"):
             raise ValueError(f"nonlinearity must be 'tanh' or 'relu', "
@@ -212,6 +218,9 @@ class _RNNBase(Module):
         """The keyword options that differ from their defaults, as the constructor takes
         them."""
         out: dict = {"reverse": True} if self.reverse else {}
+        for name in ("recurrent_dropout", "input_dropout"):
+            if getattr(self, name):
+                out[name] = getattr(self, name)
         if self.kind.reset_before:
             out["reset_after"] = False
         if self.kind.vectors:
@@ -346,10 +355,13 @@ class _RNNBase(Module):
         x = _time_major(x, batch_first, order, padded)
         nact = _engine.active_rows(sorted_lengths, T, B)
         weights = self._weights()
+        regularise = train and not step_states
         Y, tape = _engine.stack_forward(self.kind, self.nonlinearity == "relu",
                                         x.reshape(T * B, I), weights, h, c, nact, train,
-                                        0.0 if step_states else self.dropout,
-                                        self._dropout_rng, self.reverse)
+                                        self.dropout if regularise else 0.0,
+                                        self._dropout_rng, self.reverse,
+                                        self.recurrent_dropout if regularise else 0.0,
+                                        self.input_dropout if regularise else 0.0)
         y = _caller_layout(Y, batch_first, inverse)
         DH = Y.shape[2]                  # backward keeps no Y: y may be a copy of it
         state = self._pack(_unsort(h, inverse), _unsort(c, inverse))
@@ -456,6 +468,12 @@ _SHAPES_DOC = """
     * as torch.nn's layers: one unbatched sequence ``x`` (T, input_size), with states
       (L*D, H) and outputs (T, D*H); an empty batch (B = 0) gives empty outputs.
 
+    Regularisers, in ``forward_train`` only, drawn from ``seed``: ``dropout`` on the
+    outputs of every layer but the last (a mask per step, PyTorch's); ``input_dropout`` on
+    every layer's input and ``recurrent_dropout`` on h entering each recurrent product,
+    one mask per sequence, the same at every step (variational dropout, Gal & Ghahramani
+    2016; Keras' ``dropout`` and ``recurrent_dropout``).
+
     ``reverse=True`` (not with ``bidirectional``): the one direction reads each sequence
     from its last valid step to its first (ONNX's ``direction="reverse"``, Keras'
     ``go_backwards`` with the outputs at their own steps); its final state is the state
@@ -488,10 +506,13 @@ class RNN(_RNNBase):
     def __init__(self, input_size: int, hidden_size: int, num_layers: int = 1,
                  nonlinearity: str = "tanh", bias: bool = True, batch_first: bool = False,
                  dropout: float = 0.0, bidirectional: bool = False, *,
-                 reverse: bool = False, dtype=np.float32, seed: int | None = None):
+                 reverse: bool = False, recurrent_dropout: float = 0.0,
+                 input_dropout: float = 0.0, dtype=np.float32, seed: int | None = None):
         self.nonlinearity = nonlinearity      # checked by the base, where it was given
         super().__init__(input_size, hidden_size, num_layers, bias, batch_first, dropout,
-                         bidirectional, reverse=reverse, dtype=dtype, seed=seed)
+                         bidirectional, reverse=reverse,
+                         recurrent_dropout=recurrent_dropout, input_dropout=input_dropout,
+                         dtype=dtype, seed=seed)
 
     def __call__(self, x, h0=None, lengths=None):
         return self._run(x, h0, lengths, train=False, state_name="h0")
@@ -541,11 +562,14 @@ class LSTM(_RNNBase):
     def __init__(self, input_size: int, hidden_size: int, num_layers: int = 1,
                  bias: bool = True, batch_first: bool = False, dropout: float = 0.0,
                  bidirectional: bool = False, proj_size: int = 0, *, peephole: bool = False,
-                 reverse: bool = False, dtype=np.float32, seed: int | None = None):
+                 reverse: bool = False, recurrent_dropout: float = 0.0,
+                 input_dropout: float = 0.0, dtype=np.float32, seed: int | None = None):
         self.kind = layer_kind(self.mode, peephole=flag(peephole, "peephole"))
         self.proj_size = projection_size(proj_size, positive_int(hidden_size, "hidden_size"))
         super().__init__(input_size, hidden_size, num_layers, bias, batch_first, dropout,
-                         bidirectional, reverse=reverse, dtype=dtype, seed=seed)
+                         bidirectional, reverse=reverse,
+                         recurrent_dropout=recurrent_dropout, input_dropout=input_dropout,
+                         dtype=dtype, seed=seed)
 
     @property
     def peephole(self) -> bool:
@@ -587,10 +611,13 @@ class GRU(_RNNBase):
     def __init__(self, input_size: int, hidden_size: int, num_layers: int = 1,
                  bias: bool = True, batch_first: bool = False, dropout: float = 0.0,
                  bidirectional: bool = False, *, reset_after: bool = True,
-                 reverse: bool = False, dtype=np.float32, seed: int | None = None):
+                 reverse: bool = False, recurrent_dropout: float = 0.0,
+                 input_dropout: float = 0.0, dtype=np.float32, seed: int | None = None):
         self.kind = layer_kind(self.mode, reset_after=flag(reset_after, "reset_after"))
         super().__init__(input_size, hidden_size, num_layers, bias, batch_first, dropout,
-                         bidirectional, reverse=reverse, dtype=dtype, seed=seed)
+                         bidirectional, reverse=reverse,
+                         recurrent_dropout=recurrent_dropout, input_dropout=input_dropout,
+                         dtype=dtype, seed=seed)
 
     @property
     def reset_after(self) -> bool:

@@ -148,6 +148,8 @@ def _backward_inputs(dy, dstates, cache, cell_shape=None):
 def _input_and_weight_grads(dGx, dGh, cache):
     """dx and the parameter gradients from the pre-activation gradients of all steps."""
     x, Hp = cache["x"], cache["Hp"]
+    if cache.get("hmask") is not None:      # the product read h_prev * the recurrent mask
+        Hp = Hp * cache["hmask"]
     T, B, I = x.shape
     dGx = dGx.reshape(T * B, -1)
     dGh = dGh.reshape(T * B, -1)

@@ -22,11 +22,14 @@ def _activation_grad(nonlinearity, a):
 
 
 def rnn_forward(x, h0, W_ih, W_hh, b_ih=None, b_hh=None, nonlinearity="tanh",
-                lengths=None, reverse=False):
+                lengths=None, reverse=False, hmask=None):
     """Elman RNN over a sequence, one layer, one direction.
 
     (1) G_t = Xp[t] + h_prev @ W_hh.T      with Xp = x @ W_ih.T + b_ih + b_hh
     (2) h_t = act(G_t)                     act = tanh or relu
+
+    ``hmask`` (B, H): recurrent dropout (Gal & Ghahramani 2016), h_prev * hmask in (1)
+    at every step (the same for the LSTM and the GRU).
 
     x (T, B, I), h0 (B, H), W_ih (H, I), W_hh (H, H), b_ih, b_hh (H,) or None.
     Returns y (T, B, H), h_n (B, H) and the cache for ``rnn_backward``.
@@ -56,13 +59,19 @@ def rnn_forward(x, h0, W_ih, W_hh, b_ih=None, b_hh=None, nonlinearity="tanh",
     for t in _steps(T, reverse):
         mask = _row_mask(active, t)
         Hp[t] = h
-        h_t = act(Xp[t] + h @ W_hh.T)  # (1), (2)
+        h_t = act(Xp[t] + _masked(h, hmask) @ W_hh.T)  # (1), (2)
         A[t] = h_t
         h = _keep(mask, h_t, h)
     y = A.copy()
     _zero_inactive(y, active)
-    cache = _forward_cache(x, weights, active, reverse, Hp, A, nonlinearity=nonlinearity)
+    cache = _forward_cache(x, weights, active, reverse, Hp, A, nonlinearity=nonlinearity,
+                           hmask=hmask)
     return y, h, cache
+
+
+def _masked(h, hmask):
+    """h entering the recurrent product: times the recurrent dropout mask, if any."""
+    return h if hmask is None else h * hmask
 
 
 def rnn_backward(dy, dh_n, cache):
@@ -90,7 +99,7 @@ def rnn_backward(dy, dh_n, cache):
         dh = dh + dy[t]
         dG[t] = dh * _activation_grad(cache["nonlinearity"], A[t])  # (2)
         _zero_inactive(dG[t], mask)
-        dh = _keep(mask, dG[t] @ W_hh, dh)  # (1) into h_prev
+        dh = _keep(mask, _masked(dG[t] @ W_hh, cache["hmask"]), dh)  # (1) into h_prev
     dx, grads = _input_and_weight_grads(dG, dG, cache)
     return dx, dh, grads
 
@@ -99,7 +108,7 @@ def rnn_backward(dy, dh_n, cache):
 
 
 def lstm_forward(x, h0, c0, W_ih, W_hh, b_ih=None, b_hh=None, lengths=None, reverse=False,
-                 peephole=None, W_hr=None):
+                 peephole=None, W_hr=None, hmask=None):
     """LSTM over a sequence, one layer, one direction (gate blocks i, f, g, o).
 
     (1) G_t = Xp[t] + h_prev @ W_hh.T      with Xp = x @ W_ih.T + b_ih + b_hh
@@ -142,7 +151,7 @@ def lstm_forward(x, h0, c0, W_ih, W_hh, b_ih=None, b_hh=None, lengths=None, reve
     for t in _steps(T, reverse):
         mask = _row_mask(active, t)
         Hp[t], Cp[t] = h, c
-        G_i, G_f, G_g, G_o = _blocks(Xp[t] + h @ W_hh.T, 4)  # (1)
+        G_i, G_f, G_g, G_o = _blocks(Xp[t] + _masked(h, hmask) @ W_hh.T, 4)  # (1)
         i, f, g, o = _blocks(A[t], 4)  # views: filling them fills A[t]
         i[:], f[:], g[:] = sigmoid(G_i + p_i * c), sigmoid(G_f + p_f * c), np.tanh(G_g)  # (2)
         c_t = f * c + i * g  # (3)
@@ -156,7 +165,8 @@ def lstm_forward(x, h0, c0, W_ih, W_hh, b_ih=None, b_hh=None, lengths=None, reve
         h, c = _keep(mask, h_t, h), _keep(mask, c_t, c)
     _zero_inactive(y, active)
     cache = _forward_cache(x, weights, active, reverse, Hp, A, Cp=Cp, C=C, TC=TC,
-                           peephole=None if peephole is None else (p_i, p_f, p_o), W_hr=W_hr)
+                           peephole=None if peephole is None else (p_i, p_f, p_o), W_hr=W_hr,
+                           hmask=hmask)
     return y, h, c, cache
 
 
@@ -211,7 +221,7 @@ def lstm_backward(dy, dh_n, dc_n, cache):
         dG_f[:] = dc_t * Cp[t] * f * (1 - f)  # (3) then (2)
         dG_g[:] = dc_t * i * (1 - g * g)  # (3) then (2)
         _zero_inactive(dG[t], mask)
-        dh = _keep(mask, dG[t] @ W_hh, d_out)  # (1) into h_prev
+        dh = _keep(mask, _masked(dG[t] @ W_hh, cache["hmask"]), d_out)  # (1) into h_prev
         dc = _keep(mask, dc_t * f + dG_i * p_i + dG_f * p_f, dc)  # (3), (2) into c_prev
     dx, grads = _input_and_weight_grads(dG, dG, cache)
     if W_hr is not None:
@@ -230,7 +240,7 @@ def lstm_backward(dy, dh_n, dc_n, cache):
 
 
 def gru_forward(x, h0, W_ih, W_hh, b_ih=None, b_hh=None, lengths=None, reverse=False,
-                reset_after=True):
+                reset_after=True, hmask=None):
     """GRU over a sequence, one layer, one direction (gate blocks r, z, n).
 
     (1) Gh = h_prev @ W_hh.T + b_hh        with Xp = x @ W_ih.T + b_ih
@@ -254,6 +264,8 @@ def gru_forward(x, h0, W_ih, W_hh, b_ih=None, b_hh=None, lengths=None, reverse=F
     >>> bool(np.array_equal(y[0], h_n))                    # reverse: the last step is t = 0
     True
     """
+    if hmask is not None and not reset_after:
+        raise ValueError("hmask (recurrent dropout) is for the GRU with reset_after=True")
     x, (h,), weights, active = _prepare(x, [("h0", h0)], W_ih, W_hh, b_ih, b_hh, 3, lengths)
     W_hh, b_hh = weights[1], weights[3]
     T, B, H = x.shape[0], x.shape[1], h.shape[1]
@@ -267,7 +279,7 @@ def gru_forward(x, h0, W_ih, W_hh, b_ih=None, b_hh=None, lengths=None, reverse=F
         Xp_r, Xp_z, Xp_n = _blocks(Xp[t], 3)
         r, z, n = _blocks(A[t], 3)  # views: filling them fills A[t]
         if reset_after:
-            Gh_r, Gh_z, Hn[t] = _blocks(h @ W_hh.T + b, 3)  # (1); Hn kept for backward
+            Gh_r, Gh_z, Hn[t] = _blocks(_masked(h, hmask) @ W_hh.T + b, 3)  # (1); kept
             r[:], z[:] = sigmoid(Xp_r + Gh_r), sigmoid(Xp_z + Gh_z)  # (2)
             n[:] = np.tanh(Xp_n + r * Hn[t])  # (3)
         else:
@@ -279,7 +291,8 @@ def gru_forward(x, h0, W_ih, W_hh, b_ih=None, b_hh=None, lengths=None, reverse=F
         y[t] = h_t
         h = _keep(mask, h_t, h)
     _zero_inactive(y, active)
-    cache = _forward_cache(x, weights, active, reverse, Hp, A, Hn=Hn, reset_after=reset_after)
+    cache = _forward_cache(x, weights, active, reverse, Hp, A, Hn=Hn, reset_after=reset_after,
+                           hmask=hmask)
     return y, h, cache
 
 
@@ -333,7 +346,7 @@ def gru_backward(dy, dh_n, cache):
         _zero_inactive(dGx[t], mask)
         _zero_inactive(dGh[t], mask)
         if after:
-            d_prev = d_prev + dGh[t] @ W_hh  # (1)
+            d_prev = d_prev + _masked(dGh[t] @ W_hh, cache["hmask"])  # (1)
         else:
             d_prev = d_prev + dGh[t, :, :2 * H] @ W_hh[:2 * H]  # (1)
         dh = _keep(mask, d_prev, dh)
@@ -348,19 +361,19 @@ def gru_backward(dy, dh_n, cache):
 
 
 def _direction_forward(mode, x, h0, c0, weights, lengths, reverse, nonlinearity,
-                       reset_after, peephole, W_hr):
+                       reset_after, peephole, W_hr, hmask):
     """One layer, one direction, with the LSTM's signature for all modes."""
     W_ih, W_hh, b_ih, b_hh = weights
     if mode == "LSTM":
         return lstm_forward(x, h0, c0, W_ih, W_hh, b_ih, b_hh, lengths=lengths,
-                            reverse=reverse, peephole=peephole, W_hr=W_hr)
+                            reverse=reverse, peephole=peephole, W_hr=W_hr, hmask=hmask)
     if mode == "GRU":
         y, h_n, cache = gru_forward(x, h0, W_ih, W_hh, b_ih, b_hh, lengths=lengths,
-                                    reverse=reverse, reset_after=reset_after)
+                                    reverse=reverse, reset_after=reset_after, hmask=hmask)
     else:
         y, h_n, cache = rnn_forward(x, h0, W_ih, W_hh, b_ih, b_hh,
                                     nonlinearity=nonlinearity, lengths=lengths,
-                                    reverse=reverse)
+                                    reverse=reverse, hmask=hmask)
     return y, h_n, None, cache
 
 
@@ -379,7 +392,8 @@ def _initial_state(name, s, shape, dtype):
 
 
 def stack_forward(mode, x, params, num_layers=1, bidirectional=False, h0=None, c0=None,
-                  lengths=None, nonlinearity="tanh", reset_after=True, reverse=False):
+                  lengths=None, nonlinearity="tanh", reset_after=True, reverse=False,
+                  input_masks=None, recurrent_masks=None):
     """Multi-layer, optionally bidirectional RNN / LSTM / GRU, as PyTorch's modules.
 
     mode: "RNN", "LSTM" or "GRU". params: PyTorch names ``weight_ih_l{k}{suffix}``,
@@ -391,7 +405,9 @@ def stack_forward(mode, x, params, num_layers=1, bidirectional=False, h0=None, c
     h0, c0 (num_layers*D, B, H), layer-major then direction, None for zeros; c0 for the
     LSTM only. No dropout. ``reset_after=False``: the GRU of :func:`gru_forward` with
     that option; ``reverse``: one direction (not bidirectional) that reads each sequence
-    from its last valid step to its first.
+    from its last valid step to its first.  Dropout, with given masks:
+    ``input_masks[k]`` multiplies layer k's input (T, B, I_k) (None: no mask),
+    ``recurrent_masks[k * D + d]`` (B, H) h_prev in the recurrent product.
 
     Returns y (T, B, D*H) (forward direction in the first H columns), h_n, c_n
     (num_layers*D, B, H) (c_n None unless LSTM) and the cache for ``stack_backward``.
@@ -429,8 +445,12 @@ def stack_forward(mode, x, params, num_layers=1, bidirectional=False, h0=None, c
     c_n = np.zeros(cell_shape, dtype=dtype) if mode == "LSTM" else None
     caches = []
     layer_input = x
+    input_masks = input_masks or [None] * num_layers
+    recurrent_masks = recurrent_masks or [None] * (num_layers * D)
     for k in range(num_layers):
         outputs = []
+        if input_masks[k] is not None:
+            layer_input = layer_input * input_masks[k]
         for d, suffix in enumerate(["", "_reverse"][:D]):
             j = k * D + d
             weights = tuple(params.get(f"{name}_l{k}{suffix}")
@@ -438,13 +458,15 @@ def stack_forward(mode, x, params, num_layers=1, bidirectional=False, h0=None, c
             y, h_n[j], c_last, cache = _direction_forward(
                 mode, layer_input, h0[j], None if c0 is None else c0[j], weights,
                 lengths, d == 1 or reverse, nonlinearity, reset_after,
-                params.get(f"peephole_l{k}{suffix}"), params.get(f"weight_hr_l{k}{suffix}"))
+                params.get(f"peephole_l{k}{suffix}"), params.get(f"weight_hr_l{k}{suffix}"),
+                recurrent_masks[j])
             if c_n is not None:
                 c_n[j] = c_last
             outputs.append(y)
             caches.append(cache)
         layer_input = outputs[0] if D == 1 else np.concatenate(outputs, axis=2)
-    cache = dict(mode=mode, num_layers=num_layers, D=D, H=H, dtype=dtype, caches=caches)
+    cache = dict(mode=mode, num_layers=num_layers, D=D, H=H, dtype=dtype, caches=caches,
+                 input_masks=input_masks)
     return layer_input, h_n, c_n, cache
 
 
@@ -491,6 +513,8 @@ def stack_backward(dy, dh_n, dc_n, cache):
             d_input = dx if d_input is None else d_input + dx  # both read the layer input
             grads.update({f"{name}_l{k}{suffix}": v for name, v in g.items()})
         assert d_input is not None           # D >= 1 directions
+        if cache["input_masks"][k] is not None:
+            d_input = d_input * cache["input_masks"][k]
         d_output = d_input
     return d_output, dh0, dc0, grads
 
