@@ -355,6 +355,25 @@ cdef inline void _add_masked(const floating* src, const floating* m, floating* d
             dst[j] = src[j] * m[j]
 
 
+cdef inline void _zone(const floating* z, const floating* prev, floating* cur,
+                       Py_ssize_t count) noexcept nogil:
+    """Zoneout: cur = z * prev + (1 - z) * cur over ``count`` values (z: 1 keeps the
+    previous value, 0 takes the new one; at inference the rate itself)."""
+    cdef Py_ssize_t j
+    for j in range(count):
+        cur[j] = z[j] * prev[j] + (1 - z[j]) * cur[j]
+
+
+cdef inline void _zone_grad(const floating* z, floating* d, floating* kept,
+                            Py_ssize_t count) noexcept nogil:
+    """Backward of :func:`_zone`: kept = z * d (what reaches the previous state directly),
+    d = (1 - z) * d (what reaches the new one)."""
+    cdef Py_ssize_t j
+    for j in range(count):
+        kept[j] = z[j] * d[j]
+        d[j] = (1 - z[j]) * d[j]
+
+
 cdef inline void _add_colsum(const floating* A, Py_ssize_t rows, Py_ssize_t cols,
                              Py_ssize_t lda, floating* out) noexcept nogil:
     """out += A.sum(axis=0) for A (rows, cols) with row stride lda."""

@@ -55,7 +55,8 @@ from fastrnn._cellmath cimport (CELL_FASTGRNN, CELL_FASTRNN, CELL_GRU, CELL_GRU_
                                 _add_colsum, _add_masked, _add_rows, _bias_columns,
                                 _cell_grad, _cell_step, _copy_rows, _fill_bias,
                                 _hidden_columns, _mask_rows, _reset_gate, _reset_grad,
-                                _zero_rows, fr_lstm_pack_f, fr_lstm_row_f)
+                                _zero_rows, _zone, _zone_grad, fr_lstm_pack_f,
+                                fr_lstm_row_f)
 
 cnp.import_array()
 
@@ -315,6 +316,11 @@ cdef struct _Loop:
     const void* hmask           # recurrent dropout: one mask (B, P) on h entering the
                                 #   product, the same at every step; or NULL
     void* hwork                 # with hmask: a workspace (B, P)
+    const void* zh              # zoneout of h: (T, B, P) masks in training (1 keeps h_prev),
+    const void* zc              #   of c (T, B, H); the rates, (1, B, .), at inference; or NULL
+    Py_ssize_t zstep            # rows of zh, zc from one step to the next (0: the rates)
+    void* zwork                 # with zh: h_prev, c_prev (forward inference) or the kept
+                                #   gradients (backward), (B, P) then (B, H)
 
 
 cdef inline floating* _rows(void* p, Py_ssize_t offset, floating* like) noexcept nogil:
@@ -351,6 +357,17 @@ cdef void _forward_rows(const _Loop* L, floating* g, Py_ssize_t lo,
     cdef floating* rh
     cdef floating* mt
     cdef const floating* hsrc = hs if hmask == NULL else hw   # what the product reads
+    cdef const floating* zh = <const floating*>L.zh
+    cdef const floating* zc = <const floating*>L.zc
+    cdef floating* zw = <floating*>L.zwork
+    cdef floating* hprev = NULL
+    cdef floating* cprev = NULL
+    if zh != NULL:                  # the state each step starts from, for zoneout
+        hprev = hp if hp != NULL else zw + lo * P
+        cprev = cp if cp != NULL else (zw + B * P + lo * H if cs != NULL else NULL)
+        zh += lo * P
+        if zc != NULL:
+            zc += lo * H
     g += lo * GH
     for s in range(T):
         t = T - 1 - s if L.reverse else s
@@ -361,6 +378,10 @@ cdef void _forward_rows(const _Loop* L, floating* g, Py_ssize_t lo,
             memcpy(hp + t * pstep, hs, rows * P * sizeof(floating))
         if cp != NULL:
             memcpy(cp + t * step, cs, rows * H * sizeof(floating))
+        if zh != NULL and hp == NULL:           # inference: keep h_prev (and c_prev)
+            memcpy(hprev, hs, n * P * sizeof(floating))
+            if cprev != NULL:
+                memcpy(cprev, cs, n * H * sizeof(floating))
         if Wip != NULL:
             # 0. Gt[t] = x_t @ W_ih.T + biases: the projection, step by step
             _step_input(<int>n, <int>GH, <int>L.In, X + (t * B + lo) * L.In, Wip,
@@ -395,6 +416,12 @@ cdef void _forward_rows(const _Loop* L, floating* g, Py_ssize_t lo,
                  <floating>0, hs, <int>P)
             if L.mstep:             # rows that wait: zeros, for the product after backward
                 memset(mt + n * H, 0, (rows - n) * H * sizeof(floating))
+        if zh != NULL:
+            # 3b. zoneout: each unit keeps its previous value where the mask says so
+            _zone(zh + t * step_z(L, P), hprev + (t * pstep if hp != NULL else 0), hs, n * P)
+            if zc != NULL:
+                _zone(zc + t * step_z(L, H), cprev + (t * step if cp != NULL else 0), cs,
+                      n * H)
         # 4. Y[t] = h; zeros at padded steps
         _copy_rows(hs, P, yt, ldy, n, P)
         _zero_rows(yt + n * ldy, ldy, rows - n, P)
@@ -426,6 +453,10 @@ cdef void _backward_rows(const _Loop* L, floating* g, Py_ssize_t lo, Py_ssize_t 
     cdef floating* hn = _rows(L.hn, lo * H, g)
     cdef floating* aux = hn if hn != NULL else _rows(L.ht, lo * H, g)
     cdef floating* gt
+    cdef const floating* zh = _rows(<void*>L.zh, lo * P, g)
+    cdef const floating* zc = _rows(<void*>L.zc, lo * H, g)
+    cdef floating* kept_h = _rows(L.zwork, lo * P, g)
+    cdef floating* kept_c = _rows(L.zwork, B * P + lo * H, g)
     g += lo * GH
     for s in range(T):
         t = s if L.reverse else T - 1 - s
@@ -434,6 +465,11 @@ cdef void _backward_rows(const _Loop* L, floating* g, Py_ssize_t lo, Py_ssize_t 
         # 1. dh += dY[t]   (no dY: the outputs are not read, zeros)
         if dy != NULL:
             _add_rows(dy + t * B * ldy, ldy, dhs, P, n, P)
+        if zh != NULL:
+            # 1a. zoneout: the kept units' gradient goes straight to h_prev (and c_prev)
+            _zone_grad(zh + t * step_z(L, P), dhs, kept_h, n * P)
+            if zc != NULL:
+                _zone_grad(zc + t * step_z(L, H), dcs, kept_c, n * H)
         dcell = dhs
         if W_hr != NULL:
             # 1b. with a projection: dh[t] kept for dW_hr, and d(o*tanh(c)) = dh @ W_hr
@@ -465,6 +501,15 @@ cdef void _backward_rows(const _Loop* L, floating* g, Py_ssize_t lo, Py_ssize_t 
             _back_product(<int>n, <int>back, <int>P, dgh if apart else gt, <int>GH, W_hh,
                           panels, <floating>0, hw)
             _add_masked(hw, hmask, dhs, n, P, direct)
+        if zh != NULL:
+            _add_rows(kept_h, P, dhs, P, n, P)
+            if zc != NULL:
+                _add_rows(kept_c, H, dcs, H, n, H)
+
+
+cdef inline Py_ssize_t step_z(const _Loop* L, Py_ssize_t cols) noexcept nogil:
+    """The offset of zoneout's masks from one step to the next."""
+    return L.zstep * cols
 
 
 cdef int _run_rows(const _Loop* L, floating* g, const int[::1] bounds, bint backward,
@@ -614,8 +659,9 @@ cdef int _biases(int kind, Py_ssize_t GH, const void* b_ih, const void* b_hh) ex
 
 def forward(int kind, X, W_ih, W_hh, b_ih, b_hh, nact, bounds, h, Y, Py_ssize_t col, Gt, *,
             c=None, Hp=None, Cp=None, Gh=None, Hn=None, Ht=None, scalars=None,
-            peephole=None, W_hr=None, Hm=None, hmask=None, bint reverse=False,
-            bint relu=False, W_hh_t=None, int layout=_TRANSPOSED, W_ih_p=None):
+            peephole=None, W_hr=None, Hm=None, hmask=None, zh=None, zc=None,
+            bint reverse=False, bint relu=False, W_hh_t=None, int layout=_TRANSPOSED,
+            W_ih_p=None):
     """Forward over a sequence, one layer in one direction.  Training when ``Hp`` has T
     rows (and ``Cp`` for an LSTM, ``Hn`` for a GRU, ``Ht`` for a FastGRNN), inference
     when they are None or empty.
@@ -630,6 +676,9 @@ def forward(int kind, X, W_ih, W_hh, b_ih, b_hh, nact, bounds, h, Y, Py_ssize_t 
     (FastRNN's b as b_ih, b_hh empty; FastGRNN's b_z, b_h).  The time loop runs on the row
     ranges of ``bounds`` in parallel.  ``hmask`` (B, P): recurrent dropout, h * hmask
     entering the recurrent product at every step (not the GRU with r before the product).
+    Zoneout: ``zh`` (T, B, P) (and an LSTM's ``zc`` (T, B, H)) mix each new state with the
+    previous one, z * prev + (1 - z) * new (masks of 0 and 1 in training; the rates, of
+    shape (1, B, .), at inference).
     ``W_hh_t`` (P, G*H), the transposed recurrent weight, makes
     each step a plain product (None or empty: BLAS reads W_hh); with
     ``layout=LAYOUT_PANELS`` it holds W_hh.T packed by ``_blas.panel_pack`` (float32);
@@ -640,12 +689,12 @@ def forward(int kind, X, W_ih, W_hh, b_ih, b_hh, nact, bounds, h, Y, Py_ssize_t 
     """
     if _is_double(X):
         _forward[double](kind, X, W_ih, W_hh, b_ih, b_hh, nact, bounds, h, Y, col, Gt, c,
-                         Hp, Cp, Gh, Hn, Ht, scalars, peephole, W_hr, Hm, hmask, reverse,
-                         relu, W_hh_t, layout, W_ih_p)
+                         Hp, Cp, Gh, Hn, Ht, scalars, peephole, W_hr, Hm, hmask, zh, zc,
+                         reverse, relu, W_hh_t, layout, W_ih_p)
     else:
         _forward[float](kind, X, W_ih, W_hh, b_ih, b_hh, nact, bounds, h, Y, col, Gt, c, Hp,
-                        Cp, Gh, Hn, Ht, scalars, peephole, W_hr, Hm, hmask, reverse, relu,
-                        W_hh_t, layout, W_ih_p)
+                        Cp, Gh, Hn, Ht, scalars, peephole, W_hr, Hm, hmask, zh, zc, reverse,
+                        relu, W_hh_t, layout, W_ih_p)
 
 
 cdef int _loop_arrays(_Loop* L, int kind, bint train, bint backward, floating[:, ::1] c,
@@ -670,7 +719,8 @@ cdef int _forward(int kind, const floating[:, ::1] X, const floating[:, ::1] W_i
                   floating[:, ::1] Gh, floating[:, :, ::1] Hn, floating[:, :, ::1] Ht,
                   const floating[::1] scalars, const floating[::1] peephole,
                   const floating[:, ::1] W_hr, floating[:, :, ::1] Hm,
-                  const floating[:, ::1] hmask, bint reverse, bint relu,
+                  const floating[:, ::1] hmask, const floating[:, :, ::1] zh,
+                  const floating[:, :, ::1] zc, bint reverse, bint relu,
                   const floating[:, ::1] W_hh_t, int layout,
                   const floating[:, ::1] W_ih_p) except -1:
     _check_kind(kind)
@@ -691,6 +741,7 @@ cdef int _forward(int kind, const floating[:, ::1] X, const floating[:, ::1] W_i
     L.W_hr = NULL if W_hr is None or W_hr.shape[0] == 0 else &W_hr[0, 0]
     L.dhs = NULL
     L.hmask = _mask_ptr(kind, hmask, B, P)
+    _zoneout(&L, zh, zc)
     L.hm = _cache_ptr("Hm", Hm, T, B, H)
     L.mstep = B * H if L.hm != NULL else 0
     if (L.hm != NULL) != (L.W_hr != NULL and train):
@@ -728,7 +779,7 @@ cdef int _forward(int kind, const floating[:, ::1] X, const floating[:, ::1] W_i
     cdef floating* g = &Gt[0, 0]
     cdef floating* work = NULL
     cdef floating* sb = NULL
-    L.hwork = NULL
+    L.hwork = L.zwork = NULL
     try:
         if L.W_hr != NULL and not train:        # o*tanh(c) of one step at a time
             work = <floating*>malloc(B * H * sizeof(floating))
@@ -736,10 +787,13 @@ cdef int _forward(int kind, const floating[:, ::1] X, const floating[:, ::1] W_i
                 raise MemoryError()
             L.hm = work
         L.hwork = _mask_work(L.hmask, B, P, sizeof(floating))
+        if L.zh != NULL and not train:          # the previous states of a step
+            L.zwork = _mask_work(L.zh, B, P + H, sizeof(floating))
         sb = _step_bias(<const floating*>L.W_ih_p, pb_ih, pb_hh, GH, n_hh)
     except MemoryError:
         free(work)
         free(L.hwork)
+        free(L.zwork)
         raise
     L.sbias = sb
     try:
@@ -755,6 +809,31 @@ cdef int _forward(int kind, const floating[:, ::1] X, const floating[:, ::1] W_i
         free(sb)
         free(work)
         free(L.hwork)
+        free(L.zwork)
+    return 0
+
+
+cdef int _zoneout(_Loop* L, const floating[:, :, ::1] zh,
+                  const floating[:, :, ::1] zc) except -1:
+    """Zoneout's masks (or rates) into L, checked: zh (T or 1, B, P), and with an LSTM's
+    zh a zc (T or 1, B, H); NULL without them."""
+    L.zh = L.zc = NULL
+    L.zstep = 0
+    if zh is None or zh.shape[0] == 0:
+        if zc is not None and zc.shape[0] != 0:
+            raise ValueError("zc is given with zh")
+        return 0
+    cdef Py_ssize_t steps = zh.shape[0]
+    if steps != L.T and steps != 1:
+        raise ValueError(f"zh must have T={L.T} steps (masks) or 1 (rates), got {steps}")
+    _check_shape("zh", tuple(zh.shape)[:3], (steps, L.B, L.P))
+    if (zc is not None and zc.shape[0] != 0) != _has_cell(L.kind):
+        raise ValueError("zc is given with zh for an LSTM, and only then")
+    if zc is not None and zc.shape[0] != 0:
+        _check_shape("zc", tuple(zc.shape)[:3], (steps, L.B, L.H))
+        L.zc = &zc[0, 0, 0]
+    L.zh = &zh[0, 0, 0]
+    L.zstep = L.B if steps == L.T and L.T > 1 else 0
     return 0
 
 
@@ -823,8 +902,8 @@ cdef int _one_row_lstm(const _Loop* L, floating* g) except -1:
 def backward(int kind, X, W_ih, W_hh, nact, bounds, Gt, Hp, dY, Py_ssize_t col, dh, dW_ih,
              dW_hh, db_ih, db_hh, *, dc=None, Cp=None, Gh=None, Hn=None, Ht=None,
              scalars=None, dscalars=None, peephole=None, dpeephole=None, W_hr=None,
-             Hm=None, dW_hr=None, hmask=None, dX=None, bint accumulate_dx=False,
-             bint reverse=False, bint relu=False, W_hh_p=None):
+             Hm=None, dW_hr=None, hmask=None, zh=None, zc=None, dX=None,
+             bint accumulate_dx=False, bint reverse=False, bint relu=False, W_hh_p=None):
     """Backward through time of :func:`forward`, from its training cache.
 
     ``dY`` (T, B, ldy), columns ``col .. col+H``: the gradient of the outputs, or None
@@ -836,7 +915,8 @@ def backward(int kind, X, W_ih, W_hh, nact, bounds, Gt, Hp, dY, Py_ssize_t col, 
     ``peephole`` as forward took it, ``dpeephole`` (3H,) += its gradient; an LSTM with a
     projection: ``W_hr`` and its cache ``Hm`` as forward took them, ``dW_hr`` += the
     projection's gradient (``dh`` is then (B, P)); recurrent dropout: ``hmask`` as forward
-    took it (``Hp`` is then multiplied by it, in place).  ``dX`` (T*B, I) is
+    took it (``Hp`` is then multiplied by it, in place); zoneout: ``zh``, ``zc`` as forward
+    took them.  ``dX`` (T*B, I) is
     overwritten, or added to with ``accumulate_dx``, or not computed when None.
     ``W_hh_p``: W_hh packed by ``_blas.panel_pack`` for the per-step products (float32),
     or None or empty (BLAS).
@@ -844,13 +924,13 @@ def backward(int kind, X, W_ih, W_hh, nact, bounds, Gt, Hp, dY, Py_ssize_t col, 
     if _is_double(X):
         _backward[double](kind, X, W_ih, W_hh, nact, bounds, Gt, Hp, dY, col, dh, dW_ih,
                           dW_hh, db_ih, db_hh, dc, Cp, Gh, Hn, Ht, scalars, dscalars,
-                          peephole, dpeephole, W_hr, Hm, dW_hr, hmask, dX, accumulate_dx,
-                          reverse, relu, W_hh_p)
+                          peephole, dpeephole, W_hr, Hm, dW_hr, hmask, zh, zc, dX,
+                          accumulate_dx, reverse, relu, W_hh_p)
     else:
         _backward[float](kind, X, W_ih, W_hh, nact, bounds, Gt, Hp, dY, col, dh, dW_ih,
                          dW_hh, db_ih, db_hh, dc, Cp, Gh, Hn, Ht, scalars, dscalars,
-                         peephole, dpeephole, W_hr, Hm, dW_hr, hmask, dX, accumulate_dx,
-                         reverse, relu, W_hh_p)
+                         peephole, dpeephole, W_hr, Hm, dW_hr, hmask, zh, zc, dX,
+                         accumulate_dx, reverse, relu, W_hh_p)
 
 
 cdef int _backward(int kind, const floating[:, ::1] X, const floating[:, ::1] W_ih,
@@ -864,6 +944,7 @@ cdef int _backward(int kind, const floating[:, ::1] X, const floating[:, ::1] W_
                    const floating[::1] peephole, floating[::1] dpeephole,
                    const floating[:, ::1] W_hr, floating[:, :, ::1] Hm,
                    floating[:, ::1] dW_hr, const floating[:, ::1] hmask,
+                   const floating[:, :, ::1] zh, const floating[:, :, ::1] zc,
                    floating[:, ::1] dX, bint accumulate_dx, bint reverse, bint relu,
                    const floating[:, ::1] W_hh_p) except -1:
     _check_kind(kind)
@@ -922,11 +1003,13 @@ cdef int _backward(int kind, const floating[:, ::1] X, const floating[:, ::1] W_
     cdef floating* dG2 = g + n1 if before else <floating*>L.hn
     cdef floating* Hp2 = <floating*>L.hn if before else &Hp[0, 0, 0]
     cdef floating* sums = NULL
-    L.hm = L.dhs = L.hwork = NULL
+    L.hm = L.dhs = L.hwork = L.zwork = NULL
     L.hmask = _mask_ptr(kind, hmask, B, P)
+    _zoneout(&L, zh, zc)
     cdef Py_ssize_t t
     try:
         L.hwork = _mask_work(L.hmask, B, P, sizeof(floating))
+        L.zwork = _mask_work(L.zh, B, P + H, sizeof(floating))
         if nsums:
             sums = <floating*>calloc(B * nsums * H, sizeof(floating))
             if sums == NULL:
@@ -957,6 +1040,7 @@ cdef int _backward(int kind, const floating[:, ::1] X, const floating[:, ::1] W_
         free(L.hm)
         free(L.dhs)
         free(L.hwork)
+        free(L.zwork)
     return 0
 
 

@@ -231,14 +231,17 @@ class Cache(NamedTuple):
     bounds: np.ndarray
     Hm: np.ndarray | None = None      # an LSTM with a projection: o*tanh(c) of every step
     hmask: np.ndarray | None = None   # recurrent dropout: the mask on h (B, P)
+    zoneout: tuple = (None, None)     # zoneout's masks of h (T, B, P) and c (T, B, H)
 
 
 def run_forward(kind: Kind, relu: bool, X: np.ndarray, weights: Weights, nact: np.ndarray,
                 reverse: bool, h: np.ndarray, c: np.ndarray | None, Y: np.ndarray, col: int,
-                train: bool, hmask: np.ndarray | None = None) -> Cache | None:
+                train: bool, hmask: np.ndarray | None = None,
+                zoneout: tuple = (None, None)) -> Cache | None:
     """One layer in one direction.  Updates ``h`` (and ``c``) in place to the final state,
     writes columns ``col:col+H`` of ``Y``; returns what backward needs (or None).
-    ``hmask`` (B, P): recurrent dropout, h * hmask entering the recurrent product."""
+    ``hmask`` (B, P): recurrent dropout, h * hmask entering the recurrent product;
+    ``zoneout``: (zh, zc), the kernels' zoneout masks (or rates), or Nones."""
     T = nact.shape[0]
     B, P = h.shape
     scalars, peephole, W_hr = extras(kind, weights)
@@ -259,9 +262,9 @@ def run_forward(kind: Kind, relu: bool, X: np.ndarray, weights: Weights, nact: n
     W_ih, W_hh, b_ih, b_hh = weights[:4]
     _core.forward(kind.kernel_id, X, W_ih, W_hh, b_ih, b_hh, nact, bounds, h, Y, col, Gt, c=c,
                   Hp=Hp, Cp=Cp, Gh=Gh, Hn=Hn, Ht=Ht, scalars=scalars, peephole=peephole,
-                  W_hr=W_hr, Hm=Hm, hmask=hmask, reverse=reverse, relu=relu, W_hh_t=W_hh_t,
-                  layout=layout, W_ih_p=W_ih_p)
-    return Cache(Gt, Hp, Cp, Gh, Hn, Ht, bounds, Hm, hmask) if train else None
+                  W_hr=W_hr, Hm=Hm, hmask=hmask, zh=zoneout[0], zc=zoneout[1], reverse=reverse,
+                  relu=relu, W_hh_t=W_hh_t, layout=layout, W_ih_p=W_ih_p)
+    return Cache(Gt, Hp, Cp, Gh, Hn, Ht, bounds, Hm, hmask, zoneout) if train else None
 
 
 def extras(kind: Kind, weights: Weights) -> tuple[np.ndarray | None, ...]:
@@ -287,7 +290,8 @@ def run_backward(kind: Kind, relu: bool, X: np.ndarray, weights: Weights, nact: 
                    cache.Hp, dY, col, dh, grads[0], grads[1], grads[2], grads[3], dc=dc,
                    Cp=cache.Cp, Gh=cache.Gh, Hn=cache.Hn, Ht=cache.Ht, scalars=scalars,
                    dscalars=dscalars, peephole=peephole, dpeephole=dpeephole, W_hr=W_hr,
-                   Hm=cache.Hm, dW_hr=dW_hr, hmask=cache.hmask, dX=dX,
+                   Hm=cache.Hm, dW_hr=dW_hr, hmask=cache.hmask, zh=cache.zoneout[0],
+                   zc=cache.zoneout[1], dX=dX,
                    accumulate_dx=accumulate,
                    reverse=reverse, relu=relu, W_hh_p=W_hh_p)
 
@@ -315,8 +319,27 @@ def dropout_mask(rng: np.random.Generator, shape: tuple[int, ...], p: float,
     return mask
 
 
+def zoneout_arrays(rng, train: bool, steps: int, batch: int, widths: tuple[int, int],
+                   rates: tuple[float, float], has_cell: bool, dtype) -> tuple:
+    """What the kernels take for zoneout (Krueger et al. 2017) of one layer-direction:
+    ``(zh, zc)`` masks, 1 where a unit keeps its previous value (probability the rate),
+    (T, B, P) and (T, B, H), in training; the rates themselves, (1, B, .), at inference
+    (the expectation); zc None without a cell state; (None, None) without zoneout."""
+    z_h, z_c = rates
+    if not (z_h or (z_c and has_cell)):
+        return None, None
+    arrays = []
+    for width, rate in zip(widths[:1 + has_cell], (z_h, z_c)):
+        if train:
+            arrays.append((rng.random((steps, batch, width)) < rate).astype(dtype))
+        else:
+            arrays.append(np.full((1, batch, width), rate, dtype))
+    return arrays[0], (arrays[1] if has_cell else None)
+
+
 def stack_forward(kind, relu, X, weights, h, c, nact, train, dropout=0.0, rng=None,
-                  reverse=False, recurrent_dropout=0.0, input_dropout=0.0):
+                  reverse=False, recurrent_dropout=0.0, input_dropout=0.0,
+                  zoneout=(0.0, 0.0), zoneout_masks=None):
     """Run ``len(weights)`` layers of ``len(weights[0])`` directions of ``kind``.
 
     ``X`` (T*B, I); ``weights[k][d]`` = (W_ih, W_hh, b_ih, b_hh); ``h``, ``c``
@@ -325,8 +348,11 @@ def stack_forward(kind, relu, X, weights, h, c, nact, train, dropout=0.0, rng=No
     layers 1.. (a mask per step), ``input_dropout`` to every layer's input with one mask
     per sequence, the same at every step, and ``recurrent_dropout`` to h entering each
     layer-direction's recurrent product, one mask per sequence (Gal & Ghahramani 2016);
-    all drawn from ``rng``.  ``reverse``: the one direction reads each sequence from its
-    end.  Returns the output (T, B, D*H) and the tape (None unless training).
+    all drawn from ``rng``.  ``zoneout`` (z_h, z_c): each unit of h (and of c) keeps its
+    previous value with that probability in training, the expectation at inference
+    (``zoneout_masks=False``: the expectation in training too).
+    ``reverse``: the one direction reads each sequence from its end.  Returns the output
+    (T, B, D*H) and the tape (None unless training).
     """
     T = nact.shape[0]
     B, H = h.shape[1], h.shape[2]
@@ -349,8 +375,12 @@ def stack_forward(kind, relu, X, weights, h, c, nact, train, dropout=0.0, rng=No
             i = k * D + d
             hmask = (dropout_mask(rng, (B, H), recurrent_dropout, X.dtype)
                      if train and recurrent_dropout > 0 else None)
+            zones = zoneout_arrays(rng, train if zoneout_masks is None else zoneout_masks, T, B,
+                                   (H, 0 if c is None else c.shape[2]), zoneout,
+                                   c is not None, X.dtype)
             caches.append(run_forward(kind, relu, X, w, nact, d == 1 or reverse, h[i],
-                                      None if c is None else c[i], Y, d * H, train, hmask))
+                                      None if c is None else c[i], Y, d * H, train, hmask,
+                                      zones))
         if tape is not None:
             tape.inputs.append(X)
             tape.masks.append(mask)

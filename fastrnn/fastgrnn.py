@@ -41,7 +41,9 @@ class _FastBase(_RNNBase):
                  bidirectional: bool = False, *, w_rank: int | None = None,
                  u_rank: int | None = None, scalar_init: dict[str, float],
                  reverse: bool = False, recurrent_dropout: float = 0.0,
-                 input_dropout: float = 0.0, dtype=np.float32, seed: int | None = None):
+                 input_dropout: float = 0.0, zoneout: float = 0.0,
+                 zoneout_cell: float | None = None, dtype=np.float32,
+                 seed: int | None = None):
         self.w_rank = None if w_rank is None else positive_int(w_rank, "w_rank")
         self.u_rank = None if u_rank is None else positive_int(u_rank, "u_rank")
         for name, value in scalar_init.items():
@@ -52,7 +54,7 @@ class _FastBase(_RNNBase):
         super().__init__(input_size, hidden_size, num_layers, bias, batch_first, dropout,
                          bidirectional, reverse=reverse,
                          recurrent_dropout=recurrent_dropout, input_dropout=input_dropout,
-                         dtype=dtype, seed=seed)
+                         zoneout=zoneout, zoneout_cell=zoneout_cell, dtype=dtype, seed=seed)
 
     def _init_cell(self, rng: np.random.Generator, input_size: int, suffix: str) -> None:
         # EdgeML: weights 0.1 * N(0, 1), biases ones, the scalars at their initial values
@@ -170,12 +172,14 @@ class FastRNN(_FastBase):
                  bidirectional: bool = False, *, w_rank: int | None = None,
                  u_rank: int | None = None, alpha_init: float = -3.0, beta_init: float = 3.0,
                  reverse: bool = False, recurrent_dropout: float = 0.0,
-                 input_dropout: float = 0.0, dtype=np.float32, seed: int | None = None):
+                 input_dropout: float = 0.0, zoneout: float = 0.0,
+                 zoneout_cell: float | None = None, dtype=np.float32,
+                 seed: int | None = None):
         super().__init__(input_size, hidden_size, num_layers, bias, batch_first, dropout,
                          bidirectional, w_rank=w_rank, u_rank=u_rank,
                          scalar_init={"alpha": alpha_init, "beta": beta_init}, reverse=reverse,
                          recurrent_dropout=recurrent_dropout, input_dropout=input_dropout,
-                         dtype=dtype, seed=seed)
+                         zoneout=zoneout, zoneout_cell=zoneout_cell, dtype=dtype, seed=seed)
 
 
 class FastGRNN(_FastBase):
@@ -211,9 +215,11 @@ class FastGRNN(_FastBase):
                  bidirectional: bool = False, *, w_rank: int | None = None,
                  u_rank: int | None = None, zeta_init: float = 1.0, nu_init: float = -4.0,
                  reverse: bool = False, recurrent_dropout: float = 0.0,
-                 input_dropout: float = 0.0, dtype=np.float32, seed: int | None = None):
+                 input_dropout: float = 0.0, zoneout: float = 0.0,
+                 zoneout_cell: float | None = None, dtype=np.float32,
+                 seed: int | None = None):
         super().__init__(input_size, hidden_size, num_layers, bias, batch_first, dropout,
                          bidirectional, w_rank=w_rank, u_rank=u_rank,
                          scalar_init={"zeta": zeta_init, "nu": nu_init}, reverse=reverse,
                          recurrent_dropout=recurrent_dropout, input_dropout=input_dropout,
-                         dtype=dtype, seed=seed)
+                         zoneout=zoneout, zoneout_cell=zoneout_cell, dtype=dtype, seed=seed)

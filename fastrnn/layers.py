@@ -152,6 +152,7 @@ class _RNNBase(Module):
                  bias: bool = True, batch_first: bool = False, dropout: float = 0.0,
                  bidirectional: bool = False, *, reverse: bool = False,
                  recurrent_dropout: float = 0.0, input_dropout: float = 0.0,
+                 zoneout: float = 0.0, zoneout_cell: float | None = None,
                  dtype=np.float32, seed: int | None = None):
         super().__init__()
         self.input_size = positive_int(input_size, "input_size")
@@ -167,6 +168,14 @@ class _RNNBase(Module):
                              "combine with bidirectional=True")
         self.recurrent_dropout = probability(recurrent_dropout, "recurrent_dropout")
         self.input_dropout = probability(input_dropout, "input_dropout")
+        self.zoneout = probability(zoneout, "zoneout")
+        if zoneout_cell is not None and not self.kind.has_cell:
+            raise ValueError(f"zoneout_cell is the LSTM's; a {type(self).__name__} has no "
+                             f"cell state")
+        self.zoneout_cell = (self.zoneout if zoneout_cell is None
+                             else probability(zoneout_cell, "zoneout_cell"))
+        if not self.kind.has_cell:
+            self.zoneout_cell = 0.0
         if self.recurrent_dropout and self.kind.reset_before:
             raise ValueError("recurrent_dropout is not computed for the GRU with "
                              "reset_after=False")
@@ -218,9 +227,11 @@ class _RNNBase(Module):
         """The keyword options that differ from their defaults, as the constructor takes
         them."""
         out: dict = {"reverse": True} if self.reverse else {}
-        for name in ("recurrent_dropout", "input_dropout"):
+        for name in ("recurrent_dropout", "input_dropout", "zoneout"):
             if getattr(self, name):
                 out[name] = getattr(self, name)
+        if self.kind.has_cell and self.zoneout_cell != self.zoneout:
+            out["zoneout_cell"] = self.zoneout_cell
         if self.kind.reset_before:
             out["reset_after"] = False
         if self.kind.vectors:
@@ -361,7 +372,8 @@ class _RNNBase(Module):
                                         self.dropout if regularise else 0.0,
                                         self._dropout_rng, self.reverse,
                                         self.recurrent_dropout if regularise else 0.0,
-                                        self.input_dropout if regularise else 0.0)
+                                        self.input_dropout if regularise else 0.0,
+                                        (self.zoneout, self.zoneout_cell), regularise)
         y = _caller_layout(Y, batch_first, inverse)
         DH = Y.shape[2]                  # backward keeps no Y: y may be a copy of it
         state = self._pack(_unsort(h, inverse), _unsort(c, inverse))
@@ -472,7 +484,11 @@ _SHAPES_DOC = """
     outputs of every layer but the last (a mask per step, PyTorch's); ``input_dropout`` on
     every layer's input and ``recurrent_dropout`` on h entering each recurrent product,
     one mask per sequence, the same at every step (variational dropout, Gal & Ghahramani
-    2016; Keras' ``dropout`` and ``recurrent_dropout``).
+    2016; Keras' ``dropout`` and ``recurrent_dropout``).  ``zoneout`` (Krueger et al.
+    2017): in training each unit of h keeps its previous value with that probability (of
+    c, for an LSTM, with ``zoneout_cell``, by default the same), at every step; at
+    inference the expectation ``z * h_{t-1} + (1 - z) * h_t`` (in ``__call__`` and
+    ``forward_states`` too).
 
     ``reverse=True`` (not with ``bidirectional``): the one direction reads each sequence
     from its last valid step to its first (ONNX's ``direction="reverse"``, Keras'
@@ -507,12 +523,14 @@ class RNN(_RNNBase):
                  nonlinearity: str = "tanh", bias: bool = True, batch_first: bool = False,
                  dropout: float = 0.0, bidirectional: bool = False, *,
                  reverse: bool = False, recurrent_dropout: float = 0.0,
-                 input_dropout: float = 0.0, dtype=np.float32, seed: int | None = None):
+                 input_dropout: float = 0.0, zoneout: float = 0.0,
+                 zoneout_cell: float | None = None, dtype=np.float32,
+                 seed: int | None = None):
         self.nonlinearity = nonlinearity      # checked by the base, where it was given
         super().__init__(input_size, hidden_size, num_layers, bias, batch_first, dropout,
                          bidirectional, reverse=reverse,
                          recurrent_dropout=recurrent_dropout, input_dropout=input_dropout,
-                         dtype=dtype, seed=seed)
+                         zoneout=zoneout, zoneout_cell=zoneout_cell, dtype=dtype, seed=seed)
 
     def __call__(self, x, h0=None, lengths=None):
         return self._run(x, h0, lengths, train=False, state_name="h0")
@@ -563,13 +581,15 @@ class LSTM(_RNNBase):
                  bias: bool = True, batch_first: bool = False, dropout: float = 0.0,
                  bidirectional: bool = False, proj_size: int = 0, *, peephole: bool = False,
                  reverse: bool = False, recurrent_dropout: float = 0.0,
-                 input_dropout: float = 0.0, dtype=np.float32, seed: int | None = None):
+                 input_dropout: float = 0.0, zoneout: float = 0.0,
+                 zoneout_cell: float | None = None, dtype=np.float32,
+                 seed: int | None = None):
         self.kind = layer_kind(self.mode, peephole=flag(peephole, "peephole"))
         self.proj_size = projection_size(proj_size, positive_int(hidden_size, "hidden_size"))
         super().__init__(input_size, hidden_size, num_layers, bias, batch_first, dropout,
                          bidirectional, reverse=reverse,
                          recurrent_dropout=recurrent_dropout, input_dropout=input_dropout,
-                         dtype=dtype, seed=seed)
+                         zoneout=zoneout, zoneout_cell=zoneout_cell, dtype=dtype, seed=seed)
 
     @property
     def peephole(self) -> bool:
@@ -612,12 +632,14 @@ class GRU(_RNNBase):
                  bias: bool = True, batch_first: bool = False, dropout: float = 0.0,
                  bidirectional: bool = False, *, reset_after: bool = True,
                  reverse: bool = False, recurrent_dropout: float = 0.0,
-                 input_dropout: float = 0.0, dtype=np.float32, seed: int | None = None):
+                 input_dropout: float = 0.0, zoneout: float = 0.0,
+                 zoneout_cell: float | None = None, dtype=np.float32,
+                 seed: int | None = None):
         self.kind = layer_kind(self.mode, reset_after=flag(reset_after, "reset_after"))
         super().__init__(input_size, hidden_size, num_layers, bias, batch_first, dropout,
                          bidirectional, reverse=reverse,
                          recurrent_dropout=recurrent_dropout, input_dropout=input_dropout,
-                         dtype=dtype, seed=seed)
+                         zoneout=zoneout, zoneout_cell=zoneout_cell, dtype=dtype, seed=seed)
 
     @property
     def reset_after(self) -> bool:

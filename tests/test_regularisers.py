@@ -131,3 +131,100 @@ def test_config_and_files_keep_the_regularisers(tmp_path):
 def test_bad_regularisers(kwargs, error, match):
     with pytest.raises(error, match=match):
         fastrnn.GRU(I, H, **kwargs)
+
+
+# ------------------------------------------------------------------------- zoneout
+
+Z_H, Z_C = 0.3, 0.5
+
+
+def _zone_arrays(layer, dtype, train=True):
+    """The zoneout arrays ``layer.forward_train`` draws (its generator, seeded as the layer
+    seeds it), per layer-direction, or its rates at inference."""
+    rng = np.random.default_rng(np.random.SeedSequence(SEED).spawn(1)[0])
+    lstm = layer.kind.has_cell
+    return [_engine.zoneout_arrays(rng, train, T, B, (layer.state_size, H),
+                                   (layer.zoneout, layer.zoneout_cell), lstm, dtype)
+            for _ in range(layer.num_layers * layer.num_directions)]
+
+
+def _broadcast(zones):
+    """Rates (1, B, .) as the reference reads them: one row per step."""
+    return [tuple(None if z is None else np.broadcast_to(z, (T,) + z.shape[1:]) for z in pair)
+            for pair in zones]
+
+
+@pytest.mark.parametrize("dtype", [np.float64, np.float32], ids=["f64", "f32"])
+@pytest.mark.parametrize("bidirectional", [False, True], ids=["uni", "bi"])
+@pytest.mark.parametrize("mode,options", [("RNN", {}), ("LSTM", {}), ("GRU", {}),
+                                          ("LSTM", {"proj_size": 2}),
+                                          ("GRU", {"reset_after": False})],
+                         ids=["rnn", "lstm", "gru", "lstm_proj", "gru_reset_before"])
+def test_zoneout_matches_the_reference(mode, options, bidirectional, dtype):
+    layer = getattr(fastrnn, mode)(I, H, num_layers=2, bidirectional=bidirectional,
+                                   zoneout=Z_H, dtype=dtype, seed=SEED, **options)
+    if layer.kind.has_cell:
+        layer.zoneout_cell = Z_C
+    x = np.random.default_rng(0).standard_normal((T, B, I)).astype(dtype)
+    params = {k: v.astype(np.float64) for k, v in layer.state_dict().items()}
+    reference = dict(num_layers=2, bidirectional=bidirectional, lengths=SORTED_LENGTHS,
+                     reset_after=options.get("reset_after", True))
+    zones = _zone_arrays(layer, np.float64)
+    y, _, backward = layer.forward_train(x, lengths=SORTED_LENGTHS)
+    y_r, _, _, cache = ref.stack_forward(mode, x.astype(np.float64), params,
+                                         zoneout=zones, **reference)
+    assert_allclose(y, y_r, **TOL[dtype])
+    dy = np.random.default_rng(1).standard_normal(y.shape)
+    layer.zero_grad()
+    dx, _ = backward(dy.astype(dtype))
+    dx_r, _, _, grads = ref.stack_backward(dy, None, None, cache)
+    assert_allclose(dx, dx_r, **TOL[dtype])
+    for name, p in layer.named_parameters():
+        assert_allclose(p.grad, grads[name], err_msg=name, **TOL[dtype])
+    # inference: the expectation z * h_prev + (1 - z) * h_new at every step
+    y_inf, state = layer(x, lengths=SORTED_LENGTHS)
+    y_e, h_e, c_e, _ = ref.stack_forward(mode, x.astype(np.float64), params,
+                                         zoneout=_broadcast(_zone_arrays(layer, np.float64,
+                                                                         False)),
+                                         **reference)
+    assert_allclose(y_inf, y_e, **TOL[dtype])
+    assert_allclose(state[1] if layer.kind.has_cell else state, c_e if layer.kind.has_cell
+                    else h_e, **TOL[dtype])
+
+
+@pytest.mark.parametrize("mode", ["RNN", "LSTM", "GRU", "FastGRNN"])
+def test_zoneout_gradients_against_central_differences(mode):
+    layer = getattr(fastrnn, mode)(I, 3, num_layers=2, bidirectional=True, dtype=np.float64,
+                                   zoneout=Z_H, recurrent_dropout=P_REC, seed=SEED)
+    rng = np.random.default_rng(3)
+    x = rng.standard_normal((T, B, I))
+    lengths = np.array([2, 6, 1, 4, 6])
+    R = rng.standard_normal((T, B, 6))
+    start = layer._dropout_rng.bit_generator.state
+
+    def run():
+        layer._dropout_rng.bit_generator.state = start
+        return layer.forward_train(x, lengths=lengths)
+
+    def loss():
+        return float(np.sum(run()[0] * R))
+
+    layer.zero_grad()
+    dx, _ = run()[2](R)
+    assert_allclose(dx, central_differences(loss, x), **FD_TOL)
+    for name, p in layer.named_parameters():
+        assert_allclose(p.grad, central_differences(loss, p.data), err_msg=name, **FD_TOL)
+
+
+def test_zoneout_one_keeps_the_initial_state():
+    """zoneout=1 in training: every unit keeps its previous value, so h stays h0."""
+    layer = fastrnn.GRU(I, H, zoneout=0.999999, dtype=np.float64, seed=0)
+    h0 = np.random.default_rng(0).standard_normal((1, B, H))
+    y, h_n, _ = layer.forward_train(np.ones((T, B, I)), h0)
+    assert_allclose(h_n, h0, rtol=0, atol=1e-12)
+    with pytest.raises(ValueError, match="zoneout_cell"):
+        fastrnn.GRU(I, H, zoneout_cell=0.1)
+    with pytest.raises(ValueError, match="zoneout"):
+        fastrnn.LSTM(I, H, zoneout=1.5)
+    config = fastrnn.LSTM(I, H, zoneout=0.1, zoneout_cell=0.5).config()
+    assert (config["zoneout"], config["zoneout_cell"]) == (0.1, 0.5)

@@ -22,14 +22,15 @@ def _activation_grad(nonlinearity, a):
 
 
 def rnn_forward(x, h0, W_ih, W_hh, b_ih=None, b_hh=None, nonlinearity="tanh",
-                lengths=None, reverse=False, hmask=None):
+                lengths=None, reverse=False, hmask=None, zh=None):
     """Elman RNN over a sequence, one layer, one direction.
 
     (1) G_t = Xp[t] + h_prev @ W_hh.T      with Xp = x @ W_ih.T + b_ih + b_hh
     (2) h_t = act(G_t)                     act = tanh or relu
 
     ``hmask`` (B, H): recurrent dropout (Gal & Ghahramani 2016), h_prev * hmask in (1)
-    at every step (the same for the LSTM and the GRU).
+    at every step; ``zh`` (T, B, H): zoneout, h_t = zh[t] * h_prev + (1 - zh[t]) * h_t
+    (the same for the LSTM, with ``zc`` for its c, and the GRU).
 
     x (T, B, I), h0 (B, H), W_ih (H, I), W_hh (H, H), b_ih, b_hh (H,) or None.
     Returns y (T, B, H), h_n (B, H) and the cache for ``rnn_backward``.
@@ -55,23 +56,34 @@ def rnn_forward(x, h0, W_ih, W_hh, b_ih=None, b_hh=None, nonlinearity="tanh",
     T, B, H = x.shape[0], x.shape[1], h.shape[1]
     Xp = _project_inputs(x, weights[0], _sum_biases(*weights[2:]))  # (1) input part, all steps
     A = np.zeros((T, B, H), dtype=x.dtype)
-    Hp = np.zeros_like(A)
+    Hp, y = np.zeros_like(A), np.zeros_like(A)
     for t in _steps(T, reverse):
         mask = _row_mask(active, t)
         Hp[t] = h
-        h_t = act(Xp[t] + _masked(h, hmask) @ W_hh.T)  # (1), (2)
-        A[t] = h_t
-        h = _keep(mask, h_t, h)
-    y = A.copy()
+        A[t] = act(Xp[t] + _masked(h, hmask) @ W_hh.T)  # (1), (2)
+        y[t] = _zone(zh, t, h, A[t])
+        h = _keep(mask, y[t], h)
     _zero_inactive(y, active)
     cache = _forward_cache(x, weights, active, reverse, Hp, A, nonlinearity=nonlinearity,
-                           hmask=hmask)
+                           hmask=hmask, zh=zh)
     return y, h, cache
 
 
 def _masked(h, hmask):
     """h entering the recurrent product: times the recurrent dropout mask, if any."""
     return h if hmask is None else h * hmask
+
+
+def _zone(z, t, prev, new):
+    """Zoneout (Krueger et al. 2017): z * prev + (1 - z) * new with step t's mixing
+    weights (masks of 0 and 1, or the rates; None: ``new``)."""
+    return new if z is None else z[t] * prev + (1 - z[t]) * new
+
+
+def _zone_grad(z, t, d):
+    """Backward of :func:`_zone`: (the gradient reaching ``new``, the one reaching
+    ``prev`` directly)."""
+    return (d, 0) if z is None else ((1 - z[t]) * d, z[t] * d)
 
 
 def rnn_backward(dy, dh_n, cache):
@@ -96,10 +108,11 @@ def rnn_backward(dy, dh_n, cache):
     dG = np.zeros_like(A)
     for t in _steps(A.shape[0], not cache["reverse"]):
         mask = _row_mask(active, t)
-        dh = dh + dy[t]
-        dG[t] = dh * _activation_grad(cache["nonlinearity"], A[t])  # (2)
+        d_in = dh + dy[t]
+        d_new, d_kept = _zone_grad(cache["zh"], t, d_in)
+        dG[t] = d_new * _activation_grad(cache["nonlinearity"], A[t])  # (2)
         _zero_inactive(dG[t], mask)
-        dh = _keep(mask, _masked(dG[t] @ W_hh, cache["hmask"]), dh)  # (1) into h_prev
+        dh = _keep(mask, _masked(dG[t] @ W_hh, cache["hmask"]) + d_kept, d_in)  # (1)
     dx, grads = _input_and_weight_grads(dG, dG, cache)
     return dx, dh, grads
 
@@ -108,7 +121,7 @@ def rnn_backward(dy, dh_n, cache):
 
 
 def lstm_forward(x, h0, c0, W_ih, W_hh, b_ih=None, b_hh=None, lengths=None, reverse=False,
-                 peephole=None, W_hr=None, hmask=None):
+                 peephole=None, W_hr=None, hmask=None, zh=None, zc=None):
     """LSTM over a sequence, one layer, one direction (gate blocks i, f, g, o).
 
     (1) G_t = Xp[t] + h_prev @ W_hh.T      with Xp = x @ W_ih.T + b_ih + b_hh
@@ -161,12 +174,12 @@ def lstm_forward(x, h0, c0, W_ih, W_hh, b_ih=None, b_hh=None, lengths=None, reve
         h_t = o * TC[t]  # (4)
         if W_hr is not None:
             h_t = h_t @ W_hr.T  # (4), projected
-        y[t] = h_t
-        h, c = _keep(mask, h_t, h), _keep(mask, c_t, c)
+        y[t] = h_t = _zone(zh, t, h, h_t)
+        h, c = _keep(mask, h_t, h), _keep(mask, _zone(zc, t, c, c_t), c)
     _zero_inactive(y, active)
     cache = _forward_cache(x, weights, active, reverse, Hp, A, Cp=Cp, C=C, TC=TC,
                            peephole=None if peephole is None else (p_i, p_f, p_o), W_hr=W_hr,
-                           hmask=hmask)
+                           hmask=hmask, zh=zh, zc=zc)
     return y, h, c, cache
 
 
@@ -212,17 +225,19 @@ def lstm_backward(dy, dh_n, dc_n, cache):
         i, f, g, o = _blocks(A[t], 4)
         dG_i, dG_f, dG_g, dG_o = _blocks(dG[t], 4)  # views: filling them fills dG[t]
         d_out = dh + dy[t]
-        dH[t] = d_out
+        d_new, d_kept = _zone_grad(cache["zh"], t, d_out)      # zoneout of h
+        dc_new, dc_kept = _zone_grad(cache["zc"], t, dc)       # and of c
+        dH[t] = d_new
         _zero_inactive(dH[t], mask)
-        dh = d_out if W_hr is None else d_out @ W_hr  # (4) back through the projection
+        dh = d_new if W_hr is None else d_new @ W_hr  # (4) back through the projection
         dG_o[:] = dh * TC[t] * o * (1 - o)  # (4) then (2)
-        dc_t = dc + dh * o * (1 - TC[t] * TC[t]) + dG_o * p_o  # (4) and o's peephole
+        dc_t = dc_new + dh * o * (1 - TC[t] * TC[t]) + dG_o * p_o  # (4) and o's peephole
         dG_i[:] = dc_t * g * i * (1 - i)  # (3) then (2)
         dG_f[:] = dc_t * Cp[t] * f * (1 - f)  # (3) then (2)
         dG_g[:] = dc_t * i * (1 - g * g)  # (3) then (2)
         _zero_inactive(dG[t], mask)
-        dh = _keep(mask, _masked(dG[t] @ W_hh, cache["hmask"]), d_out)  # (1) into h_prev
-        dc = _keep(mask, dc_t * f + dG_i * p_i + dG_f * p_f, dc)  # (3), (2) into c_prev
+        dh = _keep(mask, _masked(dG[t] @ W_hh, cache["hmask"]) + d_kept, d_out)  # (1)
+        dc = _keep(mask, dc_t * f + dG_i * p_i + dG_f * p_f + dc_kept, dc)  # (3), (2)
     dx, grads = _input_and_weight_grads(dG, dG, cache)
     if W_hr is not None:
         T, B, P = dH.shape
@@ -240,7 +255,7 @@ def lstm_backward(dy, dh_n, dc_n, cache):
 
 
 def gru_forward(x, h0, W_ih, W_hh, b_ih=None, b_hh=None, lengths=None, reverse=False,
-                reset_after=True, hmask=None):
+                reset_after=True, hmask=None, zh=None):
     """GRU over a sequence, one layer, one direction (gate blocks r, z, n).
 
     (1) Gh = h_prev @ W_hh.T + b_hh        with Xp = x @ W_ih.T + b_ih
@@ -288,11 +303,11 @@ def gru_forward(x, h0, W_ih, W_hh, b_ih=None, b_hh=None, lengths=None, reverse=F
             Hn[t] = r * h  # r * h_prev kept for backward
             n[:] = np.tanh(Xp_n + Hn[t] @ W_hh[2 * H:].T + b[2 * H:])  # (3)
         h_t = n + z * (h - n)  # (4)
-        y[t] = h_t
+        y[t] = h_t = _zone(zh, t, h, h_t)
         h = _keep(mask, h_t, h)
     _zero_inactive(y, active)
     cache = _forward_cache(x, weights, active, reverse, Hp, A, Hn=Hn, reset_after=reset_after,
-                           hmask=hmask)
+                           hmask=hmask, zh=zh)
     return y, h, cache
 
 
@@ -330,7 +345,8 @@ def gru_backward(dy, dh_n, cache):
         r, z, n = _blocks(A[t], 3)
         dGx_r, dGx_z, dGx_n = _blocks(dGx[t], 3)  # views: filling them fills dGx[t]
         dGh_r, dGh_z, dGh_n = _blocks(dGh[t], 3)
-        dh = dh + dy[t]
+        d_in = dh + dy[t]
+        dh, d_kept = _zone_grad(cache["zh"], t, d_in)          # zoneout of h
         dGx_n[:] = dh * (1 - z) * (1 - n * n)  # (4) then (3) through tanh
         dGx_z[:] = dh * (Hp[t] - n) * z * (1 - z)  # (4) then (2)
         if after:
@@ -349,7 +365,7 @@ def gru_backward(dy, dh_n, cache):
             d_prev = d_prev + _masked(dGh[t] @ W_hh, cache["hmask"])  # (1)
         else:
             d_prev = d_prev + dGh[t, :, :2 * H] @ W_hh[:2 * H]  # (1)
-        dh = _keep(mask, d_prev, dh)
+        dh = _keep(mask, d_prev + d_kept, d_in)
     dx, grads = _input_and_weight_grads(dGx, dGh, cache)
     if not after:       # the n rows of W_hh multiply r * h_prev, not h_prev
         T, B = Hn.shape[:2]
@@ -361,19 +377,23 @@ def gru_backward(dy, dh_n, cache):
 
 
 def _direction_forward(mode, x, h0, c0, weights, lengths, reverse, nonlinearity,
-                       reset_after, peephole, W_hr, hmask):
-    """One layer, one direction, with the LSTM's signature for all modes."""
+                       reset_after, peephole, W_hr, hmask, zones):
+    """One layer, one direction, with the LSTM's signature for all modes; ``zones`` the
+    zoneout arrays (zh, zc)."""
     W_ih, W_hh, b_ih, b_hh = weights
+    zh, zc = zones
     if mode == "LSTM":
         return lstm_forward(x, h0, c0, W_ih, W_hh, b_ih, b_hh, lengths=lengths,
-                            reverse=reverse, peephole=peephole, W_hr=W_hr, hmask=hmask)
+                            reverse=reverse, peephole=peephole, W_hr=W_hr, hmask=hmask,
+                            zh=zh, zc=zc)
     if mode == "GRU":
         y, h_n, cache = gru_forward(x, h0, W_ih, W_hh, b_ih, b_hh, lengths=lengths,
-                                    reverse=reverse, reset_after=reset_after, hmask=hmask)
+                                    reverse=reverse, reset_after=reset_after, hmask=hmask,
+                                    zh=zh)
     else:
         y, h_n, cache = rnn_forward(x, h0, W_ih, W_hh, b_ih, b_hh,
                                     nonlinearity=nonlinearity, lengths=lengths,
-                                    reverse=reverse, hmask=hmask)
+                                    reverse=reverse, hmask=hmask, zh=zh)
     return y, h_n, None, cache
 
 
@@ -393,7 +413,7 @@ def _initial_state(name, s, shape, dtype):
 
 def stack_forward(mode, x, params, num_layers=1, bidirectional=False, h0=None, c0=None,
                   lengths=None, nonlinearity="tanh", reset_after=True, reverse=False,
-                  input_masks=None, recurrent_masks=None):
+                  input_masks=None, recurrent_masks=None, zoneout=None):
     """Multi-layer, optionally bidirectional RNN / LSTM / GRU, as PyTorch's modules.
 
     mode: "RNN", "LSTM" or "GRU". params: PyTorch names ``weight_ih_l{k}{suffix}``,
@@ -407,7 +427,8 @@ def stack_forward(mode, x, params, num_layers=1, bidirectional=False, h0=None, c
     that option; ``reverse``: one direction (not bidirectional) that reads each sequence
     from its last valid step to its first.  Dropout, with given masks:
     ``input_masks[k]`` multiplies layer k's input (T, B, I_k) (None: no mask),
-    ``recurrent_masks[k * D + d]`` (B, H) h_prev in the recurrent product.
+    ``recurrent_masks[k * D + d]`` (B, H) h_prev in the recurrent product; zoneout,
+    ``zoneout[k * D + d]`` = (zh, zc) of that layer-direction (:func:`lstm_forward`).
 
     Returns y (T, B, D*H) (forward direction in the first H columns), h_n, c_n
     (num_layers*D, B, H) (c_n None unless LSTM) and the cache for ``stack_backward``.
@@ -447,6 +468,7 @@ def stack_forward(mode, x, params, num_layers=1, bidirectional=False, h0=None, c
     layer_input = x
     input_masks = input_masks or [None] * num_layers
     recurrent_masks = recurrent_masks or [None] * (num_layers * D)
+    zoneout = zoneout or [(None, None)] * (num_layers * D)
     for k in range(num_layers):
         outputs = []
         if input_masks[k] is not None:
@@ -459,7 +481,7 @@ def stack_forward(mode, x, params, num_layers=1, bidirectional=False, h0=None, c
                 mode, layer_input, h0[j], None if c0 is None else c0[j], weights,
                 lengths, d == 1 or reverse, nonlinearity, reset_after,
                 params.get(f"peephole_l{k}{suffix}"), params.get(f"weight_hr_l{k}{suffix}"),
-                recurrent_masks[j])
+                recurrent_masks[j], zoneout[j])
             if c_n is not None:
                 c_n[j] = c_last
             outputs.append(y)
