@@ -38,6 +38,7 @@ the same ``random_state`` gives the same model.  ``dtype=numpy.float32`` is fast
 from __future__ import annotations
 
 import numbers
+from collections.abc import Callable
 
 import numpy as np
 from sklearn.base import BaseEstimator, ClassifierMixin, RegressorMixin
@@ -53,7 +54,7 @@ from .training import History
 __all__ = ["RNNClassifier", "RNNRegressor"]
 
 #: the optimizers by name (``optimizer=``); each is built with ``lr`` and its defaults
-OPTIMIZERS: dict[str, type[optim.Optimizer]] = {
+OPTIMIZERS: dict[str, Callable[..., optim.Optimizer]] = {
     "adam": optim.Adam, "adamw": optim.AdamW, "sgd": optim.SGD, "rmsprop": optim.RMSprop,
     "adagrad": optim.Adagrad}
 
@@ -166,7 +167,11 @@ class _RNNEstimator(BaseEstimator):
                 isinstance(self.clip_norm, bool) or not isinstance(self.clip_norm, numbers.Real)):
             raise TypeError(f"clip_norm must be a number or None, got "
                             f"{type(self.clip_norm).__name__}")
-        rng = check_random_state(self.random_state)
+        try:
+            rng = check_random_state(self.random_state)
+        except ValueError:
+            raise ValueError(f"random_state must be an int, a numpy.random.RandomState or "
+                             f"None, got {self.random_state!r}") from None
         self.seed_ = int(rng.randint(SEED_MAX))
         build_seed = int(np.random.SeedSequence([self.seed_, 0]).generate_state(1)[0])
         self.model_ = SequenceModel.build(
