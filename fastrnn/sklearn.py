@@ -4,16 +4,14 @@ and :class:`RNNRegressor`.
 scikit-learn is an optional dependency (``pip install 'fastrnn[sklearn]'``): this module
 imports it, ``import fastrnn`` does not.
 
-Inputs
-------
+**Inputs.**
 ``X`` is sample-first: a 2-D ``X (n, T)`` holds ``n`` univariate sequences of ``T`` steps
 (each row is one sequence, each column one time step); a 3-D ``X (n, T, F)`` holds ``n``
 sequences of ``F`` features a step.  ``n_features_in_`` counts the columns as
 scikit-learn does (``X.shape[1]``: the ``T`` steps), ``input_size_`` the features a step
 (1 for a 2-D ``X``); ``predict`` needs both to be those of ``fit``.
 
-Variable lengths
-----------------
+**Variable lengths.**
 Sequences shorter than ``T`` are padded at their end with NaN: a step whose features are
 all NaN is padding, and a sequence's padding is the run of such steps at its end.  This
 is the primary convention because it needs nothing from scikit-learn: a padded ``X`` is
@@ -28,8 +26,7 @@ padding and may hold anything.  Through a meta-estimator it is routed by scikit-
 metadata routing (``sklearn.set_config(enable_metadata_routing=True)`` and
 ``est.set_fit_request(lengths=True)``, ``set_predict_request``, ``set_score_request``).
 
-Numbers
--------
+**Numbers.**
 The estimators compute in float64 by default (``dtype``): a prediction then does not
 depend on how the rows are batched, to far below scikit-learn's tolerance (1e-7), and
 the same ``random_state`` gives the same model.  ``dtype=numpy.float32`` is faster.
