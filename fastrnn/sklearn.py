@@ -90,8 +90,9 @@ def _padding_lengths(x: np.ndarray) -> np.ndarray | None:
 class _RNNEstimator(BaseEstimator):
     """What both estimators share: parameters, input checks, the model and its training.
 
-    Subclasses set ``_loss`` and implement ``_encode_targets`` (``y`` as the loss takes
-    it, and the width of the output) and ``__sklearn_tags__``.
+    Subclasses set ``_loss`` (the name of the loss) and implement ``fit``,
+    ``partial_fit`` and ``predict``: they check their targets, then call ``_build`` (the
+    first time) and ``_train``.
     """
 
     _loss: str
@@ -131,6 +132,9 @@ class _RNNEstimator(BaseEstimator):
         if x.ndim != 3:
             raise ValueError(f"X must be 2-D (n, T) or 3-D (n, T, F), got {x.ndim}-D with "
                              f"shape {x.shape}")
+        if 0 in x.shape[1:]:
+            raise ValueError(f"X must hold sequences of at least one step of at least one "
+                             f"feature, got shape {x.shape}")
         if reset:
             self.input_size_ = x.shape[2]
         elif x.shape[2] != self.input_size_:
