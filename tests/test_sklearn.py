@@ -32,8 +32,8 @@ FAST_REGRESSOR = RNNRegressor(cell="rnn", hidden_size=8, epochs=20, batch_size=1
 #: The checks that cannot apply to a sequence model, each with its reason (check name ->
 #: reason, scikit-learn's ``expected_failed_checks``).  None so far: a 2-D X is read as
 #: univariate sequences, so every check scikit-learn runs on a classifier and a
-#: multi-output regressor applies, and passes; the array API checks skip unless
-#: SCIPY_ARRAY_API=1 is set before scipy is imported.
+#: multi-output regressor applies, and passes.  (The array API checks, numpy only here,
+#: skip unless SCIPY_ARRAY_API=1 is set before scipy is imported; with it they pass.)
 EXPECTED_FAILED_CHECKS: dict[str, dict[str, str]] = {
     "RNNClassifier": {},
     "RNNRegressor": {},
