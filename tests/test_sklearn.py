@@ -193,7 +193,10 @@ def test_random_state_and_batch_size(dtype):
     np.testing.assert_array_equal(p, b.predict_proba(X))
     assert not np.allclose(p, c.predict_proba(X))
     rows = np.concatenate([a.predict_proba(X[i:i + 1]) for i in range(len(X))])
-    tol = 1e-7 if dtype == np.float32 else 1e-13
+    # BLAS rounds a row alike whatever the batch to within a few ulps: 1e-16 in float64,
+    # but up to 7e-7 was seen in float32 (H=64), past scikit-learn's 1e-7: why float64 is
+    # the default
+    tol = 1e-5 if dtype == np.float32 else 1e-13
     np.testing.assert_allclose(rows, p, rtol=tol, atol=tol)
 
 
