@@ -214,7 +214,9 @@ class _RNNEstimator(BaseEstimator):
     def __getstate__(self):
         """The estimator's state with the model as its configuration and parameter arrays
         and the optimizer as its state dict: no gradients, no workspace (numpy's arrays
-        go out of band with pickle protocol 5)."""
+        go out of band with pickle protocol 5).  Nor the dropout generator: with
+        ``dropout > 0`` an unpickled estimator's ``partial_fit`` draws other masks, as a
+        model read by :func:`fastrnn.load` does."""
         state = dict(super().__getstate__())        # object's is the __dict__ itself
         if "model_" in state:
             model, opt = state.pop("model_"), state.pop("optimizer_")
