@@ -205,6 +205,8 @@ class _RNNEstimator(BaseEstimator):
         return self.model_.forward(x, lengths)
 
     def __sklearn_tags__(self):
+        """scikit-learn's tags: 2-D and 3-D ``X`` (``allow_nan`` stays False: NaN is
+        padding at the end of a sequence, not a missing value anywhere)."""
         tags = super().__sklearn_tags__()
         tags.input_tags.three_d_array = True          # (n, T, F) sequences of F features
         return tags
@@ -346,6 +348,7 @@ class RNNClassifier(ClassifierMixin, _RNNEstimator):
         """The mean accuracy on ``(X, y)``."""
         return accuracy_score(y, self.predict(X, lengths), sample_weight=sample_weight)
 
+
 class RNNRegressor(RegressorMixin, _RNNEstimator):
     r"""A recurrent network regressing a value (or several) per sequence, as a
     scikit-learn estimator.
@@ -412,6 +415,7 @@ class RNNRegressor(RegressorMixin, _RNNEstimator):
         return r2_score(y, self.predict(X, lengths), sample_weight=sample_weight)
 
     def __sklearn_tags__(self):
+        """The tags of both estimators, and a ``y`` of several outputs."""
         tags = super().__sklearn_tags__()
         tags.target_tags.multi_output = True
         return tags
