@@ -17,7 +17,7 @@ import joblib  # noqa: E402
 import sklearn  # noqa: E402
 from sklearn.model_selection import GridSearchCV, cross_validate  # noqa: E402
 from sklearn.pipeline import make_pipeline  # noqa: E402
-from sklearn.preprocessing import FunctionTransformer  # noqa: E402
+from sklearn.preprocessing import FunctionTransformer, StandardScaler  # noqa: E402
 from sklearn.utils.estimator_checks import parametrize_with_checks  # noqa: E402
 
 import fastrnn  # noqa: E402
@@ -110,6 +110,20 @@ def test_nan_padding_is_lengths():
     short = np.flatnonzero(lengths == 4)
     cut = a.model_.predict_proba(X[short, :4, None])
     np.testing.assert_allclose(a.predict_proba(padded[short]), cut, rtol=1e-12, atol=1e-12)
+
+
+def test_nan_padding_through_a_scaler():
+    """StandardScaler keeps NaN where it is (and ignores it when fitting), so a padded X
+    goes through a Pipeline's transformers as padding."""
+    X, y, _ = _sequences()
+    lengths = np.random.default_rng(3).integers(2, 10, size=len(X))
+    padded = _padded(X, lengths)
+    pipe = make_pipeline(StandardScaler(), RNNClassifier(hidden_size=4, epochs=2,
+                                                         random_state=0)).fit(padded, y)
+    scaled = StandardScaler().fit(padded).transform(padded)
+    direct = RNNClassifier(hidden_size=4, epochs=2, random_state=0).fit(scaled, y)
+    np.testing.assert_array_equal(pipe.predict_proba(padded), direct.predict_proba(scaled))
+    np.testing.assert_array_equal(np.isnan(scaled), np.isnan(padded))
 
 
 @pytest.mark.parametrize("where, message", [
