@@ -120,7 +120,7 @@ class _RNNEstimator(BaseEstimator):
 
     def _sequences(self, X, y="no_validation", lengths=None, *, reset: bool, **y_options):
         """``(x, y, lengths)``: ``X`` checked by scikit-learn (``n_features_in_``, feature
-        names) as (n, T, F) in the estimator's dtype with its padding zeroed, ``y`` (unless
+        names) as (n, T, F) in the estimator's dtype, ``y`` (unless
         it is ``"no_validation"``, scikit-learn's word) as scikit-learn checks it, and the
         lengths (None when every sequence is whole)."""
         dtype = as_dtype(self.dtype, "dtype")
@@ -147,13 +147,9 @@ class _RNNEstimator(BaseEstimator):
         else:
             lengths = _padding_lengths(x)
         all_finite(x, "X", lengths)
-        if lengths is not None:
-            if np.all(lengths == x.shape[1]):
-                lengths = None
-            else:
-                valid = np.arange(x.shape[1])[None, :] < lengths[:, None]
-                x = np.where(valid[:, :, None], x, 0).astype(dtype, copy=False)
-        return x, y, lengths
+        if lengths is not None and np.all(lengths == x.shape[1]):
+            lengths = None
+        return x, y, lengths          # the layers never read the padding (NaN or not)
 
     # -- the model -------------------------------------------------------------------------
 
