@@ -171,6 +171,12 @@ def get_num_threads() -> int:
     return _blas.get_num_threads()
 
 
+def process_num_threads() -> int:
+    """The process-wide value of :func:`set_num_threads` (what threads outside a
+    :func:`threads` block use), whatever the calling thread's own limit."""
+    return _blas.process_num_threads()
+
+
 @contextlib.contextmanager
 def threads(n: int) -> Iterator[None]:
     """Within the block, fastrnn's kernels called from this Python thread use at most
@@ -221,7 +227,7 @@ def process_settings() -> dict:
     return {"environment": dict(_environ.SET),
             "blas_threads": blas,
             "kernel_threads": {"at_import": BUDGET, "source": BUDGET_SOURCE,
-                               "now": _blas.process_num_threads()},
+                               "now": process_num_threads()},
             "malloc": {"tuned": _malloc.TUNED, "reason": _malloc.REASON},
             "threadpoolctl": EXTRA_SETTINGS.get("threadpoolctl", False)}
 

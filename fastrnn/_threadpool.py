@@ -18,7 +18,7 @@ threadpoolctl is optional: without it this module does nothing.
 
 from __future__ import annotations
 
-from . import _blas, _runtime
+from . import _runtime
 from ._version import __version__
 
 try:
@@ -41,7 +41,7 @@ if threadpoolctl is not None:
         def get_num_threads(self) -> int:
             """The process-wide value (what threads outside a ``fastrnn.threads`` block
             use)."""
-            return _blas.process_num_threads()
+            return _runtime.process_num_threads()
 
         def set_num_threads(self, num_threads: int) -> None:
             """``fastrnn.set_num_threads(num_threads)``: capped at the cores."""
