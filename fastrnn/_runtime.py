@@ -24,7 +24,7 @@ import contextlib
 import ctypes
 import os
 import warnings
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 
 import scipy.linalg.cython_blas  # noqa: F401  (loads scipy's BLAS)
 
@@ -75,7 +75,7 @@ def _positive_int(text: str) -> int | None:
     return n if n >= 1 else None
 
 
-def budget_from_environment(environ=os.environ) -> tuple[int, str]:
+def budget_from_environment(environ: Mapping[str, str] = os.environ) -> tuple[int, str]:
     """The kernels' threads at import and where they come from: ``FASTRNN_NUM_THREADS``,
     else the first value of ``OMP_NUM_THREADS``, else the affinity mask; capped at the
     cores of the affinity mask.  An empty variable counts as unset; one that is not a
@@ -180,7 +180,8 @@ def process_num_threads() -> int:
 @contextlib.contextmanager
 def threads(n: int) -> Iterator[None]:
     """Within the block, fastrnn's kernels called from this Python thread use at most
-    ``n`` threads (capped at the available cores); other Python threads keep theirs.
+    ``n`` threads (capped at the available cores; ``n`` may be more than the
+    process-wide value); other Python threads keep theirs.
 
     The model is threadpoolctl's ``threadpool_limits``, for fastrnn and one thread: the
     way to give each trial of a sweep, or each request of a thread pool, its own share

@@ -85,8 +85,11 @@ class Parameter:
     def __getstate__(self) -> dict[str, np.ndarray]:
         return {"data": self._data}
 
-    def __setstate__(self, state: dict[str, np.ndarray]) -> None:
-        data = state["data"] if isinstance(state, dict) else None
+    def __setstate__(self, state) -> None:
+        if isinstance(state, tuple) and len(state) == 2 and isinstance(state[1], dict):
+            # the slots, as pickled before Parameter had __getstate__ (0.1.0)
+            state = {"data": state[1].get("_data")}
+        data = state.get("data") if isinstance(state, dict) else None
         if not isinstance(data, np.ndarray):
             raise TypeError(f"a Parameter's pickled state holds its data array, got "
                             f"{type(data).__name__}")
@@ -94,12 +97,12 @@ class Parameter:
         self._grad = np.zeros_like(self._data)
 
     def __copy__(self) -> Parameter:
-        new = Parameter.__new__(Parameter)
+        new = type(self).__new__(type(self))
         new._data, new._grad = self._data, self._grad
         return new
 
     def __deepcopy__(self, memo: dict) -> Parameter:
-        new = Parameter.__new__(Parameter)
+        new = type(self).__new__(type(self))
         memo[id(self)] = new
         new._data, new._grad = self._data.copy(), self._grad.copy()
         return new

@@ -89,7 +89,14 @@ def test_an_unpickled_model_predicts_identically_and_trains_alike():
 
 def test_a_parameter_refuses_a_state_without_its_array():
     p = fastrnn.Parameter(np.zeros(3, np.float32))
-    with pytest.raises(TypeError, match="pickled state holds its data array"):
-        p.__setstate__({"data": [1.0, 2.0]})
-    with pytest.raises(TypeError, match="pickled state holds its data array"):
-        p.__setstate__((None, {"_data": np.zeros(3)}))
+    for state in ({"data": [1.0, 2.0]}, {}, None, (None, {"_grad": np.zeros(3)})):
+        with pytest.raises(TypeError, match="pickled state holds its data array"):
+            p.__setstate__(state)
+
+
+def test_a_parameter_pickled_as_its_slots_loads_without_its_grad():
+    """The state of the pickles written before Parameter had __getstate__."""
+    p = fastrnn.Parameter.__new__(fastrnn.Parameter)
+    p.__setstate__((None, {"_data": np.arange(3.0), "_grad": np.ones(3)}))
+    np.testing.assert_array_equal(p.data, [0.0, 1.0, 2.0])
+    np.testing.assert_array_equal(p.grad, np.zeros(3))
