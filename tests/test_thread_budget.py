@@ -275,6 +275,27 @@ def test_fastrnn_imports_and_works_without_threadpoolctl():
     assert out.returncode == 0 and out.stdout.split() == ["False"], out.stderr
 
 
+def _worker_budget(_):
+    """In a joblib worker: the OMP_NUM_THREADS joblib gave it, and fastrnn's budget."""
+    k = fastrnn.process_settings()["kernel_threads"]
+    return os.environ.get("OMP_NUM_THREADS"), fastrnn.get_num_threads(), k["source"]
+
+
+def test_joblib_workers_run_fastrnn_on_their_share_of_the_cores():
+    """joblib's loky workers (scikit-learn's default) get OMP_NUM_THREADS, cores // n_jobs
+    (1 here); fastrnn in them follows it."""
+    joblib = pytest.importorskip("joblib")
+    loky = pytest.importorskip("joblib.externals.loky")
+    try:
+        got = joblib.Parallel(n_jobs=2, backend="loky")(
+            joblib.delayed(_worker_budget)(i) for i in range(2))
+    finally:
+        loky.get_reusable_executor().shutdown(wait=True)
+    for omp, n, source in got:
+        assert omp is not None and source == "OMP_NUM_THREADS"
+        assert n == min(int(omp), CORES)
+
+
 # ------------------------------------------------------------------ malloc, the list
 
 _SETTINGS = """
