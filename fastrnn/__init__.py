@@ -5,23 +5,15 @@ time; PyTorch's equations, gate order and parameter names; heads, losses, optimi
 a training loop around them; blocks and containers (``Sequential``) to compose them.
 """
 
-import os as _os
+# first: the OpenMP environment defaults, read once when the OpenMP runtime loads
+from . import _environ
 
-# fastrnn's OpenMP threads wait for the next parallel loop by spinning a short while (GCC's
-# libgomp: GOMP_SPINCOUNT=10000, about 0.3 ms here), then sleep.  That catches the next loop
-# of the same training step: waking a sleeping thread took 50-150 us on the benchmark
-# machine, a third of a small layer's step (RNN T=200 B=16 H=64: 1.15 -> 0.82 ms).  It is
-# short, so a busy machine loses little to spinning, and libgomp shortens it by itself when
-# there are more OpenMP threads than cores (several Python threads each calling fastrnn).
-# Set OMP_WAIT_POLICY or GOMP_SPINCOUNT before importing fastrnn to choose otherwise; both
-# are read once, when the OpenMP runtime loads.
-_ENV_SET = tuple(k for k in ("OMP_WAIT_POLICY", "GOMP_SPINCOUNT") if k not in _os.environ)
-_os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
-_os.environ.setdefault("GOMP_SPINCOUNT", "10000")
+_ENV_SET = tuple(_environ.SET)     # the names it set (bench/harness.py reads them)
 
 from . import data, heads, losses, optim  # noqa: E402
-from ._runtime import blas_info  # noqa: E402
-from ._engine import get_num_threads, set_num_threads  # noqa: E402
+from ._runtime import (blas_info, get_num_threads, process_settings,  # noqa: E402
+                       set_num_threads, threads)
+from . import _threadpool  # noqa: E402, F401  (threadpoolctl's controller, if installed)
 from .blocks import (GELU, AttentionPooling, Dropout, LayerNorm, ReLU, Sigmoid,  # noqa: E402
                      Tanh, TimePooling)
 from .callbacks import EarlyStopping, ModelCheckpoint  # noqa: E402
@@ -50,5 +42,5 @@ __all__ = ["RNN", "LSTM", "GRU", "FastRNN", "FastGRNN", "RNNCell", "LSTMCell", "
            "ManyToMany", "ManyToOne", "OneToMany", "SequenceModel", "Seq2Seq", "Stepper",
            "History", "EarlyStopping", "ModelCheckpoint", "Module", "Parameter", "save",
            "load", "load_checkpoint", "ModelFileError", "data", "heads", "losses", "optim",
-           "set_num_threads", "get_num_threads", "blas_info", "from_torch", "to_torch",
-           "export_onnx", "from_onnx", "__version__"]
+           "set_num_threads", "get_num_threads", "threads", "process_settings", "blas_info",
+           "from_torch", "to_torch", "export_onnx", "from_onnx", "__version__"]

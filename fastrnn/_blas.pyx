@@ -21,7 +21,34 @@ from libc.stdlib cimport free, malloc
 # the threads; the time loops split the batch (see row_bounds in fastrnn/_engine.py).
 # The thresholds here and below start at the values fastrnn/_tuning.py sets on import,
 # which says why each is what it is.
-cdef int _max_threads = 1
+#
+# How many: the process-wide default (set_num_threads), unless the calling thread is inside
+# a ``fastrnn.threads(k)`` block, whose limit is thread-local (C thread-local storage, so a
+# kernel reads it without the GIL).  A kernel reads them once per product it splits
+# (fr_threads: one thread-local load and one global load), never per step.
+# fastrnn_num_threads is exported, unmangled, for threadpoolctl to recognise this library
+# (fastrnn/_threadpool.py).
+cdef extern from *:
+    """
+    static int fr_default_threads = 1;          /* set_num_threads: every thread */
+    static __thread int fr_local_threads = 0;   /* fastrnn.threads(k) here; 0: none */
+    static inline int fr_threads(void) {
+        int local = fr_local_threads;
+        return local > 0 ? local : fr_default_threads;
+    }
+    static inline int fr_local(void) { return fr_local_threads; }
+    static inline void fr_set_local(int n) { fr_local_threads = n; }
+    static inline void fr_set_default(int n) { fr_default_threads = n; }
+    __attribute__((visibility("default"))) int fastrnn_num_threads(void) {
+        return fr_default_threads;
+    }
+    """
+    int fr_threads() noexcept nogil
+    int fr_local() noexcept nogil
+    void fr_set_local(int n) noexcept nogil
+    void fr_set_default(int n) noexcept nogil
+    int fastrnn_num_threads() noexcept nogil
+
 cdef double _par_min_flops = 2e7            # _tuning.PARALLEL_MIN_FLOPS
 
 # libgomp keeps the threads of a parallel region in a pool for the next one, and a forked
@@ -41,30 +68,59 @@ cdef int _team(int threads) noexcept nogil:
 
 
 cdef int _threads() noexcept nogil:
-    """The most threads a kernel uses (what :func:`get_num_threads` returns)."""
-    return _max_threads
+    """The most threads a kernel called from this thread uses (what
+    :func:`get_num_threads` returns)."""
+    return fr_threads()
+
+
+cdef int _positive(int n) except -1:
+    if n < 1:
+        raise ValueError(f"n must be >= 1, got {n}")
+    return 1 if _forked_serial else n
 
 
 def set_num_threads(int n):
-    """Use at most ``n`` threads in the kernels (1 in a child forked after the parent
-    ran a parallel region)."""
-    global _max_threads
-    if n < 1:
-        raise ValueError(f"n must be >= 1, got {n}")
-    _max_threads = 1 if _forked_serial else n
+    """Use at most ``n`` threads in the kernels of every thread without a limit of its own
+    (1 in a child forked after the parent ran a parallel region)."""
+    fr_set_default(_positive(n))
 
 
 def get_num_threads():
-    return _max_threads
+    """The most threads a kernel called from this thread uses: its own limit
+    (:func:`set_thread_limit`) if it has one, else the process-wide value."""
+    return fr_threads()
+
+
+def process_num_threads():
+    """The process-wide value of :func:`set_num_threads`, whatever this thread's limit."""
+    return fastrnn_num_threads()
+
+
+def set_thread_limit(int n):
+    """Limit the kernels called from this thread to ``n`` threads (0: no limit of its own,
+    the process-wide value applies); returns the previous limit (0 for none).  Other
+    threads are unaffected.  1 in a child forked after the parent ran a parallel region."""
+    cdef int previous = fr_local()
+    if n < 0:
+        raise ValueError(f"n must be >= 0, got {n}")
+    fr_set_local(0 if n == 0 else _positive(n))
+    return previous
+
+
+def thread_limit():
+    """This thread's own limit (:func:`set_thread_limit`), 0 for none."""
+    return fr_local()
 
 
 def after_fork_in_child():
     """Called in a forked child: one thread from now on if the parent's pool existed.
     Returns whether the child was limited."""
-    global _max_threads, _forked_serial
+    global _forked_serial
     if _teams_started:
         _forked_serial = True
-        _max_threads = 1
+        fr_set_default(1)
+        if fr_local() > 1:          # forked inside a fastrnn.threads block
+            fr_set_local(1)
     return bool(_forked_serial)
 
 
@@ -92,7 +148,7 @@ def parallel_min_flops(value=None):
 
 cdef int _parts(int m, int n, int k) noexcept nogil:
     """How many threads share the m rows of a product."""
-    cdef int parts = _max_threads
+    cdef int parts = fr_threads()
     if parts > m // 8:
         parts = m // 8
     if parts < 1 or 2.0 * m * n * k < _par_min_flops:

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import functools
 import os
-import warnings
 import weakref
 from dataclasses import dataclass, field
 from typing import NamedTuple
@@ -46,39 +45,10 @@ def active_rows(sorted_lengths: np.ndarray | None, steps: int, batch: int) -> np
     return np.searchsorted(-sorted_lengths, -t, side="left").astype(np.intc)
 
 
-def set_num_threads(n: int) -> None:
-    """Use at most ``n`` threads in fastrnn's kernels (default: the available cores).
-
-    ``n`` is capped at the cores this process may run on (its affinity mask): more
-    threads than cores only wait for each other, and each Python thread that calls a
-    kernel starts a team of its own.  In a child forked after the parent ran a kernel on
-    several threads the kernels run on one thread (the OpenMP runtime cannot start
-    threads there); start such children with the "spawn" or "forkserver" method instead.
-
-    >>> import fastrnn
-    >>> before = fastrnn.get_num_threads()
-    >>> fastrnn.set_num_threads(1)
-    >>> fastrnn.get_num_threads()
-    1
-    >>> fastrnn.set_num_threads(before)
-    """
-    if isinstance(n, bool) or not isinstance(n, int) or n < 1:
-        raise ValueError(f"n must be a positive int, got {n!r}")
-    if n > 1 and _blas.forked_serial():
-        warnings.warn("this process was forked after fastrnn ran a kernel on several "
-                      "threads; its kernels run on one thread (start it with the 'spawn' "
-                      "or 'forkserver' method to use more)", RuntimeWarning, stacklevel=2)
-    _blas.set_num_threads(min(n, _runtime.available_cores()))
-
-
-def get_num_threads() -> int:
-    """The most threads fastrnn's kernels use.
-
-    >>> import fastrnn
-    >>> fastrnn.get_num_threads() >= 1
-    True
-    """
-    return _blas.get_num_threads()
+# The thread settings live in fastrnn._runtime (process set-up, with the thread budget);
+# the engine's names for them, as before.
+set_num_threads = _runtime.set_num_threads
+get_num_threads = _runtime.get_num_threads
 
 
 def row_bounds(nact: np.ndarray, batch: int, hidden: int, gates: int) -> np.ndarray:

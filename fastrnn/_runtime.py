@@ -1,4 +1,5 @@
-"""Process set-up: which BLAS the kernels use, and its threads.
+"""Process set-up: which BLAS the kernels use, its threads, the kernels' thread budget,
+and the list of what ``import fastrnn`` changed in the process (:func:`process_settings`).
 
 The kernels call scipy's BLAS (``scipy.linalg.cython_blas``), which scipy's wheels bundle
 as their own OpenBLAS, separate from numpy's.  fastrnn parallelises its kernels itself
@@ -8,16 +9,29 @@ pool of spinning threads would only steal the cores.  (This is process-wide: sci
 BLAS calls then run on one thread too; ``fastrnn.set_num_threads`` does not change it.)
 Where the library cannot be found (another BLAS, another platform), it keeps its own
 threading and everything else works the same.
+
+The kernels' own threads (their *budget*) start at ``FASTRNN_NUM_THREADS``, else
+``OMP_NUM_THREADS`` (its first value, for a list such as ``"4,2"``), else the cores of the
+affinity mask, and never more than those cores: engines (Dask, Ray, Spark, joblib) give
+each worker its share of the cores through ``OMP_NUM_THREADS``.  A value that is not a
+positive integer is ignored with a warning.  :func:`set_num_threads` changes the budget
+for the whole process, :func:`threads` for the calling thread only.
 """
 
 from __future__ import annotations
 
+import contextlib
 import ctypes
 import os
+import warnings
+from collections.abc import Iterator, Mapping
 
 import scipy.linalg.cython_blas  # noqa: F401  (loads scipy's BLAS)
 
-from . import _blas, _malloc
+from . import _blas, _environ, _malloc
+
+#: where the thread budget at import comes from, first found first
+BUDGET_VARIABLES = ("FASTRNN_NUM_THREADS", "OMP_NUM_THREADS")
 
 _SET = ("scipy_openblas_set_num_threads", "openblas_set_num_threads")
 _GET = ("scipy_openblas_get_num_threads", "openblas_get_num_threads")
@@ -46,10 +60,39 @@ def _symbol(lib, names):
 
 
 def available_cores() -> int:
+    """The cores this process may run on (its affinity mask)."""
     try:
         return max(1, len(os.sched_getaffinity(0)))
     except AttributeError:
         return os.cpu_count() or 1
+
+
+def _positive_int(text: str) -> int | None:
+    try:
+        n = int(text.strip())
+    except ValueError:
+        return None
+    return n if n >= 1 else None
+
+
+def budget_from_environment(environ: Mapping[str, str] = os.environ) -> tuple[int, str]:
+    """The kernels' threads at import and where they come from: ``FASTRNN_NUM_THREADS``,
+    else the first value of ``OMP_NUM_THREADS``, else the affinity mask; capped at the
+    cores of the affinity mask.  An empty variable counts as unset; one that is not a
+    positive integer is skipped with a ``RuntimeWarning``."""
+    cores = available_cores()
+    for name in BUDGET_VARIABLES:
+        text = environ.get(name, "").strip()
+        if not text:
+            continue
+        # OMP_NUM_THREADS may list one value per nesting level: the first is ours
+        n = _positive_int(text.split(",")[0] if name == "OMP_NUM_THREADS" else text)
+        if n is None:
+            warnings.warn(f"fastrnn ignores {name}={text!r}: it must be a positive integer",
+                          RuntimeWarning, stacklevel=2)
+            continue
+        return min(n, cores), name
+    return cores, "affinity mask"
 
 
 def _setup() -> dict:
@@ -69,18 +112,133 @@ def _setup() -> dict:
             info["blas_threads_before"] = int(get_fn())
             set_fn(1)
             info["blas_threads"] = int(get_fn())
-    _blas.set_num_threads(available_cores())
     return info
 
 
 INFO = _setup()
+BUDGET, BUDGET_SOURCE = budget_from_environment()
+_blas.set_num_threads(BUDGET)
+
+#: what other modules set up at import, for process_settings (fastrnn._threadpool adds
+#: whether it registered a threadpoolctl controller)
+EXTRA_SETTINGS: dict[str, object] = {}
+
+
+def _capped(n: object) -> int:
+    if isinstance(n, bool) or not isinstance(n, int) or n < 1:
+        raise ValueError(f"n must be a positive int, got {n!r}")
+    return min(n, available_cores())
+
+
+def _warn_if_forked(n: int) -> None:
+    if n > 1 and _blas.forked_serial():
+        warnings.warn("this process was forked after fastrnn ran a kernel on several "
+                      "threads; its kernels run on one thread (start it with the 'spawn' "
+                      "or 'forkserver' method to use more)", RuntimeWarning, stacklevel=3)
+
+
+def set_num_threads(n: int) -> None:
+    """Use at most ``n`` threads in fastrnn's kernels, in every Python thread that is not
+    inside a :func:`threads` block (the default at import: ``FASTRNN_NUM_THREADS``, else
+    ``OMP_NUM_THREADS``, else the available cores).
+
+    ``n`` is capped at the cores this process may run on (its affinity mask): more
+    threads than cores only wait for each other, and each Python thread that calls a
+    kernel starts a team of its own.  In a child forked after the parent ran a kernel on
+    several threads the kernels run on one thread (the OpenMP runtime cannot start
+    threads there); start such children with the "spawn" or "forkserver" method instead.
+
+    >>> import fastrnn
+    >>> before = fastrnn.get_num_threads()
+    >>> fastrnn.set_num_threads(1)
+    >>> fastrnn.get_num_threads()
+    1
+    >>> fastrnn.set_num_threads(before)
+    """
+    n = _capped(n)
+    _warn_if_forked(n)
+    _blas.set_num_threads(n)
+
+
+def get_num_threads() -> int:
+    """The most threads fastrnn's kernels use when called from this Python thread: the
+    limit of the :func:`threads` block it is in, else the process-wide value.
+
+    >>> import fastrnn
+    >>> fastrnn.get_num_threads() >= 1
+    True
+    """
+    return _blas.get_num_threads()
+
+
+def process_num_threads() -> int:
+    """The process-wide value of :func:`set_num_threads` (what threads outside a
+    :func:`threads` block use), whatever the calling thread's own limit."""
+    return _blas.process_num_threads()
+
+
+@contextlib.contextmanager
+def threads(n: int) -> Iterator[None]:
+    """Within the block, fastrnn's kernels called from this Python thread use at most
+    ``n`` threads (capped at the available cores; ``n`` may be more than the
+    process-wide value); other Python threads keep theirs.
+
+    The model is threadpoolctl's ``threadpool_limits``, for fastrnn and one thread: the
+    way to give each trial of a sweep, or each request of a thread pool, its own share
+    of the cores.  Blocks nest, and leaving one (also by an exception) restores what the
+    thread had before.  The limit belongs to the thread: threads started inside the
+    block do not inherit it.  :func:`set_num_threads` and ``threadpoolctl`` change the
+    process-wide value, which applies to the threads outside such a block.  Usable as a
+    decorator too.
+
+    >>> import fastrnn
+    >>> with fastrnn.threads(1):
+    ...     fastrnn.get_num_threads()
+    1
+    """
+    n = _capped(n)
+    _warn_if_forked(n)
+    previous = _blas.set_thread_limit(n)
+    try:
+        yield
+    finally:
+        _blas.set_thread_limit(previous)
+
+
+def process_settings() -> dict:
+    """What ``import fastrnn`` changed in this process, in one place.
+
+    * ``"environment"``: the variables it set because they were unset (OpenMP's wait
+      policy, see ``fastrnn/_environ.py``);
+    * ``"blas_threads"``: scipy's OpenBLAS, set to one thread (``before``, ``after``;
+      None where that library was not found);
+    * ``"kernel_threads"``: the process-wide thread budget of fastrnn's kernels at
+      import and its source (``FASTRNN_NUM_THREADS``, ``OMP_NUM_THREADS`` or the
+      affinity mask), and the value now;
+    * ``"malloc"``: whether glibc's malloc thresholds were raised, and why (not);
+    * ``"threadpoolctl"``: whether fastrnn registered its controller with threadpoolctl.
+
+    >>> import fastrnn
+    >>> sorted(fastrnn.process_settings())
+    ['blas_threads', 'environment', 'kernel_threads', 'malloc', 'threadpoolctl']
+    """
+    blas = None if INFO["blas_threads"] is None else {
+        "library": INFO["library"], "before": INFO["blas_threads_before"],
+        "after": INFO["blas_threads"]}
+    return {"environment": dict(_environ.SET),
+            "blas_threads": blas,
+            "kernel_threads": {"at_import": BUDGET, "source": BUDGET_SOURCE,
+                               "now": process_num_threads()},
+            "malloc": {"tuned": _malloc.TUNED, "reason": _malloc.REASON},
+            "threadpoolctl": EXTRA_SETTINGS.get("threadpoolctl", False)}
 
 
 def blas_info() -> dict:
     """The BLAS library in use, its configuration and threads, the threads of fastrnn's
     own kernels, whether float32 products use fastrnn's own panel product (AVX-512; see
     ``fastrnn/_panel.h``) and whether malloc keeps large freed blocks (see
-    ``fastrnn._malloc``).
+    ``fastrnn._malloc``).  :func:`process_settings` lists everything ``import fastrnn``
+    changed in the process.
 
     >>> import fastrnn
     >>> info = fastrnn.blas_info()

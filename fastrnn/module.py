@@ -28,6 +28,11 @@ class Parameter:
     >>> p.zero_grad()
     >>> float(p.grad.sum())
     0.0
+
+    A pickle holds ``data`` only: unpickled, ``grad`` is zeros (so a model pickles to
+    about the size of its weights, which is what Dask, Ray and multiprocessing ship
+    between processes; protocol 5 sends the array out of band).  ``copy.copy`` and
+    ``copy.deepcopy`` keep ``grad``.
     """
 
     __slots__ = ("_data", "_grad")
@@ -76,6 +81,31 @@ class Parameter:
 
     def zero_grad(self) -> None:
         self.grad.fill(0)
+
+    def __getstate__(self) -> dict[str, np.ndarray]:
+        return {"data": self._data}
+
+    def __setstate__(self, state) -> None:
+        if isinstance(state, tuple) and len(state) == 2 and isinstance(state[1], dict):
+            # the slots, as pickled before Parameter had __getstate__ (0.1.0)
+            state = {"data": state[1].get("_data")}
+        data = state.get("data") if isinstance(state, dict) else None
+        if not isinstance(data, np.ndarray):
+            raise TypeError(f"a Parameter's pickled state holds its data array, got "
+                            f"{type(data).__name__}")
+        self._data = np.ascontiguousarray(data)
+        self._grad = np.zeros_like(self._data)
+
+    def __copy__(self) -> Parameter:
+        new = type(self).__new__(type(self))
+        new._data, new._grad = self._data, self._grad
+        return new
+
+    def __deepcopy__(self, memo: dict) -> Parameter:
+        new = type(self).__new__(type(self))
+        memo[id(self)] = new
+        new._data, new._grad = self._data.copy(), self._grad.copy()
+        return new
 
     def __repr__(self) -> str:
         return f"Parameter(shape={self.data.shape}, dtype={self.data.dtype})"

@@ -10,7 +10,8 @@ What is shared and what is not (README, "Robustness"):
 * training writes the weights, their ``.grad`` and the optimizer's state: one thread
   trains a given model, and nobody infers on that model meanwhile; other threads may infer
   on (or train) other models;
-* ``fastrnn.set_num_threads`` is process-wide.
+* ``fastrnn.set_num_threads`` is process-wide; ``with fastrnn.threads(k):`` limits the
+  calling thread only (tests/test_thread_budget.py).
 """
 
 import threading

@@ -1,0 +1,20 @@
+"""The environment defaults fastrnn sets before its OpenMP runtime loads.
+
+fastrnn's OpenMP threads wait for the next parallel loop by spinning a short while (GCC's
+libgomp: GOMP_SPINCOUNT=10000, about 0.3 ms here), then sleep.  That catches the next loop
+of the same training step: waking a sleeping thread took 50-150 us on the benchmark
+machine, a third of a small layer's step (RNN T=200 B=16 H=64: 1.15 -> 0.82 ms).  It is
+short, so a busy machine loses little to spinning, and libgomp shortens it by itself when
+there are more OpenMP threads than cores (several Python threads each calling fastrnn).
+Set OMP_WAIT_POLICY or GOMP_SPINCOUNT before importing fastrnn to choose otherwise; both
+are read once, when the OpenMP runtime loads, so this module is the first one
+``import fastrnn`` runs.  ``fastrnn.process_settings()`` lists what it set.
+"""
+
+import os
+
+DEFAULTS = {"OMP_WAIT_POLICY": "PASSIVE", "GOMP_SPINCOUNT": "10000"}
+
+#: the variables of DEFAULTS this process did not have, which fastrnn set
+SET = {name: value for name, value in DEFAULTS.items() if name not in os.environ}
+os.environ.update(SET)
