@@ -770,8 +770,9 @@ cdef int _forward(int kind, const floating[:, ::1] X, const floating[:, ::1] W_i
     cdef bint one_row = layout == _LSTM_ROW
     if one_row:
         _check_one_row(kind, B, H, whh_t, L.W_ih_p, <floating>0)
-        if L.W_hr != NULL:
-            raise ValueError("LAYOUT_LSTM_ROW is the LSTM's layout without a projection")
+        if L.W_hr != NULL or L.hmask != NULL or L.zh != NULL:
+            raise ValueError("LAYOUT_LSTM_ROW is the plain LSTM's layout: no projection, "
+                             "recurrent dropout or zoneout")
         L.panels = NULL
     else:
         L.panels = _panels_ptr(whh_t, layout)

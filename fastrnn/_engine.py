@@ -159,11 +159,11 @@ def step_operand(W_hh: np.ndarray, T: int, B: int,
 
 
 def forward_operand(kind: Kind, W_hh: np.ndarray, T: int, B: int,
-                    projected: bool = False) -> tuple[np.ndarray, int]:
+                    plain: bool = True) -> tuple[np.ndarray, int]:
     """What a forward time loop multiplies by at each step, and its layout: the one-row
-    LSTM loop's packed weights when it applies (an LSTM without a projection), else
-    :func:`step_operand`."""
-    if kind.kernel_id == _core.KIND_LSTM and not projected:
+    LSTM loop's packed weights when it applies (a ``plain`` LSTM: no projection, no
+    recurrent dropout, no zoneout), else :func:`step_operand`."""
+    if kind.kernel_id == _core.KIND_LSTM and plain:
         packed = packed_lstm_weights(W_hh, T, B)
         if packed is not None:
             return packed, _core.LAYOUT_LSTM_ROW
@@ -219,7 +219,8 @@ def run_forward(kind: Kind, relu: bool, X: np.ndarray, weights: Weights, nact: n
     dt = X.dtype
     GH = kind.gates * H
     bounds = row_bounds(nact, B, H, kind.gates)
-    W_hh_t, layout = forward_operand(kind, weights[1], T, B, W_hr is not None)
+    W_hh_t, layout = forward_operand(kind, weights[1], T, B,
+                                     W_hr is None and hmask is None and zoneout[0] is None)
     W_ih_p = input_operand(weights[0], layout)
     # projecting step by step, inference keeps the gates of one step only
     Gt = np.empty((T * B if train or W_ih_p is None else B, GH), dt)
@@ -471,16 +472,18 @@ def cell_call(kind: Kind, relu: bool, x: object, state: object, weights: Weights
 
 
 def step_workspace(kind: Kind, batch: int, hidden: int, dtype,
-                   state_size: int | None = None) -> tuple[np.ndarray, np.ndarray]:
+                   state_size: int | None = None,
+                   sequence: bool = False) -> tuple[np.ndarray, np.ndarray]:
     """``(gates, gh)``, the workspace :func:`step` takes for ``batch`` rows: ``gates``
     (B, G*H), and ``gh`` (B, 3H) for a GRU (``gates`` again for the other kinds).  For a
-    kind without a one-step kernel or an LSTM with a projection (``state_size`` P, the
-    width of h, not H), ``gh`` is the output (1, B, P) of the sequence kernel and
+    kind without a one-step kernel, an LSTM with a projection (``state_size`` P, the
+    width of h, not H) or a layer with zoneout (``sequence``), ``gh`` is the output
+    (1, B, P) of the sequence kernel and
     ``gates`` (2, B, G*H) for a kind that keeps a product apart (the gates, then the
     kernel's workspace Gh), else (1, B, G*H)."""
     GH = kind.gates * hidden
     state_size = state_size or hidden
-    if not kind.one_step or state_size != hidden:
+    if not kind.one_step or state_size != hidden or sequence:
         gates = np.empty((2 if kind.keeps_product else 1, batch, GH), dtype)
         return gates, np.empty((1, batch, state_size), dtype)
     gates = np.empty((batch, GH), dtype)
@@ -495,20 +498,23 @@ def _one_step_rows(batch: int) -> tuple[np.ndarray, np.ndarray]:
 
 
 def step(kind: Kind, relu: bool, x: np.ndarray, weights: Weights, h: np.ndarray,
-         c: np.ndarray | None, gates: np.ndarray, gh: np.ndarray) -> None:
+         c: np.ndarray | None, gates: np.ndarray, gh: np.ndarray,
+         zoneout: tuple = (None, None)) -> None:
     """One time step of one layer on every row, in place: ``h`` (and ``c``, the LSTM's
     cell state; None for the other kinds) (B, H) go from the previous state to the new
     one, from ``x`` (B, I); ``gates``, ``gh`` from :func:`step_workspace`.  A kind
     without a one-step kernel (FastRNN, FastGRNN, the variants) or an LSTM with a
     projection runs its sequence kernel over the step, reading W_hh as it is (no per-call
-    copy)."""
+    copy); so does a layer with ``zoneout``, the rates of :func:`zoneout_arrays` at
+    inference."""
     W_ih, W_hh, b_ih, b_hh = weights[:4]
     if gates.ndim == 3:            # the workspace of the sequence kernel (step_workspace)
         nact, bounds = _one_step_rows(h.shape[0])
         scalars, peephole, W_hr = extras(kind, weights)
         _core.forward(kind.kernel_id, x, W_ih, W_hh, b_ih, b_hh, nact, bounds, h, gh, 0,
                       gates[0], c=c, Gh=gates[1] if kind.keeps_product else None,
-                      scalars=scalars, peephole=peephole, W_hr=W_hr)
+                      scalars=scalars, peephole=peephole, W_hr=W_hr, zh=zoneout[0],
+                      zc=zoneout[1], relu=relu)
         return
     _step.step(kind.kernel_id, relu, x, W_ih, W_hh, b_ih, b_hh, h, gates if c is None else c,
                gates, gh)

@@ -332,14 +332,18 @@ class BCEWithLogitsLoss(_Loss):
         return _sigmoid(out)
 
 
-def _takes_mask(fn: Callable) -> bool:
-    """Whether ``fn`` can be called as ``fn(outputs, targets, mask)``."""
+def _mask_parameter(fn: Callable) -> str:
+    """How ``fn`` takes the mask: ``"required"`` (a parameter ``mask`` without a default:
+    always passed, None without padding), ``"optional"`` (one with a default, or
+    ``**kwargs``: passed by keyword where there is padding) or ``""`` (none)."""
     try:
-        params = inspect.signature(fn).parameters.values()
-    except (TypeError, ValueError):          # a builtin without a signature: try it
-        return True
-    positional = [p for p in params if p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD)]
-    return len(positional) >= 3 or any(p.kind == p.VAR_POSITIONAL for p in params)
+        params = inspect.signature(fn).parameters
+    except (TypeError, ValueError):          # a builtin without a signature
+        return ""
+    mask = params.get("mask")
+    if mask is not None and mask.kind not in (mask.VAR_POSITIONAL, mask.VAR_KEYWORD):
+        return "required" if mask.default is mask.empty else "optional"
+    return "optional" if any(p.kind == p.VAR_KEYWORD for p in params.values()) else ""
 
 
 class CustomLoss(_Loss):
@@ -349,9 +353,10 @@ class CustomLoss(_Loss):
     as its loss.
 
     Where entries must be left out (per-step outputs with ``lengths``), ``fn`` is called
-    as ``fn(outputs, targets, mask)`` with ``mask`` the boolean array of the entries that
-    count (the leading axes of ``outputs``); a function of two arguments then raises
-    ``ValueError``.  Targets are taken as given, one row per sample; the predictions are
+    as ``fn(outputs, targets, mask=mask)`` with ``mask`` the boolean array of the entries
+    that count (the leading axes of ``outputs``): ``fn`` takes it as a parameter named
+    ``mask`` (a required one is None where nothing is left out); a function without one
+    then raises ``ValueError``.  Targets are taken as given, one row per sample; the predictions are
     the outputs; there is no metric; a custom loss is not saved in a model file.
 
     >>> import numpy as np
@@ -369,17 +374,19 @@ class CustomLoss(_Loss):
         if not callable(fn):
             raise TypeError(f"a custom loss must be callable, got {type(fn).__name__}")
         self.fn = fn
-        self.takes_mask = _takes_mask(fn)
+        self.mask_parameter = _mask_parameter(fn)
 
     def __call__(self, pred, target, mask=None):
-        if mask is None:
+        if self.mask_parameter == "required":
+            result = self.fn(pred, target, mask=mask)
+        elif mask is None:
             result = self.fn(pred, target)
-        elif not self.takes_mask:
+        elif not self.mask_parameter:
             raise ValueError(f"the loss {self!r} takes (outputs, targets) but these outputs "
-                             f"have padded steps (lengths): it must take (outputs, targets, "
-                             f"mask) and count only the entries where mask is True")
+                             f"have padded steps (lengths): it must take a parameter "
+                             f"mask and count only the entries where mask is True")
         else:
-            result = self.fn(pred, target, mask)
+            result = self.fn(pred, target, mask=mask)
         if not isinstance(result, (tuple, list)) or len(result) != 2:
             raise TypeError(f"the loss {self!r} must return (value, grad_outputs), got "
                             f"{type(result).__name__}")

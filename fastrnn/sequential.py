@@ -41,7 +41,7 @@ from ._validate import all_finite, as_dtype, float_array, lengths_array, positiv
 from .blocks import (AttentionPooling, Block, Dropout, GELU, LayerNorm, ReLU, Sigmoid, Tanh,
                      TimePooling)
 from .layers import Embedding, Linear
-from .models import _RNN_TYPES, _not_empty
+from .models import _RNN_TYPES, _not_empty, _zero_padding
 from .module import Module
 from .optim import Optimizer
 from .training import History, _Fittable, loss_sums
@@ -112,6 +112,15 @@ def _takes_tokens(layer) -> bool:
     if isinstance(layer, Embedding):
         return True
     return isinstance(layer, Sequential) and _takes_tokens(layer.layers[0])
+
+
+def _padding_zeroed(x, lengths):
+    """A float batch with its padded steps (t >= lengths) set to 0, so that no layer
+    before a recurrent one (a Linear, a LayerNorm) carries what the padding holds, nan
+    included, into a gradient; tokens and batches without lengths as they are."""
+    if lengths is None or np.asarray(x).dtype.kind != "f":
+        return x
+    return _zero_padding(np.asarray(x), lengths)
 
 
 def _checked_lengths(lengths, x):
@@ -563,6 +572,7 @@ class Sequential(_Container, _Fittable):
     def __call__(self, x, lengths=None):
         """The outputs for a batch ``x`` (inference: dropout off)."""
         lengths = _checked_lengths(lengths, x)
+        x = _padding_zeroed(x, lengths)
         for layer in self.layers:
             x = _infer(layer, x, lengths)
             if _reduces_time(layer):
@@ -574,6 +584,7 @@ class Sequential(_Container, _Fittable):
         every parameter's gradient into its ``.grad`` and returns ``dx`` (None with
         ``input_grad=False``, or for tokens)."""
         lengths = _checked_lengths(lengths, x)
+        x = _padding_zeroed(x, lengths)
         backwards = []
         for layer in self.layers:
             x, layer_backward = _train(layer, x, lengths)

@@ -63,8 +63,13 @@ class Stepper:
         # per layer: its weights, its (B, H) state views (updated in place), its workspace
         # (FastRNN and FastGRNN: their scalars and low-rank weights as they are now: a
         # stepper made before more training streams the weights it was made with)
+        # zoneout at inference: the rates mix each step's state with the previous one
+        zones = _engine.zoneout_arrays(None, False, 1, B, (P, H),
+                                       (rnn.zoneout, rnn.zoneout_cell), rnn.kind.has_cell, dt)
+        self._zones = zones
         self._layers = [(layer[0], self.h[k], None if self.c is None else self.c[k],
-                         *_engine.step_workspace(rnn.kind, B, H, dt, P))
+                         *_engine.step_workspace(rnn.kind, B, H, dt, P,
+                                                 sequence=zones[0] is not None))
                         for k, layer in enumerate(rnn._weights())]
         self._x = np.empty((B, rnn.input_size), dt)
         readout = head.readout
@@ -93,7 +98,7 @@ class Stepper:
 
     @property
     def state(self):
-        """A copy of the current state: h (L, B, H), or (h, c) for an LSTM."""
+        """A copy of the current state: h (L, B, P), or (h, c) for an LSTM."""
         return (self.h.copy(), self.c.copy()) if self.c is not None else self.h.copy()
 
     def _input(self, x_t) -> np.ndarray:
@@ -123,7 +128,7 @@ class Stepper:
         X = self._input(x_t)
         kind, relu = self._kind, self._relu
         for weights, h, c, gates, gh in self._layers:
-            _engine.step(kind, relu, X, weights, h, c, gates, gh)
+            _engine.step(kind, relu, X, weights, h, c, gates, gh, self._zones)
             X = h                                 # this layer's new state feeds the next
         _engine.readout(X, self._W, self._b, self._out)   # out = h_top @ W_hy.T + b_y
         return self._out

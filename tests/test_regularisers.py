@@ -228,3 +228,40 @@ def test_zoneout_one_keeps_the_initial_state():
         fastrnn.LSTM(I, H, zoneout=1.5)
     config = fastrnn.LSTM(I, H, zoneout=0.1, zoneout_cell=0.5).config()
     assert (config["zoneout"], config["zoneout_cell"]) == (0.1, 0.5)
+
+
+@pytest.mark.parametrize("options", [{"zoneout": 0.5}, {"recurrent_dropout": 0.5}],
+                         ids=["zoneout", "recurrent_dropout"])
+def test_one_row_lstm_keeps_its_regularisers(options):
+    """A float32 LSTM over one row (H a multiple of 16, enough steps: the fused one-row
+    loop's case) applies zoneout and recurrent dropout as any other: the fused loop has
+    neither, so it is not used."""
+    layer = fastrnn.LSTM(3, 16, seed=0, **options)
+    x = np.random.default_rng(0).standard_normal((10, 1, 3)).astype(np.float32)
+    pair = np.concatenate([x, x], axis=1)
+    assert_allclose(layer(x[:, 0])[0], layer(pair)[0][:, 0], rtol=1e-5, atol=1e-6)
+    start = layer._dropout_rng.bit_generator.state
+    y1, _, backward = layer.forward_train(x)
+    layer.zero_grad()
+    backward(np.ones_like(y1))
+    one = {name: p.grad.copy() for name, p in layer.named_parameters()}
+    layer._dropout_rng.bit_generator.state = start
+    ref64 = fastrnn.LSTM(3, 16, dtype=np.float64, seed=0, **options)
+    ref64.load_state_dict({k: v.astype(np.float64) for k, v in layer.state_dict().items()})
+    ref64._dropout_rng.bit_generator.state = start
+    y2, _, backward64 = ref64.forward_train(x.astype(np.float64))   # no fused loop in f64
+    ref64.zero_grad()
+    backward64(np.ones_like(y2))
+    assert_allclose(y1, y2, rtol=1e-4, atol=1e-5)
+    for name, p in ref64.named_parameters():
+        assert_allclose(one[name], p.grad, rtol=1e-3, atol=1e-4, err_msg=name)
+
+
+@pytest.mark.parametrize("cell", ["gru", "lstm"])
+def test_stepper_streams_zoneout_as_the_whole_sequence(cell):
+    model = fastrnn.SequenceModel.build(cell, input_size=I, hidden_size=H, output_size=2,
+                                        num_layers=2, zoneout=0.5, seed=0)
+    x = np.random.default_rng(4).standard_normal((B, T, I)).astype(np.float32)
+    stepper = model.stepper(batch_size=B)
+    out = np.stack([stepper.step(x[:, t]).copy() for t in range(T)], axis=1)
+    assert_allclose(out, model.forward(x), rtol=1e-5, atol=1e-6)

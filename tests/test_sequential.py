@@ -535,3 +535,38 @@ def test_a_composed_model_learns_retrieval():
     print(f"\n[learning] retrieval: train accuracy {history['accuracy'][-1]:.3f}, "
           f"test accuracy {test['accuracy']:.3f}; {time.perf_counter() - start:.1f} s")
     assert test["accuracy"] >= 0.8
+
+
+def test_padding_reaches_no_gradient_before_a_recurrent_layer():
+    """nan past lengths is padding: a Linear before the LSTM must not carry it into its
+    weights' gradient (0 * nan)."""
+    model = fastrnn.Sequential([fastrnn.Linear(3, 4, seed=0), fastrnn.LSTM(4, 5, seed=1),
+                                fastrnn.TimePooling("last"), fastrnn.Linear(5, 2, seed=2)])
+    x = np.random.default_rng(0).standard_normal((3, 6, 3)).astype(np.float32)
+    lengths = np.array([6, 2, 4])
+    for b, n in enumerate(lengths):
+        x[b, n:] = np.nan
+    out, backward = model.forward_train(x, lengths)
+    model.zero_grad()
+    backward(np.ones_like(out))
+    assert np.isfinite(out).all()
+    assert all(np.isfinite(p.grad).all() for p in model.parameters())
+    assert np.array_equal(model(x, lengths), out)
+
+
+def test_custom_loss_takes_the_mask_by_name():
+    from fastrnn.losses import CustomLoss
+
+    def with_mask(out, target, mask):
+        assert mask is None
+        return float(((out - target) ** 2).mean()), 2 * (out - target) / out.size
+
+    value, _ = CustomLoss(with_mask)(np.ones((2, 3)), np.zeros((2, 3)))
+    assert value == 1.0
+
+    def scaled(out, target, scale=2.0):
+        return float(scale * out.sum()), scale * np.ones_like(out)
+
+    with pytest.raises(ValueError, match="parameter mask"):
+        CustomLoss(scaled)(np.ones((2, 3, 1)), np.zeros((2, 3, 1)),
+                           np.ones((2, 3), bool))
