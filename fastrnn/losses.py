@@ -356,8 +356,9 @@ class CustomLoss(_Loss):
     as ``fn(outputs, targets, mask=mask)`` with ``mask`` the boolean array of the entries
     that count (the leading axes of ``outputs``): ``fn`` takes it as a parameter named
     ``mask`` (a required one is None where nothing is left out); a function without one
-    then raises ``ValueError``.  Targets are taken as given, one row per sample; the predictions are
-    the outputs; there is no metric; a custom loss is not saved in a model file.
+    then raises ``ValueError``.  Targets are taken as given, one row per sample; the
+    predictions are the outputs; there is no metric; a custom loss is not saved in a model
+    file.
 
     >>> import numpy as np
     >>> from fastrnn.losses import CustomLoss
