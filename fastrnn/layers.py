@@ -136,6 +136,18 @@ def _caller_layout(a, batch_first: bool, inverse=None) -> np.ndarray:
     return np.ascontiguousarray(a) if inverse is None else np.take(a, inverse, axis=0)
 
 
+def _rate_property(name: str) -> property:
+    """A recurrent layer's regulariser rate ``name``, checked (``_RNNBase._rate``) wherever
+    it is set."""
+    def get(self) -> float:
+        return getattr(self, "_" + name)
+
+    def set(self, value) -> None:
+        setattr(self, "_" + name, self._rate(name, value))
+
+    return property(get, set, doc=f"The {name.replace('_', ' ')} rate (0: none).")
+
+
 class _RNNBase(Module):
     """What RNN, LSTM and GRU share: the constructor (LSTM's and GRU's is this one; RNN's
     adds ``nonlinearity``), the parameters, and the one path of forward and backward."""
@@ -166,19 +178,12 @@ class _RNNBase(Module):
         if self.reverse and self.bidirectional:
             raise ValueError("reverse=True is one direction read backwards; it does not "
                              "combine with bidirectional=True")
-        self.recurrent_dropout = probability(recurrent_dropout, "recurrent_dropout")
-        self.input_dropout = probability(input_dropout, "input_dropout")
-        self.zoneout = probability(zoneout, "zoneout")
-        if zoneout_cell is not None and not self.kind.has_cell:
-            raise ValueError(f"zoneout_cell is the LSTM's; a {type(self).__name__} has no "
-                             f"cell state")
-        self.zoneout_cell = (self.zoneout if zoneout_cell is None
-                             else probability(zoneout_cell, "zoneout_cell"))
-        if not self.kind.has_cell:
-            self.zoneout_cell = 0.0
-        if self.recurrent_dropout and self.kind.reset_before:
-            raise ValueError("recurrent_dropout is not computed for the GRU with "
-                             "reset_after=False")
+        self.recurrent_dropout = recurrent_dropout
+        self.input_dropout = input_dropout
+        self.zoneout = zoneout
+        if zoneout_cell is None:
+            zoneout_cell = self.zoneout if self.kind.has_cell else 0.0
+        self.zoneout_cell = zoneout_cell
         self.dtype = as_dtype(dtype)
         if self.nonlinearity not in ("tanh", "relu"):
             raise ValueError(f"nonlinearity must be 'tanh' or 'relu', "
@@ -247,6 +252,22 @@ class _RNNBase(Module):
     @dropout.setter
     def dropout(self, value: float) -> None:
         self._dropout = probability(value, "dropout", closed=True)
+
+    def _rate(self, name: str, value) -> float:
+        """A regulariser's rate, checked as the constructor checks it, wherever it is set."""
+        rate = probability(value, name)
+        if rate and name == "zoneout_cell" and not self.kind.has_cell:
+            raise ValueError(f"zoneout_cell is the LSTM's; a {type(self).__name__} has no "
+                             f"cell state")
+        if rate and name == "recurrent_dropout" and self.kind.reset_before:
+            raise ValueError("recurrent_dropout is not computed for the GRU with "
+                             "reset_after=False")
+        return rate
+
+    recurrent_dropout = _rate_property("recurrent_dropout")
+    input_dropout = _rate_property("input_dropout")
+    zoneout = _rate_property("zoneout")
+    zoneout_cell = _rate_property("zoneout_cell")
 
     @property
     def batch_first(self) -> bool:

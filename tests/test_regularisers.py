@@ -265,3 +265,16 @@ def test_stepper_streams_zoneout_as_the_whole_sequence(cell):
     stepper = model.stepper(batch_size=B)
     out = np.stack([stepper.step(x[:, t]).copy() for t in range(T)], axis=1)
     assert_allclose(out, model.forward(x), rtol=1e-5, atol=1e-6)
+
+
+def test_rates_are_checked_wherever_they_are_set():
+    layer = fastrnn.LSTM(I, H, seed=0)
+    for name in ("recurrent_dropout", "input_dropout", "zoneout", "zoneout_cell"):
+        with pytest.raises(ValueError, match=name):
+            setattr(layer, name, 1.5)
+        setattr(layer, name, 0.25)
+        assert getattr(layer, name) == 0.25
+    with pytest.raises(ValueError, match="zoneout_cell"):
+        fastrnn.GRU(I, H).zoneout_cell = 0.1
+    with pytest.raises(ValueError, match="reset_after=False"):
+        fastrnn.GRU(I, H, reset_after=False).recurrent_dropout = 0.1
