@@ -335,14 +335,7 @@ class SequenceModel(_Fittable):
         loaded model does not restore).
         """
         columns = self._columns(x, y, lengths)
-        validation = None
-        if validation_data is not None:
-            if (not isinstance(validation_data, (tuple, list))
-                    or len(validation_data) not in (2, 3)):
-                raise TypeError("validation_data must be (x, y) or (x, y, lengths)")
-            vl = validation_data[2] if len(validation_data) == 3 else None
-            validation = self._columns(validation_data[0], validation_data[1], vl,
-                                       ("validation x", "validation y"))
+        validation = self._validation_columns(validation_data)
         if tbptt is not None:
             tbptt = positive_int(tbptt, "tbptt")
             if not self.head.per_step:

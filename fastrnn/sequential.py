@@ -686,14 +686,7 @@ class Sequential(_Container, _Fittable):
         non-finite losses; no ``tbptt``).  ``validation_data`` is ``(x, y)`` or ``(x, y,
         lengths)``; the optimizer defaults to Adam(lr=1e-3)."""
         columns = self._columns(x, y, lengths)
-        validation = None
-        if validation_data is not None:
-            if (not isinstance(validation_data, (tuple, list))
-                    or len(validation_data) not in (2, 3)):
-                raise TypeError("validation_data must be (x, y) or (x, y, lengths)")
-            vl = validation_data[2] if len(validation_data) == 3 else None
-            validation = self._columns(validation_data[0], validation_data[1], vl,
-                                       ("validation x", "validation y"))
+        validation = self._validation_columns(validation_data)
         return self._fit(columns, validation, epochs=epochs, batch_size=batch_size,
                          optimizer=optimizer, clip_norm=clip_norm, callbacks=callbacks,
                          progress=progress, shuffle=shuffle, seed=seed, train_kwargs={},

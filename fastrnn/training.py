@@ -129,6 +129,18 @@ class _Fittable(Module):
     def _eval_batch(self, batch: list) -> tuple[float, float, float]:
         raise NotImplementedError
 
+    def _validation_columns(self, validation_data):
+        """``validation_data`` of a model whose samples are ``(x, y)`` or ``(x, y,
+        lengths)``, as :meth:`_columns` makes them (names saying "validation"); None
+        stays None."""
+        if validation_data is None:
+            return None
+        if not isinstance(validation_data, (tuple, list)) or len(validation_data) not in (2, 3):
+            raise TypeError("validation_data must be (x, y) or (x, y, lengths)")
+        lengths = validation_data[2] if len(validation_data) == 3 else None
+        return self._columns(validation_data[0], validation_data[1], lengths,
+                             ("validation x", "validation y"))
+
     def _make_optimizer(self, optimizer) -> Optimizer:
         if optimizer is None:
             return Adam(self.parameters(), lr=1e-3)

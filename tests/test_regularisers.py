@@ -62,31 +62,6 @@ def test_masks_match_the_reference(mode, options, bidirectional, dtype):
         assert_allclose(p.grad, grads[name], err_msg=name, **TOL[dtype])
 
 
-@pytest.mark.parametrize("mode", ["RNN", "LSTM", "GRU", "FastGRNN"])
-def test_gradients_against_central_differences(mode):
-    """With the masks held fixed (the layer's generator restored before every pass)."""
-    layer = getattr(fastrnn, mode)(I, 3, num_layers=2, bidirectional=True, dtype=np.float64,
-                                   recurrent_dropout=P_REC, input_dropout=P_IN, seed=SEED)
-    rng = np.random.default_rng(2)
-    x = rng.standard_normal((T, B, I))
-    lengths = np.array([2, 6, 1, 4, 6])
-    R = rng.standard_normal((T, B, 6))
-    start = layer._dropout_rng.bit_generator.state
-
-    def run():
-        layer._dropout_rng.bit_generator.state = start
-        return layer.forward_train(x, lengths=lengths)
-
-    def loss():
-        return float(np.sum(run()[0] * R))
-
-    layer.zero_grad()
-    dx, _ = run()[2](R)
-    assert_allclose(dx, central_differences(loss, x), **FD_TOL)
-    for name, p in layer.named_parameters():
-        assert_allclose(p.grad, central_differences(loss, p.data), err_msg=name, **FD_TOL)
-
-
 def test_inference_has_no_dropout():
     plain = fastrnn.LSTM(I, H, num_layers=2, seed=1)
     regular = fastrnn.LSTM(I, H, num_layers=2, recurrent_dropout=0.5, input_dropout=0.5,
@@ -192,11 +167,19 @@ def test_zoneout_matches_the_reference(mode, options, bidirectional, dtype):
                     else h_e, **TOL[dtype])
 
 
+# the regularisers of the finite-difference checks, and the generator's seed of the data
+FD_CASES = [pytest.param({"recurrent_dropout": P_REC, "input_dropout": P_IN}, 2,
+                         id="dropout"),
+            pytest.param({"zoneout": Z_H, "recurrent_dropout": P_REC}, 3, id="zoneout")]
+
+
+@pytest.mark.parametrize("options,data_seed", FD_CASES)
 @pytest.mark.parametrize("mode", ["RNN", "LSTM", "GRU", "FastGRNN"])
-def test_zoneout_gradients_against_central_differences(mode):
+def test_gradients_against_central_differences(mode, options, data_seed):
+    """With the masks held fixed (the layer's generator restored before every pass)."""
     layer = getattr(fastrnn, mode)(I, 3, num_layers=2, bidirectional=True, dtype=np.float64,
-                                   zoneout=Z_H, recurrent_dropout=P_REC, seed=SEED)
-    rng = np.random.default_rng(3)
+                                   seed=SEED, **options)
+    rng = np.random.default_rng(data_seed)
     x = rng.standard_normal((T, B, I))
     lengths = np.array([2, 6, 1, 4, 6])
     R = rng.standard_normal((T, B, 6))
