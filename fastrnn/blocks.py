@@ -46,13 +46,14 @@ __all__ = ["Block", "ReLU", "Tanh", "Sigmoid", "GELU", "Dropout", "LayerNorm",
 _ANY_RANK = tuple(range(1, 33))
 
 
-def _input(x, dtype=None, ndim=_ANY_RANK, name: str = "x") -> np.ndarray:
-    """``x`` as a C-contiguous float array: in ``dtype``, or without one in x's own when it
-    is float32 or float64 (else float64)."""
+def _input(x, dtype=None, ndim=_ANY_RANK, name: str = "x",
+           contiguous: bool = True) -> np.ndarray:
+    """``x`` as a float array (C-contiguous unless not ``contiguous``): in ``dtype``, or
+    without one in x's own when it is float32 or float64 (else float64)."""
     if dtype is None:
         dtype = x.dtype if isinstance(x, np.ndarray) and x.dtype in FLOAT_DTYPES \
             else np.dtype(np.float64)
-    return float_array(x, name, dtype, ndim)
+    return float_array(x, name, dtype, ndim, contiguous=contiguous)
 
 
 def _gradient(dy, y: np.ndarray) -> np.ndarray:
@@ -63,10 +64,11 @@ def _gradient(dy, y: np.ndarray) -> np.ndarray:
     return d
 
 
-def _sequences(x, dtype, lengths, name: str = "x"):
-    """``(x, lengths, valid)``: a batch-first (B, T, F) array, its checked lengths and the
-    (B, T) mask of the valid steps (both None without lengths)."""
-    x = _input(x, dtype, 3, name)
+def _sequences(x, dtype, lengths, name: str = "x", contiguous: bool = True):
+    """``(x, lengths, valid)``: a batch-first (B, T, F) array (C-contiguous unless not
+    ``contiguous``), its checked lengths and the (B, T) mask of the valid steps (both None
+    without lengths)."""
+    x = _input(x, dtype, 3, name, contiguous)
     B, T = x.shape[:2]
     if B == 0 or T == 0:
         raise ValueError(f"{name} must hold at least one sequence of at least one step, "
@@ -102,9 +104,10 @@ class Block(Module):
         return {"type": type(self).__name__}
 
     @classmethod
-    def from_config(cls, cfg: dict, dtype) -> Block:
+    def from_config(cls, cfg: dict, dtype, seed: int | None = None) -> Block:
         """The block a :meth:`config` describes, in ``dtype`` (read by blocks with
-        parameters only)."""
+        parameters only), what it draws drawn from ``seed`` (read by the blocks that draw:
+        given, it replaces the seed a :class:`Dropout`'s configuration holds)."""
         args = {k: v for k, v in cfg.items() if k != "type"}
         return cls(**args)
 
@@ -269,6 +272,11 @@ class Dropout(Block):
     def config(self) -> dict:
         return {**super().config(), "p": self.p, "seed": self.seed}
 
+    @classmethod
+    def from_config(cls, cfg: dict, dtype, seed: int | None = None) -> Dropout:
+        args = {k: v for k, v in cfg.items() if k != "type"}
+        return cls(**(args if seed is None else {**args, "seed": seed}))
+
     def extra_repr(self) -> str:
         return f"p={self.p}"
 
@@ -345,7 +353,7 @@ class LayerNorm(Block):
                 "bias": self.bias is not None}
 
     @classmethod
-    def from_config(cls, cfg: dict, dtype) -> LayerNorm:
+    def from_config(cls, cfg: dict, dtype, seed: int | None = None) -> LayerNorm:
         args = {k: v for k, v in cfg.items() if k != "type"}
         return cls(**args, dtype=dtype)
 
@@ -482,56 +490,84 @@ class AttentionPooling(Block):
         return self.proj.out_features
 
     def _check(self, x, lengths):
-        x, lengths, valid = _sequences(x, self.dtype, lengths)
+        """``(X, valid, time_axis)``: ``x`` (B, T, F) as a C-contiguous array in either
+        layout, (B, T, F) (``time_axis`` 1) or, when ``x`` is the batch-first view of a
+        time-major array (a recurrent layer's outputs in a Sequential), that array (T, B,
+        F) itself (``time_axis`` 0, no copy), zero at the padded steps; ``valid`` the
+        mask of the valid steps in that layout (None without lengths)."""
+        x, lengths, valid = _sequences(x, self.dtype, lengths, contiguous=False)
         if x.shape[2] != self.input_size:
             raise ValueError(f"x.shape[-1] must equal input_size={self.input_size}, "
                              f"got {x.shape[2]}")
-        if valid is not None:        # padding may hold anything: it must reach nothing
+        time_axis = 1
+        if not x.flags.c_contiguous and x.swapaxes(0, 1).flags.c_contiguous:
+            x, time_axis = x.swapaxes(0, 1), 0
+            valid = None if valid is None else valid.T
+        else:
+            x = np.ascontiguousarray(x)
+        if valid is not None and not valid.all():
+            # padding may hold anything: it must reach nothing (a copy, zeros there)
             x = np.where(valid[:, :, None], x, self.dtype.type(0))
-        return x, valid
+        return x, valid, time_axis
 
-    def _weights(self, U, valid, B, T):
-        """The attention weights a (B, T) from the tanh projections U (B*T, A)."""
-        scores = np.empty((B * T, 1), self.dtype)
+    def _weights(self, U, valid, shape, time_axis):
+        """The attention weights a of ``shape``, (B, T) or (T, B) as ``time_axis`` says,
+        from the tanh projections U (B*T, A) in that layout; ``valid`` the mask."""
+        scores = np.empty((U.shape[0], 1), self.dtype)
         _engine.gemm(U, self.v.data[None, :], scores, False, True, 1.0, 0.0)  # U @ v
-        scores = scores.reshape(B, T)
+        scores = scores.reshape(shape)
         if valid is not None:
             scores = np.where(valid, scores, -np.inf)
-        e = np.exp(scores - scores.max(axis=1, keepdims=True))
-        return e / e.sum(axis=1, keepdims=True)
+        scores -= scores.max(axis=time_axis, keepdims=True)
+        e = np.exp(scores, out=scores)
+        e /= e.sum(axis=time_axis, keepdims=True)
+        return e
 
-    def _attend(self, x, valid):
-        B, T, _ = x.shape
-        return self._weights(np.tanh(self.proj(x)).reshape(B * T, -1), valid, B, T)
+    def _attend(self, X, valid, time_axis):
+        U = np.tanh(self.proj(X)).reshape(-1, self.attention_size)
+        return self._weights(U, valid, X.shape[:2], time_axis)
 
     def attention(self, x, lengths=None) -> np.ndarray:
         """The attention weights ``a`` (B, T) the pooling of ``x`` uses (0 at padded
         steps; each row sums to 1)."""
-        return self._attend(*self._check(x, lengths))
+        X, valid, time_axis = self._check(x, lengths)
+        a = self._attend(X, valid, time_axis)
+        return a if time_axis == 1 else a.T
+
+    @staticmethod
+    def _pool(a, X, time_axis):
+        """``context[b] = sum_t a[b, t] x[b, t]`` in either layout."""
+        return np.einsum("btf,bt->bf" if time_axis == 1 else "tbf,tb->bf", X, a)
 
     def __call__(self, x, lengths=None):
-        x, valid = self._check(x, lengths)
-        return (self._attend(x, valid)[:, :, None] * x).sum(axis=1)
+        X, valid, time_axis = self._check(x, lengths)
+        return self._pool(self._attend(X, valid, time_axis), X, time_axis)
 
     def forward_train(self, x, lengths=None):
-        x, valid = self._check(x, lengths)
-        B, T, F = x.shape
-        z, proj_backward = self.proj.forward_train(x)
-        U = np.tanh(z).reshape(B * T, -1)
-        a = self._weights(U, valid, B, T)
-        y = (a[:, :, None] * x).sum(axis=1)
+        X, valid, time_axis = self._check(x, lengths)
+        S0, S1, F = X.shape
+        z, proj_backward = self.proj.forward_train(X)
+        U = np.tanh(z).reshape(S0 * S1, -1)
+        a = self._weights(U, valid, (S0, S1), time_axis)
+        y = self._pool(a, X, time_axis)
 
         def backward(dy):
             dy = _gradient(dy, y)
-            # context = sum_t a_t h_t:  dh_t += a_t dy,  da_t = h_t . dy
-            dx = a[:, :, None] * dy[:, None, :]
-            da = (x * dy[:, None, :]).sum(axis=2)
+            # context = sum_t a_t h_t:  da_t = h_t . dy  (dh_t += a_t dy: below)
+            da = np.einsum("btf,bf->bt" if time_axis == 1 else "tbf,bf->tb", X, dy)
             # softmax:  dscore_t = a_t (da_t - sum_s a_s da_s)   (0 at padded steps)
-            dscore = (a * (da - (a * da).sum(axis=1, keepdims=True))).reshape(B * T, 1)
+            da -= (a * da).sum(axis=time_axis, keepdims=True)
+            da *= a
+            dscore = da.reshape(S0 * S1, 1)
             # score = U @ v:  dv += U.T @ dscore,  dU = dscore v.T;  U = tanh(z)
             _engine.gemm(dscore, U, self.v.grad[None, :], True, False, 1.0, 1.0)
-            dz = dscore * self.v.data[None, :] * (1 - U * U)
-            return dx + proj_backward(dz.reshape(B, T, -1))
+            dz = np.multiply(U, U)
+            np.subtract(self.dtype.type(1), dz, out=dz)
+            dz *= self.v.data
+            dz *= dscore
+            dX = proj_backward(dz.reshape(S0, S1, -1))
+            dX += a[:, :, None] * (dy[:, None, :] if time_axis == 1 else dy[None, :, :])
+            return dX if time_axis == 1 else dX.swapaxes(0, 1)
 
         return y, backward
 
@@ -540,9 +576,9 @@ class AttentionPooling(Block):
                 "attention_size": self.attention_size, "bias": self.proj.bias is not None}
 
     @classmethod
-    def from_config(cls, cfg: dict, dtype) -> AttentionPooling:
+    def from_config(cls, cfg: dict, dtype, seed: int | None = None) -> AttentionPooling:
         args = {k: v for k, v in cfg.items() if k != "type"}
-        return cls(**args, dtype=dtype)
+        return cls(**args, dtype=dtype, seed=seed)
 
     @staticmethod
     def config_shapes(cfg):

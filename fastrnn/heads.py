@@ -23,10 +23,11 @@ from __future__ import annotations
 
 import numpy as np
 
+from ._validate import positive_int
 from .layers import Linear, zero_gradient
 from .module import Module
 
-__all__ = ["Head", "ManyToMany", "ManyToOne", "OneToMany", "sample_logits"]
+__all__ = ["Head", "ManyToMany", "ManyToOne", "OneToMany", "HEAD_TYPES", "sample_logits"]
 
 
 class Head(Module):
@@ -65,9 +66,34 @@ class Head(Module):
     def forward_train(self, y, state, lengths=None):
         raise NotImplementedError
 
+    @property
+    def reduces_time(self) -> bool:
+        """True for a head with one output per sequence (:class:`ManyToOne`): a
+        :class:`fastrnn.Sequential` passes no ``lengths`` past it."""
+        return not self.per_step
+
     def config(self) -> dict:
         return {"type": type(self).__name__, "in_features": self.in_features,
                 "out_features": self.out_features}
+
+    @classmethod
+    def from_config(cls, cfg: dict, dtype, seed: int | None = None) -> Head:
+        """The head a :meth:`config` describes, in ``dtype``, its readout drawn from
+        ``seed``."""
+        args = {k: v for k, v in cfg.items() if k != "type"}
+        return cls(**args, dtype=dtype, seed=seed)
+
+    @staticmethod
+    def config_shapes(cfg: dict) -> list[tuple[str, tuple[int, ...]]]:
+        """``(name, shape)`` of the parameters of the head of ``cfg`` (its readout's, with
+        a bias), without building it."""
+        shape = (positive_int(cfg["out_features"], "out_features"),
+                 positive_int(cfg["in_features"], "in_features"))
+        return [("readout.weight", shape), ("readout.bias", shape[:1])]
+
+    @staticmethod
+    def config_children(cfg: dict) -> list[tuple[str, dict]]:
+        return []
 
     def extra_repr(self) -> str:
         return f"{self.in_features}, {self.out_features}"
@@ -169,6 +195,11 @@ class ManyToOne(Head):
             return (None if y is None else zero_gradient(y)), dstate
 
         return out, backward
+
+
+#: every head, by the ``type`` of its configuration
+HEAD_TYPES: dict[str, type[Head]] = {cls.__name__: cls for cls in (ManyToMany, ManyToOne,
+                                                                   OneToMany)}
 
 
 def sample_logits(logits: np.ndarray, rng: np.random.Generator, temperature: float = 1.0,

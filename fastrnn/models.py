@@ -21,59 +21,42 @@ import numbers
 import numpy as np
 
 from . import losses
-from ._validate import (all_finite, float_array, lengths_array, positive_int, seed_value,
-                        step_mask)
-from .heads import Head, ManyToMany, ManyToOne, OneToMany, sample_logits
-from .fastgrnn import FastGRNN, FastRNN
-from .layers import GRU, LSTM, RNN, Embedding, zero_gradient
+from ._validate import all_finite, float_array, lengths_array, positive_int, seed_value, \
+    step_mask
+from .heads import HEAD_TYPES, Head, ManyToMany, ManyToOne, OneToMany, sample_logits
+from .layers import RNN, Embedding, zero_gradient
 from .optim import Optimizer
+from .sequential import _RNN_TYPES, Sequential, _checked_lengths, _not_empty, _zero_padding
 from .streaming import Stepper
 from .training import History, _Fittable, loss_sums
 
 __all__ = ["SequenceModel", "Seq2Seq"]
 
-_RNN_TYPES = {cls.__name__: cls for cls in (RNN, LSTM, GRU, FastRNN, FastGRNN)}
 _RNN_BY_CELL = {name.lower(): cls for name, cls in _RNN_TYPES.items()}   # build's ``cell``
-_HEAD_TYPES = {"ManyToMany": ManyToMany, "ManyToOne": ManyToOne, "OneToMany": OneToMany}
-
-
-def _per_step_mask(lengths, B: int, T: int):
-    """(B, T) True where t < lengths[b], or None without lengths."""
-    return step_mask(lengths, T)
-
-
-def _not_empty(a: np.ndarray, name: str) -> None:
-    """Refuse (0, T, ...) and (N, 0, ...): no batch to train on (fit would report a loss of
-    0 for every epoch) or to predict."""
-    if a.shape[0] == 0 or a.shape[1] == 0:
-        raise ValueError(f"{name} must hold at least one sequence of at least one step, "
-                         f"got shape {a.shape}")
-
-
-def _zero_padding(x, lengths):
-    """``x`` (B, T, ...) with the padded steps (t >= lengths[b]) set to 0, as a new array.
-
-    The recurrent layers ignore padded steps themselves; truncated BPTT needs this because
-    a row that has ended still runs one (padded) step in each later window."""
-    if lengths is None:
-        return x
-    keep = _per_step_mask(lengths, *x.shape[:2])
-    return np.where(keep.reshape(keep.shape + (1,) * (x.ndim - 2)), x, 0)
-
 
 
 # ---------------------------------------------------------------------------------------
 # SequenceModel
 # ---------------------------------------------------------------------------------------
 
-class SequenceModel(_Fittable):
-    r"""A recurrent network with a head and a loss.
+class SequenceModel(Sequential):
+    r"""A recurrent network with a head and a loss: a preset of
+    :class:`~fastrnn.Sequential`.
 
     ``embedding`` (optional) turns token inputs (N, T) into vectors; ``rnn`` is an
-    :class:`~fastrnn.RNN`, :class:`~fastrnn.LSTM` or :class:`~fastrnn.GRU`; ``head`` a
-    :class:`~fastrnn.heads.ManyToMany`, :class:`~fastrnn.heads.ManyToOne` or
-    :class:`~fastrnn.heads.OneToMany`; ``loss`` a name or a loss object.  For per-step
-    heads the loss is averaged over the valid steps (``lengths``).
+    :class:`~fastrnn.RNN`, :class:`~fastrnn.LSTM` or :class:`~fastrnn.GRU` (or
+    ``FastRNN``, ``FastGRNN``); ``head`` a :class:`~fastrnn.heads.ManyToMany`,
+    :class:`~fastrnn.heads.ManyToOne` or :class:`~fastrnn.heads.OneToMany`; ``loss`` a
+    name or a loss object.  For per-step heads the loss is averaged over the valid steps
+    (``lengths``).
+
+    The model is the Sequential of its named layers ``embedding`` (when given), ``rnn``
+    and ``head`` (so its parameters are ``embedding.weight``, ``rnn.weight_ih_l0``,
+    ``head.readout.weight``, ...), trained and run by the container's code; what it adds
+    is the recurrent state (``forward_train``'s ``state0`` and ``state``), truncated BPTT,
+    streaming (:meth:`stepper`), generation, :meth:`build` and its own model file
+    (``config``).  ``model.rnn``, ``model.head`` and ``model.embedding`` (None without
+    one) are the parts; assigning one replaces it.
 
     Build one directly or with :meth:`build`:
 
@@ -87,8 +70,10 @@ class SequenceModel(_Fittable):
     (32,)
     """
 
+    #: a whole model: not a layer of another container (its forward_train has states)
+    _nestable = False
+
     def __init__(self, rnn, head: Head, loss="cross_entropy", embedding: Embedding | None = None):
-        super().__init__()
         if type(rnn) not in _RNN_TYPES.values():
             raise TypeError(f"rnn must be a fastrnn RNN, LSTM, GRU, FastRNN or FastGRNN, got "
                             f"{type(rnn).__name__}")
@@ -102,19 +87,23 @@ class SequenceModel(_Fittable):
         if isinstance(head, ManyToOne) and head.num_directions != rnn.num_directions:
             raise ValueError(f"head.num_directions must equal the rnn's "
                              f"({rnn.num_directions}), got {head.num_directions}")
-        self.embedding: Embedding | None = None
         if embedding is not None:
+            if not isinstance(embedding, Embedding):
+                raise TypeError(f"embedding must be a fastrnn Embedding, got "
+                                f"{type(embedding).__name__}")
             if embedding.embedding_dim != rnn.input_size:
                 raise ValueError(f"embedding.embedding_dim must equal rnn.input_size="
                                  f"{rnn.input_size}, got {embedding.embedding_dim}")
-            self.embedding = self._add_module("embedding", embedding)
         for m in (embedding, head.readout):
             if m is not None and m.dtype != rnn.dtype:
                 raise TypeError(f"every part must have the rnn's dtype {rnn.dtype}, "
                                 f"got {m.dtype} in {type(m).__name__}")
-        self.rnn = self._add_module("rnn", rnn)
-        self.head = self._add_module("head", head)
-        self.loss = losses.get_loss(loss)
+        parts = {"rnn": rnn, "head": head}
+        super().__init__(parts if embedding is None else {"embedding": embedding, **parts},
+                         losses.get_loss(loss))
+        self.embedding: Embedding | None = embedding
+        self.rnn = rnn
+        self.head = head
 
     @classmethod
     def build(cls, cell: str = "lstm", *, input_size: int | None = None, hidden_size: int,
@@ -167,20 +156,17 @@ class SequenceModel(_Fittable):
                 "head": self.head.config(), "embedding": emb, "loss": self.loss.config()}
 
     @classmethod
-    def from_config(cls, cfg: dict) -> SequenceModel:
+    def from_config(cls, cfg: dict, dtype=None, seed: int | None = None) -> SequenceModel:
+        """The model a :meth:`config` describes (its file's architecture); ``dtype`` and
+        ``seed`` are not read (the configuration has the dtype)."""
         dtype = np.dtype(cfg["dtype"])
         r = dict(cfg["rnn"])
         rnn = _RNN_TYPES[r.pop("type")](**r, dtype=dtype)
-        h = dict(cfg["head"])
-        head = _HEAD_TYPES[h.pop("type")](**h, dtype=dtype)
+        head = HEAD_TYPES[cfg["head"]["type"]].from_config(cfg["head"], dtype)
         emb = Embedding(**cfg["embedding"], dtype=dtype) if cfg["embedding"] else None
         return cls(rnn, head, losses.from_config(cfg["loss"]), emb)
 
     # -- data ------------------------------------------------------------------------------
-
-    @property
-    def dtype(self) -> np.dtype:
-        return self.rnn.dtype
 
     def _inputs(self, x, name="x") -> np.ndarray:
         if self.embedding is not None:
@@ -208,20 +194,6 @@ class SequenceModel(_Fittable):
         return self.loss.check_targets(np.asarray(y), lead, self.head.out_features,
                                        self.dtype, name)
 
-    def _lengths(self, lengths, x: np.ndarray):
-        if lengths is None:
-            return None
-        return lengths_array(lengths, x.shape[0], x.shape[1])
-
-    def _checked_inputs(self, x, lengths, name="x"):
-        """``(x, lengths)`` checked, nan and inf refused at the valid steps: a model's
-        answer for a non-finite input would be a confident guess (the layers and cells
-        propagate nan as PyTorch does)."""
-        x = self._inputs(x, name)
-        lengths = self._lengths(lengths, x)
-        all_finite(x, name, lengths)
-        return x, lengths
-
     def _columns(self, x, y, lengths, names=("x", "y")):
         """``(x, y, lengths)`` of a data set, checked, non-finite values refused."""
         x, lengths = self._checked_inputs(x, lengths, names[0])
@@ -231,54 +203,35 @@ class SequenceModel(_Fittable):
 
     # -- forward / backward on a sample-first batch ----------------------------------------
 
+    @property
+    def _carry(self) -> int:
+        """The position of the recurrent layer, whose state the model carries."""
+        return 0 if self.embedding is None else 1
+
     def forward_train(self, x, lengths=None, state0=None):
         """Forward pass on a sample-first batch, keeping what backward needs.
 
         Returns ``(out, state, backward)``: ``out`` (B, T, C) for per-step heads or (B, C);
         ``backward(dout)`` adds every gradient into ``.grad`` and returns ``dstate0``.
         """
-        layout = self.rnn._layout             # views: the layer copies the data, once
-        emb_backward = None
-        if self.embedding is not None:
-            xr, emb_backward = self.embedding.forward_train(layout(x))
-        else:
-            xr = layout(x)
-        y, state, rnn_backward = self.rnn.forward_train(xr, state0, lengths)
-        out, head_backward = self.head.forward_train(y, state)
-        if self.head.per_step:
-            out = layout(out)
+        out, state, chain_backward = self._run(x, _checked_lengths(lengths, x), True, state0,
+                                               self._carry)
 
         def backward(dout):
-            if self.head.per_step:
-                dout = layout(dout)
-            dy, dstate = head_backward(dout)
             # without an embedding nothing reads the input's gradient: not computed
-            dx, dstate0 = rnn_backward(dy, dstate, input_grad=emb_backward is not None)
-            if emb_backward is not None:
-                emb_backward(dx)
-            return dstate0
+            return chain_backward(dout, False)[1]
 
         return out, state, backward
 
     def _forward(self, x, lengths=None, state0=None):
-        layout = self.rnn._layout
-        xr = layout(x)
-        if self.embedding is not None:
-            xr = self.embedding(xr)
-        y, state = self.rnn(xr, state0, lengths)
-        out = self.head(y, state)
-        return (layout(out) if self.head.per_step else out), state
+        """``(out, state)``: :meth:`forward_train`'s at inference."""
+        out, state, _ = self._run(x, lengths, False, state0, self._carry)
+        return out, state
 
     def _train_batch(self, batch, optimizer, clip_norm, snapshot, tbptt=None):
-        x, y, lengths = batch
         if tbptt is None:
-            optimizer.zero_grad()
-            out, _, backward = self.forward_train(x, lengths)
-            mask = _per_step_mask(lengths, *x.shape[:2]) if self.head.per_step else None
-            ls, grad, n, ok = loss_sums(self.loss, out, y, mask)
-            backward(grad)
-            self._step(optimizer, ls / max(n, 1), clip_norm, snapshot)
-            return ls, n, ok
+            return super()._train_batch(batch, optimizer, clip_norm, snapshot)
+        x, y, lengths = batch
         # truncated BPTT: windows of `tbptt` steps, the state carried (not differentiated)
         T = x.shape[1]
         x = _zero_padding(x, lengths)     # a row that has ended still runs one step per window
@@ -299,13 +252,6 @@ class SequenceModel(_Fittable):
             self._step(optimizer, ls / max(n, 1), clip_norm, snapshot)
             total, count, correct = total + ls, count + n, correct + ok
         return total, count, correct
-
-    def _eval_batch(self, batch):
-        x, y, lengths = batch
-        out, _ = self._forward(x, lengths)
-        mask = _per_step_mask(lengths, *x.shape[:2]) if self.head.per_step else None
-        ls, _, n, ok = loss_sums(self.loss, out, y, mask)
-        return ls, n, ok
 
     # -- public API ------------------------------------------------------------------------
 
@@ -345,30 +291,6 @@ class SequenceModel(_Fittable):
                          optimizer=optimizer, clip_norm=clip_norm, callbacks=callbacks,
                          progress=progress, shuffle=shuffle, seed=seed,
                          train_kwargs={"tbptt": tbptt}, initial_epoch=initial_epoch)
-
-    def forward(self, x, lengths=None, batch_size: int = 256) -> np.ndarray:
-        """The head's raw outputs (logits or values), sample-first, in mini-batches."""
-        x, lengths = self._checked_inputs(x, lengths)
-        outs = []
-        for s in range(0, x.shape[0], batch_size):
-            lb = None if lengths is None else lengths[s:s + batch_size]
-            outs.append(self._forward(x[s:s + batch_size], lb)[0])
-        return np.concatenate(outs, axis=0)
-
-    def predict(self, x, lengths=None, batch_size: int = 256) -> np.ndarray:
-        """Class indices (cross-entropy), 0/1 labels (binary) or the outputs (regression):
-        the loss's ``predict`` of :meth:`forward`."""
-        return self.loss.predict(self.forward(x, lengths, batch_size))
-
-    def predict_proba(self, x, lengths=None, batch_size: int = 256) -> np.ndarray:
-        """Class probabilities: softmax (cross-entropy) or sigmoid (binary); a
-        ``ValueError`` for a regression loss."""
-        return self.loss.proba(self.forward(x, lengths, batch_size))
-
-    def evaluate(self, x, y, lengths=None, batch_size: int = 256) -> dict:
-        """``{"loss": ..., metric: ...}`` over the data, masked by ``lengths``."""
-        columns = self._columns(x, y, lengths)
-        return self._evaluate_columns(columns, positive_int(batch_size, "batch_size"))
 
     def stepper(self, batch_size: int = 1) -> Stepper:
         """A :class:`~fastrnn.streaming.Stepper` for streaming inference, one time step
@@ -564,7 +486,7 @@ class Seq2Seq(_Fittable):
             y, _ = dec(self.tgt_embedding(dec_in), state, tgt_len)
             out = self.head(y, None)
         out = dec._layout(out)
-        mask = _per_step_mask(tgt_len, *tgt.shape)
+        mask = step_mask(tgt_len, tgt.shape[1])
         ls, grad, n, ok = loss_sums(self.loss, out, tgt, mask)
         if train:
             dy, _ = head_backward(dec._layout(grad))

@@ -34,14 +34,17 @@ Parameter names are the positions joined to the layers' own names, as PyTorch's
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+
 import numpy as np
 
 from . import losses
 from ._validate import all_finite, as_dtype, float_array, lengths_array, positive_int, step_mask
 from .blocks import (AttentionPooling, Block, Dropout, GELU, LayerNorm, ReLU, Sigmoid, Tanh,
                      TimePooling)
-from .layers import Embedding, Linear
-from .models import _RNN_TYPES, _not_empty, _zero_padding
+from .fastgrnn import FastGRNN, FastRNN
+from .heads import HEAD_TYPES, Head
+from .layers import GRU, LSTM, RNN, Embedding, Linear
 from .module import Module
 from .optim import Optimizer
 from .training import History, _Fittable, loss_sums
@@ -49,6 +52,8 @@ from .training import History, _Fittable, loss_sums
 __all__ = ["Sequential", "Residual", "Concatenate", "Bidirectional", "build_layer",
            "layer_config"]
 
+#: the recurrent layers, by the ``type`` of their configuration
+_RNN_TYPES = {cls.__name__: cls for cls in (RNN, LSTM, GRU, FastRNN, FastGRNN)}
 _RECURRENT = tuple(_RNN_TYPES.values())
 _MERGE_MODES = ("concat", "sum", "mean")
 # deeper nesting in a model file is refused (a file must not exhaust the stack)
@@ -60,7 +65,25 @@ MAX_DEPTH = 32
 # ---------------------------------------------------------------------------------------
 
 def _is_layer(layer) -> bool:
-    return isinstance(layer, (_RECURRENT, Linear, Embedding, Block, _Container))
+    return isinstance(layer, (_RECURRENT, Linear, Embedding, Block, Head, _Container))
+
+
+def _not_empty(a: np.ndarray, name: str) -> None:
+    """Refuse (0, T, ...) and (N, 0, ...): no batch to train on (fit would report a loss of
+    0 for every epoch) or to predict."""
+    if a.shape[0] == 0 or a.shape[1] == 0:
+        raise ValueError(f"{name} must hold at least one sequence of at least one step, "
+                         f"got shape {a.shape}")
+
+
+def _zero_padding(x, lengths):
+    """``x`` (B, T, ...) with the padded steps (t >= lengths[b]) set to 0, as a new array
+    (``x`` itself without lengths)."""
+    if lengths is None:
+        return x
+    keep = step_mask(lengths, x.shape[1])
+    assert keep is not None
+    return np.where(keep.reshape(keep.shape + (1,) * (x.ndim - 2)), x, 0)
 
 
 def _recurrent_input(layer, x):
@@ -72,20 +95,25 @@ def _recurrent_input(layer, x):
     return x
 
 
-def _infer(layer, x, lengths):
-    """``layer``'s output for batch-first ``x`` (inference: no dropout, nothing kept)."""
+def _infer(layer, x, lengths, layout=None):
+    """``layer``'s output for batch-first ``x`` (inference: no dropout, nothing kept).
+    ``layout``: the next recurrent layer's, in which an Embedding gathers its vectors
+    (the batch-first result is a view of them, which that layer reads without a copy)."""
     if isinstance(layer, _RECURRENT):
         x = _recurrent_input(layer, x)
         view = layer._layout                  # batch-first <-> the layer's layout, views
         return view(layer(view(x), None, lengths)[0])
-    if isinstance(layer, (Linear, Embedding)):
+    if isinstance(layer, Embedding):
+        return layer(x) if layout is None else layout(layer(layout(x)))
+    if isinstance(layer, Linear):
         return layer(x)
     return layer(x, lengths)
 
 
-def _train(layer, x, lengths):
+def _train(layer, x, lengths, layout=None):
     """``(y, backward)`` of ``layer`` on batch-first ``x``, with ``backward(dy,
-    input_grad) -> dx`` (None when not asked for, or for tokens)."""
+    input_grad) -> dx`` (None when not asked for, or for tokens); ``layout`` as
+    :func:`_infer`'s."""
     if isinstance(layer, _RECURRENT):
         x = _recurrent_input(layer, x)
         view = layer._layout
@@ -99,9 +127,39 @@ def _train(layer, x, lengths):
     if isinstance(layer, _Container):
         y, backward = layer.forward_train(x, lengths)
         return y, lambda dy, input_grad: backward(dy, input_grad=input_grad)
+    if isinstance(layer, Embedding) and layout is not None:
+        y, backward = layer.forward_train(layout(x))
+        return layout(y), lambda dy, input_grad: backward(layout(dy))
     y, backward = layer.forward_train(x) if isinstance(layer, (Linear, Embedding)) \
         else layer.forward_train(x, lengths)
     return y, lambda dy, input_grad: backward(dy)
+
+
+def _infer_headed(layer, head, x, lengths, state0=None):
+    """``(out, state)`` of a recurrent ``layer`` read by ``head`` (its outputs and final
+    state, in the layer's own layout, as :mod:`fastrnn.heads` takes them), on batch-first
+    ``x``, from ``state0`` (None: zeros)."""
+    x = _recurrent_input(layer, x)
+    view = layer._layout
+    y, state = layer(view(x), state0, lengths)
+    out = head(y, state)
+    return (view(out) if head.per_step else out), state
+
+
+def _train_headed(layer, head, x, lengths, state0=None):
+    """``(out, state, backward)`` of :func:`_infer_headed` in training, with
+    ``backward(dout, input_grad) -> (dx, dstate0)``."""
+    x = _recurrent_input(layer, x)
+    view = layer._layout
+    y, state, layer_backward = layer.forward_train(view(x), state0, lengths)
+    out, head_backward = head.forward_train(y, state)
+
+    def backward(dout, input_grad):
+        dy, dstate = head_backward(view(dout) if head.per_step else dout)
+        dx, dstate0 = layer_backward(dy, dstate, input_grad=input_grad)
+        return (None if dx is None else view(dx)), dstate0
+
+    return (view(out) if head.per_step else out), state, backward
 
 
 def _reduces_time(layer) -> bool:
@@ -109,16 +167,26 @@ def _reduces_time(layer) -> bool:
 
 
 def _takes_tokens(layer) -> bool:
+    """Whether ``layer`` reads tokens: an Embedding, or a container whose first layer
+    (each of whose layers, for a Concatenate; whose copies, for a Bidirectional) does."""
     if isinstance(layer, Embedding):
         return True
-    return isinstance(layer, Sequential) and _takes_tokens(layer.layers[0])
+    if isinstance(layer, Sequential):
+        return _takes_tokens(layer.layers[0])
+    if isinstance(layer, Concatenate):
+        return _takes_tokens(layer.layers[0])          # all of them or none: checked
+    if isinstance(layer, Bidirectional):
+        return _takes_tokens(layer.forward_layer)
+    return False
 
 
-def _padding_zeroed(x, lengths):
+def _padding_zeroed(x, lengths, first):
     """A float batch with its padded steps (t >= lengths) set to 0, so that no layer
     before a recurrent one (a Linear, a LayerNorm) carries what the padding holds, nan
-    included, into a gradient; tokens and batches without lengths as they are."""
-    if lengths is None or np.asarray(x).dtype.kind != "f":
+    included, into a gradient; tokens, batches without lengths and batches whose
+    ``first`` layer is a recurrent one (its kernels read padded steps as zeros) as they
+    are."""
+    if lengths is None or isinstance(first, _RECURRENT) or np.asarray(x).dtype.kind != "f":
         return x
     return _zero_padding(np.asarray(x), lengths)
 
@@ -189,9 +257,19 @@ def build_layer(cfg: dict, dtype, seed: int | None = None):
         return Linear(**args, dtype=dtype, seed=seed)
     if kind == "Embedding":
         return Embedding(**args, dtype=dtype, seed=seed)
+    if kind in HEAD_TYPES:
+        return HEAD_TYPES[kind].from_config(cfg, dtype, seed)
     if kind not in LAYER_TYPES:
         raise ValueError(f"unknown layer type {kind!r}")
-    return LAYER_TYPES[kind].from_config(cfg, dtype)
+    return LAYER_TYPES[kind].from_config(cfg, dtype, seed)
+
+
+def _child_seeds(seed: int | None, n: int) -> list:
+    """``n`` seeds for the layers inside a container built from ``seed`` (None: n
+    Nones, each layer drawing its own)."""
+    if seed is None:
+        return [None] * n
+    return [int(v) for v in np.random.SeedSequence(seed).generate_state(n)]
 
 
 def _layer_list(cfg: dict, key: str = "layers") -> list:
@@ -224,8 +302,9 @@ class _Container(Module):
         raise NotImplementedError
 
     @classmethod
-    def from_config(cls, cfg: dict, dtype) -> _Container:
-        """The container a :meth:`config` describes, its layers in ``dtype``."""
+    def from_config(cls, cfg: dict, dtype, seed: int | None = None) -> _Container:
+        """The container a :meth:`config` describes, its layers in ``dtype``, their
+        parameters drawn from seeds spawned from ``seed``."""
         raise NotImplementedError
 
     @staticmethod
@@ -239,7 +318,9 @@ class _Container(Module):
         raise NotImplementedError
 
 
-def _check_layers(layers, what: str) -> list:
+def _check_layers(layers, what: str, heads: bool = False) -> list:
+    """``layers`` as a list, each a layer of fastrnn (a head only with ``heads``, right
+    after a recurrent layer: a :class:`Sequential`'s)."""
     if isinstance(layers, Module) or not isinstance(layers, (list, tuple)):
         raise TypeError(f"{what} must be a list of layers, got {type(layers).__name__}")
     if not layers:
@@ -248,6 +329,14 @@ def _check_layers(layers, what: str) -> list:
         if not _is_layer(layer):
             raise TypeError(f"{what}[{i}] must be a fastrnn layer, block or container, got "
                             f"{type(layer).__name__}")
+        if not getattr(layer, "_nestable", True):
+            raise TypeError(f"{what}[{i}]: a {type(layer).__name__} is a whole model, not a "
+                            f"layer: put its parts in the container")
+        if isinstance(layer, Head) and not (heads and i > 0
+                                            and isinstance(layers[i - 1], _RECURRENT)):
+            raise ValueError(f"{what}[{i}]: a head reads a recurrent layer's outputs and "
+                             f"final state: it must come right after a recurrent layer of "
+                             f"a Sequential")
     return list(layers)
 
 
@@ -269,6 +358,9 @@ class Residual(_Container):
         if _reduces_time(layer):
             raise ValueError("a Residual's layer must keep the shape of its input, not "
                              "reduce time")
+        if _takes_tokens(layer):
+            raise ValueError("a Residual's layer must keep the shape of its input: it "
+                             "cannot take tokens (an Embedding adds an axis)")
         self.layer = self._add_module("layer", layer)
 
     def _add(self, x, fx):
@@ -296,8 +388,8 @@ class Residual(_Container):
         return {"type": "Residual", "layer": layer_config(self.layer)}
 
     @classmethod
-    def from_config(cls, cfg: dict, dtype) -> Residual:
-        return cls(build_layer(cfg["layer"], dtype))
+    def from_config(cls, cfg: dict, dtype, seed: int | None = None) -> Residual:
+        return cls(build_layer(cfg["layer"], dtype, seed))
 
     @staticmethod
     def config_children(cfg):
@@ -325,6 +417,9 @@ class Concatenate(_Container):
         layers = tuple(_check_layers(list(layers), "layers"))
         if len({_reduces_time(layer) for layer in layers}) > 1:
             raise ValueError("Concatenate's layers must all reduce time, or none")
+        if len({_takes_tokens(layer) for layer in layers}) > 1:
+            raise ValueError("Concatenate's layers must all take tokens (begin with an "
+                             "Embedding), or none")
         _dtype_of(layers, None, "Concatenate")
         self.layers = layers
         for i, layer in enumerate(layers):
@@ -367,8 +462,10 @@ class Concatenate(_Container):
         return {"type": "Concatenate", "layers": [layer_config(m) for m in self.layers]}
 
     @classmethod
-    def from_config(cls, cfg: dict, dtype) -> Concatenate:
-        return cls(*[build_layer(c, dtype) for c in _layer_list(cfg)])
+    def from_config(cls, cfg: dict, dtype, seed: int | None = None) -> Concatenate:
+        layers = _layer_list(cfg)
+        return cls(*[build_layer(c, dtype, s)
+                     for c, s in zip(layers, _child_seeds(seed, len(layers)))])
 
     @staticmethod
     def config_children(cfg):
@@ -475,9 +572,11 @@ class Bidirectional(_Container):
                 "backward_layer": layer_config(self.backward_layer)}
 
     @classmethod
-    def from_config(cls, cfg: dict, dtype) -> Bidirectional:
-        return cls(build_layer(cfg["forward_layer"], dtype), cfg.get("merge_mode", "concat"),
-                   backward_layer=build_layer(cfg["backward_layer"], dtype))
+    def from_config(cls, cfg: dict, dtype, seed: int | None = None) -> Bidirectional:
+        seeds = _child_seeds(seed, 2)
+        return cls(build_layer(cfg["forward_layer"], dtype, seeds[0]),
+                   cfg.get("merge_mode", "concat"),
+                   backward_layer=build_layer(cfg["backward_layer"], dtype, seeds[1]))
 
     @staticmethod
     def config_children(cfg):
@@ -486,6 +585,15 @@ class Bidirectional(_Container):
 
     def __repr__(self) -> str:
         return f"Bidirectional({self.forward_layer!r}, merge_mode={self.merge_mode!r})"
+
+
+def _layer_name(name) -> str:
+    """A layer's name in a :class:`Sequential` of named layers: a non-empty str without
+    a dot (the dot joins the names of nested parameters)."""
+    if not isinstance(name, str) or not name or "." in name:
+        raise ValueError(f"a layer's name must be a non-empty str without '.', got "
+                         f"{name!r}")
+    return name
 
 
 def _as_loss(loss):
@@ -503,11 +611,15 @@ class Sequential(_Container, _Fittable):
     with ``fit`` like the other models.
 
     ``layers`` is a list of fastrnn layers, blocks and containers (see the module's notes
-    for the layout, ``lengths`` and states); ``loss`` a name (``"cross_entropy"``,
-    ``"mse"``, ``"bce_with_logits"``), a loss object, or a function ``loss(outputs,
-    targets) -> (value, grad_outputs)`` (:class:`~fastrnn.losses.CustomLoss`), needed by
-    ``fit`` and ``evaluate`` only.  Every layer with parameters must have one dtype
-    (``dtype``, if given, checks it).
+    for the layout, ``lengths`` and states), or a dict of them by name (PyTorch's
+    ``Sequential(OrderedDict(...))``: the names replace the positions in the parameter
+    names, ``model["rnn"]`` is that layer).  A head of :mod:`fastrnn.heads` may follow a
+    recurrent layer: it reads that layer's outputs and final state, as in
+    :class:`~fastrnn.SequenceModel` (a preset of this container).  ``loss`` is a name
+    (``"cross_entropy"``, ``"mse"``, ``"bce_with_logits"``), a loss object, or a function
+    ``loss(outputs, targets) -> (value, grad_outputs)``
+    (:class:`~fastrnn.losses.CustomLoss`), needed by ``fit`` and ``evaluate`` only.
+    Every layer with parameters must have one dtype (``dtype``, if given, checks it).
 
     ``x`` is sample-first: tokens (N, T) when the first layer is an ``Embedding``, else
     (N, T, F) (or (N, F) for a model without a time axis); the targets follow the outputs,
@@ -532,14 +644,18 @@ class Sequential(_Container, _Fittable):
 
     def __init__(self, layers, loss=None, *, dtype=None):
         super().__init__()
-        self.layers = _check_layers(layers, "layers")
-        for i, layer in enumerate(self.layers[1:], 1):
-            if isinstance(layer, Embedding):
+        names = None
+        if isinstance(layers, Mapping):
+            names = [_layer_name(name) for name in layers]
+            layers = list(layers.values())
+        layers = _check_layers(layers, "layers", heads=True)
+        for i, layer in enumerate(layers[1:], 1):
+            if _takes_tokens(layer):
                 raise ValueError(f"layers[{i}]: an Embedding takes tokens: it can only be "
-                                 f"the first layer")
-        self._dtype = _dtype_of(self.layers, dtype, "a Sequential")
-        for i, layer in enumerate(self.layers):
-            self._add_module(str(i), layer)
+                                 f"(or begin) the first layer")
+        self._dtype = _dtype_of(layers, dtype, "a Sequential")
+        for i, layer in enumerate(layers):
+            self._add_module(str(i) if names is None else names[i], layer)
         self.loss = loss
 
     # -- the container ---------------------------------------------------------------------
@@ -557,72 +673,129 @@ class Sequential(_Container, _Fittable):
         return self._dtype
 
     @property
+    def layers(self) -> list:
+        """The layers, in order (what ``model.<name> = layer`` replaced included)."""
+        return list(self._modules.values())
+
+    @property
     def reduces_time(self) -> bool:
         return any(_reduces_time(layer) for layer in self.layers)
 
     def __len__(self) -> int:
-        return len(self.layers)
+        return len(self._modules)
 
-    def __getitem__(self, index: int):
+    def __getitem__(self, index: int | str):
+        """The layer at position ``index``, or of that name."""
+        if isinstance(index, str):
+            if index not in self._modules:
+                raise KeyError(f"no layer named {index!r}; the names are "
+                               f"{list(self._modules)}")
+            return self._modules[index]
         return self.layers[index]
 
     def __iter__(self):
         return iter(self.layers)
 
-    def __call__(self, x, lengths=None):
-        """The outputs for a batch ``x`` (inference: dropout off)."""
-        lengths = _checked_lengths(lengths, x)
-        x = _padding_zeroed(x, lengths)
-        for layer in self.layers:
-            x = _infer(layer, x, lengths)
+    def _run(self, x, lengths, train: bool, state0=None, carry: int | None = None):
+        """The chain on a batch whose ``lengths`` are checked: ``(y, state, backward)``,
+        with ``backward(dy, input_grad) -> (dx, dstate0)`` in training (None at
+        inference).  ``state0`` starts the recurrent layer at position ``carry`` (one a
+        head reads), and ``state`` is its final state (None without ``carry``)."""
+        layers = self.layers
+        x = _padding_zeroed(x, lengths, layers[0])
+        backwards, state, i = [], None, 0
+        while i < len(layers):
+            layer = layers[i]
+            after = layers[i + 1] if i + 1 < len(layers) else None
+            if isinstance(after, Head):
+                start = state0 if i == carry else None
+                if train:
+                    x, s, layer_backward = _train_headed(layer, after, x, lengths, start)
+                    backwards.append((layer_backward, True))
+                else:
+                    x, s = _infer_headed(layer, after, x, lengths, start)
+                state = s if i == carry else state
+                layer = after
+                i += 2
+            else:
+                # an Embedding gathers in the layout of the recurrent layer it feeds
+                layout = after._layout if isinstance(layer, Embedding) \
+                    and isinstance(after, _RECURRENT) else None
+                if train:
+                    x, layer_backward = _train(layer, x, lengths, layout)
+                    backwards.append((layer_backward, False))
+                else:
+                    x = _infer(layer, x, lengths, layout)
+                i += 1
             if _reduces_time(layer):
                 lengths = None
-        return x
+        if not train:
+            return x, state, None
+
+        def backward(dy, input_grad=True):
+            dstate0 = None
+            for k in range(len(backwards) - 1, -1, -1):
+                layer_backward, headed = backwards[k]
+                dy = layer_backward(dy, input_grad or k > 0)
+                if headed:
+                    dy, d0 = dy
+                    dstate0 = d0 if dstate0 is None else dstate0
+            return (dy if input_grad else None), dstate0
+
+        return x, state, backward
+
+    def __call__(self, x, lengths=None):
+        """The outputs for a batch ``x`` (inference: dropout off)."""
+        return self._run(x, _checked_lengths(lengths, x), train=False)[0]
 
     def forward_train(self, x, lengths=None):
         """``(y, backward)`` for a batch ``x``: ``backward(dy, *, input_grad=True)`` adds
         every parameter's gradient into its ``.grad`` and returns ``dx`` (None with
         ``input_grad=False``, or for tokens)."""
-        lengths = _checked_lengths(lengths, x)
-        x = _padding_zeroed(x, lengths)
-        backwards = []
-        for layer in self.layers:
-            x, layer_backward = _train(layer, x, lengths)
-            backwards.append(layer_backward)
-            if _reduces_time(layer):
-                lengths = None
+        y, _, chain_backward = self._run(x, _checked_lengths(lengths, x), train=True)
 
         def backward(dy, *, input_grad=True):
-            for i in range(len(backwards) - 1, -1, -1):
-                dy = backwards[i](dy, input_grad or i > 0)
-            return dy if input_grad else None
+            return chain_backward(dy, input_grad)[0]
 
-        return x, backward
+        return y, backward
 
     # -- configuration (for io) ------------------------------------------------------------
 
     def config(self) -> dict:
         loss = self.loss
-        return {"type": "Sequential", "dtype": self.dtype.name,
-                "layers": [layer_config(layer) for layer in self.layers],
-                "loss": None if loss is None or isinstance(loss, losses.CustomLoss)
-                else loss.config()}
+        cfg = {"type": "Sequential", "dtype": self.dtype.name,
+               "layers": [layer_config(layer) for layer in self.layers],
+               "loss": None if loss is None or isinstance(loss, losses.CustomLoss)
+               else loss.config()}
+        names = list(self._modules)
+        if names != [str(i) for i in range(len(names))]:
+            cfg["names"] = names                 # a Sequential of named layers
+        return cfg
 
     @classmethod
-    def from_config(cls, cfg: dict, dtype=None) -> Sequential:
+    def from_config(cls, cfg: dict, dtype=None, seed: int | None = None) -> Sequential:
         dtype = as_dtype(cfg.get("dtype", "float32") if dtype is None else dtype)
         loss = cfg.get("loss")
-        return cls([build_layer(c, dtype) for c in _layer_list(cfg)],
+        children = Sequential.config_children(cfg)
+        layers = {name: build_layer(c, dtype, s) for (name, c), s in
+                  zip(children, _child_seeds(seed, len(children)))}
+        return cls(layers if "names" in cfg else list(layers.values()),
                    None if loss is None else losses.from_config(loss), dtype=dtype)
 
     @staticmethod
     def config_children(cfg):
-        return [(str(i), c) for i, c in enumerate(_layer_list(cfg))]
+        layers = _layer_list(cfg)
+        names = cfg.get("names", [str(i) for i in range(len(layers))])
+        if not isinstance(names, list) or len(names) != len(layers) \
+                or len(set(map(str, names))) != len(names):
+            raise ValueError("Sequential: names must be a list of distinct names, one a "
+                             "layer")
+        return [(_layer_name(name), c) for name, c in zip(names, layers)]
 
     # -- data ------------------------------------------------------------------------------
 
     def _inputs(self, x, name="x") -> np.ndarray:
-        if _takes_tokens(self.layers[0]):
+        if _takes_tokens(self[0]):
             t = np.asarray(x)
             if t.dtype.kind not in "iu":
                 raise TypeError(f"{name} must hold integer tokens, got dtype {t.dtype}")
@@ -666,7 +839,7 @@ class Sequential(_Container, _Fittable):
     def _train_batch(self, batch, optimizer, clip_norm, snapshot):
         x, y, lengths = batch
         optimizer.zero_grad()
-        out, backward = self.forward_train(x, lengths)
+        out, _, backward = self._run(x, lengths, train=True)
         ls, grad, n, ok = loss_sums(self.loss, out, y, self._mask(lengths, x))
         backward(grad, input_grad=False)
         self._step(optimizer, ls / max(n, 1), clip_norm, snapshot)

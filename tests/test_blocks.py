@@ -336,3 +336,24 @@ def test_dropout_at_inference_matches_torch(torch):
     x = data(np.float32)
     ref = torch.nn.Dropout(0.4).eval()
     assert_array_equal(fastrnn.Dropout(0.4)(x), ref(torch.tensor(x)).numpy())
+
+
+@pytest.mark.parametrize("lengths", [None, LENGTHS], ids=["full", "lengths"])
+def test_attention_pooling_reads_a_time_major_array_in_place(lengths):
+    """The batch-first view of a time-major array (a recurrent layer's outputs in a
+    Sequential) gives the outputs and gradients of the same values batch-first, and its
+    dx is again such a view."""
+    attn = fastrnn.AttentionPooling(4, 3, dtype=np.float64, seed=0)
+    twin = fastrnn.AttentionPooling(4, 3, dtype=np.float64, seed=0)
+    rng = np.random.default_rng(1)
+    time_major = rng.standard_normal((5, 3, 4))                 # (T, B, F)
+    view = time_major.swapaxes(0, 1)
+    y, backward = attn.forward_train(view, lengths)
+    y2, backward2 = twin.forward_train(np.ascontiguousarray(view), lengths)
+    np.testing.assert_allclose(y, y2, rtol=1e-13)
+    dy = rng.standard_normal(y.shape)
+    dx, dx2 = backward(dy), backward2(dy)
+    assert dx.swapaxes(0, 1).flags.c_contiguous
+    np.testing.assert_allclose(dx, dx2, rtol=1e-12, atol=1e-14)
+    for p, q in zip(attn.parameters(), twin.parameters()):
+        np.testing.assert_allclose(p.grad, q.grad, rtol=1e-12, atol=1e-14)

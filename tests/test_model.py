@@ -454,7 +454,8 @@ def test_model_checkpoint_save_best_only(tmp_path):
 def test_nan_in_one_batch_stops_with_the_last_good_weights(monkeypatch):
     """The guard inside training (a nan that appears mid-training: here from data let
     through past the up-front check of fit)."""
-    monkeypatch.setattr(fastrnn.models, "all_finite", lambda *args: None)
+    for module in (fastrnn.models, fastrnn.sequential):     # the checks of y and of x
+        monkeypatch.setattr(module, "all_finite", lambda *args: None)
     x, y = classification(n=32)
     x[17, 2, 1] = np.nan                                # batch 2 of 4 (batch_size 8)
     model, rec = build(), Recorder()

@@ -8,6 +8,7 @@ from the checkpoint.  The preset is also checked against the same layers assembl
 hand in a Sequential (test_sequential.py has the generic container's own tests).
 """
 
+import copy
 import json
 import os
 
@@ -109,3 +110,109 @@ def test_same_training_from_the_checkpoint(name):
         assert_allclose(history[k], v, rtol=1e-5 if k.endswith("loss") else 0)
     for k, v in model.state_dict().items():
         assert_allclose(v, expected[f"fit/{k}"], rtol=1e-5, atol=1e-6)
+
+
+# -- the preset and the container --------------------------------------------------------
+
+def parts_as_sequential(model):
+    """A Sequential of copies of ``model``'s parts, by the same names."""
+    parts = {"rnn": copy.deepcopy(model.rnn), "head": copy.deepcopy(model.head)}
+    if model.embedding is not None:
+        parts = {"embedding": copy.deepcopy(model.embedding), **parts}
+    return fastrnn.Sequential(parts, loss=model.loss)
+
+
+@pytest.mark.parametrize("name", CASES)
+def test_the_preset_is_the_sequential_of_its_parts(name):
+    """The same parts assembled by hand in a Sequential: the same parameter names, the
+    same outputs, gradients and training, bit for bit (the same code runs)."""
+    case, expected = fixture(name)
+    model = fastrnn.load(os.path.join(DATA, f"{name}.npz"))
+    chain = parts_as_sequential(model)
+    assert list(chain.state_dict()) == list(model.state_dict())
+    x, y, lengths = columns(expected)
+    assert_array_equal(chain.forward(x, lengths), model.forward(x, lengths))
+    assert_array_equal(chain(x, lengths), model.forward(x, lengths))
+    out, _, backward = model.forward_train(x, lengths)
+    out2, backward2 = chain.forward_train(x, lengths)
+    assert_array_equal(out, out2)
+    dout = np.random.default_rng(0).standard_normal(out.shape).astype(out.dtype)
+    backward(dout)
+    backward2(dout, input_grad=False)
+    for (k, p), (k2, p2) in zip(model.named_parameters(), chain.named_parameters()):
+        assert k == k2
+        assert_array_equal(p.grad, p2.grad)
+    if case.get("tbptt"):
+        return                                  # the container has no truncated BPTT
+    fit = dict(epochs=2, batch_size=4, seed=1, progress=False)
+    h1, h2 = model.fit(x, y, lengths, **fit), chain.fit(x, y, lengths, **fit)
+    assert h1.history == h2.history
+    for a, b in zip(model.parameters(), chain.parameters()):
+        assert_array_equal(a.data, b.data)
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("head", ["many_to_many", "many_to_one"])
+def test_the_preset_is_the_generic_chain(head, dtype):
+    """A token LSTM preset and the chain of generic layers with the same weights:
+    Embedding -> LSTM -> Linear (many-to-many) or Embedding -> LSTM -> TimePooling("last")
+    -> Linear (many-to-one, whose head reads h_n: the output at the last valid step)."""
+    model = fastrnn.SequenceModel.build("lstm", vocab_size=9, embedding_dim=4, hidden_size=5,
+                                        output_size=3, head=head, dtype=dtype, seed=0)
+    pool = [fastrnn.TimePooling("last")] if head == "many_to_one" else []
+    chain = fastrnn.Sequential([fastrnn.Embedding(9, 4, dtype=dtype),
+                                fastrnn.LSTM(4, 5, dtype=dtype)]
+                               + pool + [fastrnn.Linear(5, 3, dtype=dtype)], loss="cross_entropy")
+    dense = str(len(chain) - 1)
+    chain.load_state_dict({k.replace("embedding.", "0.").replace("rnn.", "1.")
+                           .replace("head.readout.", dense + "."): v
+                           for k, v in model.state_dict().items()})
+    rng = np.random.default_rng(1)
+    x, lengths = rng.integers(0, 9, (12, 6)), rng.integers(1, 7, 12)
+    y = rng.integers(0, 3, (12, 6) if head == "many_to_many" else 12)
+    tol = dict(rtol=1e-12, atol=1e-12) if dtype == np.float64 else dict(rtol=1e-5, atol=1e-6)
+    assert_allclose(chain.forward(x, lengths), model.forward(x, lengths), **tol)
+    fit = dict(epochs=2, batch_size=4, seed=1, progress=False)
+    h1, h2 = model.fit(x, y, lengths, **fit), chain.fit(x, y, lengths, **fit)
+    assert_allclose(h1["loss"], h2["loss"], **tol)
+    for a, b in zip(model.parameters(), chain.parameters()):
+        assert_allclose(a.data, b.data, **tol)
+
+
+def test_a_sequential_of_named_layers_round_trips(tmp_path):
+    model = fastrnn.SequenceModel.build("gru", vocab_size=6, hidden_size=4, output_size=2,
+                                        head="many_to_one", seed=0)
+    chain = parts_as_sequential(model)
+    assert chain.config()["names"] == ["embedding", "rnn", "head"]
+    assert chain["rnn"] is chain[1]
+    fastrnn.save(tmp_path / "chain.npz", chain)
+    loaded = fastrnn.load(tmp_path / "chain.npz")
+    assert type(loaded) is fastrnn.Sequential and loaded.config() == chain.config()
+    tokens = np.random.default_rng(0).integers(0, 6, (3, 5))
+    assert_array_equal(loaded.predict(tokens), model.predict(tokens))
+
+
+def test_parts_replaced_by_assignment_are_used():
+    model = fastrnn.SequenceModel.build("lstm", input_size=2, hidden_size=3, output_size=2,
+                                        head="many_to_one", seed=0)
+    x = np.ones((1, 4, 2), np.float32)
+    head = fastrnn.heads.ManyToOne(3, 2, seed=5)
+    model.head = head
+    assert model.head is head and model[1] is head
+    assert_array_equal(model.forward(x), head(None, model.rnn(x.swapaxes(0, 1))[1]))
+
+
+@pytest.mark.parametrize("make, error, word", [
+    (lambda m: fastrnn.Sequential([m]), TypeError, "whole model"),
+    (lambda m: fastrnn.Sequential([m.head]), ValueError, "right after a recurrent"),
+    (lambda m: fastrnn.Sequential([fastrnn.ReLU(), m.head]), ValueError, "right after"),
+    (lambda m: fastrnn.Residual(m.head), ValueError, "head"),
+    (lambda m: fastrnn.Sequential({"a.b": fastrnn.ReLU()}), ValueError, "name"),
+    (lambda m: fastrnn.SequenceModel(m.rnn, m.head, embedding=fastrnn.Linear(2, 2)),
+     TypeError, "embedding"),
+])
+def test_bad_compositions(make, error, word):
+    model = fastrnn.SequenceModel.build("gru", input_size=2, hidden_size=3, output_size=2,
+                                        seed=0)
+    with pytest.raises(error, match=word):
+        make(model)

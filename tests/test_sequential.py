@@ -570,3 +570,57 @@ def test_custom_loss_takes_the_mask_by_name():
     with pytest.raises(ValueError, match="parameter mask"):
         CustomLoss(scaled)(np.ones((2, 3, 1)), np.zeros((2, 3, 1)),
                            np.ones((2, 3), bool))
+
+
+# -- copies reseeded, tokens found inside combinators ------------------------------------
+
+def test_bidirectional_reseeds_a_copied_container():
+    """The backward copy of a container draws every parameter from ``seed``: the same
+    seed, the same copy; another, another; neither is the forward layer."""
+    def make(seed):
+        inner = fastrnn.Sequential([fastrnn.Linear(I, 4, seed=0), fastrnn.GRU(4, H, seed=1),
+                                    fastrnn.Residual(fastrnn.Linear(H, H, seed=2))])
+        return fastrnn.Bidirectional(inner, seed=seed)
+
+    a, b, c = make(5), make(5), make(6)
+    copies = [{k: v for k, v in m.state_dict().items() if k.startswith("backward_layer.")}
+              for m in (a, b, c)]
+    forward = {k.replace("forward_layer.", "backward_layer."): v
+               for k, v in a.state_dict().items() if k.startswith("forward_layer.")}
+    assert copies[0].keys() == forward.keys()
+    for k in forward:
+        assert_array_equal(copies[0][k], copies[1][k])
+        assert not np.array_equal(copies[0][k], copies[2][k])
+        assert not np.array_equal(copies[0][k], forward[k])
+
+
+@pytest.mark.parametrize("wrap", ["concatenate", "bidirectional"])
+def test_embeddings_inside_a_combinator_take_tokens(wrap):
+    if wrap == "concatenate":
+        first = fastrnn.Concatenate(fastrnn.Embedding(6, 2, seed=0),
+                                    fastrnn.Embedding(6, 3, seed=1))
+        width = 5
+    else:
+        first = fastrnn.Bidirectional(fastrnn.Sequential([fastrnn.Embedding(6, 2, seed=0),
+                                                          fastrnn.GRU(2, 3, seed=1)]),
+                                      merge_mode="sum", seed=2)
+        width = 3
+    model = fastrnn.Sequential([first, fastrnn.TimePooling("mean"), fastrnn.Linear(width, 2)],
+                               loss="cross_entropy")
+    tokens = np.random.default_rng(0).integers(0, 6, (8, 4))
+    history = model.fit(tokens, tokens[:, 0] % 2, epochs=1, batch_size=4, progress=False)
+    assert np.isfinite(history["loss"][0])
+    assert model.predict(tokens).shape == (8,)
+    with pytest.raises(TypeError, match="integer tokens"):
+        model.predict(tokens.astype(np.float32))
+
+
+@pytest.mark.parametrize("make, word", [
+    (lambda: fastrnn.Concatenate(fastrnn.Embedding(4, 2), fastrnn.Linear(2, 2)), "tokens"),
+    (lambda: fastrnn.Residual(fastrnn.Sequential([fastrnn.Embedding(4, 2)])), "tokens"),
+    (lambda: fastrnn.Sequential([fastrnn.ReLU(), fastrnn.Concatenate(fastrnn.Embedding(4, 2))]),
+     "first layer"),
+])
+def test_tokens_in_the_wrong_place_are_refused(make, word):
+    with pytest.raises(ValueError, match=word):
+        make()

@@ -16,7 +16,7 @@ from typing import Any
 import numpy as np
 
 from ..io import load_checkpoint
-from ..models import Seq2Seq
+from ..models import Seq2Seq, SequenceModel
 from ..sequential import Sequential
 from ..training import Callback
 
@@ -105,7 +105,7 @@ def load_model(path: str) -> tuple[Any, dict]:
     if os.path.isdir(path):
         raise UsageError(f"{path} is a directory, not a model file")
     model, _, extra = load_checkpoint(path)
-    if isinstance(model, Sequential):
+    if isinstance(model, Sequential) and not isinstance(model, SequenceModel):
         raise UsageError(f"{path} holds a fastrnn.Sequential: the command line reads the "
                          f"models it trains (SequenceModel, Seq2Seq); use it from Python "
                          f"(fastrnn.load)")

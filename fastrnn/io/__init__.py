@@ -50,6 +50,7 @@ from .. import optim
 from .._kinds import KINDS, layer_kind, parameter_shapes
 from .._validate import as_dtype, flag, positive_int, projection_size
 from .._version import __version__
+from ..heads import HEAD_TYPES
 from ..models import Seq2Seq, SequenceModel
 from ..module import Module
 from ..sequential import LAYER_TYPES, MAX_DEPTH, Sequential
@@ -261,6 +262,14 @@ def _linear_shapes(prefix: str, c: dict, out: dict) -> None:
         out[f"{prefix}bias"] = (out[f"{prefix}weight"][0],)
 
 
+def _head_shapes(prefix: str, c: dict, out: dict) -> None:
+    kind = c.get("type") if isinstance(c, dict) else None
+    if not isinstance(kind, str) or kind not in HEAD_TYPES:
+        raise ValueError(f"{prefix[:-1]}: unknown head {c!r:.60}")
+    for name, shape in HEAD_TYPES[kind].config_shapes(c):
+        out[prefix + name] = shape
+
+
 def _layer_shapes(prefix: str, c, out: dict, limit: int, depth: int = 0) -> None:
     """The parameters of one layer of a :class:`~fastrnn.Sequential` (a block or a
     container: those of its children, recursively, at most ``MAX_DEPTH`` deep)."""
@@ -273,6 +282,8 @@ def _layer_shapes(prefix: str, c, out: dict, limit: int, depth: int = 0) -> None
         _embedding_shapes(prefix, c, out)
     elif kind == "Linear":
         _linear_shapes(prefix, c, out)
+    elif isinstance(kind, str) and kind in HEAD_TYPES:
+        _head_shapes(prefix, c, out)
     elif isinstance(kind, str) and kind in LAYER_TYPES:
         cls = LAYER_TYPES[kind]
         for name, shape in cls.config_shapes(c):
@@ -301,7 +312,7 @@ def _parameter_shapes(cfg: dict, limit: int = MAX_MEMBERS) -> dict[str, tuple]:
         _rnn_shapes("encoder.", cfg["encoder"], out, limit)
         _embedding_shapes("tgt_embedding.", cfg["tgt_embedding"], out)
         _rnn_shapes("decoder.", cfg["decoder"], out, limit)
-    _linear_shapes("head.readout.", {**cfg["head"], "bias": True}, out)
+    _head_shapes("head.", cfg["head"], out)
     return out
 
 

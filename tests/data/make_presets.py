@@ -109,7 +109,9 @@ def write(name, case, out):
         arrays["proba"] = model.predict_proba(x, lengths)
     model.zero_grad()
     out_, _, backward = model.forward_train(x, lengths)
-    mask = fastrnn.models._per_step_mask(lengths, N, T) if model.head.per_step else None
+    mask = None
+    if model.head.per_step and lengths is not None:
+        mask = np.arange(T)[None, :] < lengths[:, None]
     _, grad, _, _ = loss_sums(model.loss, out_, y, mask)
     backward(grad)
     arrays.update({f"grad/{k}": p.grad.copy() for k, p in model.named_parameters()})
