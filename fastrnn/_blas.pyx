@@ -443,3 +443,30 @@ def panel_gemm(const float[:, ::1] A, const float[:, ::1] Bp, float[:, ::1] C,
         fr_panel_gemm_f(&A[0, 0], A.shape[1], trans_a, m, K, &Bp[0, 0], n, &C[0, 0], n,
                         accumulate, pbias)
 
+
+
+# ---------------------------------------------------------------------------------------
+# The scatter of a row lookup's gradient
+# ---------------------------------------------------------------------------------------
+
+def scatter_add_rows(const Py_ssize_t[::1] index, const floating[:, ::1] rows,
+                     floating[:, ::1] out):
+    """``out[index[i]] += rows[i]`` for i = 0, 1, ... in that order: ``numpy.add.at(out,
+    index, rows)``, the same sums in the same order (so the same bits), without its
+    dispatch per element.  The gradient of a row lookup (an Embedding's weight).  Every
+    index must lie in [0, len(out)); ``rows`` (n, F) and ``out`` (V, F)."""
+    cdef Py_ssize_t n = index.shape[0], F = rows.shape[1], V = out.shape[0], i, j, r
+    cdef Py_ssize_t bad = -1
+    if rows.shape[0] != n or out.shape[1] != F:
+        raise ValueError(f"rows must be ({n}, F) and out (V, F), got {tuple(rows.shape)[:2]} "
+                         f"and {tuple(out.shape)[:2]}")
+    with nogil:
+        for i in range(n):
+            r = index[i]
+            if r < 0 or r >= V:
+                bad = i
+                break
+            for j in range(F):
+                out[r, j] += rows[i, j]
+    if bad >= 0:
+        raise ValueError(f"index[{bad}] = {index[bad]} lies outside [0, {V})")

@@ -36,6 +36,13 @@ os.register_at_fork(after_in_child=_blas.after_fork_in_child)
 gemm = _blas.blas_gemm
 
 
+def scatter_add_rows(index: np.ndarray, rows: np.ndarray, out: np.ndarray) -> None:
+    """``out[index[i]] += rows[i]`` in the order of ``i`` (``numpy.add.at``'s sums): the
+    gradient of a row lookup; ``index`` any integer array of checked rows, ``rows`` (n, F)
+    C-contiguous, ``out`` (V, F) C-contiguous of the same dtype."""
+    _blas.scatter_add_rows(np.ascontiguousarray(index, dtype=np.intp), rows, out)
+
+
 def active_rows(sorted_lengths: np.ndarray | None, steps: int, batch: int) -> np.ndarray:
     """nact[t] = number of rows with t < length; rows sorted longest first."""
     if sorted_lengths is None:

@@ -809,7 +809,8 @@ class Embedding(Module):
             if self.padding_idx is not None:
                 keep = flat != self.padding_idx
                 flat, rows = flat[keep], rows[keep]
-            np.add.at(self.weight.grad, flat, rows)
+            # weight.grad[flat[i]] += rows[i], in order (numpy.add.at's sums, in one loop)
+            _engine.scatter_add_rows(flat, rows, self.weight.grad)
             return None
 
         return y, backward

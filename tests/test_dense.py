@@ -273,3 +273,31 @@ def test_state_dict_round_trip_and_mismatch():
         other.load_state_dict({"weight": np.zeros((3, 2)), "bias": np.zeros(2)})
     with pytest.raises(ValueError, match="missing keys"):
         fastrnn.Embedding(3, 2).load_state_dict({})
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("padding_idx", [None, 2])
+def test_embedding_gradient_is_numpy_add_at(dtype, padding_idx):
+    """The scatter of the embedding's gradient adds the rows in numpy.add.at's order: the
+    same bits, repeated tokens included, nothing into the padding row."""
+    emb = fastrnn.Embedding(5, 3, padding_idx=padding_idx, dtype=dtype, seed=0)
+    rng = np.random.default_rng(0)
+    tokens = rng.integers(0, 5, (7, 9))
+    y, backward = emb.forward_train(tokens.T)          # a strided view, as a model passes
+    dy = rng.standard_normal(y.shape).astype(dtype)
+    emb.weight.grad[...] = 0
+    backward(dy)
+    expected = np.zeros_like(emb.weight.data)
+    flat, rows = tokens.T.reshape(-1), dy.reshape(-1, 3)
+    keep = flat != (-1 if padding_idx is None else padding_idx)
+    np.add.at(expected, flat[keep], rows[keep])
+    np.testing.assert_array_equal(emb.weight.grad, expected)
+
+
+def test_scatter_refuses_an_index_out_of_range():
+    from fastrnn import _blas
+    out = np.zeros((3, 2), np.float32)
+    with pytest.raises(ValueError, match="outside"):
+        _blas.scatter_add_rows(np.array([0, 3], np.intp), np.ones((2, 2), np.float32), out)
+    with pytest.raises(ValueError, match="rows must be"):
+        _blas.scatter_add_rows(np.array([0], np.intp), np.ones((2, 2), np.float32), out)
