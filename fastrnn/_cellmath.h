@@ -37,19 +37,24 @@ typedef struct {
     int reset_before;     /* the reset gate scales h before the product: two products a
                              step, r*h kept in Hn (GRU with linear_before_reset=0) */
     int peephole;         /* the gates read c through a vector p (3H: p_i, p_f, p_o) */
+    int layer_norm;       /* layer-normalised (Ba et al. 2016): its own loops, ln_forward
+                             and ln_backward of _core.pyx; the sums: the gains of the
+                             recurrent (4H) and cell (H) normalisations, the cell's bias */
 } fr_kind;
 
-static const fr_kind FR_KINDS[7] = {
-    /*            G  biases  in_step  apart  direct  cand  sums  scalars  before  peep */
-    /* RNN */    {1, 2,      0,       0,     0,      0,    0,    0,       0,      0},
-    /* LSTM */   {4, 2,      0,       0,     0,      0,    0,    0,       0,      0},
-    /* GRU */    {3, 2,      0,       1,     1,      0,    0,    0,       0,      0},
-    /* FastRNN */{1, 1,      0,       0,     1,      0,    2,    2,       0,      0},
-    /* FastGRNN*/{1, 2,      1,       0,     1,      1,    4,    2,       0,      0},
+static const fr_kind FR_KINDS[8] = {
+    /*            G  biases  in_step  apart  direct  cand  sums  scalars  before  peep  ln */
+    /* RNN */    {1, 2,      0,       0,     0,      0,    0,    0,       0,      0,   0},
+    /* LSTM */   {4, 2,      0,       0,     0,      0,    0,    0,       0,      0,   0},
+    /* GRU */    {3, 2,      0,       1,     1,      0,    0,    0,       0,      0,   0},
+    /* FastRNN */{1, 1,      0,       0,     1,      0,    2,    2,       0,      0,   0},
+    /* FastGRNN*/{1, 2,      1,       0,     1,      1,    4,    2,       0,      0,   0},
     /* GRU, r before the product */
-                 {3, 2,      0,       0,     1,      0,    0,    0,       1,      0},
+                 {3, 2,      0,       0,     1,      0,    0,    0,       1,      0,   0},
     /* LSTM with peepholes */
-                 {4, 2,      0,       0,     0,      0,    3,    0,       0,      1},
+                 {4, 2,      0,       0,     0,      0,    3,    0,       0,      1,   0},
+    /* LSTM, layer-normalised */
+                 {4, 0,      0,       1,     0,      0,    6,    0,       0,      0,   1},
 };
 
 #if defined(__GNUC__) && !defined(__clang__) && defined(__x86_64__) && defined(__linux__)
@@ -116,7 +121,7 @@ static inline double fr_sigmoid(double x) { return 1.0 / (1.0 + exp(-x)); }
 
 /* ---- the loops, once per precision ------------------------------------------------- */
 
-#define FR_DEFINE(T, SFX, SIGMOID, TANH)                                                   \
+#define FR_DEFINE(T, SFX, SIGMOID, TANH, SQRT)                                                   \
                                                                                            \
 /* out += A.sum(axis=0), A (rows, cols) with row stride lda: the bias gradients, summed    \
    row by row (in the order of the rows) */                                                \
@@ -454,10 +459,201 @@ FR_CLONES void fr_lstmp_grad_##SFX(T *FR_RESTRICT gates, const T *FR_RESTRICT cp
             ab[2 * H + j] += dop * cn;                                                     \
         }                                                                                  \
     }                                                                                      \
-}
+} \
+                                                                                           \
+/* ---- layer normalisation (Ba, Kiros & Hinton 2016) ------------------------------------ \
+   Over n values of a row: xh = (x - mean) / sqrt(var + eps), var the mean squared         \
+   deviation (PyTorch's LayerNorm), then gain * xh + bias.  Sums run in 16 interleaved     \
+   partial sums, so that the compiler vectorises them; the order is fixed, whatever the    \
+   instruction set. */                                                                     \
+                                                                                           \
+static inline T fr_sum16_##SFX(const T *FR_RESTRICT a, long n)                             \
+{                                                                                          \
+    T acc[16] = {0};                                                                       \
+    T total = 0;                                                                           \
+    long j, k;                                                                             \
+    for (j = 0; j + 16 <= n; j += 16)                                                      \
+        for (k = 0; k < 16; k++) acc[k] += a[j + k];                                       \
+    for (k = 0; k < 16; k++) total += acc[k];                                              \
+    for (; j < n; j++) total += a[j];                                                      \
+    return total;                                                                          \
+}                                                                                          \
+                                                                                           \
+static inline T fr_dot16_##SFX(const T *FR_RESTRICT a, const T *FR_RESTRICT b, long n)     \
+{                                                                                          \
+    T acc[16] = {0};                                                                       \
+    T total = 0;                                                                           \
+    long j, k;                                                                             \
+    for (j = 0; j + 16 <= n; j += 16)                                                      \
+        for (k = 0; k < 16; k++) acc[k] += a[j + k] * b[j + k];                            \
+    for (k = 0; k < 16; k++) total += acc[k];                                              \
+    for (; j < n; j++) total += a[j] * b[j];                                               \
+    return total;                                                                          \
+}                                                                                          \
+                                                                                           \
+/* mean and 1/sqrt(var + eps) of n values (two passes: the deviations' squares) */         \
+static inline T fr_moments_##SFX(const T *FR_RESTRICT a, long n, T eps, T *mean)           \
+{                                                                                          \
+    T m = fr_sum16_##SFX(a, n) / (T)n, acc[16] = {0}, var = 0;                             \
+    long j, k;                                                                             \
+    for (j = 0; j + 16 <= n; j += 16)                                                      \
+        for (k = 0; k < 16; k++) { T d = a[j + k] - m; acc[k] += d * d; }                  \
+    for (k = 0; k < 16; k++) var += acc[k];                                                \
+    for (; j < n; j++) { T d = a[j] - m; var += d * d; }                                   \
+    *mean = m;                                                                             \
+    return (T)1 / SQRT(var / (T)n + eps);                                                  \
+}                                                                                          \
+                                                                                           \
+/* Layer normalisation of `rows` rows of n values, row r of x at x + r*ldx: with `add`,    \
+   out += gain * xh; else out = gain * xh + bias + bias2 (x may be out then).  xhat (row   \
+   stride ldxh), when not NULL, keeps xh; rstd (stride rs), when not NULL, 1/sqrt(var+eps). */ \
+FR_CLONES void fr_ln_rows_##SFX(const T *x, long ldx, long rows, long n,                   \
+                                const T *FR_RESTRICT gain, const T *FR_RESTRICT bias,      \
+                                const T *FR_RESTRICT bias2, int add, T *out, long ldo,     \
+                                T *xhat, long ldxh, T *rstd, long rs, T eps)               \
+{                                                                                          \
+    long r, j;                                                                             \
+    for (r = 0; r < rows; r++) {                                                           \
+        const T *xr = x + r * ldx;                                                         \
+        T *o = out + r * ldo;                                                              \
+        T mean, s = fr_moments_##SFX(xr, n, eps, &mean);                                   \
+        if (rstd != NULL) rstd[r * rs] = s;                                                \
+        if (xhat != NULL) {                                                                \
+            T *xh = xhat + r * ldxh;                                                       \
+            for (j = 0; j < n; j++) xh[j] = (xr[j] - mean) * s;                            \
+            xr = xh; mean = 0; s = 1;        /* from here, read the normalised values */   \
+        }                                                                                  \
+        if (add) {                                                                         \
+            for (j = 0; j < n; j++) o[j] += gain[j] * ((xr[j] - mean) * s);                \
+        } else {                                                                           \
+            for (j = 0; j < n; j++) o[j] = gain[j] * ((xr[j] - mean) * s) + bias[j] + bias2[j]; \
+        }                                                                                  \
+    }                                                                                      \
+}                                                                                          \
+                                                                                           \
+/* Backward of layer normalisation for `rows` rows: dy (row stride ldy) the gradient of    \
+   gain * xh + bias; dx = rstd * (dy*gain - mean(dy*gain) - xh * mean(dy*gain * xh)) (row  \
+   stride ldx: dx may be dy or xhat, element by element); acc (row stride lda), when not   \
+   NULL, += dy * xh, the gain's terms. */                                                  \
+FR_CLONES void fr_ln_grad_##SFX(const T *dy, long ldy, long rows, long n,                  \
+                                const T *FR_RESTRICT gain, const T *xhat, long ldxh,       \
+                                const T *FR_RESTRICT rstd, long rs, T *acc, long lda,      \
+                                T *dx, long ldx)                                           \
+{                                                                                          \
+    long r, j, k;                                                                          \
+    for (r = 0; r < rows; r++) {                                                           \
+        const T *d = dy + r * ldy, *xh = xhat + r * ldxh;                                  \
+        T *o = dx + r * ldx;                                                               \
+        T a1[16] = {0}, a2[16] = {0}, m1 = 0, m2 = 0, s = rstd[r * rs];                    \
+        for (j = 0; j + 16 <= n; j += 16)                                                  \
+            for (k = 0; k < 16; k++) {                                                     \
+                T dg = d[j + k] * gain[j + k];                                             \
+                a1[k] += dg; a2[k] += dg * xh[j + k];                                      \
+            }                                                                              \
+        for (k = 0; k < 16; k++) { m1 += a1[k]; m2 += a2[k]; }                             \
+        for (; j < n; j++) { T dg = d[j] * gain[j]; m1 += dg; m2 += dg * xh[j]; }          \
+        m1 /= (T)n; m2 /= (T)n;                                                            \
+        if (acc != NULL) {                                                                 \
+            T *ar = acc + r * lda;                                                         \
+            for (j = 0; j < n; j++) ar[j] += d[j] * xh[j];                                 \
+        }                                                                                  \
+        for (j = 0; j < n; j++) o[j] = s * (d[j] * gain[j] - m1 - xh[j] * m2);             \
+    }                                                                                      \
+}                                                                                          \
+                                                                                           \
+/* out[j] += sum over rows of A[r, j] * X[r, j], and out2[j] += sum of A[r, j] (out2 may be \
+   NULL): the gain and bias gradients of a layer normalisation over all rows, in the       \
+   order of the rows */                                                                    \
+FR_CLONES void fr_ln_colgrads_##SFX(const T *FR_RESTRICT A, const T *FR_RESTRICT X,        \
+                                    long rows, long cols, long ld, T *FR_RESTRICT out,     \
+                                    T *FR_RESTRICT out2)                                   \
+{                                                                                          \
+    long r, j;                                                                             \
+    for (r = 0; r < rows; r++) {                                                           \
+        const T *a = A + r * ld, *x = X + r * ld;                                          \
+        for (j = 0; j < cols; j++) out[j] += a[j] * x[j];                                  \
+        if (out2 != NULL)                                                                  \
+            for (j = 0; j < cols; j++) out2[j] += a[j];                                    \
+    }                                                                                      \
+}                                                                                          \
+                                                                                           \
+/* Layer-normalised LSTM, forward 2.-3.: gates i f g o in place, c = f*c + i*g,            \
+   h = o * tanh(gain * LN(c) + bias); xc (row stride H), when not NULL, keeps LN(c), and   \
+   rstd (stride rs) its 1/sqrt(var + eps) */                                               \
+FR_CLONES void fr_lnlstm_step_##SFX(T *FR_RESTRICT gates, T *FR_RESTRICT h,                \
+                                    T *FR_RESTRICT c, const T *FR_RESTRICT gain,           \
+                                    const T *FR_RESTRICT bias, T *FR_RESTRICT xc,          \
+                                    T *FR_RESTRICT rstd, long rs, long n, long H, T eps)   \
+{                                                                                          \
+    long b, j;                                                                             \
+    for (b = 0; b < n; b++) {                                                              \
+        T *FR_RESTRICT gi = gates + b * 4 * H, *FR_RESTRICT gf = gi + H;                   \
+        T *FR_RESTRICT gg = gi + 2 * H, *FR_RESTRICT go = gi + 3 * H;                      \
+        T *FR_RESTRICT hb = h + b * H, *FR_RESTRICT cb = c + b * H;                        \
+        T mean, s;                                                                         \
+        for (j = 0; j < H; j++) {                                                          \
+            T i = SIGMOID(gi[j]), f = SIGMOID(gf[j]), g = TANH(gg[j]), o = SIGMOID(go[j]); \
+            gi[j] = i; gf[j] = f; gg[j] = g; go[j] = o;                                    \
+            cb[j] = f * cb[j] + i * g;                                                     \
+        }                                                                                  \
+        s = fr_moments_##SFX(cb, H, eps, &mean);                                           \
+        if (rstd != NULL) rstd[b * rs] = s;                                                \
+        if (xc != NULL) {                                                                  \
+            T *FR_RESTRICT xb = xc + b * H;                                                \
+            for (j = 0; j < H; j++) {                                                      \
+                T xh = (cb[j] - mean) * s;                                                 \
+                xb[j] = xh;                                                                \
+                hb[j] = go[j] * TANH(gain[j] * xh + bias[j]);                              \
+            }                                                                              \
+        } else {                                                                           \
+            for (j = 0; j < H; j++) hb[j] = go[j] * TANH(gain[j] * ((cb[j] - mean) * s) + bias[j]); \
+        }                                                                                  \
+    }                                                                                      \
+}                                                                                          \
+                                                                                           \
+/* ... backward 2.: from the gates (i f g o), c_prev (cp), LN(c) (xc) and its rstd: dG in  \
+   place of the gates, dc (the gradient of c_t from the next step) becomes dc_prev; dh is  \
+   the gradient of this step's h; acc (2H per row) += the terms of the cell                \
+   normalisation's gain and bias; work: H values per row */                                \
+FR_CLONES void fr_lnlstm_grad_##SFX(T *FR_RESTRICT gates, const T *FR_RESTRICT cp,         \
+                                    const T *FR_RESTRICT xc, const T *FR_RESTRICT rstd,    \
+                                    long rs, const T *FR_RESTRICT gain,                    \
+                                    const T *FR_RESTRICT bias, const T *FR_RESTRICT dh,    \
+                                    T *FR_RESTRICT dc, T *FR_RESTRICT acc,                 \
+                                    T *FR_RESTRICT work, long n, long H)                   \
+{                                                                                          \
+    long b, j;                                                                             \
+    for (b = 0; b < n; b++) {                                                              \
+        T *FR_RESTRICT gi = gates + b * 4 * H, *FR_RESTRICT gf = gi + H;                   \
+        T *FR_RESTRICT gg = gi + 2 * H, *FR_RESTRICT go = gi + 3 * H;                      \
+        const T *FR_RESTRICT cpb = cp + b * H, *FR_RESTRICT dhb = dh + b * H;              \
+        const T *FR_RESTRICT xb = xc + b * H;                                              \
+        T *FR_RESTRICT dcb = dc + b * H, *FR_RESTRICT ab = acc + b * 2 * H;                \
+        T *FR_RESTRICT w = work + b * H;                                                   \
+        T m1, m2, s = rstd[b * rs];                                                        \
+        for (j = 0; j < H; j++) {                                                          \
+            T o = go[j], th = TANH(gain[j] * xb[j] + bias[j]);                             \
+            T dn = dhb[j] * o * ((T)1 - th * th);         /* d(gain * LN(c) + bias) */     \
+            go[j] = dhb[j] * th * o * ((T)1 - o);         /* do */                         \
+            ab[j] += dn * xb[j];                                                           \
+            ab[H + j] += dn;                                                               \
+            w[j] = dn * gain[j];                          /* d LN(c) */                    \
+        }                                                                                  \
+        m1 = fr_sum16_##SFX(w, H) / (T)H;                                                  \
+        m2 = fr_dot16_##SFX(w, xb, H) / (T)H;                                              \
+        for (j = 0; j < H; j++) {                                                          \
+            T i = gi[j], f = gf[j], g = gg[j];                                             \
+            T dct = dcb[j] + s * (w[j] - m1 - xb[j] * m2);                                 \
+            gi[j] = dct * g * i * ((T)1 - i);             /* di */                         \
+            gf[j] = dct * cpb[j] * f * ((T)1 - f);        /* df */                         \
+            gg[j] = dct * i * ((T)1 - g * g);             /* dg */                         \
+            dcb[j] = dct * f;                             /* dc_prev */                    \
+        }                                                                                  \
+    }                                                                                      \
+}                                                                                          \
 
-FR_DEFINE(float, f, fr_sigmoidf, fr_tanhf)
-FR_DEFINE(double, d, fr_sigmoid, tanh)
+FR_DEFINE(float, f, fr_sigmoidf, fr_tanhf, sqrtf)
+FR_DEFINE(double, d, fr_sigmoid, tanh, sqrt)
 
 #undef FR_DEFINE
 

@@ -17,8 +17,8 @@ from libc.string cimport memcpy, memset
 cdef extern from "_cellmath.h" nogil:
     ctypedef struct fr_kind:
         int gates, biases, biases_in_step, product_apart, direct_path, keeps_candidate
-        int loop_sums, scalar_sums, reset_before, peephole
-    const fr_kind FR_KINDS[7]       # one row per CELL_* below: what each kind does
+        int loop_sums, scalar_sums, reset_before, peephole, layer_norm
+    const fr_kind FR_KINDS[8]       # one row per CELL_* below: what each kind does
     void fr_add_colsum_f(const float* A, long rows, long cols, long lda, float* out)
     void fr_add_colsum_d(const double* A, long rows, long cols, long lda, double* out)
     void fr_rnn_act_f(float* a, long n, int relu)
@@ -70,6 +70,35 @@ cdef extern from "_cellmath.h" nogil:
                          float* dc, float* acc, long n, long H)
     void fr_lstmp_grad_d(double* gates, const double* cp, const double* p,
                          const double* dh, double* dc, double* acc, long n, long H)
+    void fr_ln_rows_f(const float* x, long ldx, long rows, long n, const float* gain,
+                      const float* bias, const float* bias2, int add, float* out, long ldo,
+                      float* xhat, long ldxh, float* rstd, long rs, float eps)
+    void fr_ln_rows_d(const double* x, long ldx, long rows, long n, const double* gain,
+                      const double* bias, const double* bias2, int add, double* out,
+                      long ldo, double* xhat, long ldxh, double* rstd, long rs, double eps)
+    void fr_ln_grad_f(const float* dy, long ldy, long rows, long n, const float* gain,
+                      const float* xhat, long ldxh, const float* rstd, long rs, float* acc,
+                      long lda, float* dx, long ldx)
+    void fr_ln_grad_d(const double* dy, long ldy, long rows, long n, const double* gain,
+                      const double* xhat, long ldxh, const double* rstd, long rs,
+                      double* acc, long lda, double* dx, long ldx)
+    void fr_ln_colgrads_f(const float* A, const float* X, long rows, long cols, long ld,
+                          float* out, float* out2)
+    void fr_ln_colgrads_d(const double* A, const double* X, long rows, long cols, long ld,
+                          double* out, double* out2)
+    void fr_lnlstm_step_f(float* gates, float* h, float* c, const float* gain,
+                          const float* bias, float* xc, float* rstd, long rs, long n, long H,
+                          float eps)
+    void fr_lnlstm_step_d(double* gates, double* h, double* c, const double* gain,
+                          const double* bias, double* xc, double* rstd, long rs, long n,
+                          long H, double eps)
+    void fr_lnlstm_grad_f(float* gates, const float* cp, const float* xc, const float* rstd,
+                          long rs, const float* gain, const float* bias, const float* dh,
+                          float* dc, float* acc, float* work, long n, long H)
+    void fr_lnlstm_grad_d(double* gates, const double* cp, const double* xc,
+                          const double* rstd, long rs, const double* gain,
+                          const double* bias, const double* dh, double* dc, double* acc,
+                          double* work, long n, long H)
     void fr_lstm_pack_f(const float* W_hh, long H, float* out)
     void fr_lstm_row_f(const float* W, long H, const int* nact, long T, int reverse,
                        float* g, long gstep, float* h, float* c, float* y, long ystep,
@@ -200,7 +229,8 @@ cdef enum:
                         # h' = (zeta*(1-z) + nu)*h~ + z*h
     CELL_GRU_RB = 5     # GRU with n = tanh(W_in x + b_in + W_hn (r*h) + b_hn)
     CELL_LSTM_P = 6     # LSTM with peepholes: i, f read p_i*c, p_f*c; o reads p_o*c'
-    N_CELLS = 7
+    CELL_LSTM_LN = 7    # layer-normalised LSTM: its own loops (ln_forward, ln_backward)
+    N_CELLS = 8
 
 # What each kind does differently is its row of FR_KINDS (_cellmath.h).  The FastRNN and
 # FastGRNN kernels take their two scalars (alpha, beta or zeta, nu) after the sigmoid, and

@@ -51,11 +51,15 @@ from libc.string cimport memcmp, memcpy, memset
 from fastrnn._blas cimport (_check_index, _check_shape, _parts, _pgemm_parts,
                             _side_by_side, _team, _threads)
 from fastrnn._cellmath cimport (CELL_FASTGRNN, CELL_FASTRNN, CELL_GRU, CELL_GRU_RB,
-                                CELL_LSTM, CELL_LSTM_P, CELL_RNN, FR_KINDS, N_CELLS,
+                                CELL_LSTM, CELL_LSTM_LN, CELL_LSTM_P, CELL_RNN, FR_KINDS,
+                                N_CELLS,
                                 _add_colsum, _add_masked, _add_rows, _bias_columns,
                                 _cell_grad, _cell_step, _copy_rows, _fill_bias,
                                 _hidden_columns, _mask_rows, _reset_gate, _reset_grad,
-                                _zero_rows, _zone, _zone_grad, fr_lstm_pack_f,
+                                _zero_rows, _zone, _zone_grad, fr_ln_colgrads_d,
+                                fr_ln_colgrads_f, fr_ln_grad_d, fr_ln_grad_f, fr_ln_rows_d,
+                                fr_ln_rows_f, fr_lnlstm_grad_d, fr_lnlstm_grad_f,
+                                fr_lnlstm_step_d, fr_lnlstm_step_f, fr_lstm_pack_f,
                                 fr_lstm_row_f)
 
 cnp.import_array()
@@ -560,12 +564,22 @@ def kind_row(int kind):
 # The kernels' numbers of the kinds (the kernel_id of fastrnn/_kinds.py)
 KIND_RNN, KIND_LSTM, KIND_GRU = CELL_RNN, CELL_LSTM, CELL_GRU
 KIND_FASTRNN, KIND_FASTGRNN = CELL_FASTRNN, CELL_FASTGRNN
-KIND_GRU_RB, KIND_LSTM_P = CELL_GRU_RB, CELL_LSTM_P
+KIND_GRU_RB, KIND_LSTM_P, KIND_LSTM_LN = CELL_GRU_RB, CELL_LSTM_P, CELL_LSTM_LN
 
 
 cdef int _check_kind(int kind) except -1:
     if kind < 0 or kind >= N_CELLS:
         raise ValueError(f"kind must be one of 0..{N_CELLS - 1}, got {kind}")
+    return 0
+
+
+cdef int _check_loop_kind(int kind) except -1:
+    """A kind that :func:`forward` and :func:`backward` run (not the layer-normalised
+    LSTM: :func:`ln_forward`, :func:`ln_backward`)."""
+    _check_kind(kind)
+    if FR_KINDS[kind].layer_norm:
+        raise ValueError("the layer-normalised LSTM runs through ln_forward and "
+                         "ln_backward")
     return 0
 
 
@@ -613,7 +627,7 @@ cdef int _check_kind_arrays(int kind, bint train, bint backward, const void* c,
 
 cdef bint _has_cell(int kind) noexcept nogil:
     """Whether the kind's state is (h, c): the LSTMs."""
-    return kind == CELL_LSTM or kind == CELL_LSTM_P
+    return kind == CELL_LSTM or kind == CELL_LSTM_P or kind == CELL_LSTM_LN
 
 
 cdef const floating* _peephole_ptr(int kind, const floating[::1] P, Py_ssize_t H,
@@ -723,7 +737,7 @@ cdef int _forward(int kind, const floating[:, ::1] X, const floating[:, ::1] W_i
                   const floating[:, :, ::1] zc, bint reverse, bint relu,
                   const floating[:, ::1] W_hh_t, int layout,
                   const floating[:, ::1] W_ih_p) except -1:
-    _check_kind(kind)
+    _check_loop_kind(kind)
     cdef Py_ssize_t T = nact.shape[0], B = h.shape[0], P = h.shape[1], I = X.shape[1]
     cdef Py_ssize_t H = _cell_width(kind, P, W_hr)
     cdef Py_ssize_t GH = FR_KINDS[kind].gates * H, n_hh = _bias_columns(kind, H)
@@ -948,7 +962,7 @@ cdef int _backward(int kind, const floating[:, ::1] X, const floating[:, ::1] W_
                    const floating[:, :, ::1] zh, const floating[:, :, ::1] zc,
                    floating[:, ::1] dX, bint accumulate_dx, bint reverse, bint relu,
                    const floating[:, ::1] W_hh_p) except -1:
-    _check_kind(kind)
+    _check_loop_kind(kind)
     cdef Py_ssize_t T = nact.shape[0], B = dh.shape[0], P = dh.shape[1], I = X.shape[1]
     cdef Py_ssize_t H = _cell_width(kind, P, W_hr)
     cdef Py_ssize_t GH = FR_KINDS[kind].gates * H, n1 = _hidden_columns(kind, H)
@@ -1075,6 +1089,416 @@ cdef void _add_sums(int kind, const floating* sums, Py_ssize_t rows, Py_ssize_t 
             for j in range(H):
                 total += part[j]
         dscalars[q] += <floating>total
+
+
+# ---------------------------------------------------------------------------------------
+# The layer-normalised LSTM (Ba, Kiros & Hinton 2016, appendix)
+#
+#   G_t = LN(x_t @ W_ih.T; g_x, b_x) + LN(h_prev @ W_hh.T; g_h, b_h)   (one LN over 4H)
+#   i, f, g, o = σ, σ, tanh, σ of G_t's blocks;  c_t = f*c_prev + i*g
+#   h_t = o * tanh(LN(c_t; g_c, b_c))
+#
+# Its own loops.  Before the loop, the input projection of all T*B rows is normalised in
+# place: Gt = g_x * Xn + b_x + b_h (Xn the normalised projection).  Each step's recurrent
+# product goes to the workspace Gh and joins Gt normalised; the cell state is normalised
+# before the output tanh.  Training keeps Xn (T*B, 4H), Xh (T, B, 4H) the normalised
+# recurrent products, Xc (T, B, H) the normalised cell states and R (T*B, 3) the three
+# 1/sqrt(var + eps) of each row (input, recurrent, cell), besides Hp and Cp.
+# Backward, per step: the cell's gradient (fr_lnlstm_grad), then through the recurrent
+# normalisation into Xh[t], which becomes dU, the gradient of the product; dh = dU @ W_hh.
+# After the loop: dW_hh += dU.T @ Hp; the input normalisation's gain and bias gradients;
+# its gradient into Xn, which becomes dA; dX (+)= dA @ W_ih, dW_ih += dA.T @ X.  The
+# per-row sums (the gains g_h, g_c and the bias b_c) add up in the order of the rows.
+# ---------------------------------------------------------------------------------------
+
+#: the variance epsilon of every layer normalisation (PyTorch's LayerNorm default)
+LN_EPS = 1e-5
+
+cdef struct _LNLoop:
+    bint reverse
+    Py_ssize_t T, B, H, GH, ldy
+    const int* nact
+    const void* W_hh            # (4H, H)
+    const void* W_hh_t          # forward: (H, 4H) or its panels, or NULL: BLAS reads W_hh
+    const void* panels          # W_hh.T (forward) or W_hh (backward) packed, or NULL
+    const void* g_h             # the recurrent normalisation's gain (4H)
+    const void* g_c             # the cell normalisation's gain and bias (H each)
+    const void* b_c
+    void* h                     # forward: h; backward: dh (B, H)
+    void* c                     # forward: c; backward: dc (B, H)
+    void* gh                    # workspace (B, 4H)
+    void* y                     # forward: Y + col; backward: dY + col, or NULL (T, B, ldy)
+    void* hp                    # training: Hp, Cp (T, B, H); Xh (T, B, 4H); Xc (T, B, H);
+    void* cp                    #   R (T*B, 3); NULL at inference
+    void* xh
+    void* xc
+    void* r
+    double eps
+
+
+cdef inline void _ln_rows(const floating* x, Py_ssize_t ldx, Py_ssize_t rows, Py_ssize_t n,
+                          const floating* gain, const floating* bias, const floating* bias2,
+                          bint add, floating* out, Py_ssize_t ldo, floating* xhat,
+                          Py_ssize_t ldxh, floating* rstd, double eps) noexcept nogil:
+    """fr_ln_rows (R's stride 3)."""
+    if floating is float:
+        fr_ln_rows_f(x, ldx, rows, n, gain, bias, bias2, add, out, ldo, xhat, ldxh, rstd, 3,
+                     <float>eps)
+    else:
+        fr_ln_rows_d(x, ldx, rows, n, gain, bias, bias2, add, out, ldo, xhat, ldxh, rstd, 3,
+                     eps)
+
+
+cdef inline void _ln_grad(const floating* dy, Py_ssize_t ldy, Py_ssize_t rows, Py_ssize_t n,
+                          const floating* gain, const floating* xhat, Py_ssize_t ldxh,
+                          const floating* rstd, floating* acc, Py_ssize_t lda, floating* dx,
+                          Py_ssize_t ldx) noexcept nogil:
+    """fr_ln_grad (R's stride 3)."""
+    if floating is float:
+        fr_ln_grad_f(dy, ldy, rows, n, gain, xhat, ldxh, rstd, 3, acc, lda, dx, ldx)
+    else:
+        fr_ln_grad_d(dy, ldy, rows, n, gain, xhat, ldxh, rstd, 3, acc, lda, dx, ldx)
+
+
+cdef void _ln_forward_rows(const _LNLoop* L, floating* g, Py_ssize_t lo,
+                           Py_ssize_t hi) noexcept nogil:
+    """The forward time loop over batch rows lo..hi-1 (``g`` is Gt)."""
+    cdef Py_ssize_t T = L.T, B = L.B, H = L.H, GH = L.GH, ldy = L.ldy, rows = hi - lo
+    cdef Py_ssize_t s, t, n, step = B * H
+    cdef const floating* W_hh = <const floating*>L.W_hh
+    cdef const floating* W_hh_t = <const floating*>L.W_hh_t
+    cdef const floating* panels = <const floating*>L.panels
+    cdef const floating* g_h = <const floating*>L.g_h
+    cdef const floating* g_c = <const floating*>L.g_c
+    cdef const floating* b_c = <const floating*>L.b_c
+    cdef floating* hs = _rows(L.h, lo * H, g)
+    cdef floating* cs = _rows(L.c, lo * H, g)
+    cdef floating* gh = _rows(L.gh, lo * GH, g)
+    cdef floating* y = _rows(L.y, lo * ldy, g)
+    cdef floating* hp = _rows(L.hp, lo * H, g)
+    cdef floating* cp = _rows(L.cp, lo * H, g)
+    cdef floating* xh = _rows(L.xh, lo * GH, g)
+    cdef floating* xc = _rows(L.xc, lo * H, g)
+    cdef floating* r = _rows(L.r, lo * 3, g)
+    cdef floating* gt
+    cdef floating* rt
+    cdef floating* yt
+    g += lo * GH
+    for s in range(T):
+        t = T - 1 - s if L.reverse else s
+        n = _active(L.nact[t], lo, hi)
+        gt = g + t * B * GH
+        yt = y + t * B * ldy
+        rt = r + t * B * 3 if r != NULL else NULL
+        if hp != NULL:
+            memcpy(hp + t * step, hs, rows * H * sizeof(floating))
+            memcpy(cp + t * step, cs, rows * H * sizeof(floating))
+        # 1. Gh = h @ W_hh.T;  Gt[t] += g_h * LN(Gh)  (+ b_h, added before the loop);
+        #    training keeps LN(Gh) in Xh[t]
+        _step_product(<int>n, <int>GH, <int>H, hs, W_hh, W_hh_t, panels, <floating>0, gh)
+        _ln_rows(gh, GH, n, GH, g_h, NULL, NULL, True, gt, GH,
+                 xh + t * B * GH if xh != NULL else NULL, GH,
+                 rt + 1 if rt != NULL else NULL, L.eps)
+        # 2.-3. the gates, c, and h = o * tanh(LN(c)) (training keeps LN(c) in Xc[t])
+        if floating is float:
+            fr_lnlstm_step_f(gt, hs, cs, g_c, b_c, xc + t * step if xc != NULL else NULL,
+                             rt + 2 if rt != NULL else NULL, 3, n, H, <float>L.eps)
+        else:
+            fr_lnlstm_step_d(gt, hs, cs, g_c, b_c, xc + t * step if xc != NULL else NULL,
+                             rt + 2 if rt != NULL else NULL, 3, n, H, L.eps)
+        # 4. Y[t] = h; zeros at padded steps
+        _copy_rows(hs, H, yt, ldy, n, H)
+        _zero_rows(yt + n * ldy, ldy, rows - n, H)
+
+
+cdef void _ln_backward_rows(const _LNLoop* L, floating* g, Py_ssize_t lo, Py_ssize_t hi,
+                            floating* sums) noexcept nogil:
+    """The backward time loop over batch rows lo..hi-1 (``g`` is Gt, which becomes dG);
+    ``sums`` (B, 6H): per row, the terms of g_h (4H), then of g_c and b_c (H each)."""
+    cdef Py_ssize_t T = L.T, B = L.B, H = L.H, GH = L.GH, ldy = L.ldy, rows = hi - lo
+    cdef Py_ssize_t s, t, n, step = B * H
+    cdef const floating* W_hh = <const floating*>L.W_hh
+    cdef const floating* panels = <const floating*>L.panels
+    cdef const floating* g_h = <const floating*>L.g_h
+    cdef const floating* g_c = <const floating*>L.g_c
+    cdef const floating* b_c = <const floating*>L.b_c
+    cdef floating* dhs = _rows(L.h, lo * H, g)
+    cdef floating* dcs = _rows(L.c, lo * H, g)
+    cdef floating* work = _rows(L.gh, lo * GH, g)
+    cdef const floating* dy = _rows(L.y, lo * ldy, g)
+    cdef const floating* cp = _rows(L.cp, lo * H, g)
+    cdef floating* xh = _rows(L.xh, lo * GH, g)
+    cdef const floating* xc = _rows(L.xc, lo * H, g)
+    cdef const floating* r = _rows(L.r, lo * 3, g)
+    cdef floating* sums_h = sums + lo * 6 * H
+    cdef floating* sums_c = sums_h + 4 * H
+    cdef floating* gt
+    cdef floating* dut
+    cdef Py_ssize_t b
+    g += lo * GH
+    for s in range(T):
+        t = s if L.reverse else T - 1 - s
+        n = _active(L.nact[t], lo, hi)
+        gt = g + t * B * GH
+        dut = xh + t * B * GH
+        # 1. dh += dY[t]   (no dY: the outputs are not read, zeros)
+        if dy != NULL:
+            _add_rows(dy + t * B * ldy, ldy, dhs, H, n, H)
+        # 2. dG[t], dc = dc_prev, the terms of g_c and b_c
+        for b in range(n):          # sums_c rows are 6H apart: one row at a time
+            if floating is float:
+                fr_lnlstm_grad_f(gt + b * GH, cp + t * step + b * H, xc + t * step + b * H,
+                                 r + (t * B + b) * 3 + 2, 3, g_c, b_c, dhs + b * H,
+                                 dcs + b * H, sums_c + b * 6 * H, work + b * GH, 1, H)
+            else:
+                fr_lnlstm_grad_d(gt + b * GH, cp + t * step + b * H, xc + t * step + b * H,
+                                 r + (t * B + b) * 3 + 2, 3, g_c, b_c, dhs + b * H,
+                                 dcs + b * H, sums_c + b * 6 * H, work + b * GH, 1, H)
+        # 3. through the recurrent normalisation: Xh[t] becomes dU; the terms of g_h
+        _ln_grad(gt, GH, n, GH, g_h, dut, GH, r + t * B * 3 + 1, sums_h, 6 * H, dut, GH)
+        memset(gt + n * GH, 0, (rows - n) * GH * sizeof(floating))
+        memset(dut + n * GH, 0, (rows - n) * GH * sizeof(floating))
+        # 4. dh = dU @ W_hh   (rows that wait keep their dh)
+        _back_product(<int>n, <int>GH, <int>H, dut, <int>GH, W_hh, panels, <floating>0, dhs)
+
+
+cdef int _ln_run_rows(const _LNLoop* L, floating* g, const int[::1] bounds, bint backward,
+                      floating* sums) except -1:
+    """The time loop on the row ranges of ``bounds``, in parallel when there are several."""
+    cdef Py_ssize_t p, parts = bounds.shape[0] - 1
+    cdef const int* bd = &bounds[0]
+    with nogil:
+        if parts == 1:
+            if backward:
+                _ln_backward_rows(L, g, 0, L.B, sums)
+            else:
+                _ln_forward_rows(L, g, 0, L.B)
+        else:
+            for p in prange(parts, num_threads=_team(parts), schedule="static"):
+                if backward:
+                    _ln_backward_rows(L, g, bd[p], bd[p + 1], sums)
+                else:
+                    _ln_forward_rows(L, g, bd[p], bd[p + 1])
+    return 0
+
+
+cdef void _ln_all_rows(floating* G, Py_ssize_t rows, Py_ssize_t GH, const floating* gain,
+                       const floating* b1, const floating* b2, floating* Xn, floating* R,
+                       floating* dG, double eps) noexcept nogil:
+    """Over all ``rows`` rows of G (rows, GH), in parallel blocks of rows: the input
+    normalisation, G = gain * LN(G) + b1 + b2 in place (``Xn``, ``R``: LN(G) and column 0
+    of R kept, when not NULL); or with ``dG``, its backward: ``Xn`` (LN(G)) becomes the
+    gradient of G's rows, from dG."""
+    cdef Py_ssize_t p, lo, hi, parts = _threads() if rows >= 64 else 1
+    for p in prange(parts, num_threads=_team(<int>parts), schedule="static"):
+        lo = rows * p // parts
+        hi = rows * (p + 1) // parts
+        if dG == NULL:
+            _ln_rows(G + lo * GH, GH, hi - lo, GH, gain, b1, b2, False, G + lo * GH, GH,
+                     Xn + lo * GH if Xn != NULL else NULL, GH,
+                     R + lo * 3 if R != NULL else NULL, eps)
+        else:
+            _ln_grad(dG + lo * GH, GH, hi - lo, GH, gain, Xn + lo * GH, GH, R + lo * 3,
+                     NULL, 0, Xn + lo * GH, GH)
+
+
+cdef int _ln_norms(tuple norms, Py_ssize_t H, const floating** out, floating dtype,
+                   str name) except -1:
+    """The six normalisation vectors (g_x, b_x, g_h, b_h: 4H each; g_c, b_c: H each)."""
+    if len(norms) != 6:
+        raise ValueError(f"{name} must hold 6 vectors (g_x, b_x, g_h, b_h, g_c, b_c), got "
+                         f"{len(norms)}")
+    cdef const floating[::1] v
+    cdef int k
+    for k in range(6):
+        v = norms[k]
+        _check_shape(f"{name}[{k}]", (v.shape[0],), (4 * H if k < 4 else H,))
+        out[k] = &v[0]
+    return 0
+
+
+def ln_forward(X, W_ih, W_hh, tuple norms, nact, bounds, h, c, Y, Py_ssize_t col, Gt, Gh, *,
+               Hp=None, Cp=None, Xn=None, Xh=None, Xc=None, R=None, bint reverse=False,
+               W_hh_t=None, int layout=_TRANSPOSED):
+    """Forward of the layer-normalised LSTM over a sequence, one layer in one direction.
+
+    As :func:`forward` for an LSTM, with ``norms`` = (g_x, b_x, g_h, b_h, g_c, b_c), the
+    gains and biases of the input (4H), recurrent (4H) and cell (H) normalisations, and
+    ``Gh`` (B, 4H) a workspace.  Training when ``Hp`` has T rows: then ``Cp`` (T, B, H),
+    ``Xn`` (T*B, 4H), ``Xh`` (T, B, 4H), ``Xc`` (T, B, H) and ``R`` (T*B, 3) are kept for
+    :func:`ln_backward`.  ``layout``: as :func:`forward` (not the one-row layout).
+    """
+    if _is_double(X):
+        _ln_forward[double](X, W_ih, W_hh, norms, nact, bounds, h, c, Y, col, Gt, Gh, Hp, Cp,
+                            Xn, Xh, Xc, R, reverse, W_hh_t, layout)
+    else:
+        _ln_forward[float](X, W_ih, W_hh, norms, nact, bounds, h, c, Y, col, Gt, Gh, Hp, Cp,
+                           Xn, Xh, Xc, R, reverse, W_hh_t, layout)
+
+
+cdef int _ln_check(_LNLoop* L, const floating[:, ::1] X, const floating[:, ::1] W_ih,
+                   const floating[:, ::1] W_hh, const int[::1] nact, const int[::1] bounds,
+                   floating[:, ::1] h, floating[:, ::1] c, tuple Y, Py_ssize_t col,
+                   floating[:, ::1] Gt, floating[:, ::1] Gh) except -1:
+    """The checks and sizes both entries share, into L."""
+    cdef Py_ssize_t T = nact.shape[0], B = h.shape[0], H = h.shape[1], I = X.shape[1]
+    _check_common(T, B, I, H, 4 * H, tuple(X.shape)[:2], tuple(W_ih.shape)[:2],
+                  tuple(W_hh.shape)[:2], Y, col)
+    _check_nact(nact, B)
+    _check_bounds(bounds, B)
+    _check_shape("c", tuple(c.shape)[:2], (B, H))
+    _check_shape("Gt", tuple(Gt.shape)[:2], (T * B, 4 * H))
+    _check_shape("Gh", tuple(Gh.shape)[:2], (B, 4 * H))
+    L.T, L.B, L.H, L.GH, L.ldy = T, B, H, 4 * H, Y[2]
+    L.nact = &nact[0]
+    L.W_hh = &W_hh[0, 0]
+    L.h, L.c, L.gh = &h[0, 0], &c[0, 0], &Gh[0, 0]
+    L.eps = LN_EPS
+    return 0
+
+
+cdef int _ln_forward(const floating[:, ::1] X, const floating[:, ::1] W_ih,
+                     const floating[:, ::1] W_hh, tuple norms, const int[::1] nact,
+                     const int[::1] bounds, floating[:, ::1] h, floating[:, ::1] c,
+                     floating[:, :, ::1] Y, Py_ssize_t col, floating[:, ::1] Gt,
+                     floating[:, ::1] Gh, floating[:, :, ::1] Hp, floating[:, :, ::1] Cp,
+                     floating[:, ::1] Xn, floating[:, :, ::1] Xh, floating[:, :, ::1] Xc,
+                     floating[:, ::1] R, bint reverse, const floating[:, ::1] W_hh_t,
+                     int layout) except -1:
+    cdef _LNLoop L
+    _ln_check(&L, X, W_ih, W_hh, nact, bounds, h, c, tuple(Y.shape)[:3], col, Gt, Gh)
+    cdef Py_ssize_t T = L.T, B = L.B, H = L.H, GH = L.GH, I = X.shape[1]
+    cdef const floating* v[6]
+    _ln_norms(norms, H, v, <floating>0, "norms")
+    L.reverse = reverse
+    L.y = &Y[0, 0, 0] + col
+    L.g_h, L.g_c, L.b_c = v[2], v[4], v[5]
+    L.hp = _cache_ptr("Hp", Hp, T, B, H)
+    cdef bint train = L.hp != NULL
+    L.cp = _cache_ptr("Cp", Cp, T, B, H)
+    L.xh = _cache_ptr("Xh", Xh, T, B, GH)
+    L.xc = _cache_ptr("Xc", Xc, T, B, H)
+    cdef floating* xn = NULL
+    L.r = NULL
+    if Xn is not None and Xn.shape[0] != 0:
+        _check_shape("Xn", tuple(Xn.shape)[:2], (T * B, GH))
+        xn = &Xn[0, 0]
+    if R is not None and R.shape[0] != 0:
+        _check_shape("R", tuple(R.shape)[:2], (T * B, 3))
+        L.r = &R[0, 0]
+    if train != (L.cp != NULL) or train != (L.xh != NULL) or train != (L.xc != NULL) or \
+            train != (xn != NULL) or train != (L.r != NULL):
+        raise ValueError("training takes Hp, Cp, Xn, Xh, Xc and R; inference none of them")
+    if layout == _LSTM_ROW:
+        raise ValueError("LAYOUT_LSTM_ROW is the plain LSTM's layout")
+    L.W_hh_t = _transposed_ptr(W_hh_t, H, GH) if W_hh_t is not None else NULL
+    L.panels = _panels_ptr(<const floating*>L.W_hh_t, layout)
+    cdef floating* g = &Gt[0, 0]
+    with nogil:
+        _input_all(<int>(T * B), <int>GH, <int>I, &X[0, 0], &W_ih[0, 0], NULL, NULL, 0, g)
+        _ln_all_rows(g, T * B, GH, v[0], v[1], v[3], xn, <floating*>L.r, NULL, L.eps)
+    _ln_run_rows(&L, g, bounds, False, <floating*>NULL)
+    return 0
+
+
+def ln_backward(X, W_ih, W_hh, tuple norms, nact, bounds, Gt, Hp, Cp, Xn, Xh, Xc, R, Gh, dY,
+                Py_ssize_t col, dh, dc, dW_ih, dW_hh, tuple dnorms, *, dX=None,
+                bint accumulate_dx=False, bint reverse=False, W_hh_p=None):
+    """Backward through time of :func:`ln_forward`, from its training cache.
+
+    As :func:`backward` for an LSTM: ``dY`` (or None), ``dh``, ``dc`` (dh_n, dc_n on
+    entry, dh0, dc0 on exit), ``dX``, ``accumulate_dx``, ``W_hh_p``; ``dnorms``, the six
+    arrays the normalisations' gradients are added into; ``Gt`` becomes dG, ``Xn`` and
+    ``Xh`` the gradients of the input and recurrent products; ``Gh`` (B, 4H) a workspace.
+    """
+    if _is_double(X):
+        _ln_backward[double](X, W_ih, W_hh, norms, nact, bounds, Gt, Hp, Cp, Xn, Xh, Xc, R,
+                             Gh, dY, col, dh, dc, dW_ih, dW_hh, dnorms, dX, accumulate_dx,
+                             reverse, W_hh_p)
+    else:
+        _ln_backward[float](X, W_ih, W_hh, norms, nact, bounds, Gt, Hp, Cp, Xn, Xh, Xc, R,
+                            Gh, dY, col, dh, dc, dW_ih, dW_hh, dnorms, dX, accumulate_dx,
+                            reverse, W_hh_p)
+
+
+cdef int _ln_backward(const floating[:, ::1] X, const floating[:, ::1] W_ih,
+                      const floating[:, ::1] W_hh, tuple norms, const int[::1] nact,
+                      const int[::1] bounds, floating[:, ::1] Gt, floating[:, :, ::1] Hp,
+                      floating[:, :, ::1] Cp, floating[:, ::1] Xn, floating[:, :, ::1] Xh,
+                      floating[:, :, ::1] Xc, floating[:, ::1] R, floating[:, ::1] Gh,
+                      const floating[:, :, ::1] dY, Py_ssize_t col, floating[:, ::1] dh,
+                      floating[:, ::1] dc, floating[:, ::1] dW_ih, floating[:, ::1] dW_hh,
+                      tuple dnorms, floating[:, ::1] dX, bint accumulate_dx, bint reverse,
+                      const floating[:, ::1] W_hh_p) except -1:
+    cdef _LNLoop L
+    cdef Py_ssize_t T = nact.shape[0], B = dh.shape[0], H = dh.shape[1]
+    _ln_check(&L, X, W_ih, W_hh, nact, bounds, dh, dc,
+              (T, B, col + H) if dY is None else tuple(dY.shape)[:3], col, Gt, Gh)
+    cdef Py_ssize_t GH = L.GH, I = X.shape[1], TB = T * B, p, j
+    cdef const floating* v[6]
+    cdef const floating* dv[6]
+    _ln_norms(norms, H, v, <floating>0, "norms")
+    _ln_norms(dnorms, H, dv, <floating>0, "dnorms")
+    _check_shape("Hp", tuple(Hp.shape)[:3], (T, B, H))
+    _check_shape("Cp", tuple(Cp.shape)[:3], (T, B, H))
+    _check_shape("Xn", tuple(Xn.shape)[:2], (TB, GH))
+    _check_shape("Xh", tuple(Xh.shape)[:3], (T, B, GH))
+    _check_shape("Xc", tuple(Xc.shape)[:3], (T, B, H))
+    _check_shape("R", tuple(R.shape)[:2], (TB, 3))
+    _check_shape("dW_ih", tuple(dW_ih.shape)[:2], (GH, I))
+    _check_shape("dW_hh", tuple(dW_hh.shape)[:2], (GH, H))
+    if dX is not None:
+        _check_shape("dX", tuple(dX.shape)[:2], (TB, I))
+    L.reverse = reverse
+    L.y = NULL if dY is None else <void*>(&dY[0, 0, 0] + col)
+    L.g_h, L.g_c, L.b_c = v[2], v[4], v[5]
+    L.hp, L.cp, L.xh, L.xc, L.r = &Hp[0, 0, 0], &Cp[0, 0, 0], &Xh[0, 0, 0], &Xc[0, 0, 0], &R[0, 0]
+    L.W_hh_t = NULL
+    L.panels = _optional_panels("W_hh_p", W_hh_p, GH, H)
+    cdef floating* g = &Gt[0, 0]
+    cdef floating* dg_x = <floating*>dv[0]
+    cdef floating* db_x = <floating*>dv[1]
+    cdef floating* dg_h = <floating*>dv[2]
+    cdef floating* db_h = <floating*>dv[3]
+    cdef floating* dg_c = <floating*>dv[4]
+    cdef floating* db_c = <floating*>dv[5]
+    cdef floating* sums = <floating*>calloc(B * 6 * H + GH, sizeof(floating))
+    if sums == NULL:
+        raise MemoryError()
+    cdef floating* db = sums + B * 6 * H            # the column sums of dG
+    cdef floating* part
+    try:
+        _ln_run_rows(&L, g, bounds, True, sums)
+        with nogil:
+            for p in range(B):                      # the rows' sums, in the order of the rows
+                part = sums + p * 6 * H
+                for j in range(GH):
+                    dg_h[j] += part[j]
+                for j in range(H):
+                    dg_c[j] += part[GH + j]
+                    db_c[j] += part[GH + H + j]
+            # dW_hh += dU.T @ Hp over all T*B rows
+            pgemm(True, False, <int>GH, <int>H, <int>TB, <floating>1, &Xh[0, 0, 0], <int>GH,
+                  &Hp[0, 0, 0], <int>H, <floating>1, &dW_hh[0, 0], <int>H)
+            # the input normalisation: g_x += sum dG * Xn, b_x and b_h += sum dG; then Xn
+            # becomes dA, the gradient of the input projection
+            if floating is float:
+                fr_ln_colgrads_f(g, &Xn[0, 0], TB, GH, GH, dg_x, db)
+            else:
+                fr_ln_colgrads_d(g, &Xn[0, 0], TB, GH, GH, dg_x, db)
+            for j in range(GH):
+                db_x[j] += db[j]
+                db_h[j] += db[j]
+            _ln_all_rows(NULL, TB, GH, v[0], NULL, NULL, &Xn[0, 0], &R[0, 0], g, L.eps)
+            if dX is not None:
+                pgemm(False, False, <int>TB, <int>I, <int>GH, <floating>1, &Xn[0, 0],
+                      <int>GH, &W_ih[0, 0], <int>I,
+                      <floating>(1 if accumulate_dx else 0), &dX[0, 0], <int>I)
+            pgemm(True, False, <int>GH, <int>I, <int>TB, <floating>1, &Xn[0, 0], <int>GH,
+                  &X[0, 0], <int>I, <floating>1, &dW_ih[0, 0], <int>I)
+    finally:
+        free(sums)
+    return 0
 
 
 def same_bytes(a, b):

@@ -209,6 +209,7 @@ class Cache(NamedTuple):
     Hm: np.ndarray | None = None      # an LSTM with a projection: o*tanh(c) of every step
     hmask: np.ndarray | None = None   # recurrent dropout: the mask on h (B, P)
     zoneout: tuple = (None, None)     # zoneout's masks of h (T, B, P) and c (T, B, H)
+    norm: tuple = ()                  # the layer-normalised LSTM: Xn, Xh, Xc, R (ln_forward)
 
 
 def run_forward(kind: Kind, relu: bool, X: np.ndarray, weights: Weights, nact: np.ndarray,
@@ -219,9 +220,13 @@ def run_forward(kind: Kind, relu: bool, X: np.ndarray, weights: Weights, nact: n
     writes columns ``col:col+H`` of ``Y``; returns what backward needs (or None).
     ``hmask`` (B, P): recurrent dropout, h * hmask entering the recurrent product;
     ``zoneout``: (zh, zc), the kernels' zoneout masks (or rates), or Nones."""
+    if kind.layer_norm:
+        _plain(kind, hmask, zoneout)
+        return _ln_forward(kind, X, weights, nact, reverse, h, c, Y, col, train)
     T = nact.shape[0]
     B, P = h.shape
-    scalars, peephole, W_hr = extras(kind, weights)
+    scalars, vectors, W_hr = extras(kind, weights)
+    peephole = vectors[0] if vectors else None
     H = P if W_hr is None else W_hr.shape[1]
     dt = X.dtype
     GH = kind.gates * H
@@ -245,13 +250,44 @@ def run_forward(kind: Kind, relu: bool, X: np.ndarray, weights: Weights, nact: n
     return Cache(Gt, Hp, Cp, Gh, Hn, Ht, bounds, Hm, hmask, zoneout) if train else None
 
 
-def extras(kind: Kind, weights: Weights) -> tuple[np.ndarray | None, ...]:
-    """``(scalars, peephole, W_hr)``: the arrays of ``weights`` after the first four, in
-    their order (each None where the kind or layer has none)."""
+def extras(kind: Kind, weights: Weights) -> tuple:
+    """``(scalars, vectors, W_hr)``: the arrays of ``weights`` after the first four, in
+    their order: the scalars (None where the kind has none), the kind's per-unit vectors
+    (a tuple, flat: an LSTM's peepholes; the layer-normalised LSTM's six gains and
+    biases; empty for the others) and an LSTM's projection W_hr (or None)."""
     rest = list(weights[4:])
     scalars = rest.pop(0) if kind.scalars else None
-    peephole = rest.pop(0) if kind.vectors else None
-    return scalars, peephole, (rest[0] if rest else None)
+    vectors = tuple(rest.pop(0) for _ in kind.vectors)
+    return scalars, vectors, (rest[0] if rest else None)
+
+
+def _plain(kind: Kind, hmask, zoneout: tuple) -> None:
+    """A layer-normalised LSTM's call has no recurrent dropout and no zoneout (its
+    layers refuse them)."""
+    if hmask is not None or zoneout[0] is not None:
+        raise ValueError(f"{kind.label}: no recurrent dropout or zoneout")
+
+
+def _ln_forward(kind: Kind, X: np.ndarray, weights: Weights, nact: np.ndarray,
+                reverse: bool, h: np.ndarray, c: np.ndarray, Y: np.ndarray, col: int,
+                train: bool) -> Cache | None:
+    """:func:`run_forward` of the layer-normalised LSTM (``_core.ln_forward``)."""
+    T = nact.shape[0]
+    B, H = h.shape
+    dt = X.dtype
+    GH = 4 * H
+    bounds = row_bounds(nact, B, H, kind.gates)
+    W_ih, W_hh = weights[:2]
+    norms = extras(kind, weights)[1]
+    W_hh_t, layout = step_operand(W_hh, T, B, kind)
+    Gt, Gh = np.empty((T * B, GH), dt), np.empty((B, GH), dt)
+    Hp, Cp, Xc = (_cache_array(train, (T, B, H), dt) for _ in range(3))
+    Xh = _cache_array(train, (T, B, GH), dt)
+    Xn = np.empty((T * B if train else 0, GH), dt)
+    R = np.empty((T * B if train else 0, 3), dt)
+    _core.ln_forward(X, W_ih, W_hh, norms, nact, bounds, h, c, Y, col, Gt, Gh, Hp=Hp, Cp=Cp,
+                     Xn=Xn, Xh=Xh, Xc=Xc, R=R, reverse=reverse, W_hh_t=W_hh_t, layout=layout)
+    return Cache(Gt, Hp, Cp, Gh, None, None, bounds, norm=(Xn, Xh, Xc, R)) if train else None
 
 
 def run_backward(kind: Kind, relu: bool, X: np.ndarray, weights: Weights, nact: np.ndarray,
@@ -262,8 +298,15 @@ def run_backward(kind: Kind, relu: bool, X: np.ndarray, weights: Weights, nact: 
     ``dX`` written (or added to; None: not computed), gradients added into ``grads``."""
     W_ih, W_hh = weights[0], weights[1]
     W_hh_p = backward_operand(W_hh, nact.shape[0], dh.shape[0], kind)
-    scalars, peephole, W_hr = extras(kind, weights)
-    dscalars, dpeephole, dW_hr = extras(kind, grads)
+    scalars, vectors, W_hr = extras(kind, weights)
+    dscalars, dvectors, dW_hr = extras(kind, grads)
+    if kind.layer_norm:
+        _core.ln_backward(X, W_ih, W_hh, vectors, nact, cache.bounds, cache.Gt, cache.Hp,
+                          cache.Cp, *cache.norm, cache.Gh, dY, col, dh, dc, grads[0],
+                          grads[1], dvectors, dX=dX, accumulate_dx=accumulate,
+                          reverse=reverse, W_hh_p=W_hh_p)
+        return
+    peephole, dpeephole = (vectors[0], dvectors[0]) if vectors else (None, None)
     _core.backward(kind.kernel_id, X, W_ih, W_hh, nact, cache.bounds, cache.Gt,
                    cache.Hp, dY, col, dh, grads[0], grads[1], grads[2], grads[3], dc=dc,
                    Cp=cache.Cp, Gh=cache.Gh, Hn=cache.Hn, Ht=cache.Ht, scalars=scalars,
@@ -517,7 +560,12 @@ def step(kind: Kind, relu: bool, x: np.ndarray, weights: Weights, h: np.ndarray,
     W_ih, W_hh, b_ih, b_hh = weights[:4]
     if gates.ndim == 3:            # the workspace of the sequence kernel (step_workspace)
         nact, bounds = _one_step_rows(h.shape[0])
-        scalars, peephole, W_hr = extras(kind, weights)
+        scalars, vectors, W_hr = extras(kind, weights)
+        if kind.layer_norm:
+            _core.ln_forward(x, W_ih, W_hh, vectors, nact, bounds, h, c, gh, 0, gates[0],
+                             gates[1])
+            return
+        peephole = vectors[0] if vectors else None
         _core.forward(kind.kernel_id, x, W_ih, W_hh, b_ih, b_hh, nact, bounds, h, gh, 0,
                       gates[0], c=c, Gh=gates[1] if kind.keeps_product else None,
                       scalars=scalars, peephole=peephole, W_hr=W_hr, zh=zoneout[0],

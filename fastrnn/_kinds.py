@@ -40,7 +40,11 @@ class Kind:
     A *variant* (``variant`` names the option that makes it) computes a kind's cell
     another way, with its own kernels: ``reset_before`` the GRU whose reset gate scales
     h before the recurrent product, ``vectors`` extra per-unit parameters of shape
-    ``(rows, H)`` (the LSTM's peepholes), ``onnx_attributes`` what its ONNX node says.
+    ``(rows, H)`` (the LSTM's peepholes; the layer-normalised LSTM's gains and biases)
+    with the constant they start from (None: drawn as the weights are),
+    ``layer_norm`` the LSTM of Ba et al. (2016), with its own kernels
+    (``_core.ln_forward``, ``_core.ln_backward``), ``onnx_attributes`` what its ONNX node
+    says.
     """
 
     name: str
@@ -59,13 +63,20 @@ class Kind:
     keeps_candidate: bool = False           # training keeps h~ in a cache Ht (FastGRNN)
     variant: str = ""                       # "" for the kind itself
     reset_before: bool = False              # GRU: r scales h before the product
-    vectors: tuple[tuple[str, int], ...] = ()    # (name, rows): (rows, H) parameters
+    #: (name, rows, initial value or None): (rows, H) parameters, in registration order
+    vectors: tuple[tuple[str, int, float | None], ...] = ()
+    layer_norm: bool = False
     onnx_attributes: tuple[tuple[str, int], ...] = ()
 
     @property
     def label(self) -> str:
         """The kind and its variant, for messages ('GRU', 'GRU (reset_before)')."""
         return self.name + (f" ({self.variant})" if self.variant else "")
+
+    @property
+    def peephole(self) -> bool:
+        """Whether the gates read the cell state (the LSTM's ``peephole=True``)."""
+        return self.variant == "peephole"
 
     @property
     def keeps_product(self) -> bool:
@@ -112,7 +123,7 @@ class Kind:
                 shapes += [(name + "1" + suffix, (rank, cols)), (name + "2" + suffix, (G, rank))]
         if bias:
             shapes += [(name + suffix, (G,)) for name in self.biases]
-        shapes += [(name + suffix, (rows, hidden_size)) for name, rows in self.vectors]
+        shapes += [(name + suffix, (rows, hidden_size)) for name, rows, _ in self.vectors]
         if proj_size:
             shapes.append(("weight_hr" + suffix, (proj_size, hidden_size)))
         return shapes + [(name + suffix, (1,)) for name, _ in self.scalars]
@@ -154,7 +165,15 @@ VARIANTS: dict[tuple[str, str], Kind] = {(k.name, k.variant): k for k in (
     # Gers & Schmidhuber 2000: i, f read p_i * c_{t-1}, p_f * c_{t-1}; o reads p_o * c_t
     Kind("LSTM", gates=4, has_cell=True, kernel_id=6, gate_names=("i", "f", "g", "o"),
          onnx_blocks=(0, 3, 1, 2), in_torch=False, one_step=False, variant="peephole",
-         vectors=(("peephole", 3),)),
+         vectors=(("peephole", 3, None),)),
+    # Ba, Kiros & Hinton 2016: G = LN(W_ih x) + LN(W_hh h), h = o * tanh(LN(c)); each
+    # normalisation with a gain (starting at 1) and a bias (at 0), which are its biases
+    Kind("LSTM", gates=4, has_cell=True, kernel_id=7, gate_names=("i", "f", "g", "o"),
+         onnx_blocks=None, product_apart=True, biases=(), in_torch=False, one_step=False,
+         variant="layer_norm", layer_norm=True,
+         vectors=(("ln_ih_weight", 4, 1.0), ("ln_ih_bias", 4, 0.0),
+                  ("ln_hh_weight", 4, 1.0), ("ln_hh_bias", 4, 0.0),
+                  ("ln_cell_weight", 1, 1.0), ("ln_cell_bias", 1, 0.0))),
 )}
 
 #: every record the kernels have a number for
@@ -164,9 +183,11 @@ ALL_KINDS: tuple[Kind, ...] = (*KINDS.values(), *VARIANTS.values())
 _BY_UPPER_NAME = {name.upper(): kind for name, kind in KINDS.items()}
 
 
-def layer_kind(name: str, *, reset_after: bool = True, peephole: bool = False) -> Kind:
+def layer_kind(name: str, *, reset_after: bool = True, peephole: bool = False,
+               layer_norm: bool = False) -> Kind:
     """The record a layer or cell of kind ``name`` computes with, given its options: the
-    GRU's ``reset_after=False`` and the LSTM's ``peephole=True`` are variants.
+    GRU's ``reset_after=False``, the LSTM's ``peephole=True`` and ``layer_norm=True`` are
+    variants (one at a time).
 
     >>> layer_kind("GRU", reset_after=False).label
     'GRU (reset_before)'
@@ -180,6 +201,12 @@ def layer_kind(name: str, *, reset_after: bool = True, peephole: bool = False) -
         if name != "LSTM":
             raise ValueError(f"peephole is an option of the LSTM, not of {name}")
         kind = VARIANTS["LSTM", "peephole"]
+    if layer_norm:
+        if name != "LSTM":
+            raise ValueError(f"layer_norm is an option of the LSTM, not of {name}")
+        if peephole:
+            raise ValueError("an LSTM takes peephole=True or layer_norm=True, not both")
+        kind = VARIANTS["LSTM", "layer_norm"]
     return kind
 
 

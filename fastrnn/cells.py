@@ -26,9 +26,22 @@ def init_parameters(module: Module, rng: np.random.Generator, kind: Kind, input_
     ``weight_hr``) + ``suffix``, drawn from uniform(-1/sqrt(H), 1/sqrt(H)) in that order,
     as PyTorch initialises them."""
     k = 1.0 / math.sqrt(hidden_size)
+    fills = {name + suffix: fill for name, _, fill in kind.vectors}
     for name, shape in kind.cell_shapes(input_size, hidden_size, bias, suffix,
                                         proj_size=proj_size):
-        module._register(name, rng.uniform(-k, k, shape).astype(dtype))
+        fill = fills.get(name)
+        module._register(name, rng.uniform(-k, k, shape).astype(dtype) if fill is None
+                         else np.full(shape, fill, dtype))
+
+
+def layer_norm_options(bias, proj_size: int = 0) -> None:
+    """What a layer-normalised LSTM (or cell) refuses: ``bias=False`` (its normalisations'
+    biases are its biases) and a projection."""
+    if not flag(bias, "bias"):
+        raise ValueError("layer_norm=True: the normalisations' biases are the LSTM's "
+                         "biases; bias=False is not supported with it")
+    if proj_size:
+        raise ValueError("layer_norm=True does not combine with proj_size")
 
 
 def weight_tuple(module: Module, suffix: str, grad: bool = False) -> _engine.Weights:
@@ -46,7 +59,7 @@ def weight_tuple(module: Module, suffix: str, grad: bool = False) -> _engine.Wei
             arrays.append(np.empty(0, module.dtype))
         else:
             arrays.append(param.grad if grad else param.data)
-    for name, _ in module.kind.vectors:
+    for name, _, _ in module.kind.vectors:
         param = p[name + suffix]
         arrays.append((param.grad if grad else param.data).reshape(-1))
     projection = p.get("weight_hr" + suffix)
@@ -195,7 +208,8 @@ class LSTMCell(_CellBase):
     Parameters ``weight_ih`` (4H, I), ``weight_hh`` (4H, H), ``bias_ih``, ``bias_hh``
     (4H,), the four gates stacked in that order; uniform(-1/sqrt(H), 1/sqrt(H)) init.
     ``cell(x, (h, c))`` returns the new ``(h, c)``.  ``peephole=True``: the gates read
-    the cell state through ``peephole`` (3, H) (as :class:`LSTM`).
+    the cell state through ``peephole`` (3, H); ``layer_norm=True``: the layer-normalised
+    LSTM of Ba et al. (2016) (both as :class:`LSTM`).
 
     >>> import numpy as np, fastrnn
     >>> cell = fastrnn.LSTMCell(3, 5, seed=0)
@@ -208,12 +222,17 @@ class LSTMCell(_CellBase):
     kind = KINDS[mode]
 
     def __init__(self, input_size: int, hidden_size: int, bias: bool = True, *,
-                 peephole: bool = False, dtype=np.float32, seed: int | None = None):
-        self.kind = layer_kind(self.mode, peephole=flag(peephole, "peephole"))
+                 peephole: bool = False, layer_norm: bool = False, dtype=np.float32,
+                 seed: int | None = None):
+        self.kind = layer_kind(self.mode, peephole=flag(peephole, "peephole"),
+                               layer_norm=flag(layer_norm, "layer_norm"))
+        if self.kind.layer_norm:
+            layer_norm_options(bias)
         super().__init__(input_size, hidden_size, bias, dtype=dtype, seed=seed)
 
     def extra_repr(self) -> str:
-        return super().extra_repr() + (", peephole=True" if self.kind.vectors else "")
+        return super().extra_repr() + (", peephole=True" if self.kind.peephole else "") + (
+            ", layer_norm=True" if self.kind.layer_norm else "")
 
 
 class GRUCell(_CellBase):

@@ -14,7 +14,7 @@ from ._validate import (as_dtype, flag, float_array, kernel_sizes, lengths_array
                         positive_int, probability, projection_size, seed_value,
                         state_arrays)
 from ._kinds import KINDS, layer_directions, layer_kind, suffix
-from .cells import init_parameters, weight_tuple
+from .cells import init_parameters, layer_norm_options, weight_tuple
 from .module import Module
 
 __all__ = ["RNN", "LSTM", "GRU", "Linear", "Embedding", "StepStates"]
@@ -239,8 +239,10 @@ class _RNNBase(Module):
             out["zoneout_cell"] = self.zoneout_cell
         if self.kind.reset_before:
             out["reset_after"] = False
-        if self.kind.vectors:
+        if self.kind.peephole:
             out["peephole"] = True
+        if self.kind.layer_norm:
+            out["layer_norm"] = True
         return out
 
     # checked wherever they are set (the constructor, from_torch, a user), as PyTorch
@@ -262,6 +264,9 @@ class _RNNBase(Module):
         if rate and name == "recurrent_dropout" and self.kind.reset_before:
             raise ValueError("recurrent_dropout is not computed for the GRU with "
                              "reset_after=False")
+        if rate and name != "input_dropout" and self.kind.layer_norm:
+            raise ValueError(f"{name} is not computed for the LSTM with layer_norm=True "
+                             f"(input_dropout and dropout are)")
         return rate
 
     recurrent_dropout = _rate_property("recurrent_dropout")
@@ -601,12 +606,15 @@ class LSTM(_RNNBase):
     def __init__(self, input_size: int, hidden_size: int, num_layers: int = 1,
                  bias: bool = True, batch_first: bool = False, dropout: float = 0.0,
                  bidirectional: bool = False, proj_size: int = 0, *, peephole: bool = False,
-                 reverse: bool = False, recurrent_dropout: float = 0.0,
-                 input_dropout: float = 0.0, zoneout: float = 0.0,
-                 zoneout_cell: float | None = None, dtype=np.float32,
-                 seed: int | None = None):
-        self.kind = layer_kind(self.mode, peephole=flag(peephole, "peephole"))
+                 layer_norm: bool = False, reverse: bool = False,
+                 recurrent_dropout: float = 0.0, input_dropout: float = 0.0,
+                 zoneout: float = 0.0, zoneout_cell: float | None = None,
+                 dtype=np.float32, seed: int | None = None):
+        self.kind = layer_kind(self.mode, peephole=flag(peephole, "peephole"),
+                               layer_norm=flag(layer_norm, "layer_norm"))
         self.proj_size = projection_size(proj_size, positive_int(hidden_size, "hidden_size"))
+        if self.kind.layer_norm:
+            layer_norm_options(bias=bias, proj_size=self.proj_size)
         super().__init__(input_size, hidden_size, num_layers, bias, batch_first, dropout,
                          bidirectional, reverse=reverse,
                          recurrent_dropout=recurrent_dropout, input_dropout=input_dropout,
@@ -614,7 +622,11 @@ class LSTM(_RNNBase):
 
     @property
     def peephole(self) -> bool:
-        return bool(self.kind.vectors)
+        return self.kind.peephole
+
+    @property
+    def layer_norm(self) -> bool:
+        return self.kind.layer_norm
 
     def __call__(self, x, state0=None, lengths=None):
         return self._run(x, state0, lengths, train=False)

@@ -122,7 +122,7 @@ def _onnx_weights(module, suffixes, H: int, dtype):
     else:
         B = np.zeros((len(suffixes), 2 * len(idx)), dtype)
     P = None
-    if module.kind.vectors:
+    if module.kind.peephole:
         P = np.stack([p["peephole" + s].data[list(_ONNX_PEEPHOLE_ROWS)].reshape(-1)
                       for s in suffixes]).astype(dtype)
     return W.astype(dtype), R.astype(dtype), B.astype(dtype), P

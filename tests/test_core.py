@@ -230,7 +230,7 @@ def test_kernel_matches_reference(mode, nonlinearity, reverse, lengths_id, bias,
     kweights = tuple(np.empty(0, dtype) if w is None else w for w in weights)
     col, width = H, 3 * H
     dY = rng.standard_normal((T, B, width)).astype(dtype)
-    peephole = rng.uniform(-0.7, 0.7, (3, H)).astype(dtype) if kind.vectors else None
+    peephole = rng.uniform(-0.7, 0.7, (3, H)).astype(dtype) if kind.peephole else None
     if peephole is not None:
         kweights += (peephole.reshape(-1),)
     X = x.reshape(T * B, I)

@@ -17,12 +17,13 @@ T, B, I, H = 4, 3, 2, 3
 LENGTHS = np.array([2, 4, 1])  # unsorted, min 1, max T
 
 MODES = [("RNN", "tanh"), ("RNN", "relu"), ("LSTM", "tanh"), ("GRU", "tanh"),
-         ("GRU", "reset_before"), ("LSTM", "peephole"), ("LSTM", "proj")]
+         ("GRU", "reset_before"), ("LSTM", "peephole"), ("LSTM", "proj"),
+         ("LSTM", "layer_norm")]
 MODE_IDS = ["rnn_tanh", "rnn_relu", "lstm", "gru", "gru_reset_before", "lstm_peephole",
-            "lstm_proj"]
+            "lstm_proj", "lstm_layer_norm"]
 # the options of the variants, by the second item of a mode
 VARIANT_OPTIONS = {"reset_before": {"reset_after": False}, "peephole": {"peephole": True},
-                   "proj": {"proj_size": 2}}
+                   "proj": {"proj_size": 2}, "layer_norm": {"layer_norm": True}}
 # (num_layers, bidirectional, lengths, bias, reverse)
 LAYOUTS = [(1, False, None, True, False), (1, True, LENGTHS, True, False),
            (2, False, LENGTHS, True, False), (2, True, LENGTHS, True, False),
@@ -84,6 +85,8 @@ def random_data(rng, layer):
 @pytest.mark.parametrize("mode,nonlinearity", MODES, ids=MODE_IDS)
 def test_layer_gradients(mode, nonlinearity, layout):
     num_layers, bidirectional, lengths, bias, reverse = layout
+    if nonlinearity == "layer_norm" and not bias:
+        pytest.skip("the layer-normalised LSTM's biases are its normalisations'")
     lstm = mode == "LSTM"
     layer = make_layer(mode, nonlinearity, num_layers, bidirectional, bias, seed=1,
                        reverse=reverse)
@@ -107,7 +110,8 @@ def test_layer_gradients(mode, nonlinearity, layout):
     if lstm:
         check(ds[1], loss, c0, "dc0")
     names = [name for name, _ in layer.named_parameters()]
-    per_cell = (4 if bias else 2) + (nonlinearity in ("peephole", "proj"))
+    per_cell = (8 if nonlinearity == "layer_norm"     # 2 weights, 3 gains, 3 biases
+                else (4 if bias else 2) + (nonlinearity in ("peephole", "proj")))
     assert len(names) == num_layers * layer.num_directions * per_cell
     for name, p in layer.named_parameters():
         check(p.grad, loss, p.data, f"grad of {name}")
@@ -120,6 +124,8 @@ CELL_MODES = [(m, i) for m, i in zip(MODES, MODE_IDS) if m[1] != "proj"]   # as 
 @pytest.mark.parametrize("mode,nonlinearity", [m for m, _ in CELL_MODES],
                          ids=[i for _, i in CELL_MODES])
 def test_cell_gradients(mode, nonlinearity, bias):
+    if nonlinearity == "layer_norm" and not bias:
+        pytest.skip("the layer-normalised LSTM's biases are its normalisations'")
     lstm = mode == "LSTM"
     kwargs = dict(bias=bias, dtype=np.float64, seed=3, **VARIANT_OPTIONS.get(nonlinearity, {}))
     if mode == "RNN":

@@ -69,7 +69,8 @@ def test_the_reference_states_the_same_gate_counts():
 
 def test_the_kernels_agree_with_the_records():
     """The kernels' numbers, gate counts and kept-apart products are the records'."""
-    variant_names = {("GRU", "reset_before"): "GRU_RB", ("LSTM", "peephole"): "LSTM_P"}
+    variant_names = {("GRU", "reset_before"): "GRU_RB", ("LSTM", "peephole"): "LSTM_P",
+                     ("LSTM", "layer_norm"): "LSTM_LN"}
     for kind in ALL_KINDS:
         name = variant_names.get((kind.name, kind.variant), kind.name.upper())
         assert getattr(_core, "KIND_" + name) == kind.kernel_id
@@ -77,11 +78,14 @@ def test_the_kernels_agree_with_the_records():
         row = _core.kind_row(kind.kernel_id)
         assert (row["gates"], row["biases"], row["product_apart"], row["keeps_candidate"],
                 row["scalar_sums"] > 0, row["reset_before"], row["peephole"],
-                row["loop_sums"] - row["scalar_sums"]) == (
+                row["layer_norm"], row["loop_sums"] - row["scalar_sums"]) == (
             kind.gates, len(kind.biases), kind.product_apart, kind.keeps_candidate,
-            bool(kind.scalars), kind.reset_before, bool(kind.vectors),
-            # the vectors the loop sums: peepholes, FastGRNN's two biases (added in its step)
-            sum(rows for _, rows in kind.vectors) + 2 * kind.keeps_candidate)
+            bool(kind.scalars), kind.reset_before, kind.peephole, kind.layer_norm,
+            # the vectors the loop sums: peepholes, FastGRNN's two biases (added in its
+            # step); the layer-normalised LSTM's recurrent gain (4 rows) and the cell's
+            # gain and bias (the input normalisation's are summed after the loop)
+            6 if kind.layer_norm else
+            sum(rows for _, rows, _ in kind.vectors) + 2 * kind.keeps_candidate)
     with pytest.raises(ValueError, match="kind must be one of"):
         _core.kind_gates(len(ALL_KINDS))
     T, B, I, H = 2, 1, 3, 4
@@ -92,7 +96,11 @@ def test_the_kernels_agree_with_the_records():
         args = (z((T * B, I)), z((GH, I)), z((GH, H)), z(GH), b_hh, np.full(T, B, np.intc),
                 np.array([0, B], np.intc), z((B, H)), z((T, B, H)), 0, z((T * B, GH)))
         state = dict(c=z((B, H))) if kind.has_cell else {}
-        if kind.vectors:
+        if kind.layer_norm:         # its own entries
+            with pytest.raises(ValueError, match="runs through ln_forward"):
+                _core.forward(kind.kernel_id, *args, **state, Gh=z((B, GH)))
+            continue
+        if kind.peephole:
             state["peephole"] = z(3 * H)
         if kind.scalars:
             state["scalars"] = z(len(kind.scalars))

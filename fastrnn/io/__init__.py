@@ -237,7 +237,8 @@ def _rnn_shapes(prefix: str, c: dict, out: dict, limit: int) -> None:
     bidirectional = flag(c.get("bidirectional", False), "bidirectional")
     bias = flag(c.get("bias", True), "bias")
     kind = layer_kind(c["type"], reset_after=flag(c.get("reset_after", True), "reset_after"),
-                      peephole=flag(c.get("peephole", False), "peephole"))
+                      peephole=flag(c.get("peephole", False), "peephole"),
+                      layer_norm=flag(c.get("layer_norm", False), "layer_norm"))
     ranks = [None if c.get(name) is None else positive_int(c[name], name)
              for name in ("w_rank", "u_rank")]
     proj = projection_size(c.get("proj_size", 0), H)

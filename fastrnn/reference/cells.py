@@ -9,6 +9,7 @@ from ._common import (NUM_GATES, _backward_inputs, _blocks, _check_shape, _float
                       _forward_cache, _input, _input_and_weight_grads, _keep, _prepare,
                       _project_inputs, _relu, _row_mask, _steps, _sum_biases, _zero_inactive,
                       sigmoid)
+from .layer_norm import NORMS, ln_lstm_backward, ln_lstm_forward
 
 # ----------------------------------------------------------------------------- RNN
 
@@ -377,11 +378,13 @@ def gru_backward(dy, dh_n, cache):
 
 
 def _direction_forward(mode, x, h0, c0, weights, lengths, reverse, nonlinearity,
-                       reset_after, peephole, W_hr, hmask, zones):
+                       reset_after, peephole, W_hr, hmask, zones, norms=None):
     """One layer, one direction, with the LSTM's signature for all modes; ``zones`` the
-    zoneout arrays (zh, zc)."""
+    zoneout arrays (zh, zc); ``norms``: the layer-normalised LSTM's gains and biases."""
     W_ih, W_hh, b_ih, b_hh = weights
     zh, zc = zones
+    if norms is not None:
+        return ln_lstm_forward(x, h0, c0, W_ih, W_hh, norms, lengths=lengths, reverse=reverse)
     if mode == "LSTM":
         return lstm_forward(x, h0, c0, W_ih, W_hh, b_ih, b_hh, lengths=lengths,
                             reverse=reverse, peephole=peephole, W_hr=W_hr, hmask=hmask,
@@ -398,6 +401,8 @@ def _direction_forward(mode, x, h0, c0, weights, lengths, reverse, nonlinearity,
 
 
 def _direction_backward(mode, dy, dh_n, dc_n, cache):
+    if "norms" in cache:
+        return ln_lstm_backward(dy, dh_n, dc_n, cache)
     if mode == "LSTM":
         return lstm_backward(dy, dh_n, dc_n, cache)
     backward = gru_backward if mode == "GRU" else rnn_backward
@@ -481,7 +486,9 @@ def stack_forward(mode, x, params, num_layers=1, bidirectional=False, h0=None, c
                 mode, layer_input, h0[j], None if c0 is None else c0[j], weights,
                 lengths, d == 1 or reverse, nonlinearity, reset_after,
                 params.get(f"peephole_l{k}{suffix}"), params.get(f"weight_hr_l{k}{suffix}"),
-                recurrent_masks[j], zoneout[j])
+                recurrent_masks[j], zoneout[j],
+                {name: params[f"{name}_l{k}{suffix}"] for name in NORMS}
+                if f"ln_ih_weight_l{k}{suffix}" in params else None)
             if c_n is not None:
                 c_n[j] = c_last
             outputs.append(y)
