@@ -34,6 +34,11 @@ weights (the NumPy reference has no such model: n/a).
 FastGRNN rows (Kusupati et al. 2018): PyTorch has no such cell, so its contenders run
 EdgeML's ``FastGRNNCell`` (edgeml_pytorch/graph/rnn.py) as its users do, a Python loop
 over the time steps differentiated by autograd; the weights are EdgeML's initial values.
+
+The layer-normalised LSTM row (W13, Ba et al. 2016): torch.nn has no such cell either, so
+its contenders run the cell written with ``torch.nn.LayerNorm`` modules, as users write it,
+in a Python loop over the steps (the input projection and its normalisation hoisted out of
+the loop, over all steps at once) and differentiated by autograd.
 """
 
 from __future__ import annotations
@@ -81,11 +86,14 @@ class Workload:
     lengths: tuple | None = None        # (low, high): lengths drawn uniformly, inclusive
     stream: bool = False                # one step of a cell, the state carried (T = 1)
     proj: int = 0                       # LSTM only: proj_size (h has proj values)
+    layer_norm: bool = False            # LSTM only: the layer-normalised LSTM
 
     @property
     def cell_name(self) -> str:
         if self.cell == "Composed":
             return "Embedding-LSTM-LSTM-attention-dense-dense"
+        if self.layer_norm:
+            return "LSTM (layer_norm)"
         return f"RNN {self.nonlinearity}" if self.cell == "RNN" else self.cell
 
     @property
@@ -94,6 +102,8 @@ class Workload:
         options: dict = dict(nonlinearity=self.nonlinearity) if self.cell == "RNN" else {}
         if self.proj:
             options["proj_size"] = self.proj
+        if self.layer_norm:
+            options["layer_norm"] = True
         return options
 
     def describe(self) -> str:
@@ -124,6 +134,8 @@ WORKLOADS = [
              modes=("train",)),
     Workload("W12", "LSTM", 100, 16, 80, 512, "training step of a projected LSTM (a small "
              "speech model)", modes=("train",), proj=128),
+    Workload("W13", "LSTM", 100, 64, 32, 128, "training step of a layer-normalised LSTM",
+             modes=("train",), layer_norm=True),
 ]
 
 # W11's model (I is the embedding width, H both LSTMs' hidden size)
@@ -207,6 +219,11 @@ def make_data(w: Workload):
             "bias_ih_l0": uniform(G * H),
             "bias_hh_l0": uniform(G * H),
         }
+        if w.layer_norm:            # the normalisations' gains and biases replace the biases
+            del params["bias_ih_l0"], params["bias_hh_l0"]
+            for name, rows in (("ih", 4), ("hh", 4), ("cell", 1)):
+                params[f"ln_{name}_weight_l0"] = np.ones((rows, H), np.float32)
+                params[f"ln_{name}_bias_l0"] = np.zeros((rows, H), np.float32)
         if w.proj:
             params["weight_hr_l0"] = uniform(w.proj, H)
     x = rng.standard_normal((w.T, w.B, w.I)).astype(np.float32)
@@ -430,6 +447,8 @@ def setup_torch(w: Workload, params, x, dy, threads: int | None, lengths=None):
         return step, None, info
     if w.cell == "FastGRNN":
         return (*setup_torch_fastgrnn(w, params, x, dy, lengths), info)
+    if w.layer_norm:
+        return (*setup_torch_layer_norm_lstm(w, params, x, dy), info)
     module = getattr(torch.nn, w.cell)(w.I, w.H, dtype=torch.float32, **kwargs)
     module.load_state_dict({k: torch.from_numpy(v) for k, v in params.items()})
     xt = torch.from_numpy(x)
@@ -510,6 +529,57 @@ def setup_torch_fastgrnn(w: Workload, params, x, dy, lengths=None):
             p.grad = None
         xg.grad = None
         run(xg).backward(dyt)
+        return xg.grad.numpy()
+
+    return infer, train
+
+
+def setup_torch_layer_norm_lstm(w: Workload, params, x, dy):
+    """The layer-normalised LSTM (Ba et al. 2016) as a user writes it in PyTorch: a cell
+    of Linear and LayerNorm modules unrolled by a Python loop, differentiated by autograd;
+    the input projection and its normalisation run over all steps before the loop."""
+    import torch
+
+    nn = torch.nn
+    I, H = w.I, w.H
+
+    class LayerNormLSTM(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.ih = nn.Linear(I, 4 * H, bias=False)
+            self.hh = nn.Linear(H, 4 * H, bias=False)
+            self.ln_ih, self.ln_hh, self.ln_cell = (nn.LayerNorm(4 * H), nn.LayerNorm(4 * H),
+                                                    nn.LayerNorm(H))
+
+        def forward(self, inp):
+            h = c = torch.zeros(inp.shape[1], H)
+            gx = self.ln_ih(self.ih(inp))                    # all steps at once
+            outputs = []
+            for t in range(inp.shape[0]):
+                i, f, g, o = (gx[t] + self.ln_hh(self.hh(h))).chunk(4, dim=1)
+                c = torch.sigmoid(f) * c + torch.sigmoid(i) * torch.tanh(g)
+                h = torch.sigmoid(o) * torch.tanh(self.ln_cell(c))
+                outputs.append(h)
+            return torch.stack(outputs)
+
+    module = LayerNormLSTM()
+    names = {"ih.weight": "weight_ih_l0", "hh.weight": "weight_hh_l0"}
+    for part in ("ih", "hh", "cell"):
+        names[f"ln_{part}.weight"] = f"ln_{part}_weight_l0"
+        names[f"ln_{part}.bias"] = f"ln_{part}_bias_l0"
+    module.load_state_dict({k: torch.from_numpy(params[v].reshape(-1) if k.startswith("ln_")
+                                                else params[v]) for k, v in names.items()})
+    xt, dyt = torch.from_numpy(x), torch.from_numpy(dy)
+    xg = xt.clone().requires_grad_(True)
+
+    def infer():
+        with torch.inference_mode():
+            return module(xt).numpy()
+
+    def train():
+        module.zero_grad()
+        xg.grad = None
+        module(xg).backward(dyt)
         return xg.grad.numpy()
 
     return infer, train

@@ -21,6 +21,8 @@ KIND_FASTRNN: int
 KIND_FASTGRNN: int
 KIND_GRU_RB: int
 KIND_LSTM_P: int
+KIND_LSTM_LN: int
+LN_EPS: float
 
 def kind_gates(kind: int) -> int: ...
 def kind_row(kind: int) -> dict[str, int]: ...
@@ -42,5 +44,15 @@ def backward(kind: int, X: _F, W_ih: _F, W_hh: _F, nact: _I, bounds: _I, Gt: _F,
              zc: _F | None = ..., dX: _F | None = ...,
              accumulate_dx: bool = ...,
              reverse: bool = ..., relu: bool = ..., W_hh_p: _F | None = ...) -> None: ...
+def ln_forward(X: _F, W_ih: _F, W_hh: _F, norms: tuple[_F, ...], nact: _I, bounds: _I,
+               h: _F, c: _F, Y: _F, col: int, Gt: _F, Gh: _F, *, Hp: _F | None = ...,
+               Cp: _F | None = ..., Xn: _F | None = ..., Xh: _F | None = ...,
+               Xc: _F | None = ..., R: _F | None = ..., reverse: bool = ...,
+               W_hh_t: _F | None = ..., layout: int = ...) -> None: ...
+def ln_backward(X: _F, W_ih: _F, W_hh: _F, norms: tuple[_F, ...], nact: _I, bounds: _I,
+                Gt: _F, Hp: _F, Cp: _F, Xn: _F, Xh: _F, Xc: _F, R: _F, Gh: _F,
+                dY: _F | None, col: int, dh: _F, dc: _F, dW_ih: _F, dW_hh: _F,
+                dnorms: tuple[_F, ...], *, dX: _F | None = ..., accumulate_dx: bool = ...,
+                reverse: bool = ..., W_hh_p: _F | None = ...) -> None: ...
 def same_bytes(a: npt.ArrayLike, b: npt.ArrayLike) -> bool: ...
 def lstm_pack(W_hh: _F, out: _F) -> None: ...

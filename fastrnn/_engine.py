@@ -222,7 +222,7 @@ def run_forward(kind: Kind, relu: bool, X: np.ndarray, weights: Weights, nact: n
     ``zoneout``: (zh, zc), the kernels' zoneout masks (or rates), or Nones."""
     if kind.layer_norm:
         _plain(kind, hmask, zoneout)
-        return _ln_forward(kind, X, weights, nact, reverse, h, c, Y, col, train)
+        return _ln_forward(kind, X, weights, nact, reverse, h, _cell(c), Y, col, train)
     T = nact.shape[0]
     B, P = h.shape
     scalars, vectors, W_hr = extras(kind, weights)
@@ -259,6 +259,13 @@ def extras(kind: Kind, weights: Weights) -> tuple:
     scalars = rest.pop(0) if kind.scalars else None
     vectors = tuple(rest.pop(0) for _ in kind.vectors)
     return scalars, vectors, (rest[0] if rest else None)
+
+
+def _cell(a: np.ndarray | None) -> np.ndarray:
+    """An array an LSTM's call always has (its cell state, its gradient, its caches)."""
+    if a is None:
+        raise ValueError("an LSTM's call takes its cell state c")
+    return a
 
 
 def _plain(kind: Kind, hmask, zoneout: tuple) -> None:
@@ -301,10 +308,11 @@ def run_backward(kind: Kind, relu: bool, X: np.ndarray, weights: Weights, nact: 
     scalars, vectors, W_hr = extras(kind, weights)
     dscalars, dvectors, dW_hr = extras(kind, grads)
     if kind.layer_norm:
+        Xn, Xh, Xc, R = cache.norm
         _core.ln_backward(X, W_ih, W_hh, vectors, nact, cache.bounds, cache.Gt, cache.Hp,
-                          cache.Cp, *cache.norm, cache.Gh, dY, col, dh, dc, grads[0],
-                          grads[1], dvectors, dX=dX, accumulate_dx=accumulate,
-                          reverse=reverse, W_hh_p=W_hh_p)
+                          _cell(cache.Cp), Xn, Xh, Xc, R, _cell(cache.Gh), dY, col, dh,
+                          _cell(dc), grads[0], grads[1], dvectors, dX=dX,
+                          accumulate_dx=accumulate, reverse=reverse, W_hh_p=W_hh_p)
         return
     peephole, dpeephole = (vectors[0], dvectors[0]) if vectors else (None, None)
     _core.backward(kind.kernel_id, X, W_ih, W_hh, nact, cache.bounds, cache.Gt,
@@ -562,8 +570,8 @@ def step(kind: Kind, relu: bool, x: np.ndarray, weights: Weights, h: np.ndarray,
         nact, bounds = _one_step_rows(h.shape[0])
         scalars, vectors, W_hr = extras(kind, weights)
         if kind.layer_norm:
-            _core.ln_forward(x, W_ih, W_hh, vectors, nact, bounds, h, c, gh, 0, gates[0],
-                             gates[1])
+            _core.ln_forward(x, W_ih, W_hh, vectors, nact, bounds, h, _cell(c), gh, 0,
+                             gates[0], gates[1])
             return
         peephole = vectors[0] if vectors else None
         _core.forward(kind.kernel_id, x, W_ih, W_hh, b_ih, b_hh, nact, bounds, h, gh, 0,

@@ -591,6 +591,21 @@ class LSTM(_RNNBase):
     c_{t-1})``, ``o_t = sigmoid(... + p_o * c_t)``, with parameters ``peephole_l{k}`` of
     shape (3, H) (rows p_i, p_f, p_o; drawn as the weights are).  torch.nn has no such LSTM.
 
+    With ``layer_norm=True`` (Ba, Kiros & Hinton 2016, "Layer Normalization", its
+    appendix) the input and recurrent products are normalised apart, over all 4H gate
+    values, and the cell state before the output tanh::
+
+        G_t = LN(W_ih x_t; g_x, b_x) + LN(W_hh h_{t-1}; g_h, b_h)
+        h_t = o_t * tanh(LN(c_t; g_c, b_c))
+        LN(a; g, b) = g * (a - mean(a)) / sqrt(var(a) + 1e-5) + b
+
+    with parameters ``weight_ih_l{k}``, ``weight_hh_l{k}``, ``ln_ih_weight_l{k}``,
+    ``ln_ih_bias_l{k}``, ``ln_hh_weight_l{k}``, ``ln_hh_bias_l{k}`` (4, H) and
+    ``ln_cell_weight_l{k}``, ``ln_cell_bias_l{k}`` (1, H), the gains starting at 1 and the
+    biases at 0 (the normalisations' biases are the layer's: no ``bias_ih``, ``bias_hh``).
+    It does not combine with ``proj_size``, ``peephole``, ``recurrent_dropout`` or
+    ``zoneout``.  torch.nn has no such LSTM.
+
     ``y, (h_n, c_n) = lstm(x, (h0, c0)=None, lengths=None)``.
     """ + _SHAPES_DOC + r"""
     >>> import numpy as np, fastrnn
