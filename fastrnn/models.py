@@ -239,7 +239,7 @@ class SequenceModel(Sequential):
         state = None
         total = count = correct = 0.0
         for s in range(0, T, tbptt):
-            if np.all(full <= s):
+            if self._everywhere(bool(np.all(full <= s))):      # every rank's rows have ended
                 break
             xw, yw = x[:, s:s + tbptt], y[:, s:s + tbptt]
             w = xw.shape[1]
@@ -249,7 +249,7 @@ class SequenceModel(Sequential):
             out, state, backward = self.forward_train(xw, np.maximum(remaining, 1), state)
             ls, grad, n, ok = loss_sums(self.loss, out, yw, mask)
             backward(grad)
-            self._step(optimizer, ls / max(n, 1), clip_norm, snapshot)
+            self._step(optimizer, ls, n, clip_norm, snapshot)
             total, count, correct = total + ls, count + n, correct + ok
         return total, count, correct
 
@@ -500,7 +500,7 @@ class Seq2Seq(_Fittable):
     def _train_batch(self, batch, optimizer, clip_norm, snapshot):
         optimizer.zero_grad()
         ls, n, ok = self._loss_batch(batch, train=True)
-        self._step(optimizer, ls / max(n, 1), clip_norm, snapshot)
+        self._step(optimizer, ls, n, clip_norm, snapshot)
         return ls, n, ok
 
     def _eval_batch(self, batch):

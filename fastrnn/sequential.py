@@ -842,7 +842,7 @@ class Sequential(_Container, _Fittable):
         out, _, backward = self._run(x, lengths, train=True)
         ls, grad, n, ok = loss_sums(self.loss, out, y, self._mask(lengths, x))
         backward(grad, input_grad=False)
-        self._step(optimizer, ls / max(n, 1), clip_norm, snapshot)
+        self._step(optimizer, ls, n, clip_norm, snapshot)
         return ls, n, ok
 
     def _eval_batch(self, batch):

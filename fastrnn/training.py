@@ -116,6 +116,8 @@ class _Fittable(Module):
     """
 
     loss: _Loss
+    #: set inside a :func:`fastrnn.distributed.data_parallel` block
+    _data_parallel = None
 
     @property
     def metric_name(self) -> str | None:
@@ -149,10 +151,19 @@ class _Fittable(Module):
                             f"got {type(optimizer).__name__}")
         return optimizer
 
-    def _step(self, optimizer, loss: float, clip_norm: float | None, snapshot: list) -> None:
-        """One guarded update: refuse non-finite numbers, keep the weights that gave the
-        last finite loss in ``snapshot``, clip, step."""
+    def _everywhere(self, flag: bool) -> bool:
+        """``flag`` on this rank and, data-parallel, on every rank."""
+        return flag if self._data_parallel is None else self._data_parallel.all(flag)
+
+    def _step(self, optimizer, loss_sum: float, count: float, clip_norm: float | None,
+              snapshot: list) -> None:
+        """One guarded update from the gradients of the mean loss over ``count`` entries
+        (summed over the ranks, data-parallel): refuse non-finite numbers, keep the weights
+        that gave the last finite loss in ``snapshot``, clip, step."""
         params = self.parameters()
+        if self._data_parallel is not None:
+            loss_sum, count = self._data_parallel.reduce(params, loss_sum, count)
+        loss = loss_sum / max(count, 1)
         if clip_norm is not None:
             norm = clip_grad_norm(params, clip_norm)
         else:
@@ -178,6 +189,9 @@ class _Fittable(Module):
             raise ValueError(f"clip_norm must be a positive number, got {clip_norm}")
         optimizer = self._make_optimizer(optimizer)
         callbacks = list(callbacks or ())
+        dp = self._data_parallel
+        if dp is not None:
+            seed = dp.begin(self, seed)          # rank 0's seed and weights on every rank
         rng = np.random.default_rng(seed_value(seed))
         N = columns[0].shape[0]
         if shuffle:
@@ -195,11 +209,13 @@ class _Fittable(Module):
                 total = count = correct = 0.0
                 try:
                     for s in bar:
-                        idx = order[s:s + batch_size]
+                        idx, w = order[s:s + batch_size], 1.0
+                        if dp is not None:           # this rank's part of the batch
+                            idx, w = dp.shard(idx)
                         batch = [None if c is None else c[idx] for c in columns]
                         ls, n, ok = self._train_batch(batch, optimizer, clip_norm, snapshot,
                                                       **train_kwargs)
-                        total, count, correct = total + ls, count + n, correct + ok
+                        total, count, correct = total + w * ls, count + w * n, correct + w * ok
                         if bar is not starts:
                             bar.set_postfix(self._logs(total, count, correct), refresh=False)
                 except NonFiniteLossError as err:
@@ -212,10 +228,12 @@ class _Fittable(Module):
                 finally:
                     if bar is not starts:
                         bar.close()
+                if dp is not None:
+                    total, count, correct = dp.sum(total, count, correct)
                 logs = self._logs(total, count, correct)
                 if validation is not None:
-                    logs.update({f"val_{k}": v for k, v in
-                                 self._evaluate_columns(validation, batch_size).items()})
+                    logs.update({f"val_{k}": v for k, v in self._evaluate_columns(
+                        validation, batch_size, dp).items()})
                 history.append(logs)
                 history.epochs = epoch + 1 - initial_epoch
                 if any([cb.on_epoch_end(self, epoch, logs) for cb in callbacks]):
@@ -233,11 +251,15 @@ class _Fittable(Module):
             logs[metric] = correct / max(count, 1)
         return logs
 
-    def _evaluate_columns(self, columns, batch_size) -> dict:
+    def _evaluate_columns(self, columns, batch_size, data_parallel=None) -> dict:
+        if data_parallel is not None:          # each rank its part, the sums of all
+            columns = data_parallel.part(columns)
         total = count = correct = 0.0
         N = columns[0].shape[0]
         for s in range(0, N, batch_size):
             batch = [None if c is None else c[s:s + batch_size] for c in columns]
             ls, n, ok = self._eval_batch(batch)
             total, count, correct = total + ls, count + n, correct + ok
+        if data_parallel is not None:
+            total, count, correct = data_parallel.sum(total, count, correct)
         return self._logs(total, count, correct)
