@@ -34,7 +34,8 @@ autodoc_member_order = "bysource"
 autodoc_default_options = {"members": True, "show-inheritance": True}
 # the optional back ends are imported inside functions, never at import time; mocked here
 # so the reference builds without them
-autodoc_mock_imports = ["torch", "onnx", "onnxruntime"]
+# (and the engines of the modules of "Past one machine", which import theirs at the top)
+autodoc_mock_imports = ["torch", "onnx", "onnxruntime", "dask", "distributed", "mpi4py", "optuna"]
 
 napoleon_google_docstring = True
 napoleon_numpy_docstring = True

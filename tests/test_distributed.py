@@ -3,6 +3,13 @@
 the gradient's sum in another order, and every rank ends with the same model, bit for
 bit.  tests/test_mpi.py runs the same over MPI, under mpiexec."""
 
+import importlib.util
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
 import numpy as np
 import pytest
 
@@ -230,3 +237,23 @@ def test_bad_arguments():
         ThreadGroup(2.0)
     with pytest.raises(ValueError, match="size must be >= 1"):
         ThreadGroup(0)
+
+
+@pytest.mark.skipif(importlib.util.find_spec("mpi4py") is None or not shutil.which("mpiexec"),
+                    reason="needs mpi4py and mpiexec")
+def test_the_mpi_example_on_two_ranks(tmp_path):
+    """examples/mpi_train.py (shown on the docs page) under ``mpiexec -n 2``."""
+    script = Path(__file__).resolve().parents[1] / "examples" / "mpi_train.py"
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join(
+        [str(Path(fastrnn.__file__).resolve().parents[1]), os.environ.get("PYTHONPATH", "")]))
+    env.pop("OMP_NUM_THREADS", None)
+    env.pop("FASTRNN_NUM_THREADS", None)
+    proc = subprocess.run(["mpiexec", "-n", "2", sys.executable, str(script), "--epochs", "2",
+                           "--hidden", "16", "--out", str(tmp_path / "m.npz")],
+                          capture_output=True, text=True, timeout=300, cwd=tmp_path, env=env)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    # two ranks on this machine share its cores; both end with rank 0's model
+    cores = len(os.sched_getaffinity(0))
+    assert f"2 ranks x {max(1, cores // 2)} kernel thread(s)" in proc.stdout
+    assert "the same weights on every rank: True" in proc.stdout
+    assert fastrnn.load(tmp_path / "m.npz").predict(np.zeros((1, 8, 8))).shape == (1,)
