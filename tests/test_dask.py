@@ -2,6 +2,7 @@
 model's on the whole array, the model travels to each worker once, and a worker's
 kernels take the one thread Dask gives it."""
 
+import os
 import subprocess
 import sys
 
@@ -19,10 +20,13 @@ N, T, F = 160, 9, 3
 
 @pytest.fixture(scope="module")
 def client():
+    environ = dict(os.environ)      # the nanny sets MALLOC_TRIM_THRESHOLD_ in this process
     with distributed.LocalCluster(n_workers=2, threads_per_worker=1, processes=True,
                                   dashboard_address=None) as cluster, \
             distributed.Client(cluster) as c:
         yield c
+    os.environ.clear()
+    os.environ.update(environ)
 
 
 def data(seed=0):

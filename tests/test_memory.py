@@ -103,7 +103,10 @@ def _malloc_tuned_in_subprocess(env_value):
     import subprocess
     import sys
 
-    env = dict(os.environ)
+    # a host that tuned malloc itself is left alone; this one has not (a process-based
+    # Dask cluster started by an earlier test sets MALLOC_TRIM_THRESHOLD_ in os.environ)
+    env = {k: v for k, v in os.environ.items()
+           if not k.startswith("MALLOC_") and k != "GLIBC_TUNABLES"}
     env.pop("FASTRNN_MALLOC_TUNING", None)
     if env_value is not None:
         env["FASTRNN_MALLOC_TUNING"] = env_value
