@@ -16,7 +16,7 @@ from ._runtime import (blas_info, get_num_threads, process_settings,  # noqa: E4
 from . import _threadpool  # noqa: E402, F401  (threadpoolctl's controller, if installed)
 from .blocks import (GELU, AttentionPooling, Dropout, LayerNorm, ReLU, Sigmoid,  # noqa: E402
                      Tanh, TimePooling)
-from .callbacks import EarlyStopping, ModelCheckpoint  # noqa: E402
+from .callbacks import EarlyStopping, LearningRateScheduler, ModelCheckpoint  # noqa: E402
 from .cells import GRUCell, LSTMCell, RNNCell  # noqa: E402
 from .heads import ManyToMany, ManyToOne, OneToMany  # noqa: E402
 from .io import ModelFileError, load, load_checkpoint, save  # noqa: E402
@@ -40,7 +40,8 @@ __all__ = ["RNN", "LSTM", "GRU", "FastRNN", "FastGRNN", "RNNCell", "LSTMCell", "
            "TimePooling", "AttentionPooling", "Sequential", "Residual", "Concatenate",
            "Bidirectional",
            "ManyToMany", "ManyToOne", "OneToMany", "SequenceModel", "Seq2Seq", "Stepper",
-           "History", "EarlyStopping", "ModelCheckpoint", "Module", "Parameter", "save",
-           "load", "load_checkpoint", "ModelFileError", "data", "heads", "losses", "optim",
+           "History", "EarlyStopping", "ModelCheckpoint", "LearningRateScheduler", "Module",
+           "Parameter", "save", "load", "load_checkpoint", "ModelFileError", "data", "heads",
+           "losses", "optim",
            "set_num_threads", "get_num_threads", "threads", "process_settings", "blas_info",
            "from_torch", "to_torch", "export_onnx", "from_onnx", "__version__"]

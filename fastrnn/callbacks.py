@@ -1,17 +1,21 @@
-"""Callbacks for ``fit``: :class:`EarlyStopping` and :class:`ModelCheckpoint`.
+"""Callbacks for ``fit``: :class:`EarlyStopping`, :class:`ModelCheckpoint` and
+:class:`LearningRateScheduler`.
 
 A callback is a :class:`~fastrnn.training.Callback`: ``fit`` calls ``on_train_begin``,
-``on_epoch_end`` after every epoch (True stops training) and ``on_train_end``, also when
-training stops early or fails.
+``on_epoch_begin`` and ``on_epoch_end`` around every epoch (True from the latter stops
+training), ``on_batch_begin`` and ``on_batch_end`` around every mini-batch, and
+``on_train_end``, also when training stops early or fails.
 """
 
 from __future__ import annotations
 
 from . import io
 from ._validate import positive_int
+from .optim import LRScheduler
+from .optim.optimizer import _nonneg
 from .training import Callback
 
-__all__ = ["EarlyStopping", "ModelCheckpoint"]
+__all__ = ["EarlyStopping", "ModelCheckpoint", "LearningRateScheduler"]
 
 
 def _improved(value, best, mode, min_delta) -> bool:
@@ -86,4 +90,85 @@ class ModelCheckpoint(Callback):
             self.best = value
         io.save(self.path, model, self.optimizer if self.save_optimizer else None,
                 extra={"epoch": epoch, "logs": logs})
+        return False
+
+
+class LearningRateScheduler(Callback):
+    """Set the learning rate from a schedule while ``fit`` trains, per epoch or per step
+    (``interval="epoch"`` or ``"step"``; a step is one mini-batch, all its ``tbptt``
+    windows included).
+
+    ``schedule`` is one of
+
+    * a schedule of :mod:`fastrnn.optim` (``StepLR``, ``ExponentialLR``,
+      ``CosineAnnealingLR``, ``LambdaLR``, ...) made on the optimizer given to ``fit``:
+      its ``step()`` runs after every epoch, as in a PyTorch loop, or after every
+      mini-batch;
+    * a function ``schedule(index, lr) -> new lr`` (Keras's ``LearningRateScheduler``):
+      called before every epoch (``index`` the epoch, from 0) or every mini-batch
+      (``index`` the step, from 0 over the whole run) with each parameter group's current
+      rate, which it sets to the rate returned.
+
+    ``lrs`` lists the rate (of the first parameter group) each epoch or step trained
+    with.
+
+    >>> import numpy as np, fastrnn
+    >>> from fastrnn.optim import Adam, CosineAnnealingLR
+    >>> model = fastrnn.SequenceModel.build("gru", input_size=2, hidden_size=4,
+    ...                                     output_size=2, head="many_to_one", seed=0)
+    >>> x, y = np.zeros((8, 3, 2), np.float32), np.arange(8) % 2
+    >>> opt = Adam(model.parameters(), lr=0.01)
+    >>> cosine = fastrnn.LearningRateScheduler(CosineAnnealingLR(opt, T_max=4))
+    >>> _ = model.fit(x, y, epochs=4, optimizer=opt, callbacks=[cosine], progress=False)
+    >>> [round(lr, 5) for lr in cosine.lrs]
+    [0.01, 0.00854, 0.005, 0.00146]
+    >>> warmup = fastrnn.LearningRateScheduler(lambda step, lr: 0.01 * min(1, (step + 1) / 4),
+    ...                                        interval="step")
+    >>> _ = model.fit(x, y, epochs=3, batch_size=4, callbacks=[warmup], progress=False)
+    >>> warmup.lrs
+    [0.0025, 0.005, 0.0075, 0.01, 0.01, 0.01]
+    """
+
+    def __init__(self, schedule, interval: str = "epoch"):
+        if interval not in ("epoch", "step"):
+            raise ValueError(f"interval must be 'epoch' or 'step', got {interval!r}")
+        if not isinstance(schedule, LRScheduler) and not callable(schedule):
+            raise TypeError(f"schedule must be a fastrnn.optim schedule (an LRScheduler) or "
+                            f"a function (index, lr) -> lr, got {type(schedule).__name__}")
+        self.schedule, self.interval = schedule, interval
+        self.lrs: list[float] = []
+
+    def on_train_begin(self, model, optimizer):
+        if isinstance(self.schedule, LRScheduler) and self.schedule.optimizer is not optimizer:
+            raise ValueError("the schedule sets the rate of another optimizer than the one "
+                             "fit trains with: give fit optimizer=schedule.optimizer")
+        self.optimizer, self.lrs = optimizer, []
+
+    def _begin(self, index: int) -> None:
+        if not isinstance(self.schedule, LRScheduler):
+            for i, group in enumerate(self.optimizer.param_groups):
+                group["lr"] = _nonneg(self.schedule(index, group["lr"]),
+                                      f"the rate schedule({index}, lr) returned for "
+                                      f"param_groups[{i}]")
+        self.lrs.append(self.optimizer.param_groups[0]["lr"])
+
+    def _end(self) -> None:
+        if isinstance(self.schedule, LRScheduler):
+            self.schedule.step()
+
+    def on_epoch_begin(self, model, epoch):
+        if self.interval == "epoch":
+            self._begin(epoch)
+
+    def on_batch_begin(self, model, step):
+        if self.interval == "step":
+            self._begin(step)
+
+    def on_batch_end(self, model, step, logs):
+        if self.interval == "step":
+            self._end()
+
+    def on_epoch_end(self, model, epoch, logs):
+        if self.interval == "epoch":
+            self._end()
         return False

@@ -2,7 +2,11 @@
 the predictions, so a model's backward pass starts from ``grad``.
 
 Masks select the entries that count (padded time steps do not); every loss is a mean over
-the entries that count.
+the entries that count.  A ``weight`` (one per sample, or per step, ...: an array of the
+leading axes of the entries) weighs each entry's loss, and the mean stays one over the
+count of entries, as Keras defines it: ``sum(w * l) / count``.  PyTorch's
+``CrossEntropyLoss(weight=)`` divides by the sum of the weights instead; here that is
+``count / sum(w)`` times the loss.
 
 A loss object also answers what a model asks of it, so that the models hold no list of
 losses: the targets it takes (``check_targets``), how many entries a mean ran over and how
@@ -64,13 +68,28 @@ def _mask_array(mask, shape: tuple[int, ...]) -> np.ndarray | None:
     return m.astype(bool, copy=False)
 
 
-def softmax_cross_entropy(logits, targets, mask=None, ignore_index: int = -100):
+def _entry_weights(weight, shape: tuple[int, ...], dtype) -> np.ndarray | None:
+    """``weight``, an array of the leading axes of ``shape`` (one weight per sample, per
+    step, ...), in ``dtype`` and broadcast to ``shape``; None stays None."""
+    if weight is None:
+        return None
+    w = float_array(weight, "weight", dtype, tuple(range(len(shape) + 1)))
+    if w.shape != shape[:w.ndim]:
+        raise ValueError(f"weight must have the leading axes of the entries {shape}, got "
+                         f"shape {w.shape}")
+    return np.broadcast_to(w.reshape(w.shape + (1,) * (len(shape) - w.ndim)), shape)
+
+
+def softmax_cross_entropy(logits, targets, mask=None, ignore_index: int = -100,
+                          weight=None):
     """Mean cross-entropy of ``softmax(logits)`` against integer class ``targets``.
 
     ``logits`` (..., C); ``targets`` (...) ints in [0, C) or ``ignore_index``; ``mask``
     (...) boolean, False entries ignored.  ``loss = -mean(log_softmax(logits)[target])``
     over the entries that count; ``grad = (softmax(logits) - onehot(target)) / count``
-    (zero where ignored).  With nothing to count the loss is 0.
+    (zero where ignored).  With nothing to count the loss is 0.  ``weight`` (the leading
+    axes of ``targets``) weighs each entry: ``loss = -sum(w * log_softmax[target]) /
+    count`` (see the module's notes).
 
     >>> import numpy as np
     >>> from fastrnn.losses import softmax_cross_entropy
@@ -101,13 +120,17 @@ def softmax_cross_entropy(logits, targets, mask=None, ignore_index: int = -100):
         raise ValueError(f"targets must lie in [0, {C}) (or equal ignore_index="
                          f"{ignore_index}), got values in [{t[valid].min()}, {t[valid].max()}]")
     count = int(valid.sum())
+    w = _entry_weights(weight, t.shape, logits.dtype)
     logp = log_softmax(logits)
     safe_t = np.where(valid, t, 0)[..., None]
     picked = np.take_along_axis(logp, safe_t, axis=-1)[..., 0]
+    if w is not None:
+        picked = picked * w
     loss = -float(picked[valid].sum()) / max(count, 1)
     grad = np.exp(logp)
     np.put_along_axis(grad, safe_t, np.take_along_axis(grad, safe_t, axis=-1) - 1, axis=-1)
-    grad *= (valid / max(count, 1))[..., None].astype(grad.dtype)
+    scale = valid / max(count, 1)
+    grad *= (scale if w is None else scale * w)[..., None].astype(grad.dtype)
     return loss, grad
 
 
@@ -122,9 +145,13 @@ def _pair(pred, target, name="pred"):
     return pred, target
 
 
-def _masked_mean(elementwise: np.ndarray, mask, d_elementwise: np.ndarray):
+def _masked_mean(elementwise: np.ndarray, mask, d_elementwise: np.ndarray, weight=None):
     """Mean of ``elementwise`` over the masked entries (a mask of the leading axes
-    broadcasts over the trailing ones) and the matching gradient."""
+    broadcasts over the trailing ones) and the matching gradient; ``weight`` (leading
+    axes too) weighs each entry, the mean staying one over their count."""
+    w = _entry_weights(weight, elementwise.shape, elementwise.dtype)
+    if w is not None:
+        elementwise, d_elementwise = elementwise * w, d_elementwise * w
     if mask is None:
         n = elementwise.size
         return float(elementwise.sum()) / max(n, 1), d_elementwise / max(n, 1)
@@ -140,8 +167,9 @@ def _masked_mean(elementwise: np.ndarray, mask, d_elementwise: np.ndarray):
             np.where(m, d_elementwise, 0) / max(n, 1))
 
 
-def mse(pred, target, mask=None):
-    """Mean squared error ``mean((pred - target)**2)``; grad ``2 (pred - target) / n``.
+def mse(pred, target, mask=None, weight=None):
+    """Mean squared error ``mean((pred - target)**2)``; grad ``2 (pred - target) / n``;
+    with ``weight`` (leading axes) ``sum(w * (pred - target)**2) / n``.
 
     >>> import numpy as np
     >>> from fastrnn.losses import mse
@@ -151,12 +179,13 @@ def mse(pred, target, mask=None):
     """
     pred, target = _pair(pred, target)
     diff = pred - target
-    return _masked_mean(diff * diff, mask, 2 * diff)
+    return _masked_mean(diff * diff, mask, 2 * diff, weight)
 
 
-def bce_with_logits(logits, target, mask=None):
+def bce_with_logits(logits, target, mask=None, weight=None):
     """Binary cross-entropy on logits, stably:
-    ``max(z, 0) - z*y + log(1 + exp(-|z|))``; grad ``(sigmoid(z) - y) / n``.
+    ``max(z, 0) - z*y + log(1 + exp(-|z|))``; grad ``(sigmoid(z) - y) / n``; ``weight``
+    (leading axes) weighs each entry, as in :func:`mse`.
 
     >>> import numpy as np
     >>> from fastrnn.losses import bce_with_logits
@@ -166,7 +195,7 @@ def bce_with_logits(logits, target, mask=None):
     """
     z, y = _pair(logits, target, "logits")
     elementwise = np.maximum(z, 0) - z * y + np.log1p(np.exp(-np.abs(z)))
-    return _masked_mean(elementwise, mask, _sigmoid(z) - y)
+    return _masked_mean(elementwise, mask, _sigmoid(z) - y, weight)
 
 
 class _Loss:
@@ -180,10 +209,22 @@ class _Loss:
     #: the name of the per-epoch metric ``count_correct`` counts (None: no metric)
     metric_name: str | None = None
 
-    def __call__(self, pred, target, mask=None) -> tuple[float, np.ndarray]:
-        """``(loss, grad)``: the mean loss over the entries ``mask`` keeps and its
-        gradient with respect to ``pred``."""
+    def __call__(self, pred, target, mask=None, weight=None) -> tuple[float, np.ndarray]:
+        """``(loss, grad)``: the mean loss over the entries ``mask`` keeps, each weighed
+        by ``weight`` (if given), and its gradient with respect to ``pred``."""
         raise NotImplementedError
+
+    def entry_shape(self, target: np.ndarray) -> tuple[int, ...]:
+        """The shape of the entries (one loss term each) of checked targets: the shape
+        a weight of every entry has.  Here: the targets without their feature axis."""
+        return target.shape[:-1]
+
+    def entry_classes(self, target: np.ndarray) -> np.ndarray:
+        """The class of each entry of checked targets (ints of :meth:`entry_shape`, -1
+        where an entry does not count), for ``class_weight``; a ``ValueError`` for a loss
+        without classes."""
+        raise ValueError(f"class_weight needs a classification loss (cross_entropy, or "
+                         f"bce_with_logits with one output), got {self!r}")
 
     def check_targets(self, y, lead: tuple[int, ...], out_features: int, dtype,
                       name: str = "y") -> np.ndarray:
@@ -247,8 +288,16 @@ class CrossEntropyLoss(_Loss):
     def __init__(self, ignore_index: int = -100):
         self.ignore_index = int(ignore_index)
 
-    def __call__(self, logits, targets, mask=None):
-        return softmax_cross_entropy(logits, targets, mask, self.ignore_index)
+    def __call__(self, logits, targets, mask=None, weight=None):
+        return softmax_cross_entropy(logits, targets, mask, self.ignore_index, weight)
+
+    def entry_shape(self, target):
+        """The targets' shape: one class label an entry."""
+        return target.shape
+
+    def entry_classes(self, target):
+        """The labels, -1 where they equal ``ignore_index``."""
+        return np.where(target == self.ignore_index, -1, target)
 
     def check_targets(self, y, lead, out_features, dtype, name="y"):
         """Integer class labels of shape ``lead``."""
@@ -292,8 +341,8 @@ class MSELoss(_Loss):
 
     name = "mse"
 
-    def __call__(self, pred, target, mask=None):
-        return mse(pred, target, mask)
+    def __call__(self, pred, target, mask=None, weight=None):
+        return mse(pred, target, mask, weight)
 
 
 class BCEWithLogitsLoss(_Loss):
@@ -313,8 +362,17 @@ class BCEWithLogitsLoss(_Loss):
     name = "bce_with_logits"
     metric_name = "accuracy"
 
-    def __call__(self, logits, target, mask=None):
-        return bce_with_logits(logits, target, mask)
+    def __call__(self, logits, target, mask=None, weight=None):
+        return bce_with_logits(logits, target, mask, weight)
+
+    def entry_classes(self, target):
+        """0 or 1 (the target > 0.5), for one output a row; a ``ValueError`` for more (a
+        multi-label row has no one class)."""
+        if target.shape[-1] != 1:
+            raise ValueError(f"class_weight needs one output a row for bce_with_logits (a "
+                             f"row of {target.shape[-1]} labels has no one class); weigh "
+                             f"the rows with sample_weight instead")
+        return (target[..., 0] > 0.5).astype(np.int64)
 
     def count_correct(self, out, target, mask):
         """The rows of ``out`` that count, and the share of each row's outputs whose sign
@@ -377,7 +435,9 @@ class CustomLoss(_Loss):
         self.fn = fn
         self.mask_parameter = _mask_parameter(fn)
 
-    def __call__(self, pred, target, mask=None):
+    def __call__(self, pred, target, mask=None, weight=None):
+        if weight is not None:
+            raise ValueError(self._unweighted)
         if self.mask_parameter == "required":
             result = self.fn(pred, target, mask=mask)
         elif mask is None:
@@ -402,6 +462,13 @@ class CustomLoss(_Loss):
             raise ValueError(f"grad_outputs must have the shape of the outputs, "
                              f"{pred.shape}, got {grad.shape}")
         return value, grad
+
+    _unweighted = ("sample_weight and class_weight need a built-in loss: a custom loss "
+                   "says itself how its entries count")
+
+    def entry_shape(self, target):
+        """Not known: a ``ValueError`` (a custom loss weighs nothing)."""
+        raise ValueError(self._unweighted)
 
     def check_targets(self, y, lead, out_features, dtype, name="y"):
         """Any array with one row per sample."""

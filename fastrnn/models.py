@@ -229,9 +229,9 @@ class SequenceModel(Sequential):
         return out, state
 
     def _train_batch(self, batch, optimizer, clip_norm, snapshot, tbptt=None):
+        x, y, lengths, weight = batch
         if tbptt is None:
             return super()._train_batch(batch, optimizer, clip_norm, snapshot)
-        x, y, lengths = batch
         # truncated BPTT: windows of `tbptt` steps, the state carried (not differentiated)
         T = x.shape[1]
         x = _zero_padding(x, lengths)     # a row that has ended still runs one step per window
@@ -242,12 +242,13 @@ class SequenceModel(Sequential):
             if self._everywhere(bool(np.all(full <= s))):      # every rank's rows have ended
                 break
             xw, yw = x[:, s:s + tbptt], y[:, s:s + tbptt]
+            ww = weight[:, s:s + tbptt] if weight is not None and weight.ndim > 1 else weight
             w = xw.shape[1]
             remaining = np.clip(full - s, 0, w)
             mask = np.arange(w)[None, :] < remaining[:, None]
             optimizer.zero_grad()
             out, state, backward = self.forward_train(xw, np.maximum(remaining, 1), state)
-            ls, grad, n, ok = loss_sums(self.loss, out, yw, mask)
+            ls, grad, n, ok = loss_sums(self.loss, out, yw, mask, ww)
             backward(grad)
             self._step(optimizer, ls, n, clip_norm, snapshot)
             total, count, correct = total + ls, count + n, correct + ok
@@ -259,10 +260,18 @@ class SequenceModel(Sequential):
             optimizer: Optimizer | None = None, validation_data=None,
             clip_norm: float | None = None, tbptt: int | None = None, callbacks=(),
             progress: bool = True, shuffle: bool = True, seed: int | None = None,
-            initial_epoch: int = 0) -> History:
+            initial_epoch: int = 0, validation_split: float = 0.0, sample_weight=None,
+            class_weight: dict | None = None) -> History:
         """Train by mini-batch BPTT.
 
-        ``validation_data`` is ``(x, y)`` or ``(x, y, lengths)``; ``clip_norm`` clips the
+        ``validation_data`` is ``(x, y)``, ``(x, y, lengths)`` or ``(x, y, lengths,
+        sample_weight)``; ``validation_split`` (in [0, 1), instead of it) keeps the last
+        fraction of the samples, before shuffling, for validation, as Keras does.
+        ``sample_weight`` weighs each sample's loss, (N,), or each step's for a per-step
+        head, (N, T); ``class_weight`` (a dict class -> weight, for ``cross_entropy`` and
+        one-output ``bce_with_logits``; a class left out weighs 1) weighs each training
+        entry by its target's class, times its sample weight.  The weighted loss is
+        Keras's, ``sum(w * loss) / count`` (:mod:`fastrnn.training`).  ``clip_norm`` clips the
         global gradient norm before each step; ``tbptt`` splits long sequences into windows
         of that many steps, carrying the state across windows (per-step heads only);
         ``callbacks`` see every epoch (:class:`~fastrnn.callbacks.EarlyStopping`,
@@ -280,8 +289,8 @@ class SequenceModel(Sequential):
         (without dropout: dropout masks come from the layer's own generator, which a
         loaded model does not restore).
         """
-        columns = self._columns(x, y, lengths)
-        validation = self._validation_columns(validation_data)
+        columns, validation = self._fit_data((x, y, lengths), validation_data,
+                                             validation_split, sample_weight, class_weight)
         if tbptt is not None:
             tbptt = positive_int(tbptt, "tbptt")
             if not self.head.per_step:
@@ -399,6 +408,12 @@ class Seq2Seq(_Fittable):
         self.bos_token = int(bos_token)
         self.loss = losses.CrossEntropyLoss()
 
+    _data_names = ("src", "tgt", "src_lengths", "tgt_lengths")
+
+    @property
+    def dtype(self) -> np.dtype:
+        return self.encoder.dtype
+
     @classmethod
     def build(cls, cell: str = "gru", *, src_vocab: int, tgt_vocab: int, hidden_size: int,
               embedding_dim: int | None = None, num_layers: int = 1, bos_token: int = 0,
@@ -469,7 +484,7 @@ class Seq2Seq(_Fittable):
         return np.concatenate([bos, tgt[:, :-1]], axis=1)
 
     def _loss_batch(self, batch, train: bool):
-        src, tgt, src_len, tgt_len = batch
+        src, tgt, src_len, tgt_len, weight = batch
         enc, dec = self.encoder, self.decoder
         src_in = enc._layout(src)
         if train:
@@ -487,7 +502,7 @@ class Seq2Seq(_Fittable):
             out = self.head(y, None)
         out = dec._layout(out)
         mask = step_mask(tgt_len, tgt.shape[1])
-        ls, grad, n, ok = loss_sums(self.loss, out, tgt, mask)
+        ls, grad, n, ok = loss_sums(self.loss, out, tgt, mask, weight)
         if train:
             dy, _ = head_backward(dec._layout(grad))
             dx_dec, dstate0 = dec_backward(dy)
@@ -506,9 +521,9 @@ class Seq2Seq(_Fittable):
     def _eval_batch(self, batch):
         return self._loss_batch(batch, train=False)
 
-    def _columns(self, src, tgt, src_lengths, tgt_lengths):
-        src = self._tokens(src, "src", self.src_embedding.num_embeddings)
-        tgt = self._tokens(tgt, "tgt", self.tgt_embedding.num_embeddings)
+    def _columns(self, src, tgt, src_lengths, tgt_lengths, names=("src", "tgt")):
+        src = self._tokens(src, names[0], self.src_embedding.num_embeddings)
+        tgt = self._tokens(tgt, names[1], self.tgt_embedding.num_embeddings)
         if src.shape[0] != tgt.shape[0]:
             raise ValueError(f"src and tgt must have the same number of sequences, got "
                              f"{src.shape[0]} and {tgt.shape[0]}")
@@ -518,25 +533,38 @@ class Seq2Seq(_Fittable):
     def fit(self, src, tgt, src_lengths=None, tgt_lengths=None, *, epochs: int = 10,
             batch_size: int = 32, optimizer: Optimizer | None = None, validation_data=None,
             clip_norm: float | None = None, callbacks=(), progress: bool = True,
-            shuffle: bool = True, seed: int | None = None, initial_epoch: int = 0) -> History:
-        """Train with teacher forcing; ``validation_data`` is ``(src, tgt)`` or
-        ``(src, tgt, src_lengths, tgt_lengths)``.  Otherwise as
-        :meth:`SequenceModel.fit`."""
-        columns = self._columns(src, tgt, src_lengths, tgt_lengths)
-        validation = None
-        if validation_data is not None:
-            v = list(validation_data) + [None] * (4 - len(validation_data))
-            validation = self._columns(*v)
+            shuffle: bool = True, seed: int | None = None, initial_epoch: int = 0,
+            validation_split: float = 0.0, sample_weight=None,
+            class_weight: dict | None = None) -> History:
+        """Train with teacher forcing; ``validation_data`` is ``(src, tgt)``, ``(src,
+        tgt, src_lengths, tgt_lengths)`` or that and ``sample_weight``; ``sample_weight``
+        is (N,) or (N, T) (per target token), ``class_weight`` weighs target tokens.
+        Otherwise as :meth:`SequenceModel.fit`."""
+        columns, validation = self._fit_data((src, tgt, src_lengths, tgt_lengths),
+                                             validation_data, validation_split,
+                                             sample_weight, class_weight)
         return self._fit(columns, validation, epochs=epochs, batch_size=batch_size,
                          optimizer=optimizer, clip_norm=clip_norm, callbacks=callbacks,
                          progress=progress, shuffle=shuffle, seed=seed, train_kwargs={},
                          initial_epoch=initial_epoch)
 
     def evaluate(self, src, tgt, src_lengths=None, tgt_lengths=None,
-                 batch_size: int = 256) -> dict:
-        """Teacher-forced loss and per-token accuracy."""
-        return self._evaluate_columns(self._columns(src, tgt, src_lengths, tgt_lengths),
-                                      positive_int(batch_size, "batch_size"))
+                 batch_size: int = 256, sample_weight=None) -> dict:
+        """Teacher-forced loss (weighted by ``sample_weight`` if given) and per-token
+        accuracy."""
+        return self._evaluate((src, tgt, src_lengths, tgt_lengths), sample_weight,
+                              batch_size)
+
+    def _summary_parts(self):
+        H, E, V = self.decoder.hidden_size, self.src_embedding.embedding_dim, \
+            self.head.out_features
+        parts = [("src_embedding", self.src_embedding, (None, None, E)),
+                 ("encoder", self.encoder, (None, None, H)),
+                 ("tgt_embedding", self.tgt_embedding,
+                  (None, None, self.tgt_embedding.embedding_dim)),
+                 ("decoder", self.decoder, (None, None, H)),
+                 ("head", self.head, (None, None, V))]
+        return parts
 
     def predict(self, src, src_lengths=None, max_length: int = 20,
                 eos_token: int | None = None) -> np.ndarray:

@@ -128,7 +128,7 @@ class Module:
     >>> layer = fastrnn.GRU(3, 4, seed=0)
     >>> [name for name, p in layer.named_parameters()]
     ['weight_ih_l0', 'weight_hh_l0', 'bias_ih_l0', 'bias_hh_l0']
-    >>> sum(p.data.size for p in layer.parameters())
+    >>> layer.count_params()
     108
     >>> layer.load_state_dict(layer.state_dict())       # names, shapes and dtypes checked
     """
@@ -188,6 +188,10 @@ class Module:
 
     def parameters(self) -> list[Parameter]:
         return [p for _, p in self.named_parameters()]
+
+    def count_params(self) -> int:
+        """The number of parameter values, all parameters together (Keras's name)."""
+        return sum(p.data.size for p in self.parameters())
 
     def zero_grad(self) -> None:
         for p in self.parameters():

@@ -596,6 +596,42 @@ def _layer_name(name) -> str:
     return name
 
 
+def _modules_in(module):
+    """Every module inside ``module``, at any depth."""
+    for m in module._modules.values():
+        yield m
+        yield from _modules_in(m)
+
+
+def _input_width(layers):
+    """The width of the input of ``layers`` (a list applied in turn), as the first layer
+    that says it gives it: ``"tokens"``, an int, or None where none does before a layer
+    that changes the width."""
+    for layer in layers:
+        if isinstance(layer, Embedding):
+            return "tokens"
+        if isinstance(layer, (_RECURRENT, AttentionPooling)):
+            return layer.input_size
+        if isinstance(layer, Linear):
+            return layer.in_features
+        if isinstance(layer, LayerNorm):
+            return layer.normalized_shape
+        if isinstance(layer, Sequential):
+            width = _input_width(layer.layers)
+        elif isinstance(layer, (Residual, Concatenate, Bidirectional)):
+            inner = [layer.layer] if isinstance(layer, Residual) else \
+                list(layer.layers) if isinstance(layer, Concatenate) else [layer.forward_layer]
+            width = next((w for w in (_input_width([m]) for m in inner) if w is not None),
+                         None)
+        else:
+            width = None
+        if width is not None:
+            return width
+        if not isinstance(layer, (Residual, ReLU, Tanh, Sigmoid, GELU, Dropout, TimePooling)):
+            return None                       # it changes the width, or may
+    return None
+
+
 def _as_loss(loss):
     """A loss object from a name, a loss object or a function (:class:`CustomLoss`);
     None stays None."""
@@ -837,29 +873,60 @@ class Sequential(_Container, _Fittable):
         return step_mask(lengths, x.shape[1]) if self._masked(lengths) else None
 
     def _train_batch(self, batch, optimizer, clip_norm, snapshot):
-        x, y, lengths = batch
+        x, y, lengths, weight = batch
         optimizer.zero_grad()
         out, _, backward = self._run(x, lengths, train=True)
-        ls, grad, n, ok = loss_sums(self.loss, out, y, self._mask(lengths, x))
+        ls, grad, n, ok = loss_sums(self.loss, out, y, self._mask(lengths, x), weight)
         backward(grad, input_grad=False)
         self._step(optimizer, ls, n, clip_norm, snapshot)
         return ls, n, ok
 
     def _eval_batch(self, batch):
-        x, y, lengths = batch
-        ls, _, n, ok = loss_sums(self.loss, self(x, lengths), y, self._mask(lengths, x))
+        x, y, lengths, weight = batch
+        ls, _, n, ok = loss_sums(self.loss, self(x, lengths), y, self._mask(lengths, x),
+                                 weight)
         return ls, n, ok
+
+    def _summary_parts(self):
+        """Each layer with its output shape, probed with one sequence of two steps (the
+        time axis None, or ``...`` where no layer says the input has one; ``?`` for every
+        shape where no layer says the input's width)."""
+        names, layers = list(self._modules), self.layers
+        width = _input_width(layers)
+        if width is None:
+            return [(name, layer, "?") for name, layer in zip(names, layers)]
+        x = np.zeros((1, 2), np.int64) if width == "tokens" else \
+            np.zeros((1, 2, width), self.dtype)
+        timed = any(isinstance(m, (_RECURRENT, Embedding, TimePooling, AttentionPooling))
+                    for m in _modules_in(self))
+        parts, has_time, read = [], True, x
+        for i, (name, layer) in enumerate(zip(names, layers)):
+            if isinstance(layer, Head):
+                x = read                      # what it read of the layer before it
+            else:
+                if i + 1 < len(layers) and isinstance(layers[i + 1], Head):
+                    read = _infer_headed(layer, layers[i + 1], x, None)[0]
+                x = _infer(layer, x, None)
+            has_time = has_time and not _reduces_time(layer)
+            middle = (None if timed else "...",) if has_time else ()
+            parts.append((name, layer, (None,) + middle + x.shape[1 + has_time:]))
+        return parts
 
     def fit(self, x, y, lengths=None, *, epochs: int = 10, batch_size: int = 32,
             optimizer: Optimizer | None = None, validation_data=None,
             clip_norm: float | None = None, callbacks=(), progress: bool = True,
-            shuffle: bool = True, seed: int | None = None, initial_epoch: int = 0) -> History:
+            shuffle: bool = True, seed: int | None = None, initial_epoch: int = 0,
+            validation_split: float = 0.0, sample_weight=None,
+            class_weight: dict | None = None) -> History:
         """Train by mini-batches, as :meth:`fastrnn.SequenceModel.fit` (the same loop,
-        callbacks, ``History``, validation, clipping, resumption and guard against
-        non-finite losses; no ``tbptt``).  ``validation_data`` is ``(x, y)`` or ``(x, y,
-        lengths)``; the optimizer defaults to Adam(lr=1e-3)."""
-        columns = self._columns(x, y, lengths)
-        validation = self._validation_columns(validation_data)
+        callbacks, ``History``, validation, ``validation_split``, sample and class
+        weights, clipping, resumption and guard against non-finite losses; no
+        ``tbptt``).  ``validation_data`` is ``(x, y)``, ``(x, y, lengths)`` or ``(x, y,
+        lengths, sample_weight)``; ``sample_weight`` has one weight a sample, or one an
+        output entry while the time axis is kept (N, T); the optimizer defaults to
+        Adam(lr=1e-3)."""
+        columns, validation = self._fit_data((x, y, lengths), validation_data,
+                                             validation_split, sample_weight, class_weight)
         return self._fit(columns, validation, epochs=epochs, batch_size=batch_size,
                          optimizer=optimizer, clip_norm=clip_norm, callbacks=callbacks,
                          progress=progress, shuffle=shuffle, seed=seed, train_kwargs={},
@@ -888,10 +955,11 @@ class Sequential(_Container, _Fittable):
                              "Sequential has no loss")
         return self.loss.proba(self.forward(x, lengths, batch_size))
 
-    def evaluate(self, x, y, lengths=None, batch_size: int = 256) -> dict:
-        """``{"loss": ..., metric: ...}`` over the data, masked by ``lengths``."""
-        columns = self._columns(x, y, lengths)
-        return self._evaluate_columns(columns, positive_int(batch_size, "batch_size"))
+    def evaluate(self, x, y, lengths=None, batch_size: int = 256,
+                 sample_weight=None) -> dict:
+        """``{"loss": ..., metric: ...}`` over the data, masked by ``lengths``, the loss
+        weighted by ``sample_weight`` (as :meth:`fit` takes it) if given."""
+        return self._evaluate((x, y, lengths), sample_weight, batch_size)
 
     def __repr__(self) -> str:
         rows = "".join(f"\n  ({i}): {layer!r}" for i, layer in enumerate(self.layers))

@@ -384,3 +384,105 @@ def test_elementwise_bad_input_names_the_argument(name):
         fn(pred, pred, np.ones(4, bool))
     with pytest.raises(ValueError, match=r"mask must have shape \(3, 4\).*got \(3, 5\)"):
         fn(pred, pred, np.ones((3, 5), bool))
+
+
+# -- weights: Keras's weighted mean, sum(w * loss) / count -----------------------------
+
+WEIGHT_CASES = [((7, 5), 1), ((3, 4, 6), 1), ((3, 4, 6), 2)]
+WEIGHT_IDS = ["per-sample", "per-sample-of-steps", "per-step"]
+
+
+@pytest.mark.parametrize("masked", [False, True])
+@pytest.mark.parametrize("shape,wdim", WEIGHT_CASES, ids=WEIGHT_IDS)
+def test_weighted_cross_entropy_is_keras_mean(shape, wdim, masked):
+    logits, targets, mask = ce_case(shape, seed=3, ignore=True, masked=masked)
+    w = np.random.default_rng(4).uniform(0, 3, shape[:wdim])
+    loss, grad = softmax_cross_entropy(logits, targets, mask, weight=w)
+    valid = targets != -100
+    if mask is not None:
+        valid &= mask
+    wf = np.broadcast_to(w.reshape(w.shape + (1,) * (targets.ndim - wdim)), targets.shape)
+    logp = log_softmax(logits)
+    direct = -sum(wf[i] * logp[i + (targets[i],)] for i in zip(*np.nonzero(valid)))
+    assert_allclose(loss, direct / valid.sum(), **TIGHT)
+    g = central_differences(lambda: softmax_cross_entropy(logits, targets, mask,
+                                                          weight=w)[0], logits)
+    assert_allclose(grad, g, rtol=1e-6, atol=1e-9)
+
+
+def test_weighted_cross_entropy_against_torch_class_weights(torch):
+    """PyTorch's CrossEntropyLoss(weight=) divides by the sum of the weights of the
+    targets; fastrnn (Keras) by their count: the two differ by that ratio, and its
+    reduction='sum' over the count is fastrnn's loss exactly."""
+    logits, targets, _ = ce_case((40, 5), seed=5)
+    cw = np.array([0.5, 2.0, 1.0, 3.0, 0.25])
+    loss, grad = softmax_cross_entropy(logits, targets, weight=cw[targets])
+    z = torch.tensor(logits, requires_grad=True)
+    t = torch.tensor(targets)
+    mean = torch.nn.CrossEntropyLoss(weight=torch.tensor(cw))(z, t)
+    assert_allclose(loss, mean.item() * cw[targets].sum() / len(targets), **TIGHT)
+    total = torch.nn.CrossEntropyLoss(weight=torch.tensor(cw), reduction="sum")(z, t)
+    (total / len(targets)).backward()
+    assert_allclose(loss, total.item() / len(targets), **TIGHT)
+    assert_allclose(grad, z.grad.numpy(), **TIGHT)
+    assert not np.isclose(loss, mean.item())          # the definitions do differ here
+
+
+@pytest.mark.parametrize("name", ["mse", "bce"])
+@pytest.mark.parametrize("masked", [False, True])
+@pytest.mark.parametrize("wdim", [1, 2])
+def test_weighted_elementwise_losses_are_keras_mean(name, masked, wdim):
+    rng = np.random.default_rng(6)
+    pred = rng.standard_normal((4, 5, 3))
+    target = rng.standard_normal((4, 5, 3)) if name == "mse" else \
+        (rng.random((4, 5, 3)) < 0.5).astype(float)
+    mask = rng.random((4, 5)) < 0.7 if masked else None
+    w = rng.uniform(0, 2, (4, 5)[:wdim])
+    fn = mse if name == "mse" else bce_with_logits
+    loss, grad = fn(pred, target, mask, weight=w)
+    each = (pred - target) ** 2 if name == "mse" else \
+        np.maximum(pred, 0) - pred * target + np.log1p(np.exp(-np.abs(pred)))
+    keep = np.ones((4, 5), bool) if mask is None else mask
+    wf = np.broadcast_to(w.reshape(w.shape + (1,) * (3 - wdim)), (4, 5, 3))
+    assert_allclose(loss, (wf * each)[keep].sum() / (keep.sum() * 3), **TIGHT)
+    g = central_differences(lambda: fn(pred, target, mask, weight=w)[0], pred)
+    assert_allclose(grad, g, rtol=1e-6, atol=1e-9)
+
+
+def test_weight_keeps_the_dtype_and_is_checked():
+    logits = np.zeros((3, 4), np.float32)
+    _, grad = softmax_cross_entropy(logits, np.array([0, 1, 2]), weight=np.ones(3))
+    assert grad.dtype == np.float32
+    _, grad = mse(logits, logits, weight=np.ones(3))
+    assert grad.dtype == np.float32
+    with pytest.raises(ValueError, match="weight must have the leading axes"):
+        softmax_cross_entropy(logits, np.array([0, 1, 2]), weight=np.ones(4))
+    with pytest.raises(TypeError, match="weight must hold real numbers"):
+        mse(logits, logits, weight=np.array(["a", "b", "c"]))
+
+
+def test_weight_zero_drops_an_entry_from_the_sum_not_the_count():
+    logits, targets, _ = ce_case((6, 3), seed=7)
+    w = np.array([1.0, 1, 1, 0, 1, 1])
+    loss, _ = softmax_cross_entropy(logits, targets, weight=w)
+    keep = np.array([True, True, True, False, True, True])
+    assert_allclose(loss, softmax_cross_entropy(logits, targets, keep)[0] * 5 / 6, **TIGHT)
+
+
+def test_loss_entries_and_classes():
+    y = np.array([[0, 2], [-100, 1]])
+    ce = CrossEntropyLoss()
+    assert ce.entry_shape(y) == (2, 2)
+    assert ce.entry_classes(y).tolist() == [[0, 2], [-1, 1]]
+    assert MSELoss().entry_shape(np.zeros((2, 5, 3))) == (2, 5)
+    with pytest.raises(ValueError, match="class_weight needs a classification loss"):
+        MSELoss().entry_classes(np.zeros((2, 1)))
+    b = BCEWithLogitsLoss()
+    assert b.entry_classes(np.array([[0.0], [1.0]])).tolist() == [0, 1]
+    with pytest.raises(ValueError, match="one output a row"):
+        b.entry_classes(np.zeros((2, 3)))
+    custom = losses.CustomLoss(lambda o, t: (0.0, o * 0))
+    with pytest.raises(ValueError, match="need a built-in loss"):
+        custom.entry_shape(y)
+    with pytest.raises(ValueError, match="need a built-in loss"):
+        custom(np.zeros((2, 1)), np.zeros((2, 1)), weight=np.ones(2))

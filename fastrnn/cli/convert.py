@@ -48,6 +48,6 @@ def cmd_import_torch(args: argparse.Namespace) -> int:
                          f"single layer")
     save(args.out, model, extra={"created_by": "fastrnn import-torch",
                                  "source": os.path.abspath(args.state_dict)})
-    n = sum(p.data.size for p in model.parameters())
+    n = model.count_params()
     print(f"wrote {args.out}: {model_kind(model)}, {n} parameters from {args.state_dict}")
     return 0

@@ -133,7 +133,7 @@ def cmd_train(args: argparse.Namespace) -> int:
     name = d.task if d.task in TASKS else os.path.basename(d.params.get("path", d.task))
     print(f"training on {name}: {len(x)} sequences of {x.shape[1]} steps "
           f"({len(d.test[0])} held out); {model_kind(model)}, "
-          f"{sum(p.data.size for p in model.parameters())} parameters; "
+          f"{model.count_params()} parameters; "
           f"{args.optimizer} lr {lr:g}, batch {batch}", flush=True)
     progress = not args.no_progress and sys.stderr.isatty()
     start = time.perf_counter()
