@@ -4,6 +4,7 @@ exit status 2, no traceback)."""
 
 import json
 import os
+import re
 import subprocess
 import sys
 import zipfile
@@ -248,6 +249,19 @@ def test_demo_quick(work, tmp_path):
     assert fastrnn.load_checkpoint(out_dir / "genesis.npz")[2]["vocab"]
     if HAVE_MATPLOTLIB:
         assert (out_dir / "digits_training.png").exists()
+    # budgets in epochs, not seconds: a second run prints the same losses and passage,
+    # and draws the same plots (only the times and the folder differ)
+    again_dir = tmp_path / "again"
+    again = ok(run("demo", "--quick", "--out-dir", again_dir, cwd=work))
+
+    def steady(text, folder):
+        text = text.replace(str(folder), "DIR")
+        return re.sub(r"\d+(\.\d+)? s\b", "T s", text)
+
+    assert steady(again, again_dir) == steady(out, out_dir)
+    assert "a passage it wrote" in steady(out, out_dir)
+    for name in ("digits_training.png", "text_training.png") if HAVE_MATPLOTLIB else ():
+        assert (again_dir / name).read_bytes() == (out_dir / name).read_bytes(), name
     # what the demo saved works with the other commands
     assert "test split of digits" in ok(run("evaluate", out_dir / "digits.npz", cwd=work))
     assert ok(run("sample", out_dir / "genesis.npz", "--prime", "And", "--length", "10",

@@ -16,14 +16,18 @@ from .._runtime import blas_info
 from .._version import __version__
 from ..data import CharVocab, char_windows, load_digits, load_text, train_test_split
 from ..data.tasks import DATA_SEED, TEST_FRACTION, TEXT_TEST_FRACTION
+from ..callbacks import LearningRateScheduler
 from ..io import load, save
 from ..models import SequenceModel
-from ..training import Callback, History
 from ..optim import Adam, CosineAnnealingLR
 from .common import EpochPrinter, UsageError, model_extra, plot_note
 from .info import cpu_info
 
 SHADES = " .:-=+*#%@"
+
+
+def _count(n: int, noun: str) -> str:
+    return f"{n} {noun}{'' if n == 1 else 's'}"
 
 
 def _draw(image: np.ndarray) -> list:
@@ -55,21 +59,15 @@ def _demo_digits(args: argparse.Namespace, out_dir: str) -> dict:
     print(f"\n[1/2] Handwritten digits, each 8x8 image read one row of 8 pixels per time "
           f"step\n      by an LSTM with {hidden} hidden units (many-to-one: the class is "
           f"read after the last row).\n      {len(xtr)} training images, {len(xte)} test "
-          f"images; Adam, lr 0.01 on a cosine schedule, batch 32, {epochs} epochs.",
+          f"images; Adam, lr 0.01 on a cosine schedule, batch 32, {_count(epochs, 'epoch')}.",
           flush=True)
     optimizer = Adam(model.parameters(), lr=1e-2)
-    schedule = CosineAnnealingLR(optimizer, T_max=epochs)
-
-    class StepSchedule(Callback):
-        def on_epoch_end(self, model, epoch, logs):
-            schedule.step()
-            return False
-
+    schedule = LearningRateScheduler(CosineAnnealingLR(optimizer, T_max=epochs))
     start = time.perf_counter()
     history = model.fit(xtr, ytr, epochs=epochs, batch_size=32, optimizer=optimizer,
                         validation_data=(xte, yte), clip_norm=5.0, seed=args.seed,
-                        progress=False, callbacks=[StepSchedule(),
-                                                   EpochPrinter(epochs, max(1, epochs // 5))])
+                        progress=False,
+                        callbacks=[schedule, EpochPrinter(epochs, max(1, epochs // 5))])
     seconds = time.perf_counter() - start
     metrics = model.evaluate(xte, yte)
     right = int(round(metrics["accuracy"] * len(yte)))
@@ -107,50 +105,27 @@ def _demo_text(args: argparse.Namespace, out_dir: str) -> None:
     tokens = v.encode(text)
     cut = int(len(tokens) * (1 - TEXT_TEST_FRACTION))
     seq_len, batch = 64, 64
-    hidden, budget, length = (32, 1.0, 120) if args.quick else (128, args.text_seconds, 500)
-    x, y = char_windows(tokens[:cut], seq_len, seq_len // 2)
+    hidden, epochs, length = (32, 1, 120) if args.quick else (128, args.text_epochs, 500)
+    x, y = char_windows(tokens[:cut], seq_len)
     xv, yv = char_windows(tokens[cut:], seq_len)
     model = SequenceModel.build("gru", vocab_size=v.size, embedding_dim=32,
                                 hidden_size=hidden, output_size=v.size, head="one_to_many",
                                 seed=args.seed)
+    steps = epochs * math.ceil(len(x) / batch)
     print(f"\n[2/2] A character model of the Book of Genesis (King James Version, "
           f"{len(text) // 1000} kB, {v.size} distinct characters):\n      a GRU with "
           f"{hidden} hidden units reads {seq_len} characters and predicts each next one "
-          f"(one-to-many);\n      trained for {budget:g} s on windows of the first 90%, "
-          f"tested on the last 10%.", flush=True)
+          f"(one-to-many);\n      {len(x)} windows of the first 90% for training, the last "
+          f"10% held out; Adam, lr 0.004 on a cosine\n      schedule stepped every batch of "
+          f"{batch} windows, {_count(epochs, 'epoch')} ({steps} steps).", flush=True)
     optimizer = Adam(model.parameters(), lr=4e-3)
-    rng = np.random.default_rng(args.seed)
-    order, pos = rng.permutation(len(x)), 0
-    chunk = batch * 8
-    history = History()
-    report_every = max(budget / 5, 0.5)
-    start = last = time.perf_counter()
-    seen = total = right = count = 0.0
-    while True:
-        if pos + chunk > len(order):
-            order, pos = rng.permutation(len(x)), 0
-        idx = order[pos:pos + chunk]
-        pos += chunk
-        h = model.fit(x[idx], y[idx], epochs=1, batch_size=batch, optimizer=optimizer,
-                      clip_norm=5.0, shuffle=False, progress=False)
-        seen += len(idx)
-        total += h["loss"][0] * len(idx)
-        right += h["accuracy"][0] * len(idx)
-        count += len(idx)
-        now = time.perf_counter()
-        done = now - start >= budget
-        if now - last >= report_every or done:
-            val = model.evaluate(xv, yv)
-            history.append({"loss": total / count, "val_loss": val["loss"],
-                            "accuracy": right / count, "val_accuracy": val["accuracy"]})
-            print(f"{now - start:5.1f} s  {int(seen):>6} windows  train loss "
-                  f"{total / count:.3f}  held-out loss {val['loss']:.3f}  accuracy "
-                  f"{val['accuracy']:.1%}", flush=True)
-            total = right = count = 0.0
-            last = now
-        if done:
-            break
-    metrics = val
+    schedule = LearningRateScheduler(CosineAnnealingLR(optimizer, T_max=steps),
+                                     interval="step")
+    history = model.fit(x, y, epochs=epochs, batch_size=batch, optimizer=optimizer,
+                        validation_data=(xv, yv), clip_norm=5.0, seed=args.seed,
+                        progress=False,
+                        callbacks=[schedule, EpochPrinter(epochs, max(1, epochs // 5))])
+    metrics = {"loss": history["val_loss"][-1], "accuracy": history["val_accuracy"][-1]}
     print(f"held-out text: {metrics['loss']:.3f} nats per character (perplexity "
           f"{math.exp(metrics['loss']):.1f} of {v.size}), next character right "
           f"{metrics['accuracy']:.1%} of the time", flush=True)
@@ -162,7 +137,7 @@ def _demo_text(args: argparse.Namespace, out_dir: str) -> None:
     try:
         p = plot.training_curves(history, os.path.join(out_dir, "text_training.png"),
                                  title=f"Genesis: GRU {hidden}, one-to-many",
-                                 xlabel=f"report (every {report_every:.1f} s)")
+                                 xlabel=f"epoch ({steps // epochs} steps)")
         print(f"training curves: {p}", flush=True)
     except plot.PlotUnavailable as err:
         plot_note(err)

@@ -86,11 +86,11 @@ def build_parser() -> argparse.ArgumentParser:
                    help="where the models and plots go (default: %(default)s)")
     p.add_argument("--epochs", type=positive, default=20,
                    help="epochs of the digit classifier (default: %(default)s)")
-    p.add_argument("--text-seconds", type=positive_float, default=25.0, metavar="S",
-                   help="training time of the character model (default: %(default)s)")
+    p.add_argument("--text-epochs", type=positive, default=8, metavar="N",
+                   help="epochs of the character model (default: %(default)s)")
     p.add_argument("--seed", type=int_at_least(0), default=0)
     p.add_argument("--quick", action="store_true",
-                   help="tiny models, one epoch and one second: a smoke test of the demo")
+                   help="tiny models, one epoch each: a smoke test of the demo")
 
     # -- train
     p = sub.add_parser("train", help="train a model on a bundled task or your own data",
