@@ -86,7 +86,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="where the models and plots go (default: %(default)s)")
     p.add_argument("--epochs", type=positive, default=20,
                    help="epochs of the digit classifier (default: %(default)s)")
-    p.add_argument("--text-epochs", type=positive, default=8, metavar="N",
+    p.add_argument("--text-epochs", type=positive, default=12, metavar="N",
                    help="epochs of the character model (default: %(default)s)")
     p.add_argument("--seed", type=int_at_least(0), default=0)
     p.add_argument("--quick", action="store_true",
