@@ -137,7 +137,7 @@ def _demo_text(args: argparse.Namespace, out_dir: str) -> None:
     try:
         p = plot.training_curves(history, os.path.join(out_dir, "text_training.png"),
                                  title=f"Genesis: GRU {hidden}, one-to-many",
-                                 xlabel=f"epoch ({steps // epochs} steps)")
+                                 xlabel=f"epoch ({steps // epochs} steps of {batch} windows)")
         print(f"training curves: {p}", flush=True)
     except plot.PlotUnavailable as err:
         plot_note(err)
