@@ -81,6 +81,18 @@ def test_sequential_summary_shapes_are_those_of_a_batch(layers, first, shapes):
     assert y.ndim == len(want) and str(y.shape[-1]) == want[-1]
 
 
+def test_sequential_of_named_layers_with_a_head():
+    model = fastrnn.Sequential({"emb": fastrnn.Embedding(9, 4, seed=0),
+                                "rnn": fastrnn.GRU(4, 6, seed=1),
+                                "head": fastrnn.heads.ManyToOne(6, 3, seed=2),
+                                "act": fastrnn.Tanh()})
+    assert rows(summary_of(model)) == [("emb", "Embedding", "(None, None, 4)", 36),
+                                       ("rnn", "GRU", "(None, None, 6)", 216),
+                                       ("head", "ManyToOne", "(None, 3)", 21),
+                                       ("act", "Tanh", "(None, 3)", 0)]
+    assert model(np.zeros((2, 5), np.int64)).shape == (2, 3)
+
+
 def test_sequential_without_time_or_width():
     dense = fastrnn.Sequential([fastrnn.Linear(4, 8), fastrnn.ReLU(), fastrnn.Linear(8, 2)])
     # no layer says whether there is a time axis: its place is left open
