@@ -9,6 +9,7 @@ from numpy.testing import assert_allclose
 
 import fastrnn
 from fastrnn import optim
+from fastrnn.distributed import ThreadGroup, data_parallel
 from fastrnn.losses import log_softmax
 from _tools import FD_TOL, central_differences
 
@@ -149,6 +150,30 @@ def test_bce_class_weight_by_label():
     h = model.fit(x, y, epochs=1, class_weight={1: 4.0}, progress=False,
                   optimizer=optim.SGD(model.parameters(), lr=0.0))
     assert_allclose(h["loss"][0], (w * each).mean(), **TIGHT)
+
+
+def test_weights_and_split_under_data_parallel_are_those_of_one_process():
+    """Each rank's gradient is the weighted mean over its entries; summed as sums over
+    the ranks it is the global batch's weighted mean (float64: equal to rounding)."""
+    x, y = data(N=23)
+    kw = dict(epochs=2, batch_size=8, seed=0, progress=False, validation_split=0.25,
+              sample_weight=np.random.default_rng(5).uniform(0, 2, 23),
+              class_weight={1: 2.0})
+    one = classifier()
+    h1 = one.fit(x, y, optimizer=optim.Adam(one.parameters(), lr=1e-2), **kw)
+
+    def rank_main(comm):
+        with fastrnn.threads(1):
+            model = classifier()
+            with data_parallel(model, comm):
+                h = model.fit(x, y, optimizer=optim.Adam(model.parameters(), lr=1e-2), **kw)
+        return model.state_dict(), h
+
+    for state, h in ThreadGroup(2).run(rank_main):
+        for k, v in one.state_dict().items():
+            assert_allclose(state[k], v, rtol=1e-12, atol=1e-13, err_msg=k)
+        for name, values in h1.history.items():
+            assert_allclose(h[name], values, rtol=1e-10, err_msg=name)
 
 
 # -- validation_split ------------------------------------------------------------------
