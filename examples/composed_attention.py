@@ -62,7 +62,7 @@ def main() -> None:
     print(f"{args.pooling} pooling: held-out accuracy after each epoch {accuracies} "
           f"({seconds:.1f} s; chance {1 / (VOCAB - 2):.3f})")
 
-    fastrnn.save(args.out, model, optimizer)
+    fastrnn.save(model, args.out, optimizer)
     reloaded = fastrnn.load(args.out)
     same = np.array_equal(reloaded.forward(tx, tlengths), model.forward(tx, tlengths))
     print(f"saved to {args.out}; reloaded model gives identical outputs: {same}")

@@ -51,7 +51,7 @@ def main() -> None:
           f"test accuracy {result['accuracy']:.4f} (loss {result['loss']:.4f}) "
           f"on {len(y_test)} held-out images")
 
-    fastrnn.save(args.out, model, optimizer)
+    fastrnn.save(model, args.out, optimizer)
     reloaded = fastrnn.load(args.out)
     same = np.array_equal(reloaded.forward(x_test), model.forward(x_test))
     print(f"saved to {args.out}; reloaded model gives identical outputs: {same}")

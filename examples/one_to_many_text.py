@@ -57,7 +57,7 @@ def main() -> None:
           f"character right {result['accuracy']:.1%} of the time")
 
     # the vocabulary travels with the weights
-    fastrnn.save(args.out, model, optimizer, extra={"vocab": "".join(vocab.chars)})
+    fastrnn.save(model, args.out, optimizer, extra={"vocab": "".join(vocab.chars)})
     model, _, extra = fastrnn.load_checkpoint(args.out)
     vocab = CharVocab(extra["vocab"])
     print(f"saved to {args.out} and reloaded")

@@ -88,7 +88,7 @@ class ModelCheckpoint(Callback):
             if value is None or not _improved(value, self.best, self.mode, 0.0):
                 return False
             self.best = value
-        io.save(self.path, model, self.optimizer if self.save_optimizer else None,
+        io.save(model, self.path, self.optimizer if self.save_optimizer else None,
                 extra={"epoch": epoch, "logs": logs})
         return False
 

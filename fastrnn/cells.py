@@ -44,6 +44,15 @@ def layer_norm_options(bias, proj_size: int = 0) -> None:
         raise ValueError("layer_norm=True does not combine with proj_size")
 
 
+def variant_options(kind: Kind) -> dict:
+    """The constructor options that make ``kind`` a variant (``reset_after=False``,
+    ``peephole=True``, ``layer_norm=True``), as a layer's or a cell's configuration keeps
+    them: only when set, so files of the plain kinds read as before."""
+    return {name: value for name, value, on in (
+        ("reset_after", False, kind.reset_before), ("peephole", True, kind.peephole),
+        ("layer_norm", True, kind.layer_norm)) if on}
+
+
 def weight_tuple(module: Module, suffix: str, grad: bool = False) -> _engine.Weights:
     """``(W_ih, W_hh, b_ih, b_hh)`` (or their gradients) as the kernels take them; empty
     bias arrays for a module without biases; then the module's kind's per-unit vectors
@@ -88,6 +97,13 @@ class _CellBase(Module):
     @property
     def _relu(self) -> bool:
         return False
+
+    def config(self) -> dict:
+        """What builds this cell again (its parameters apart), as a model file keeps it;
+        a variant's option only when set."""
+        return {"type": type(self).__name__, "input_size": self.input_size,
+                "hidden_size": self.hidden_size, "bias": self.bias,
+                **variant_options(self.kind)}
 
     def _prepare(self, x, state, name="state"):
         x = float_array(x, "x", self.dtype, (1, 2))
@@ -190,6 +206,9 @@ class RNNCell(_CellBase):
     @property
     def _relu(self) -> bool:
         return self.nonlinearity == "relu"
+
+    def config(self) -> dict:
+        return {**super().config(), "nonlinearity": self.nonlinearity}
 
     def extra_repr(self) -> str:
         return super().extra_repr() + f", nonlinearity={self.nonlinearity!r}"

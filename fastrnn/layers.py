@@ -14,7 +14,7 @@ from ._validate import (as_dtype, flag, float_array, kernel_sizes, lengths_array
                         positive_int, probability, projection_size, seed_value,
                         state_arrays)
 from ._kinds import KINDS, layer_directions, layer_kind, suffix
-from .cells import init_parameters, layer_norm_options, weight_tuple
+from .cells import init_parameters, layer_norm_options, variant_options, weight_tuple
 from .module import Module
 
 __all__ = ["RNN", "LSTM", "GRU", "Linear", "Embedding", "StepStates"]
@@ -237,13 +237,7 @@ class _RNNBase(Module):
                 out[name] = getattr(self, name)
         if self.kind.has_cell and self.zoneout_cell != self.zoneout:
             out["zoneout_cell"] = self.zoneout_cell
-        if self.kind.reset_before:
-            out["reset_after"] = False
-        if self.kind.peephole:
-            out["peephole"] = True
-        if self.kind.layer_norm:
-            out["layer_norm"] = True
-        return out
+        return {**out, **variant_options(self.kind)}
 
     # checked wherever they are set (the constructor, from_torch, a user), as PyTorch
     # accepts them: dropout in [0, 1] (1 zeroes the inputs of layers 1..), a bool layout

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from typing import TypeVar
 
 import numpy as np
@@ -10,6 +10,15 @@ import numpy as np
 __all__ = ["Parameter", "Module"]
 
 _M = TypeVar("_M", bound="Module")
+
+# the writer of model files, fastrnn.io.save: io builds every kind of module when it reads
+# a file, so it sits above them all and hands its writer down when it is imported
+_writers: list[Callable[..., None]] = []
+
+
+def register_writer(save: Callable[..., None]) -> None:
+    """Make ``save(module, path, optimizer, extra)`` the writer of :meth:`Module.save`."""
+    _writers[:] = [save]
 
 
 class Parameter:
@@ -229,6 +238,18 @@ class Module:
             arrays[name] = a
         for name, a in arrays.items():
             params[name].data[...] = a
+
+    def save(self, path, optimizer=None, extra: dict | None = None) -> None:
+        """Write this model or module (and ``optimizer``'s state, and ``extra`` JSON) to
+        ``path``: ``fastrnn.save(self, path, optimizer, extra)``, read back by
+        ``fastrnn.load(path)``.
+
+        >>> import fastrnn
+        >>> fastrnn.GRU(3, 4, seed=0).save("gru.npz")
+        >>> fastrnn.load("gru.npz")
+        GRU(3, 4, dtype=float32)
+        """
+        _writers[0](self, path, optimizer, extra)
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}({self.extra_repr()})"

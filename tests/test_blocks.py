@@ -242,7 +242,7 @@ def test_save_load_round_trip(block, tmp_path):
     rng = np.random.default_rng(2)
     for p in model.parameters():
         p.data[...] = rng.standard_normal(p.shape)
-    fastrnn.save(tmp_path / "m.npz", model)
+    fastrnn.save(model, tmp_path / "m.npz")
     loaded = fastrnn.load(tmp_path / "m.npz")
     assert type(loaded[0]) is type(block)
     x = data(np.float32)

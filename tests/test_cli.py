@@ -188,7 +188,7 @@ def test_predict_digits(digits_model, work, tmp_path):
 
 def test_predict_encoder_decoder(work, tmp_path):
     m = fastrnn.Seq2Seq.build("gru", src_vocab=6, tgt_vocab=6, hidden_size=8, seed=0)
-    fastrnn.save(tmp_path / "s2s.npz", m)
+    fastrnn.save(m, tmp_path / "s2s.npz")
     src = np.array([[1, 2, 3], [4, 5, 1]])
     np.save(tmp_path / "src.npy", src)
     out = ok(run("predict", tmp_path / "s2s.npz", tmp_path / "src.npy", "--max-length", "4",
@@ -324,7 +324,7 @@ def test_model_of_another_kind(digits_model, text_model, bad_files):
     user_error(run("evaluate", digits_model, "--data", "only_x.npz", cwd=bad_files),
                "no array y")
     m = fastrnn.Seq2Seq.build("gru", src_vocab=4, tgt_vocab=4, hidden_size=4, seed=0)
-    fastrnn.save(bad_files / "s2s.npz", m)
+    fastrnn.save(m, bad_files / "s2s.npz")
     user_error(run("evaluate", "s2s.npz", cwd=bad_files), "encoder-decoder")
     user_error(run("sample", "s2s.npz", cwd=bad_files), "not a character model")
 
@@ -528,10 +528,13 @@ def test_an_unforeseen_error_is_one_line(monkeypatch, capsys):
         cli.main(["--traceback", "info"])
 
 
-def test_a_sequential_file_is_refused_in_one_line(work):
+def test_a_sequential_or_layer_file_is_refused_in_one_line(work):
     path = work / "sequential.npz"
-    fastrnn.save(path, fastrnn.Sequential([fastrnn.TimePooling(), fastrnn.Linear(2, 1)]))
+    fastrnn.save(fastrnn.Sequential([fastrnn.TimePooling(), fastrnn.Linear(2, 1)]), path)
     data = work / "seq_x.npy"
     np.save(data, np.zeros((2, 3, 2), np.float32))
     user_error(run("predict", path, data, cwd=work), "Sequential", "fastrnn.load")
     user_error(run("evaluate", path, cwd=work), "Sequential")
+    fastrnn.LSTM(2, 3, seed=0).save(work / "layer.npz")         # a layer on its own
+    user_error(run("predict", work / "layer.npz", data, cwd=work), "fastrnn.LSTM",
+               "fastrnn.load")

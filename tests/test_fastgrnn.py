@@ -417,7 +417,7 @@ def test_save_load_round_trip(kind, tmp_path):
     model = fast_model(kind, bidirectional=True, w_rank=2, u_rank=3)
     model.fit(x, y, epochs=1, batch_size=16, progress=False, seed=0)   # not the initial values
     path = tmp_path / "model.npz"
-    fastrnn.save(path, model)
+    fastrnn.save(model, path)
     loaded = fastrnn.load(path)
     assert type(loaded.rnn) is type(model.rnn)
     want = dict(model.named_parameters())

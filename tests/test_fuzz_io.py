@@ -260,6 +260,6 @@ def test_save_load_round_trip_survives_the_guard(tmp_path):
                                         seed=2)):
         path = tmp_path / "m.npz"
         opt = optim.SGD(model.parameters(), lr=0.1, momentum=0.9)
-        fastrnn.save(path, model, opt)
+        fastrnn.save(model, path, opt)
         loaded, opt2, _ = load_checkpoint(path)
         np.testing.assert_equal(loaded.state_dict(), model.state_dict())

@@ -153,7 +153,7 @@ def test_every_kind_of_path_saves_and_loads(tmp_path, form):
     model = small_model()
     opt = optim.SGD(model.parameters(), lr=0.1, momentum=0.9)
     path = path_forms(tmp_path / "model.npz")[form]
-    save(path, model, opt, extra={"epoch": 2})
+    save(model, path, opt, extra={"epoch": 2})
     assert_same_model(load(path), model)
     loaded, opt2, extra = load_checkpoint(path)
     assert_same_model(loaded, model)
@@ -161,25 +161,45 @@ def test_every_kind_of_path_saves_and_loads(tmp_path, form):
     assert listing(tmp_path) == ["model.npz"]
 
 
-def test_swapped_and_wrong_save_arguments(tmp_path):
+def test_save_takes_the_object_first_and_the_old_order_with_a_warning(tmp_path):
     model = small_model()
     for path in path_forms(tmp_path / "model.npz").values():
-        with pytest.raises(TypeError, match="the arguments look swapped") as info:
-            save(model, path)
-        assert "takes the file path first" in str(info.value)
-    with pytest.raises(TypeError, match=r"path must be a file path .* got int"):
+        save(model, path)
+        assert_same_model(load(path), model)
+        with pytest.warns(DeprecationWarning, match=r"fastrnn.save\(path, model\) is "
+                                                    r"deprecated.*torch.save\(obj, f\)"):
+            save(path, small_model(seed=1))         # the order of earlier releases
+        assert_same_model(load(path), small_model(seed=1))
+    with pytest.warns(DeprecationWarning) as record:
+        save(tmp_path / "model.npz", model)
+    assert record[0].filename == __file__           # the caller's line, not fastrnn's
+    with pytest.raises(TypeError, match=r"obj must be a fastrnn model or module .* got int"):
         save(3, model)
-    with pytest.raises(TypeError, match="model must be a fastrnn SequenceModel, Seq2Seq or "
-                                        "Sequential, got str"):
-        save(tmp_path / "model.npz", "model")
-    with pytest.raises(TypeError, match="model must be .* got LSTM"):
-        save(tmp_path / "model.npz", fastrnn.LSTM(2, 3, seed=0))
+    with pytest.raises(TypeError, match=r"obj must be a fastrnn model or module .* got str"):
+        save("model", tmp_path / "model.npz")
+    with pytest.raises(TypeError, match=r"path must be a file path .* got int"):
+        save(model, 3)
     (tmp_path / "dir").mkdir()
     with pytest.raises(IsADirectoryError):
-        save(tmp_path / "dir", model)
+        save(model, tmp_path / "dir")
     with pytest.raises(FileNotFoundError):
-        save(tmp_path / "missing" / "model.npz", model)
-    assert listing(tmp_path) == ["dir"] and listing(tmp_path / "dir") == []
+        save(model, tmp_path / "missing" / "model.npz")
+    assert listing(tmp_path) == ["dir", "model.npz"] and listing(tmp_path / "dir") == []
+
+
+class _Custom(fastrnn.Module):
+    def __init__(self):
+        super().__init__()
+        self._register("w", np.ones(3, np.float32))
+
+
+def test_a_module_fastrnn_cannot_build_is_refused_before_writing(tmp_path):
+    with pytest.raises(TypeError, match="a _Custom cannot be saved: fastrnn.save takes a "
+                                        "SequenceModel"):
+        save(_Custom(), tmp_path / "m.npz")
+    with pytest.raises(TypeError, match="a _Custom cannot be saved"):
+        _Custom().save(tmp_path / "m.npz")
+    assert listing(tmp_path) == []
 
 
 # ----------------------------------------------------------- memory bounded by the file
@@ -228,14 +248,14 @@ def test_a_model_of_as_many_members_as_allowed_still_loads(tmp_path):
     opt = optim.Adam(model.parameters(), amsgrad=True)
     model.fit(np.ones((2, 3, 2)), np.zeros((2, 3), np.int64), epochs=1, optimizer=opt,
               progress=False)
-    save(tmp_path / "deep.npz", model, opt)
+    save(model, tmp_path / "deep.npz", opt)
     assert_same_model(load_checkpoint(tmp_path / "deep.npz")[0], model)
 
 
 def test_save_refuses_a_model_the_reader_would_refuse(tmp_path, monkeypatch):
     monkeypatch.setattr(fio, "MAX_MEMBERS", 6)             # the model has 6 arrays
     with pytest.raises(ValueError, match="more than a fastrnn model file holds"):
-        save(tmp_path / "m.npz", small_model())
+        save(small_model(), tmp_path / "m.npz")
     assert listing(tmp_path) == []
 
 
@@ -267,7 +287,7 @@ def test_parameters_stored_in_fewer_bytes_are_refused_before_the_model_is_built(
     model = fastrnn.SequenceModel.build("lstm", input_size=64, hidden_size=96, output_size=4,
                                         dtype=np.float64, seed=0)
     path = tmp_path / "bytes.npz"
-    save(path, model)
+    save(model, path)
     size = _as_bytes_of(path, model, rename)
 
     def never(cfg):
@@ -289,7 +309,7 @@ def test_a_valid_model_loads_within_a_small_multiple_of_its_size(tmp_path):
     model.fit(np.ones((2, 3, 64)), np.zeros((2, 3), np.int64), epochs=1, optimizer=opt,
               progress=False)
     path = tmp_path / "big.npz"
-    save(path, model, opt)
+    save(model, path, opt)
     size = path.stat().st_size
     got, _, peak = traced(load_checkpoint, path)
     assert_same_model(got[0], model)
@@ -430,9 +450,9 @@ def test_read_npz_refuses_pickles_and_damage(tmp_path):
 def test_save_keeps_the_mode_of_the_file_it_replaces(tmp_path):
     path = tmp_path / "model.npz"
     for mode in (0o600, 0o640, 0o444):
-        save(path, small_model())
+        save(small_model(), path)
         os.chmod(path, mode)
-        save(path, small_model(seed=1))
+        save(small_model(seed=1), path)
         assert stat.S_IMODE(path.stat().st_mode) == mode
     assert listing(tmp_path) == ["model.npz"]
 
@@ -447,7 +467,7 @@ def test_a_new_file_gets_the_umask_mode_and_the_umask_is_never_changed(tmp_path,
             raise AssertionError("os.umask was called")
 
         monkeypatch.setattr(os, "umask", no_umask)
-        save(tmp_path / "model.npz", small_model())
+        save(small_model(), tmp_path / "model.npz")
         monkeypatch.undo()
         assert stat.S_IMODE((tmp_path / "model.npz").stat().st_mode) == 0o640
     finally:
@@ -458,12 +478,12 @@ def test_a_new_file_gets_the_umask_mode_and_the_umask_is_never_changed(tmp_path,
 def test_saving_through_a_symlink_replaces_its_target(tmp_path):
     real_dir = tmp_path / "store"
     real_dir.mkdir()
-    save(real_dir / "model.npz", small_model(seed=0))
+    save(small_model(seed=0), real_dir / "model.npz")
     os.chmod(real_dir / "model.npz", 0o600)
     link = tmp_path / "current.npz"
     link.symlink_to(os.path.join("store", "model.npz"))
     new = small_model(seed=1)
-    save(link, new)
+    save(new, link)
     assert link.is_symlink() and os.readlink(link) == os.path.join("store", "model.npz")
     assert_same_model(load(real_dir / "model.npz"), new)
     assert stat.S_IMODE((real_dir / "model.npz").stat().st_mode) == 0o600
@@ -472,7 +492,7 @@ def test_saving_through_a_symlink_replaces_its_target(tmp_path):
     # a dangling link: the file is created where it points
     dangling = tmp_path / "next.npz"
     dangling.symlink_to(os.path.join("store", "next.npz"))
-    save(dangling, new)
+    save(new, dangling)
     assert dangling.is_symlink() and (real_dir / "next.npz").is_file()
 
 
@@ -505,8 +525,8 @@ def test_temporary_files_of_killed_writers_are_removed_by_the_next_save(tmp_path
             time.sleep(120)
 
         np.savez = stuck
-        fastrnn.save(sys.argv[1], fastrnn.SequenceModel.build(
-            "lstm", input_size=3, hidden_size=4, output_size=2, seed=0))
+        fastrnn.save(fastrnn.SequenceModel.build(
+            "lstm", input_size=3, hidden_size=4, output_size=2, seed=0), sys.argv[1])
     """)
     child = subprocess.Popen([sys.executable, "-c", script, str(path)],
                              stdout=subprocess.PIPE, text=True,
@@ -520,7 +540,7 @@ def test_temporary_files_of_killed_writers_are_removed_by_the_next_save(tmp_path
         child.wait()
         child.stdout.close()
     assert listing(tmp_path) == left                     # what kill -9 leaves
-    save(path, small_model())
+    save(small_model(), path)
     assert listing(tmp_path) == ["model.npz"]
     assert left[0].startswith(".model.npz.fastrnn-") and f"-{child.pid}-" in left[0]
     # files that are not stale: a live process's, another target's, someone's own
@@ -529,7 +549,7 @@ def test_temporary_files_of_killed_writers_are_removed_by_the_next_save(tmp_path
     mine = ".model.npz.fastrnn-notes.tmp"
     for name in (live, other, mine):
         (tmp_path / name).write_bytes(b"keep")
-    save(path, small_model(seed=1))
+    save(small_model(seed=1), path)
     assert listing(tmp_path) == sorted(["model.npz", live, other, mine])
     assert_same_model(load(path), small_model(seed=1))
 
@@ -593,7 +613,7 @@ def test_concurrent_exports_to_one_path_all_succeed_and_readers_see_whole_files(
 def test_the_architecture_check_names_what_does_not_fit(tmp_path):
     model = small_model()
     path = tmp_path / "m.npz"
-    save(path, model)
+    save(model, path)
     contents, header = members(path), header_of(path)
     h = json.loads(json.dumps(header))
     h["model"]["rnn"]["num_layers"] = 10 ** 9            # names it cannot list

@@ -176,7 +176,7 @@ def test_cli_export(ort, tmp_path, capsys):
     m = fastrnn.SequenceModel.build("gru", input_size=3, hidden_size=4, output_size=2,
                                     head="many_to_one", bidirectional=True, seed=0)
     src, out = tmp_path / "m.npz", tmp_path / "m.onnx"
-    fastrnn.save(src, m)
+    fastrnn.save(m, src)
     assert main(["export", str(src), "--onnx", str(out), "--lengths"]) == 0
     assert "wrote" in capsys.readouterr().out
     x = np.random.default_rng(0).standard_normal((3, 5, 3)).astype(np.float32)
@@ -187,8 +187,8 @@ def test_cli_export(ort, tmp_path, capsys):
 
 def test_cli_export_refuses(ort, tmp_path, capsys):
     s2s = tmp_path / "s2s.npz"
-    fastrnn.save(s2s, fastrnn.Seq2Seq.build("gru", src_vocab=5, tgt_vocab=5, hidden_size=4,
-                                            seed=0))
+    fastrnn.save(fastrnn.Seq2Seq.build("gru", src_vocab=5, tgt_vocab=5, hidden_size=4,
+                                       seed=0), s2s)
     for argv, needle in [
         (["export", str(s2s), "--onnx", str(tmp_path / "a.onnx")], "Seq2Seq"),
         (["export", str(tmp_path / "missing.npz"), "--onnx", str(tmp_path / "a.onnx")],

@@ -31,7 +31,7 @@ def data():
 def test_a_fresh_model_pickles_to_about_the_size_of_its_weights(kind, tmp_path):
     model = build(kind)
     path = tmp_path / "model.npz"
-    fastrnn.save(path, model)
+    fastrnn.save(model, path)
     for protocol in (4, 5):
         size = len(pickle.dumps(model, protocol=protocol))
         assert size < 1.3 * weight_bytes(model), (size, weight_bytes(model))

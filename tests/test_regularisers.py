@@ -91,7 +91,7 @@ def test_masks_are_seeded_and_per_sequence():
 def test_config_and_files_keep_the_regularisers(tmp_path):
     model = fastrnn.SequenceModel.build("lstm", input_size=2, hidden_size=8, output_size=3,
                                         recurrent_dropout=0.25, input_dropout=0.1, seed=0)
-    fastrnn.save(tmp_path / "m.npz", model)
+    fastrnn.save(model, tmp_path / "m.npz")
     loaded = fastrnn.load(tmp_path / "m.npz")
     assert (loaded.rnn.recurrent_dropout, loaded.rnn.input_dropout) == (0.25, 0.1)
     assert "recurrent_dropout" not in fastrnn.LSTM(2, 8).config()

@@ -228,7 +228,7 @@ def test_an_assigned_parameter_is_used_everywhere(tmp_path):
     assert model.state_dict()["head.readout.weight"][0, 0] == 0.25
     opt = SGD(model.parameters(), lr=0.1)
     assert any(p is new for p in opt.param_groups[0]["params"])
-    fastrnn.save(tmp_path / "m.npz", model)
+    fastrnn.save(model, tmp_path / "m.npz")
     assert_array_equal(fastrnn.load(tmp_path / "m.npz").state_dict()["head.readout.weight"],
                        new.data)
     lstm = fastrnn.LSTM(2, 3, seed=0)

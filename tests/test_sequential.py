@@ -15,6 +15,7 @@ from fastrnn import reference
 from fastrnn.data import marker_retrieval
 from fastrnn.sequential import MAX_DEPTH
 from _tools import FD_TOL, PARITY_TOL, central_differences
+from test_io import header_of, members, with_header, write_zip
 
 B, T, I, H = 3, 4, 2, 3
 LENGTHS = np.array([2, 4, 1])            # unsorted, min 1, max T
@@ -236,7 +237,7 @@ def test_save_load_round_trip(dtype, tmp_path):
     lengths = np.array([7, 1, 3, 5, 2])
     model.fit(tokens, np.arange(5) % 3, lengths, epochs=1, progress=False, seed=0)
     opt = fastrnn.optim.Adam(model.parameters())
-    fastrnn.save(tmp_path / "m.npz", model, optimizer=opt)
+    fastrnn.save(model, tmp_path / "m.npz", optimizer=opt)
     loaded, opt2, _ = fastrnn.load_checkpoint(tmp_path / "m.npz")
     assert type(loaded) is fastrnn.Sequential and loaded.dtype == dtype
     assert loaded.config() == model.config()
@@ -248,20 +249,24 @@ def test_save_load_round_trip(dtype, tmp_path):
 
 def test_a_custom_loss_is_not_saved(tmp_path):
     model = fastrnn.Sequential([fastrnn.Linear(2, 1)], loss=lambda out, y: (0.0, 0 * out))
-    fastrnn.save(tmp_path / "m.npz", model)
+    fastrnn.save(model, tmp_path / "m.npz")
     assert fastrnn.load(tmp_path / "m.npz").loss is None
 
 
 def _write_config(path, cfg):
-    """A model file whose header holds ``cfg`` (no arrays)."""
+    """A model file whose header holds ``cfg`` (no arrays): save refuses to write one."""
     model = fastrnn.Sequential([fastrnn.ReLU()])
-    fastrnn.save(path, model)
     original = model.config
     model.config = lambda: cfg
     try:
-        fastrnn.save(path, model)
+        with pytest.raises(TypeError, match="cannot be saved"):
+            fastrnn.save(model, path)
     finally:
         model.config = original
+    fastrnn.save(model, path)
+    header = header_of(path)
+    header["model"] = cfg
+    write_zip(path, with_header(members(path), header))
 
 
 @pytest.mark.parametrize("layers", [

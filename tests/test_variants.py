@@ -252,7 +252,7 @@ def test_models_save_load_and_learn(form, tmp_path):
     history = model.fit(x, y, epochs=15, batch_size=16, progress=False, seed=0,
                         optimizer=fastrnn.optim.Adam(model.parameters(), lr=0.02))
     assert history["loss"][-1] < 0.6 * history["loss"][0]
-    fastrnn.save(tmp_path / "m.npz", model)
+    fastrnn.save(model, tmp_path / "m.npz")
     loaded = fastrnn.load(tmp_path / "m.npz")
     assert repr(loaded.rnn) == repr(model.rnn)
     assert np.array_equal(loaded.forward(x), model.forward(x))

@@ -17,7 +17,6 @@ import numpy as np
 
 from ..io import load_checkpoint
 from ..models import Seq2Seq, SequenceModel
-from ..sequential import Sequential
 from ..training import Callback
 
 EXIT_USAGE = 2
@@ -105,10 +104,10 @@ def load_model(path: str) -> tuple[Any, dict]:
     if os.path.isdir(path):
         raise UsageError(f"{path} is a directory, not a model file")
     model, _, extra = load_checkpoint(path)
-    if isinstance(model, Sequential) and not isinstance(model, SequenceModel):
-        raise UsageError(f"{path} holds a fastrnn.Sequential: the command line reads the "
-                         f"models it trains (SequenceModel, Seq2Seq); use it from Python "
-                         f"(fastrnn.load)")
+    if not isinstance(model, (SequenceModel, Seq2Seq)):
+        raise UsageError(f"{path} holds a fastrnn.{type(model).__name__}: the command line "
+                         f"reads the models it trains (SequenceModel, Seq2Seq); use it from "
+                         f"Python (fastrnn.load)")
     return model, extra if isinstance(extra, dict) else {}
 
 

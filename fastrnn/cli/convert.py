@@ -46,7 +46,7 @@ def cmd_import_torch(args: argparse.Namespace) -> int:
         raise UsageError(f"{args.state_dict} holds a {type(model).__name__} alone, not a "
                          f"model with a readout; use fastrnn.from_torch in Python for a "
                          f"single layer")
-    save(args.out, model, extra={"created_by": "fastrnn import-torch",
+    save(model, args.out, extra={"created_by": "fastrnn import-torch",
                                  "source": os.path.abspath(args.state_dict)})
     n = model.count_params()
     print(f"wrote {args.out}: {model_kind(model)}, {n} parameters from {args.state_dict}")

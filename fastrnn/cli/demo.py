@@ -75,7 +75,7 @@ def _demo_digits(args: argparse.Namespace, out_dir: str) -> dict:
           f"trained in {seconds:.1f} s", flush=True)
 
     path = os.path.join(out_dir, "digits.npz")
-    save(path, model, optimizer, extra=model_extra("digits", {}, None, history, metrics))
+    save(model, path, optimizer, extra=model_extra("digits", {}, None, history, metrics))
     reloaded = load(path)
     same = np.array_equal(reloaded.forward(xte), model.forward(xte))
     print(f"saved the model to {path} ({os.path.getsize(path) // 1024} kB); reloaded, it "
@@ -130,7 +130,7 @@ def _demo_text(args: argparse.Namespace, out_dir: str) -> None:
           f"{math.exp(metrics['loss']):.1f} of {v.size}), next character right "
           f"{metrics['accuracy']:.1%} of the time", flush=True)
     path = os.path.join(out_dir, "genesis.npz")
-    save(path, model, optimizer, extra=model_extra("text", {"seq_len": seq_len,
+    save(model, path, optimizer, extra=model_extra("text", {"seq_len": seq_len,
                                                            "max_chars": None},
                                                    "".join(v.chars), history, metrics))
     print(f"saved the model with its vocabulary to {path}", flush=True)

@@ -98,7 +98,7 @@ def _build_model(d: Data, cell: str, hidden: int, layers: int = 1, bidirectional
 def _save(path: str, model, optimizer, d: Data, history, metrics: dict) -> None:
     """Save a trained model; a failure says that the training is lost (UsageError)."""
     try:
-        save(path, model, optimizer,
+        save(model, path, optimizer,
              extra=model_extra(d.task, d.params, d.vocab, history, metrics))
     except (OSError, ValueError, TypeError) as err:
         raise UsageError(f"--out {path}: training finished, but the model could not be "

@@ -1,16 +1,24 @@
-"""Saving and loading models without pickle.
+"""Saving and loading models (and any module) without pickle.
 
 A model file is an uncompressed ``.npz`` (a zip of ``.npy`` arrays) holding:
 
 * ``__header__``: UTF-8 JSON as a uint8 array: the format name and version, the fastrnn
-  version, the model's architecture (``config()``), and for every array its shape, dtype
-  and SHA-256 digest; the optimizer's class, hyper-parameters and scalar state; any
+  version, the saved object's architecture (``"model"``), and for every array its shape,
+  dtype and SHA-256 digest; the optimizer's class, hyper-parameters and scalar state; any
   ``extra`` JSON the caller gave (epoch, metrics...);
 * ``param/<name>``: each parameter array, by its ``named_parameters()`` name;
   a :class:`~fastrnn.Sequential`'s architecture is the list of its layers'
   configurations (containers holding theirs, nested at most ``MAX_DEPTH`` deep), and its
   names are positions and the layers' own names (``param/1.weight_ih_l0``);
 * ``optim/<index>/<key>``: the optimizer's per-parameter state arrays (optional).
+
+The architecture is a ``SequenceModel``'s, a ``Seq2Seq``'s or a ``Sequential``'s
+configuration (``config()``), or that of one module on its own -- a recurrent layer
+(``RNN``, ``LSTM``, ``GRU``, ``FastRNN``, ``FastGRNN`` and their variants), a cell
+(``RNNCell``, ``LSTMCell``, ``GRUCell``), ``Linear``, ``Embedding``, a block, a
+combinator (``Residual``, ``Concatenate``, ``Bidirectional``) or a head -- as a
+``Sequential`` keeps its layers', with the module's ``"dtype"`` added; its parameters
+have their own names (``param/weight_ih_l0``).
 
 Reading never unpickles (so an untrusted file cannot run code) and keeps its memory
 bounded by the file's own size:
@@ -41,19 +49,23 @@ from __future__ import annotations
 import hashlib
 import json
 import math
+import warnings
 import zipfile
 from collections.abc import Callable
+from typing import Any
 
 import numpy as np
 
-from .. import optim
+from .. import module as _module, optim
 from .._kinds import KINDS, layer_kind, parameter_shapes
 from .._validate import as_dtype, flag, positive_int, projection_size
 from .._version import __version__
+from ..cells import GRUCell, LSTMCell, RNNCell
 from ..heads import HEAD_TYPES
 from ..models import Seq2Seq, SequenceModel
 from ..module import Module
-from ..sequential import LAYER_TYPES, MAX_DEPTH, Sequential
+from ..sequential import (LAYER_TYPES, MAX_DEPTH, Sequential, _dtype_of, _is_layer,
+                          build_layer, layer_config)
 from .files import (_PATH_TYPES, _ZIP_ERRORS, MAX_DIRECTORY_BYTES, MAX_MEMBERS,
                     NPZ_EXPANSION, ArrayFileError, _fspath, _open_zip, _read_array,
                     atomic_write, npy_header, npz_names, open_regular_file, read_npy,
@@ -69,6 +81,10 @@ _HEADER = "__header__"
 _MAX_HEADER_BYTES = 16 << 20
 _MODELS: dict[str, type[SequenceModel] | type[Seq2Seq] | type[Sequential]] = {
     "SequenceModel": SequenceModel, "Seq2Seq": Seq2Seq, "Sequential": Sequential}
+# the modules saved on their own besides the layers a Sequential holds (heads among them)
+_CELLS = {cls.__name__: cls for cls in (RNNCell, LSTMCell, GRUCell)}
+_SAVED = ("a SequenceModel, Seq2Seq or Sequential, a recurrent layer, a cell, a Linear, "
+          "an Embedding, a block, a combinator or a head")
 
 
 class ModelFileError(ValueError):
@@ -111,40 +127,81 @@ def _json_ready(value):
     return value
 
 
-def _check_save_arguments(path, model) -> None:
-    if isinstance(path, Module) and isinstance(model, _PATH_TYPES):
-        raise TypeError(f"save(path, model, ...) takes the file path first; got a "
-                        f"{type(path).__name__} as path and a {type(model).__name__} as "
-                        f"model: the arguments look swapped (write "
-                        f"fastrnn.save({model!r}, model))")
+def _save_arguments(obj, path) -> tuple[Module, object]:
+    """``(obj, path)`` in PyTorch's order; the order of fastrnn 0.x, ``(path, model)``,
+    taken with a DeprecationWarning (for one release), told apart by the types."""
+    if isinstance(obj, _PATH_TYPES) and isinstance(path, Module):
+        warnings.warn(f"fastrnn.save(path, model) is deprecated: the object comes first, "
+                      f"as in torch.save(obj, f); write fastrnn.save(model, {obj!r}) (the "
+                      f"old order is accepted in this release only)", DeprecationWarning,
+                      stacklevel=3)
+        obj, path = path, obj
+    if not isinstance(obj, Module):
+        raise TypeError(f"obj must be a fastrnn model or module ({_SAVED}), got "
+                        f"{type(obj).__name__}")
     _fspath(path)
-    if not isinstance(model, (SequenceModel, Seq2Seq, Sequential)):
-        raise TypeError(f"model must be a fastrnn SequenceModel, Seq2Seq or Sequential, got "
-                        f"{type(model).__name__}")
+    return obj, path
 
 
-def save(path, model, optimizer=None, extra: dict | None = None) -> None:
-    """Write ``model`` (and ``optimizer``'s state, and ``extra`` JSON) to ``path``
-    (``str``, ``bytes`` or ``os.PathLike``), atomically (:func:`atomic_write`).
+def _architecture(obj: Module) -> dict:
+    """What builds ``obj`` again, as the header's ``"model"`` keeps it: a model's
+    configuration, or a module's as a Sequential keeps its layers' with its dtype added;
+    checked to describe exactly ``obj``'s parameters (what load refuses is not written)."""
+    if isinstance(obj, tuple(_MODELS.values())):
+        cfg = obj.config()
+    elif _is_layer(obj) or type(obj) in _CELLS.values():
+        what = f"the {type(obj).__name__}"
+        cfg = {**(layer_config(obj) if _is_layer(obj) else obj.config()),
+               "dtype": _dtype_of([obj], None, what).name}
+    else:
+        raise TypeError(f"a {type(obj).__name__} cannot be saved: fastrnn.save takes "
+                        f"{_SAVED}")
+    try:
+        expected = _parameter_shapes(cfg)
+    except (KeyError, TypeError, ValueError, AttributeError) as err:
+        raise TypeError(f"a {type(obj).__name__} cannot be saved: its configuration does "
+                        f"not describe a module fastrnn builds ({err})") from None
+    own = {name: p.shape for name, p in obj.named_parameters()}
+    if own != expected:
+        raise TypeError(f"a {type(obj).__name__} cannot be saved: its parameters "
+                        f"{sorted(own)[:5]} are not those its configuration describes "
+                        f"{sorted(expected)[:5]}")
+    return cfg
 
-    Raises TypeError for a path or model of the wrong type (and says so when they look
-    swapped), ValueError for ``extra`` that is not JSON (nan and inf in it are written as
-    null), OSError when the file cannot be written; on any error ``path`` is left as it was.
+
+def save(obj, path, optimizer=None, extra: dict | None = None) -> None:
+    """Write ``obj`` -- a model or any module of fastrnn -- (and ``optimizer``'s state,
+    and ``extra`` JSON) to ``path`` (``str``, ``bytes`` or ``os.PathLike``), atomically
+    (:func:`atomic_write`); ``obj.save(path)`` does the same.
+
+    ``obj`` is a ``SequenceModel``, ``Seq2Seq`` or ``Sequential``, or one module on its
+    own: a recurrent layer (``RNN``, ``LSTM``, ``GRU``, ``FastRNN``, ``FastGRNN``), a cell,
+    ``Linear``, ``Embedding``, a block, a combinator or a head; :func:`load` gives it back.
+    The arguments are in ``torch.save(obj, f)``'s order; the order of earlier releases,
+    ``save(path, model)``, still works in this release, with a ``DeprecationWarning``.
+
+    Raises TypeError for a path or an object of the wrong type, ValueError for ``extra``
+    that is not JSON (nan and inf in it are written as null), OSError when the file
+    cannot be written; on any error ``path`` is left as it was.
 
     >>> import os, tempfile, numpy as np, fastrnn
     >>> m = fastrnn.SequenceModel.build("lstm", input_size=3, hidden_size=4, output_size=2,
     ...                                 seed=0)
     >>> path = os.path.join(tempfile.mkdtemp(), "model.npz")
-    >>> fastrnn.save(path, m)
+    >>> fastrnn.save(m, path)
     >>> x = np.ones((1, 5, 3), np.float32)
     >>> bool(np.array_equal(fastrnn.load(path).forward(x), m.forward(x)))
     True
+    >>> m.rnn.save(path)                                # a layer on its own
+    >>> fastrnn.load(path)
+    LSTM(3, 4, dtype=float32)
     """
-    _check_save_arguments(path, model)
-    arrays = {f"param/{name}": p.data for name, p in model.named_parameters()}
+    model, path = _save_arguments(obj, path)
     header = {"format": FORMAT, "format_version": FORMAT_VERSION,
-              "fastrnn_version": __version__, "model": model.config(), "optimizer": None,
+              "fastrnn_version": __version__, "model": _architecture(model),
+              "optimizer": None,
               "extra": _json_ready(extra) if extra is not None else None}
+    arrays = {f"param/{name}": p.data for name, p in model.named_parameters()}
     if optimizer is not None:
         sd = optimizer.state_dict()
         scalars: dict[str, dict] = {}
@@ -169,8 +226,13 @@ def save(path, model, optimizer=None, extra: dict | None = None) -> None:
     except (TypeError, ValueError) as err:
         raise ValueError(f"extra must be JSON-serialisable with finite numbers: {err}") from None
     with atomic_write(path) as f:
-        members = {_HEADER: np.frombuffer(text.encode(), dtype=np.uint8), **arrays}
+        # Any: numpy's stub reads ** of arrays as possibly filling savez's allow_pickle
+        members: dict[str, Any] = {_HEADER: np.frombuffer(text.encode(), dtype=np.uint8),
+                                   **arrays}
         np.savez(f, **members)
+
+
+_module.register_writer(save)        # Module.save (module.py, below io, cannot import it)
 
 
 # ------------------------------------------------------------------------ reading models
@@ -297,12 +359,25 @@ def _layer_shapes(prefix: str, c, out: dict, limit: int, depth: int = 0) -> None
         raise ValueError(f"{prefix[:-1]}: more layers than a model file holds")
 
 
+def _cell_shapes(c: dict, out: dict) -> None:
+    kind = layer_kind(c["type"][:-len("Cell")],
+                      reset_after=flag(c.get("reset_after", True), "reset_after"),
+                      peephole=flag(c.get("peephole", False), "peephole"),
+                      layer_norm=flag(c.get("layer_norm", False), "layer_norm"))
+    out.update(kind.cell_shapes(positive_int(c["input_size"], "input_size"),
+                                positive_int(c["hidden_size"], "hidden_size"),
+                                flag(c.get("bias", True), "bias"), ""))
+
+
 def _parameter_shapes(cfg: dict, limit: int = MAX_MEMBERS) -> dict[str, tuple]:
     """``name: shape`` of every parameter the architecture ``cfg`` has, in
     ``named_parameters()`` order, without building it; ValueError, TypeError or KeyError
     (saying why) for a malformed ``cfg`` or one of more than ``limit`` arrays."""
     out: dict[str, tuple] = {}
-    if cfg["type"] == "Sequential":
+    if cfg["type"] in _CELLS:
+        _cell_shapes(cfg, out)
+        return out
+    if cfg["type"] not in ("SequenceModel", "Seq2Seq"):      # a Sequential, a layer
         _layer_shapes("", cfg, out, limit)
         return out
     if cfg["type"] == "SequenceModel":
@@ -326,12 +401,29 @@ def _parameter_count(cfg: dict) -> int | None:
         return None
 
 
+def _known_type(name: str) -> bool:
+    """Whether a file's architecture of type ``name`` is one fastrnn builds."""
+    return any(name in table for table in (_MODELS, _CELLS, HEAD_TYPES, KINDS,
+                                           LAYER_TYPES)) or name in ("Linear", "Embedding")
+
+
+def _build(cfg: dict):
+    """The object an architecture describes (checked by :func:`_check_architecture`)."""
+    if cfg["type"] in _MODELS:
+        return _MODELS[cfg["type"]].from_config(cfg)
+    dtype = as_dtype(cfg["dtype"])
+    args = {k: v for k, v in cfg.items() if k != "dtype"}
+    if cfg["type"] in _CELLS:
+        return _CELLS[args.pop("type")](**args, dtype=dtype)
+    return build_layer(args, dtype)
+
+
 def _check_architecture(header: dict, specs: dict, path: str) -> dict:
     """The architecture, once the header's parameter arrays are exactly its own (names,
     shapes, dtype): then building it allocates no more than the file holds."""
     cfg = header.get("model")
     if not isinstance(cfg, dict) or not isinstance(cfg.get("type"), str) \
-            or cfg["type"] not in _MODELS:
+            or not _known_type(cfg["type"]):
         raise ModelFileError(f"{path}: unknown model type "
                              f"{cfg.get('type') if isinstance(cfg, dict) else cfg!r}")
     try:
@@ -379,7 +471,7 @@ def _read(path):
 def _build_model(header, arrays, path):
     cfg = header["model"]
     try:
-        model = _MODELS[cfg["type"]].from_config(cfg)
+        model = _build(cfg)
     except (KeyError, TypeError, ValueError, OverflowError) as err:
         raise ModelFileError(f"{path}: architecture cannot be built: {err}") from None
     params = {k[len("param/"):]: v for k, v in arrays.items() if k.startswith("param/")}
@@ -391,8 +483,8 @@ def _build_model(header, arrays, path):
 
 
 def load(path):
-    """The model saved in ``path`` (``str``, ``bytes`` or ``os.PathLike``), with
-    bit-identical parameters.
+    """The model (or module) saved in ``path`` (``str``, ``bytes`` or ``os.PathLike``),
+    with bit-identical parameters.
 
     Raises TypeError for a path of another type; FileNotFoundError, IsADirectoryError or
     PermissionError when it cannot be opened; :class:`ModelFileError` (a ValueError) for
@@ -402,7 +494,7 @@ def load(path):
     >>> import fastrnn
     >>> model = fastrnn.SequenceModel.build("gru", input_size=2, hidden_size=4, output_size=3,
     ...                                     seed=0)
-    >>> fastrnn.save("model.npz", model)
+    >>> fastrnn.save(model, "model.npz")
     >>> same = fastrnn.load("model.npz")
     >>> x = np.ones((1, 5, 2), np.float32)
     >>> bool(np.array_equal(same.predict(x), model.predict(x)))
@@ -421,7 +513,7 @@ def load_checkpoint(path):
     >>> model = fastrnn.SequenceModel.build("lstm", input_size=2, hidden_size=4, output_size=3,
     ...                                     seed=0)
     >>> opt = fastrnn.optim.Adam(model.parameters(), lr=1e-3)
-    >>> fastrnn.save("checkpoint.npz", model, optimizer=opt, extra={"epoch": 3})
+    >>> fastrnn.save(model, "checkpoint.npz", optimizer=opt, extra={"epoch": 3})
     >>> model, opt, extra = fastrnn.load_checkpoint("checkpoint.npz")
     >>> type(opt).__name__, extra["epoch"]
     ('Adam', 3)

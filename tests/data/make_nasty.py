@@ -87,7 +87,7 @@ def base_model():
     model.fit(rng.standard_normal((4, 3, 2)), rng.integers(0, 2, (4, 3)), epochs=1,
               batch_size=2, optimizer=opt, progress=False, seed=0)
     path = os.path.join(HERE, ".base.tmp.npz")
-    fastrnn.save(path, model, opt, extra={"epoch": 0})
+    fastrnn.save(model, path, opt, extra={"epoch": 0})
     with zipfile.ZipFile(path) as zf:
         members = {i.filename: zf.read(i) for i in zf.infolist()}
     os.unlink(path)
