@@ -11,6 +11,7 @@ from . import _environ
 _ENV_SET = tuple(_environ.SET)     # the names it set (bench/harness.py reads them)
 
 from . import data, heads, losses, optim  # noqa: E402
+from ._validate import PaddingWarning  # noqa: E402
 from ._runtime import (blas_info, get_num_threads, process_settings,  # noqa: E402
                        set_num_threads, threads)
 from . import _threadpool  # noqa: E402, F401  (threadpoolctl's controller, if installed)
@@ -44,4 +45,5 @@ __all__ = ["RNN", "LSTM", "GRU", "FastRNN", "FastGRNN", "RNNCell", "LSTMCell", "
            "Parameter", "save", "load", "load_checkpoint", "ModelFileError", "data", "heads",
            "losses", "optim",
            "set_num_threads", "get_num_threads", "threads", "process_settings", "blas_info",
-           "from_torch", "to_torch", "export_onnx", "from_onnx", "__version__"]
+           "from_torch", "to_torch", "export_onnx", "from_onnx", "PaddingWarning",
+           "__version__"]

@@ -4,6 +4,10 @@ from __future__ import annotations
 
 import math
 import numbers
+import os
+import sys
+import types
+import warnings
 
 import numpy as np
 
@@ -81,6 +85,26 @@ def all_finite(a: np.ndarray, name: str, lengths: np.ndarray | None = None) -> N
                      f"hold anything)")
 
 
+_RAGGED = ("pad them into one array and their lengths with x, lengths = "
+           "fastrnn.data.pad_sequences(sequences), and pass lengths= too")
+
+
+def as_array(x, name: str) -> np.ndarray:
+    """``np.asarray(x)``, with the error for a ragged batch (sequences of different
+    lengths, which numpy calls an inhomogeneous shape) naming the function that pads it."""
+    try:
+        a = np.asarray(x)
+    except ValueError as err:
+        if "inhomogeneous" in str(err):
+            raise ValueError(f"{name} holds sequences of different lengths, which make no "
+                             f"array: {_RAGGED}") from None
+        raise ValueError(f"{name} must be a rectangular array of numbers: {err}") from None
+    if a.dtype == object and a.size and isinstance(a.flat[0], (np.ndarray, list, tuple)):
+        raise TypeError(f"{name} is an array of arrays (dtype object), as sequences of "
+                        f"different lengths make: {_RAGGED}")
+    return a
+
+
 def float_array(x, name: str, dtype: np.dtype, ndim: int | tuple[int, ...],
                 contiguous: bool = True) -> np.ndarray:
     """``x`` as a C-contiguous array of ``dtype`` with the given rank.
@@ -98,10 +122,7 @@ def float_array(x, name: str, dtype: np.dtype, ndim: int | tuple[int, ...],
         return x                                   # the common case, checked cheaply
     if x is None:
         raise TypeError(f"{name} must be an array, got None")
-    try:
-        a = np.asarray(x)
-    except ValueError as err:
-        raise ValueError(f"{name} must be a rectangular array of numbers: {err}") from None
+    a = as_array(x, name)
     if a.dtype.kind not in "fiub":
         raise TypeError(f"{name} must hold real numbers, got dtype {a.dtype}")
     ndims = (ndim,) if isinstance(ndim, int) else ndim
@@ -133,6 +154,76 @@ def lengths_array(lengths, batch: int, steps: int, name: str = "lengths") -> np.
         raise ValueError(f"{name} must lie in [1, {steps}] (the number of time steps), "
                          f"got values in [{a.min()}, {a.max()}]")
     return a.astype(np.int64, copy=False)
+
+
+class PaddingWarning(UserWarning):
+    """A batch given without ``lengths`` whose sequences look padded at their ends: the
+    padding is then read as data.  Pass ``lengths=`` (to skip the padding, or
+    ``numpy.full(N, T)`` to say every step is data), or filter the warning:
+    ``warnings.filterwarnings("ignore", category=fastrnn.PaddingWarning)``.
+
+    >>> import numpy as np, fastrnn
+    >>> x, lengths = fastrnn.data.pad_sequences([np.ones((n, 2)) for n in (12, 3, 4, 5)])
+    >>> model = fastrnn.SequenceModel.build("gru", input_size=2, hidden_size=4,
+    ...                                     output_size=2, head="many_to_one", seed=0)
+    >>> import warnings
+    >>> with warnings.catch_warnings(record=True) as caught:
+    ...     warnings.simplefilter("always")
+    ...     _ = model.predict(x)                        # no lengths: padding read as data
+    >>> caught[0].category.__name__
+    'PaddingWarning'
+    >>> _ = model.predict(x, lengths)                   # the padding skipped: no warning
+    """
+
+
+#: how much of a batch must look padded, and how long its padding, before it is said
+PADDING_ROWS = 0.25             # of the sequences end in a run of one constant step
+PADDING_STEPS = 0.25            # of the time steps (and at least MIN_PADDING_STEPS)
+MIN_PADDING_STEPS = 3
+_PACKAGE = os.path.dirname(os.path.abspath(__file__)) + os.sep
+
+
+def _caller_stacklevel() -> int:
+    """The ``stacklevel`` of the first frame outside fastrnn (the user's call)."""
+    frame: types.FrameType | None = sys._getframe(1)
+    level = 1
+    while frame is not None and frame.f_code.co_filename.startswith(_PACKAGE):
+        frame, level = frame.f_back, level + 1
+    return level
+
+
+def warn_if_padded(x: np.ndarray, name: str = "x") -> None:
+    """Warn (:class:`PaddingWarning`) when a batch (N, T, ...) given without lengths is
+    evidently padded at the end: a quarter of its sequences or more (at least two) end in a
+    run of one constant step ``v`` (every feature ``v``: all zeros, say) over a quarter of
+    the steps or more (at least 3), runs of different lengths, while other sequences do not
+    end in ``v`` at all -- what padding sequences of different lengths to the longest gives, and
+    what ordinary data (noisy values, images whose last rows are all blank in every
+    sample, fixed layouts) does not.  Reads the last step of every sequence, and the
+    whole of only those that end in ``v``."""
+    if x.ndim < 2 or x.shape[0] < 2 or x.shape[1] < 2 * MIN_PADDING_STEPS:
+        return
+    N, T = x.shape[:2]
+    last = x[:, -1].reshape(N, -1)
+    constant = np.flatnonzero((last == last[:, :1]).all(axis=1))
+    if constant.size < PADDING_ROWS * N:
+        return
+    values, counts = np.unique(last[constant, 0], return_counts=True)
+    v = values[counts.argmax()]
+    rows = constant[last[constant, 0] == v]
+    if rows.size < PADDING_ROWS * N or rows.size == N:
+        return                                  # every sequence ends in v: not ragged
+    same = (x[rows].reshape(rows.size, T, -1) == v).all(axis=2)[:, ::-1]
+    runs = np.where(same.all(axis=1), T, same.argmin(axis=1))      # trailing steps of v
+    runs = runs[runs >= max(MIN_PADDING_STEPS, math.ceil(PADDING_STEPS * T))]
+    if runs.size < max(2, PADDING_ROWS * N) or (runs.size >= 3 and np.unique(runs).size < 2):
+        return                                  # (one row alone can be chance)
+    warnings.warn(f"{name} looks padded and no lengths were given, so the padding is read "
+                  f"as data: {runs.size} of its {N} sequences end in {runs.min()} to "
+                  f"{runs.max()} steps of {v.item():g}, others do not. Pass lengths= "
+                  f"(fastrnn.data.pad_sequences returns them) to skip the padding, or "
+                  f"lengths=numpy.full({N}, {T}) if those steps are data (or filter "
+                  f"fastrnn.PaddingWarning)", PaddingWarning, stacklevel=_caller_stacklevel())
 
 
 def step_mask(lengths: np.ndarray | None, steps: int) -> np.ndarray | None:

@@ -10,7 +10,7 @@ from typing import NamedTuple
 import numpy as np
 
 from . import _engine
-from ._validate import (as_dtype, flag, float_array, kernel_sizes, lengths_array,
+from ._validate import (as_array, as_dtype, flag, float_array, kernel_sizes, lengths_array,
                         positive_int, probability, projection_size, seed_value,
                         state_arrays)
 from ._kinds import KINDS, layer_directions, layer_kind, suffix
@@ -804,7 +804,7 @@ class Embedding(Module):
         self.weight = self._register("weight", w)
 
     def _tokens(self, tokens) -> np.ndarray:
-        t = np.asarray(tokens)
+        t = as_array(tokens, "tokens")
         if t.dtype.kind not in "iu":
             raise TypeError(f"tokens must be integers, got dtype {t.dtype}")
         if t.size and (t.min() < 0 or t.max() >= self.num_embeddings):

@@ -21,8 +21,8 @@ import numbers
 import numpy as np
 
 from . import losses
-from ._validate import all_finite, float_array, lengths_array, positive_int, seed_value, \
-    step_mask
+from ._validate import all_finite, as_array, float_array, lengths_array, positive_int, \
+    seed_value, step_mask
 from .heads import HEAD_TYPES, Head, ManyToMany, ManyToOne, OneToMany, sample_logits
 from .layers import RNN, Embedding, zero_gradient
 from .optim import Optimizer
@@ -170,7 +170,7 @@ class SequenceModel(Sequential):
 
     def _inputs(self, x, name="x") -> np.ndarray:
         if self.embedding is not None:
-            t = np.asarray(x)
+            t = as_array(x, name)
             if t.dtype.kind not in "iu":
                 raise TypeError(f"{name} must hold integer tokens, got dtype {t.dtype}")
             if t.ndim != 2:

@@ -39,7 +39,8 @@ from collections.abc import Mapping
 import numpy as np
 
 from . import losses
-from ._validate import all_finite, as_dtype, float_array, lengths_array, positive_int, step_mask
+from ._validate import (all_finite, as_array, as_dtype, float_array, lengths_array,
+                        positive_int, step_mask, warn_if_padded)
 from .blocks import (AttentionPooling, Block, Dropout, GELU, LayerNorm, ReLU, Sigmoid, Tanh,
                      TimePooling)
 from .fastgrnn import FastGRNN, FastRNN
@@ -782,12 +783,14 @@ class Sequential(_Container, _Fittable):
 
     def __call__(self, x, lengths=None):
         """The outputs for a batch ``x`` (inference: dropout off)."""
+        x = as_array(x, "x")
         return self._run(x, _checked_lengths(lengths, x), train=False)[0]
 
     def forward_train(self, x, lengths=None):
         """``(y, backward)`` for a batch ``x``: ``backward(dy, *, input_grad=True)`` adds
         every parameter's gradient into its ``.grad`` and returns ``dx`` (None with
         ``input_grad=False``, or for tokens)."""
+        x = as_array(x, "x")
         y, _, chain_backward = self._run(x, _checked_lengths(lengths, x), train=True)
 
         def backward(dy, *, input_grad=True):
@@ -832,7 +835,7 @@ class Sequential(_Container, _Fittable):
 
     def _inputs(self, x, name="x") -> np.ndarray:
         if _takes_tokens(self[0]):
-            t = np.asarray(x)
+            t = as_array(x, name)
             if t.dtype.kind not in "iu":
                 raise TypeError(f"{name} must hold integer tokens, got dtype {t.dtype}")
             if t.ndim < 1:
@@ -849,6 +852,8 @@ class Sequential(_Container, _Fittable):
         x = self._inputs(x, name)
         lengths = _checked_lengths(lengths, x)
         all_finite(x, name, lengths)
+        if lengths is None:
+            warn_if_padded(x, name)
         return x, lengths
 
     def _masked(self, lengths) -> bool:

@@ -8,20 +8,24 @@
 * :func:`adding_problem`, :func:`sine_waves`, :func:`copy_task` -- classic synthetic
   benchmarks of memory over time, generated from a seed;
 * :func:`marker_retrieval` -- variable-length token sequences whose label is the token
-  after a marker (what attention pooling finds at once and a last-step readout slowly).
+  after a marker (what attention pooling finds at once and a last-step readout slowly);
+* :func:`pad_sequences` -- sequences of different lengths as one padded array and their
+  lengths, what the models and layers take.
 """
 
 from __future__ import annotations
 
 import gzip
+import math
+import numbers
 from importlib import resources
 
 import numpy as np
 
-from .._validate import positive_int, seed_value
+from .._validate import as_array, positive_int, seed_value
 
 __all__ = ["load_digits", "load_text", "CharVocab", "char_windows", "train_test_split",
-           "adding_problem", "sine_waves", "copy_task", "marker_retrieval"]
+           "adding_problem", "sine_waves", "copy_task", "marker_retrieval", "pad_sequences"]
 
 
 def load_digits(dtype=np.float32):
@@ -226,3 +230,93 @@ def marker_retrieval(n: int, steps: int = 40, vocab: int = 16, seed: int | None 
     tokens[rows, marker] = 1
     tokens[np.arange(steps)[None, :] >= lengths[:, None]] = 0
     return tokens, tokens[rows, marker + 1] - 2, lengths
+
+
+def _sides(padding: str, truncating: str) -> None:
+    for name, side in (("padding", padding), ("truncating", truncating)):
+        if side not in ("pre", "post"):
+            raise ValueError(f"{name} must be 'pre' or 'post', got {side!r}")
+
+
+def pad_sequences(sequences, maxlen: int | None = None, dtype=None, padding: str = "post",
+                  truncating: str = "pre", value=0.0):
+    """``(x, lengths)``: sequences of different lengths as one array ``x`` (N, T, ...)
+    and each one's number of steps in it, ``lengths`` (N,) int64 -- what ``fit``,
+    ``predict``, ``evaluate`` and the layers take (``model.fit(x, y, lengths)``).
+
+    As Keras' ``pad_sequences``: each sequence is an array of T_i steps (tokens (T_i,), or
+    (T_i, F...) with the same F... in all); ``T`` is ``maxlen``, else the longest;
+    sequences longer than ``maxlen`` lose steps at their start (``truncating="pre"``) or
+    their end (``"post"``); shorter ones get steps of ``value`` at their end
+    (``padding="post"``, the default here: Keras' default is ``"pre"``) or their start
+    (``"pre"``).  ``dtype`` defaults to the sequences' common dtype (integer tokens stay
+    integers, for an embedding); ``value`` must be representable in it.
+
+    ``lengths`` counts the valid steps from the start of each row, as fastrnn's layers
+    read them (the padded steps are skipped and the state is each sequence's own last
+    one): that holds for ``padding="post"`` only.  With ``padding="pre"`` no lengths say
+    where a row starts, so ``lengths`` is None and the padding is read as data, as a
+    Keras layer without a mask reads it; prefer ``"post"``.  An empty sequence is refused
+    (a layer needs at least one step per row).
+
+    >>> import numpy as np
+    >>> from fastrnn.data import pad_sequences
+    >>> x, lengths = pad_sequences([[1, 2, 3], [4], [5, 6]])
+    >>> x
+    array([[1, 2, 3],
+           [4, 0, 0],
+           [5, 6, 0]])
+    >>> lengths
+    array([3, 1, 2])
+    >>> x, lengths = pad_sequences([np.ones((4, 2)), np.ones((6, 2))], maxlen=5)
+    >>> x.shape, lengths                # the second lost its first step
+    ((2, 5, 2), array([4, 5]))
+    >>> pad_sequences([[1, 2], [3]], padding="pre")
+    (array([[1, 2],
+           [0, 3]]), None)
+    """
+    _sides(padding, truncating)
+    if isinstance(sequences, (str, bytes)) or not hasattr(sequences, "__iter__"):
+        raise TypeError(f"sequences must be a list of arrays, got "
+                        f"{type(sequences).__name__}")
+    arrays: list[np.ndarray] = []
+    for i, seq in enumerate(sequences):
+        a = as_array(seq, f"sequences[{i}]")
+        if a.ndim == 0:
+            raise ValueError(f"sequences[{i}] must be a sequence of steps, got a scalar")
+        if a.dtype.kind not in "fiub":
+            raise TypeError(f"sequences[{i}] must hold numbers, got dtype {a.dtype}")
+        if a.shape[0] == 0:
+            raise ValueError(f"sequences[{i}] is empty: every sequence needs at least one "
+                             f"step (drop the empty ones)")
+        if arrays and a.shape[1:] != arrays[0].shape[1:]:
+            raise ValueError(f"sequences[{i}] has steps of shape {a.shape[1:]}, "
+                             f"sequences[0] of {arrays[0].shape[1:]}: every step must have "
+                             f"the same features")
+        arrays.append(a)
+    if not arrays:
+        raise ValueError("sequences must hold at least one sequence")
+    T = max(len(a) for a in arrays) if maxlen is None else positive_int(maxlen, "maxlen")
+    dt = np.result_type(*arrays) if dtype is None else np.dtype(dtype)
+    if dt.kind not in "fiub":
+        raise TypeError(f"dtype must be a numeric dtype, got {dt}")
+    if isinstance(value, bool) or not isinstance(value, numbers.Real):
+        raise TypeError(f"value must be a number, got {type(value).__name__}")
+    number = float(value)
+    if dt.kind in "iub" and not (math.isfinite(number) and number == round(number) and
+                                 np.can_cast(np.min_scalar_type(round(number)), dt)):
+        raise ValueError(f"value={value!r} cannot be held by dtype {dt} (integer tokens "
+                         f"take an integer value that fits)")
+    x = np.full((len(arrays), T) + arrays[0].shape[1:], value, dt)
+    lengths = np.empty(len(arrays), np.int64)
+    for i, a in enumerate(arrays):
+        if not np.can_cast(a.dtype, dt, casting="same_kind"):
+            raise TypeError(f"sequences[{i}] has dtype {a.dtype}, which dtype={dt} would "
+                            f"truncate (give a float dtype, or round the values first)")
+        a = a[-T:] if truncating == "pre" else a[:T]
+        n = lengths[i] = len(a)
+        if padding == "post":
+            x[i, :n] = a
+        else:
+            x[i, T - n:] = a
+    return x, (lengths if padding == "post" else None)
