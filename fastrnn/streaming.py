@@ -2,15 +2,19 @@
 
 The state is carried between calls in buffers allocated once; each step runs the one-step
 kernel of every layer and the readout (``fastrnn._engine.step``, ``readout``), the same
-cell math as the whole-sequence call.
+cell math as the whole-sequence call.  Every head streams: a per-step head gives that
+step's output, a many-to-one head the prediction for the sequence read so far (early
+classification of a stream).
 """
 
 from __future__ import annotations
 
+import warnings
+
 import numpy as np
 
 from . import _engine
-from ._validate import positive_int
+from ._validate import flag, positive_int
 from .heads import Head
 from .layers import _RNNBase
 
@@ -18,11 +22,16 @@ __all__ = ["Stepper"]
 
 
 class Stepper:
-    """Streaming inference for a unidirectional :class:`~fastrnn.SequenceModel` with a
-    per-step head (``model.stepper(batch_size)`` makes one).
+    """Streaming inference for a unidirectional :class:`~fastrnn.SequenceModel`, whatever
+    its head (``model.stepper(batch_size)`` makes one).
 
     ``out = stepper.step(x_t)`` feeds one time step of ``batch_size`` rows (x_t (B, I), or
     tokens (B,)) and returns the head's outputs (B, C); the state is carried between calls.
+    For a many-to-many or one-to-many head that is this step's output; for a many-to-one
+    head it is the output for the sequence read so far -- what ``model.forward`` gives for
+    the first t+1 steps -- so a stream is classified after every step (``model.loss.proba``
+    and ``model.loss.predict`` turn it into probabilities and classes).
+    ``run(xs)`` feeds a chunk of steps, batch-first (B, T, I) as the models take it.
     ``reset(rows)`` zeroes the state of selected rows (a new session in that batch slot).
     All buffers are allocated once: ``step`` allocates nothing, and the array it returns is
     overwritten by the next call (copy it to keep it).  Results equal the whole-sequence
@@ -40,6 +49,14 @@ class Stepper:
     >>> bool(np.array_equal(logits.argmax(-1), model.predict(x)))
     True
     >>> stepper.reset([1])                              # a new session in slot 1
+
+    A many-to-one classifier's stepper says after each step what the stream so far is:
+
+    >>> clf = fastrnn.SequenceModel.build("gru", input_size=3, hidden_size=8,
+    ...                                   output_size=4, head="many_to_one", seed=0)
+    >>> early = clf.stepper(batch_size=2).run(x)         # (B, T, C): after every step
+    >>> bool(np.allclose(early[:, 2], clf.forward(x[:, :3]), atol=1e-6))
+    True
     """
 
     def __init__(self, model, batch_size: int = 1):
@@ -52,8 +69,6 @@ class Stepper:
             raise ValueError(f"a {'bidirectional' if rnn.bidirectional else 'reverse=True'} "
                              f"model cannot stream: its backward direction needs the whole "
                              f"sequence")
-        if not head.per_step:
-            raise ValueError("streaming needs a per-step head (many-to-many or one-to-many)")
         B = positive_int(batch_size, "batch_size")
         self.model, self.batch_size = model, B
         L, H, P, dt = rnn.num_layers, rnn.hidden_size, rnn.state_size, rnn.dtype
@@ -133,8 +148,36 @@ class Stepper:
         _engine.readout(X, self._W, self._b, self._out)   # out = h_top @ W_hy.T + b_y
         return self._out
 
-    def run(self, xs) -> np.ndarray:
-        """Feed a chunk of steps (T, B, I) or tokens (T, B); returns (T, B, C) (a new
-        array)."""
+    def run(self, xs, batch_first: bool | None = None) -> np.ndarray:
+        """Feed a chunk of steps, batch-first as the models take it: ``xs`` (B, T, I) or
+        tokens (B, T); returns the output after each step, (B, T, C) (a new array).
+        ``batch_first=False`` takes and returns time-major (T, B, ...) instead.
+
+        Earlier releases took time-major input only.  For this release, ``xs`` that can
+        only be time-major -- its second axis is ``batch_size`` and its first is not -- is
+        still read so, with a ``DeprecationWarning`` (pass ``batch_first=False`` to keep
+        it); where both axes are ``batch_size`` it is read batch-first, with a warning
+        unless ``batch_first`` is given."""
         xs = np.asarray(xs)
-        return np.stack([self.step(xs[t]).copy() for t in range(xs.shape[0])])
+        B = self.batch_size
+        if xs.ndim < 2:
+            raise ValueError(f"xs must be a chunk of steps (batch_size={B}, T, ...), got "
+                             f"shape {xs.shape}")
+        if batch_first is None:
+            old = xs.shape[1] == B and xs.shape[0] != B
+            if old or xs.shape[0] == xs.shape[1] == B > 1:
+                warnings.warn(f"Stepper.run takes batch-first xs (B, T, ...) now, as the "
+                              f"models do; these {xs.shape} are read "
+                              f"{'time-major (T, B, ...), as before' if old else 'batch-first'}"
+                              f": pass batch_first={not old} to say so (time-major without "
+                              f"it is read in this release only)", DeprecationWarning,
+                              stacklevel=2)
+            batch_first = not old
+        batch_first = flag(batch_first, "batch_first")
+        steps = xs.swapaxes(0, 1) if batch_first else xs
+        if steps.shape[1] != B or steps.shape[0] == 0:
+            layout = "(batch_size, T, ...)" if batch_first else "(T, batch_size, ...)"
+            raise ValueError(f"xs must be {layout} with batch_size={B} and T >= 1, got "
+                             f"shape {xs.shape}")
+        out = np.stack([self.step(steps[t]).copy() for t in range(steps.shape[0])])
+        return out.swapaxes(0, 1).copy() if batch_first else out

@@ -73,3 +73,10 @@ def test_composed_attention(tmp_path):
                       "--samples", "100", "--pooling", "mean", "--out", tmp_path / "m.npz",
                       cwd=tmp_path)
     assert "mean pooling" in out and "attention's" not in out
+
+
+def test_streaming_early_classification(tmp_path):
+    out = run_example("streaming_early_classification.py", "--epochs", "1", "--hidden", "8",
+                      cwd=tmp_path)
+    assert "the stepper gives the whole-image predictions: True" in out
+    assert "after row 8: accuracy" in out and "rows read of 8 on average" in out

@@ -5,10 +5,11 @@ encoder-decoder (Seq2Seq) and bad input."""
 
 import math
 import tracemalloc
+import warnings
 
 import numpy as np
 import pytest
-from numpy.testing import assert_allclose
+from numpy.testing import assert_allclose, assert_array_equal
 
 import fastrnn
 from fastrnn.losses import softmax
@@ -651,10 +652,11 @@ STEPPER_IDS = ["lstm", "gru-L2", "rnn-L2", "rnn-relu", "lstm-L2-tokens", "gru-to
                "fastgrnn-L2", "fastrnn-tokens"]
 
 
-def stepper_model(cell, nonlinearity, num_layers, tokens, dtype=np.float64, seed=0):
-    kwargs = dict(vocab_size=9, embedding_dim=I) if tokens else dict(input_size=I)
+def stepper_model(cell, nonlinearity, num_layers, tokens, dtype=np.float64, seed=0,
+                  head="many_to_many", **kwargs):
+    kwargs.update(dict(vocab_size=9, embedding_dim=I) if tokens else dict(input_size=I))
     return fastrnn.SequenceModel.build(cell, hidden_size=H, output_size=C,
-                                       head="many_to_many", num_layers=num_layers,
+                                       head=head, num_layers=num_layers,
                                        nonlinearity=nonlinearity, dtype=dtype, seed=seed,
                                        **kwargs)
 
@@ -680,12 +682,76 @@ def test_stepper_equals_the_whole_sequence(cell, nonlinearity, num_layers, token
     for got, want in zip(stepper.state if cell == "lstm" else (stepper.state,),
                          state if cell == "lstm" else (state,)):
         assert_allclose(got, want, **tol)
-    # run() over a chunk continues from there
+    # run() over a batch-first chunk continues from there, as a time-major one does
     more = stepper_inputs(tokens, 3, 4, seed=1, dtype=dtype)
-    chunk = stepper.run(np.swapaxes(more, 0, 1))
-    assert chunk.shape == (4, 3, C)
-    assert_allclose(np.swapaxes(chunk, 0, 1),
-                    model.forward(np.concatenate([x, more], axis=1))[:, 8:], **tol)
+    after = model.forward(np.concatenate([x, more], axis=1))[:, 8:]
+    chunk = stepper.run(more[:, :2])
+    assert chunk.shape == (3, 2, C)
+    assert_allclose(chunk, after[:, :2], **tol)
+    chunk = stepper.run(np.swapaxes(more[:, 2:], 0, 1), batch_first=False)
+    assert chunk.shape == (2, 3, C)
+    assert_allclose(np.swapaxes(chunk, 0, 1), after[:, 2:], **tol)
+
+
+@pytest.mark.parametrize("dtype", [np.float64, np.float32], ids=["f64", "f32"])
+@pytest.mark.parametrize("cell,nonlinearity,num_layers,tokens", STEPPER_CASES, ids=STEPPER_IDS)
+def test_many_to_one_stepper_classifies_after_every_step(cell, nonlinearity, num_layers,
+                                                         tokens, dtype):
+    """Early classification of a stream: after step t the stepper gives what the model
+    gives for the first t+1 steps (and, with lengths, for lengths t+1)."""
+    model = stepper_model(cell, nonlinearity, num_layers, tokens, dtype,
+                          head="many_to_one")
+    x = stepper_inputs(tokens, 3, 7, dtype=dtype)
+    stepper = model.stepper(3)
+    early = np.stack([stepper.step(x[:, t]).copy() for t in range(7)], axis=1)
+    tol = dict(rtol=1e-12, atol=1e-13) if dtype == np.float64 else dict(rtol=1e-5, atol=1e-6)
+    for t in range(7):
+        assert_allclose(early[:, t], model.forward(x[:, :t + 1]), **tol)
+        assert_allclose(early[:, t], model.forward(x, np.full(3, t + 1)), **tol)
+    assert_allclose(model.stepper(3).run(x), early, **tol)
+    assert_array_equal(model.loss.predict(early[:, -1]), model.predict(x))
+
+
+def test_many_to_one_stepper_of_a_projected_lstm_with_zoneout():
+    model = fastrnn.SequenceModel.build("lstm", input_size=I, hidden_size=H, output_size=C,
+                                        head="many_to_one", num_layers=2, proj_size=2,
+                                        zoneout=0.2, dtype=np.float64, seed=0)
+    x = stepper_inputs(False, 2, 5)
+    early = model.stepper(2).run(x)
+    for t in range(5):
+        assert_allclose(early[:, t], model.forward(x[:, :t + 1]), rtol=1e-12, atol=1e-13)
+
+
+def test_stepper_run_layouts_and_their_deprecation():
+    model = stepper_model("gru", "tanh", 1, False)
+    x = stepper_inputs(False, 3, 4)
+    want = model.forward(x)
+    assert_allclose(model.stepper(3).run(x), want, rtol=1e-12)           # batch-first
+    with pytest.warns(DeprecationWarning, match=r"read time-major \(T, B, \.\.\.\), as "
+                      r"before: pass batch_first=False") as record:
+        old = model.stepper(3).run(np.swapaxes(x, 0, 1))                 # 0.x's layout
+    assert record[0].filename == __file__
+    assert_allclose(np.swapaxes(old, 0, 1), want, rtol=1e-12)
+    square = stepper_inputs(False, 3, 3)
+    with pytest.warns(DeprecationWarning, match="read batch-first: pass batch_first=True"):
+        got = model.stepper(3).run(square)
+    assert_allclose(got, model.forward(square), rtol=1e-12)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        model.stepper(3).run(square, batch_first=True)
+        model.stepper(1).run(x[:1])                     # (1, 4, I): batch-first, no doubt
+    stepper = model.stepper(3)
+    with pytest.raises(ValueError, match=r"xs must be \(batch_size, T, \.\.\.\) with "
+                                         r"batch_size=3"):
+        stepper.run(x[:2], batch_first=True)
+    with pytest.raises(ValueError, match=r"xs must be \(T, batch_size, \.\.\.\)"):
+        stepper.run(x, batch_first=False)
+    with pytest.raises(ValueError, match="T >= 1"):
+        stepper.run(x[:, :0])
+    with pytest.raises(ValueError, match="xs must be a chunk of steps"):
+        stepper.run(x[0, 0])
+    with pytest.raises(TypeError, match="batch_first must be a bool"):
+        stepper.run(x, batch_first="yes")
 
 
 @pytest.mark.parametrize("cell,nonlinearity,num_layers,tokens", STEPPER_CASES[:3] +
@@ -739,8 +805,7 @@ def test_stepper_refuses_what_cannot_stream():
     bi = build("lstm", "many_to_many", bidirectional=True)
     with pytest.raises(ValueError, match="a bidirectional model cannot stream"):
         bi.stepper()
-    with pytest.raises(ValueError, match="streaming needs a per-step head"):
-        build().stepper()
+    assert build().stepper().batch_size == 1        # a many-to-one model streams too
     with pytest.raises(TypeError, match="model must be a SequenceModel"):
         fastrnn.Stepper(fastrnn.LSTM(2, 3))
     model = build("gru", "many_to_many")
