@@ -16,7 +16,9 @@ import pytest
 import fastrnn
 from fastrnn import cli, plot
 from fastrnn.cli import common, train
+from fastrnn.data.files import read_csv
 from fastrnn.data.tasks import Data
+from numpy.testing import assert_array_equal
 
 # the benchmark harness belongs to a source checkout (bench/harness.py), not to a wheel
 needs_harness = pytest.mark.skipif(not os.path.isfile(common.HARNESS),
@@ -280,6 +282,7 @@ def bad_files(work):
     with zipfile.ZipFile(work / "not_npy_inside.npz", "w") as z:
         z.writestr("x.npy", b"not an array")
     (work / "a_folder.npy").mkdir()
+    (work / "no_target.csv").write_text("sequence,a\n0,1.0\n")
     return work
 
 
@@ -292,7 +295,8 @@ def bad_files(work):
     (["train", "--data", "only_x.npz"], ["no array y"]),
     (["train", "--data", "strings.npz"], ["must hold numbers"]),
     (["train", "--data", "ragged.npz"], ["one entry per sequence"]),
-    (["train", "--data", "table.csv"], [".npz", ".txt"]),
+    (["train", "--data", "table.xlsx"], [".npz", ".csv", ".txt"]),
+    (["train", "--data", "no_target.csv"], ["no_target.csv", "no target column", "y_step"]),
     (["train", "digits", "--hidden", "0"], ["--hidden", ">= 1"]),
     (["train", "digits", "--layers", "-2"], ["--layers"]),
     (["train", "digits", "--batch-size", "x"], ["--batch-size"]),
@@ -538,3 +542,131 @@ def test_a_sequential_or_layer_file_is_refused_in_one_line(work):
     fastrnn.LSTM(2, 3, seed=0).save(work / "layer.npz")         # a layer on its own
     user_error(run("predict", work / "layer.npz", data, cwd=work), "fastrnn.LSTM",
                "fastrnn.load")
+
+
+# -- CSV tables in and out, --quiet, the exit statuses ------------------------------------
+
+
+def _table(path, rows, header="sequence,a,b,y"):
+    path.write_text(header + "\n" + "".join(",".join(map(str, r)) + "\n" for r in rows))
+    return path
+
+
+def _classified_table(path, n=40, seed=0):
+    """Sequences of 3 to 8 steps of two features, labelled by the sign of their mean."""
+    rng = np.random.default_rng(seed)
+    rows, xs, ys = [], [], []
+    for i in range(n):
+        x = rng.standard_normal((int(rng.integers(3, 9)), 2)) + (1 if i % 2 else -1)
+        xs.append(x)
+        ys.append(i % 2)
+        rows += [[f"s{i}", *map(repr, step.tolist()), i % 2 if t == 0 else ""]
+                 for t, step in enumerate(x)]
+    return _table(path, rows), xs, np.array(ys)
+
+
+def test_a_csv_table_reads_as_padded_sequences_with_lengths(tmp_path):
+    path, xs, ys = _classified_table(tmp_path / "t.csv", n=5)
+    arrays = read_csv(str(path))
+    x, lengths = fastrnn.data.pad_sequences(xs)
+    assert_array_equal(arrays["x"], x)
+    assert_array_equal(arrays["lengths"], lengths)
+    assert_array_equal(arrays["y"], ys)
+    assert list(arrays["sequence"]) == [f"s{i}" for i in range(5)]
+    steps = read_csv(str(_table(tmp_path / "s.csv", [[1.5, 0], [2.5, 1], [3.5, 1]],
+                                "a,y_step")))          # no sequence column: one sequence
+    assert_array_equal(steps["x"], [[[1.5], [2.5], [3.5]]])
+    assert_array_equal(steps["y"], [[0, 1, 1]]) and "lengths" not in steps
+
+
+@pytest.mark.parametrize("text, words", [
+    ("", ["is empty", "header row"]),
+    ("sequence,a,a,y\n", ["name each column once"]),
+    ("sequence,a,y,y_step\n0,1,1,1\n", ["not both"]),
+    ("sequence,y\n0,1\n", ["no feature columns"]),
+    ("sequence,a,y\n", ["a header and no rows"]),
+    ("sequence,a,y\n0,1.0\n", ["line 2", "2 fields"]),
+    ("sequence,a,y\n0,abc,1\n", ["line 2", "column 'a' holds 'abc'"]),
+    ("sequence,a,y\n0,1,1\n1,1,0\n0,1,1\n", ["line 4", "sequence '0' continues"]),
+    ("sequence,a,y\n0,1,1\n0,1,2\n", ["sequence '0' has y [1.0, 2.0]", "y_step"]),
+    ("sequence,a,y\n0,1,\n0,1,1\n", ["on its first row only"]),
+    ("sequence,a,y_step\n0,1,1\n0,1,\n", ["y_step needs a value on every row"]),
+])
+def test_csv_mistakes_are_one_line(tmp_path, capsys, text, words):
+    path = tmp_path / "bad.csv"
+    path.write_text(text)
+    assert cli.main(["train", "--data", str(path), *TINY]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "bad.csv" in err[0], err
+    for w in words:
+        assert w in err[0], (w, err[0])
+
+
+def test_train_and_predict_with_csv_tables_and_quiet(tmp_path, capsys):
+    path, xs, ys = _classified_table(tmp_path / "train.csv")
+    model_path = tmp_path / "m.npz"
+    assert cli.main(["train", "--data", str(path), *TINY, "--out", str(model_path),
+                     "--quiet"]) == 0
+    assert capsys.readouterr().out == ""               # --quiet: nothing but errors
+    model = fastrnn.load(model_path)
+    x, lengths = fastrnn.data.pad_sequences(xs)
+    out = tmp_path / "p.csv"
+    for proba in (False, True):
+        argv = ["predict", str(model_path), str(path), "--out", str(out), "-q"]
+        assert cli.main(argv + (["--proba"] if proba else [])) == 0
+        assert capsys.readouterr().out == ""
+        lines = out.read_text().splitlines()
+        want = model.predict_proba(x, lengths) if proba else model.predict(x, lengths)
+        if proba:
+            assert lines[0] == "sequence,proba_0,proba_1"
+            got = np.array([[float(v) for v in line.split(",")[1:]] for line in lines[1:]])
+            np.testing.assert_array_equal(got.astype(want.dtype), want)   # exact text
+        else:
+            assert lines[0] == "sequence,prediction"
+            assert lines[1:] == [f"s{i},{c}" for i, c in enumerate(want)]
+    # an .npy input has no names: the sequences are numbered; without --quiet it says so
+    np.save(tmp_path / "x.npy", x[:3].astype(np.float32))
+    assert cli.main(["predict", str(model_path), str(tmp_path / "x.npy"), "--out",
+                     str(out)]) == 0
+    assert "3 predictions" in capsys.readouterr().out
+    assert out.read_text().splitlines()[1:] == [f"{i},{c}" for i, c in
+                                                enumerate(model.predict(x[:3]))]
+
+
+def test_per_step_predictions_as_csv_rows_of_valid_steps(tmp_path, capsys):
+    rows = [[k, v, int(v > 0)] for k, n in ((0, 3), (1, 5), (2, 2))
+            for v in np.linspace(-1, 1, n)]
+    path = _table(tmp_path / "steps.csv", rows, "sequence,a,y_step")
+    model_path = tmp_path / "m.npz"
+    assert cli.main(["train", "--data", str(path), *TINY, "--out", str(model_path),
+                     "-q"]) == 0
+    out = tmp_path / "p.csv"
+    assert cli.main(["predict", str(model_path), str(path), "--out", str(out), "-q"]) == 0
+    lines = out.read_text().splitlines()
+    assert lines[0] == "sequence,step,prediction" and len(lines) == 1 + 3 + 5 + 2
+    assert [line.split(",")[:2] for line in lines[1:5]] == [["0", "0"], ["0", "1"],
+                                                            ["0", "2"], ["1", "0"]]
+    assert capsys.readouterr().out == ""
+
+
+def test_exit_statuses_are_documented_and_given(monkeypatch, capsys):
+    assert cli.main(["--help"]) == 0
+    text = " ".join(capsys.readouterr().out.split())
+    for said in ("Exit status: 0 on success", "2 for a mistake of the user",
+                 "1 for anything else, a bug", "130 when interrupted"):
+        assert said in text, (said, text)
+    for command in ("train", "predict"):
+        assert cli.main([command, "--help"]) == 0
+        assert "Exit status: 0 on success" in " ".join(capsys.readouterr().out.split())
+
+    def interrupted(args):
+        raise KeyboardInterrupt
+
+    def broken(args):
+        raise RuntimeError("a bug")
+
+    for fn, status in ((interrupted, common.EXIT_INTERRUPTED), (broken, common.EXIT_FAILURE)):
+        monkeypatch.setitem(cli.COMMANDS, "info", fn)
+        assert cli.main(["info"]) == status
+    assert (common.EXIT_USAGE, common.EXIT_FAILURE, common.EXIT_INTERRUPTED) == (2, 1, 130)
+    assert cli.main(["train", "nosuchtask"]) == 2

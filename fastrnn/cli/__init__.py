@@ -10,10 +10,11 @@
     fastrnn export digits.npz --onnx digits.onnx      # for ONNX Runtime and other runtimes
     fastrnn import-torch weights.npz --head many_to_one --out model.npz   # a torch state_dict
 
-A user's mistake (an unknown task, a missing or malformed file, a model file of another
-kind, an impossible size, no command at all) ends with one line on stderr and exit status 2
-(no command: the help on stderr); anything else that goes wrong, a bug, with one line and
-exit status 1. ``--traceback`` shows the whole story instead.
+Exit status: 0 on success; 2 for a user's mistake (an unknown task, a missing or malformed
+file, a model file of another kind, an impossible size, no command at all), said in one
+line on stderr (no command: the help on stderr); 1 for anything else that goes wrong, a
+bug, also in one line (``--traceback`` shows the whole story instead); 130 when
+interrupted (Ctrl-C).  ``fastrnn --help`` says the same.
 
 JSON written by the command (the history and test metrics saved with a model,
 ``evaluate --json``) holds a non-finite number (an infinite or nan loss) as null.
@@ -27,7 +28,7 @@ import sys
 from collections.abc import Callable
 
 from ..io import ModelFileError
-from .common import EXIT_FAILURE, EXIT_USAGE, UsageError, one_line
+from .common import EXIT_FAILURE, EXIT_INTERRUPTED, EXIT_USAGE, UsageError, one_line
 from .convert import cmd_export, cmd_import_torch
 from .demo import cmd_demo
 from .info import cmd_bench, cmd_info
@@ -74,7 +75,7 @@ def main(argv: list[str] | None = None) -> int:
         return int(COMMANDS[args.command](args) or 0)
     except KeyboardInterrupt:
         print(f"{prog}: interrupted", file=sys.stderr)
-        return 130
+        return EXIT_INTERRUPTED
     except BrokenPipeError:
         # the reader went away (e.g. `fastrnn sample m.npz | head`): not an error
         try:

@@ -10,6 +10,7 @@ import os
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from types import ModuleType
 from typing import Any
 
@@ -21,6 +22,7 @@ from ..training import Callback
 
 EXIT_USAGE = 2
 EXIT_FAILURE = 1            # not the user's mistake: a bug, or a failure we did not foresee
+EXIT_INTERRUPTED = 130      # Ctrl-C, as a shell reports a SIGINT
 
 # The benchmark harness is not part of the installed package: it is bench/harness.py of a
 # source checkout, beside the fastrnn folder (an in-place build or an editable install).
@@ -177,6 +179,11 @@ def model_extra(task: str, params: dict, vocab: str | None, history: Any,
     return {"created_by": "fastrnn train", "task": task, "task_params": params,
             "vocab": vocab, "history": json_safe(history.history),
             "test_metrics": json_safe(metrics)}
+
+
+def printer(quiet: bool) -> Callable[..., None]:
+    """``print``, or with ``--quiet`` a function that prints nothing."""
+    return (lambda *args, **kwargs: None) if quiet else print
 
 
 def plot_note(err: Exception) -> None:

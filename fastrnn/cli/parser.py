@@ -10,9 +10,20 @@ from typing import NoReturn
 
 from .._version import __version__
 from ..data.tasks import TEST_FRACTION, TEXT_TEST_FRACTION
-from .common import EXIT_USAGE, bench_harness
+from .common import EXIT_FAILURE, EXIT_INTERRUPTED, EXIT_USAGE, bench_harness
 
 OPTIMIZERS = ("sgd", "adam", "adamw", "rmsprop", "adagrad")
+EXIT_STATUS = (f"Exit status: 0 on success; {EXIT_USAGE} for a mistake of the user (an "
+               f"unknown option or task, a missing or malformed file, a model file of "
+               f"another kind, an impossible size), said in one line on stderr; "
+               f"{EXIT_FAILURE} for anything else, a bug (one line; --traceback shows it "
+               f"all); {EXIT_INTERRUPTED} when interrupted (Ctrl-C).")
+CSV_TABLE = ("A .csv table has a header row naming its columns and one row per time step: "
+             "the column 'sequence' names the sequence a row belongs to (its rows "
+             "together, in order; without it the table is one sequence), 'y' holds one "
+             "target per sequence (on each of its rows or on its first only) or 'y_step' "
+             "one per step, every other column is a feature (a number); sequences may "
+             "differ in length.")
 HARNESS_MISSING = ("It needs a source checkout of fastrnn: the benchmark harness is "
                    "bench/harness.py there, and not part of the installed package.")
 
@@ -68,7 +79,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser = _Parser(prog="fastrnn", description="Recurrent networks (RNN, LSTM, GRU) on the "
                      "CPU: train, evaluate and use models from the command line.",
                      epilog="Start with `fastrnn demo`; `fastrnn COMMAND --help` for each "
-                            "command.")
+                            f"command. {EXIT_STATUS}")
     parser.add_argument("--version", action="version", version=f"fastrnn {__version__}")
     parser.add_argument("--traceback", action="store_true",
                         help="on an error, show the full traceback (for bug reports)")
@@ -99,7 +110,8 @@ def build_parser() -> argparse.ArgumentParser:
                        "one-to-many), adding (the adding problem, many-to-one regression), "
                        "sine (next-step forecasting, many-to-many) -- or on --data FILE: an "
                        ".npz with arrays x (N, T, I) or integer tokens (N, T), y and "
-                       "optionally lengths (N,), or a .txt for a character model. The task "
+                       "optionally lengths (N,), a .csv table of the same (below), or a "
+                       ".txt for a character model. The task "
                        "is what you ask for, never guessed from the numbers: --classify "
                        "(the default for an .npz, as SequenceModel.build's cross-entropy) "
                        "reads y as class labels, integers or whole-number floats (0.0, "
@@ -109,10 +121,11 @@ def build_parser() -> argparse.ArgumentParser:
                        "set their own (digits and text classify, adding and sine "
                        "regress). x and y must be finite within each length. "
                        f"{TEST_FRACTION:.0%} of the sequences (the last "
-                       f"{TEXT_TEST_FRACTION:.0%} of a text) are held out for testing.")
+                       f"{TEXT_TEST_FRACTION:.0%} of a text) are held out for testing. "
+                       f"{CSV_TABLE}", epilog=EXIT_STATUS)
     p.add_argument("task", nargs="?", metavar="TASK",
                    help="digits, text, adding or sine (or give --data)")
-    p.add_argument("--data", metavar="FILE", help="your own data: .npz or .txt")
+    p.add_argument("--data", metavar="FILE", help="your own data: .npz, .csv or .txt")
     kind = p.add_mutually_exclusive_group()
     kind.add_argument("--classify", dest="kind", action="store_const", const="classify",
                       help="y holds class labels, integers or whole-number floats; "
@@ -157,6 +170,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--plot", metavar="PNG", help="draw the training curves here (needs "
                    "matplotlib); for sine also the forecasts, beside it")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    p.add_argument("-q", "--quiet", action="store_true",
+                   help="print nothing but errors (and a note if training stops early, on "
+                        "stderr)")
 
     # -- evaluate
     p = sub.add_parser("evaluate", help="loss and accuracy of a saved model",
@@ -170,14 +186,22 @@ def build_parser() -> argparse.ArgumentParser:
     # -- predict
     p = sub.add_parser("predict", help="a saved model's outputs for sequences in a file",
                        description="Run a saved model on the sequences in INPUT: a .npy "
-                       "array x, or an .npz with x (or its only array) and optionally "
-                       "lengths. Classifiers give class indices (or --proba), regressions "
-                       "their values, encoder-decoders decoded tokens. Text on stdout, one "
-                       "sequence per line, or --out FILE (.npy, .npz, .txt or .csv).")
+                       "array x, an .npz with x (or its only array) and optionally "
+                       "lengths, or a .csv table (its 'y' or 'y_step' column, if any, is "
+                       "not read). Classifiers give class indices (or --proba), "
+                       "regressions their values, encoder-decoders decoded tokens. Text on "
+                       "stdout, one sequence per line, or --out FILE: .npy, .npz, .txt, or "
+                       ".csv, a table with a header: sequence (the input table's names, "
+                       "else 0, 1, ...), step (per-step outputs, the valid steps only), "
+                       "then prediction (or prediction_0, prediction_1, ... for several "
+                       f"values; proba_0, ... with --proba). {CSV_TABLE}",
+                       epilog=EXIT_STATUS)
     p.add_argument("model", metavar="MODEL")
     p.add_argument("input", metavar="INPUT")
     p.add_argument("--out", metavar="FILE")
     p.add_argument("--proba", action="store_true", help="class probabilities")
+    p.add_argument("-q", "--quiet", action="store_true",
+                   help="with --out, print nothing but errors")
     p.add_argument("--max-length", type=positive, default=None,
                    help="tokens to decode (encoder-decoder; default: the source length)")
     p.add_argument("--batch-size", type=positive, default=256)

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import csv
 import json
 import os
 import sys
@@ -15,12 +16,14 @@ import numpy as np
 
 from .. import optim, plot
 from ..data import CharVocab
-from ..data.files import check_lengths, class_labels, describe, read_arrays, refuse_nonfinite
+from ..data.files import (CSV_SEQUENCE, check_lengths, class_labels, describe, read_arrays,
+                          refuse_nonfinite)
 from ..data.tasks import TASK_DEFAULTS, TASK_KINDS, TASKS, Data, file_data, npz_data, task_data
 from ..io import save
 from ..models import Seq2Seq, SequenceModel
 from .common import (EpochPrinter, UsageError, check_out, format_metrics, json_safe,
-                     load_model, model_extra, model_kind, one_line, plot_note, same_file)
+                     load_model, model_extra, model_kind, one_line, plot_note, printer,
+                     same_file)
 
 
 def _train_data(args: argparse.Namespace) -> Data:
@@ -52,9 +55,10 @@ def _train_data(args: argparse.Namespace) -> Data:
                              f"character model classifies each next character")
         return task_data("txt", {"path": os.path.abspath(path), "seq_len": args.seq_len,
                                   "max_chars": args.max_chars})
-    if path.lower().endswith(".npz"):
+    if path.lower().endswith((".npz", ".csv")):
         return npz_data(path, kind=kind or "classify")
-    raise UsageError(f"--data {path}: expected an .npz (arrays x, y[, lengths]) or a .txt")
+    raise UsageError(f"--data {path}: expected an .npz (arrays x, y[, lengths]), a .csv "
+                     f"table or a .txt")
 
 
 def _make_optimizer(name: str, params, lr: float, momentum: float | None,
@@ -131,38 +135,41 @@ def cmd_train(args: argparse.Namespace) -> int:
                                 args.weight_decay)
     x, y, lengths = d.train
     name = d.task if d.task in TASKS else os.path.basename(d.params.get("path", d.task))
-    print(f"training on {name}: {len(x)} sequences of {x.shape[1]} steps "
+    say = printer(args.quiet)
+    say(f"training on {name}: {len(x)} sequences of {x.shape[1]} steps "
           f"({len(d.test[0])} held out); {model_kind(model)}, "
           f"{model.count_params()} parameters; "
           f"{args.optimizer} lr {lr:g}, batch {batch}", flush=True)
-    progress = not args.no_progress and sys.stderr.isatty()
+    progress = not (args.no_progress or args.quiet) and sys.stderr.isatty()
     start = time.perf_counter()
     history = model.fit(x, y, lengths, epochs=epochs, batch_size=batch, optimizer=optimizer,
                         validation_data=d.test, clip_norm=args.clip or None,
-                        callbacks=[EpochPrinter(epochs)], progress=progress,
+                        callbacks=[] if args.quiet else [EpochPrinter(epochs)],
+                        progress=progress,
                         seed=args.seed)
     seconds = time.perf_counter() - start
     metrics = model.evaluate(*d.test)
     if history.stop_reason != "completed":
-        print(f"note: {history.stop_reason}", flush=True)
+        print(f"note: {history.stop_reason}", flush=True,     # on stderr when quiet
+              file=sys.stderr if args.quiet else sys.stdout)
     if args.out:
         _save(args.out, model, optimizer, d, history, metrics)
     if args.plot:
         try:
             path = plot.training_curves(history, args.plot,
                                         title=f"{name}: {model_kind(model)}")
-            print(f"plot: {path}")
+            say(f"plot: {path}")
             if d.task == "sine":
                 stem, ext = os.path.splitext(args.plot)
                 xt, yt = d.test[0][:3], d.test[1][:3]
                 path = plot.forecast(xt, yt, model.predict(xt), f"{stem}-forecast{ext}",
                                      title="sine: one-step forecasts of test sequences")
-                print(f"plot: {path}")
+                say(f"plot: {path}")
         except plot.PlotUnavailable as err:
             plot_note(err)
     base = f"; {d.baseline[0]} scores {d.baseline[1]:.4f}" if d.baseline else ""
     saved = f"saved to {args.out}" if args.out else "not saved (give --out MODEL)"
-    print(f"done: {name}, {model_kind(model)}, {history.epochs} epochs in {seconds:.1f} s; "
+    say(f"done: {name}, {model_kind(model)}, {history.epochs} epochs in {seconds:.1f} s; "
           f"test {format_metrics(metrics, d.loss)}{base}; {saved}", flush=True)
     return 0
 
@@ -261,6 +268,7 @@ def cmd_predict(args: argparse.Namespace) -> int:
     if x.dtype.kind not in "fiub":
         raise UsageError(f"{args.input}: the sequences must be numbers, got {describe(x)}")
     lengths = arrays.get("lengths")
+    names = arrays.get(CSV_SEQUENCE)                    # a CSV table's sequence names
     per_step = False
     if isinstance(model, Seq2Seq):
         if args.proba:
@@ -275,6 +283,9 @@ def cmd_predict(args: argparse.Namespace) -> int:
     else:
         if model.embedding is None and x.ndim == 2 and model.rnn.input_size == 1:
             x = x[..., None]
+        if model.embedding is not None and x.ndim == 3 and x.shape[2] == 1 and \
+                x.dtype.kind == "f" and np.all(x == np.round(x)):
+            x = x[..., 0].astype(np.int64)              # a CSV column of whole numbers
         if x.ndim < 2:
             raise UsageError(f"{args.input}: expected sequences (N, T, features) or tokens "
                              f"(N, T), got {describe(x)}")
@@ -292,10 +303,15 @@ def cmd_predict(args: argparse.Namespace) -> int:
             np.savez(args.out, predictions=out, lengths=lengths)
         elif low.endswith(".npz"):
             np.savez(args.out, predictions=out)
+        elif low.endswith(".csv"):
+            with open(args.out, "w", newline="") as f:
+                _write_csv(out, lengths if per_step else None,
+                           per_step or isinstance(model, Seq2Seq), names,
+                           "proba" if args.proba else "prediction", f)
         else:
             with open(args.out, "w") as f:
                 _print_predictions(out, lengths if per_step else None, f)
-        print(f"{len(out)} predictions {out.shape} written to {args.out}")
+        printer(args.quiet)(f"{len(out)} predictions {out.shape} written to {args.out}")
     else:
         _print_predictions(out, lengths if per_step else None, sys.stdout)
     return 0
@@ -314,6 +330,24 @@ def _print_predictions(a: np.ndarray, lengths, out) -> None:
         if lengths is not None:
             row = row[:int(lengths[i]) * width]
         print(" ".join(fmt(v) for v in row), file=out)
+
+
+def _write_csv(a: np.ndarray, lengths, per_step: bool, names, label: str, out) -> None:
+    """A CSV table of predictions with a header: ``sequence`` (the input table's names,
+    else the index), ``step`` for per-step outputs (only the valid steps, given lengths),
+    then ``label`` (one value) or ``label_0``, ``label_1``, ... (one per class or output);
+    numbers written as their shortest exact text."""
+    width = a.shape[-1] if a.ndim == (3 if per_step else 2) else 1
+    values = [label] if width == 1 else [f"{label}_{j}" for j in range(width)]
+    writer = csv.writer(out)
+    writer.writerow(["sequence"] + (["step"] if per_step else []) + values)
+    for i, row in enumerate(a):
+        name = names[i] if names is not None else i
+        if not per_step:
+            writer.writerow([name, *map(str, np.atleast_1d(row))])
+            continue
+        for t in range(int(lengths[i]) if lengths is not None else row.shape[0]):
+            writer.writerow([name, t, *map(str, np.atleast_1d(row[t]))])
 
 
 def cmd_sample(args: argparse.Namespace) -> int:

@@ -65,8 +65,9 @@ class Data:
 
 def npz_data(path: str, test_fraction: float = TEST_FRACTION,
              kind: str = "classify") -> Data:
-    """A user's .npz as a classification (``kind`` "classify": y class labels, integers or
-    whole-number floats) or a regression ("regress": y values)."""
+    """A user's .npz (or .csv table, read into the same arrays) as a classification
+    (``kind`` "classify": y class labels, integers or whole-number floats) or a regression
+    ("regress": y values)."""
     x, y, lengths = arrays_xy(read_arrays(path, names=("x", "y", "lengths")), path)
     N, T = x.shape[:2]
     tokens = x.ndim == 2
@@ -216,7 +217,7 @@ def file_data(path: str, vocab: str | None,
         refuse_unknown_characters(text, vocab, path)
         x, y = text_windows(CharVocab(vocab).encode(text), seq_len, path)
         return x, y, None
-    if not path.lower().endswith((".npz", ".npy")):
-        raise DataError(f"--data {path}: expected an .npz (arrays x, y[, lengths]) or a "
-                        f".txt")
+    if not path.lower().endswith((".npz", ".npy", ".csv")):
+        raise DataError(f"--data {path}: expected an .npz (arrays x, y[, lengths]), a "
+                        f".csv table or a .txt")
     return arrays_xy(read_arrays(path, names=("x", "y", "lengths")), path)
