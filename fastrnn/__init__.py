@@ -13,7 +13,7 @@ _ENV_SET = tuple(_environ.SET)     # the names it set (bench/harness.py reads th
 from . import data, heads, losses, optim  # noqa: E402
 from ._validate import PaddingWarning  # noqa: E402
 from ._runtime import (blas_info, get_num_threads, process_settings,  # noqa: E402
-                       set_num_threads, threads)
+                       set_num_threads, show_config, threads)
 from . import _threadpool  # noqa: E402, F401  (threadpoolctl's controller, if installed)
 from .blocks import (GELU, AttentionPooling, Dropout, LayerNorm, ReLU, Sigmoid,  # noqa: E402
                      Tanh, TimePooling)
@@ -44,6 +44,7 @@ __all__ = ["RNN", "LSTM", "GRU", "FastRNN", "FastGRNN", "RNNCell", "LSTMCell", "
            "History", "EarlyStopping", "ModelCheckpoint", "LearningRateScheduler", "Module",
            "Parameter", "save", "load", "load_checkpoint", "ModelFileError", "data", "heads",
            "losses", "optim",
-           "set_num_threads", "get_num_threads", "threads", "process_settings", "blas_info",
+           "set_num_threads", "get_num_threads", "threads", "process_settings", "show_config",
+           "blas_info",
            "from_torch", "to_torch", "export_onnx", "from_onnx", "PaddingWarning",
            "__version__"]

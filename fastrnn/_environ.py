@@ -9,12 +9,14 @@ there are more OpenMP threads than cores (several Python threads each calling fa
 Set OMP_WAIT_POLICY or GOMP_SPINCOUNT before importing fastrnn to choose otherwise (either
 one: fastrnn then sets neither, since an explicit spin count overrides the wait policy);
 both are read once, when the OpenMP runtime loads, so this module is the first one
-``import fastrnn`` runs.  ``fastrnn.process_settings()`` lists what it set.
+``import fastrnn`` runs.  ``fastrnn.process_settings()`` lists what it set,
+``fastrnn.show_config()`` that and how to opt out.
 """
 
 import os
 
 DEFAULTS = {"OMP_WAIT_POLICY": "PASSIVE", "GOMP_SPINCOUNT": "10000"}
+OPT_OUT = "set OMP_WAIT_POLICY or GOMP_SPINCOUNT yourself before importing fastrnn"
 
 #: the variables of DEFAULTS this process did not have, which fastrnn set (none when the
 #: host chose either: the two together are one choice of how threads wait)

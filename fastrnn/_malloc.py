@@ -12,9 +12,9 @@ there for the next call.  The cost: a process keeps up to that much freed memory
 This is process-wide, so fastrnn leaves malloc as it is where the host has tuned it: when
 any ``MALLOC_*`` variable (``MALLOC_TRIM_THRESHOLD_``, ``MALLOC_ARENA_MAX``, ... as Dask's
 nanny sets for its workers) or a ``glibc.malloc`` tunable in ``GLIBC_TUNABLES`` is set.
-Set ``FASTRNN_MALLOC_TUNING=0`` before importing fastrnn to leave it alone anyway; nothing
-is done where the C library is not glibc.  ``REASON`` says why malloc was or was not
-tuned (``fastrnn.process_settings()["malloc"]``).
+Set ``FASTRNN_MALLOC_TUNING=0`` before importing fastrnn to leave it alone anyway
+(``OPT_OUT``); nothing is done where the C library is not glibc.  ``REASON`` says why
+malloc was or was not tuned (``fastrnn.process_settings()["malloc"]``).
 """
 
 from __future__ import annotations
@@ -27,6 +27,7 @@ M_TRIM_THRESHOLD = -1           # glibc's mallopt parameter numbers (malloc.h)
 M_MMAP_THRESHOLD = -3
 MMAP_THRESHOLD = 64 << 20       # bytes: larger blocks are still mapped on their own
 TRIM_THRESHOLD = 256 << 20      # bytes of free memory kept at the top of the heap
+OPT_OUT = "FASTRNN_MALLOC_TUNING=0 before importing fastrnn"
 
 
 def _host_settings() -> list[str]:

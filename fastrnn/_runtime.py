@@ -1,5 +1,6 @@
 """Process set-up: which BLAS the kernels use, its threads, the kernels' thread budget,
-and the list of what ``import fastrnn`` changed in the process (:func:`process_settings`).
+and the list of what ``import fastrnn`` changed in the process (:func:`process_settings`;
+:func:`show_config` says it with where each setting came from and how to opt out).
 
 The kernels call scipy's BLAS (``scipy.linalg.cython_blas``), which scipy's wheels bundle
 as their own OpenBLAS, separate from numpy's.  fastrnn parallelises its kernels itself
@@ -8,7 +9,8 @@ on import it finds that library among the loaded ones and sets it to one thread:
 pool of spinning threads would only steal the cores.  (This is process-wide: scipy's own
 BLAS calls then run on one thread too; ``fastrnn.set_num_threads`` does not change it.)
 Where the library cannot be found (another BLAS, another platform), it keeps its own
-threading and everything else works the same.
+threading and everything else works the same.  ``FASTRNN_BLAS_TUNING=0`` before the import
+leaves it with its own threads (``BLAS_OPT_OUT``).
 
 The kernels' own threads (their *budget*) start at ``FASTRNN_NUM_THREADS``, else
 ``OMP_NUM_THREADS`` (its first value, for a list such as ``"4,2"``), else the cores of the
@@ -23,15 +25,22 @@ from __future__ import annotations
 import contextlib
 import ctypes
 import os
+import sys
 import warnings
 from collections.abc import Iterator, Mapping
+from dataclasses import dataclass
+from typing import TextIO
 
 import scipy.linalg.cython_blas  # noqa: F401  (loads scipy's BLAS)
 
 from . import _blas, _environ, _malloc
+from ._version import __version__
 
 #: where the thread budget at import comes from, first found first
 BUDGET_VARIABLES = ("FASTRNN_NUM_THREADS", "OMP_NUM_THREADS")
+BUDGET_OPT_OUT = ("FASTRNN_NUM_THREADS=n before importing fastrnn, or "
+                  "fastrnn.set_num_threads(n) (fastrnn's own threads; nothing else's)")
+BLAS_OPT_OUT = "FASTRNN_BLAS_TUNING=0 before importing fastrnn"
 
 _SET = ("scipy_openblas_set_num_threads", "openblas_set_num_threads")
 _GET = ("scipy_openblas_get_num_threads", "openblas_get_num_threads")
@@ -97,7 +106,9 @@ def budget_from_environment(environ: Mapping[str, str] = os.environ) -> tuple[in
 
 def _setup() -> dict:
     info: dict[str, str | int | None] = {"library": None, "config": None,
-                                         "blas_threads_before": None, "blas_threads": None}
+                                         "blas_threads_before": None, "blas_threads": None,
+                                         "blas_reason": "scipy's OpenBLAS not found among "
+                                                        "the loaded libraries"}
     path = _loaded_openblas()
     if path is not None:
         lib = ctypes.CDLL(path)
@@ -110,7 +121,11 @@ def _setup() -> dict:
         if set_fn is not None and get_fn is not None:
             get_fn.restype = ctypes.c_int
             info["blas_threads_before"] = int(get_fn())
-            set_fn(1)
+            if os.environ.get("FASTRNN_BLAS_TUNING", "1").strip() == "0":
+                info["blas_reason"] = "FASTRNN_BLAS_TUNING=0"
+            else:
+                set_fn(1)
+                info["blas_reason"] = "set to 1"
             info["blas_threads"] = int(get_fn())
     return info
 
@@ -210,8 +225,9 @@ def process_settings() -> dict:
 
     * ``"environment"``: the variables it set because they were unset (OpenMP's wait
       policy, see ``fastrnn/_environ.py``);
-    * ``"blas_threads"``: scipy's OpenBLAS, set to one thread (``before``, ``after``;
-      None where that library was not found);
+    * ``"blas_threads"``: scipy's OpenBLAS, set to one thread (``before``, ``after`` and
+      ``reason``: "set to 1", or "FASTRNN_BLAS_TUNING=0"; None where that library was not
+      found);
     * ``"kernel_threads"``: the process-wide thread budget of fastrnn's kernels at
       import and its source (``FASTRNN_NUM_THREADS``, ``OMP_NUM_THREADS`` or the
       affinity mask), and the value now;
@@ -224,13 +240,79 @@ def process_settings() -> dict:
     """
     blas = None if INFO["blas_threads"] is None else {
         "library": INFO["library"], "before": INFO["blas_threads_before"],
-        "after": INFO["blas_threads"]}
+        "after": INFO["blas_threads"], "reason": INFO["blas_reason"]}
     return {"environment": dict(_environ.SET),
             "blas_threads": blas,
             "kernel_threads": {"at_import": BUDGET, "source": BUDGET_SOURCE,
                                "now": process_num_threads()},
             "malloc": {"tuned": _malloc.TUNED, "reason": _malloc.REASON},
             "threadpoolctl": EXTRA_SETTINGS.get("threadpoolctl", False)}
+
+
+@dataclass(frozen=True)
+class Setting:
+    """One process-wide setting of ``import fastrnn``: what it is, its value as fastrnn
+    left it, where that came from, and the one way to have fastrnn leave it alone."""
+
+    name: str
+    value: str
+    source: str
+    opt_out: str
+
+
+def settings() -> list[Setting]:
+    """Every process-wide setting ``import fastrnn`` makes, as :func:`show_config` lists
+    them (the facts are :func:`process_settings`')."""
+    now = process_settings()
+    env = now["environment"]
+    host = [f"{k}={os.environ[k]}" for k in _environ.DEFAULTS if k in os.environ and
+            k not in env]
+    wait = Setting("OpenMP wait policy (environment)",
+                   " ".join(f"{k}={v}" for k, v in env.items()) if env else
+                   " ".join(host) or "unset (the OpenMP runtime's default)",
+                   "set by fastrnn: neither was set" if env else
+                   "left as the host set it", _environ.OPT_OUT)
+    blas = now["blas_threads"]
+    scipy_blas = Setting(
+        "scipy's BLAS threads",
+        "unknown" if blas is None else f"{blas['after']} (was {blas['before']}; "
+                                       f"{blas['library']})",
+        f"left alone: {INFO['blas_reason']}" if blas is None or blas["reason"] != "set to 1"
+        else "set by fastrnn: its kernels run their own threads around scipy's BLAS, and two "
+        "pools of spinning threads on the same cores slow each other down", BLAS_OPT_OUT)
+    malloc = Setting("glibc malloc thresholds", "raised" if _malloc.TUNED else "as they were",
+                     ("set by fastrnn: " if _malloc.TUNED else "left alone: ")
+                     + now["malloc"]["reason"], _malloc.OPT_OUT)
+    k = now["kernel_threads"]
+    budget = Setting("fastrnn's kernel threads (its budget)",
+                     f"{k['at_import']} at import, {k['now']} now",
+                     f"{k['source']}, capped at the {available_cores()} cores of the "
+                     f"affinity mask", BUDGET_OPT_OUT)
+    rows = EXTRA_SETTINGS.get("rows", [])             # fastrnn._threadpool's
+    return [wait, scipy_blas, malloc, budget, *(rows if isinstance(rows, list) else [])]
+
+
+def show_config(file: TextIO | None = None) -> None:
+    """Print every process-wide setting ``import fastrnn`` made -- OpenMP's wait policy
+    in the environment, scipy's BLAS threads, malloc's thresholds, the kernels' thread
+    budget, threadpoolctl's controller -- each with its value, where it came from and how
+    to opt out (on ``file``, default stdout).  :func:`process_settings` gives the values
+    as a dict.
+
+    >>> import fastrnn
+    >>> fastrnn.show_config()                  # doctest: +ELLIPSIS
+    fastrnn ...: what import fastrnn set in this process
+    OpenMP wait policy (environment)
+      value    ...
+      opt out  set OMP_WAIT_POLICY or GOMP_SPINCOUNT yourself before importing fastrnn
+    scipy's BLAS threads
+    ...
+    """
+    out = sys.stdout if file is None else file
+    print(f"fastrnn {__version__}: what import fastrnn set in this process", file=out)
+    for row in settings():
+        print(f"{row.name}\n  value    {row.value}\n  from     {row.source}\n"
+              f"  opt out  {row.opt_out}", file=out)
 
 
 def blas_info() -> dict:

@@ -13,10 +13,14 @@ exports) one of them, with ``user_api="fastrnn"``:
 
 It gets and sets the process-wide value (``fastrnn.set_num_threads``), as threadpoolctl
 does for BLAS; a thread inside a ``fastrnn.threads(k)`` block keeps its own limit.
-threadpoolctl is optional: without it this module does nothing.
+threadpoolctl is optional: without it this module does nothing.  Registering is
+process-wide (every ``threadpool_limits`` then limits fastrnn too); ``OPT_OUT`` says how
+not to.
 """
 
 from __future__ import annotations
+
+import os
 
 from . import _runtime
 from ._version import __version__
@@ -26,9 +30,16 @@ try:
 except ImportError:               # optional: nothing to register with
     threadpoolctl = None
 
+OPT_OUT = "FASTRNN_THREADPOOLCTL=0 before importing fastrnn"
 REGISTERED = False
+if threadpoolctl is None:
+    REASON = "left alone: threadpoolctl is not installed"
+elif os.environ.get("FASTRNN_THREADPOOLCTL", "1").strip() == "0":
+    REASON = "left alone: FASTRNN_THREADPOOLCTL=0"
+else:
+    REASON = "registered by fastrnn: threadpool_limits and threadpool_info reach its kernels"
 
-if threadpoolctl is not None:
+if threadpoolctl is not None and REASON.startswith("registered"):
 
     class FastrnnController(threadpoolctl.LibController):
         """The threads of fastrnn's kernels, as threadpoolctl sees a library's pool."""
@@ -54,3 +65,6 @@ if threadpoolctl is not None:
     REGISTERED = True
 
 _runtime.EXTRA_SETTINGS["threadpoolctl"] = REGISTERED
+_runtime.EXTRA_SETTINGS["rows"] = [_runtime.Setting(
+    "threadpoolctl controller (user_api='fastrnn')",
+    "registered" if REGISTERED else "not registered", REASON, OPT_OUT)]

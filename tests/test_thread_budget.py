@@ -6,6 +6,7 @@ Settings read at import are tested in fresh interpreters (``subprocess``).
 """
 
 import importlib.util
+import io
 import json
 import os
 import subprocess
@@ -24,7 +25,8 @@ CORES = _runtime.available_cores()
 # developer's shell, this process's own import of fastrnn) may have set
 _CLEAN = {k: v for k, v in os.environ.items()
           if k not in ("FASTRNN_NUM_THREADS", "OMP_NUM_THREADS", "FASTRNN_MALLOC_TUNING",
-                       "GLIBC_TUNABLES", "OMP_WAIT_POLICY", "GOMP_SPINCOUNT")
+                       "GLIBC_TUNABLES", "OMP_WAIT_POLICY", "GOMP_SPINCOUNT",
+                       "FASTRNN_BLAS_TUNING", "FASTRNN_THREADPOOLCTL")
           and not k.startswith("MALLOC_")}
 
 
@@ -331,3 +333,66 @@ def test_process_settings_lists_what_the_import_changed():
     here = fastrnn.process_settings()
     assert here["threadpoolctl"] == (importlib.util.find_spec("threadpoolctl") is not None)
     assert here["kernel_threads"]["now"] == _blas.process_num_threads()
+
+
+# ------------------------------------------------------- show_config and one opt-out each
+
+_SHOW = """
+    import json, fastrnn
+    fastrnn.show_config()
+    print(json.dumps(fastrnn.process_settings()))
+"""
+
+
+def show(**env: str) -> tuple[str, dict]:
+    out = run_python(_SHOW, **env)
+    assert out.returncode == 0, out.stderr
+    *table, last = out.stdout.strip().splitlines()
+    return "\n".join(table), json.loads(last)
+
+
+def test_show_config_lists_every_setting_with_its_source_and_opt_out():
+    table, got = show()
+    names = ["OpenMP wait policy", "scipy's BLAS threads", "glibc malloc thresholds",
+             "fastrnn's kernel threads", "threadpoolctl controller"]
+    for name in names:
+        assert name in table, table
+    rows = table.split("\n")[1:]
+    assert len(rows) == 4 * len(names)                  # name, value, from, opt out
+    assert [r.split()[0] for r in rows[1::4]] == ["value"] * len(names)
+    assert [r.split()[0] for r in rows[2::4]] == ["from"] * len(names)
+    assert [" ".join(r.split()[:2]) for r in rows[3::4]] == ["opt out"] * len(names)
+    assert "OMP_WAIT_POLICY=PASSIVE GOMP_SPINCOUNT=10000" in table
+    if got["blas_threads"] is not None:
+        assert f"1 (was {got['blas_threads']['before']}" in table
+    buf = io.StringIO()
+    fastrnn.show_config(file=buf)
+    assert buf.getvalue().startswith(f"fastrnn {fastrnn.__version__}: what import")
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="scipy's OpenBLAS, glibc")
+def test_each_opt_out_leaves_its_setting_alone():
+    """Every opt-out show_config names, applied alone, leaves that setting and no other."""
+    table, base = show()
+    if base["blas_threads"] is None:
+        pytest.skip("scipy's OpenBLAS was not found: its threads are left alone anyway")
+    table, got = show(FASTRNN_BLAS_TUNING="0")
+    blas = got["blas_threads"]
+    assert blas["after"] == blas["before"] and blas["reason"] == "FASTRNN_BLAS_TUNING=0"
+    assert "left alone: FASTRNN_BLAS_TUNING=0" in table and got["malloc"]["tuned"]
+    table, got = show(FASTRNN_MALLOC_TUNING="0")
+    assert not got["malloc"]["tuned"] and got["blas_threads"]["after"] == 1
+    table, got = show(GOMP_SPINCOUNT="100")
+    assert got["environment"] == {} and "GOMP_SPINCOUNT=100" in table
+    assert "left as the host set it" in table
+    table, got = show(FASTRNN_NUM_THREADS="1")
+    assert got["kernel_threads"]["at_import"] == 1
+    if importlib.util.find_spec("threadpoolctl") is not None:
+        out = run_python("""
+            import fastrnn, threadpoolctl
+            print([i["user_api"] for i in threadpoolctl.threadpool_info()])
+        """, FASTRNN_THREADPOOLCTL="0")
+        assert out.returncode == 0 and "fastrnn" not in out.stdout, out.stdout + out.stderr
+        table, got = show(FASTRNN_THREADPOOLCTL="0")
+        assert got["threadpoolctl"] is False and "left alone: FASTRNN_THREADPOOLCTL=0" in table
+        assert base["threadpoolctl"] is True
