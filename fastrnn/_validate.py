@@ -85,8 +85,9 @@ def all_finite(a: np.ndarray, name: str, lengths: np.ndarray | None = None) -> N
                      f"hold anything)")
 
 
-_RAGGED = ("pad them into one array and their lengths with x, lengths = "
-           "fastrnn.data.pad_sequences(sequences), and pass lengths= too")
+_RAGGED = ("for sequences of different lengths, x, lengths = "
+           "fastrnn.data.pad_sequences(sequences) pads them into one array and gives their "
+           "lengths (pass lengths= too)")
 
 
 def as_array(x, name: str) -> np.ndarray:
@@ -96,11 +97,11 @@ def as_array(x, name: str) -> np.ndarray:
         a = np.asarray(x)
     except ValueError as err:
         if "inhomogeneous" in str(err):
-            raise ValueError(f"{name} holds sequences of different lengths, which make no "
-                             f"array: {_RAGGED}") from None
+            raise ValueError(f"{name} must be a rectangular array of numbers, got rows of "
+                             f"different lengths: {_RAGGED}") from None
         raise ValueError(f"{name} must be a rectangular array of numbers: {err}") from None
     if a.dtype == object and a.size and isinstance(a.flat[0], (np.ndarray, list, tuple)):
-        raise TypeError(f"{name} is an array of arrays (dtype object), as sequences of "
+        raise TypeError(f"{name} is an array of arrays (dtype object), as rows of "
                         f"different lengths make: {_RAGGED}")
     return a
 

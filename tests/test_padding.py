@@ -92,7 +92,7 @@ def test_padded_batch_with_lengths_equals_each_sequence_alone(cell, head):
 # -------------------------------------------------------- a ragged batch gets told how
 
 
-RAGGED = "sequences of different lengths.*fastrnn.data.pad_sequences"
+RAGGED = "rectangular array of numbers, got rows of different lengths.*pad_sequences"
 
 
 def test_a_ragged_batch_names_pad_sequences_everywhere():
