@@ -46,7 +46,7 @@ def main() -> None:
         print(f"{comm.size} ranks x {fastrnn.get_num_threads()} kernel thread(s): "
               f"val_accuracy {history['val_accuracy'][-1]:.3f} after {history.epochs} "
               f"epochs; the same weights on every rank: {same}")
-        fastrnn.save(args.out, model)
+        fastrnn.save(model, args.out)
 
 
 if __name__ == "__main__":

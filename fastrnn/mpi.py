@@ -14,7 +14,7 @@ A script that trains on every rank, started as ``mpiexec -n 2 python train.py``:
     with fastrnn.distributed.data_parallel(model, comm):
         model.fit(x, y, epochs=10, batch_size=256, seed=0, progress=comm.rank == 0)
     if comm.rank == 0:
-        fastrnn.save("model.npz", model)
+        fastrnn.save(model, "model.npz")
 
 **Threads.**  ``mpiexec`` sets no thread budget: without ``FASTRNN_NUM_THREADS`` or
 ``OMP_NUM_THREADS``, each rank would take every core of its affinity mask, and two ranks
