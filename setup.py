@@ -32,6 +32,8 @@ directives = {
 
 compile_args = ["-O0", "-g"] if DEBUG else ["-O3", "-g0", "-fno-math-errno", "-fno-trapping-math"]
 compile_args.append("-fopenmp")     # the time loop runs on parts of the batch in parallel
+# No -march: a wheel runs on any x86-64 CPU; the kernels carry AVX-512, AVX2 and baseline
+# clones (target_clones in _cellmath.h, _panel.h) and pick one when the module loads.
 
 # what each module compiles in: the headers, and the .pxd files it cimports
 HEADERS = {
