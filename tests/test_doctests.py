@@ -132,3 +132,19 @@ def test_docs_page_examples_run(page, tmp_path, monkeypatch):
         report=True,
     )
     assert result.failed == 0, f"{result.failed} of {result.attempted} examples failed"
+
+
+# one page per public module of the package (a subpackage's page documents the names it
+# re-exports), each listed in the reference's index
+API_PAGES = {f"fastrnn.{name.split('.')[1]}" for name in MODULES if name.count(".") >= 1}
+
+
+@pytest.mark.skipif(not PAGES, reason="the docs/ directory is not beside the tests")
+@pytest.mark.parametrize("module", sorted(API_PAGES | {"fastrnn"}))
+def test_public_module_has_a_reference_page(module):
+    stem = module.split(".")[-1]
+    page = DOCS / "api" / f"{stem}.rst"
+    assert page.is_file(), f"{module} has no page docs/api/{stem}.rst"
+    assert f".. automodule:: {module}\n" in page.read_text(), f"{page} documents another module"
+    index = (DOCS / "api.rst").read_text()
+    assert f"   api/{stem}\n" in index, f"docs/api.rst does not list api/{stem}"
