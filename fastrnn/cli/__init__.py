@@ -1,5 +1,7 @@
 """The ``fastrnn`` command: train, evaluate and use recurrent models from the shell.
 
+For example::
+
     fastrnn demo                               # a digit classifier, then a character model
     fastrnn train digits --cell gru --epochs 10 --out digits.npz --plot digits.png
     fastrnn evaluate digits.npz                # on the test split it was not trained on
