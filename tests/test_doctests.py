@@ -22,8 +22,17 @@ import fastrnn
 
 # Only the entry point of ``python -m fastrnn``: importing it runs the command.
 EXCLUDED = {"fastrnn.__main__"}
-# Optional dependencies: an example that imports one that is missing is skipped.
-OPTIONAL = ("torch", "onnx", "onnxruntime", "matplotlib")
+# Optional dependencies (the extras): an example that imports one that is missing is skipped.
+OPTIONAL = (
+    "torch",
+    "onnx",
+    "onnxruntime",
+    "matplotlib",
+    "dask",
+    "distributed",
+    "mpi4py",
+    "optuna",
+)
 MISSING = {name for name in OPTIONAL if importlib.util.find_spec(name) is None}
 
 
