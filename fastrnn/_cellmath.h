@@ -613,13 +613,13 @@ FR_CLONES void fr_lnlstm_step_##SFX(T *FR_RESTRICT gates, T *FR_RESTRICT h,     
                                                                                            \
 /* ... backward 2.: from the gates (i f g o), c_prev (cp), LN(c) (xc) and its rstd: dG in  \
    place of the gates, dc (the gradient of c_t from the next step) becomes dc_prev; dh is  \
-   the gradient of this step's h; acc (2H per row) += the terms of the cell                \
+   the gradient of this step's h; acc (2H per row, lda apart) += the terms of the cell                \
    normalisation's gain and bias; work: H values per row */                                \
 FR_CLONES void fr_lnlstm_grad_##SFX(T *FR_RESTRICT gates, const T *FR_RESTRICT cp,         \
                                     const T *FR_RESTRICT xc, const T *FR_RESTRICT rstd,    \
                                     long rs, const T *FR_RESTRICT gain,                    \
                                     const T *FR_RESTRICT bias, const T *FR_RESTRICT dh,    \
-                                    T *FR_RESTRICT dc, T *FR_RESTRICT acc,                 \
+                                    T *FR_RESTRICT dc, T *FR_RESTRICT acc, long lda,                 \
                                     T *FR_RESTRICT work, long n, long H)                   \
 {                                                                                          \
     long b, j;                                                                             \
@@ -628,7 +628,7 @@ FR_CLONES void fr_lnlstm_grad_##SFX(T *FR_RESTRICT gates, const T *FR_RESTRICT c
         T *FR_RESTRICT gg = gi + 2 * H, *FR_RESTRICT go = gi + 3 * H;                      \
         const T *FR_RESTRICT cpb = cp + b * H, *FR_RESTRICT dhb = dh + b * H;              \
         const T *FR_RESTRICT xb = xc + b * H;                                              \
-        T *FR_RESTRICT dcb = dc + b * H, *FR_RESTRICT ab = acc + b * 2 * H;                \
+        T *FR_RESTRICT dcb = dc + b * H, *FR_RESTRICT ab = acc + b * lda;                    \
         T *FR_RESTRICT w = work + b * H;                                                   \
         T m1, m2, s = rstd[b * rs];                                                        \
         for (j = 0; j < H; j++) {                                                          \

@@ -94,11 +94,11 @@ cdef extern from "_cellmath.h" nogil:
                           long H, double eps)
     void fr_lnlstm_grad_f(float* gates, const float* cp, const float* xc, const float* rstd,
                           long rs, const float* gain, const float* bias, const float* dh,
-                          float* dc, float* acc, float* work, long n, long H)
+                          float* dc, float* acc, long lda, float* work, long n, long H)
     void fr_lnlstm_grad_d(double* gates, const double* cp, const double* xc,
                           const double* rstd, long rs, const double* gain,
                           const double* bias, const double* dh, double* dc, double* acc,
-                          double* work, long n, long H)
+                          long lda, double* work, long n, long H)
     void fr_lstm_pack_f(const float* W_hh, long H, float* out)
     void fr_lstm_row_f(const float* W, long H, const int* nact, long T, int reverse,
                        float* g, long gstep, float* h, float* c, float* y, long ystep,

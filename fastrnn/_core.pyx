@@ -1234,7 +1234,6 @@ cdef void _ln_backward_rows(const _LNLoop* L, floating* g, Py_ssize_t lo, Py_ssi
     cdef floating* sums_c = sums_h + 4 * H
     cdef floating* gt
     cdef floating* dut
-    cdef Py_ssize_t b
     g += lo * GH
     for s in range(T):
         t = s if L.reverse else T - 1 - s
@@ -1245,15 +1244,12 @@ cdef void _ln_backward_rows(const _LNLoop* L, floating* g, Py_ssize_t lo, Py_ssi
         if dy != NULL:
             _add_rows(dy + t * B * ldy, ldy, dhs, H, n, H)
         # 2. dG[t], dc = dc_prev, the terms of g_c and b_c
-        for b in range(n):          # sums_c rows are 6H apart: one row at a time
-            if floating is float:
-                fr_lnlstm_grad_f(gt + b * GH, cp + t * step + b * H, xc + t * step + b * H,
-                                 r + (t * B + b) * 3 + 2, 3, g_c, b_c, dhs + b * H,
-                                 dcs + b * H, sums_c + b * 6 * H, work + b * GH, 1, H)
-            else:
-                fr_lnlstm_grad_d(gt + b * GH, cp + t * step + b * H, xc + t * step + b * H,
-                                 r + (t * B + b) * 3 + 2, 3, g_c, b_c, dhs + b * H,
-                                 dcs + b * H, sums_c + b * 6 * H, work + b * GH, 1, H)
+        if floating is float:
+            fr_lnlstm_grad_f(gt, cp + t * step, xc + t * step, r + t * B * 3 + 2, 3, g_c, b_c,
+                             dhs, dcs, sums_c, 6 * H, work, n, H)
+        else:
+            fr_lnlstm_grad_d(gt, cp + t * step, xc + t * step, r + t * B * 3 + 2, 3, g_c, b_c,
+                             dhs, dcs, sums_c, 6 * H, work, n, H)
         # 3. through the recurrent normalisation: Xh[t] becomes dU; the terms of g_h
         _ln_grad(gt, GH, n, GH, g_h, dut, GH, r + t * B * 3 + 1, sums_h, 6 * H, dut, GH)
         memset(gt + n * GH, 0, (rows - n) * GH * sizeof(floating))
