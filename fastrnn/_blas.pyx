@@ -10,7 +10,10 @@ read (threads, size limits, whether the panel product is on) lives here only, an
 """
 
 from cython.parallel cimport prange
-from libc.stdlib cimport free, malloc
+from libc.stdlib cimport free
+
+cdef extern from "<stdlib.h>" nogil:
+    void* aligned_alloc(size_t alignment, size_t size)
 
 # ---------------------------------------------------------------------------------------
 # Threads and the size from which a product is split across them
@@ -202,7 +205,8 @@ cdef int _panel_pgemm(bint trans_a, bint trans_b, int m, int n, int k, float alp
         # one panel, rows in order: B is laid out as its own packed copy
         Bp = <float*>B
     else:
-        Bp = <float*>malloc(<size_t>k * n * sizeof(float))
+        # on a 64-byte boundary: the kernel's vector loads then never split a cache line
+        Bp = <float*>aligned_alloc(64, (<size_t>k * n * sizeof(float) + 63) // 64 * 64)
         if Bp == NULL:
             return -1
         # op(B)[kk, j] = B[j*ldb + kk] (trans_b) or B[kk*ldb + j]

@@ -87,6 +87,18 @@ def row_bounds(nact: np.ndarray, batch: int, hidden: int, gates: int) -> np.ndar
 _EMPTY2 = {np.dtype(t).char: np.empty((0, 0), t) for t in (np.float32, np.float64)}
 
 
+def aligned_empty(shape: tuple[int, ...], dtype) -> np.ndarray:
+    """An uninitialised C-ordered array whose data starts on a 64-byte boundary (a cache
+    line, one AVX-512 vector).  NumPy aligns to 16 bytes; a packed operand that the panel
+    product reads one 64-byte vector at a time from a 16-byte offset splits every load
+    over two cache lines, which cost 15-20 % of the product (bench/bench_products.py)."""
+    dtype = np.dtype(dtype)
+    count = int(np.prod(shape, dtype=np.int64))
+    raw = np.empty(count * dtype.itemsize + 64, np.uint8)
+    start = -raw.ctypes.data % 64
+    return raw[start:start + count * dtype.itemsize].view(dtype).reshape(shape)
+
+
 def _cache_array(train: bool, shape: tuple[int, int, int], dtype) -> np.ndarray:
     return np.empty(shape if train else (0,) + shape[1:], dtype)
 
@@ -129,7 +141,7 @@ def packed_lstm_weights(W_hh: np.ndarray, T: int, B: int) -> np.ndarray | None:
     # pack from a copy, which the entry keeps: packed and compared bytes are the same
     # bytes even when W_hh is rewritten meanwhile (a load_state_dict in another thread)
     source = W_hh.copy()
-    out = np.empty((H, 4 * H), np.float32)
+    out = aligned_empty((H, 4 * H), np.float32)
     _core.lstm_pack(source, out)
     try:
         ref = weakref.ref(W_hh, functools.partial(_forget, key))
@@ -151,7 +163,7 @@ def panels(W: np.ndarray, transpose: bool) -> np.ndarray:
     """W.T (W_hh.T, W_ih.T forward) or W (W_hh backward) packed for the panel product."""
     if not transpose and W.shape[1] <= 64:
         return W            # one panel, rows in order: W is laid out as its packed copy
-    out = np.empty(W.shape[::-1] if transpose else W.shape, np.float32)
+    out = aligned_empty(W.shape[::-1] if transpose else W.shape, np.float32)
     _blas.panel_pack(W, out, transpose)
     return out
 
@@ -235,12 +247,13 @@ def run_forward(kind: Kind, relu: bool, X: np.ndarray, weights: Weights, nact: n
                                      W_hr is None and hmask is None and zoneout[0] is None)
     W_ih_p = input_operand(weights[0], layout)
     # projecting step by step, inference keeps the gates of one step only
-    Gt = np.empty((T * B if train or W_ih_p is None else B, GH), dt)
+    # the gates are the panel product's C: aligned, as its packed operands are
+    Gt = aligned_empty((T * B if train or W_ih_p is None else B, GH), dt)
     Hp = _cache_array(train, (T, B, P), dt)
     Hm = np.empty((T, B, H), dt) if train and W_hr is not None else None
     Cp = _cache_array(train, (T, B, H), dt) if kind.has_cell else None
     Hn = _cache_array(train, (T, B, H), dt) if kind.keeps_product else None
-    Gh = np.empty((B, GH), dt) if kind.keeps_product else None
+    Gh = aligned_empty((B, GH), dt) if kind.keeps_product else None
     Ht = _cache_array(train, (T, B, H), dt) if kind.keeps_candidate else None
     W_ih, W_hh, b_ih, b_hh = weights[:4]
     _core.forward(kind.kernel_id, X, W_ih, W_hh, b_ih, b_hh, nact, bounds, h, Y, col, Gt, c=c,
