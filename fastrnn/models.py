@@ -26,7 +26,7 @@ from ._validate import all_finite, as_array, float_array, lengths_array, positiv
 from .heads import HEAD_TYPES, Head, ManyToMany, ManyToOne, OneToMany, sample_logits
 from .layers import RNN, Embedding, zero_gradient
 from .optim import Optimizer
-from .sequential import _RNN_TYPES, Sequential, _checked_lengths, _not_empty, _zero_padding
+from .sequential import _RNN_TYPES, Sequential, _checked_lengths, _not_empty
 from .streaming import Stepper
 from .training import History, _Fittable, loss_sums
 
@@ -227,32 +227,6 @@ class SequenceModel(Sequential):
         """``(out, state)``: :meth:`forward_train`'s at inference."""
         out, state, _ = self._run(x, lengths, False, state0, self._carry)
         return out, state
-
-    def _train_batch(self, batch, optimizer, clip_norm, snapshot, tbptt=None):
-        x, y, lengths, weight = batch
-        if tbptt is None:
-            return super()._train_batch(batch, optimizer, clip_norm, snapshot)
-        # truncated BPTT: windows of `tbptt` steps, the state carried (not differentiated)
-        T = x.shape[1]
-        x = _zero_padding(x, lengths)     # a row that has ended still runs one step per window
-        full = lengths if lengths is not None else np.full(x.shape[0], T)
-        state = None
-        total = count = correct = 0.0
-        for s in range(0, T, tbptt):
-            if self._everywhere(bool(np.all(full <= s))):      # every rank's rows have ended
-                break
-            xw, yw = x[:, s:s + tbptt], y[:, s:s + tbptt]
-            ww = weight[:, s:s + tbptt] if weight is not None and weight.ndim > 1 else weight
-            w = xw.shape[1]
-            remaining = np.clip(full - s, 0, w)
-            mask = np.arange(w)[None, :] < remaining[:, None]
-            optimizer.zero_grad()
-            out, state, backward = self.forward_train(xw, np.maximum(remaining, 1), state)
-            ls, grad, n, ok = loss_sums(self.loss, out, yw, mask, ww)
-            backward(grad)
-            self._step(optimizer, ls, n, clip_norm, snapshot)
-            total, count, correct = total + ls, count + n, correct + ok
-        return total, count, correct
 
     # -- public API ------------------------------------------------------------------------
 

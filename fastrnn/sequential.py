@@ -136,6 +136,25 @@ def _train(layer, x, lengths, layout=None):
     return y, lambda dy, input_grad: backward(dy)
 
 
+def _run_carried(layer, x, lengths, state0, train: bool):
+    """A recurrent ``layer`` of the chain itself, on batch-first ``x``, from ``state0``
+    (None: zeros), for truncated BPTT: ``(y, state, backward)`` with ``backward(dy,
+    input_grad) -> dx`` (None at inference).  The state it ends in starts the next window;
+    no gradient flows back through it (the window's start is a constant)."""
+    x = _recurrent_input(layer, x)
+    view = layer._layout
+    if not train:
+        y, state = layer(view(x), state0, lengths)
+        return view(y), state, None
+    y, state, backward = layer.forward_train(view(x), state0, lengths)
+
+    def recurrent_backward(dy, input_grad):
+        dx, _ = backward(view(dy), None, input_grad=input_grad)
+        return None if dx is None else view(dx)
+
+    return view(y), state, recurrent_backward
+
+
 def _infer_headed(layer, head, x, lengths, state0=None):
     """``(out, state)`` of a recurrent ``layer`` read by ``head`` (its outputs and final
     state, in the layer's own layout, as :mod:`fastrnn.heads` takes them), on batch-first
@@ -733,11 +752,15 @@ class Sequential(_Container, _Fittable):
     def __iter__(self):
         return iter(self.layers)
 
-    def _run(self, x, lengths, train: bool, state0=None, carry: int | None = None):
+    def _run(self, x, lengths, train: bool, state0=None, carry: int | None = None,
+             carried: dict | None = None):
         """The chain on a batch whose ``lengths`` are checked: ``(y, state, backward)``,
         with ``backward(dy, input_grad) -> (dx, dstate0)`` in training (None at
         inference).  ``state0`` starts the recurrent layer at position ``carry`` (one a
-        head reads), and ``state`` is its final state (None without ``carry``)."""
+        head reads), and ``state`` is its final state (None without ``carry``).
+        ``carried`` (truncated BPTT: a dict, read and updated) holds the state of every
+        recurrent layer of the chain by position: each starts from its entry (zeros
+        without one) and leaves its final state there."""
         layers = self.layers
         x = _padding_zeroed(x, lengths, layers[0])
         backwards, state, i = [], None, 0
@@ -745,15 +768,24 @@ class Sequential(_Container, _Fittable):
             layer = layers[i]
             after = layers[i + 1] if i + 1 < len(layers) else None
             if isinstance(after, Head):
-                start = state0 if i == carry else None
+                start = carried.get(i) if carried is not None else \
+                    (state0 if i == carry else None)
                 if train:
                     x, s, layer_backward = _train_headed(layer, after, x, lengths, start)
                     backwards.append((layer_backward, True))
                 else:
                     x, s = _infer_headed(layer, after, x, lengths, start)
                 state = s if i == carry else state
+                if carried is not None:
+                    carried[i] = s
                 layer = after
                 i += 2
+            elif carried is not None and isinstance(layer, _RECURRENT):
+                x, carried[i], layer_backward = _run_carried(layer, x, lengths,
+                                                             carried.get(i), train)
+                if train:
+                    backwards.append((layer_backward, False))
+                i += 1
             else:
                 # an Embedding gathers in the layout of the recurrent layer it feeds
                 layout = after._layout if isinstance(layer, Embedding) \
@@ -877,14 +909,68 @@ class Sequential(_Container, _Fittable):
     def _mask(self, lengths, x):
         return step_mask(lengths, x.shape[1]) if self._masked(lengths) else None
 
-    def _train_batch(self, batch, optimizer, clip_norm, snapshot):
+    def _train_batch(self, batch, optimizer, clip_norm, snapshot, tbptt=None):
         x, y, lengths, weight = batch
+        if tbptt is not None:
+            return self._train_windows(batch, optimizer, clip_norm, snapshot, tbptt)
         optimizer.zero_grad()
         out, _, backward = self._run(x, lengths, train=True)
         ls, grad, n, ok = loss_sums(self.loss, out, y, self._mask(lengths, x), weight)
         backward(grad, input_grad=False)
         self._step(optimizer, ls, n, clip_norm, snapshot)
         return ls, n, ok
+
+    def _train_windows(self, batch, optimizer, clip_norm, snapshot, tbptt: int):
+        """Truncated BPTT: the batch in windows of ``tbptt`` steps, one optimizer step a
+        window, every recurrent layer's state carried from one window to the next (not
+        differentiated)."""
+        x, y, lengths, weight = batch
+        T = x.shape[1]
+        x = _zero_padding(x, lengths)     # a row that has ended still runs one step per window
+        full = lengths if lengths is not None else np.full(x.shape[0], T)
+        carried: dict = {}
+        total = count = correct = 0.0
+        for s in range(0, T, tbptt):
+            if self._everywhere(bool(np.all(full <= s))):      # every rank's rows have ended
+                break
+            xw, yw = x[:, s:s + tbptt], y[:, s:s + tbptt]
+            ww = weight[:, s:s + tbptt] if weight is not None and weight.ndim > 1 else weight
+            w = xw.shape[1]
+            remaining = np.clip(full - s, 0, w)
+            mask = np.arange(w)[None, :] < remaining[:, None]
+            optimizer.zero_grad()
+            out, _, backward = self._run(xw, np.maximum(remaining, 1), True, carried=carried)
+            ls, grad, n, ok = loss_sums(self.loss, out, yw, mask, ww)
+            backward(grad, False)
+            self._step(optimizer, ls, n, clip_norm, snapshot)
+            total, count, correct = total + ls, count + n, correct + ok
+        return total, count, correct
+
+    def _check_tbptt(self, tbptt) -> int:
+        """``tbptt`` checked against the chain: windows need outputs at every step and
+        recurrent layers, all in the chain itself (their states are carried), each running
+        forward in time (a reverse direction would read the steps after the window)."""
+        tbptt = positive_int(tbptt, "tbptt")
+        if self.reduces_time:
+            raise ValueError("tbptt needs outputs at every step (many-to-many); this "
+                             "model reduces the time axis (a many-to-one head or a "
+                             "pooling layer reads the whole sequence)")
+        chain = self.layers
+        for layer in chain:
+            if isinstance(layer, _Container) and any(
+                    isinstance(m, _RECURRENT) for m in _modules_in(layer)):
+                raise ValueError(f"tbptt carries the states of recurrent layers in the "
+                                 f"chain itself; the {type(layer).__name__} holds one, "
+                                 f"whose state cannot be carried")
+            if isinstance(layer, _RECURRENT) and (layer.bidirectional
+                                                  or getattr(layer, "reverse", False)):
+                raise ValueError("tbptt needs recurrent layers that run forward in time; "
+                                 f"a {'bidirectional' if layer.bidirectional else 'reverse'}"
+                                 f" {type(layer).__name__} reads the steps after a window")
+        if not any(isinstance(layer, _RECURRENT) for layer in chain):
+            raise ValueError("tbptt carries the state of the model's recurrent layers, "
+                             "and this model has none")
+        return tbptt
 
     def _eval_batch(self, batch):
         x, y, lengths, weight = batch
@@ -919,23 +1005,28 @@ class Sequential(_Container, _Fittable):
 
     def fit(self, x, y, lengths=None, *, epochs: int = 10, batch_size: int = 32,
             optimizer: Optimizer | None = None, validation_data=None,
-            clip_norm: float | None = None, callbacks=(), progress: bool = True,
-            shuffle: bool = True, seed: int | None = None, initial_epoch: int = 0,
-            validation_split: float = 0.0, sample_weight=None,
+            clip_norm: float | None = None, tbptt: int | None = None, callbacks=(),
+            progress: bool = True, shuffle: bool = True, seed: int | None = None,
+            initial_epoch: int = 0, validation_split: float = 0.0, sample_weight=None,
             class_weight: dict | None = None) -> History:
         """Train by mini-batches, as :meth:`fastrnn.SequenceModel.fit` (the same loop,
         callbacks, ``History``, validation, ``validation_split``, sample and class
-        weights, clipping, resumption and guard against non-finite losses; no
-        ``tbptt``).  ``validation_data`` is ``(x, y)``, ``(x, y, lengths)`` or ``(x, y,
-        lengths, sample_weight)``; ``sample_weight`` has one weight a sample, or one an
-        output entry while the time axis is kept (N, T); the optimizer defaults to
-        Adam(lr=1e-3)."""
+        weights, clipping, resumption and guard against non-finite losses).
+        ``validation_data`` is ``(x, y)``, ``(x, y, lengths)`` or ``(x, y, lengths,
+        sample_weight)``; ``sample_weight`` has one weight a sample, or one an output
+        entry while the time axis is kept (N, T); the optimizer defaults to
+        Adam(lr=1e-3).  ``tbptt`` (truncated BPTT) splits long sequences into windows of
+        that many steps, one optimizer step a window, carrying the state of every
+        recurrent layer of the chain across windows; it needs outputs at every step and
+        recurrent layers of the chain itself that run forward in time."""
         columns, validation = self._fit_data((x, y, lengths), validation_data,
                                              validation_split, sample_weight, class_weight)
+        if tbptt is not None:
+            tbptt = self._check_tbptt(tbptt)
         return self._fit(columns, validation, epochs=epochs, batch_size=batch_size,
                          optimizer=optimizer, clip_norm=clip_norm, callbacks=callbacks,
-                         progress=progress, shuffle=shuffle, seed=seed, train_kwargs={},
-                         initial_epoch=initial_epoch)
+                         progress=progress, shuffle=shuffle, seed=seed,
+                         train_kwargs={"tbptt": tbptt}, initial_epoch=initial_epoch)
 
     def forward(self, x, lengths=None, batch_size: int = 256) -> np.ndarray:
         """The raw outputs (logits or values), sample-first, in mini-batches."""
