@@ -9,11 +9,12 @@ process only starts the workers, collects their JSON and prints a markdown table
     python bench/bench_layers.py --quick               # few repeats: a smoke test
     python bench/bench_layers.py --worker fastrnn W2   # one worker, JSON on stdout
     python bench/bench_layers.py --scaling             # time as H, T and B grow
+    python bench/bench_layers.py --contenders precision   # bf16 and int8 engines, accuracy
 
 The code lives in ``bench/harness.py`` beside this script (also run by ``fastrnn bench``
 from a source checkout); this script runs it on the checkout it lives in and writes
 ``bench/results/latest.json`` by default (``bench/results/scaling.json`` with
-``--scaling``).
+``--scaling``, ``bench/results/precision.json`` with ``--contenders precision``).
 
 Modes (all float32, time-major x of shape (T, B, I), the same weights for every contender):
 
@@ -33,11 +34,25 @@ import harness  # bench/harness.py: this script's folder is first on sys.path
 ROOT = Path(__file__).resolve().parent.parent
 DEFAULT_JSON = ROOT / "bench" / "results" / "latest.json"
 SCALING_JSON = ROOT / "bench" / "results" / "scaling.json"
+PRECISION_JSON = ROOT / "bench" / "results" / "precision.json"
+
+
+def default_json(args) -> Path:
+    """latest.json; scaling.json for ``--scaling``; precision.json when ``--contenders``
+    names the precision group."""
+    if "--scaling" in args:
+        return SCALING_JSON
+    for k, a in enumerate(args):
+        value = a.split("=", 1)[1] if a.startswith("--contenders=") else (
+            args[k + 1] if a == "--contenders" and k + 1 < len(args) else None)
+        if value is not None and "precision" in value.split(","):
+            return PRECISION_JSON
+    return DEFAULT_JSON
 
 
 def main(argv=None):
     args = sys.argv[1:] if argv is None else argv
-    default = SCALING_JSON if "--scaling" in args else DEFAULT_JSON
+    default = default_json(args)
     return harness.main(argv, default_json=str(default), prog=Path(sys.argv[0]).name)
 
 

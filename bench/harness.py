@@ -8,6 +8,7 @@ process only starts the workers, collects their JSON and prints a markdown table
     python bench/bench_layers.py --only W1,W2 --contenders fastrnn,torch
     python bench/bench_layers.py --quick           # few repeats: a smoke test
     python bench/bench_layers.py --scaling         # time as H, T and B grow (~5 minutes)
+    python bench/bench_layers.py --contenders precision   # bf16 and int8 engines, accuracy
     fastrnn bench --quick --json results.json      # the same options
 
 This harness belongs to the source tree, not to the installed package: it is run by
@@ -34,6 +35,22 @@ weights (the NumPy reference has no such model: n/a).
 FastGRNN rows (Kusupati et al. 2018): PyTorch has no such cell, so its contenders run
 EdgeML's ``FastGRNNCell`` (edgeml_pytorch/graph/rnn.py) as its users do, a Python loop
 over the time steps differentiated by autograd; the weights are EdgeML's initial values.
+
+Precision contenders (``--contenders precision``): the same float32 weights and inputs run
+below float32 -- PyTorch with module and inputs in bfloat16 (``torch-bf16``), under
+``torch.autocast("cpu", dtype=torch.bfloat16)`` (``torch-autocast``), and dynamically
+quantized to int8 (``torch-int8``: ``quantize_dynamic`` of ``nn.Sequential(layer)``, since
+it swaps child modules only); fastrnn's ONNX export quantized by ONNX Runtime's
+``quantize_dynamic`` (``onnxruntime-int8``), and compiled by OpenVINO with its default
+inference precision (``openvino``: bf16 on a CPU with AMX) and with the f32 hint
+(``openvino-f32``); fastrnn's own ``quantize(layer, "int8")`` and ``autocast("bfloat16")``
+(``fastrnn-int8``, ``fastrnn-bf16``: "n/a (not available)" where this fastrnn has no such
+API).  Each records the precision it actually computed in, found from the engine (the
+quantized graph's operators, the swapped module, OpenVINO's compiled model, the dtypes of
+PyTorch's products), and its output (y; for a training step the input gradient dx) is
+compared with fastrnn's float32 one: max and mean absolute difference, the accuracy
+table.  Where the engine has no int8 rule for the cell (ONNX Runtime for GRU and RNN,
+PyTorch for RNN), the table says so instead of showing a float time labelled int8.
 
 The layer-normalised LSTM row (W13, Ba et al. 2016): torch.nn has no such cell either, so
 its contenders run the cell written with ``torch.nn.LayerNorm`` modules, as users write it,
@@ -65,6 +82,7 @@ import os
 import platform
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -120,7 +138,8 @@ WORKLOADS = [
     Workload("W1", "LSTM", 100, 1, 32, 64, "inference latency", modes=("infer",)),
     Workload("W2", "LSTM", 50, 32, 32, 128, "training step"),
     Workload("W3", "GRU", 100, 64, 128, 256, "training step"),
-    Workload("W4", "LSTM", 50, 128, 512, 512, "training step"),
+    Workload("W4", "LSTM", 50, 128, 512, 512, "training step", modes=("train",)),
+    Workload("W4i", "LSTM", 50, 128, 512, 512, "inference", modes=("infer",)),
     Workload("W5", "RNN", 200, 16, 16, 64, "training step", nonlinearity="tanh"),
     Workload("W6", "LSTM", 1, 1, 32, 128, "one streaming step called from Python",
              modes=("infer",), stream=True),
@@ -173,9 +192,51 @@ CONTENDERS = {
     "torch": "PyTorch CPU, default threads",
     "torch-1t": "PyTorch CPU, 1 thread",
     "onnxruntime": "ONNX Runtime CPU (inference only), fastrnn's export",
+    # the precision contenders: every one on the same float32 weights and inputs, its
+    # output compared with fastrnn's float32 one (the accuracy table)
+    "fastrnn-bf16": "fastrnn under fastrnn.autocast('bfloat16')",
+    "fastrnn-int8": "fastrnn.quantize(layer, 'int8') (inference only)",
+    "torch-bf16": "PyTorch CPU, module and inputs in bfloat16, default threads",
+    "torch-autocast": "PyTorch CPU, float32 module under torch.autocast('cpu', "
+                      "dtype=torch.bfloat16), default threads",
+    "torch-int8": "PyTorch CPU, torch.ao.quantization.quantize_dynamic (qint8 weights) of "
+                  "nn.Sequential(layer) (inference only)",
+    "onnxruntime-int8": "ONNX Runtime CPU, fastrnn's export quantized by "
+                        "onnxruntime.quantization.quantize_dynamic (QInt8; inference only)",
+    "openvino": "OpenVINO CPU, fastrnn's export, OpenVINO's default inference precision "
+                "(inference only)",
+    "openvino-f32": "OpenVINO CPU, fastrnn's export, INFERENCE_PRECISION_HINT f32 "
+                    "(inference only)",
 }
 NEEDS_TORCH = ("torch", "torch-1t")
-INFERENCE_ONLY = ("onnxruntime",)
+TORCH_PRECISION = ("torch-bf16", "torch-autocast", "torch-int8")
+INFERENCE_ONLY = ("onnxruntime", "fastrnn-int8", "torch-int8", "onnxruntime-int8",
+                  "openvino", "openvino-f32")
+# Contenders that compute in a lower precision than float32 (or may: OpenVINO's default
+# is bf16 where the CPU has AMX): their check values are not compared with fastrnn's
+# (their differences are the accuracy table's), and a failure of theirs on a workload is
+# an outcome to report (the table says "fails"), not an error of the run.
+LOWER_PRECISION = ("fastrnn-bf16", "fastrnn-int8", "torch-bf16", "torch-autocast",
+                   "torch-int8", "onnxruntime-int8", "openvino")
+PRECISION_CONTENDERS = ("fastrnn", "fastrnn-bf16", "fastrnn-int8", "torch-bf16",
+                        "torch-autocast", "torch-int8", "onnxruntime-int8", "openvino",
+                        "openvino-f32")
+# Names that ``--contenders`` expands (the contenders of a group that cannot be imported
+# here are left out, and the run says so); "default" is the set of a plain run.
+CONTENDER_GROUPS = {
+    "default": ("fastrnn", "reference", "torch", "torch-1t", "onnxruntime"),
+    "precision": PRECISION_CONTENDERS,
+    "all": tuple(CONTENDERS),
+}
+# the modules a contender imports (beyond numpy and fastrnn)
+REQUIRES = {
+    **{c: ("torch",) for c in NEEDS_TORCH + TORCH_PRECISION},
+    "onnxruntime": ("onnx", "onnxruntime"),
+    "onnxruntime-int8": ("onnx", "onnxruntime"),
+    "openvino": ("onnx", "openvino"),
+    "openvino-f32": ("onnx", "openvino"),
+}
+NOT_AVAILABLE = "n/a (not available)"   # a fastrnn API that this checkout does not have
 
 # Timing settings: per (contender, workload, mode).
 FULL = dict(budget_s=1.0, warmup_s=0.2, min_warmup=3, min_repeats=5, max_repeats=2000)
@@ -235,19 +296,35 @@ def make_data(w: Workload):
     return params, x, dy, lengths
 
 
-def setup_fastrnn(w: Workload, params, x, dy, lengths=None):
+def fastrnn_info() -> dict:
+    import fastrnn
+
+    return dict(version=fastrnn.__version__, file=str(Path(fastrnn.__file__).parent),
+                threads=fastrnn.get_num_threads(),
+                panel_products=fastrnn.blas_info()["panel_products"],
+                omp_env={k: os.environ.get(k) for k in ("OMP_WAIT_POLICY", "GOMP_SPINCOUNT")})
+
+
+def fastrnn_module(w: Workload, params):
+    """The workload's fastrnn layer (a cell for a streaming step), with these weights."""
     import numpy as np
 
     import fastrnn
 
-    kwargs = w.layer_options
-    info = dict(version=fastrnn.__version__, file=str(Path(fastrnn.__file__).parent),
-                threads=fastrnn.get_num_threads(),
-                panel_products=fastrnn.blas_info()["panel_products"],
-                omp_env={k: os.environ.get(k) for k in ("OMP_WAIT_POLICY", "GOMP_SPINCOUNT")})
     if w.stream:
-        cell = getattr(fastrnn, w.cell + "Cell")(w.I, w.H, dtype=np.float32, **kwargs)
+        cell = getattr(fastrnn, w.cell + "Cell")(w.I, w.H, dtype=np.float32,
+                                                 **w.layer_options)
         cell.load_state_dict({k[:-3]: v for k, v in params.items()})
+        return cell
+    layer = getattr(fastrnn, w.cell)(w.I, w.H, dtype=np.float32, **w.layer_options)
+    layer.load_state_dict(params)
+    return layer
+
+
+def setup_fastrnn(w: Workload, params, x, dy, lengths=None):
+    info = fastrnn_info()
+    if w.stream:
+        cell = fastrnn_module(w, params)
         x0 = x[0]
         state = [None]
 
@@ -256,8 +333,7 @@ def setup_fastrnn(w: Workload, params, x, dy, lengths=None):
             return state[0][0] if isinstance(state[0], tuple) else state[0]
 
         return step, None, info
-    layer = getattr(fastrnn, w.cell)(w.I, w.H, dtype=np.float32, **kwargs)
-    layer.load_state_dict(params)
+    layer = fastrnn_module(w, params)
 
     def infer():
         return layer(x, lengths=lengths)[0]
@@ -478,6 +554,144 @@ def setup_torch(w: Workload, params, x, dy, threads: int | None, lengths=None):
     return infer, train, info
 
 
+# PyTorch's matrix products (profiler event names) and its dtype names
+TORCH_PRODUCTS = ("aten::mm", "aten::addmm", "aten::bmm", "aten::mkldnn_rnn_layer",
+                  "aten::_thnn_fused_lstm_cell", "aten::_thnn_fused_gru_cell")
+TORCH_DTYPES = {"c10::BFloat16": "bf16", "float": "fp32", "torch.bfloat16": "bf16",
+                "torch.float32": "fp32"}
+
+
+def _torch_kind(w: Workload) -> str:
+    """The torch.nn class name of a one-layer workload (``LSTMCell`` for a streaming
+    step)."""
+    return w.cell + ("Cell" if w.stream else "")
+
+
+def unavailable_without_running(contender: str, w: Workload) -> str | None:
+    """The reason ``contender`` cannot run workload ``w`` at all, known without starting
+    a worker (None where a worker is to find out)."""
+    if contender in TORCH_PRECISION and (w.cell in FAST_CELLS or w.layer_norm):
+        return "n/a (no torch.nn layer)"
+    return None
+
+
+def setup_torch_precision(contender: str, w: Workload, params, x, dy, lengths=None):
+    """PyTorch below float32 on the same weights: ``torch-bf16`` (module and inputs cast
+    to bfloat16), ``torch-autocast`` (float32 module and inputs under
+    ``torch.autocast("cpu", dtype=torch.bfloat16)``) and ``torch-int8``
+    (``torch.ao.quantization.quantize_dynamic`` of ``nn.Sequential(layer)``: it swaps
+    child modules only, so the layer is wrapped, and the swap is checked).  Default
+    threads.  Returns ``(infer, train, info)``; a mode that cannot run is a string, the
+    reason, instead of a function.  ``info["precision"]`` is what each mode computed in,
+    as found from the outputs (autocast has no rule for some operators)."""
+    import warnings
+
+    import torch
+
+    nn = torch.nn
+    info = dict(version=torch.__version__, threads=torch.get_num_threads(),
+                interop_threads=torch.get_num_interop_threads(), precision={})
+    reason = unavailable_without_running(contender, w)
+    if reason is not None:
+        return reason, reason, info
+    kind = _torch_kind(w)
+    module = getattr(nn, kind)(w.I, w.H, dtype=torch.float32, **w.layer_options)
+    suffix = "" if not w.stream else "_l0"
+    module.load_state_dict({k[:len(k) - len(suffix)]: torch.from_numpy(v)
+                            for k, v in params.items()})
+    xs = torch.from_numpy(x[0] if w.stream else x)
+    dyt = torch.from_numpy(dy)
+    lt = None if lengths is None else torch.from_numpy(lengths)
+    train_fn: object = None
+    if contender == "torch-int8":
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")            # the eager API's deprecation notes
+            quantized = torch.ao.quantization.quantize_dynamic(
+                nn.Sequential(module), {nn.LSTM, nn.GRU, type(module)}, dtype=torch.qint8)
+        child = quantized[0]
+        if type(child) is type(module):       # quantize_dynamic has no rule for it
+            info["precision_detail"] = (f"quantize_dynamic left nn.{kind} as it was (it "
+                                        "has no dynamic int8 module for it)")
+            return f"no {kind} rule", None, info
+        swapped = f"{type(child).__module__}.{type(child).__name__}"
+        info["precision_detail"] = ("qint8 weights, activations quantized per call: "
+                                    f"nn.{kind} swapped for {swapped}")
+        info["precision"]["infer"] = "int8"
+        module, xt = child, xs
+    elif contender == "torch-bf16":
+        module = module.to(torch.bfloat16)
+        xt = xs.to(torch.bfloat16)
+        dyt = dyt.to(torch.bfloat16)
+    else:
+        xt = xs
+    autocast = contender == "torch-autocast"
+    pack = nn.utils.rnn.pack_padded_sequence
+    unpack = nn.utils.rnn.pad_packed_sequence
+
+    def forward(inp):
+        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=autocast):
+            if w.stream:
+                out = module(inp)
+                return out[0] if isinstance(out, tuple) else out
+            if lt is None:
+                return module(inp)[0]
+            y, _ = module(pack(inp, lt, enforce_sorted=False))
+            return unpack(y, total_length=w.T)[0]
+
+    state: list = [None]
+    if w.stream:
+        def forward_step(inp):              # the state carried from call to call
+            with torch.autocast("cpu", dtype=torch.bfloat16, enabled=autocast):
+                state[0] = module(inp, state[0])
+            return state[0][0] if isinstance(state[0], tuple) else state[0]
+    else:
+        forward_step = forward
+
+    def tag(call) -> str:
+        """The precision of one call: its output's dtype, and that of the matrix
+        products it ran, from PyTorch's profiler (autocast casts the operators on its
+        list only: under it nn.GRU multiplies in bfloat16 and returns float32)."""
+        products = set()
+        with torch.profiler.profile(activities=[torch.profiler.ProfilerActivity.CPU],
+                                    record_shapes=True) as prof:
+            y = call()
+        try:
+            for event in prof.profiler.kineto_results.events():
+                if event.name() in TORCH_PRODUCTS:
+                    first = [d for d in event.dtypes() if d][:1]
+                    products.update(TORCH_DTYPES.get(d, d) for d in first)
+        except AttributeError:           # the profiler's results changed shape
+            pass
+        out = TORCH_DTYPES.get(str(y.dtype), str(y.dtype))
+        if "bf16" in products and out != "bf16":
+            return f"bf16 products, {out} output"
+        return out
+
+    def infer():
+        with torch.inference_mode():
+            return forward_step(xt).float().numpy()
+
+    if contender != "torch-int8":
+        def probe():
+            with torch.inference_mode():
+                return forward(xt)
+
+        info["precision"]["infer"] = tag(probe)
+        if not w.stream:
+            xg = xt.clone().requires_grad_(True)
+
+            def train():
+                module.zero_grad()
+                xg.grad = None
+                y = forward(xg)
+                y.backward(dyt.to(y.dtype))
+                return xg.grad.float().numpy()
+
+            info["precision"]["train"] = tag(lambda: forward(xt.clone().requires_grad_(True)))
+            train_fn = train
+    return infer, train_fn, info
+
+
 def setup_torch_fastgrnn(w: Workload, params, x, dy, lengths=None):
     """EdgeML's FastGRNNCell (edgeml_pytorch/graph/rnn.py, its layout: W (I, H), U (H, H),
     biases (1, H), zeta and nu (1, 1)) unrolled by a Python loop over the time steps, as
@@ -585,27 +799,28 @@ def setup_torch_layer_norm_lstm(w: Workload, params, x, dy):
     return infer, train
 
 
-def setup_onnxruntime(w: Workload, params, x, lengths=None):
-    """The same layer exported by ``fastrnn.export_onnx`` and run by ONNX Runtime."""
-    import tempfile
-
+def export_layer(w: Workload, params, path: str, lengths=None) -> None:
+    """The workload's layer (or cell) with these weights, written by
+    ``fastrnn.export_onnx`` to ``path``."""
     import numpy as np
-    import onnxruntime as ort
 
     import fastrnn
 
     kwargs = dict(nonlinearity=w.nonlinearity) if w.cell == "RNN" else {}
-    with tempfile.TemporaryDirectory() as tmp:
-        path = os.path.join(tmp, "layer.onnx")
-        if w.stream:
-            module = getattr(fastrnn, w.cell + "Cell")(w.I, w.H, dtype=np.float32, **kwargs)
-            module.load_state_dict({k[:-3]: v for k, v in params.items()})
-        else:
-            module = getattr(fastrnn, w.cell)(w.I, w.H, dtype=np.float32, **kwargs)
-            module.load_state_dict(params)
-        fastrnn.export_onnx(module, path, lengths=lengths is not None)
-        session = ort.InferenceSession(path, providers=["CPUExecutionProvider"])
-    info = dict(version=ort.__version__)
+    if w.stream:
+        module = getattr(fastrnn, w.cell + "Cell")(w.I, w.H, dtype=np.float32, **kwargs)
+        module.load_state_dict({k[:-3]: v for k, v in params.items()})
+    else:
+        module = getattr(fastrnn, w.cell)(w.I, w.H, dtype=np.float32, **kwargs)
+        module.load_state_dict(params)
+    fastrnn.export_onnx(module, path, lengths=lengths is not None)
+
+
+def onnx_runner(w: Workload, x, lengths, run):
+    """The call of an exported layer by an engine's ``run(feeds) -> outputs``: the whole
+    sequence, or one step of a cell with the state carried from call to call."""
+    import numpy as np
+
     if w.stream:
         zeros = np.zeros((w.B, w.H), np.float32)
         feeds = {"x": np.ascontiguousarray(x[0]), "h": zeros}
@@ -613,21 +828,162 @@ def setup_onnxruntime(w: Workload, params, x, lengths=None):
             feeds["c"] = zeros.copy()
 
         def step():
-            out = session.run(None, feeds)
+            out = run(feeds)
             feeds["h"] = out[0]
             if w.cell == "LSTM":
                 feeds["c"] = out[1]
             return out[0]
 
-        return step, info
+        return step
     feeds = {"x": x}
     if lengths is not None:
         feeds["lengths"] = lengths.astype(np.int64)
 
     def infer():
-        return session.run(None, feeds)[0]
+        return run(feeds)[0]
 
-    return infer, info
+    return infer
+
+
+def setup_onnxruntime(w: Workload, params, x, lengths=None, int8: bool = False):
+    """The same layer exported by ``fastrnn.export_onnx`` and run by ONNX Runtime (its
+    default threads); with ``int8``, the export quantized first by
+    ``onnxruntime.quantization.quantize_dynamic`` (QInt8 weights).  Returns ``(infer,
+    info)``; ``infer`` is the reason instead where the quantized graph kept its recurrent
+    operator in float (quantize_dynamic has no rule for it): no time labelled int8 for a
+    float graph."""
+    import logging
+
+    import onnxruntime as ort
+
+    info: dict = dict(version=ort.__version__, threads="default (intra_op_num_threads=0)",
+                      precision={"infer": "fp32"})
+    with tempfile.TemporaryDirectory() as tmp:
+        path = os.path.join(tmp, "layer.onnx")
+        export_layer(w, params, path, lengths)
+        if int8:
+            import onnx
+            from onnxruntime.quantization import QuantType, quantize_dynamic
+
+            qpath = os.path.join(tmp, "layer.int8.onnx")
+            root = logging.getLogger()
+            level = root.level
+            root.setLevel(logging.ERROR)       # its advice to pre-process the graph first
+            try:
+                quantize_dynamic(path, qpath, weight_type=QuantType.QInt8)
+            finally:
+                root.setLevel(level)
+            ops = [n.op_type for n in onnx.load(qpath).graph.node]
+            info["quantized_graph_ops"] = ops
+            left = [op for op in ops if op in ("RNN", "LSTM", "GRU")]
+            if left:
+                info["precision_detail"] = (f"quantize_dynamic left the ONNX {left[0]} "
+                                            "operator in float32 (it has no rule for it)")
+                return f"no {left[0]} rule", info
+            if "DynamicQuantizeLSTM" not in ops:
+                info["precision_detail"] = "quantize_dynamic changed no recurrent operator"
+                return "not quantized", info
+            info["precision"] = {"infer": "int8"}
+            info["precision_detail"] = ("the ONNX LSTM became DynamicQuantizeLSTM (int8 "
+                                        "weights, activations quantized per call)")
+            path = qpath
+        session = ort.InferenceSession(path, providers=["CPUExecutionProvider"])
+
+    def run(feeds):
+        return session.run(None, feeds)
+
+    return onnx_runner(w, x, lengths, run), info
+
+
+def setup_openvino(w: Workload, params, x, lengths=None, f32: bool = False):
+    """The same layer exported by ``fastrnn.export_onnx``, read and compiled for the CPU by
+    OpenVINO: its default inference precision (bf16 where the CPU has AMX), or with the
+    f32 hint.  ``info`` records the precision the compiled model chose and the runtime
+    precision of its recurrent node, and OpenVINO's threads and streams."""
+    import openvino as ov
+
+    core = ov.Core()
+    config = {"INFERENCE_PRECISION_HINT": "f32"} if f32 else {}
+    with tempfile.TemporaryDirectory() as tmp:
+        path = os.path.join(tmp, "layer.onnx")
+        export_layer(w, params, path, lengths)
+        compiled = core.compile_model(core.read_model(path), "CPU", config)
+
+    def prop(name):
+        value = compiled.get_property(name)
+        return value.get_type_name() if isinstance(value, ov.Type) else str(value)
+
+    nodes = {}
+    for op in compiled.get_runtime_model().get_ordered_ops():
+        rt = op.get_rt_info()
+        if "layerType" in rt and rt["layerType"].astype(str).startswith("RNN"):
+            nodes[op.get_friendly_name()] = (rt["layerType"].astype(str),
+                                             rt["runtimePrecision"].astype(str))
+    chosen = prop("INFERENCE_PRECISION_HINT")
+    runtime = sorted({prec for _, prec in nodes.values()})
+    info = dict(version=ov.__version__, threads=int(prop("INFERENCE_NUM_THREADS")),
+                streams=prop("NUM_STREAMS"), performance_hint=prop("PERFORMANCE_HINT"),
+                config=config, inference_precision=chosen, recurrent_nodes=nodes,
+                precision={"infer": "/".join(runtime) if runtime else chosen},
+                precision_detail=(f"INFERENCE_PRECISION_HINT {chosen}; recurrent node(s) "
+                                  + ", ".join(f"{t} {p}" for t, p in nodes.values())))
+    request = compiled.create_infer_request()
+
+    def run(feeds):
+        return request.infer(feeds)
+
+    return onnx_runner(w, x, lengths, run), info
+
+
+def setup_fastrnn_precision(contender: str, w: Workload, params, x, dy, lengths=None):
+    """fastrnn below float32: ``fastrnn-int8`` (``fastrnn.quantize(layer, "int8")``, then
+    a forward) and ``fastrnn-bf16`` (forward and training step under ``with
+    fastrnn.autocast("bfloat16"):``).  Where this fastrnn has no such API, every mode is
+    the reason ``n/a (not available)``."""
+    import fastrnn
+
+    api = "quantize" if contender == "fastrnn-int8" else "autocast"
+    if not hasattr(fastrnn, api):
+        info = dict(version=fastrnn.__version__, api=f"fastrnn.{api}: missing")
+        return NOT_AVAILABLE, None if api == "quantize" else NOT_AVAILABLE, info
+    if contender == "fastrnn-int8":
+        info = fastrnn_info()
+        module = fastrnn_module(w, params)
+        quantized = fastrnn.quantize(module, "int8")
+        quantized = module if quantized is None else quantized
+        info.update(precision={"infer": "int8"},
+                    precision_detail=f"fastrnn.quantize(layer, 'int8') -> "
+                                     f"{type(quantized).__name__}")
+        if w.stream:
+            state: list = [None]
+            x0 = x[0]
+
+            def step():
+                state[0] = quantized(x0, state[0])
+                return state[0][0] if isinstance(state[0], tuple) else state[0]
+
+            return step, None, info
+
+        def infer_int8():
+            return quantized(x, lengths=lengths)[0]
+
+        return infer_int8, None, info
+
+    infer, train, info = setup_fastrnn(w, params, x, dy, lengths)
+
+    def under_autocast(fn):
+        if fn is None:
+            return None
+
+        def call():
+            with fastrnn.autocast("bfloat16"):
+                return fn()
+
+        return call
+
+    info.update(precision={"infer": "bf16", "train": "bf16"},
+                precision_detail="with fastrnn.autocast('bfloat16')")
+    return under_autocast(infer), under_autocast(train), info
 
 
 def cpu_counters():
@@ -710,15 +1066,41 @@ def setup_layer(contender: str, w: Workload):
     elif contender in NEEDS_TORCH:
         infer, train, info = setup_torch(w, params, x, dy,
                                          1 if contender == "torch-1t" else None, lengths)
-    elif contender == "onnxruntime":
-        infer, info = setup_onnxruntime(w, params, x, lengths)
+    elif contender in TORCH_PRECISION:
+        infer, train, info = setup_torch_precision(contender, w, params, x, dy, lengths)
+    elif contender in ("onnxruntime", "onnxruntime-int8"):
+        infer, info = setup_onnxruntime(w, params, x, lengths,
+                                        int8=contender == "onnxruntime-int8")
         train = None
+    elif contender in ("openvino", "openvino-f32"):
+        infer, info = setup_openvino(w, params, x, lengths, f32=contender == "openvino-f32")
+        train = None
+    elif contender in ("fastrnn-int8", "fastrnn-bf16"):
+        infer, train, info = setup_fastrnn_precision(contender, w, params, x, dy, lengths)
     else:
         raise SystemExit(f"unknown contender {contender!r}; one of {sorted(CONTENDERS)}")
     return infer, train, info, floor
 
 
-def run_worker(contender: str, wid: str, quick: bool) -> dict:
+def os_threads() -> int | None:
+    """The threads of this process now (Linux), whatever library started them."""
+    try:
+        return len(os.listdir("/proc/self/task"))
+    except OSError:
+        return None
+
+
+def output_path(outputs: str, contender: str, wid: str, mode: str) -> Path:
+    """Where a worker given ``--outputs`` saves the output of its first call (y, or dx
+    for a training step) as float32 ``.npy``, for the parent's accuracy table."""
+    return Path(outputs) / f"{contender}.{wid}.{mode}.npy"
+
+
+def run_worker(contender: str, wid: str, quick: bool, outputs: str | None = None) -> dict:
+    """Time ``contender`` on workload ``wid``: per mode a measurement, or the reason it
+    cannot run there (``unavailable``: the table shows it; a lower-precision contender's
+    exception on its first call is such an outcome, "fails (...)", its message in
+    ``failures``).  With ``outputs``, the first call's output is saved there."""
     import numpy as np
 
     w = WORKLOAD_BY_ID[wid]
@@ -727,18 +1109,40 @@ def run_worker(contender: str, wid: str, quick: bool) -> dict:
         infer, train, info = setup_composed(contender, w)
     else:
         infer, train, info, floor = setup_layer(contender, w)
+    precision = info.pop("precision", None) or {}
     settings = QUICK if quick else FULL
-    out = dict(contender=contender, workload=wid, info=info, modes={})
+    out: dict = dict(contender=contender, workload=wid, info=info, modes={})
+    unavailable, failures = {}, {}
     for mode in w.modes:
         fn = infer if mode == "infer" else train
         if fn is None:
             continue                              # an inference-only contender
+        if isinstance(fn, str):
+            unavailable[mode] = fn
+            continue
+        try:
+            first = fn()
+        except Exception as exc:                  # noqa: BLE001  (reported, see above)
+            if contender not in LOWER_PRECISION:
+                raise
+            unavailable[mode] = f"fails ({type(exc).__name__})"
+            failures[mode] = f"{type(exc).__name__}: {exc}"
+            continue
+        if outputs:
+            np.save(output_path(outputs, contender, wid, mode),
+                    np.asarray(first, dtype=np.float32), allow_pickle=False)
         # mean |y| (infer) or mean |dx| (train; W11: the first step's loss): lets the
         # parent check that every contender computed the same thing.
-        check = float(np.abs(np.asarray(fn(), dtype=np.float64)).mean())
-        out["modes"][mode] = dict(measure(fn, **settings), check=check)
+        check = float(np.abs(np.asarray(first, dtype=np.float64)).mean())
+        m = dict(measure(fn, **settings), check=check,
+                 precision=precision.get(mode, "fp32"), os_threads=os_threads())
+        out["modes"][mode] = m
         if floor is not None:
-            out["modes"][mode]["floor"] = measure(floor[mode], **settings)
+            m["floor"] = measure(floor[mode], **settings)
+    if unavailable:
+        out["unavailable"] = unavailable
+    if failures:
+        out["failures"] = failures
     return out
 
 
@@ -756,7 +1160,7 @@ def machine_info() -> dict:
     except OSError:
         pass
     versions = {}
-    for dist in ("numpy", "scipy", "torch", "onnxruntime", "fastrnn"):
+    for dist in ("numpy", "scipy", "torch", "onnxruntime", "openvino", "fastrnn"):
         try:
             versions[dist] = importlib.metadata.version(dist)
         except importlib.metadata.PackageNotFoundError:
@@ -784,10 +1188,13 @@ def worker_env() -> dict:
     return {k: v for k, v in os.environ.items() if k not in added}
 
 
-def spawn_worker(contender: str, wid: str, quick: bool, timeout: float) -> dict:
+def spawn_worker(contender: str, wid: str, quick: bool, timeout: float,
+                 outputs: str | None = None) -> dict:
     cmd = [sys.executable, str(WORKER_SCRIPT), "--worker", contender, wid]
     if quick:
         cmd.append("--quick")
+    if outputs:
+        cmd += ["--outputs", outputs]
     t0 = time.perf_counter()
     try:
         proc = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout,
@@ -817,11 +1224,26 @@ def fmt_ratio(a, b):
     return f"{a['median_ms'] / b['median_ms']:.2f}"
 
 
-def markdown_table(workloads, contenders, results) -> str:
-    by_key = {}
+def _cells(results):
+    """(contender, workload, mode) -> the measurement, and -> the reason it is missing."""
+    measured, reasons = {}, {}
     for r in results:
         for mode, m in r.get("modes", {}).items():
-            by_key[(r["contender"], r["workload"], mode)] = m
+            measured[(r["contender"], r["workload"], mode)] = m
+        for mode, why in r.get("unavailable", {}).items():
+            reasons[(r["contender"], r["workload"], mode)] = why
+    return measured, reasons
+
+
+def _row_label(w: Workload, mode: str) -> list[str]:
+    what = w.what if mode == w.modes[0] else MODE_NAMES[mode]
+    return [w.id, f"{w.describe()}, {what}"]
+
+
+def markdown_table(workloads, contenders, results) -> str:
+    """Median ms per contender and the ratios other/fastrnn; a contender that cannot run
+    a workload shows why (``n/a``, ``no GRU rule``, ``fails (...)``)."""
+    by_key, reasons = _cells(results)
     cols = ["workload", "description"]
     cols += [f"{c} ms" for c in contenders]
     ratio_cols = [c for c in contenders if c != "fastrnn"] if "fastrnn" in contenders else []
@@ -832,16 +1254,131 @@ def markdown_table(workloads, contenders, results) -> str:
     lines = ["| " + " | ".join(cols) + " |", "|" + "---|" * len(cols)]
     for w in workloads:
         for mode in w.modes:
-            what = w.what if mode == w.modes[0] else MODE_NAMES[mode]
-            row = [w.id, f"{w.describe()}, {what}"]
+            row = _row_label(w, mode)
             get = {c: by_key.get((c, w.id, mode)) for c in contenders}
-            row += [fmt_ms(get[c]) for c in contenders]
+            row += [fmt_ms(get[c]) if get[c] is not None
+                    else reasons.get((c, w.id, mode), "n/a") for c in contenders]
             row += [fmt_ratio(get[c], get["fastrnn"]) for c in ratio_cols]
             if with_floor:
                 fl = (get["fastrnn"] or {}).get("floor")
                 row += [fmt_ms(fl), fmt_ratio(get["fastrnn"], fl)]
             lines.append("| " + " | ".join(row) + " |")
     return "\n".join(lines)
+
+
+def accuracy(a, b, lengths=None) -> dict:
+    """How far output ``a`` (a contender's) lies from ``b`` (fastrnn's float32 one on the
+    same weights and inputs): max and mean |a - b|.  With ``lengths`` and outputs of shape
+    (T, B, ...), over the valid steps (t < lengths[b]) only, and the largest |a - b| at the
+    padded steps apart (``padded_max_abs``: fastrnn's outputs and input gradients are 0
+    there)."""
+    import numpy as np
+
+    a, b = np.asarray(a, np.float64), np.asarray(b, np.float64)
+    if a.shape != b.shape:
+        return dict(error=f"shape {a.shape} against fastrnn's {b.shape}")
+    d = np.abs(a - b)
+    if lengths is None or d.ndim < 2 or d.shape[1] != len(lengths):
+        return dict(max_abs=float(d.max(initial=0.0)), mean_abs=float(d.mean()))
+    lengths = np.asarray(lengths)
+    valid = np.arange(d.shape[0])[:, None] < lengths[None, :]            # (T, B)
+    out = dict(max_abs=float(d[valid].max(initial=0.0)), mean_abs=float(d[valid].mean()))
+    out["padded_max_abs"] = float(d[~valid].max(initial=0.0))
+    return out
+
+
+def add_accuracy(results, outputs: str) -> None:
+    """Each measured mode's ``accuracy`` against fastrnn float32, from the outputs the
+    workers saved in ``outputs`` (where fastrnn ran that mode of the workload)."""
+    import numpy as np
+
+    lengths_of: dict = {}
+    for r in results:
+        if r["contender"] == "fastrnn":
+            continue
+        wid = r["workload"]
+        w = WORKLOAD_BY_ID[wid]
+        for mode, m in r.get("modes", {}).items():
+            base = output_path(outputs, "fastrnn", wid, mode)
+            mine = output_path(outputs, r["contender"], wid, mode)
+            if not (base.exists() and mine.exists()):
+                continue
+            if wid not in lengths_of:
+                lengths_of[wid] = make_data(w)[3] if w.lengths and w.cell != "Composed" else None
+            m["accuracy"] = dict(
+                accuracy(np.load(mine, allow_pickle=False), np.load(base, allow_pickle=False),
+                         lengths_of[wid]),
+                against="fastrnn float32", output="dx" if mode == "train" else "y")
+
+
+PADDED_MARK = " (padded steps not 0)"
+
+
+def fmt_accuracy(acc) -> str:
+    if "error" in acc:
+        return acc["error"]
+    text = f"{acc['max_abs']:.2g} / {acc['mean_abs']:.2g}"
+    if acc.get("padded_max_abs", 0.0) > 0.0:
+        text += PADDED_MARK
+    return text
+
+
+def accuracy_table(workloads, contenders, results) -> str:
+    """Max / mean absolute difference from fastrnn's float32 output per contender
+    (inference: y; training step: the input gradient dx), on the benchmark's shapes,
+    weights and inputs."""
+    by_key, reasons = _cells(results)
+    others = [c for c in contenders if c != "fastrnn"]
+    cols = ["workload", "description"] + [f"{c} max / mean" for c in others]
+    lines = ["| " + " | ".join(cols) + " |", "|" + "---|" * len(cols)]
+    for w in workloads:
+        for mode in w.modes:
+            row = _row_label(w, mode)
+            for c in others:
+                m = by_key.get((c, w.id, mode))
+                if m is not None and "accuracy" in m:
+                    row.append(fmt_accuracy(m["accuracy"]))
+                else:
+                    row.append(reasons.get((c, w.id, mode), "n/a"))
+            lines.append("| " + " | ".join(row) + " |")
+    return "\n".join(lines)
+
+
+def precision_table(workloads, contenders, results) -> str:
+    """The precision each contender computed in, per workload and mode, as it found out
+    (autocast's output dtype, the quantized graph's operators, OpenVINO's compiled
+    model), or why it did not run."""
+    by_key, reasons = _cells(results)
+    cols = ["workload", "description"] + list(contenders)
+    lines = ["| " + " | ".join(cols) + " |", "|" + "---|" * len(cols)]
+    for w in workloads:
+        for mode in w.modes:
+            row = _row_label(w, mode)
+            for c in contenders:
+                m = by_key.get((c, w.id, mode))
+                row.append(m.get("precision", "fp32") if m is not None
+                           else reasons.get((c, w.id, mode), "n/a"))
+            lines.append("| " + " | ".join(row) + " |")
+    return "\n".join(lines)
+
+
+def precision_tables(workloads, contenders, results) -> str:
+    """The accuracy and precision tables, with their headings (empty where the run has no
+    contender below float32 or no fastrnn to compare with)."""
+    if "fastrnn" not in contenders or not any(c in PRECISION_CONTENDERS and c != "fastrnn"
+                                              for c in contenders):
+        return ""
+    parts = ["Accuracy against fastrnn float32 on the same weights and inputs: max / mean "
+             "absolute difference of y (inference) or of the input gradient dx (training "
+             "step)"
+             + ("; where lengths vary, over the valid steps only (a cell marked "
+                f"\"{PADDED_MARK.strip()}\": that contender's outputs at padded steps are "
+                "not zero, as fastrnn's are)" if any(w.lengths for w in workloads) else "")
+             + ".",
+             "", accuracy_table(workloads, contenders, results), "",
+             "Precision used (as each engine reports or its outputs show):", "",
+             precision_table(workloads, contenders, results)]
+    return "\n".join(parts)
 
 
 def scaling_tables(workloads, contenders, results) -> str:
@@ -896,7 +1433,7 @@ def noise_warnings(results, limit=NOISY):
 
 
 def consistency_warnings(results, rtol=1e-3):
-    """Contenders that disagree with fastrnn on mean |y| or mean |dx|."""
+    """Float32 contenders that disagree with fastrnn on mean |y| or mean |dx|."""
     checks = {}
     for r in results:
         for mode, m in r.get("modes", {}).items():
@@ -905,6 +1442,8 @@ def consistency_warnings(results, rtol=1e-3):
     for (wid, mode), vals in checks.items():
         base = vals.get("fastrnn")
         for c, v in vals.items():
+            if c in LOWER_PRECISION:
+                continue                  # below float32: the accuracy table says by how much
             if base is not None and abs(v - base) > rtol * abs(base):
                 out.append(f"{wid} {mode}: {c} check {v:.6g} differs from fastrnn {base:.6g}")
     return out
@@ -918,9 +1457,13 @@ def add_arguments(p: argparse.ArgumentParser, default_json: str | None = None) -
     p.add_argument("--scaling", action="store_true", help="the scaling sweeps instead of "
                    "the workload table: an LSTM training step as H, T and B grow (ids "
                    "S<axis><value>; default contenders " + ",".join(SCALING_CONTENDERS) + ")")
-    p.add_argument("--contenders", help="comma-separated, from "
-                   + ",".join(CONTENDERS) + " (default: all that are importable)")
+    p.add_argument("--contenders", help="comma-separated names, from "
+                   + ",".join(CONTENDERS) + ", or groups: "
+                   + "; ".join(f"{g} = {','.join(cs)}" for g, cs in CONTENDER_GROUPS.items())
+                   + " (a group's contenders that cannot be imported here are left out; "
+                   "default: the default group)")
     p.add_argument("--quick", action="store_true", help="few repeats: a smoke test")
+    p.add_argument("--outputs", metavar="DIR", help=argparse.SUPPRESS)  # a worker's outputs
     if default_json is None:
         p.add_argument("--json", default=None, help="where to write the results "
                        "(default: not written)")
@@ -936,16 +1479,16 @@ def add_arguments(p: argparse.ArgumentParser, default_json: str | None = None) -
                    "%(default)s; the README's tables use 3)")
 
 
-def measured_worker(c: str, wid: str, args) -> dict:
+def measured_worker(c: str, wid: str, args, outputs: str | None = None) -> dict:
     """One worker's result, run again (up to ``args.retries`` times) while other processes
     took more than NOISY of the CPU time."""
-    r = spawn_worker(c, wid, args.quick, args.timeout)
+    r = spawn_worker(c, wid, args.quick, args.timeout, outputs)
     for _ in range(args.retries):
         if "error" in r or max_noise(r) <= NOISY:
             break
         print(f"  {wid} {c}: noisy ({max_noise(r):.0%} of the CPU time taken by others), "
               "running again", file=sys.stderr, flush=True)
-        again = spawn_worker(c, wid, args.quick, args.timeout)
+        again = spawn_worker(c, wid, args.quick, args.timeout, outputs)
         if "error" not in again and max_noise(again) < max_noise(r):
             r = again
     return r
@@ -989,6 +1532,35 @@ def combine_rounds(rs: list[dict]) -> dict:
     return out
 
 
+def importable(contender: str) -> bool:
+    return all(importlib.util.find_spec(m) is not None for m in REQUIRES.get(contender, ()))
+
+
+def resolve_contenders(spec: str | None, scaling: bool, error) -> tuple[list[str], list[str]]:
+    """The contenders of ``--contenders`` (names and groups, in order, without repeats)
+    and those of its groups left out because they cannot be imported here.  A name given
+    as itself is kept (its worker then reports the missing module).  Without ``spec``:
+    the default group (with ``scaling``, its contenders of the sweeps)."""
+    tokens = [t.strip() for t in (spec or "default").split(",") if t.strip()]
+    unknown = [t for t in tokens if t not in CONTENDERS and t not in CONTENDER_GROUPS]
+    if unknown:
+        error(f"unknown contender(s) {unknown}; known: {list(CONTENDERS)}, or the groups "
+              f"{list(CONTENDER_GROUPS)}")
+    chosen: list[str] = []
+    left_out: list[str] = []
+    for t in tokens:
+        for c in CONTENDER_GROUPS.get(t, (t,)):
+            if t in CONTENDER_GROUPS and not importable(c):
+                if c not in left_out:
+                    left_out.append(c)
+            elif c not in chosen:
+                chosen.append(c)
+    if spec is None and scaling:
+        chosen = [c for c in chosen if c in SCALING_CONTENDERS]
+    left_out = [c for c in left_out if c not in chosen]
+    return chosen, left_out
+
+
 def run(args, error, command: list) -> int:
     """Run the benchmark for parsed ``args``; ``error(message)`` reports a bad option
     (and does not return); ``command`` is recorded in the JSON.  Returns the exit code."""
@@ -998,7 +1570,7 @@ def run(args, error, command: list) -> int:
         contender, wid = args.worker
         if wid not in WORKLOAD_BY_ID:
             error(f"unknown workload {wid!r}")
-        print(json.dumps(run_worker(contender, wid, args.quick)))
+        print(json.dumps(run_worker(contender, wid, args.quick, args.outputs)))
         return 0
 
     if args.only:
@@ -1009,26 +1581,18 @@ def run(args, error, command: list) -> int:
         workloads = [WORKLOAD_BY_ID[i] for i in ids]
     else:
         workloads = list(SCALING if args.scaling else WORKLOADS)
-    have_torch = importlib.util.find_spec("torch") is not None
-    if args.contenders:
-        contenders = [s.strip() for s in args.contenders.split(",") if s.strip()]
-        unknown = [c for c in contenders if c not in CONTENDERS]
-        if unknown:
-            error(f"unknown contender(s) {unknown}; known: {list(CONTENDERS)}")
-    else:
-        have_ort = all(importlib.util.find_spec(m) is not None for m in ("onnx", "onnxruntime"))
-        contenders = [c for c in CONTENDERS if (have_torch or c not in NEEDS_TORCH)
-                      and (have_ort or c != "onnxruntime")]
-        if args.scaling:
-            contenders = [c for c in contenders if c in SCALING_CONTENDERS]
-
+    contenders, left_out = resolve_contenders(args.contenders, args.scaling, error)
     machine = machine_info()
     header = (f"Machine: {machine['cpu']}, {machine['cores']} cores "
               f"({machine['usable_cores']} usable); Python {machine['python']}; "
               + ", ".join(f"{k} {v}" for k, v in machine["versions"].items() if v))
     print(header, flush=True)
+    if left_out:
+        print(f"Left out (not importable here): {', '.join(left_out)}", file=sys.stderr,
+              flush=True)
 
     rounds: dict[tuple[str, str], list] = {}
+    outputs = tempfile.TemporaryDirectory(prefix="fastrnn-bench-")
     t0 = time.perf_counter()
     for k in range(args.rounds):            # round by round: a slow spell of the machine
         for w in workloads:                 # falls on every contender alike
@@ -1037,17 +1601,29 @@ def run(args, error, command: list) -> int:
                     continue
                 if w.cell == "Composed" and c not in COMPOSED_CONTENDERS:
                     continue
-                r = measured_worker(c, w.id, args)
+                reason = unavailable_without_running(c, w)
+                if reason is not None:
+                    modes = [m for m in w.modes if m == "infer" or c not in INFERENCE_ONLY]
+                    rounds.setdefault((c, w.id), []).append(dict(
+                        contender=c, workload=w.id, info={}, modes={},
+                        unavailable={m: reason for m in modes}))
+                    continue
+                # the first round's outputs make the accuracy table
+                r = measured_worker(c, w.id, args, outputs.name if k == 0 else None)
                 tag = f" (round {k + 1}/{args.rounds})" if args.rounds > 1 else ""
                 if "error" in r:
                     print(f"  {w.id} {c}{tag}: ERROR {r['error']}", file=sys.stderr, flush=True)
                 else:
-                    summary = ", ".join(f"{mode} {m['median_ms']:.3g} ms (n={m['repeats']})"
-                                        for mode, m in r["modes"].items())
+                    summary = ", ".join(
+                        [f"{mode} {m['median_ms']:.3g} ms (n={m['repeats']})"
+                         for mode, m in r["modes"].items()]
+                        + [f"{mode} {why}" for mode, why in r.get("unavailable", {}).items()])
                     print(f"  {w.id} {c}{tag}: {summary}", file=sys.stderr, flush=True)
                 rounds.setdefault((c, w.id), []).append(r)
     results = [combine_rounds(rs) for rs in rounds.values()]
     total = time.perf_counter() - t0
+    add_accuracy(results, outputs.name)
+    outputs.cleanup()
 
     print()
     print("Median time per call (ms); ratios are other/fastrnn: >1 means fastrnn is faster.")
@@ -1056,6 +1632,10 @@ def run(args, error, command: list) -> int:
         print(scaling_tables(workloads, contenders, results))
     else:
         print(markdown_table(workloads, contenders, results))
+        more = precision_tables(workloads, contenders, results)
+        if more:
+            print()
+            print(more)
     for msg in consistency_warnings(results) + noise_warnings(results):
         print(f"WARNING: {msg}")
     print(f"\nTotal wall time {total:.0f} s.")
@@ -1068,6 +1648,7 @@ def run(args, error, command: list) -> int:
                       dtype="float32", seed=SEED,
                       timing=QUICK if args.quick else FULL),
         contenders={c: CONTENDERS[c] for c in contenders},
+        left_out=left_out,
         workloads=[dict(dataclasses.asdict(w), description=w.describe()) for w in workloads],
         results=results,
         total_wall_s=total,

@@ -1,10 +1,11 @@
 """Write the tables of a benchmark run into README.md and docs/benchmark.rst.
 
-Usage: ``python scripts/bench_tables.py [latest.json [scaling.json]]`` (defaults: the two
-files under bench/results).  The tables go between the marker comments
-``bench-table`` / ``scaling-table`` ``start`` and ``end`` in both files, so that the
-documents show exactly what the last run measured.  Run ``docs/plot_benchmark.py`` on the
-same files for the plots.
+Usage: ``python scripts/bench_tables.py [latest.json [scaling.json [precision.json]]]``
+(defaults: the three files under bench/results).  The tables go between the marker
+comments ``bench-table`` / ``scaling-table`` / ``precision-table`` ``start`` and ``end`` in
+both files, so that the documents show exactly what the last run measured (the precision
+run, ``--contenders precision``: its timing, accuracy and precision tables).  Run
+``docs/plot_benchmark.py`` on the same files for the plots.
 """
 
 from __future__ import annotations
@@ -38,12 +39,16 @@ def load(path: Path):
 
 def header(run: dict) -> str:
     m, v = run["machine"], run["machine"]["versions"]
-    libs = ", ".join(f"{k} {v[k]}" for k in ("numpy", "scipy", "torch", "onnxruntime") if v.get(k))
+    libs = ", ".join(
+        f"{k} {v[k]}" for k in ("numpy", "scipy", "torch", "onnxruntime", "openvino") if v.get(k)
+    )
     rounds = run["settings"].get("rounds", 1)
     text = (
         f"Measured {run['created'][:10]} on {m['cpu']} ({m['cores']} cores), "
         f"Python {m['python']}, {libs}; each cell the median of {rounds} "
-        f"process{'es' if rounds > 1 else ''}:"
+        f"process{'es' if rounds > 1 else ''}"
+        + (" (--quick: a few calls each, indicative only)" if run["settings"].get("quick") else "")
+        + ":"
     )
     return textwrap.fill(text, width=90)
 
@@ -74,10 +79,18 @@ def replace(text: str, name: str, body: str, rst: bool) -> str:
     return pattern.sub(lambda _: f"{start}\n\n{body}\n\n{end}", text)
 
 
-def main(latest: Path, scaling: Path) -> None:
-    """The workload table of ``latest``, and the scaling tables of ``scaling`` where that
-    file exists (the sweeps are a run of their own: without it their tables stay as they
-    are, with the date and machine of the run that made them)."""
+def rst_blocks(text: str) -> str:
+    """Markdown tables (blocks of ``|`` lines) as list-tables, other paragraphs as they are."""
+    return "\n\n".join(
+        rst_table(block) if block.startswith("|") else block for block in text.split("\n\n")
+    )
+
+
+def main(latest: Path, scaling: Path, precision: Path | None = None) -> None:
+    """The workload table of ``latest``, and the scaling tables of ``scaling`` and the
+    precision tables of ``precision`` where those files exist (each is a run of its own:
+    without it its tables stay as they are, with the date and machine of the run that made
+    them)."""
     run, workloads, contenders = load(latest)
     table = harness.markdown_table(workloads, contenders, run["results"])
     readme = ROOT / "README.md"
@@ -89,11 +102,18 @@ def main(latest: Path, scaling: Path) -> None:
         srun, sworkloads, scontenders = load(scaling)
         stables = harness.scaling_tables(sworkloads, scontenders, srun["results"])
         text = replace(text, "scaling-table", header(srun) + "\n\n" + stables, False)
-        rst_scaling = [
-            rst_table(block) if block.startswith("|") else block for block in stables.split("\n\n")
-        ]
-        rst = replace(rst, "scaling-table", header(srun) + "\n\n" + "\n\n".join(rst_scaling), True)
+        rst = replace(rst, "scaling-table", header(srun) + "\n\n" + rst_blocks(stables), True)
         written.append(scaling.name)
+    if precision is not None and precision.exists():
+        prun, pworkloads, pcontenders = load(precision)
+        ptables = (
+            harness.markdown_table(pworkloads, pcontenders, prun["results"])
+            + "\n\n"
+            + harness.precision_tables(pworkloads, pcontenders, prun["results"])
+        )
+        text = replace(text, "precision-table", header(prun) + "\n\n" + ptables, False)
+        rst = replace(rst, "precision-table", header(prun) + "\n\n" + rst_blocks(ptables), True)
+        written.append(precision.name)
     readme.write_text(text)
     doc.write_text(rst)
     print(f"tables of {' and '.join(written)} written to {readme.name} and {doc.name}")
@@ -105,4 +125,5 @@ if __name__ == "__main__":
     main(
         args[0] if args else results / "latest.json",
         args[1] if len(args) > 1 else results / "scaling.json",
+        args[2] if len(args) > 2 else results / "precision.json",
     )

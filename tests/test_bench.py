@@ -12,6 +12,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -213,3 +214,226 @@ def test_bench_projection_row_smoke(tmp_path):
     assert set(results) == set(contenders)
     checks = [r["modes"]["train"]["check"] for r in results.values()]
     assert checks[0] > 0 and checks == pytest.approx([checks[0]] * len(checks), rel=1e-4)
+
+
+# ------------------------------------------------------------ the precision contenders
+
+REQUIRE = {"torch": os.environ.get("FASTRNN_REQUIRE_TORCH", "") == "1",
+           "onnxruntime": os.environ.get("FASTRNN_REQUIRE_ONNX", "") == "1"}
+
+
+def test_w4_is_the_training_row_and_w4i_the_inference_row(harness):
+    w4, w4i = harness.WORKLOAD_BY_ID["W4"], harness.WORKLOAD_BY_ID["W4i"]
+    assert w4.modes == ("train",) and w4i.modes == ("infer",)
+    assert (w4.cell, w4.T, w4.B, w4.I, w4.H) == (w4i.cell, w4i.T, w4i.B, w4i.I, w4i.H) \
+        == ("LSTM", 50, 128, 512, 512)
+    ids = [w.id for w in harness.WORKLOADS]
+    assert ids.index("W4i") == ids.index("W4") + 1 and len(set(ids)) == len(ids)
+
+
+def test_contender_groups(harness, monkeypatch):
+    """--contenders takes names and groups; a group's contenders that cannot be imported
+    are left out (and listed), a name given as itself is kept; the plain run's set is
+    unchanged; an unknown name is a usage error."""
+    errors = []
+
+    def error(message):
+        errors.append(message)
+        raise SystemExit(2)
+
+    monkeypatch.setattr(harness, "importable", lambda c: True)
+    assert harness.CONTENDER_GROUPS["default"] == ("fastrnn", "reference", "torch",
+                                                   "torch-1t", "onnxruntime")
+    assert harness.resolve_contenders(None, False, error) == (
+        list(harness.CONTENDER_GROUPS["default"]), [])
+    assert harness.resolve_contenders(None, True, error)[0] == list(harness.SCALING_CONTENDERS)
+    chosen, left = harness.resolve_contenders("torch,precision,fastrnn", False, error)
+    assert chosen == ["torch"] + list(harness.PRECISION_CONTENDERS) and left == []
+    assert {"torch-bf16", "torch-autocast", "torch-int8", "onnxruntime-int8", "openvino",
+            "openvino-f32", "fastrnn-int8", "fastrnn-bf16"} <= set(chosen)
+    assert set(harness.resolve_contenders("all", False, error)[0]) == set(harness.CONTENDERS)
+
+    monkeypatch.setattr(harness, "importable", lambda c: not c.startswith("openvino"))
+    chosen, left = harness.resolve_contenders("precision", False, error)
+    assert left == ["openvino", "openvino-f32"] and "openvino" not in chosen
+    chosen, left = harness.resolve_contenders("precision,openvino", False, error)
+    assert chosen[-1] == "openvino" and left == ["openvino-f32"]
+    with pytest.raises(SystemExit):
+        harness.resolve_contenders("fastrnn,torch-fp8", False, error)
+    assert "torch-fp8" in errors[-1] and "precision" in errors[-1]
+
+
+def test_accuracy_is_over_the_valid_steps(harness):
+    """max and mean |a - b|; with lengths, over the steps t < lengths[b] only, and the
+    padded steps' largest difference apart (the table marks a contender whose outputs
+    are not 0 there)."""
+    rng = np.random.default_rng(1)
+    b = rng.standard_normal((4, 3, 2))
+    a = b.copy()
+    a[0, 0, 0] += 0.5
+    a[1, 2, 1] -= 0.25
+    acc = harness.accuracy(a, b)
+    assert acc["max_abs"] == pytest.approx(0.5) and acc["mean_abs"] == pytest.approx(0.75 / 24)
+    lengths = np.array([4, 2, 1])
+    a[3, 1, 0] += 7.0                                  # a padded step of row 1
+    acc = harness.accuracy(a, b, lengths)
+    assert acc["max_abs"] == pytest.approx(0.5)        # row 2's t=1 is padded too
+    assert acc["mean_abs"] == pytest.approx(0.5 / 14)  # 7 valid (t, b) pairs of 2 values
+    assert acc["padded_max_abs"] == pytest.approx(7.0)
+    assert "padded steps not 0" in harness.fmt_accuracy(acc)
+    assert harness.accuracy(a[:, :2], b)["error"].startswith("shape")
+
+
+def _result(contender, wid, modes=None, unavailable=None):
+    r = dict(contender=contender, workload=wid, info={}, modes=modes or {})
+    if unavailable:
+        r["unavailable"] = unavailable
+    return r
+
+
+def _measure(ms, precision="fp32", accuracy=None):
+    m = dict(median_ms=ms, min_ms=ms, max_ms=ms, repeats=5, warmup=1, others=0.0,
+             steal=0.0, check=1.0, precision=precision)
+    if accuracy is not None:
+        m["accuracy"] = accuracy
+    return m
+
+
+def test_tables_show_why_a_contender_did_not_run(harness):
+    w7 = harness.WORKLOAD_BY_ID["W7"]
+    contenders = ["fastrnn", "onnxruntime-int8", "torch-int8", "openvino"]
+    results = [
+        _result("fastrnn", "W7", {"infer": _measure(10.0)}),
+        _result("onnxruntime-int8", "W7", unavailable={"infer": "no GRU rule"}),
+        _result("torch-int8", "W7", {"infer": _measure(20.0, "int8", dict(
+            max_abs=0.03, mean_abs=0.004))}),
+    ]
+    table = harness.markdown_table([w7], contenders, results)
+    row = [c.strip() for c in table.splitlines()[2].strip("|").split("|")]
+    header = [c.strip() for c in table.splitlines()[0].strip("|").split("|")]
+    cell = dict(zip(header, row))
+    assert cell["onnxruntime-int8 ms"] == "no GRU rule" and cell["openvino ms"] == "n/a"
+    assert cell["torch-int8 ms"] == "20" and cell["torch-int8/fastrnn"] == "2.00"
+    more = harness.precision_tables([w7], contenders, results)
+    assert "| W7 |" in more and "0.03 / 0.004" in more and "no GRU rule" in more
+    assert "| fp32 | no GRU rule | int8 | n/a |" in more       # the precision table's row
+    # a run without a contender below float32 prints no accuracy table
+    assert harness.precision_tables([w7], ["fastrnn", "torch"], results) == ""
+
+
+def test_a_lower_precision_contenders_failure_is_reported(harness, monkeypatch):
+    """A contender below float32 that raises on its first call is an outcome of the run
+    ("fails (...)", the message kept); a float32 contender's exception stays an error."""
+    def boom():
+        raise RuntimeError("The number of rows in the packB should be equal to K")
+
+    monkeypatch.setattr(harness, "setup_layer", lambda c, w: (boom, None, {}, None))
+    r = harness.run_worker("torch-int8", "W1", quick=True)
+    assert r["modes"] == {} and r["unavailable"] == {"infer": "fails (RuntimeError)"}
+    assert "packB" in r["failures"]["infer"]
+    with pytest.raises(RuntimeError):
+        harness.run_worker("torch", "W1", quick=True)
+
+
+def _expected(harness, contenders):
+    """The contenders of a group that this machine can run; a library that CI requires
+    (FASTRNN_REQUIRE_TORCH / _ONNX) but that is missing fails the test."""
+    out = []
+    for c in contenders:
+        if harness.importable(c):
+            out.append(c)
+            continue
+        for lib, required in REQUIRE.items():
+            if required and lib in harness.REQUIRES.get(c, ()):
+                pytest.fail(f"{lib} is required here but {c} cannot import it")
+    return out
+
+
+def _run_bench(tmp_path, *options):
+    out = tmp_path / "bench.json"
+    proc = subprocess.run(
+        [sys.executable, str(SCRIPT), "--quick", *options, "--json", str(out)],
+        capture_output=True, text=True, timeout=300, cwd=ROOT)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    data = json.loads(out.read_text())
+    return proc.stdout, data, {(r["contender"], r["workload"]): r for r in data["results"]}
+
+
+@pytest.mark.skipif(not SCRIPT.exists(), reason="bench/bench_layers.py not present")
+def test_bench_precision_contenders_smoke(harness, tmp_path):
+    """The precision group on an LSTM inference row: every contender that can be imported
+    runs, or says why not; each records the precision it used, and its output's distance
+    from fastrnn float32 (bf16 and int8 well above float32 rounding, the f32 engines at
+    it)."""
+    expected = _expected(harness, harness.PRECISION_CONTENDERS)
+    stdout, data, results = _run_bench(tmp_path, "--only", "W1", "--contenders", "precision")
+    assert set(data["contenders"]) == set(expected)
+    assert set(data["left_out"]) == set(harness.PRECISION_CONTENDERS) - set(expected)
+    assert "| W1 |" in stdout and "Accuracy against fastrnn float32" in stdout
+    assert "Precision used" in stdout and "WARNING: W1 infer: torch-bf16" not in stdout
+
+    def measured(c):
+        r = results[(c, "W1")]
+        assert "error" not in r, r
+        return r["modes"]["infer"]
+
+    for c in ("fastrnn-int8", "fastrnn-bf16"):         # before and after the API lands
+        r = results[(c, "W1")]
+        if r.get("unavailable"):
+            assert r["unavailable"] == {"infer": harness.NOT_AVAILABLE}
+        else:
+            m = measured(c)
+            assert m["median_ms"] > 0 and m["accuracy"]["max_abs"] < 0.2
+    low = {"torch-bf16": "bf16", "torch-autocast": "bf16", "torch-int8": "int8",
+           "onnxruntime-int8": "int8"}
+    for c, precision in low.items():
+        if c in expected:
+            m = measured(c)
+            assert m["precision"] == precision and m["median_ms"] > 0, (c, m)
+            assert 1e-5 < m["accuracy"]["max_abs"] < 0.2, (c, m["accuracy"])
+            assert m["accuracy"]["mean_abs"] <= m["accuracy"]["max_abs"]
+    if "torch-int8" in expected:
+        assert "torch.ao.nn.quantized.dynamic" in results[("torch-int8", "W1")]["info"][
+            "precision_detail"]
+    if "onnxruntime-int8" in expected:
+        assert "DynamicQuantizeLSTM" in results[("onnxruntime-int8", "W1")]["info"][
+            "quantized_graph_ops"]
+    if "openvino" in expected:
+        f32, default = measured("openvino-f32"), measured("openvino")
+        info = results[("openvino", "W1")]["info"]
+        assert f32["precision"] == "f32" and f32["accuracy"]["max_abs"] < 1e-5
+        assert info["inference_precision"] in ("bf16", "f16", "f32") and info["threads"] >= 1
+        assert default["precision"] in info["precision_detail"]
+        if info["inference_precision"] != "f32":     # below f32: further from fastrnn
+            assert default["accuracy"]["max_abs"] > 10 * f32["accuracy"]["max_abs"]
+
+
+@pytest.mark.skipif(not SCRIPT.exists(), reason="bench/bench_layers.py not present")
+def test_bench_int8_rules_found_from_the_quantized_model(harness, tmp_path):
+    """Where an engine has no int8 rule for a cell the table says so, found from the
+    quantized graph or module, not a float time labelled int8: ONNX Runtime quantizes the
+    LSTM only, PyTorch's quantize_dynamic has no nn.RNN module; under autocast PyTorch's
+    GRU multiplies in bfloat16 (its output stays float32); the training step's accuracy
+    is that of the input gradient."""
+    contenders = ["fastrnn", "torch-int8", "onnxruntime-int8", "torch-autocast"]
+    expected = _expected(harness, contenders)
+    if expected == ["fastrnn"]:
+        pytest.skip("neither torch nor onnxruntime is installed")
+    stdout, data, results = _run_bench(tmp_path, "--only", "W5,W7", "--contenders",
+                                       ",".join(expected))
+    rows = [line for line in stdout.splitlines() if line.startswith("| W")]
+    if "onnxruntime-int8" in expected:
+        assert results[("onnxruntime-int8", "W5")]["unavailable"] == {"infer": "no RNN rule"}
+        assert results[("onnxruntime-int8", "W7")]["unavailable"] == {"infer": "no GRU rule"}
+        assert "GRU" in results[("onnxruntime-int8", "W7")]["info"]["quantized_graph_ops"]
+        assert any(line.startswith("| W7 |") and "no GRU rule" in line for line in rows)
+    if "torch-int8" in expected:
+        assert results[("torch-int8", "W5")]["unavailable"] == {"infer": "no RNN rule"}
+        m = results[("torch-int8", "W7")]["modes"]["infer"]
+        assert m["precision"] == "int8" and 1e-5 < m["accuracy"]["max_abs"] < 0.5
+    if "torch-autocast" in expected:
+        r7, r5 = results[("torch-autocast", "W7")], results[("torch-autocast", "W5")]
+        assert "bf16" in r7["modes"]["infer"]["precision"]
+        assert r7["modes"]["infer"]["accuracy"]["max_abs"] > 1e-5
+        train = r5["modes"]["train"]
+        assert train["accuracy"]["output"] == "dx" and 1e-5 < train["accuracy"]["max_abs"] < 1
