@@ -87,17 +87,20 @@ def rst_blocks(text: str) -> str:
 
 
 def main(latest: Path, scaling: Path, precision: Path | None = None) -> None:
-    """The workload table of ``latest``, and the scaling tables of ``scaling`` and the
-    precision tables of ``precision`` where those files exist (each is a run of its own:
+    """The workload table of ``latest``, the scaling tables of ``scaling`` and the
+    precision tables of ``precision``, of those files that exist (each is a run of its own:
     without it its tables stay as they are, with the date and machine of the run that made
     them)."""
-    run, workloads, contenders = load(latest)
-    table = harness.markdown_table(workloads, contenders, run["results"])
     readme = ROOT / "README.md"
     doc = ROOT / "docs" / "benchmark.rst"
-    text = replace(readme.read_text(), "bench-table", header(run) + "\n\n" + table, False)
-    rst = replace(doc.read_text(), "bench-table", header(run) + "\n\n" + rst_table(table), True)
-    written = [latest.name]
+    text, rst = readme.read_text(), doc.read_text()
+    written = []
+    if latest.exists():
+        run, workloads, contenders = load(latest)
+        table = harness.markdown_table(workloads, contenders, run["results"])
+        text = replace(text, "bench-table", header(run) + "\n\n" + table, False)
+        rst = replace(rst, "bench-table", header(run) + "\n\n" + rst_table(table), True)
+        written.append(latest.name)
     if scaling.exists():
         srun, sworkloads, scontenders = load(scaling)
         stables = harness.scaling_tables(sworkloads, scontenders, srun["results"])
@@ -114,6 +117,8 @@ def main(latest: Path, scaling: Path, precision: Path | None = None) -> None:
         text = replace(text, "precision-table", header(prun) + "\n\n" + ptables, False)
         rst = replace(rst, "precision-table", header(prun) + "\n\n" + rst_blocks(ptables), True)
         written.append(precision.name)
+    if not written:
+        raise SystemExit(f"none of {latest}, {scaling}, {precision} exists")
     readme.write_text(text)
     doc.write_text(rst)
     print(f"tables of {' and '.join(written)} written to {readme.name} and {doc.name}")
