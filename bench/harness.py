@@ -215,7 +215,7 @@ INFERENCE_ONLY = ("onnxruntime", "fastrnn-int8", "torch-int8", "onnxruntime-int8
 # Contenders that compute in a lower precision than float32 (or may: OpenVINO's default
 # is bf16 where the CPU has AMX): their check values are not compared with fastrnn's
 # (their differences are the accuracy table's), and a failure of theirs on a workload is
-# an outcome to report (the table says "fails"), not an error of the run.
+# an outcome to report (the table says "refused" or "fails"), not an error of the run.
 LOWER_PRECISION = ("fastrnn-bf16", "fastrnn-int8", "torch-bf16", "torch-autocast",
                    "torch-int8", "onnxruntime-int8", "openvino")
 PRECISION_CONTENDERS = ("fastrnn", "fastrnn-bf16", "fastrnn-int8", "torch-bf16",
@@ -1096,19 +1096,37 @@ def output_path(outputs: str, contender: str, wid: str, mode: str) -> Path:
     return Path(outputs) / f"{contender}.{wid}.{mode}.npy"
 
 
+def failure_reason(exc: BaseException) -> str:
+    """The table's word for a lower-precision contender's exception: "refused" for the
+    errors a library raises on purpose for what it does not cover (ValueError, TypeError,
+    NotImplementedError), "fails" for others."""
+    refused = isinstance(exc, (ValueError, TypeError, NotImplementedError))
+    return f"{'refused' if refused else 'fails'} ({type(exc).__name__})"
+
+
 def run_worker(contender: str, wid: str, quick: bool, outputs: str | None = None) -> dict:
     """Time ``contender`` on workload ``wid``: per mode a measurement, or the reason it
     cannot run there (``unavailable``: the table shows it; a lower-precision contender's
-    exception on its first call is such an outcome, "fails (...)", its message in
-    ``failures``).  With ``outputs``, the first call's output is saved there."""
+    exception while it sets up or on its first call is such an outcome, "refused (...)"
+    or "fails (...)", its message in ``failures``).  With ``outputs``, the first call's
+    output is saved there."""
     import numpy as np
 
     w = WORKLOAD_BY_ID[wid]
     floor = None
-    if w.cell == "Composed":
-        infer, train, info = setup_composed(contender, w)
-    else:
-        infer, train, info, floor = setup_layer(contender, w)
+    try:
+        if w.cell == "Composed":
+            infer, train, info = setup_composed(contender, w)
+        else:
+            infer, train, info, floor = setup_layer(contender, w)
+    except Exception as exc:                      # noqa: BLE001  (reported, see above)
+        if contender not in LOWER_PRECISION:      # e.g. fastrnn.quantize refusing a layer
+            raise
+        reason = failure_reason(exc)
+        modes = [m for m in w.modes if m == "infer" or contender not in INFERENCE_ONLY]
+        return dict(contender=contender, workload=wid, info={}, modes={},
+                    unavailable={m: reason for m in modes},
+                    failures={m: f"{type(exc).__name__}: {exc}" for m in modes})
     precision = info.pop("precision", None) or {}
     settings = QUICK if quick else FULL
     out: dict = dict(contender=contender, workload=wid, info=info, modes={})
@@ -1125,7 +1143,7 @@ def run_worker(contender: str, wid: str, quick: bool, outputs: str | None = None
         except Exception as exc:                  # noqa: BLE001  (reported, see above)
             if contender not in LOWER_PRECISION:
                 raise
-            unavailable[mode] = f"fails ({type(exc).__name__})"
+            unavailable[mode] = failure_reason(exc)
             failures[mode] = f"{type(exc).__name__}: {exc}"
             continue
         if outputs:

@@ -322,8 +322,10 @@ def test_tables_show_why_a_contender_did_not_run(harness):
 
 
 def test_a_lower_precision_contenders_failure_is_reported(harness, monkeypatch):
-    """A contender below float32 that raises on its first call is an outcome of the run
-    ("fails (...)", the message kept); a float32 contender's exception stays an error."""
+    """A contender below float32 that raises while it sets up or on its first call is an
+    outcome of the run ("fails (...)"; "refused (...)" for a ValueError, TypeError or
+    NotImplementedError; the message kept); a float32 contender's exception stays an
+    error."""
     def boom():
         raise RuntimeError("The number of rows in the packB should be equal to K")
 
@@ -333,6 +335,18 @@ def test_a_lower_precision_contenders_failure_is_reported(harness, monkeypatch):
     assert "packB" in r["failures"]["infer"]
     with pytest.raises(RuntimeError):
         harness.run_worker("torch", "W1", quick=True)
+
+    def refuse(c, w):                       # e.g. fastrnn.quantize refusing the layer
+        raise ValueError("proj_size cannot be quantized")
+
+    monkeypatch.setattr(harness, "setup_layer", refuse)
+    r = harness.run_worker("fastrnn-int8", "W2", quick=True)     # inference only
+    assert r["unavailable"] == {"infer": "refused (ValueError)"} and r["modes"] == {}
+    assert "proj_size" in r["failures"]["infer"]
+    r = harness.run_worker("fastrnn-bf16", "W2", quick=True)
+    assert r["unavailable"] == {m: "refused (ValueError)" for m in ("train", "infer")}
+    with pytest.raises(ValueError):
+        harness.run_worker("fastrnn", "W2", quick=True)
 
 
 def _expected(harness, contenders):
