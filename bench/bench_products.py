@@ -4,7 +4,7 @@
 
 Each row is one product ``C = op(A) @ B`` of float32 matrices, timed in this process on
 one thread: fastrnn's panel product (``_blas.panel_gemm`` over B packed once, as the time
-loops use it: the packing is not timed) against ``_blas.blas_gemm`` (scipy's BLAS, which
+loops use it, 64-byte aligned: the packing is not timed) against ``_blas.blas_gemm`` (scipy's BLAS, which
 packs B on every call).  Per-step rows are the recurrent products of a time loop for one
 thread's part of the batch (forward ``h @ W_hh.T``, backward ``dG @ W_hh``); the others are
 products before and after the loop.  GFLOP/s are 2*m*n*k over the median time.  A
@@ -23,7 +23,7 @@ from functools import partial
 import numpy as np
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-from fastrnn import _blas  # noqa: E402
+from fastrnn import _blas, _engine  # noqa: E402
 
 PRODUCTS = [
     # (what, m, k, n, A given transposed)
@@ -72,9 +72,10 @@ def main(argv=None) -> int:
         for what, m, k, n, trans_a in PRODUCTS:
             A = rng.standard_normal((k, m) if trans_a else (m, k)).astype(np.float32)
             B = rng.standard_normal((k, n)).astype(np.float32)
-            packed = np.empty_like(B)
+            # the kernels' packed copies and gates are 64-byte aligned (fastrnn._engine)
+            packed = _engine.aligned_empty(B.shape, np.float32)
             _blas.panel_pack(B, packed, False)
-            C = np.empty((m, n), np.float32)
+            C = _engine.aligned_empty((m, n), np.float32)
             t_panel = median_time(partial(_blas.panel_gemm, A, packed, C, False, trans_a),
                                   args.seconds)
             t_blas = median_time(partial(_blas.blas_gemm, A, B, C, trans_a=trans_a),
