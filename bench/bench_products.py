@@ -4,11 +4,11 @@
 
 Each row is one product ``C = op(A) @ B`` of float32 matrices, timed in this process on
 one thread: fastrnn's panel product (``_blas.panel_gemm`` over B packed once, as the time
-loops use it, 64-byte aligned: the packing is not timed) against ``_blas.blas_gemm`` (scipy's BLAS, which
-packs B on every call).  Per-step rows are the recurrent products of a time loop for one
-thread's part of the batch (forward ``h @ W_hh.T``, backward ``dG @ W_hh``); the others are
-products before and after the loop.  GFLOP/s are 2*m*n*k over the median time.  A
-benchmark, not a test: nothing is asserted.
+loops use it, 64-byte aligned: the packing is not timed) against ``_blas.blas_gemm``
+(scipy's BLAS, which packs B on every call).  Per-step rows are the recurrent products of
+a time loop for one thread's part of the batch (forward ``h @ W_hh.T``, backward
+``dG @ W_hh``); the others are products before and after the loop.  GFLOP/s are 2*m*n*k
+over the median time.  A benchmark, not a test: nothing is asserted.
 """
 
 from __future__ import annotations

@@ -1168,13 +1168,23 @@ def run_worker(contender: str, wid: str, quick: bool, outputs: str | None = None
 # ----------------------------------------------------------------------------- parent
 
 
+#: the CPU flags (as /proc/cpuinfo names them) that decide which kernels run, in the order
+#: a table states them: the model name alone does not tell an Ice Lake from a Sapphire
+#: Rapids Xeon under a hypervisor
+ISA_FLAGS = ("avx2", "avx512f", "avx512_vnni", "avx512_bf16", "amx_bf16", "amx_int8")
+
+
 def machine_info() -> dict:
     cpu = platform.processor() or platform.machine()
+    flags: list[str] = []
     try:
         with open("/proc/cpuinfo") as f:
             for line in f:
                 if line.startswith("model name"):
                     cpu = line.split(":", 1)[1].strip()
+                elif line.startswith("flags"):
+                    have = set(line.split(":", 1)[1].split())
+                    flags = [flag for flag in ISA_FLAGS if flag in have]
                     break
     except OSError:
         pass
@@ -1193,7 +1203,7 @@ def machine_info() -> dict:
         usable = os.cpu_count()
     env = {k: os.environ[k] for k in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS",
                                       "MKL_NUM_THREADS") if k in os.environ}
-    return dict(cpu=cpu, cores=os.cpu_count(), usable_cores=usable,
+    return dict(cpu=cpu, isa=flags, cores=os.cpu_count(), usable_cores=usable,
                 python=platform.python_version(), platform=platform.platform(),
                 versions=versions, thread_env=env)
 

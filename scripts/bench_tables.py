@@ -44,7 +44,9 @@ def header(run: dict) -> str:
     )
     rounds = run["settings"].get("rounds", 1)
     text = (
-        f"Measured {run['created'][:10]} on {m['cpu']} ({m['cores']} cores), "
+        f"Measured {run['created'][:10]} on {m['cpu']} ({m['cores']} cores"
+        + (f"; {', '.join(m['isa'])}" if m.get("isa") else "")
+        + "), "
         f"Python {m['python']}, {libs}; each cell the median of {rounds} "
         f"process{'es' if rounds > 1 else ''}"
         + (" (--quick: a few calls each, indicative only)" if run["settings"].get("quick") else "")
