@@ -4,6 +4,7 @@
   fastrnn/_core.pyx   the recurrent kernels: forward and BPTT of RNN, LSTM and GRU
   fastrnn/_step.pyx   the one-step entry (cells, streaming)
   fastrnn/_floor.pyx  the GEMM floor, a benchmark tool
+  fastrnn/_lowp.pyx   quantized (int8) inference: the int8 product and its time loop
 
 Compiler directives live here and nowhere else.  Set FASTRNN_DEBUG=1 to build with
 bounds checks and wraparound on (slow; for hunting memory errors), FASTRNN_COVERAGE=1 to
@@ -44,6 +45,8 @@ HEADERS = {
               "fastrnn/_panel.h"],
     "_floor": ["fastrnn/_core.pxd", "fastrnn/_blas.pxd", "fastrnn/_cellmath.pxd",
                "fastrnn/_cellmath.h", "fastrnn/_panel.h"],
+    "_lowp": ["fastrnn/_q8.h", "fastrnn/_isa.h", "fastrnn/_blas.pxd",
+              "fastrnn/_cellmath.pxd", "fastrnn/_cellmath.h", "fastrnn/_panel.h"],
 }
 
 extensions = [

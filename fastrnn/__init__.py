@@ -31,6 +31,7 @@ from .onnx_export import export_onnx  # noqa: E402
 from .onnx_import import from_onnx  # noqa: E402
 from .sequential import Bidirectional, Concatenate, Residual, Sequential  # noqa: E402
 from .streaming import Stepper  # noqa: E402
+from .quantize import dequantize, quantize  # noqa: E402
 from .torch_bridge import from_torch, to_torch  # noqa: E402
 from .training import History  # noqa: E402
 
@@ -47,4 +48,5 @@ __all__ = ["RNN", "LSTM", "GRU", "FastRNN", "FastGRNN", "RNNCell", "LSTMCell", "
            "set_num_threads", "get_num_threads", "threads", "process_settings", "show_config",
            "blas_info",
            "from_torch", "to_torch", "export_onnx", "from_onnx", "PaddingWarning",
+           "quantize", "dequantize",
            "__version__"]

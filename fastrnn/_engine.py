@@ -18,7 +18,7 @@ from typing import NamedTuple
 
 import numpy as np
 
-from . import _blas, _core, _floor, _runtime, _step, _tuning  # _runtime binds the BLAS threads
+from . import _blas, _core, _floor, _lowp, _runtime, _step, _tuning  # _runtime: BLAS threads
 from ._kinds import KINDS, Kind
 
 #: a layer-direction's ``(W_ih, W_hh, b_ih, b_hh)`` as the kernels take them (empty bias
@@ -605,3 +605,80 @@ def readout(h: np.ndarray, weight: np.ndarray, bias: np.ndarray | None,
     else:
         out[...] = bias
         _blas.blas_gemm(h, weight, out, False, True, 1.0, 1.0)
+
+
+# ------------------------------------------------------------------- quantized inference
+# int8 weights per output row, int8 activations per row and step, int32 sums, float32
+# gate math (fastrnn/_q8.h, fastrnn/_lowp.pyx); inference only, the plain kinds only.
+
+#: the kinds the int8 loop runs (the variants and FastRNN/FastGRNN have no int8 loop)
+Q8_KINDS = (_core.KIND_RNN, _core.KIND_LSTM, _core.KIND_GRU)
+
+
+class Q8(NamedTuple):
+    """One quantized layer-direction as the int8 loop takes it: W_ih and W_hh packed
+    (``_lowp.pack``) with their column sums and per-row scales, the bias row of the input
+    projection and the GRU's b_hn (empty otherwise)."""
+
+    W_ih: np.ndarray
+    cs_ih: np.ndarray
+    s_ih: np.ndarray
+    W_hh: np.ndarray
+    cs_hh: np.ndarray
+    s_hh: np.ndarray
+    bias: np.ndarray
+    b_hn: np.ndarray
+
+
+def q8_pack(kind: Kind, W_ih: np.ndarray, s_ih: np.ndarray, W_hh: np.ndarray,
+            s_hh: np.ndarray, b_ih: np.ndarray, b_hh: np.ndarray) -> Q8:
+    """A layer-direction's int8 weights (G*H, I), (G*H, H) and float32 scales (G*H,)
+    packed for the int8 loop; ``b_ih``, ``b_hh`` float32 (G*H,) or empty (no biases)."""
+    GH, H = W_hh.shape
+    bias = np.zeros(GH, np.float32)
+    b_hn = np.empty(0, np.float32)
+    if b_ih.size:
+        n_hh = 2 * H if kind.kernel_id == _core.KIND_GRU else GH   # b_hn stays in r*(...)
+        bias += b_ih
+        bias[:n_hh] += b_hh[:n_hh]
+        if n_hh < GH:
+            b_hn = np.ascontiguousarray(b_hh[n_hh:], np.float32)
+    ih, hh = _lowp.pack(W_ih), _lowp.pack(W_hh)
+    return Q8(ih[0], ih[1], s_ih, hh[0], hh[1], s_hh, bias, b_hn)
+
+
+def q8_forward(kind: Kind, relu: bool, X: np.ndarray, q: Q8, nact: np.ndarray,
+               reverse: bool, h: np.ndarray, c: np.ndarray | None, Y: np.ndarray,
+               col: int) -> None:
+    """:func:`run_forward` of a quantized layer-direction, at inference."""
+    B, H = h.shape
+    bounds = row_bounds(nact, B, H, kind.gates)
+    _lowp.forward(kind.kernel_id, relu, X, q.W_ih, q.cs_ih, q.s_ih, q.W_hh, q.cs_hh, q.s_hh,
+                  q.bias, q.b_hn, nact, bounds, h, c, Y, col, reverse)
+
+
+def q8_stack_forward(kind: Kind, relu: bool, X: np.ndarray, layers: list, h: np.ndarray,
+                     c: np.ndarray | None, nact: np.ndarray, reverse: bool = False):
+    """:func:`stack_forward` at inference of a quantized stack: ``layers[k][d]`` a
+    :class:`Q8`.  Returns the output (T, B, D*H)."""
+    T = nact.shape[0]
+    B, H = h.shape[1], h.shape[2]
+    D = len(layers[0])
+    Y = X
+    for k, layer in enumerate(layers):
+        Y = np.empty((T, B, D * H), np.float32)
+        for d, q in enumerate(layer):
+            i = k * D + d
+            q8_forward(kind, relu, X, q, nact, d == 1 or reverse, h[i],
+                       None if c is None else c[i], Y, d * H)
+        X = Y.reshape(T * B, D * H)
+    return Y
+
+
+def q8_step(kind: Kind, relu: bool, x: np.ndarray, q: Q8, h: np.ndarray,
+            c: np.ndarray | None, y: np.ndarray) -> None:
+    """One step of a quantized layer on every row, in place (``h``, ``c`` (B, H)): the
+    int8 loop over one step; ``y`` (1, B, H) its workspace."""
+    nact, bounds = _one_step_rows(h.shape[0])
+    _lowp.forward(kind.kernel_id, relu, x, q.W_ih, q.cs_ih, q.s_ih, q.W_hh, q.cs_hh, q.s_hh,
+                  q.bias, q.b_hn, nact, bounds, h, c, y, 0, False)

@@ -33,7 +33,7 @@ from typing import TextIO
 
 import scipy.linalg.cython_blas  # noqa: F401  (loads scipy's BLAS)
 
-from . import _blas, _environ, _malloc
+from . import _blas, _environ, _lowp, _malloc
 from ._version import __version__
 
 #: where the thread budget at import comes from, first found first
@@ -134,6 +134,52 @@ INFO = _setup()
 BUDGET, BUDGET_SOURCE = budget_from_environment()
 _blas.set_num_threads(BUDGET)
 
+# The instruction sets the kernels with ISA-specific paths may use (fastrnn/_isa.h): the
+# level the CPU and operating system allow, capped by FASTRNN_ISA at import or by set_isa.
+#: the compiled modules with such paths: each has ``isa()`` and ``set_isa_cap(level)``
+ISA_MODULES = (_lowp,)
+#: the levels, lowest first (each includes the ones before it)
+ISA_LEVELS: tuple[str, ...] = tuple(_lowp.LEVELS)
+ISA_OPT_OUT = ("FASTRNN_ISA=level before importing fastrnn, or fastrnn._runtime.set_isa(level), "
+               f"level one of {', '.join(ISA_LEVELS)}")
+
+
+def set_isa(level: str) -> None:
+    """Run fastrnn's kernels with instruction-set specific paths (today the int8 kernels
+    of :func:`fastrnn.quantize`) at ``level`` at most: one of :data:`ISA_LEVELS`
+    (``"baseline"``: portable code; ``"amx"``: no cap).  Every path gives the same
+    results; the cap is for testing the lower ones and for comparing them.
+
+    >>> from fastrnn import _runtime
+    >>> _runtime.set_isa("baseline"); _runtime.get_isa()
+    'baseline'
+    >>> _runtime.set_isa("amx")                   # no cap: the CPU's own level
+    """
+    if not isinstance(level, str) or level not in ISA_LEVELS:
+        raise ValueError(f"level must be one of {ISA_LEVELS}, got {level!r}")
+    for module in ISA_MODULES:
+        module.set_isa_cap(level)
+
+
+def get_isa() -> str:
+    """The level the kernels run at now: the detected one, capped (:func:`set_isa`)."""
+    return _lowp.isa()
+
+
+def _isa_from_environment() -> str:
+    text = os.environ.get("FASTRNN_ISA", "").strip().lower()
+    if not text:
+        return "detected"
+    if text not in ISA_LEVELS:
+        warnings.warn(f"fastrnn ignores FASTRNN_ISA={text!r}: it must be one of "
+                      f"{', '.join(ISA_LEVELS)}", RuntimeWarning, stacklevel=2)
+        return "detected"
+    set_isa(text)
+    return f"FASTRNN_ISA={text}"
+
+
+ISA_SOURCE = _isa_from_environment()
+
 #: what other modules set up at import, for process_settings (fastrnn._threadpool adds
 #: whether it registered a threadpoolctl controller)
 EXTRA_SETTINGS: dict[str, object] = {}
@@ -232,11 +278,13 @@ def process_settings() -> dict:
       import and its source (``FASTRNN_NUM_THREADS``, ``OMP_NUM_THREADS`` or the
       affinity mask), and the value now;
     * ``"malloc"``: whether glibc's malloc thresholds were raised, and why (not);
-    * ``"threadpoolctl"``: whether fastrnn registered its controller with threadpoolctl.
+    * ``"threadpoolctl"``: whether fastrnn registered its controller with threadpoolctl;
+    * ``"isa"``: the instruction-set level of the kernels that have specific paths, the
+      level detected, and where a cap comes from (``FASTRNN_ISA``, or none: "detected").
 
     >>> import fastrnn
     >>> sorted(fastrnn.process_settings())
-    ['blas_threads', 'environment', 'kernel_threads', 'malloc', 'threadpoolctl']
+    ['blas_threads', 'environment', 'isa', 'kernel_threads', 'malloc', 'threadpoolctl']
     """
     blas = None if INFO["blas_threads"] is None else {
         "library": INFO["library"], "before": INFO["blas_threads_before"],
@@ -246,7 +294,9 @@ def process_settings() -> dict:
             "kernel_threads": {"at_import": BUDGET, "source": BUDGET_SOURCE,
                                "now": process_num_threads()},
             "malloc": {"tuned": _malloc.TUNED, "reason": _malloc.REASON},
-            "threadpoolctl": EXTRA_SETTINGS.get("threadpoolctl", False)}
+            "threadpoolctl": EXTRA_SETTINGS.get("threadpoolctl", False),
+            "isa": {"now": get_isa(), "detected": _lowp.detected_isa(),
+                    "source": ISA_SOURCE}}
 
 
 @dataclass(frozen=True)
@@ -288,8 +338,14 @@ def settings() -> list[Setting]:
                      f"{k['at_import']} at import, {k['now']} now",
                      f"{k['source']}, capped at the {available_cores()} cores of the "
                      f"affinity mask", BUDGET_OPT_OUT)
+    isa = now["isa"]
+    level = Setting("instruction set of the int8 kernels",
+                    f"{isa['now']} (detected {isa['detected']})",
+                    "set by fastrnn: " + isa["source"] if isa["source"] != "detected"
+                    else "detected (CPU and operating system)", ISA_OPT_OUT)
     rows = EXTRA_SETTINGS.get("rows", [])             # fastrnn._threadpool's
-    return [wait, scipy_blas, malloc, budget, *(rows if isinstance(rows, list) else [])]
+    return [wait, scipy_blas, malloc, budget, level,
+            *(rows if isinstance(rows, list) else [])]
 
 
 def show_config(file: TextIO | None = None) -> None:

@@ -80,6 +80,10 @@ def weight_tuple(module: Module, suffix: str, grad: bool = False) -> _engine.Wei
 class _CellBase(Module):
     mode = "RNN"
     kind = KINDS["RNN"]
+    #: ``"int8"`` for a copy made by :func:`fastrnn.quantize` (inference only), else None
+    quantized: str | None = None
+    #: with ``quantized``: ``[[record]]``, the cell as the int8 loop takes it
+    _q8: list | None = None
 
     def __init__(self, input_size: int, hidden_size: int, bias: bool = True, *,
                  dtype=np.float32, seed: int | None = None):
@@ -129,6 +133,11 @@ class _CellBase(Module):
 
     def __call__(self, x, state=None):
         """One step: the new state from ``x`` (B, I) and ``state`` (B, H); zeros if None."""
+        if self._q8 is not None:            # quantized: the int8 loop over one step
+            x, h, c, unbatched = self._prepare(x, state)
+            _engine.q8_step(self.kind, self._relu, x, self._q8[0][0], h[0],
+                            None if c is None else c[0], np.empty_like(h))
+            return self._result(h, c, unbatched)
         # arrays that need no conversion take one compiled call; the rest are converted
         # and checked here first, and run the same cell math
         new = _engine.cell_call(self.kind, self._relu, x, state, weight_tuple(self, ""))
@@ -148,6 +157,9 @@ class _CellBase(Module):
         new state (zeros if None), adds the parameter gradients into ``.grad`` and returns
         ``(dx, dstate0)``.  It may be called once.
         """
+        if self.quantized:
+            raise TypeError(f"this {type(self).__name__} is quantized ({self.quantized}): "
+                            f"inference only; fastrnn.dequantize() it to train")
         x, h, c, unbatched = self._prepare(x, state)
         B = x.shape[0]
         nact = _engine.active_rows(None, 1, B)

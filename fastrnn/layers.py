@@ -159,6 +159,11 @@ class _RNNBase(Module):
     nonlinearity = "tanh"
     #: an LSTM's projection size (PyTorch's ``proj_size``): 0, none
     proj_size = 0
+    #: ``"int8"`` for a copy made by :func:`fastrnn.quantize` (inference only), else None
+    quantized: str | None = None
+    #: with ``quantized``: ``_q8[k][d]``, layer k direction d as the int8 loop takes it
+    #: (``_engine.Q8``); the float parameters then hold the dequantized weights
+    _q8: list | None = None
 
     def __init__(self, input_size: int, hidden_size: int, num_layers: int = 1,
                  bias: bool = True, batch_first: bool = False, dropout: float = 0.0,
@@ -298,7 +303,15 @@ class _RNNBase(Module):
 
     # -- the one shared path of RNN, LSTM and GRU ---------------------------------------
 
+    def _inference_only(self) -> None:
+        """A quantized layer refuses what needs gradients."""
+        if self.quantized:
+            raise TypeError(f"this {type(self).__name__} is quantized ({self.quantized}): "
+                            f"inference only; fastrnn.dequantize() it to train")
+
     def _run(self, x, state0, lengths, train: bool, state_name: str = "state0"):
+        if train:
+            self._inference_only()
         if isinstance(x, np.ndarray) and x.ndim == 3:        # before x is copied
             kernel_sizes("x", time_steps_times_batch=x.shape[0] * x.shape[1])
         x = float_array(x, "x", self.dtype, (3, 2), contiguous=False)  # copied once, later
@@ -385,6 +398,12 @@ class _RNNBase(Module):
             padded = np.arange(T)[:, None] >= sorted_lengths[None, :]
         x = _time_major(x, batch_first, order, padded)
         nact = _engine.active_rows(sorted_lengths, T, B)
+        if self._q8 is not None and not train:
+            Y = _engine.q8_stack_forward(self.kind, self.nonlinearity == "relu",
+                                         x.reshape(T * B, I), self._q8, h, c, nact,
+                                         self.reverse)
+            return (_caller_layout(Y, batch_first, inverse),
+                    self._pack(_unsort(h, inverse), _unsort(c, inverse)))
         weights = self._weights()
         regularise = train and not step_states
         Y, tape = _engine.stack_forward(self.kind, self.nonlinearity == "relu",
@@ -451,6 +470,7 @@ class _RNNBase(Module):
         >>> bool(np.array_equal(out.c[-1, -1], out.state[1][-1]))    # c_T is c_n
         True
         """
+        self._inference_only()
         x = float_array(x, "x", self.dtype, 3, contiguous=False)
         if min(x.shape[:2]) == 0:
             raise ValueError(f"x must have at least one time step and one batch row, got "

@@ -87,6 +87,9 @@ class Stepper:
                                                  sequence=zones[0] is not None))
                         for k, layer in enumerate(rnn._weights())]
         self._x = np.empty((B, rnn.input_size), dt)
+        # a quantized model: each layer's int8 record, and the one-step output workspace
+        self._q8 = rnn._q8
+        self._y = np.empty((1, B, H), dt)
         readout = head.readout
         self._W = readout.weight.data
         self._b = readout.bias.data if readout.bias is not None else None
@@ -142,8 +145,11 @@ class Stepper:
         call)."""
         X = self._input(x_t)
         kind, relu = self._kind, self._relu
-        for weights, h, c, gates, gh in self._layers:
-            _engine.step(kind, relu, X, weights, h, c, gates, gh, self._zones)
+        for k, (weights, h, c, gates, gh) in enumerate(self._layers):
+            if self._q8 is not None:
+                _engine.q8_step(kind, relu, X, self._q8[k][0], h, c, self._y)
+            else:
+                _engine.step(kind, relu, X, weights, h, c, gates, gh, self._zones)
             X = h                                 # this layer's new state feeds the next
         _engine.readout(X, self._W, self._b, self._out)   # out = h_top @ W_hy.T + b_y
         return self._out

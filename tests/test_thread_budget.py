@@ -354,7 +354,8 @@ def show(**env: str) -> tuple[str, dict]:
 def test_show_config_lists_every_setting_with_its_source_and_opt_out():
     table, got = show()
     names = ["OpenMP wait policy", "scipy's BLAS threads", "glibc malloc thresholds",
-             "fastrnn's kernel threads", "threadpoolctl controller"]
+             "fastrnn's kernel threads", "instruction set of the int8 kernels",
+             "threadpoolctl controller"]
     for name in names:
         assert name in table, table
     rows = table.split("\n")[1:]
