@@ -125,7 +125,7 @@ def pack(const int8_t[:, ::1] W):
 
 def quantize_rows(const float[:, ::1] A):
     """``(Q, s)``: each row of A (m, K) float32 as unsigned bytes, Q (m, kpad(K)) uint8
-    (128 + rint(a / s), 128 in the padding), and its scale s (m,) = max|row| / 127."""
+    (128 + rint(a * (1 / s)), 128 in the padding), and its scale s (m,) = max|row| / 127."""
     cdef Py_ssize_t m = A.shape[0], K = A.shape[1], Kp
     _check_k(K, "A.shape[1]")
     Kp = fr_q8_kpad(K)
@@ -265,7 +265,7 @@ def forward(int kind, bint relu, const float[:, ::1] X, const int8_t[::1] W_ih,
             const int32_t[::1] cs_hh, const float[::1] sw_hh, const float[::1] bias,
             const float[::1] b_hn, const int[::1] nact, const int[::1] bounds,
             float[:, ::1] h, float[:, ::1] c, float[:, :, ::1] Y, Py_ssize_t col,
-            bint reverse=False):
+            bint reverse=False, int parts_ih=1):
     """Quantized inference over a sequence, one layer in one direction (rows sorted by
     length, longest first; ``nact`` (T,) active rows per step).
 
@@ -273,7 +273,7 @@ def forward(int kind, bint relu, const float[:, ::1] X, const int8_t[::1] W_ih,
     their column sums and per-row scales ``sw_*`` (G*H,); ``bias`` (G*H,) the bias row
     of the input projection (b_ih, plus b_hh on all gate columns but the GRU's n block;
     zeros without biases); ``b_hn`` (H,) the GRU's b_hh[2H:] (empty: none, or not a
-    GRU).  ``h`` (B, H) (and the LSTM's ``c``; None for the other kinds): the initial
+    GRU).  The input projection runs in ``parts_ih`` blocks of rows side by side.  ``h`` (B, H) (and the LSTM's ``c``; None for the other kinds): the initial
     state on entry, the final one on exit; writes columns col:col+H of ``Y`` (T, B, ldy),
     zeros at padded steps.  The row ranges of ``bounds`` run in parallel."""
     if kind != CELL_RNN and kind != CELL_LSTM and kind != CELL_GRU:
@@ -334,8 +334,9 @@ def forward(int kind, bint relu, const float[:, ::1] X, const int8_t[::1] W_ih,
             raise MemoryError()
         # the input projection of all T*B rows, in blocks of rows side by side:
         # G = q(X) @ q(W_ih).T + bias
-        chunk = (TB + _threads() - 1) // _threads()
-        chunk = max(64, (chunk + 31) // 32 * 32)
+        parts_ih = max(1, min(parts_ih, _threads()))
+        chunk = (TB + parts_ih - 1) // parts_ih
+        chunk = max(64, (chunk + 31) // 32 * 32)   # whole AMX tiles in every part
         n_chunks = (TB + chunk - 1) // chunk
         with nogil:
             if n_chunks == 1:

@@ -5,7 +5,8 @@
  * Activations are quantized per row (a batch row of one step) when they are produced,
  * a = (q_a - 128) * s_a[r], q_a an unsigned byte with zero point 128 (VNNI's vpdpbusd
  * and AMX's tdpbusd multiply unsigned by signed bytes), s_a[r] = max|a[r, :]| / 127,
- * q_a = 128 + rint(a / s_a): a row of zeros has s_a = 0 and gives 0.
+ * q_a = 128 + rint(a * (1 / s_a)) (1 / s_a rounded to float32 first: a multiply, not a
+ * division, per value): a row of zeros has s_a = 0 and gives 0.
  *
  *   acc[r, c]  = sum_k q_a[r, k] * q_w[c, k] - 128 * colsum[c]      (int32, exact)
  *   C[r, c]    = fma((float)acc[r, c], s_a[r] * s_w[c], base[r, c])
@@ -67,9 +68,9 @@ static void fr_q8_pack(const int8_t *W, long n, long K, int8_t *out, int32_t *co
 
 /* ------------------------------------------------------- activations, per row and step */
 
-static inline uint8_t fr_q8_byte(float a, float s)
+static inline uint8_t fr_q8_byte(float a, float inv)
 {
-    float q = nearbyintf(a / s);
+    float q = nearbyintf(a * inv);
     q = q > 127.0f ? 127.0f : (q < -127.0f ? -127.0f : q);
     return (uint8_t)(128 + (int)q);
 }
@@ -90,9 +91,11 @@ static void fr_q8_quant_rows_c(const float *A, long m, long K, long lda, uint8_t
         s[r] = sc;
         if (sc == 0.0f)
             memset(q, 128, (size_t)K);
-        else
+        else {
+            const float inv = 1.0f / sc;
             for (k = 0; k < K; k++)
-                q[k] = fr_q8_byte(a[k], sc);
+                q[k] = fr_q8_byte(a[k], inv);
+        }
         memset(q + K, 128, (size_t)(ldq - K));
     }
 }
@@ -129,13 +132,13 @@ static FR_Q8_AVX512 void fr_q8_quant_rows_avx512(const float *A, long m, long K,
             memset(q, 128, (size_t)ldq);
             continue;
         }
-        vs = _mm512_set1_ps(sc);
+        vs = _mm512_set1_ps(1.0f / sc);
         for (k = 0; k < K; k += 16) {
             const __mmask16 mk = K - k >= 16 ? (__mmask16)0xFFFF
                                              : (__mmask16)((1u << (K - k)) - 1);
             const __m512 v = _mm512_maskz_loadu_ps(mk, a + k);
             /* vcvtps2dq rounds to nearest even, as nearbyintf does */
-            __m512i i = _mm512_cvtps_epi32(_mm512_div_ps(v, vs));
+            __m512i i = _mm512_cvtps_epi32(_mm512_mul_ps(v, vs));
             i = _mm512_add_epi32(_mm512_min_epi32(_mm512_max_epi32(i, lo), hi), zp);
             _mm512_mask_cvtepi32_storeu_epi8(q + k, mk, i);
         }

@@ -40,6 +40,13 @@ PANEL_MIN_STEPS = 4
 # ... and then each step projects its own input in the loop, just before it needs it
 STEP_PROJECTION = True
 
+# int8 inference (fastrnn/_lowp.pyx): the input projection of all T*B rows splits them
+# across the threads from this many operations on (2*T*B*G*H*I).  Waking the second
+# thread costs about 0.2 ms here (OMP_WAIT_POLICY=PASSIVE); the int8 product runs at
+# 300-1000 GOP/s, so below about 1e8 operations one thread is done first (measured: an
+# LSTM T=100 B=1 I=32 H=64 took 0.32 ms split, 0.06 ms on one thread).
+Q8_PARALLEL_MIN_OPS = 1e8
+
 # ---------------------------------------------------------------------------------------
 # The compiled BLAS layer (fastrnn/_blas.pyx)
 # ---------------------------------------------------------------------------------------

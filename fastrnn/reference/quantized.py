@@ -3,7 +3,8 @@ quantization as the kernels (fastrnn/_q8.h), the same rounding and scales, in fl
 
 Weights, once per output row: ``s_w = max|W[c, :]| / 127``, ``q_w = rint(W / s_w)`` in
 [-127, 127] (a row of zeros: s_w = 0, q_w = 0).  Activations, per row and step:
-``s_a = max|a| / 127``, ``q_a = rint(a / s_a)`` (a row of zeros: s_a = 0, q_a = 0).  A
+``s_a = max|a| / 127``, ``q_a = rint(a * (1 / s_a))``, the reciprocal rounded to
+float32 first (a row of zeros: s_a = 0, q_a = 0).  A
 product is exact in integers, then scaled in float32::
 
     (1) Xp  = base + (q_x @ q_ih.T) * (s_x[:, None] * s_ih)       base: the bias row
@@ -40,7 +41,8 @@ def quantize_rows(A):
     their scales (m,) float32 -- the kernels store q + 128 as unsigned bytes."""
     A = np.asarray(A, _F)
     s = (np.abs(A).max(axis=1) / _F(127)).astype(_F)
-    q = np.clip(np.rint(A / np.where(s > 0, s, _F(1))[:, None]), -127, 127)
+    inv = (_F(1) / np.where(s > 0, s, _F(1))).astype(_F)
+    q = np.clip(np.rint(A * inv[:, None]), -127, 127)
     return q.astype(np.int64), s
 
 

@@ -1,0 +1,431 @@
+"""int8 dynamic quantization (fastrnn.quantize, fastrnn/_lowp.pyx, fastrnn/_q8.h).
+
+The int8 product against exact NumPy integer sums on every instruction-set path this CPU
+has (the cap lowered to run the lower ones), the paths against each other bit for bit;
+the time loop against the NumPy reference of quantized inference
+(fastrnn.reference.quantized) a step at a time; quantized layers, cells, models and the
+Stepper against the float32 model within the quantization error; the API's refusals.
+"""
+
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+import fastrnn
+from fastrnn import _lowp, _runtime
+from fastrnn.reference import quantized as ref
+
+LEVELS = _runtime.ISA_LEVELS
+HERE = LEVELS.index(_lowp.detected_isa())
+# every level this CPU runs (each path is taken by a test; the AVX-512 level without
+# VNNI runs the portable product with the AVX-512 quantization)
+RUNNABLE = [level for level in LEVELS if LEVELS.index(level) <= HERE]
+
+
+@pytest.fixture
+def isa_cap():
+    """Set the cap with the returned function; the cap is removed afterwards."""
+    yield _runtime.set_isa
+    _runtime.set_isa("amx")
+
+
+def _bits(a):
+    return np.ascontiguousarray(a, np.float32).view(np.int32)
+
+
+# ------------------------------------------------------------------ the int8 product
+
+def test_every_level_is_named_and_the_cap_lowers_it(isa_cap):
+    assert LEVELS == ("baseline", "avx512", "avx512_vnni", "avx512_bf16", "amx")
+    for level in RUNNABLE:
+        isa_cap(level)
+        assert _lowp.isa() == level == _runtime.get_isa()
+    isa_cap("baseline")
+    assert _lowp.product_path() == "baseline"
+    with pytest.raises(ValueError, match="level must be one of"):
+        isa_cap("sse9")
+    with pytest.raises(ValueError, match="level must be one of"):
+        _lowp.set_isa_cap("avx")
+
+
+def test_pack_puts_each_weight_where_the_layout_says():
+    rng = np.random.default_rng(0)
+    n, K = 37, 70
+    W = rng.integers(-127, 128, (n, K)).astype(np.int8)
+    packed, colsum = _lowp.pack(W)
+    Kp = _lowp.kpad(K)
+    assert Kp == 128 and packed.shape == (48 * Kp,) and colsum.shape == (48,)
+    k, c = np.meshgrid(np.arange(Kp), np.arange(48), indexing="ij")
+    index = (c // 16) * 16 * Kp + (k // 4) * 64 + (c % 16) * 4 + k % 4
+    B = np.zeros((Kp, 48), np.int8)
+    B[:K, :n] = W.T
+    assert np.array_equal(packed[index], B)
+    assert np.array_equal(colsum[:n], W.astype(np.int64).sum(axis=1))
+    assert not colsum[n:].any()
+
+
+@pytest.mark.parametrize("level", RUNNABLE)
+def test_quantized_rows_are_the_references(level, isa_cap):
+    isa_cap(level)
+    rng = np.random.default_rng(1)
+    for K in (1, 3, 16, 17, 64, 65, 200):
+        A = (rng.standard_normal((7, K)) * rng.uniform(0.01, 100, (7, 1))).astype(np.float32)
+        A[2] = 0                                             # a row of zeros: scale 0
+        A[3, 0] = -A[3].__abs__().max() * 2                  # the extreme is negative
+        Q, s = _lowp.quantize_rows(A)
+        q_ref, s_ref = ref.quantize_rows(A)
+        assert np.array_equal(s, s_ref)
+        assert s[2] == 0
+        assert Q.shape == (7, _lowp.kpad(K)) and Q.dtype == np.uint8
+        assert np.array_equal(Q[:, :K].astype(np.int64) - 128, q_ref)
+        assert (Q[:, K:] == 128).all()
+        assert Q[3, 0] == 1                                  # -127 + 128
+        assert Q.min() >= 1                                  # in [-127, 127] + 128
+
+
+SIZES = [(1, 1, 1), (1, 5, 3), (2, 16, 64), (17, 33, 70), (16, 16, 128), (33, 48, 65),
+         (40, 100, 130), (64, 96, 256), (47, 17, 4)]
+
+
+@pytest.mark.parametrize("m, n, K", SIZES)
+def test_int32_sums_are_exact_and_every_path_gives_the_same_bits(m, n, K, isa_cap):
+    rng = np.random.default_rng(m * 1000 + n * 10 + K)
+    W = rng.integers(-127, 128, (n, K)).astype(np.int8)
+    A = rng.standard_normal((m, K)).astype(np.float32)
+    Q, s = _lowp.quantize_rows(A)
+    packed, colsum = _lowp.pack(W)
+    sw = rng.uniform(0.001, 0.1, n).astype(np.float32)
+    bias = rng.standard_normal(n).astype(np.float32)
+    exact = (Q[:, :K].astype(np.int64) - 128) @ W.T.astype(np.int64)
+    acc = rng.standard_normal((m, n)).astype(np.float32)
+    results = {}
+    for level in RUNNABLE:
+        isa_cap(level)
+        sums = _lowp.product(Q, s, packed, colsum, sw, sums=True)
+        assert sums.dtype == np.int32 and np.array_equal(sums, exact), level
+        plain = _lowp.product(Q, s, packed, colsum, sw)
+        with_bias = _lowp.product(Q, s, packed, colsum, sw, bias=bias)
+        added = acc.copy()
+        _lowp.product(Q, s, packed, colsum, sw, out=added, accumulate=True)
+        results[level] = (plain, with_bias, added)
+        # against NumPy: one rounding of a fused multiply-add apart at most
+        scale = s[:, None] * sw[None, :]
+        for got, base in ((plain, 0), (with_bias, bias), (added, acc)):
+            np.testing.assert_allclose(got, exact.astype(np.float32) * scale + base,
+                                       rtol=1e-6, atol=1e-6)
+    first = results[RUNNABLE[0]]
+    for level, got in results.items():
+        for a, b in zip(got, first):
+            assert np.array_equal(_bits(a), _bits(b)), level
+
+
+@pytest.mark.parametrize("level", RUNNABLE)
+def test_the_extremes_of_the_sums_do_not_overflow(level, isa_cap):
+    isa_cap(level)
+    K = 8192                    # |sum| up to 255 * 127 * K before the shift: no wrap
+    W = np.full((20, K), -127, np.int8)
+    W[1] = 127
+    Q = np.full((18, K), 255, np.uint8)
+    Q[1] = 1
+    packed, colsum = _lowp.pack(W)
+    sums = _lowp.product(Q, np.ones(18, np.float32), packed, colsum, np.ones(20, np.float32),
+                         sums=True)
+    exact = (Q.astype(np.int64) - 128) @ W.T.astype(np.int64)
+    assert np.array_equal(sums, exact)
+    assert sums[0, 0] == -127 * 127 * K
+
+
+def test_a_row_of_zeros_gives_the_base():
+    W = np.ones((5, 9), np.int8)
+    packed, colsum = _lowp.pack(W)
+    Q, s = _lowp.quantize_rows(np.zeros((3, 9), np.float32))
+    bias = np.arange(5, dtype=np.float32)
+    out = _lowp.product(Q, s, packed, colsum, np.ones(5, np.float32), bias=bias)
+    assert np.array_equal(out, np.broadcast_to(bias, (3, 5)))
+
+
+def test_the_product_checks_its_arguments():
+    packed, colsum = _lowp.pack(np.ones((5, 9), np.int8))
+    Q, s = _lowp.quantize_rows(np.ones((3, 9), np.float32))
+    sw = np.ones(5, np.float32)
+    with pytest.raises(ValueError, match="multiple of 64"):
+        _lowp.product(Q[:, :9].copy(), s, packed, colsum, sw)
+    with pytest.raises(ValueError, match="do not fit"):
+        _lowp.product(Q, s, packed, colsum, np.ones(17, np.float32))
+    with pytest.raises(ValueError, match="s must have 3"):
+        _lowp.product(Q, s[:2].copy(), packed, colsum, sw)
+    with pytest.raises(ValueError, match="give out"):
+        _lowp.product(Q, s, packed, colsum, sw, accumulate=True)
+    with pytest.raises(ValueError, match="W.shape"):
+        _lowp.pack(np.ones((2, _lowp.MAX_K + 1), np.int8))
+    with pytest.raises(ValueError, match="at least one row"):
+        _lowp.pack(np.ones((0, 3), np.int8))
+
+
+# ------------------------------------------------------------------------ the time loop
+
+MODES = [("RNN", {}), ("RNN", {"nonlinearity": "relu"}), ("LSTM", {}), ("GRU", {})]
+_CLASSES = {"RNN": fastrnn.RNN, "LSTM": fastrnn.LSTM, "GRU": fastrnn.GRU}
+
+
+def _layer(mode, I, H, **kw):
+    return _CLASSES[mode](I, H, seed=3, **kw)
+
+
+def _q_weights(layer, suffix=""):
+    p = dict(layer.named_parameters())
+    q_ih, s_ih = ref.quantize_weight(p["weight_ih_l0" + suffix].data)
+    q_hh, s_hh = ref.quantize_weight(p["weight_hh_l0" + suffix].data)
+    b_ih = p["bias_ih_l0" + suffix].data if layer.bias else None
+    b_hh = p["bias_hh_l0" + suffix].data if layer.bias else None
+    return q_ih, s_ih, q_hh, s_hh, b_ih, b_hh
+
+
+@pytest.mark.parametrize("mode, kw", MODES)
+@pytest.mark.parametrize("reverse", [False, True])
+@pytest.mark.parametrize("bias", [True, False])
+def test_each_step_is_the_references_from_the_same_state(mode, kw, reverse, bias):
+    """Each step of the kernels against the reference step from the kernels' own state
+    before it: the step's own quantization, products and gate math (a step at a time,
+    since an ulp apart a value may round to the next int8 step later on)."""
+    rng = np.random.default_rng(4)
+    T, B, I, H = 7, 6, 11, 20
+    layer = _layer(mode, I, H, reverse=reverse, bias=bias, **kw)
+    q = fastrnn.quantize(layer)
+    x = rng.standard_normal((T, B, I)).astype(np.float32)
+    h0 = rng.standard_normal((1, B, H)).astype(np.float32) * 0.5
+    lengths = np.array([7, 3, 7, 1, 5, 6])
+    lstm = mode == "LSTM"
+    state0 = (h0, h0 * 2) if lstm else h0
+    y, state = q(x, state0, lengths=lengths)
+    q_ih, s_ih, q_hh, s_hh, b_ih, b_hh = _q_weights(q)
+    # the dequantized weights the copy holds are the reference's quantization's
+    assert np.array_equal(q.weight_ih_l0.data, q_ih.astype(np.float32) * s_ih[:, None])
+    GH = q_ih.shape[0]
+    base = ref.input_bias(mode, b_ih, b_hh, GH)
+    b_hn = b_hh[2 * H:] if mode == "GRU" and bias else None
+    xp = ref.int8_product(x.reshape(T * B, I), q_ih, s_ih, base).reshape(T, B, GH)
+    c = h0[0] * 2 if lstm else None
+    relu = kw.get("nonlinearity") == "relu"
+    for t in (range(T - 1, -1, -1) if reverse else range(T)):
+        active = lengths > t
+        before = t + 1 if reverse else t - 1
+        if 0 <= before < T:
+            h_prev = np.where((lengths > before)[:, None], y[before], h0[0])
+        else:
+            h_prev = h0[0]
+        h_t, c_t = ref.step(mode, xp[t], h_prev, c, q_hh, s_hh, b_hn,
+                            "relu" if relu else "tanh")
+        np.testing.assert_allclose(y[t][active], h_t[active], rtol=1e-5, atol=2e-6)
+        assert not y[t][~active].any()
+        if lstm:
+            c = np.where(active[:, None], c_t, c)
+    h_n = state[0] if lstm else state
+    last = (np.zeros(B, int) if reverse else lengths - 1)
+    assert np.array_equal(h_n[0], y[last, np.arange(B)])
+    if lstm:
+        np.testing.assert_allclose(state[1][0], c, rtol=1e-5, atol=1e-5)
+
+
+@pytest.mark.parametrize("mode, kw", MODES)
+def test_the_loop_is_the_reference_over_a_few_steps(mode, kw):
+    rng = np.random.default_rng(5)
+    T, B, I, H = 3, 4, 9, 33
+    layer = _layer(mode, I, H, **kw)
+    x = rng.standard_normal((T, B, I)).astype(np.float32)
+    y, _ = fastrnn.quantize(layer)(x)
+    h0 = np.zeros((B, H), np.float32)
+    y_ref, _, _ = ref.layer_forward(mode, x, h0, h0 if mode == "LSTM" else None,
+                                    *_q_weights(layer), nonlinearity=kw.get("nonlinearity",
+                                                                            "tanh"))
+    np.testing.assert_allclose(y, y_ref, rtol=1e-5, atol=1e-5)
+
+
+@pytest.mark.parametrize("mode, kw", MODES)
+def test_every_path_runs_the_loop_to_the_same_bits(mode, kw, isa_cap):
+    rng = np.random.default_rng(6)
+    layer = _layer(mode, 40, 48, num_layers=2, bidirectional=True, **kw)
+    q = fastrnn.quantize(layer)
+    x = rng.standard_normal((9, 37, 40)).astype(np.float32)
+    lengths = rng.integers(1, 10, 37)
+    outs = []
+    for level in RUNNABLE:
+        isa_cap(level)
+        y, state = q(x, lengths=lengths)
+        outs.append((y, state[0] if mode == "LSTM" else state))
+    for y, h in outs[1:]:
+        assert np.array_equal(_bits(y), _bits(outs[0][0]))
+        assert np.array_equal(_bits(h), _bits(outs[0][1]))
+
+
+@pytest.mark.parametrize("mode, kw", MODES)
+def test_threads_do_not_change_a_bit(mode, kw):
+    rng = np.random.default_rng(7)
+    q = fastrnn.quantize(_layer(mode, 64, 128, **kw))
+    x = rng.standard_normal((20, 64, 64)).astype(np.float32)
+    lengths = rng.integers(1, 21, 64)
+    with fastrnn.threads(1):
+        one = q(x, lengths=lengths)[0]
+    with fastrnn.threads(2):
+        two = q(x, lengths=lengths)[0]
+    assert np.array_equal(_bits(one), _bits(two))
+
+
+# (shape, max abs, mean abs) of the difference to float32 on the same weights, measured
+# here with the default init and standard normal inputs: a bound with room to spare
+ERRORS = [("LSTM", (100, 1, 32, 64), 0.02, 0.002),      # the benchmarks' W1
+          ("LSTM", (20, 16, 512, 512), 0.03, 0.003),    # W4i's sizes, fewer steps
+          ("GRU", (50, 32, 64, 128), 0.03, 0.003)]      # W7's, fewer rows
+
+
+@pytest.mark.parametrize("mode, shape, max_abs, mean_abs", ERRORS)
+def test_the_error_against_float32_is_the_quantizations(mode, shape, max_abs, mean_abs):
+    T, B, I, H = shape
+    layer = _layer(mode, I, H)
+    x = np.random.default_rng(8).standard_normal((T, B, I)).astype(np.float32)
+    diff = np.abs(fastrnn.quantize(layer)(x)[0] - layer(x)[0])
+    assert diff.max() < max_abs and diff.mean() < mean_abs, (diff.max(), diff.mean())
+    assert diff.max() > 0                       # int8 indeed ran
+
+
+# -------------------------------------------------------------------------- the API
+
+def test_quantize_copies_and_dequantize_gives_back_the_float_weights():
+    layer = fastrnn.GRU(5, 8, num_layers=2, seed=0)
+    before = {k: v.copy() for k, v in layer.state_dict().items()}
+    q = fastrnn.quantize(layer)
+    assert layer.quantized is None and q.quantized == "int8"
+    for k, v in layer.state_dict().items():
+        assert np.array_equal(v, before[k])
+    d = fastrnn.dequantize(q)
+    assert d.quantized is None and q.quantized == "int8"
+    for name, p in d.named_parameters():
+        if name.startswith("weight"):
+            q8, s = ref.quantize_weight(before[name])
+            assert np.array_equal(p.data, q8.astype(np.float32) * s[:, None])
+        else:
+            assert np.array_equal(p.data, before[name])       # biases stay float32
+        assert p.data.flags.writeable
+    # the float copy trains again, and runs the float kernels
+    x = np.ones((4, 3, 5), np.float32)
+    y, _, backward = d.forward_train(x)
+    backward(np.ones_like(y))
+    np.testing.assert_allclose(d(x)[0], q(x)[0], atol=0.02)
+
+
+def test_quantized_modules_are_inference_only():
+    lstm = fastrnn.quantize(fastrnn.LSTM(3, 4, seed=0))
+    x = np.ones((2, 1, 3), np.float32)
+    with pytest.raises(TypeError, match=r"dequantize\(\) it to train"):
+        lstm.forward_train(x)
+    with pytest.raises(TypeError, match="inference only"):
+        lstm.forward_states(x)
+    with pytest.raises(ValueError, match="read-only"):
+        lstm.weight_hh_l0.data[0, 0] = 1.0
+    cell = fastrnn.quantize(fastrnn.GRUCell(3, 4, seed=0))
+    with pytest.raises(TypeError, match="inference only"):
+        cell.forward_train(np.ones((1, 3), np.float32))
+    model = fastrnn.quantize(fastrnn.SequenceModel.build("lstm", input_size=3, hidden_size=4,
+                                                         output_size=2, head="many_to_one",
+                                                         seed=0))
+    with pytest.raises(TypeError, match="dequantize"):
+        model.fit(np.ones((4, 5, 3), np.float32), np.zeros(4, int), epochs=1, progress=False)
+
+
+@pytest.mark.parametrize("make, option", [
+    (lambda: fastrnn.LSTM(3, 8, proj_size=4), "proj_size"),
+    (lambda: fastrnn.LSTM(3, 8, peephole=True), "peephole"),
+    (lambda: fastrnn.LSTM(3, 8, layer_norm=True), "layer_norm"),
+    (lambda: fastrnn.GRU(3, 8, reset_after=False), "reset_after=False"),
+    (lambda: fastrnn.GRU(3, 8, zoneout=0.1), "zoneout"),
+    (lambda: fastrnn.LSTMCell(3, 8, peephole=True), "peephole"),
+    (lambda: fastrnn.GRUCell(3, 8, reset_after=False), "reset_after=False"),
+    (lambda: fastrnn.FastGRNN(3, 8), "FastGRNN"),
+    (lambda: fastrnn.FastRNN(3, 8), "FastRNN"),
+    (lambda: fastrnn.LSTM(3, 8, dtype=np.float64), "float64"),
+    (lambda: fastrnn.SequenceModel.build("lstm", input_size=3, hidden_size=4, output_size=2,
+                                         peephole=True), "peephole"),
+])
+def test_what_int8_does_not_run_is_refused_by_name(make, option):
+    with pytest.raises(ValueError, match=option):
+        fastrnn.quantize(make())
+
+
+def test_bad_arguments_are_refused():
+    with pytest.raises(ValueError, match="dtype must be one of"):
+        fastrnn.quantize(fastrnn.LSTM(3, 4), dtype="int4")
+    with pytest.raises(TypeError, match="fastrnn module"):
+        fastrnn.quantize(np.ones(3))
+    with pytest.raises(TypeError, match="fastrnn module"):
+        fastrnn.dequantize("lstm")
+    with pytest.raises(ValueError, match="no recurrent layer"):
+        fastrnn.quantize(fastrnn.Linear(3, 4))
+    q = fastrnn.quantize(fastrnn.RNN(3, 4))
+    with pytest.raises(ValueError, match="quantized already"):
+        fastrnn.quantize(q)
+
+
+@pytest.mark.parametrize("mode", ["RNN", "LSTM", "GRU"])
+def test_a_quantized_cell_steps_as_the_quantized_layer(mode):
+    rng = np.random.default_rng(9)
+    cell_cls = {"RNN": fastrnn.RNNCell, "LSTM": fastrnn.LSTMCell, "GRU": fastrnn.GRUCell}
+    cell = cell_cls[mode](6, 10, seed=1)
+    layer = _CLASSES[mode](6, 10, seed=1)               # the same parameters
+    qc, ql = fastrnn.quantize(cell), fastrnn.quantize(layer)
+    x = rng.standard_normal((5, 3, 6)).astype(np.float32)
+    y, _ = ql(x)
+    state = None
+    for t in range(5):
+        state = qc(x[t], state)
+        h = state[0] if mode == "LSTM" else state
+        assert np.array_equal(_bits(h), _bits(y[t]))
+    h1 = qc(x[0, 0])                                    # unbatched
+    assert h1[0].shape == (10,) if mode == "LSTM" else h1.shape == (10,)
+    np.testing.assert_allclose(cell(x[0])[0] if mode == "LSTM" else cell(x[0]),
+                               qc(x[0])[0] if mode == "LSTM" else qc(x[0]), atol=0.02)
+
+
+def test_a_quantized_model_predicts_and_streams_as_its_sequence_call():
+    rng = np.random.default_rng(10)
+    model = fastrnn.SequenceModel.build("lstm", input_size=4, hidden_size=24, output_size=3,
+                                        num_layers=2, head="many_to_many", seed=0)
+    q = fastrnn.quantize(model)
+    assert q.rnn.quantized == "int8" and q.head.readout.weight.data.flags.writeable
+    x = rng.standard_normal((5, 8, 4)).astype(np.float32)
+    out = q.forward(x)
+    np.testing.assert_allclose(out, model.forward(x), atol=0.05)
+    streamed = q.stepper(batch_size=5).run(x)
+    assert np.array_equal(_bits(streamed), _bits(out))
+    assert q.predict(x).shape == model.predict(x).shape
+
+
+def test_a_sequential_quantizes_every_recurrent_layer_inside():
+    net = fastrnn.Sequential([fastrnn.GRU(4, 16, batch_first=True, seed=0),
+                              fastrnn.Residual(fastrnn.LSTM(16, 16, batch_first=True, seed=1)),
+                              fastrnn.TimePooling("last"), fastrnn.Linear(16, 2, seed=2)])
+    q = fastrnn.quantize(net)
+    recurrent = [m for m in (q.layers[0], q.layers[1].layer)]
+    assert all(m.quantized == "int8" for m in recurrent)
+    x = np.random.default_rng(11).standard_normal((3, 6, 4)).astype(np.float32)
+    np.testing.assert_allclose(q(x), net(x), atol=0.05)
+    assert fastrnn.dequantize(q).layers[0].quantized is None
+
+
+# ------------------------------------------------------------------- FASTRNN_ISA
+
+def _run(code, **env):
+    import os
+    return subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                          env={**os.environ, **env}, timeout=120)
+
+
+def test_fastrnn_isa_caps_the_level_at_import():
+    out = _run("import json, fastrnn; print(json.dumps(fastrnn.process_settings()['isa']))",
+               FASTRNN_ISA="baseline")
+    assert out.returncode == 0, out.stderr
+    assert '"now": "baseline"' in out.stdout and "FASTRNN_ISA=baseline" in out.stdout
+    out = _run("import fastrnn; print(fastrnn._runtime.get_isa())", FASTRNN_ISA="sse9")
+    assert out.returncode == 0 and "ignores FASTRNN_ISA='sse9'" in out.stderr
+    assert out.stdout.strip() == _lowp.detected_isa()
