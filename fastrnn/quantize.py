@@ -59,6 +59,7 @@ def quantize_weight(W: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     ``scale`` (n,) float32 = ``max|W[c, :]| / 127`` (0 for a row of zeros, whose q is 0).
 
     >>> import numpy as np
+    >>> from fastrnn.quantize import quantize_weight
     >>> q, s = quantize_weight(np.array([[0.5, -1.0, 0.25]], np.float32))
     >>> q.tolist(), float(s[0] * 127)
     ([[64, -127, 32]], 1.0)
@@ -150,6 +151,15 @@ def quantize(obj: Module, dtype: str = "int8") -> Module:
     the other blocks stay float32.  ``dtype``: ``"int8"`` (the one form there is).
     Raises TypeError for an object that is not a fastrnn module, ValueError for a module
     holding no recurrent layer or one that cannot be quantized (the option is named).
+
+    >>> import numpy as np, fastrnn
+    >>> model = fastrnn.SequenceModel.build("gru", input_size=3, hidden_size=16,
+    ...                                     output_size=2, seed=0)
+    >>> q = fastrnn.quantize(model)
+    >>> q.rnn.quantized, q.head.readout.weight.dtype     # the readout stays float32
+    ('int8', dtype('float32'))
+    >>> q.forward(np.ones((2, 5, 3), np.float32)).shape
+    (2, 5, 2)
     """
     if dtype not in DTYPES:
         raise ValueError(f"dtype must be one of {DTYPES}, got {dtype!r}")
@@ -172,7 +182,15 @@ def quantize(obj: Module, dtype: str = "int8") -> Module:
 def dequantize(obj: Module) -> Module:
     """A float32 copy of a quantized ``obj`` (:func:`quantize`'s): weights ``q * scale``,
     trainable again; ``obj`` is left as it was.  A module with nothing quantized in it
-    is copied as it is."""
+    is copied as it is.
+
+    >>> import numpy as np, fastrnn
+    >>> q = fastrnn.quantize(fastrnn.LSTM(3, 8, seed=0))
+    >>> f = fastrnn.dequantize(q)
+    >>> f.quantized, bool(np.array_equal(f.weight_hh_l0.data, q.weight_hh_l0.data))
+    (None, True)
+    >>> y, state, backward = f.forward_train(np.ones((4, 2, 3), np.float32))
+    """
     if not isinstance(obj, Module):
         raise TypeError(f"obj must be a fastrnn module or model, got {type(obj).__name__}")
     out = copy.deepcopy(obj)

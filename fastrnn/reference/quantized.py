@@ -29,7 +29,14 @@ _F = np.float32
 
 
 def quantize_weight(W):
-    """``(q, s)``: int8 rows of W (n, K) and their scales (n,) float32."""
+    """``(q, s)``: int8 rows of W (n, K) and their scales (n,) float32.
+
+    >>> import numpy as np
+    >>> from fastrnn.reference import quantized
+    >>> q, s = quantized.quantize_weight(np.array([[1.0, -0.5], [0.0, 0.0]]))
+    >>> q.tolist(), s.tolist()
+    ([[127, -64], [0, 0]], [0.007874015718698502, 0.0])
+    """
     W = np.asarray(W, _F)
     s = (np.abs(W).max(axis=1) / _F(127)).astype(_F)
     q = np.clip(np.rint(W / np.where(s > 0, s, _F(1))[:, None]), -127, 127)
@@ -38,7 +45,14 @@ def quantize_weight(W):
 
 def quantize_rows(A):
     """``(q, s)``: the rows of A (m, K) as signed integers in [-127, 127] (int64) and
-    their scales (m,) float32 -- the kernels store q + 128 as unsigned bytes."""
+    their scales (m,) float32 -- the kernels store q + 128 as unsigned bytes.
+
+    >>> import numpy as np
+    >>> from fastrnn.reference import quantized
+    >>> q, s = quantized.quantize_rows(np.array([[0.2, -0.4, 0.1]]))
+    >>> q.tolist()
+    [[64, -127, 32]]
+    """
     A = np.asarray(A, _F)
     s = (np.abs(A).max(axis=1) / _F(127)).astype(_F)
     inv = (_F(1) / np.where(s > 0, s, _F(1))).astype(_F)
@@ -47,7 +61,16 @@ def quantize_rows(A):
 
 
 def int8_product(A, q_w, s_w, base=None):
-    """``base + A @ W.T`` with A quantized per row and W = q_w * s_w per row: (1)/(2)."""
+    """``base + A @ W.T`` with A quantized per row and W = q_w * s_w per row: (1)/(2).
+
+    >>> import numpy as np
+    >>> from fastrnn.reference import quantized
+    >>> rng = np.random.default_rng(0)
+    >>> A, W = rng.standard_normal((3, 8)), rng.standard_normal((5, 8))
+    >>> out = quantized.int8_product(A, *quantized.quantize_weight(W))
+    >>> bool(np.abs(out - A @ W.T).max() < 0.1)
+    True
+    """
     q_a, s_a = quantize_rows(A)
     acc = q_a @ np.asarray(q_w, np.int64).T                  # exact
     out = acc.astype(_F) * (s_a[:, None] * np.asarray(s_w, _F)[None, :])
@@ -56,7 +79,13 @@ def int8_product(A, q_w, s_w, base=None):
 
 def input_bias(mode, b_ih, b_hh, GH):
     """The bias row of (1): b_ih + b_hh, but for the GRU's n block, whose b_hn stays
-    inside r * (...) (the notation's Xp; zeros without biases)."""
+    inside r * (...) (the notation's Xp; zeros without biases).
+
+    >>> import numpy as np
+    >>> from fastrnn.reference import quantized
+    >>> quantized.input_bias("GRU", np.ones(3), np.ones(3), 3).tolist()   # H = 1
+    [2.0, 2.0, 1.0]
+    """
     base = np.zeros(GH, _F)
     if b_ih is None:
         return base
@@ -69,7 +98,15 @@ def input_bias(mode, b_ih, b_hh, GH):
 def step(mode, xp, h, c, q_hh, s_hh, b_hn=None, nonlinearity="tanh"):
     """One step from the input projection ``xp`` (B, G*H) (with :func:`input_bias`) and
     the state ``h`` (and the LSTM's ``c``) (B, H): the new ``(h, c)`` (c None but for the
-    LSTM); ``b_hn`` the GRU's b_hh[2H:] (None: zeros)."""
+    LSTM); ``b_hn`` the GRU's b_hh[2H:] (None: zeros).
+
+    >>> import numpy as np
+    >>> from fastrnn.reference import quantized
+    >>> q_hh, s_hh = quantized.quantize_weight(np.eye(4, 4) * 0.5)
+    >>> h, c = quantized.step("RNN", np.zeros((1, 4)), np.ones((1, 4)), None, q_hh, s_hh)
+    >>> [round(float(v), 4) for v in h[0]], c              # tanh(0.5) each
+    ([0.4621, 0.4621, 0.4621, 0.4621], None)
+    """
     H = h.shape[1]
     gh = int8_product(h, q_hh, s_hh)                         # (2)
     if mode == "LSTM":
@@ -90,7 +127,19 @@ def step(mode, xp, h, c, q_hh, s_hh, b_hn=None, nonlinearity="tanh"):
 def layer_forward(mode, x, h0, c0, q_ih, s_ih, q_hh, s_hh, b_ih=None, b_hh=None,
                   lengths=None, reverse=False, nonlinearity="tanh"):
     """A quantized layer over x (T, B, I), one direction: ``y`` (T, B, H) (zeros at
-    padded steps) and the final ``(h, c)``; lengths as ``fastrnn.reference.cells``."""
+    padded steps) and the final ``(h, c)``; lengths as ``fastrnn.reference.cells``.
+
+    >>> import numpy as np
+    >>> from fastrnn.reference import quantized
+    >>> rng = np.random.default_rng(0)
+    >>> W_ih, W_hh = rng.standard_normal((12, 3)), rng.standard_normal((12, 4))
+    >>> y, h, c = quantized.layer_forward("GRU", rng.standard_normal((5, 2, 3)),
+    ...                                   np.zeros((2, 4)), None,
+    ...                                   *quantized.quantize_weight(W_ih),
+    ...                                   *quantized.quantize_weight(W_hh), lengths=[5, 2])
+    >>> y.shape, bool(np.array_equal(y[1, 1], h[1])), bool(y[2:, 1].any())
+    ((5, 2, 4), True, False)
+    """
     x = np.asarray(x, _F)
     T, B, I = x.shape
     GH = q_ih.shape[0]
