@@ -107,7 +107,8 @@ class _CellBase(Module):
         a variant's option only when set."""
         return {"type": type(self).__name__, "input_size": self.input_size,
                 "hidden_size": self.hidden_size, "bias": self.bias,
-                **variant_options(self.kind)}
+                **variant_options(self.kind),
+                **({"quantized": self.quantized} if self.quantized else {})}
 
     def _prepare(self, x, state, name="state"):
         x = float_array(x, "x", self.dtype, (1, 2))

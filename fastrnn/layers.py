@@ -231,6 +231,8 @@ class _RNNBase(Module):
                "bidirectional": self.bidirectional}
         if self.proj_size:
             cfg["proj_size"] = self.proj_size
+        if self.quantized:
+            cfg["quantized"] = self.quantized
         return {**cfg, **self._options()}
 
     def _options(self) -> dict:

@@ -105,20 +105,23 @@ def _suffixes(module: Module) -> list[list[str]]:
     return out
 
 
-def _quantize_module(module: Module, where: str) -> None:
-    """In place: ``module``'s recurrent weights to int8 (float parameters: q * scale)."""
+def _quantize_module(module: Module, where: str, given: dict | None = None) -> None:
+    """In place: ``module``'s recurrent weights to int8 (float parameters: q * scale);
+    ``given``: parameter name -> ``(q, scale)`` to take instead (a file's)."""
     _refuse(module, where)
     p = module._params
     layers = []
+    kept = {}
     for row in _suffixes(module):
         records = []
         for sfx in row:
             arrays = {}
             for name in ("weight_ih", "weight_hh"):
                 param = p[name + sfx]
-                q, scale = quantize_weight(param.data)
+                q, scale = (given[name + sfx] if given is not None
+                            else quantize_weight(param.data))
                 param.data = q.astype(np.float32) * scale[:, None]   # the dequantized weights
-                arrays[name] = (q, scale)
+                arrays[name] = kept[name + sfx] = (q, scale)
             biases = [p[n + sfx].data if n + sfx in p else np.empty(0, np.float32)
                       for n in ("bias_ih", "bias_hh")]
             records.append(_engine.q8_pack(module.kind, *arrays["weight_ih"],
@@ -127,7 +130,24 @@ def _quantize_module(module: Module, where: str) -> None:
     for param in p.values():
         param.data.flags.writeable = False      # a frozen snapshot: dequantize() to change it
     object.__setattr__(module, "_q8", layers)
+    object.__setattr__(module, "_q8_arrays", kept)
     object.__setattr__(module, "quantized", "int8")
+
+
+def quantized_arrays(module: Module) -> dict[str, tuple[np.ndarray, np.ndarray]]:
+    """The int8 weights of a quantized layer or cell and their scales, by parameter name
+    (what a model file keeps of them); empty for a module that is not quantized."""
+    return dict(getattr(module, "_q8_arrays", {})) if getattr(module, "quantized", None) else {}
+
+
+def named_recurrent(module: Module, prefix: str = ""):
+    """``(prefix, module)`` of every recurrent layer and cell in ``module`` (itself
+    included), the prefixes those of ``named_parameters``."""
+    if _recurrent(module) or isinstance(module, (FastRNN, FastGRNN)):
+        yield prefix, module
+        return
+    for name, child in module._modules.items():
+        yield from named_recurrent(child, f"{prefix}{name}.")
 
 
 def _recurrent(module: Module) -> bool:
@@ -199,5 +219,6 @@ def dequantize(obj: Module) -> Module:
             for param in module._params.values():
                 param.data = param.data.copy()          # writeable again
             object.__setattr__(module, "_q8", None)
+            object.__setattr__(module, "_q8_arrays", {})
             object.__setattr__(module, "quantized", None)
     return out

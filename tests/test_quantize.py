@@ -15,6 +15,7 @@ import pytest
 
 import fastrnn
 from fastrnn import _lowp, _runtime
+from fastrnn.quantize import named_recurrent
 from fastrnn.reference import quantized as ref
 
 LEVELS = _runtime.ISA_LEVELS
@@ -429,3 +430,87 @@ def test_fastrnn_isa_caps_the_level_at_import():
     out = _run("import fastrnn; print(fastrnn._runtime.get_isa())", FASTRNN_ISA="sse9")
     assert out.returncode == 0 and "ignores FASTRNN_ISA='sse9'" in out.stderr
     assert out.stdout.strip() == _lowp.detected_isa()
+
+
+# ----------------------------------------------------------------------- save, load
+
+def _saved(obj, tmp_path, name):
+    path = tmp_path / name
+    fastrnn.save(obj, path)
+    return path
+
+
+@pytest.mark.parametrize("make", [
+    lambda: fastrnn.LSTM(64, 128, num_layers=2, bidirectional=True, seed=0),
+    lambda: fastrnn.GRUCell(5, 7, seed=0),
+    lambda: fastrnn.RNN(6, 9, nonlinearity="relu", bias=False, seed=0),
+    lambda: fastrnn.SequenceModel.build("gru", input_size=3, hidden_size=32, output_size=2,
+                                        seed=0),
+    lambda: fastrnn.Sequential([fastrnn.GRU(4, 16, batch_first=True, seed=0),
+                                fastrnn.Residual(fastrnn.LSTM(16, 16, batch_first=True,
+                                                              seed=1)),
+                                fastrnn.TimePooling("last"), fastrnn.Linear(16, 2, seed=2)]),
+])
+def test_the_quantized_form_saves_and_loads_to_the_same_bits(make, tmp_path):
+    q = fastrnn.quantize(make())
+    loaded = fastrnn.load(_saved(q, tmp_path, "q.npz"))
+    before = [m for _, m in named_recurrent(q)]
+    after = [m for _, m in named_recurrent(loaded)]
+    assert [m.quantized for m in after] == [m.quantized for m in before] == ["int8"] * len(after)
+    for a, b in zip(before, after):
+        for (qa, sa), (qb, sb) in zip(a._q8_arrays.values(), b._q8_arrays.values()):
+            assert qb.dtype == np.int8 and np.array_equal(qa, qb) and np.array_equal(sa, sb)
+    for (na, pa), (nb, pb) in zip(q.named_parameters(), loaded.named_parameters()):
+        assert na == nb and np.array_equal(pa.data, pb.data)
+
+
+def test_a_quantized_file_is_about_a_quarter_of_the_float_one(tmp_path):
+    lstm = fastrnn.LSTM(256, 256, num_layers=2, seed=0)
+    q = fastrnn.quantize(lstm)
+    f, qf = _saved(lstm, tmp_path, "f.npz"), _saved(q, tmp_path, "q.npz")
+    ratio = qf.stat().st_size / f.stat().st_size
+    assert 0.24 < ratio < 0.28, ratio
+    x = np.random.default_rng(12).standard_normal((5, 3, 256)).astype(np.float32)
+    assert np.array_equal(_bits(fastrnn.load(qf)(x)[0]), _bits(q(x)[0]))
+    assert fastrnn.load(f).quantized is None                  # the float file as before
+
+
+def test_a_quantized_file_is_checked_as_any_other(tmp_path):
+    import io
+    import json
+    import zipfile
+
+    from fastrnn.io import ModelFileError
+    path = _saved(fastrnn.quantize(fastrnn.GRU(3, 5, seed=0)), tmp_path, "q.npz")
+
+    def rewrite(change, name):
+        out = tmp_path / name
+        with zipfile.ZipFile(path) as zin, zipfile.ZipFile(out, "w") as zout:
+            for item in zin.infolist():
+                data = zin.read(item)
+                if item.filename == "__header__.npy":
+                    header = np.lib.format.read_array(io.BytesIO(data))
+                    h = json.loads(header.tobytes().decode())
+                    change(h)
+                    buf = io.BytesIO()
+                    np.lib.format.write_array(buf, np.frombuffer(json.dumps(h).encode(),
+                                                                 np.uint8))
+                    data = buf.getvalue()
+                zout.writestr(item, data)
+        return out
+
+    def int4(h):
+        h["model"]["quantized"] = "int4"
+
+    def float_weights(h):
+        h["arrays"]["param/weight_hh_l0"]["dtype"] = "<f4"
+
+    def no_scales(h):
+        del h["model"]["quantized"]
+
+    with pytest.raises(ModelFileError, match="quantized must be one of"):
+        fastrnn.load(rewrite(int4, "a.npz"))
+    with pytest.raises(ModelFileError, match="int8"):
+        fastrnn.load(rewrite(float_weights, "b.npz"))
+    with pytest.raises(ModelFileError, match="unexpected"):
+        fastrnn.load(rewrite(no_scales, "c.npz"))

@@ -12,6 +12,11 @@ A model file is an uncompressed ``.npz`` (a zip of ``.npy`` arrays) holding:
   names are positions and the layers' own names (``param/1.weight_ih_l0``);
 * ``optim/<index>/<key>``: the optimizer's per-parameter state arrays (optional).
 
+A quantized layer or cell (:func:`fastrnn.quantize`) has ``"quantized": "int8"`` in its
+configuration and keeps its weights ``weight_ih*``, ``weight_hh*`` as the int8 arrays with
+their per-row scales beside them (``param/weight_ih_l0_scale``, float32); the biases stay
+float32.  Its weights then take a quarter of the float file's bytes.
+
 The architecture is a ``SequenceModel``'s, a ``Seq2Seq``'s or a ``Sequential``'s
 configuration (``config()``), or that of one module on its own -- a recurrent layer
 (``RNN``, ``LSTM``, ``GRU``, ``FastRNN``, ``FastGRNN`` and their variants), a cell
@@ -64,6 +69,7 @@ from ..cells import GRUCell, LSTMCell, RNNCell
 from ..heads import HEAD_TYPES
 from ..models import Seq2Seq, SequenceModel
 from ..module import Module
+from ..quantize import DTYPES as _QUANTIZED, _quantize_module, named_recurrent, quantized_arrays
 from ..sequential import (LAYER_TYPES, MAX_DEPTH, Sequential, _dtype_of, _is_layer,
                           build_layer, layer_config)
 from .files import (_PATH_TYPES, _ZIP_ERRORS, MAX_DIRECTORY_BYTES, MAX_MEMBERS,
@@ -162,7 +168,7 @@ def _architecture(obj: Module) -> dict:
         raise TypeError(f"a {type(obj).__name__} cannot be saved: its configuration does "
                         f"not describe a module fastrnn builds ({err})") from None
     own = {name: p.shape for name, p in obj.named_parameters()}
-    if own != expected:
+    if own != {k: v for k, v in expected.items() if _SCALE_OF(k, expected) is None}:
         raise TypeError(f"a {type(obj).__name__} cannot be saved: its parameters "
                         f"{sorted(own)[:5]} are not those its configuration describes "
                         f"{sorted(expected)[:5]}")
@@ -202,6 +208,10 @@ def save(obj, path, optimizer=None, extra: dict | None = None) -> None:
               "optimizer": None,
               "extra": _json_ready(extra) if extra is not None else None}
     arrays = {f"param/{name}": p.data for name, p in model.named_parameters()}
+    for prefix, module in named_recurrent(model):
+        for name, (q, scale) in quantized_arrays(module).items():     # int8 + scales
+            arrays[f"param/{prefix}{name}"] = q
+            arrays[f"param/{prefix}{name}{_SCALE}"] = scale
     if optimizer is not None:
         sd = optimizer.state_dict()
         scalars: dict[str, dict] = {}
@@ -290,6 +300,68 @@ def _array_specs(header: dict, path: str, size: int) -> dict:
     return specs
 
 
+# ------------------------------------------------------------------- quantized weights
+
+_SCALE = "_scale"
+
+
+def _SCALE_OF(name: str, shapes: dict) -> str | None:
+    """The weight whose per-row scales ``name`` holds, in an architecture's ``shapes``
+    (:func:`_parameter_shapes`), or None when ``name`` holds no scales."""
+    weight = name[:-len(_SCALE)] if name.endswith(_SCALE) else None
+    return weight if weight is not None and weight in shapes else None
+
+
+def _quantized(c: dict, prefix: str, names: list, out: dict) -> None:
+    """A quantized layer's (or cell's) scales beside its weights ``names``, in ``out``."""
+    form = c.get("quantized")
+    if form is None:
+        return
+    if form not in _QUANTIZED:
+        raise ValueError(f"{prefix[:-1] or 'model'}: quantized must be one of "
+                         f"{_QUANTIZED}, got {form!r}")
+    for name in names:
+        if name.startswith(("weight_ih", "weight_hh")):
+            out[prefix + name + _SCALE] = (out[prefix + name][0],)
+
+
+def _expected_dtype(name: str, shapes: dict, dtype: np.dtype) -> np.dtype:
+    """What an architecture's array ``name`` holds: the model's dtype, or a quantized
+    weight's int8 and its scales' float32."""
+    if _SCALE_OF(name, shapes) is not None:
+        return np.dtype(np.float32)
+    if name + _SCALE in shapes:
+        return np.dtype(np.int8)
+    return dtype
+
+
+def _strip_quantized(cfg):
+    """``cfg`` without its layers' ``"quantized"`` keys (what builds the float model)."""
+    if isinstance(cfg, dict):
+        return {k: _strip_quantized(v) for k, v in cfg.items() if k != "quantized"}
+    if isinstance(cfg, list):
+        return [_strip_quantized(v) for v in cfg]
+    return cfg
+
+
+def _requantize(params: dict) -> tuple[dict, dict]:
+    """The float parameters of ``params`` (a file's: quantized weights as int8 with
+    their scales) as ``load_state_dict`` takes them, and ``(q, scale)`` of the int8
+    weights by name."""
+    floats, int8 = {}, {}
+    for name, a in params.items():
+        weight = _SCALE_OF(name, params)
+        if weight is not None:
+            continue
+        scale = params.get(name + _SCALE)
+        if scale is None:
+            floats[name] = a
+        else:
+            floats[name] = a.astype(np.float32) * scale[:, None]
+            int8[name] = (a, scale)
+    return floats, int8
+
+
 def _rnn_shapes(prefix: str, c: dict, out: dict, limit: int) -> None:
     if not isinstance(c, dict) or not isinstance(c.get("type"), str) or c["type"] not in KINDS:
         raise ValueError(f"{prefix[:-1]}: unknown recurrent layer {c!r:.60}")
@@ -307,9 +379,12 @@ def _rnn_shapes(prefix: str, c: dict, out: dict, limit: int) -> None:
     per_cell = len(kind.cell_shapes(I, H, bias, "", ranks[0], ranks[1], proj))
     if len(out) + L * (2 if bidirectional else 1) * per_cell > limit:
         raise ValueError(f"{prefix[:-1]}: {L} layers are more than a model file holds")
+    names = []
     for name, shape in parameter_shapes(kind, I, H, L, bidirectional, bias, ranks[0],
                                         ranks[1], proj):
         out[prefix + name] = shape
+        names.append(name)
+    _quantized(c, prefix, names, out)
 
 
 def _embedding_shapes(prefix: str, c, out: dict) -> None:
@@ -364,9 +439,11 @@ def _cell_shapes(c: dict, out: dict) -> None:
                       reset_after=flag(c.get("reset_after", True), "reset_after"),
                       peephole=flag(c.get("peephole", False), "peephole"),
                       layer_norm=flag(c.get("layer_norm", False), "layer_norm"))
-    out.update(kind.cell_shapes(positive_int(c["input_size"], "input_size"),
-                                positive_int(c["hidden_size"], "hidden_size"),
-                                flag(c.get("bias", True), "bias"), ""))
+    shapes = kind.cell_shapes(positive_int(c["input_size"], "input_size"),
+                              positive_int(c["hidden_size"], "hidden_size"),
+                              flag(c.get("bias", True), "bias"), "")
+    out.update(shapes)
+    _quantized(c, "", list(dict(shapes)), out)
 
 
 def _parameter_shapes(cfg: dict, limit: int = MAX_MEMBERS) -> dict[str, tuple]:
@@ -409,6 +486,7 @@ def _known_type(name: str) -> bool:
 
 def _build(cfg: dict):
     """The object an architecture describes (checked by :func:`_check_architecture`)."""
+    cfg = _strip_quantized(cfg)
     if cfg["type"] in _MODELS:
         return _MODELS[cfg["type"]].from_config(cfg)
     dtype = as_dtype(cfg["dtype"])
@@ -439,10 +517,11 @@ def _check_architecture(header: dict, specs: dict, path: str) -> dict:
                              f"{missing[:5]}, unexpected {unexpected[:5]}")
     for name, shape in expected.items():
         got_shape, got_dtype, _ = stored[name]
-        if got_shape != shape or got_dtype != dtype:
+        want = _expected_dtype(name, expected, dtype)
+        if got_shape != shape or got_dtype != want:
             raise ModelFileError(f"{path}: parameters do not fit the architecture: {name} "
                                  f"is {got_dtype} {got_shape}, the architecture's "
-                                 f"{dtype} {shape}")
+                                 f"{want} {shape}")
     return cfg
 
 
@@ -475,8 +554,14 @@ def _build_model(header, arrays, path):
     except (KeyError, TypeError, ValueError, OverflowError) as err:
         raise ModelFileError(f"{path}: architecture cannot be built: {err}") from None
     params = {k[len("param/"):]: v for k, v in arrays.items() if k.startswith("param/")}
+    params, int8 = _requantize(params)
     try:
         model.load_state_dict(params)
+        for prefix, module in named_recurrent(model):
+            given = {name[len(prefix):]: qs for name, qs in int8.items()
+                     if name.startswith(prefix) and "." not in name[len(prefix):]}
+            if given:
+                _quantize_module(module, prefix[:-1] or type(module).__name__, given)
     except (TypeError, ValueError) as err:
         raise ModelFileError(f"{path}: parameters do not fit the architecture: {err}") from None
     return model
