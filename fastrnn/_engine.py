@@ -656,7 +656,8 @@ def q8_forward(kind: Kind, relu: bool, X: np.ndarray, q: Q8, nact: np.ndarray,
     ops = 2.0 * X.shape[0] * X.shape[1] * q.s_ih.shape[0]
     parts = _blas.get_num_threads() if ops >= _tuning.Q8_PARALLEL_MIN_OPS else 1
     _lowp.forward(kind.kernel_id, relu, X, q.W_ih, q.cs_ih, q.s_ih, q.W_hh, q.cs_hh, q.s_hh,
-                  q.bias, q.b_hn, nact, bounds, h, c, Y, col, reverse, parts)
+                  q.bias, q.b_hn, nact, bounds, h, c, Y, col, reverse, parts,
+                  B >= _tuning.Q8_STEP_INPUT_MIN_ROWS)
 
 
 def q8_stack_forward(kind: Kind, relu: bool, X: np.ndarray, layers: list, h: np.ndarray,

@@ -198,7 +198,15 @@ cdef struct _Loop:
     bint relu, reverse, apart
     Py_ssize_t T, B, H, GH, Kp, ldy
     const int* nact
-    float* G               # (T*B, GH): the input projection, then each step's gates
+    float* G               # (T*B, GH): the input projection, then each step's gates;
+                           #   with Xq: (B, GH), each step's own
+    const uint8_t* Xq      # with the input projection step by step: X quantized (T*B,
+    const float* sx        #   Kpi) and its scales (T*B,); else NULL
+    Py_ssize_t Kpi
+    const int8_t* W_ih     # packed, with Xq
+    const int32_t* cs_ih
+    const float* sw_ih
+    const float* bias
     uint8_t* hq            # (B, Kp): h quantized, the step's rows
     float* sh              # (B,): their scales
     float* gh              # GRU: h @ W_hh.T kept apart (B, GH); else NULL
@@ -218,21 +226,31 @@ cdef inline Py_ssize_t _active(int nact_t, Py_ssize_t lo, Py_ssize_t hi) noexcep
     return (nact_t if nact_t < hi else hi) - lo
 
 
-cdef void _product(const float* A, Py_ssize_t m, Py_ssize_t K, Py_ssize_t lda,
-                   uint8_t* Aq, float* sa, Py_ssize_t Kp, const int8_t* W,
-                   const int32_t* colsum, const float* sw, Py_ssize_t n, const float* bias,
-                   bint accumulate, float* C, Py_ssize_t ldc) noexcept nogil:
-    """C (m, n) = base + A (m, K) @ W.T, A quantized per row into Aq (m, Kp), sa (m,) on
-    the way (base: ``bias``, C itself with ``accumulate``, else 0): the one product of
-    the loop."""
+cdef void _product_q(const uint8_t* Aq, const float* sa, Py_ssize_t m, Py_ssize_t Kp,
+                     const int8_t* W, const int32_t* colsum, const float* sw, Py_ssize_t n,
+                     const float* bias, bint accumulate, float* C,
+                     Py_ssize_t ldc) noexcept nogil:
+    """C (m, n) = base + Aq (m, Kp) @ W.T, Aq quantized rows with scales sa (base:
+    ``bias``, C itself with ``accumulate``, else 0): the one product of the loop."""
     cdef fr_q8_call P
     if m <= 0:
         return
-    fr_q8_quant_rows(A, m, K, lda, Aq, Kp, sa)
     P.m, P.n, P.Kp, P.A, P.lda = m, n, Kp, Aq, Kp
     P.B, P.colsum, P.sa, P.sw, P.bias = W, colsum, sa, sw, bias
     P.accumulate, P.C, P.ldc, P.sums = accumulate, C, ldc, NULL
     fr_q8_gemm_rows(&P, 0, m)
+
+
+cdef void _product(const float* A, Py_ssize_t m, Py_ssize_t K, Py_ssize_t lda,
+                   uint8_t* Aq, float* sa, Py_ssize_t Kp, const int8_t* W,
+                   const int32_t* colsum, const float* sw, Py_ssize_t n, const float* bias,
+                   bint accumulate, float* C, Py_ssize_t ldc) noexcept nogil:
+    """:func:`_product_q` of A (m, K) float rows, quantized per row into Aq (m, Kp), sa
+    (m,) on the way."""
+    if m <= 0:
+        return
+    fr_q8_quant_rows(A, m, K, lda, Aq, Kp, sa)
+    _product_q(Aq, sa, m, Kp, W, colsum, sw, n, bias, accumulate, C, ldc)
 
 
 cdef void _loop_rows(const _Loop* L, Py_ssize_t lo, Py_ssize_t hi) noexcept nogil:
@@ -246,8 +264,13 @@ cdef void _loop_rows(const _Loop* L, Py_ssize_t lo, Py_ssize_t hi) noexcept nogi
     for s in range(T):
         t = T - 1 - s if L.reverse else s
         n = _active(L.nact[t], lo, hi)
-        gt = L.G + (t * B + lo) * GH
+        gt = L.G + ((t * B if L.Xq == NULL else 0) + lo) * GH
         yt = L.y + (t * B + lo) * L.ldy
+        if n > 0 and L.Xq != NULL:
+            # 0. Gt[t] = q(x_t) @ q(W_ih).T + bias: the step's input projection, just
+            #    before the step reads it
+            _product_q(L.Xq + (t * B + lo) * L.Kpi, L.sx + t * B + lo, n, L.Kpi, L.W_ih,
+                       L.cs_ih, L.sw_ih, GH, L.bias, False, gt, GH)
         if n > 0:
             # 1. Gt[t] += q(h) @ q(W_hh).T   (GRU: Gh = q(h) @ q(W_hh).T, kept apart)
             _product(hs, n, H, H, L.hq + lo * L.Kp, L.sh + lo, L.Kp, L.W_hh, L.cs_hh,
@@ -265,7 +288,7 @@ def forward(int kind, bint relu, const float[:, ::1] X, const int8_t[::1] W_ih,
             const int32_t[::1] cs_hh, const float[::1] sw_hh, const float[::1] bias,
             const float[::1] b_hn, const int[::1] nact, const int[::1] bounds,
             float[:, ::1] h, float[:, ::1] c, float[:, :, ::1] Y, Py_ssize_t col,
-            bint reverse=False, int parts_ih=1):
+            bint reverse=False, int parts_ih=1, bint step_input=False):
     """Quantized inference over a sequence, one layer in one direction (rows sorted by
     length, longest first; ``nact`` (T,) active rows per step).
 
@@ -273,7 +296,9 @@ def forward(int kind, bint relu, const float[:, ::1] X, const int8_t[::1] W_ih,
     their column sums and per-row scales ``sw_*`` (G*H,); ``bias`` (G*H,) the bias row
     of the input projection (b_ih, plus b_hh on all gate columns but the GRU's n block;
     zeros without biases); ``b_hn`` (H,) the GRU's b_hh[2H:] (empty: none, or not a
-    GRU).  The input projection runs in ``parts_ih`` blocks of rows side by side.  ``h`` (B, H) (and the LSTM's ``c``; None for the other kinds): the initial
+    GRU).  The input projection runs in ``parts_ih`` blocks of rows side by side, over
+    all T*B rows before the loop, or with ``step_input`` X is quantized so and each step
+    projects its own rows in the loop (its gates stay in cache).  ``h`` (B, H) (and the LSTM's ``c``; None for the other kinds): the initial
     state on entry, the final one on exit; writes columns col:col+H of ``Y`` (T, B, ldy),
     zeros at padded steps.  The row ranges of ``bounds`` run in parallel."""
     if kind != CELL_RNN and kind != CELL_LSTM and kind != CELL_GRU:
@@ -322,7 +347,11 @@ def forward(int kind, bint relu, const float[:, ::1] X, const int8_t[::1] W_ih,
     L.b_hn = &b_hn[0] if b_hn.shape[0] else NULL
     cdef uint8_t* Xq = <uint8_t*>malloc(TB * Kpi)
     cdef float* sx = <float*>malloc(TB * sizeof(float))
-    L.G = <float*>malloc(TB * GH * sizeof(float))
+    L.G = <float*>malloc((B if step_input else TB) * GH * sizeof(float))
+    L.Xq, L.sx, L.Kpi = NULL, NULL, Kpi
+    if step_input:
+        L.Xq, L.sx = Xq, sx
+    L.W_ih, L.cs_ih, L.sw_ih, L.bias = &W_ih[0], &cs_ih[0], &sw_ih[0], &bias[0]
     L.hq = <uint8_t*>malloc(B * Kph)
     L.sh = <float*>malloc(B * sizeof(float))
     L.gh = <float*>malloc(B * GH * sizeof(float)) if L.apart else NULL
@@ -339,7 +368,16 @@ def forward(int kind, bint relu, const float[:, ::1] X, const int8_t[::1] W_ih,
         chunk = max(64, (chunk + 31) // 32 * 32)   # whole AMX tiles in every part
         n_chunks = (TB + chunk - 1) // chunk
         with nogil:
-            if n_chunks == 1:
+            if step_input:
+                # X quantized per row, all T*B rows (the products come step by step)
+                if n_chunks == 1:
+                    fr_q8_quant_rows(x0, TB, I, I, Xq, Kpi, sx)
+                else:
+                    for p in prange(n_chunks, num_threads=_team(<int>n_chunks),
+                                    schedule="static"):
+                        fr_q8_quant_rows(x0 + p * chunk * I, min(chunk, TB - p * chunk), I,
+                                         I, Xq + p * chunk * Kpi, Kpi, sx + p * chunk)
+            elif n_chunks == 1:
                 _product(x0, TB, I, I, Xq, sx, Kpi, &W_ih[0], &cs_ih[0], &sw_ih[0], GH,
                          &bias[0], False, L.G, GH)
             else:
