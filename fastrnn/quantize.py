@@ -155,12 +155,10 @@ def _recurrent(module: Module) -> bool:
 
 
 def _walk(module: Module, where: str):
-    """Every recurrent layer and cell in ``module`` (itself included), with its name."""
-    if _recurrent(module) or isinstance(module, (FastRNN, FastGRNN)):
-        yield module, where
-        return
-    for name, child in module._modules.items():
-        yield from _walk(child, f"{where}.{name}")
+    """Every recurrent layer and cell in ``module`` (itself included), with a name for
+    messages (``where`` and its place)."""
+    for prefix, found in named_recurrent(module):
+        yield found, f"{where}.{prefix[:-1]}" if prefix else where
 
 
 def quantize(obj: Module, dtype: str = "int8") -> Module:
