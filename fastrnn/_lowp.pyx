@@ -55,6 +55,7 @@ cdef extern from "_q8.h" nogil:
         long ldc
         int32_t* sums
     void fr_q8_gemm_rows(const fr_q8_call* P, long r0, long r1)
+    void fr_q8_gemm_c(const fr_q8_call* P, long r0, long r1)
     int fr_q8_path()
 
 #: the largest input or hidden size (the int32 sums stay exact below it)
@@ -149,11 +150,14 @@ cdef int _check_operand(Py_ssize_t n, Py_ssize_t Kp, Py_ssize_t packed,
 
 def product(const uint8_t[:, ::1] Q, const float[::1] s, const int8_t[::1] packed,
             const int32_t[::1] colsum, const float[::1] w_scale, float[::1] bias=None,
-            float[:, ::1] out=None, bint accumulate=False, bint sums=False):
+            float[:, ::1] out=None, bint accumulate=False, bint sums=False,
+            bint portable=False):
     """The int8 product of quantized rows Q (m, Kp) with scales s (m,) by packed weights
     of n = len(w_scale) outputs: ``out = base + sums * s[:, None] * w_scale`` (base:
     ``bias``, ``out`` itself with ``accumulate``, else 0), out (m, n) float32 (made when
-    None); with ``sums``, the exact int32 sums (m, n) instead.  One thread."""
+    None); with ``sums``, the exact int32 sums (m, n) instead.  One thread, on the path
+    the level allows, or with ``portable`` the plain C product (what a platform without
+    x86 intrinsics runs)."""
     cdef Py_ssize_t m = Q.shape[0], Kp = Q.shape[1], n = w_scale.shape[0]
     cdef fr_q8_call P
     if Kp % 64 or Kp == 0:
@@ -185,7 +189,10 @@ def product(const uint8_t[:, ::1] Q, const float[::1] s, const int8_t[::1] packe
     P.sums = &iv[0, 0] if sums else NULL
     P.ldc = n
     with nogil:
-        fr_q8_gemm_rows(&P, 0, m)
+        if portable:
+            fr_q8_gemm_c(&P, 0, m)
+        else:
+            fr_q8_gemm_rows(&P, 0, m)
     return out if result is None else result
 
 

@@ -26,7 +26,8 @@
  *   FR_ISA_AMX    tiles of 16 rows (2x2 tiles of C at a time); the rows left over
  *                 (m % 16) go to the VNNI path
  *   FR_ISA_VNNI   (and BF16) register-blocked vpdpbusd, 4 rows x 4 panels
- *   below         portable C (any x86-64)
+ *   below         the x86-64 baseline, SSE2's pmaddwd (fr_q8_gemm_c, the same sums in
+ *                 plain C, elsewhere)
  */
 #ifndef FASTRNN_Q8_H
 #define FASTRNN_Q8_H
@@ -191,7 +192,9 @@ static inline void fr_q8_out1(const fr_q8_call *P, long r, long c, int32_t raw)
     P->C[r * P->ldc + c] = fmaf((float)acc, P->sa[r] * P->sw[c], base);
 }
 
-static void fr_q8_gemm_c(const fr_q8_call *P, long r0, long r1)
+/* The C reference of the product (a platform without x86's intrinsics runs it; on x86
+ * the tests call it through _lowp.product(..., portable=True)). */
+static __attribute__((unused)) void fr_q8_gemm_c(const fr_q8_call *P, long r0, long r1)
 {
     const long Kp = P->Kp, G = Kp / 4;
     long r, c, g, j;
@@ -207,6 +210,52 @@ static void fr_q8_gemm_c(const fr_q8_call *P, long r0, long r1)
         }
     }
 }
+
+#if defined(__GNUC__) && defined(__x86_64__)
+#include <emmintrin.h>
+/* The x86-64 baseline (SSE2, every x86-64 CPU): pmaddwd of 16-bit values.  Per k group,
+ * the panel's 64 bytes are 4 x (4 columns x 4 k); each half (2 columns x 4 k) widened to
+ * 16 bits times a's 4 values twice gives 2 sums of 2 per column (exact: 2 * 255 * 127 fits
+ * in 32 bits), added over the groups, then the pairs of each column added. */
+static void fr_q8_gemm_sse2(const fr_q8_call *P, long r0, long r1)
+{
+    const long Kp = P->Kp, G = Kp / 4, np = fr_q8_npad(P->n) / 16;
+    const __m128i zero = _mm_setzero_si128();
+    long r, p, g, cc;
+    int q;
+    for (r = r0; r < r1; r++) {
+        const uint8_t *a = P->A + r * P->lda;
+        for (p = 0; p < np; p++) {
+            const int8_t *b = P->B + p * 16 * Kp;
+            __m128i acc[8];
+            int32_t out[8][4];
+            for (q = 0; q < 8; q++)
+                acc[q] = zero;
+            for (g = 0; g < G; g++) {
+                int32_t word;
+                __m128i av;
+                memcpy(&word, a + g * 4, 4);
+                av = _mm_unpacklo_epi8(_mm_cvtsi32_si128(word), zero);   /* a0..a3 */
+                av = _mm_unpacklo_epi64(av, av);                         /* twice */
+                for (q = 0; q < 4; q++) {
+                    const __m128i bv = _mm_loadu_si128((const __m128i *)(b + g * 64 + q * 16));
+                    const __m128i sign = _mm_cmpgt_epi8(zero, bv);
+                    acc[2 * q] = _mm_add_epi32(acc[2 * q], _mm_madd_epi16(
+                        av, _mm_unpacklo_epi8(bv, sign)));
+                    acc[2 * q + 1] = _mm_add_epi32(acc[2 * q + 1], _mm_madd_epi16(
+                        av, _mm_unpackhi_epi8(bv, sign)));
+                }
+            }
+            for (q = 0; q < 8; q++)
+                _mm_storeu_si128((__m128i *)out[q], acc[q]);
+            for (cc = 0; cc < 16 && p * 16 + cc < P->n; cc++) {
+                const int32_t *v = out[cc / 2] + (cc % 2) * 2;   /* 2 columns a vector */
+                fr_q8_out1(P, r, p * 16 + cc, v[0] + v[1]);
+            }
+        }
+    }
+}
+#endif
 
 #ifdef FR_Q8_X86
 /* The epilogue of 16 columns c0.. of row r (mask: the columns < n). */
@@ -375,8 +424,10 @@ static void fr_q8_gemm_rows(const fr_q8_call *P, long r0, long r1)
             fr_q8_gemm_vnni(P, r0, r1);
         return;
     }
-#endif
+    fr_q8_gemm_sse2(P, r0, r1);
+#else
     fr_q8_gemm_c(P, r0, r1);
+#endif
 }
 
 /* The path fr_q8_gemm_rows takes for a call of m rows (tests, show_config). */

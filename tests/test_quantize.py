@@ -116,6 +116,14 @@ def test_int32_sums_are_exact_and_every_path_gives_the_same_bits(m, n, K, isa_ca
         for got, base in ((plain, 0), (with_bias, bias), (added, acc)):
             np.testing.assert_allclose(got, exact.astype(np.float32) * scale + base,
                                        rtol=1e-6, atol=1e-6)
+    # the plain C product (what a platform without x86 intrinsics runs)
+    assert np.array_equal(_lowp.product(Q, s, packed, colsum, sw, sums=True, portable=True),
+                          exact)
+    results["portable"] = (_lowp.product(Q, s, packed, colsum, sw, portable=True),
+                           _lowp.product(Q, s, packed, colsum, sw, bias=bias, portable=True),
+                           acc.copy())
+    _lowp.product(Q, s, packed, colsum, sw, out=results["portable"][2], accumulate=True,
+                  portable=True)
     first = results[RUNNABLE[0]]
     for level, got in results.items():
         for a, b in zip(got, first):
@@ -514,3 +522,50 @@ def test_a_quantized_file_is_checked_as_any_other(tmp_path):
         fastrnn.load(rewrite(float_weights, "b.npz"))
     with pytest.raises(ModelFileError, match="unexpected"):
         fastrnn.load(rewrite(no_scales, "c.npz"))
+
+
+# --------------------------------------------------- the bundled tasks, trained in fp32
+
+@pytest.mark.learning
+def test_the_digit_classifier_keeps_its_accuracy_in_int8():
+    """The demo's digit classifier (LSTM 64, 20 epochs, Adam 0.01 on a cosine schedule),
+    trained in float32: int8 within half a point of its test accuracy."""
+    from fastrnn.callbacks import LearningRateScheduler
+    from fastrnn.data import load_digits, train_test_split
+    from fastrnn.optim import Adam, CosineAnnealingLR
+    images, labels = load_digits()
+    xtr, xte, ytr, yte = train_test_split(images, labels, test_fraction=0.2, seed=0)
+    model = fastrnn.SequenceModel.build("lstm", input_size=8, hidden_size=64, output_size=10,
+                                        head="many_to_one", seed=0)
+    opt = Adam(model.parameters(), lr=1e-2)
+    model.fit(xtr, ytr, epochs=20, batch_size=32, optimizer=opt, clip_norm=5.0, seed=0,
+              callbacks=[LearningRateScheduler(CosineAnnealingLR(opt, T_max=20))],
+              progress=False)
+    acc = model.evaluate(xte, yte)["accuracy"]
+    acc_q = fastrnn.quantize(model).evaluate(xte, yte)["accuracy"]
+    assert acc > 0.95
+    assert abs(acc - acc_q) <= 0.005, (acc, acc_q)
+
+
+@pytest.mark.learning
+def test_the_character_model_keeps_its_accuracy_in_int8():
+    """A character model of the bundled text as the demo trains it (GRU 128 over an
+    embedding, one-to-many), two epochs: int8 within half a point of next-character
+    accuracy on the held-out tenth."""
+    from fastrnn.data import CharVocab, char_windows, load_text
+    from fastrnn.optim import Adam
+    text = load_text()
+    vocab = CharVocab(text)
+    tokens = vocab.encode(text)
+    cut = int(len(tokens) * 0.9)
+    x, y = char_windows(tokens[:cut], 64)
+    xv, yv = char_windows(tokens[cut:], 64)
+    model = fastrnn.SequenceModel.build("gru", vocab_size=vocab.size, embedding_dim=32,
+                                        hidden_size=128, output_size=vocab.size,
+                                        head="one_to_many", seed=0)
+    model.fit(x, y, epochs=2, batch_size=64, optimizer=Adam(model.parameters(), lr=4e-3),
+              clip_norm=5.0, seed=0, progress=False)
+    acc = model.evaluate(xv, yv)["accuracy"]
+    acc_q = fastrnn.quantize(model).evaluate(xv, yv)["accuracy"]
+    assert acc > 0.4
+    assert abs(acc - acc_q) <= 0.005, (acc, acc_q)
