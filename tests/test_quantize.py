@@ -9,6 +9,7 @@ Stepper against the float32 model within the quantization error; the API's refus
 
 import subprocess
 import sys
+import warnings
 
 import numpy as np
 import pytest
@@ -569,3 +570,27 @@ def test_the_character_model_keeps_its_accuracy_in_int8():
     acc_q = fastrnn.quantize(model).evaluate(xv, yv)["accuracy"]
     assert acc > 0.4
     assert abs(acc - acc_q) <= 0.005, (acc, acc_q)
+
+
+@pytest.mark.parametrize("mode", ["LSTM", "GRU"])
+def test_int8_is_as_close_to_float32_as_torchs_dynamic_quantization(mode):
+    """PyTorch's quantize_dynamic (other scales: per tensor) on the same weights: compared
+    by how far each is from its own float32 model, not bit for bit."""
+    torch = pytest.importorskip("torch")
+    quantize_dynamic = torch.ao.quantization.quantize_dynamic
+    layer = _layer(mode, 32, 64)
+    holder = torch.nn.Sequential(getattr(torch.nn, mode)(32, 64))
+    with torch.no_grad():
+        for name, p in holder[0].named_parameters():
+            p.copy_(torch.from_numpy(layer._params[name].data))
+    with warnings.catch_warnings():          # its deprecation notice
+        warnings.simplefilter("ignore")
+        tq = quantize_dynamic(holder, {torch.nn.LSTM, torch.nn.GRU}, dtype=torch.qint8)
+    x = np.random.default_rng(13).standard_normal((30, 8, 32)).astype(np.float32)
+    with torch.inference_mode():
+        t32 = holder[0](torch.from_numpy(x))[0].numpy()
+        t8 = tq[0](torch.from_numpy(x))[0].numpy()
+    ours = np.abs(fastrnn.quantize(layer)(x)[0] - layer(x)[0]).mean()
+    theirs = np.abs(t8 - t32).mean()
+    np.testing.assert_allclose(t32, layer(x)[0], atol=1e-5)      # the same float model
+    assert 0 < ours <= theirs, (ours, theirs)
