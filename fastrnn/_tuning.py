@@ -48,10 +48,11 @@ STEP_PROJECTION = True
 Q8_PARALLEL_MIN_OPS = 1e8
 # ... and from this many batch rows on, each step projects its own input in the loop, just
 # before it needs it (as the float loops do, STEP_PROJECTION): the gates of all T*B rows
-# (52 MB for an LSTM T=50 B=128 H=512) are then never written out to memory and read back
-# (W7, GRU T50 B256 I64 H128: 9.0 -> 7.1 ms; W4i: 36 -> 30 ms here).  Fewer rows make
-# small products that run better as one over all steps.
-Q8_STEP_INPUT_MIN_ROWS = 16
+# (52 MB for an LSTM T=50 B=128 H=512) are then never written out to memory and read back.
+# Measured here (2 threads, a shared machine): W4i, LSTM T50 B128 I512 H512, 41 -> 34 ms;
+# W7, GRU T50 B256 I64 H128, 9.2 -> 5.3-8.0 ms; with 16 rows (LSTM I64 H128) 1.03 -> 1.10
+# ms: a few rows make small products that run better as one over all steps.
+Q8_STEP_INPUT_MIN_ROWS = 32
 
 # ---------------------------------------------------------------------------------------
 # The compiled BLAS layer (fastrnn/_blas.pyx)
