@@ -12,7 +12,7 @@ import math
 import numpy as np
 
 from . import _engine
-from ._kinds import KINDS, Kind, layer_kind
+from ._kinds import KINDS, Kind, layer_kind, suffix
 from ._validate import (as_dtype, flag, float_array, kernel_sizes, positive_int, seed_value,
                         state_arrays)
 from .module import Module
@@ -77,13 +77,48 @@ def weight_tuple(module: Module, suffix: str, grad: bool = False) -> _engine.Wei
     return tuple(arrays)
 
 
+def int8_layers(module: Module) -> list:
+    """A quantized layer's (or cell's) layer-directions as the int8 loop takes them,
+    ``[k][d]`` (``_engine.Q8``; a cell: ``[[record]]``), from its int8 weights and
+    float32 biases; packed once and kept (a copy or a pickle packs again on first use).
+    Its parameters are read-only from then on: a frozen snapshot."""
+    records = module.__dict__.get("_q8")
+    if records is not None:
+        return records
+    p, arrays = module._params, module.__dict__["_q8_arrays"]
+    layers = getattr(module, "num_layers", None)
+    rows = ([[""]] if layers is None else
+            [[suffix(k, d) for d in range(module.num_directions)] for k in range(layers)])
+    records = []
+    for row in rows:
+        records.append([_engine.q8_pack(
+            module.kind, *arrays["weight_ih" + sfx], *arrays["weight_hh" + sfx],
+            *(p[n + sfx].data if n + sfx in p else np.empty(0, np.float32)
+              for n in ("bias_ih", "bias_hh"))) for sfx in row])
+    for param in p.values():
+        param.data.flags.writeable = False      # dequantize() gives a float copy to change
+    object.__setattr__(module, "_q8", records)
+    return records
+
+
+def _without_packing(module: Module) -> dict:
+    """``module.__dict__`` as a pickle (or a copy) keeps it: no packed int8 weights,
+    which :func:`int8_layers` makes again on first use."""
+    state = module.__dict__.copy()
+    if state.get("_q8") is not None:
+        state["_q8"] = None
+    return state
+
+
 class _CellBase(Module):
     mode = "RNN"
     kind = KINDS["RNN"]
     #: ``"int8"`` for a copy made by :func:`fastrnn.quantize` (inference only), else None
     quantized: str | None = None
     #: with ``quantized``: ``[[record]]``, the cell as the int8 loop takes it
+    #: (:func:`int8_layers`)
     _q8: list | None = None
+    __getstate__ = _without_packing
 
     def __init__(self, input_size: int, hidden_size: int, bias: bool = True, *,
                  dtype=np.float32, seed: int | None = None):
@@ -134,9 +169,9 @@ class _CellBase(Module):
 
     def __call__(self, x, state=None):
         """One step: the new state from ``x`` (B, I) and ``state`` (B, H); zeros if None."""
-        if self._q8 is not None:            # quantized: the int8 loop over one step
+        if self.quantized:                  # the int8 loop over one step
             x, h, c, unbatched = self._prepare(x, state)
-            _engine.q8_step(self.kind, self._relu, x, self._q8[0][0], h[0],
+            _engine.q8_step(self.kind, self._relu, x, int8_layers(self)[0][0], h[0],
                             None if c is None else c[0], np.empty_like(h))
             return self._result(h, c, unbatched)
         # arrays that need no conversion take one compiled call; the rest are converted

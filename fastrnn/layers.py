@@ -14,7 +14,8 @@ from ._validate import (as_array, as_dtype, flag, float_array, kernel_sizes, len
                         positive_int, probability, projection_size, seed_value,
                         state_arrays)
 from ._kinds import KINDS, layer_directions, layer_kind, suffix
-from .cells import init_parameters, layer_norm_options, variant_options, weight_tuple
+from .cells import (_without_packing, init_parameters, int8_layers, layer_norm_options,
+                    variant_options, weight_tuple)
 from .module import Module
 
 __all__ = ["RNN", "LSTM", "GRU", "Linear", "Embedding", "StepStates"]
@@ -162,8 +163,10 @@ class _RNNBase(Module):
     #: ``"int8"`` for a copy made by :func:`fastrnn.quantize` (inference only), else None
     quantized: str | None = None
     #: with ``quantized``: ``_q8[k][d]``, layer k direction d as the int8 loop takes it
-    #: (``_engine.Q8``); the float parameters then hold the dequantized weights
+    #: (``_engine.Q8``, cells.int8_layers); the float parameters hold the dequantized
+    #: weights
     _q8: list | None = None
+    __getstate__ = _without_packing
 
     def __init__(self, input_size: int, hidden_size: int, num_layers: int = 1,
                  bias: bool = True, batch_first: bool = False, dropout: float = 0.0,
@@ -400,9 +403,9 @@ class _RNNBase(Module):
             padded = np.arange(T)[:, None] >= sorted_lengths[None, :]
         x = _time_major(x, batch_first, order, padded)
         nact = _engine.active_rows(sorted_lengths, T, B)
-        if self._q8 is not None and not train:
+        if self.quantized and not train:
             Y = _engine.q8_stack_forward(self.kind, self.nonlinearity == "relu",
-                                         x.reshape(T * B, I), self._q8, h, c, nact,
+                                         x.reshape(T * B, I), int8_layers(self), h, c, nact,
                                          self.reverse)
             return (_caller_layout(Y, batch_first, inverse),
                     self._pack(_unsort(h, inverse), _unsort(c, inverse)))

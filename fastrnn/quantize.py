@@ -43,7 +43,7 @@ import numpy as np
 
 from . import _engine
 from ._kinds import layer_directions, suffix
-from .cells import _CellBase
+from .cells import _CellBase, int8_layers
 from .fastgrnn import FastGRNN, FastRNN
 from .layers import _RNNBase
 from .module import Module
@@ -106,32 +106,24 @@ def _suffixes(module: Module) -> list[list[str]]:
 
 
 def _quantize_module(module: Module, where: str, given: dict | None = None) -> None:
-    """In place: ``module``'s recurrent weights to int8 (float parameters: q * scale);
-    ``given``: parameter name -> ``(q, scale)`` to take instead (a file's)."""
+    """In place: ``module``'s recurrent weights to int8 (float parameters: q * scale),
+    packed for the int8 loop; ``given``: parameter name -> ``(q, scale)`` to take
+    instead (a file's)."""
     _refuse(module, where)
     p = module._params
-    layers = []
     kept = {}
     for row in _suffixes(module):
-        records = []
         for sfx in row:
-            arrays = {}
             for name in ("weight_ih", "weight_hh"):
                 param = p[name + sfx]
                 q, scale = (given[name + sfx] if given is not None
                             else quantize_weight(param.data))
                 param.data = q.astype(np.float32) * scale[:, None]   # the dequantized weights
-                arrays[name] = kept[name + sfx] = (q, scale)
-            biases = [p[n + sfx].data if n + sfx in p else np.empty(0, np.float32)
-                      for n in ("bias_ih", "bias_hh")]
-            records.append(_engine.q8_pack(module.kind, *arrays["weight_ih"],
-                                           *arrays["weight_hh"], *biases))
-        layers.append(records)
-    for param in p.values():
-        param.data.flags.writeable = False      # a frozen snapshot: dequantize() to change it
-    object.__setattr__(module, "_q8", layers)
+                kept[name + sfx] = (q, scale)
+    object.__setattr__(module, "_q8", None)
     object.__setattr__(module, "_q8_arrays", kept)
     object.__setattr__(module, "quantized", "int8")
+    int8_layers(module)                         # packed now, not at the first call
 
 
 def quantized_arrays(module: Module) -> dict[str, tuple[np.ndarray, np.ndarray]]:

@@ -16,6 +16,7 @@ import numpy as np
 from . import _engine
 from ._validate import flag, positive_int
 from .heads import Head
+from .cells import int8_layers
 from .layers import _RNNBase
 
 __all__ = ["Stepper"]
@@ -88,7 +89,7 @@ class Stepper:
                         for k, layer in enumerate(rnn._weights())]
         self._x = np.empty((B, rnn.input_size), dt)
         # a quantized model: each layer's int8 record, and the one-step output workspace
-        self._q8 = rnn._q8
+        self._q8 = int8_layers(rnn) if rnn.quantized else None
         self._y = np.empty((1, B, H), dt)
         readout = head.readout
         self._W = readout.weight.data

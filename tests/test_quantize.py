@@ -196,17 +196,19 @@ def _q_weights(layer, suffix=""):
 @pytest.mark.parametrize("mode, kw", MODES)
 @pytest.mark.parametrize("reverse", [False, True])
 @pytest.mark.parametrize("bias", [True, False])
-def test_each_step_is_the_references_from_the_same_state(mode, kw, reverse, bias):
+@pytest.mark.parametrize("B", [6, 40])
+def test_each_step_is_the_references_from_the_same_state(mode, kw, reverse, bias, B):
     """Each step of the kernels against the reference step from the kernels' own state
     before it: the step's own quantization, products and gate math (a step at a time,
-    since an ulp apart a value may round to the next int8 step later on)."""
+    since an ulp apart a value may round to the next int8 step later on).  B = 40: the
+    input projection step by step (_tuning.Q8_STEP_INPUT_MIN_ROWS)."""
     rng = np.random.default_rng(4)
-    T, B, I, H = 7, 6, 11, 20
+    T, I, H = 7, 11, 20
     layer = _layer(mode, I, H, reverse=reverse, bias=bias, **kw)
     q = fastrnn.quantize(layer)
     x = rng.standard_normal((T, B, I)).astype(np.float32)
     h0 = rng.standard_normal((1, B, H)).astype(np.float32) * 0.5
-    lengths = np.array([7, 3, 7, 1, 5, 6])
+    lengths = np.array([7, 3, 7, 1, 5, 6] if B == 6 else rng.integers(1, T + 1, B))
     lstm = mode == "LSTM"
     state0 = (h0, h0 * 2) if lstm else h0
     y, state = q(x, state0, lengths=lengths)
@@ -594,3 +596,17 @@ def test_int8_is_as_close_to_float32_as_torchs_dynamic_quantization(mode):
     theirs = np.abs(t8 - t32).mean()
     np.testing.assert_allclose(t32, layer(x)[0], atol=1e-5)      # the same float model
     assert 0 < ours <= theirs, (ours, theirs)
+
+
+def test_a_quantized_model_pickles_without_its_packed_weights():
+    import pickle
+    model = fastrnn.SequenceModel.build("gru", input_size=3, hidden_size=64, output_size=2,
+                                        seed=0)
+    q = fastrnn.quantize(model)
+    blob = pickle.dumps(q)
+    assert len(blob) < 1.5 * len(pickle.dumps(model))     # float weights + int8 + scales
+    back = pickle.loads(blob)
+    assert back.rnn.__dict__["_q8"] is None and back.rnn.quantized == "int8"
+    x = np.random.default_rng(14).standard_normal((4, 6, 3)).astype(np.float32)
+    assert np.array_equal(_bits(back.forward(x)), _bits(q.forward(x)))   # packed again
+    assert not back.rnn.weight_ih_l0.data.flags.writeable
