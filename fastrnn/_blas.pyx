@@ -15,6 +15,10 @@ from libc.stdlib cimport free
 cdef extern from "<stdlib.h>" nogil:
     void* aligned_alloc(size_t alignment, size_t size)
 
+from fastrnn._b16 cimport (_isa_name, _set_isa_cap, fr_b16, fr_b16_gemm, fr_b16_isa,
+                           fr_b16_isa_detected, fr_b16_kp, fr_b16_pack,
+                           fr_b16_packed_size, fr_b16_rows)
+
 # ---------------------------------------------------------------------------------------
 # Threads and the size from which a product is split across them
 # ---------------------------------------------------------------------------------------
@@ -474,3 +478,82 @@ def scatter_add_rows(const Py_ssize_t[::1] index, const floating[:, ::1] rows,
                 out[r, j] += rows[i, j]
     if bad >= 0:
         raise ValueError(f"index[{bad}] = {index[bad]} lies outside [0, {V})")
+
+
+# ---------------------------------------------------------------------------------------
+# bfloat16 products (fastrnn/_b16.h): the ISA cap of this module and the test hooks
+# ---------------------------------------------------------------------------------------
+
+def set_isa_cap(name=None):
+    """Cap the instruction set this module's bf16 products use at ``name`` ("baseline",
+    "avx512", "avx512_vnni", "avx512_bf16", "amx"), or lift the cap (None), to run every
+    lower path on this CPU (_core.set_isa_cap caps the kernels' own copy)."""
+    _set_isa_cap(name)
+
+
+def isa():
+    """The instruction set this module's bf16 products use: the detected one, capped."""
+    return _isa_name(fr_b16_isa())
+
+
+def isa_detected():
+    """The instruction set the running CPU (and operating system) allows, uncapped."""
+    return _isa_name(fr_b16_isa_detected())
+
+
+def b16_kp(Py_ssize_t K):
+    """K rounded up to a multiple of 32: the width of a converted row of K values."""
+    return fr_b16_kp(K)
+
+
+def b16_packed_size(Py_ssize_t K, Py_ssize_t n):
+    """The bf16 values of B (K, n) packed by :func:`b16_pack`."""
+    return fr_b16_packed_size(K, n)
+
+
+def b16_convert(const float[:, :] A, fr_b16[:, ::1] out):
+    """``out[:, :K] = bf16(A)`` (to nearest, ties to even), ``out[:, K:b16_kp(K)] = 0``,
+    A (m, K) read through its strides (a transposed view converts too), out (m, >= Kp)
+    uint16 holding the bf16 bits."""
+    cdef Py_ssize_t m = A.shape[0], K = A.shape[1]
+    if out.shape[0] != m or out.shape[1] < fr_b16_kp(K):
+        raise ValueError(f"out must be ({m}, >= {fr_b16_kp(K)}), got {tuple(out.shape)[:2]}")
+    if m == 0 or K == 0:
+        return
+    with nogil:
+        fr_b16_rows(&A[0, 0], m, K, A.strides[0] // 4, A.strides[1] // 4, &out[0, 0],
+                    out.shape[1])
+
+
+def b16_pack(const float[:, :] B, fr_b16[::1] out):
+    """B (K, n), read through its strides, in bf16 into ``out``
+    (:func:`b16_packed_size` values): panels of 16 columns with k in pairs, element
+    (k, c) of panel P at ``P*16*Kp + (k//2)*32 + c*2 + k%2``, zeros after K and n."""
+    cdef Py_ssize_t K = B.shape[0], n = B.shape[1]
+    if K == 0 or n == 0:
+        raise ValueError(f"B must have at least one row and one column, got {(K, n)}")
+    _check_shape("out", tuple(out.shape)[:1], (fr_b16_packed_size(K, n),))
+    with nogil:
+        fr_b16_pack(&B[0, 0], n, K, B.strides[1] // 4, B.strides[0] // 4, &out[0])
+
+
+def b16_gemm(const fr_b16[:, ::1] A, Py_ssize_t K, const fr_b16[::1] Bp, float[:, ::1] C,
+             bint accumulate=False, const float[::1] bias=None):
+    """``C = A @ B`` (``C += ...`` with ``accumulate``, else ``C = bias + ...`` with a bias
+    of n values) with A (m, >= Kp) from :func:`b16_convert` of an (m, K) matrix and ``Bp``
+    = B (K, n) packed by :func:`b16_pack`; float sums, in the calling thread, on the path
+    :func:`isa` allows."""
+    cdef Py_ssize_t m = A.shape[0], n = C.shape[1]
+    if K < 1 or A.shape[1] < fr_b16_kp(K):
+        raise ValueError(f"A must be (m, >= {fr_b16_kp(K)}) for K={K}, got "
+                         f"{tuple(A.shape)[:2]}")
+    _check_shape("C", tuple(C.shape)[:2], (m, n))
+    _check_shape("Bp", tuple(Bp.shape)[:1], (fr_b16_packed_size(K, n),))
+    if m == 0 or n == 0:
+        return
+    cdef const float* pbias = NULL
+    if bias is not None:
+        _check_shape("bias", tuple(bias.shape)[:1], (n,))
+        pbias = &bias[0]
+    with nogil:
+        fr_b16_gemm(&A[0, 0], A.shape[1], m, K, &Bp[0], n, &C[0, 0], n, accumulate, pbias)
