@@ -9,6 +9,7 @@ import numpy.typing as npt
 
 _F = npt.NDArray[np.floating]
 _I = npt.NDArray[np.intc]
+_U = npt.NDArray[np.uint16]     # bf16 bits (fastrnn/_b16.h)
 
 LAYOUT_TRANSPOSED: int
 LAYOUT_LSTM_ROW: int
@@ -24,6 +25,8 @@ KIND_LSTM_P: int
 KIND_LSTM_LN: int
 LN_EPS: float
 
+def set_isa_cap(name: str | None = ...) -> None: ...
+def isa() -> str: ...
 def kind_gates(kind: int) -> int: ...
 def kind_row(kind: int) -> dict[str, int]: ...
 def forward(kind: int, X: _F, W_ih: _F, W_hh: _F, b_ih: _F, b_hh: _F, nact: _I,
@@ -33,7 +36,9 @@ def forward(kind: int, X: _F, W_ih: _F, W_hh: _F, b_ih: _F, b_hh: _F, nact: _I,
             peephole: _F | None = ..., W_hr: _F | None = ..., Hm: _F | None = ...,
             hmask: _F | None = ..., zh: _F | None = ..., zc: _F | None = ...,
             reverse: bool = ..., relu: bool = ...,
-            W_hh_t: _F | None = ..., layout: int = ..., W_ih_p: _F | None = ...) -> None: ...
+            W_hh_t: _F | None = ..., layout: int = ..., W_ih_p: _F | None = ...,
+            W_hh_b: _U | None = ..., W_ih_b: _U | None = ..., Xb: _U | None = ...,
+            hb: _U | None = ...) -> None: ...
 def backward(kind: int, X: _F, W_ih: _F, W_hh: _F, nact: _I, bounds: _I, Gt: _F, Hp: _F,
              dY: _F | None, col: int, dh: _F, dW_ih: _F, dW_hh: _F, db_ih: _F, db_hh: _F, *,
              dc: _F | None = ..., Cp: _F | None = ..., Gh: _F | None = ...,

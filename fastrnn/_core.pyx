@@ -48,6 +48,8 @@ from cython.parallel cimport prange
 from libc.stdlib cimport calloc, free, malloc
 from libc.string cimport memcmp, memcpy, memset
 
+from fastrnn._b16 cimport (_isa_name, _set_isa_cap, fr_b16, fr_b16_gemm, fr_b16_isa,
+                           fr_b16_kp, fr_b16_pack, fr_b16_packed_size, fr_b16_rows)
 from fastrnn._blas cimport (_check_index, _check_shape, _parts, _pgemm_parts,
                             _side_by_side, _team, _threads)
 from fastrnn._cellmath cimport (CELL_FASTGRNN, CELL_FASTRNN, CELL_GRU, CELL_GRU_RB,
@@ -258,6 +260,156 @@ cdef Py_ssize_t _gates_step(Py_ssize_t gt_rows, bint in_loop, bint train, Py_ssi
 
 
 # ---------------------------------------------------------------------------------------
+# The bf16 mode (fastrnn/_b16.h): bf16 products with float sums, float everything else
+#
+# Given bf16 panels of its weights, a loop converts the left operand of each product to
+# bf16 rows (into a workspace the caller allocates) and runs fr_b16_gemm: the per-step
+# product h @ W_hh.T forward, dG @ W_hh backward, and the products before and after the
+# loops.  The gates, the states, the caches and the gradients stay float.
+# ---------------------------------------------------------------------------------------
+
+def set_isa_cap(name=None):
+    """Cap the instruction set of the kernels' bf16 products at ``name`` ("baseline",
+    "avx512", "avx512_vnni", "avx512_bf16", "amx"), or lift the cap (None)."""
+    _set_isa_cap(name)
+
+
+def isa():
+    """The instruction set the kernels' bf16 products use: the detected one, capped."""
+    return _isa_name(fr_b16_isa())
+
+
+cdef inline void _b16_product(int n, int N, int K, const floating* a, int lda,
+                              const fr_b16* Bp, fr_b16* ab, Py_ssize_t ldab, floating beta,
+                              floating* out, int ldo) noexcept nogil:
+    """out[:n] := bf16(a[:n]) @ B + beta * out[:n] (beta 0 or 1), a (n, K) converted into
+    ``ab`` first; B (K, N) in bf16 panels (float only)."""
+    if floating is float:
+        if n <= 0:
+            return
+        fr_b16_rows(a, n, K, lda, 1, ab, ldab)
+        fr_b16_gemm(ab, ldab, n, K, Bp, N, out, ldo, beta != 0, NULL)
+
+
+cdef void _b16_pgemm(int m, int N, int K, const floating* a, long sr, long sk,
+                     const fr_b16* Bp, fr_b16* ab, bint convert, floating beta,
+                     floating* out, int ldo) noexcept nogil:
+    """out := bf16(op(a)) @ B + beta * out (beta 0 or 1) over m rows, op(a)[r, k] =
+    a[r*sr + k*sk], in parts of rows across the threads; ``ab`` (m, fr_b16_kp(K)) the
+    converted rows: converted here with ``convert``, else already (float only)."""
+    cdef int parts = _parts(m, N, K), p, r0, r1
+    cdef long kp = fr_b16_kp(K)
+    if floating is float:
+        if m <= 0:
+            return
+        if parts == 1:
+            if convert:
+                fr_b16_rows(a, m, K, sr, sk, ab, kp)
+            fr_b16_gemm(ab, kp, m, K, Bp, N, out, ldo, beta != 0, NULL)
+            return
+        for p in prange(parts, num_threads=_team(parts), schedule="static"):
+            r0 = <int>((<long>m * p) // parts)
+            r1 = <int>((<long>m * (p + 1)) // parts)
+            if convert:
+                fr_b16_rows(a + r0 * sr, r1 - r0, K, sr, sk, ab + r0 * kp, kp)
+            fr_b16_gemm(ab + r0 * kp, kp, r1 - r0, K, Bp, N, out + <long>r0 * ldo, ldo,
+                        beta != 0, NULL)
+
+
+cdef struct _B16Grads:
+    # the bf16 operands of the products after a backward loop, in one workspace
+    const fr_b16* W_ih          # W_ih (G*H, I) in panels: dX = dG @ W_ih
+    fr_b16* dG                  # dG (T*B, G*H) as rows, for dX
+    fr_b16* dGt                 # dG.T (G*H, T*B) as rows, for dW_ih and dW_hh
+    fr_b16* dHt                 # the GRU's dHn.T (H, T*B) as rows, or unused
+    fr_b16* X                   # X (T*B, I) in panels
+    fr_b16* Hp                  # Hp (T*B, P) in panels
+
+
+def b16_backward_size(Py_ssize_t T, Py_ssize_t B, Py_ssize_t I, Py_ssize_t GH,
+                      Py_ssize_t P, Py_ssize_t H):
+    """The uint16 values of :func:`backward`'s ``b16_work`` for T, B, I, the gate width
+    G*H, the width P of h and the cell width H: the rows of a step's dG, then
+    :c:type:`_B16Grads`' operands."""
+    return _b16_backward_parts(T, B, I, GH, P, H)[6]
+
+
+cdef tuple _b16_backward_parts(Py_ssize_t T, Py_ssize_t B, Py_ssize_t I, Py_ssize_t GH,
+                               Py_ssize_t P, Py_ssize_t H):
+    """Offsets of hb, dG, dGt, dHt, X, Hp in b16_work, and its size."""
+    cdef Py_ssize_t TB = T * B
+    sizes = [B * fr_b16_kp(GH), TB * fr_b16_kp(GH), GH * fr_b16_kp(TB), H * fr_b16_kp(TB),
+             fr_b16_packed_size(TB, I), fr_b16_packed_size(TB, P)]
+    offsets = [0]
+    for size in sizes:
+        offsets.append(offsets[len(offsets) - 1] + size)
+    return tuple(offsets)
+
+
+cdef void _b16_param_grads(const _Grads* d, const _B16Grads* b, const floating* dG,
+                           const floating* dG2, const floating* X, const floating* Hp,
+                           floating* dX, floating* dW_ih, floating* db_ih,
+                           floating* dW_hh, floating* db_hh) noexcept nogil:
+    """_param_grads in bf16: the four products from bf16 operands (dG and dG.T
+    converted once each), float sums; the bias gradients in float."""
+    cdef int n2 = d.n2
+    if floating is float:
+        # dX (+)= dG @ W_ih
+        if dX != NULL:
+            _b16_pgemm(d.TB, d.In, d.GH, dG, d.GH, 1, b.W_ih, b.dG, True,
+                       <floating>(1 if d.accumulate_dx else 0), dX, d.In)
+        # dW_ih += dG.T @ X  (dG.T converted here, for dW_hh too)
+        fr_b16_pack(X, d.In, d.TB, 1, d.In, b.X)
+        _b16_pgemm(d.GH, d.In, d.TB, dG, 1, d.GH, b.X, b.dGt, True, <floating>1, dW_ih,
+                   d.In)
+        # dW_hh[:n1] += dG[:, :n1].T @ Hp;  GRU: dW_hh[n1:] += dHn.T @ Hp
+        fr_b16_pack(Hp, d.H, d.TB, 1, d.H, b.Hp)
+        _b16_pgemm(d.n1, d.H, d.TB, dG, 1, d.ld1, b.Hp, b.dGt, False, <floating>1, dW_hh,
+                   d.H)
+        if dG2 != NULL and n2 > 0:
+            _b16_pgemm(n2, d.H, d.TB, dG2, 1, d.ld2, b.Hp, b.dHt, True, <floating>1,
+                       dW_hh + d.n1 * d.H, d.H)
+    if db_ih != NULL:
+        _add_colsum(dG, d.TB, d.GH, d.GH, db_ih)
+    if db_hh != NULL:
+        _add_colsum(dG, d.TB, d.n1, d.ld1, db_hh)
+        if dG2 != NULL and n2 > 0:
+            _add_colsum(dG2, d.TB, n2, d.ld2, db_hh + d.n1)
+
+
+cdef const fr_b16* _b16_panels(str name, const fr_b16[::1] Bp, Py_ssize_t K,
+                               Py_ssize_t n) except? NULL:
+    """Pointer to B (K, n) in bf16 panels, checked, or NULL when None or empty."""
+    if Bp is None or Bp.shape[0] == 0:
+        return NULL
+    _check_shape(name, (Bp.shape[0],), (fr_b16_packed_size(K, n),))
+    fr_b16_isa()        # the detection (and AMX's permission) once, with the GIL
+    return &Bp[0]
+
+
+cdef fr_b16* _b16_work(str name, fr_b16[:, ::1] W, Py_ssize_t rows,
+                       Py_ssize_t K) except NULL:
+    """Pointer to a workspace of ``rows`` bf16 rows of width fr_b16_kp(K), checked."""
+    if W is None:
+        raise ValueError(f"{name} is given with the bf16 panels")
+    _check_shape(name, tuple(W.shape)[:2], (rows, fr_b16_kp(K)))
+    return &W[0, 0]
+
+
+cdef int _b16_kind(int kind, const void* W_hr, bint float32) except -1:
+    """The kinds and variants the bf16 mode covers: float32, every kind whose products
+    multiply by the whole of W_hh (not the GRU with r before the product), without an
+    LSTM's projection."""
+    if not float32:
+        raise ValueError("the bf16 mode is float32 only")
+    if FR_KINDS[kind].reset_before:
+        raise ValueError("the bf16 mode does not cover the GRU with r before the product")
+    if W_hr != NULL:
+        raise ValueError("the bf16 mode does not cover an LSTM's projection")
+    return 0
+
+
+# ---------------------------------------------------------------------------------------
 # Splitting the batch across threads
 #
 # Batch rows are independent sequences, so the time loop of a call can run on disjoint
@@ -325,6 +477,10 @@ cdef struct _Loop:
     Py_ssize_t zstep            # rows of zh, zc from one step to the next (0: the rates)
     void* zwork                 # with zh: h_prev, c_prev (forward inference) or the kept
                                 #   gradients (backward), (B, P) then (B, H)
+    const void* bpanels         # the bf16 mode: W_hh.T (forward) or W_hh (backward) in
+                                #   bf16 panels (fr_b16_pack), or NULL (float products)
+    void* hb                    # with bpanels: the bf16 rows of a step's left operand,
+    Py_ssize_t hbk              #   (B, hbk), hbk = fr_b16_kp of its width
 
 
 cdef inline floating* _rows(void* p, Py_ssize_t offset, floating* like) noexcept nogil:
@@ -407,8 +563,13 @@ cdef void _forward_rows(const _Loop* L, floating* g, Py_ssize_t lo,
             #    dropout)
             if hmask != NULL:
                 _mask_rows(hs, hmask, hw, n, P)
-            _step_product(<int>n, <int>GH, <int>P, hsrc, W_hh, W_hh_t, panels,
-                          <floating>(0 if apart else 1), gh if apart else gt)
+            if L.bpanels != NULL:
+                _b16_product(<int>n, <int>GH, <int>P, hsrc, <int>P,
+                             <const fr_b16*>L.bpanels, <fr_b16*>L.hb + lo * L.hbk, L.hbk,
+                             <floating>(0 if apart else 1), gh if apart else gt, <int>GH)
+            else:
+                _step_product(<int>n, <int>GH, <int>P, hsrc, W_hh, W_hh_t, panels,
+                              <floating>(0 if apart else 1), gh if apart else gt)
         # 2.-3. the gate nonlinearities and the new state (with a projection: o*tanh(c)
         #    into Hm, then h = Hm[t] @ W_hr.T)
         mt = hm + t * L.mstep if hm != NULL else NULL
@@ -498,7 +659,14 @@ cdef void _backward_rows(const _Loop* L, floating* g, Py_ssize_t lo, Py_ssize_t 
             memset(hn + t * step + n * H, 0, (rows - n) * H * sizeof(floating))
         # 3. dh = dG[t] @ W_hh   (GRU: dh += dGh @ W_hh; FastRNN, FastGRNN, the GRU with r
         #    before the product: dh += ...)
-        if hmask == NULL:
+        if L.bpanels != NULL:       # the bf16 mode: dG[t] in bf16 rows first
+            _b16_product(<int>n, <int>P, <int>back, dgh if apart else gt, <int>GH,
+                         <const fr_b16*>L.bpanels, <fr_b16*>L.hb + lo * L.hbk, L.hbk,
+                         <floating>(1 if direct and hmask == NULL else 0),
+                         dhs if hmask == NULL else hw, <int>P)
+            if hmask != NULL:
+                _add_masked(hw, hmask, dhs, n, P, direct)
+        elif hmask == NULL:
             _back_product(<int>n, <int>back, <int>P, dgh if apart else gt, <int>GH, W_hh,
                           panels, <floating>(1 if direct else 0), dhs)
         else:               # through the recurrent dropout mask
@@ -675,7 +843,7 @@ def forward(int kind, X, W_ih, W_hh, b_ih, b_hh, nact, bounds, h, Y, Py_ssize_t 
             c=None, Hp=None, Cp=None, Gh=None, Hn=None, Ht=None, scalars=None,
             peephole=None, W_hr=None, Hm=None, hmask=None, zh=None, zc=None,
             bint reverse=False, bint relu=False, W_hh_t=None, int layout=_TRANSPOSED,
-            W_ih_p=None):
+            W_ih_p=None, W_hh_b=None, W_ih_b=None, Xb=None, hb=None):
     """Forward over a sequence, one layer in one direction.  Training when ``Hp`` has T
     rows (and ``Cp`` for an LSTM, ``Hn`` for a GRU, ``Ht`` for a FastGRNN), inference
     when they are None or empty.
@@ -700,15 +868,22 @@ def forward(int kind, X, W_ih, W_hh, b_ih, b_hh, nact, bounds, h, Y, Py_ssize_t 
     for the fused one-row loop.  With ``W_ih_p`` (W_ih.T packed by ``panel_pack``,
     float32) each step computes its own input projection, just before it needs it; in
     inference ``Gt`` may then have just B rows, reused by every step.
+
+    The bf16 mode (float32): ``W_hh_b``, W_hh.T (P, G*H) in bf16 panels
+    (``_blas.b16_pack``), makes every step's product a bf16 product with float sums, h
+    converted into the workspace ``hb`` (B, b16_kp(P)) uint16; ``W_ih_b``, W_ih.T
+    (I, G*H) in bf16 panels, does the same for the input projection before the loop, X
+    converted into ``Xb`` (T*B, b16_kp(I)).  With them, W_hh_t is empty and the layout
+    LAYOUT_TRANSPOSED (no panels, no W_ih_p).
     """
     if _is_double(X):
         _forward[double](kind, X, W_ih, W_hh, b_ih, b_hh, nact, bounds, h, Y, col, Gt, c,
                          Hp, Cp, Gh, Hn, Ht, scalars, peephole, W_hr, Hm, hmask, zh, zc,
-                         reverse, relu, W_hh_t, layout, W_ih_p)
+                         reverse, relu, W_hh_t, layout, W_ih_p, W_hh_b, W_ih_b, Xb, hb)
     else:
         _forward[float](kind, X, W_ih, W_hh, b_ih, b_hh, nact, bounds, h, Y, col, Gt, c, Hp,
                         Cp, Gh, Hn, Ht, scalars, peephole, W_hr, Hm, hmask, zh, zc, reverse,
-                        relu, W_hh_t, layout, W_ih_p)
+                        relu, W_hh_t, layout, W_ih_p, W_hh_b, W_ih_b, Xb, hb)
 
 
 cdef int _loop_arrays(_Loop* L, int kind, bint train, bint backward, floating[:, ::1] c,
@@ -736,7 +911,9 @@ cdef int _forward(int kind, const floating[:, ::1] X, const floating[:, ::1] W_i
                   const floating[:, ::1] hmask, const floating[:, :, ::1] zh,
                   const floating[:, :, ::1] zc, bint reverse, bint relu,
                   const floating[:, ::1] W_hh_t, int layout,
-                  const floating[:, ::1] W_ih_p) except -1:
+                  const floating[:, ::1] W_ih_p, const fr_b16[::1] W_hh_b,
+                  const fr_b16[::1] W_ih_b, fr_b16[:, ::1] Xb,
+                  fr_b16[:, ::1] hb) except -1:
     _check_loop_kind(kind)
     cdef Py_ssize_t T = nact.shape[0], B = h.shape[0], P = h.shape[1], I = X.shape[1]
     cdef Py_ssize_t H = _cell_width(kind, P, W_hr)
@@ -791,6 +968,19 @@ cdef int _forward(int kind, const floating[:, ::1] X, const floating[:, ::1] W_i
     else:
         L.panels = _panels_ptr(whh_t, layout)
     _check_product_layout(kind, L.panels, L.W_ih_p)
+    L.bpanels = _b16_panels("W_hh_b", W_hh_b, P, GH)
+    cdef const fr_b16* wib = _b16_panels("W_ih_b", W_ih_b, I, GH)
+    cdef fr_b16* xb = NULL
+    L.hb, L.hbk = NULL, fr_b16_kp(P)
+    if L.bpanels != NULL or wib != NULL:
+        _b16_kind(kind, L.W_hr, sizeof(floating) == sizeof(float))
+        if L.bpanels == NULL or wib == NULL:
+            raise ValueError("W_hh_b and W_ih_b are given together")
+        if whh_t != NULL or layout != _TRANSPOSED or L.W_ih_p != NULL:
+            raise ValueError("with bf16 panels, W_hh_t is empty and the layout "
+                             "LAYOUT_TRANSPOSED, without W_ih_p")
+        L.hb = _b16_work("hb", hb, B, P)
+        xb = _b16_work("Xb", Xb, T * B, I)
     cdef floating* g = &Gt[0, 0]
     cdef floating* work = NULL
     cdef floating* sb = NULL
@@ -812,7 +1002,14 @@ cdef int _forward(int kind, const floating[:, ::1] X, const floating[:, ::1] W_i
         raise
     L.sbias = sb
     try:
-        if L.W_ih_p == NULL:
+        if wib != NULL:
+            with nogil:
+                # Gt = biases + bf16(X) @ bf16(W_ih.T)
+                if pb_ih != NULL:
+                    _fill_bias(g, T * B, GH, pb_ih, pb_hh, n_hh)
+                _b16_pgemm(<int>(T * B), <int>GH, <int>I, &X[0, 0], I, 1, wib, xb, True,
+                           <floating>(1 if pb_ih != NULL else 0), g, <int>GH)
+        elif L.W_ih_p == NULL:
             with nogil:
                 _input_all(<int>(T * B), <int>GH, <int>I, &X[0, 0], &W_ih[0, 0], pb_ih,
                            pb_hh, <int>n_hh, g)
@@ -918,7 +1115,8 @@ def backward(int kind, X, W_ih, W_hh, nact, bounds, Gt, Hp, dY, Py_ssize_t col, 
              dW_hh, db_ih, db_hh, *, dc=None, Cp=None, Gh=None, Hn=None, Ht=None,
              scalars=None, dscalars=None, peephole=None, dpeephole=None, W_hr=None,
              Hm=None, dW_hr=None, hmask=None, zh=None, zc=None, dX=None,
-             bint accumulate_dx=False, bint reverse=False, bint relu=False, W_hh_p=None):
+             bint accumulate_dx=False, bint reverse=False, bint relu=False, W_hh_p=None,
+             W_hh_b=None, W_ih_b=None, b16_work=None):
     """Backward through time of :func:`forward`, from its training cache.
 
     ``dY`` (T, B, ldy), columns ``col .. col+H``: the gradient of the outputs, or None
@@ -935,17 +1133,22 @@ def backward(int kind, X, W_ih, W_hh, nact, bounds, Gt, Hp, dY, Py_ssize_t col, 
     overwritten, or added to with ``accumulate_dx``, or not computed when None.
     ``W_hh_p``: W_hh packed by ``_blas.panel_pack`` for the per-step products (float32),
     or None or empty (BLAS).
+
+    The bf16 mode (float32): ``W_hh_b`` W_hh (G*H, P) and ``W_ih_b`` W_ih (G*H, I) in
+    bf16 panels (``_blas.b16_pack``) make every product bf16 with float sums: each step's
+    dG @ W_hh, and after the loop dX, dW_ih and dW_hh, with ``b16_work`` (uint16,
+    :func:`b16_backward_size` values) holding the converted operands.
     """
     if _is_double(X):
         _backward[double](kind, X, W_ih, W_hh, nact, bounds, Gt, Hp, dY, col, dh, dW_ih,
                           dW_hh, db_ih, db_hh, dc, Cp, Gh, Hn, Ht, scalars, dscalars,
                           peephole, dpeephole, W_hr, Hm, dW_hr, hmask, zh, zc, dX,
-                          accumulate_dx, reverse, relu, W_hh_p)
+                          accumulate_dx, reverse, relu, W_hh_p, W_hh_b, W_ih_b, b16_work)
     else:
         _backward[float](kind, X, W_ih, W_hh, nact, bounds, Gt, Hp, dY, col, dh, dW_ih,
                          dW_hh, db_ih, db_hh, dc, Cp, Gh, Hn, Ht, scalars, dscalars,
                          peephole, dpeephole, W_hr, Hm, dW_hr, hmask, zh, zc, dX,
-                         accumulate_dx, reverse, relu, W_hh_p)
+                         accumulate_dx, reverse, relu, W_hh_p, W_hh_b, W_ih_b, b16_work)
 
 
 cdef int _backward(int kind, const floating[:, ::1] X, const floating[:, ::1] W_ih,
@@ -961,7 +1164,8 @@ cdef int _backward(int kind, const floating[:, ::1] X, const floating[:, ::1] W_
                    floating[:, ::1] dW_hr, const floating[:, ::1] hmask,
                    const floating[:, :, ::1] zh, const floating[:, :, ::1] zc,
                    floating[:, ::1] dX, bint accumulate_dx, bint reverse, bint relu,
-                   const floating[:, ::1] W_hh_p) except -1:
+                   const floating[:, ::1] W_hh_p, const fr_b16[::1] W_hh_b,
+                   const fr_b16[::1] W_ih_b, fr_b16[::1] b16_work) except -1:
     _check_loop_kind(kind)
     cdef Py_ssize_t T = nact.shape[0], B = dh.shape[0], P = dh.shape[1], I = X.shape[1]
     cdef Py_ssize_t H = _cell_width(kind, P, W_hr)
@@ -981,6 +1185,8 @@ cdef int _backward(int kind, const floating[:, ::1] X, const floating[:, ::1] W_
     L.kind, L.relu, L.reverse = kind, relu, reverse
     L.T, L.B, L.H, L.P, L.In, L.GH = T, B, H, P, I, GH
     L.W_hr = NULL if W_hr is None or W_hr.shape[0] == 0 else &W_hr[0, 0]
+    L.bpanels = L.hb = NULL
+    L.hbk = 0
     L.mstep = 0
     cdef floating* phm = _cache_ptr("Hm", Hm, T, B, H)
     if L.W_hr != NULL and (phm == NULL or dW_hr is None):
@@ -1009,6 +1215,23 @@ cdef int _backward(int kind, const floating[:, ::1] X, const floating[:, ::1] W_
     L.b1 = pp
     L.panels = _optional_panels("W_hh_p", W_hh_p, GH, P)
     _check_product_layout(kind, L.panels, NULL)
+    L.bpanels = _b16_panels("W_hh_b", W_hh_b, GH, P)
+    cdef _B16Grads bg
+    bg.dG = bg.dGt = bg.dHt = bg.X = bg.Hp = NULL
+    bg.W_ih = _b16_panels("W_ih_b", W_ih_b, GH, I)
+    cdef tuple offsets
+    if L.bpanels != NULL or bg.W_ih != NULL:
+        _b16_kind(kind, L.W_hr, sizeof(floating) == sizeof(float))
+        if L.bpanels == NULL or bg.W_ih == NULL or L.panels != NULL:
+            raise ValueError("W_hh_b and W_ih_b are given together, without W_hh_p")
+        offsets = _b16_backward_parts(T, B, I, GH, P, H)
+        if b16_work is None or b16_work.shape[0] != offsets[6]:
+            raise ValueError(f"b16_work must have {offsets[6]} values (b16_backward_size)")
+        L.hb, L.hbk = &b16_work[0], fr_b16_kp(GH)
+        bg.dG, bg.dGt, bg.dHt = (&b16_work[0] + <Py_ssize_t>offsets[1],
+                                 &b16_work[0] + <Py_ssize_t>offsets[2],
+                                 &b16_work[0] + <Py_ssize_t>offsets[3])
+        bg.X, bg.Hp = &b16_work[0] + <Py_ssize_t>offsets[4], &b16_work[0] + <Py_ssize_t>offsets[5]
     cdef floating* g = &Gt[0, 0]
     cdef floating* pdx = &dX[0, 0] if dX is not None else NULL
     cdef bint before = FR_KINDS[kind].reset_before
@@ -1044,8 +1267,12 @@ cdef int _backward(int kind, const floating[:, ::1] X, const floating[:, ::1] W_
                 for t in range(T):
                     _mask_rows(&Hp[t, 0, 0], <const floating*>L.hmask, &Hp[t, 0, 0], B, P)
             # dW_hh[:n1] += dG[:, :n1].T @ Hp;  GRU: dW_hh[2H:] += dHn.T @ Hp
-            _param_grads(&gd, g, dG2, &X[0, 0], &W_ih[0, 0], &Hp[0, 0, 0], Hp2, pdx,
-                         &dW_ih[0, 0], pdb_ih, &dW_hh[0, 0], pdb_hh)
+            if L.bpanels != NULL:
+                _b16_param_grads(&gd, &bg, g, dG2, &X[0, 0], &Hp[0, 0, 0], pdx,
+                                 &dW_ih[0, 0], pdb_ih, &dW_hh[0, 0], pdb_hh)
+            else:
+                _param_grads(&gd, g, dG2, &X[0, 0], &W_ih[0, 0], &Hp[0, 0, 0], Hp2, pdx,
+                             &dW_ih[0, 0], pdb_ih, &dW_hh[0, 0], pdb_hh)
             if L.W_hr != NULL:  # dW_hr += dH.T @ Hm over all T*B rows
                 pgemm(True, False, <int>P, <int>H, <int>(T * B), <floating>1,
                       <floating*>L.dhs, <int>P, phm, <int>H, <floating>1, &dW_hr[0, 0],

@@ -20,6 +20,7 @@ import numpy as np
 
 from . import _blas, _core, _floor, _lowp, _runtime, _step, _tuning  # _runtime: BLAS threads
 from ._kinds import KINDS, Kind
+from .precision import compute_dtype
 
 #: a layer-direction's ``(W_ih, W_hh, b_ih, b_hh)`` as the kernels take them (empty bias
 #: arrays for a layer without biases), then for some kinds FastRNN's and FastGRNN's two
@@ -204,6 +205,41 @@ def backward_operand(W_hh: np.ndarray, T: int, B: int, kind: Kind | None = None)
             else _EMPTY2[W_hh.dtype.char])
 
 
+# ------------------------------------------------------------------------------ bfloat16
+# Under fastrnn.autocast("bfloat16") a float32 layer-direction's products run in bf16
+# with float sums (fastrnn/_b16.h): the kernels take the weights in bf16 panels and
+# workspaces for the converted left operands.
+
+def b16_active(dtype) -> bool:
+    """Whether a call with arrays of ``dtype`` runs its products in bf16: float32 inside
+    ``autocast("bfloat16")`` (float64 stays float64)."""
+    return compute_dtype() == "bfloat16" and dtype == np.float32
+
+
+def b16_refusal(kind: Kind, projection: bool = False) -> None:
+    """A ValueError for what the bf16 mode does not cover."""
+    what = ("the layer-normalised LSTM" if kind.layer_norm
+            else "the GRU with r before the product" if kind.reset_before
+            else "an LSTM's projection (proj_size)" if projection else None)
+    if what is not None:
+        raise ValueError(f"fastrnn.autocast('bfloat16') does not cover {what}; run it "
+                         f"outside autocast (float32)")
+
+
+def b16_panels(W: np.ndarray, transpose: bool) -> np.ndarray:
+    """W.T (W_hh.T, W_ih.T forward) or W (W_hh, W_ih backward) in bf16 panels."""
+    B = W.T if transpose else W
+    out = np.empty(_blas.b16_packed_size(*B.shape), np.uint16)
+    _blas.b16_pack(B, out)
+    return out
+
+
+def b16_rows(rows: int, width: int) -> np.ndarray:
+    """A workspace of ``rows`` bf16 rows of ``width`` values (padded as the kernels
+    need)."""
+    return np.empty((rows, _blas.b16_kp(width)), np.uint16)
+
+
 class Cache(NamedTuple):
     """What :func:`run_forward` keeps for :func:`run_backward`: the gates ``Gt``, the
     states each step started from ``Hp`` (and ``Cp`` for a kind with a cell state), the
@@ -222,6 +258,7 @@ class Cache(NamedTuple):
     hmask: np.ndarray | None = None   # recurrent dropout: the mask on h (B, P)
     zoneout: tuple = (None, None)     # zoneout's masks of h (T, B, P) and c (T, B, H)
     norm: tuple = ()                  # the layer-normalised LSTM: Xn, Xh, Xc, R (ln_forward)
+    b16: bool = False                 # the products ran in bf16 (autocast): backward too
 
 
 def run_forward(kind: Kind, relu: bool, X: np.ndarray, weights: Weights, nact: np.ndarray,
@@ -232,7 +269,10 @@ def run_forward(kind: Kind, relu: bool, X: np.ndarray, weights: Weights, nact: n
     writes columns ``col:col+H`` of ``Y``; returns what backward needs (or None).
     ``hmask`` (B, P): recurrent dropout, h * hmask entering the recurrent product;
     ``zoneout``: (zh, zc), the kernels' zoneout masks (or rates), or Nones."""
+    b16 = b16_active(X.dtype)
     if kind.layer_norm:
+        if b16:
+            b16_refusal(kind)
         _plain(kind, hmask, zoneout)
         return _ln_forward(kind, X, weights, nact, reverse, h, _cell(c), Y, col, train)
     T = nact.shape[0]
@@ -243,9 +283,17 @@ def run_forward(kind: Kind, relu: bool, X: np.ndarray, weights: Weights, nact: n
     dt = X.dtype
     GH = kind.gates * H
     bounds = row_bounds(nact, B, H, kind.gates)
-    W_hh_t, layout = forward_operand(kind, weights[1], T, B,
-                                     W_hr is None and hmask is None and zoneout[0] is None)
-    W_ih_p = input_operand(weights[0], layout)
+    b16_args: dict = {}
+    if b16:
+        b16_refusal(kind, W_hr is not None)
+        W_hh_t, layout, W_ih_p = _EMPTY2[dt.char], _core.LAYOUT_TRANSPOSED, None
+        b16_args = dict(W_hh_b=b16_panels(weights[1], True),
+                        W_ih_b=b16_panels(weights[0], True), Xb=b16_rows(T * B, X.shape[1]),
+                        hb=b16_rows(B, P))
+    else:
+        W_hh_t, layout = forward_operand(kind, weights[1], T, B,
+                                         W_hr is None and hmask is None and zoneout[0] is None)
+        W_ih_p = input_operand(weights[0], layout)
     # projecting step by step, inference keeps the gates of one step only
     # the gates are the panel product's C: aligned, as its packed operands are
     Gt = aligned_empty((T * B if train or W_ih_p is None else B, GH), dt)
@@ -259,8 +307,8 @@ def run_forward(kind: Kind, relu: bool, X: np.ndarray, weights: Weights, nact: n
     _core.forward(kind.kernel_id, X, W_ih, W_hh, b_ih, b_hh, nact, bounds, h, Y, col, Gt, c=c,
                   Hp=Hp, Cp=Cp, Gh=Gh, Hn=Hn, Ht=Ht, scalars=scalars, peephole=peephole,
                   W_hr=W_hr, Hm=Hm, hmask=hmask, zh=zoneout[0], zc=zoneout[1], reverse=reverse,
-                  relu=relu, W_hh_t=W_hh_t, layout=layout, W_ih_p=W_ih_p)
-    return Cache(Gt, Hp, Cp, Gh, Hn, Ht, bounds, Hm, hmask, zoneout) if train else None
+                  relu=relu, W_hh_t=W_hh_t, layout=layout, W_ih_p=W_ih_p, **b16_args)
+    return Cache(Gt, Hp, Cp, Gh, Hn, Ht, bounds, Hm, hmask, zoneout, b16=b16) if train else None
 
 
 def extras(kind: Kind, weights: Weights) -> tuple:
@@ -317,7 +365,15 @@ def run_backward(kind: Kind, relu: bool, X: np.ndarray, weights: Weights, nact: 
     """Backward of :func:`run_forward`: ``dh``/``dc`` from dh_n/dc_n to dh0/dc0 in place,
     ``dX`` written (or added to; None: not computed), gradients added into ``grads``."""
     W_ih, W_hh = weights[0], weights[1]
-    W_hh_p = backward_operand(W_hh, nact.shape[0], dh.shape[0], kind)
+    b16_args: dict = {}
+    if cache.b16:       # the precision of the forward pass, whatever the current one
+        T, B, P = nact.shape[0], dh.shape[0], dh.shape[1]
+        W_hh_p = _EMPTY2[W_hh.dtype.char]
+        b16_args = dict(W_hh_b=b16_panels(W_hh, False), W_ih_b=b16_panels(W_ih, False),
+                        b16_work=np.empty(_core.b16_backward_size(
+                            T, B, X.shape[1], W_hh.shape[0], P, W_hh.shape[1]), np.uint16))
+    else:
+        W_hh_p = backward_operand(W_hh, nact.shape[0], dh.shape[0], kind)
     scalars, vectors, W_hr = extras(kind, weights)
     dscalars, dvectors, dW_hr = extras(kind, grads)
     if kind.layer_norm:
@@ -335,7 +391,7 @@ def run_backward(kind: Kind, relu: bool, X: np.ndarray, weights: Weights, nact: 
                    Hm=cache.Hm, dW_hr=dW_hr, hmask=cache.hmask, zh=cache.zoneout[0],
                    zc=cache.zoneout[1], dX=dX,
                    accumulate_dx=accumulate,
-                   reverse=reverse, relu=relu, W_hh_p=W_hh_p)
+                   reverse=reverse, relu=relu, W_hh_p=W_hh_p, **b16_args)
 
 
 @dataclass
