@@ -29,6 +29,7 @@ from . import model  # noqa: E402, F401
 from .module import Module, Parameter  # noqa: E402
 from .onnx_export import export_onnx  # noqa: E402
 from .onnx_import import from_onnx  # noqa: E402
+from .precision import autocast  # noqa: E402
 from .sequential import Bidirectional, Concatenate, Residual, Sequential  # noqa: E402
 from .streaming import Stepper  # noqa: E402
 from .quantize import dequantize, quantize  # noqa: E402
@@ -48,5 +49,5 @@ __all__ = ["RNN", "LSTM", "GRU", "FastRNN", "FastGRNN", "RNNCell", "LSTMCell", "
            "set_num_threads", "get_num_threads", "threads", "process_settings", "show_config",
            "blas_info",
            "from_torch", "to_torch", "export_onnx", "from_onnx", "PaddingWarning",
-           "quantize", "dequantize",
+           "quantize", "dequantize", "autocast",
            "__version__"]

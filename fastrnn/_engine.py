@@ -595,7 +595,18 @@ def cell_call(kind: Kind, relu: bool, x: object, state: object, weights: Weights
     if not kind.one_step:
         return None
     W_ih, W_hh, b_ih, b_hh = weights[:4]
+    if compute_dtype() is not None:
+        b16_step_refusal(W_hh.dtype)
     return _step.cell_call(kind.kernel_id, relu, x, state, W_ih, W_hh, b_ih, b_hh)
+
+
+def b16_step_refusal(dtype) -> None:
+    """One-step calls (a cell's call, the Stepper) have no bf16 mode: a ValueError under
+    ``autocast("bfloat16")`` for float32 weights."""
+    if b16_active(dtype):
+        raise ValueError("fastrnn.autocast('bfloat16') covers the sequence layers and a "
+                         "cell's forward_train, not one-step calls (a cell's call, "
+                         "Stepper): run them outside autocast (float32)")
 
 
 def step_workspace(kind: Kind, batch: int, hidden: int, dtype,
@@ -635,6 +646,8 @@ def step(kind: Kind, relu: bool, x: np.ndarray, weights: Weights, h: np.ndarray,
     copy); so does a layer with ``zoneout``, the rates of :func:`zoneout_arrays` at
     inference."""
     W_ih, W_hh, b_ih, b_hh = weights[:4]
+    if compute_dtype() is not None:
+        b16_step_refusal(W_hh.dtype)
     if gates.ndim == 3:            # the workspace of the sequence kernel (step_workspace)
         nact, bounds = _one_step_rows(h.shape[0])
         scalars, vectors, W_hr = extras(kind, weights)

@@ -26,6 +26,7 @@ from ._validate import all_finite, as_array, float_array, lengths_array, positiv
 from .heads import HEAD_TYPES, Head, ManyToMany, ManyToOne, OneToMany, sample_logits
 from .layers import RNN, Embedding, zero_gradient
 from .optim import Optimizer
+from .precision import precision_scope
 from .sequential import _RNN_TYPES, Sequential, _checked_lengths, _not_empty
 from .streaming import Stepper
 from .training import History, _Fittable, loss_sums
@@ -235,7 +236,7 @@ class SequenceModel(Sequential):
             clip_norm: float | None = None, tbptt: int | None = None, callbacks=(),
             progress: bool = True, shuffle: bool = True, seed: int | None = None,
             initial_epoch: int = 0, validation_split: float = 0.0, sample_weight=None,
-            class_weight: dict | None = None) -> History:
+            class_weight: dict | None = None, precision: str | None = None) -> History:
         """Train by mini-batch BPTT.
 
         ``validation_data`` is ``(x, y)``, ``(x, y, lengths)`` or ``(x, y, lengths,
@@ -252,7 +253,9 @@ class SequenceModel(Sequential):
         :class:`~fastrnn.callbacks.ModelCheckpoint`); ``seed`` fixes the shuffling.  A
         non-finite loss or gradient stops training with the weights of the last finite
         loss and says so in ``History.stop_reason``.  The optimizer defaults to
-        Adam(lr=1e-3).
+        Adam(lr=1e-3).  ``precision="bfloat16"`` trains in mixed precision: the recurrent
+        layers' products in bf16 with float32 sums, everything else (master weights,
+        gradients, optimizer) in float32 (:func:`fastrnn.autocast`).
 
         ``initial_epoch`` resumes an interrupted run (as in Keras): epochs
         ``initial_epoch .. epochs-1`` are run, shuffled as that run shuffled them with the
@@ -263,8 +266,19 @@ class SequenceModel(Sequential):
         (without dropout: dropout masks come from the layer's own generator, which a
         loaded model does not restore).
         """
-        columns, validation = self._fit_data((x, y, lengths), validation_data,
-                                             validation_split, sample_weight, class_weight)
+        with precision_scope(precision):
+            return self._fit_model((x, y, lengths), validation_data, validation_split,
+                                   sample_weight, class_weight, tbptt, epochs=epochs,
+                                   batch_size=batch_size, optimizer=optimizer,
+                                   clip_norm=clip_norm, callbacks=callbacks,
+                                   progress=progress, shuffle=shuffle, seed=seed,
+                                   initial_epoch=initial_epoch)
+
+    def _fit_model(self, data, validation_data, validation_split, sample_weight,
+                   class_weight, tbptt, *, epochs, batch_size, optimizer, clip_norm,
+                   callbacks, progress, shuffle, seed, initial_epoch) -> History:
+        columns, validation = self._fit_data(data, validation_data, validation_split,
+                                             sample_weight, class_weight)
         if tbptt is not None:
             tbptt = positive_int(tbptt, "tbptt")
             if not self.head.per_step:

@@ -86,3 +86,12 @@ def autocast(dtype: object = "bfloat16", enabled: bool = True) -> Iterator[None]
         yield
     finally:
         _local.dtype = outer
+
+
+def precision_scope(precision: object) -> contextlib.AbstractContextManager:
+    """The context of a ``precision=`` argument (``fit``, ``predict``, ``evaluate``):
+    :func:`autocast` of it, or nothing for None (the caller's precision)."""
+    if precision is None:
+        return contextlib.nullcontext()
+    precision_name(precision, "precision")
+    return autocast(precision)

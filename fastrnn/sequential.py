@@ -48,6 +48,7 @@ from .heads import HEAD_TYPES, Head
 from .layers import GRU, LSTM, RNN, Embedding, Linear
 from .module import Module
 from .optim import Optimizer
+from .precision import precision_scope
 from .training import History, _Fittable, loss_sums
 
 __all__ = ["Sequential", "Residual", "Concatenate", "Bidirectional", "build_layer",
@@ -1008,54 +1009,65 @@ class Sequential(_Container, _Fittable):
             clip_norm: float | None = None, tbptt: int | None = None, callbacks=(),
             progress: bool = True, shuffle: bool = True, seed: int | None = None,
             initial_epoch: int = 0, validation_split: float = 0.0, sample_weight=None,
-            class_weight: dict | None = None) -> History:
+            class_weight: dict | None = None, precision: str | None = None) -> History:
         """Train by mini-batches, as :meth:`fastrnn.SequenceModel.fit` (the same loop,
         callbacks, ``History``, validation, ``validation_split``, sample and class
-        weights, clipping, resumption and guard against non-finite losses).
-        ``validation_data`` is ``(x, y)``, ``(x, y, lengths)`` or ``(x, y, lengths,
-        sample_weight)``; ``sample_weight`` has one weight a sample, or one an output
-        entry while the time axis is kept (N, T); the optimizer defaults to
+        weights, clipping, resumption, guard against non-finite losses and
+        ``precision``).  ``validation_data`` is ``(x, y)``, ``(x, y, lengths)`` or ``(x,
+        y, lengths, sample_weight)``; ``sample_weight`` has one weight a sample, or one an
+        output entry while the time axis is kept (N, T); the optimizer defaults to
         Adam(lr=1e-3).  ``tbptt`` (truncated BPTT) splits long sequences into windows of
         that many steps, one optimizer step a window, carrying the state of every
         recurrent layer of the chain across windows; it needs outputs at every step and
         recurrent layers of the chain itself that run forward in time."""
-        columns, validation = self._fit_data((x, y, lengths), validation_data,
-                                             validation_split, sample_weight, class_weight)
-        if tbptt is not None:
-            tbptt = self._check_tbptt(tbptt)
-        return self._fit(columns, validation, epochs=epochs, batch_size=batch_size,
-                         optimizer=optimizer, clip_norm=clip_norm, callbacks=callbacks,
-                         progress=progress, shuffle=shuffle, seed=seed,
-                         train_kwargs={"tbptt": tbptt}, initial_epoch=initial_epoch)
+        with precision_scope(precision):
+            columns, validation = self._fit_data((x, y, lengths), validation_data,
+                                                 validation_split, sample_weight,
+                                                 class_weight)
+            if tbptt is not None:
+                tbptt = self._check_tbptt(tbptt)
+            return self._fit(columns, validation, epochs=epochs, batch_size=batch_size,
+                             optimizer=optimizer, clip_norm=clip_norm, callbacks=callbacks,
+                             progress=progress, shuffle=shuffle, seed=seed,
+                             train_kwargs={"tbptt": tbptt}, initial_epoch=initial_epoch)
 
-    def forward(self, x, lengths=None, batch_size: int = 256) -> np.ndarray:
-        """The raw outputs (logits or values), sample-first, in mini-batches."""
+    def forward(self, x, lengths=None, batch_size: int = 256,
+                precision: str | None = None) -> np.ndarray:
+        """The raw outputs (logits or values), sample-first, in mini-batches;
+        ``precision="bfloat16"`` runs the recurrent layers' products in bf16
+        (:func:`fastrnn.autocast`)."""
         x, lengths = self._checked_inputs(x, lengths)
         batch_size = positive_int(batch_size, "batch_size")
-        return np.concatenate([
-            self(x[s:s + batch_size], None if lengths is None else lengths[s:s + batch_size])
-            for s in range(0, x.shape[0], batch_size)], axis=0)
+        with precision_scope(precision):
+            return np.concatenate([
+                self(x[s:s + batch_size],
+                     None if lengths is None else lengths[s:s + batch_size])
+                for s in range(0, x.shape[0], batch_size)], axis=0)
 
-    def predict(self, x, lengths=None, batch_size: int = 256) -> np.ndarray:
+    def predict(self, x, lengths=None, batch_size: int = 256,
+                precision: str | None = None) -> np.ndarray:
         """The loss's ``predict`` of :meth:`forward` (class indices for cross-entropy, 0/1
         labels for binary, the outputs for regression and custom losses; the outputs
         without a loss)."""
-        out = self.forward(x, lengths, batch_size)
+        out = self.forward(x, lengths, batch_size, precision)
         return out if self.loss is None else self.loss.predict(out)
 
-    def predict_proba(self, x, lengths=None, batch_size: int = 256) -> np.ndarray:
+    def predict_proba(self, x, lengths=None, batch_size: int = 256,
+                      precision: str | None = None) -> np.ndarray:
         """Class probabilities (softmax or sigmoid of :meth:`forward`); a ``ValueError``
         for a regression loss."""
         if self.loss is None:
             raise ValueError("predict_proba needs a classification loss, and this "
                              "Sequential has no loss")
-        return self.loss.proba(self.forward(x, lengths, batch_size))
+        return self.loss.proba(self.forward(x, lengths, batch_size, precision))
 
     def evaluate(self, x, y, lengths=None, batch_size: int = 256,
-                 sample_weight=None) -> dict:
+                 sample_weight=None, precision: str | None = None) -> dict:
         """``{"loss": ..., metric: ...}`` over the data, masked by ``lengths``, the loss
-        weighted by ``sample_weight`` (as :meth:`fit` takes it) if given."""
-        return self._evaluate((x, y, lengths), sample_weight, batch_size)
+        weighted by ``sample_weight`` (as :meth:`fit` takes it) if given; ``precision``
+        as :meth:`forward` takes it."""
+        with precision_scope(precision):
+            return self._evaluate((x, y, lengths), sample_weight, batch_size)
 
     def __repr__(self) -> str:
         rows = "".join(f"\n  ({i}): {layer!r}" for i, layer in enumerate(self.layers))

@@ -25,7 +25,12 @@ def report(task, start, **figures):
     print(f"\n[learning] {task}: {text}; {time.perf_counter() - start:.1f} s")
 
 
-def test_adding_problem():
+# float32, and mixed precision (bf16 products, float32 sums and weights): the same bar
+PRECISIONS = [None, "bfloat16"]
+
+
+@pytest.mark.parametrize("precision", PRECISIONS)
+def test_adding_problem(precision):
     """An LSTM adds the two marked numbers of a 50-step sequence: test MSE < 0.01
     (predicting the mean scores about 0.167)."""
     start = time.perf_counter()
@@ -37,18 +42,20 @@ def test_adding_problem():
     opt = Adam(model.parameters(), lr=1e-2)
     for epoch in range(30):
         model.fit(x, y, epochs=1, batch_size=50, optimizer=opt, clip_norm=1.0,
-                  progress=False, seed=epoch)
-        if model.evaluate(vx, vy)["loss"] < 0.005:
+                  progress=False, seed=epoch, precision=precision)
+        if model.evaluate(vx, vy, precision=precision)["loss"] < 0.005:
             break
-    test_mse = model.evaluate(tx, ty)["loss"]
+    test_mse = model.evaluate(tx, ty, precision=precision)["loss"]
     baseline = float(np.mean((ty - y.mean()) ** 2))
-    report("adding problem T=50", start, epochs=epoch + 1, test_mse=test_mse,
+    report(f"adding problem T=50 ({precision or 'float32'})", start, epochs=epoch + 1,
+           test_mse=test_mse,
            mean_predictor_mse=baseline)
     assert baseline > 0.15
     assert test_mse < 0.01
 
 
-def test_digits_row_by_row():
+@pytest.mark.parametrize("precision", PRECISIONS)
+def test_digits_row_by_row(precision):
     """8x8 digit images as 8 steps of 8 pixels, classified from the last step: >= 95%
     accuracy on a held-out 20%."""
     start = time.perf_counter()
@@ -63,11 +70,11 @@ def test_digits_row_by_row():
     schedule = CosineAnnealingLR(opt, T_max=epochs)
     for epoch in range(epochs):
         h = model.fit(x, y, epochs=1, batch_size=32, optimizer=opt, progress=False,
-                      seed=epoch)
+                      seed=epoch, precision=precision)
         schedule.step()
-    test = model.evaluate(tx, ty)
-    report("digits 8x8 row by row", start, epochs=epochs, train_accuracy=h["accuracy"][0],
-           test_accuracy=test["accuracy"])
+    test = model.evaluate(tx, ty, precision=precision)
+    report(f"digits 8x8 row by row ({precision or 'float32'})", start, epochs=epochs,
+           train_accuracy=h["accuracy"][0], test_accuracy=test["accuracy"])
     assert test["accuracy"] >= 0.95
     np.testing.assert_array_equal(model.predict(tx) == ty,
                                   model.predict_proba(tx).argmax(1) == ty)
