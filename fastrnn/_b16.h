@@ -71,21 +71,39 @@ static inline float fr_b16_widen(fr_b16 b)
     return x;
 }
 
+/* fr_b16_round of a row, without branches (so that it vectorises) */
+static inline __attribute__((always_inline)) void
+fr_b16_round_row(const float *src, long K, fr_b16 *dst)
+{
+    long k;
+    for (k = 0; k < K; k++) {
+        unsigned int u;
+        memcpy(&u, src + k, sizeof u);
+        const unsigned int nearest = (u + 0x7fffu + ((u >> 16) & 1u)) >> 16;
+        const unsigned int quiet = (u >> 16) | 0x40u;
+        dst[k] = (fr_b16)((u & 0x7fffffffu) > 0x7f800000u ? quiet : nearest);
+    }
+}
+
+#if defined(__GNUC__) && !defined(__clang__) && defined(__x86_64__) && defined(__linux__)
+#define FR_B16_CLONES __attribute__((target_clones("avx512f", "default")))
+#else
+#define FR_B16_CLONES
+#endif
+
 /* dst[r*ldd + k] = bf16(src[r*sr + k*sk]) for r < m, k < K; zeros for K <= k < Kp.
    In tiles of 32 x 32 when the source is read across its rows (sk != 1), so that both
    sides stay in the cache. */
-static __attribute__((unused))
+FR_B16_CLONES static __attribute__((unused))
 void fr_b16_rows(const float *src, long m, long K, long sr, long sk, fr_b16 *dst, long ldd)
 {
     const long Kp = fr_b16_kp(K);
     long r, k, r0, k0;
     if (sk == 1) {
         for (r = 0; r < m; r++) {
-            const float *s = src + r * sr;
             fr_b16 *d = dst + r * ldd;
-            for (k = 0; k < K; k++)
-                d[k] = fr_b16_round(s[k]);
-            for (; k < Kp; k++)
+            fr_b16_round_row(src + r * sr, K, d);
+            for (k = K; k < Kp; k++)
                 d[k] = 0;
         }
         return;
@@ -274,14 +292,43 @@ struct fr_b16_tilecfg {
     unsigned char rows[16];
 };
 
-/* A 16- or 32-row block (rt tiles) times a 16- or 32-column block (ct panels) of C, over
-   all of k.  The tile numbers are immediates, hence the branches. */
+/* The tile products of a block over one operand: A's columns kb0.. against the panels
+   bp (Kp values of k a panel), into tiles 0-3. */
 static inline __attribute__((always_inline)) FR_B16_AMX void
-fr_b16_amx_block(const fr_b16 *A, long lda, long Kp, const fr_b16 *bp, float *C, long ldc,
-                 int rt, int ct, int from_c, const float *bias16)
+fr_b16_amx_k(const fr_b16 *A, long lda, long Kp, const fr_b16 *bp, int rt, int ct)
 {
     long kb;
-    const long sa = lda * (long)sizeof(fr_b16), sc = ldc * (long)sizeof(float);
+    const long sa = lda * (long)sizeof(fr_b16);
+    for (kb = 0; kb < Kp; kb += 32) {
+        if (kb + 64 < Kp) {     /* A's rows two steps of k ahead: strided, not prefetched */
+            int q;
+            for (q = 0; q < 16 * rt; q++)
+                _mm_prefetch((const char *)(A + q * lda + kb + 64), _MM_HINT_T0);
+        }
+        _tile_loadd(4, A + kb, sa);
+        _tile_loadd(6, bp + kb * 16, 64);
+        _tile_dpbf16ps(0, 4, 6);
+        if (ct > 1) {
+            _tile_loadd(7, bp + 16 * Kp + kb * 16, 64);
+            _tile_dpbf16ps(1, 4, 7);
+        }
+        if (rt > 1) {
+            _tile_loadd(5, A + 16 * lda + kb, sa);
+            _tile_dpbf16ps(2, 5, 6);
+            if (ct > 1) _tile_dpbf16ps(3, 5, 7);
+        }
+    }
+}
+
+/* A 16- or 32-row block (rt tiles) times a 16- or 32-column block (ct panels) of C, over
+   all of k: A's first Kp1 columns against the panels bp1, then (Kp2 > 0) the next Kp2
+   against bp2.  The tile numbers are immediates, hence the branches. */
+static inline __attribute__((always_inline)) FR_B16_AMX void
+fr_b16_amx_block(const fr_b16 *A, long lda, long Kp1, const fr_b16 *bp1, long Kp2,
+                 const fr_b16 *bp2, float *C, long ldc, int rt, int ct, int from_c,
+                 const float *bias16)
+{
+    const long sc = ldc * (long)sizeof(float);
     if (from_c) {
         _tile_loadd(0, C, sc);
         if (ct > 1) _tile_loadd(1, C + 16, sc);
@@ -298,18 +345,9 @@ fr_b16_amx_block(const fr_b16 *A, long lda, long Kp, const fr_b16 *bp, float *C,
         if (rt > 1) _tile_zero(2);
         if (rt > 1 && ct > 1) _tile_zero(3);
     }
-    for (kb = 0; kb < Kp; kb += 32) {
-        _tile_loadd(4, A + kb, sa);
-        _tile_loadd(6, bp + kb * 16, 64);
-        if (ct > 1) _tile_loadd(7, bp + 16 * Kp + kb * 16, 64);
-        _tile_dpbf16ps(0, 4, 6);
-        if (ct > 1) _tile_dpbf16ps(1, 4, 7);
-        if (rt > 1) {
-            _tile_loadd(5, A + 16 * lda + kb, sa);
-            _tile_dpbf16ps(2, 5, 6);
-            if (ct > 1) _tile_dpbf16ps(3, 5, 7);
-        }
-    }
+    fr_b16_amx_k(A, lda, Kp1, bp1, rt, ct);
+    if (Kp2 > 0)
+        fr_b16_amx_k(A + Kp1, lda, Kp2, bp2, rt, ct);
     _tile_stored(0, C, sc);
     if (ct > 1) _tile_stored(1, C + 16, sc);
     if (rt > 1) _tile_stored(2, C + 16 * ldc, sc);
@@ -320,10 +358,12 @@ fr_b16_amx_block(const fr_b16 *A, long lda, long Kp, const fr_b16 *bp, float *C,
 #define FR_B16_AMX_MC 256
 
 static __attribute__((unused)) FR_B16_AMX
-void fr_b16_gemm_amx(const fr_b16 *A, long lda, long m, long K, const fr_b16 *Bp, long n,
-                     float *C, long ldc, int accumulate, const float *bias)
+void fr_b16_gemm_amx(const fr_b16 *A, long lda, long m, long K, const fr_b16 *Bp, long K2,
+                     const fr_b16 *Bp2, long n, float *C, long ldc, int accumulate,
+                     const float *bias)
 {
-    const long Kp = fr_b16_kp(K), mt = m / 16 * 16, nt = n / 16 * 16;
+    const long Kp = fr_b16_kp(K), Kp2 = K2 > 0 ? fr_b16_kp(K2) : 0;
+    const long mt = m / 16 * 16, nt = n / 16 * 16;
     struct fr_b16_tilecfg cfg;
     float bias16[16 * 32];
     long r, j, i, m0, m1;
@@ -342,6 +382,7 @@ void fr_b16_gemm_amx(const fr_b16 *A, long lda, long m, long K, const fr_b16 *Bp
         for (j = 0; j < nt; j += 32) {      /* a pair of panels (the last may be one) */
             const int ct = nt - j >= 32 ? 2 : 1;
             const fr_b16 *bp = Bp + (j / 16) * 16 * Kp;
+            const fr_b16 *bp2 = Kp2 ? Bp2 + (j / 16) * 16 * Kp2 : NULL;
             const float *bz = NULL;
             if (bias && !accumulate) {
                 for (r = 0; r < 16; r++)
@@ -351,19 +392,27 @@ void fr_b16_gemm_amx(const fr_b16 *A, long lda, long m, long K, const fr_b16 *Bp
             }
             for (r = m0; r < m1; r += 32) {
                 const int rt = m1 - r >= 32 ? 2 : 1;
-                fr_b16_amx_block(A + r * lda, lda, Kp, bp, C + r * ldc + j, ldc, rt, ct,
-                                 accumulate, bz);
+                fr_b16_amx_block(A + r * lda, lda, Kp, bp, Kp2, bp2, C + r * ldc + j, ldc,
+                                 rt, ct, accumulate, bz);
             }
         }
     }
     _tile_release();
     /* the columns after the whole panels, then the rows after the whole tiles */
-    if (nt < n && mt > 0)
+    if (nt < n && mt > 0) {
         fr_b16_gemm_avx(A, lda, mt, K, Bp + (nt / 16) * 16 * Kp, n - nt, C + nt, ldc,
                         accumulate, bias ? bias + nt : NULL);
-    if (mt < m)
+        if (Kp2)
+            fr_b16_gemm_avx(A + Kp, lda, mt, K2, Bp2 + (nt / 16) * 16 * Kp2, n - nt, C + nt,
+                            ldc, 1, NULL);
+    }
+    if (mt < m) {
         fr_b16_gemm_avx(A + mt * lda, lda, m - mt, K, Bp, n, C + mt * ldc, ldc, accumulate,
                         bias);
+        if (Kp2)
+            fr_b16_gemm_avx(A + mt * lda + Kp, lda, m - mt, K2, Bp2, n, C + mt * ldc, ldc, 1,
+                            NULL);
+    }
 }
 
 #endif /* FR_B16_X86 */
@@ -374,9 +423,27 @@ void fr_b16_gemm_amx(const fr_b16 *A, long lda, long m, long K, const fr_b16 *Bp
    product with at least one whole 16 x 16 tile of C, else AVX512-BF16, else portable C,
    as fr_isa() allows. */
 static __attribute__((unused))
+void fr_b16_gemm2(const fr_b16 *A, long lda, long m, long K, const fr_b16 *Bp, long K2,
+                  const fr_b16 *Bp2, long n, float *C, long ldc, int accumulate,
+                  const float *bias);
+
+static __attribute__((unused))
 void fr_b16_gemm(const fr_b16 *A, long lda, long m, long K, const fr_b16 *Bp, long n,
                  float *C, long ldc, int accumulate, const float *bias)
 {
+    fr_b16_gemm2(A, lda, m, K, Bp, 0, NULL, n, C, ldc, accumulate, bias);
+}
+
+/* fr_b16_gemm of two operands side by side in k: C (+)= A[:, :Kp] @ B + A[:, Kp:] @ B2
+   (Kp = fr_b16_kp(K); B (K, n), B2 (K2, n) packed; lda >= Kp + fr_b16_kp(K2)), one sum
+   per element of C; K2 = 0: B alone.  The input projection and the recurrent product
+   of a step are one product so. */
+static __attribute__((unused))
+void fr_b16_gemm2(const fr_b16 *A, long lda, long m, long K, const fr_b16 *Bp, long K2,
+                  const fr_b16 *Bp2, long n, float *C, long ldc, int accumulate,
+                  const float *bias)
+{
+    const long Kp = fr_b16_kp(K);
     if (m <= 0 || n <= 0)
         return;
     if (accumulate)
@@ -385,16 +452,20 @@ void fr_b16_gemm(const fr_b16 *A, long lda, long m, long K, const fr_b16 *Bp, lo
     {
         const int isa = fr_isa();
         if (isa >= FR_ISA_AMX && m >= 16 && n >= 16) {
-            fr_b16_gemm_amx(A, lda, m, K, Bp, n, C, ldc, accumulate, bias);
+            fr_b16_gemm_amx(A, lda, m, K, Bp, K2, Bp2, n, C, ldc, accumulate, bias);
             return;
         }
         if (isa >= FR_ISA_BF16) {
             fr_b16_gemm_avx(A, lda, m, K, Bp, n, C, ldc, accumulate, bias);
+            if (K2 > 0)
+                fr_b16_gemm_avx(A + Kp, lda, m, K2, Bp2, n, C, ldc, 1, NULL);
             return;
         }
     }
 #endif
     fr_b16_gemm_c(A, lda, m, K, Bp, n, C, ldc, accumulate, bias);
+    if (K2 > 0)
+        fr_b16_gemm_c(A + Kp, lda, m, K2, Bp2, n, C, ldc, 1, NULL);
 }
 
 /* The level the products run at (fr_isa()), and its cap: what _blas.set_isa_cap and

@@ -11,6 +11,9 @@ cdef extern from "_b16.h" nogil:
     void fr_b16_pack(const float* src, long n, long K, long sj, long sk, fr_b16* out)
     void fr_b16_gemm(const fr_b16* A, long lda, long m, long K, const fr_b16* Bp, long n,
                      float* C, long ldc, int accumulate, const float* bias)
+    void fr_b16_gemm2(const fr_b16* A, long lda, long m, long K, const fr_b16* Bp, long K2,
+                      const fr_b16* Bp2, long n, float* C, long ldc, int accumulate,
+                      const float* bias)
     int fr_b16_isa()
     int fr_b16_isa_detected()
     void fr_b16_set_cap(int cap)

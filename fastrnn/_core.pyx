@@ -49,7 +49,8 @@ from libc.stdlib cimport calloc, free, malloc
 from libc.string cimport memcmp, memcpy, memset
 
 from fastrnn._b16 cimport (_isa_name, _set_isa_cap, fr_b16, fr_b16_gemm, fr_b16_isa,
-                           fr_b16_kp, fr_b16_pack, fr_b16_packed_size, fr_b16_rows)
+                           fr_b16_gemm2, fr_b16_kp, fr_b16_pack, fr_b16_packed_size,
+                           fr_b16_rows)
 from fastrnn._blas cimport (_check_index, _check_shape, _parts, _pgemm_parts,
                             _side_by_side, _team, _threads)
 from fastrnn._cellmath cimport (CELL_FASTGRNN, CELL_FASTRNN, CELL_GRU, CELL_GRU_RB,
@@ -291,6 +292,38 @@ cdef inline void _b16_product(int n, int N, int K, const floating* a, int lda,
         fr_b16_gemm(ab, ldab, n, K, Bp, N, out, ldo, beta != 0, NULL)
 
 
+cdef inline void _b16_fused(int n, int N, int I, int P, const floating* x,
+                            const floating* h, const fr_b16* Bx, const fr_b16* Bh,
+                            fr_b16* ab, Py_ssize_t ldab, const floating* bias,
+                            floating* out) noexcept nogil:
+    """out[:n] := bias + bf16([x | h]) @ [W_ih.T ; W_hh.T] (no bias: NULL): a step's input
+    projection and recurrent product as one product, x (n, I) and h (n, P) converted side
+    by side into the rows of ``ab``; Bx, Bh W_ih.T and W_hh.T in bf16 panels (float
+    only)."""
+    if floating is float:
+        if n <= 0:
+            return
+        fr_b16_rows(x, n, I, I, 1, ab, ldab)
+        fr_b16_rows(h, n, P, P, 1, ab + fr_b16_kp(I), ldab)
+        fr_b16_gemm2(ab, ldab, n, I, Bx, P, Bh, N, out, N, 0, bias)
+
+
+cdef bint _b16_fuses(int kind) noexcept nogil:
+    """Whether the bf16 mode computes a step's input projection and recurrent product of
+    ``kind`` as one product: when both go into the gates alike (not the GRU, whose
+    recurrent product stays apart, nor FastGRNN, whose step adds its biases)."""
+    return not (FR_KINDS[kind].product_apart or FR_KINDS[kind].biases_in_step
+                or FR_KINDS[kind].reset_before)
+
+
+def b16_fuses(int kind):
+    """Whether :func:`forward` in the bf16 mode runs kind ``kind``'s input projection in
+    its time loop, fused with the recurrent product (then ``hb`` is (B, b16_kp(I) +
+    b16_kp(P)), ``Xb`` unused, and in inference ``Gt`` may have B rows)."""
+    _check_kind(kind)
+    return _b16_fuses(kind)
+
+
 cdef void _b16_pgemm(int m, int N, int K, const floating* a, long sr, long sk,
                      const fr_b16* Bp, fr_b16* ab, bint convert, floating beta,
                      floating* out, int ldo) noexcept nogil:
@@ -481,6 +514,9 @@ cdef struct _Loop:
                                 #   bf16 panels (fr_b16_pack), or NULL (float products)
     void* hb                    # with bpanels: the bf16 rows of a step's left operand,
     Py_ssize_t hbk              #   (B, hbk), hbk = fr_b16_kp of its width
+    const void* W_ih_b          # forward, a kind _b16_fuses: W_ih.T in bf16 panels, each
+                                #   step one product [x_t | h] @ [W_ih.T ; W_hh.T] (hb's
+                                #   rows [x_t | h], hbk = kp(I) + kp(P)); else NULL
 
 
 cdef inline floating* _rows(void* p, Py_ssize_t offset, floating* like) noexcept nogil:
@@ -563,7 +599,12 @@ cdef void _forward_rows(const _Loop* L, floating* g, Py_ssize_t lo,
             #    dropout)
             if hmask != NULL:
                 _mask_rows(hs, hmask, hw, n, P)
-            if L.bpanels != NULL:
+            if L.W_ih_b != NULL:
+                # 0.-1. Gt[t] = biases + [x_t | h] @ [W_ih.T ; W_hh.T], one bf16 product
+                _b16_fused(<int>n, <int>GH, <int>L.In, <int>P, X + (t * B + lo) * L.In,
+                           hsrc, <const fr_b16*>L.W_ih_b, <const fr_b16*>L.bpanels,
+                           <fr_b16*>L.hb + lo * L.hbk, L.hbk, <const floating*>L.sbias, gt)
+            elif L.bpanels != NULL:
                 _b16_product(<int>n, <int>GH, <int>P, hsrc, <int>P,
                              <const fr_b16*>L.bpanels, <fr_b16*>L.hb + lo * L.hbk, L.hbk,
                              <floating>(0 if apart else 1), gh if apart else gt, <int>GH)
@@ -940,7 +981,6 @@ cdef int _forward(int kind, const floating[:, ::1] X, const floating[:, ::1] W_i
                          "then")
     L.W_ih_p = _optional_panels("W_ih_p", W_ih_p, I, GH)
     _check_shape("Gt", tuple(Gt.shape)[1:2], (GH,))
-    L.gstep = _gates_step(Gt.shape[0], L.W_ih_p != NULL, train, T, B, GH)
     cdef floating* pb_ih = _bias_ptr(b_ih, GH, "b_ih")
     cdef floating* pb_hh = _bias_ptr(b_hh, GH, "b_hh")
     _biases(kind, GH, pb_ih, pb_hh)
@@ -969,6 +1009,7 @@ cdef int _forward(int kind, const floating[:, ::1] X, const floating[:, ::1] W_i
         L.panels = _panels_ptr(whh_t, layout)
     _check_product_layout(kind, L.panels, L.W_ih_p)
     L.bpanels = _b16_panels("W_hh_b", W_hh_b, P, GH)
+    L.W_ih_b = NULL
     cdef const fr_b16* wib = _b16_panels("W_ih_b", W_ih_b, I, GH)
     cdef fr_b16* xb = NULL
     L.hb, L.hbk = NULL, fr_b16_kp(P)
@@ -979,8 +1020,16 @@ cdef int _forward(int kind, const floating[:, ::1] X, const floating[:, ::1] W_i
         if whh_t != NULL or layout != _TRANSPOSED or L.W_ih_p != NULL:
             raise ValueError("with bf16 panels, W_hh_t is empty and the layout "
                              "LAYOUT_TRANSPOSED, without W_ih_p")
-        L.hb = _b16_work("hb", hb, B, P)
-        xb = _b16_work("Xb", Xb, T * B, I)
+        if _b16_fuses(kind):        # [x_t | h] in each row of hb; no Xb
+            L.W_ih_b = wib
+            L.hbk = fr_b16_kp(I) + fr_b16_kp(P)
+            L.hb = _b16_work("hb", hb, B, fr_b16_kp(I) + P)
+            wib = NULL
+        else:
+            L.hb = _b16_work("hb", hb, B, P)
+            xb = _b16_work("Xb", Xb, T * B, I)
+    L.gstep = _gates_step(Gt.shape[0], L.W_ih_p != NULL or L.W_ih_b != NULL, train, T, B,
+                          GH)
     cdef floating* g = &Gt[0, 0]
     cdef floating* work = NULL
     cdef floating* sb = NULL
@@ -994,7 +1043,8 @@ cdef int _forward(int kind, const floating[:, ::1] X, const floating[:, ::1] W_i
         L.hwork = _mask_work(L.hmask, B, P, sizeof(floating))
         if L.zh != NULL and not train:          # the previous states of a step
             L.zwork = _mask_work(L.zh, B, P + H, sizeof(floating))
-        sb = _step_bias(<const floating*>L.W_ih_p, pb_ih, pb_hh, GH, n_hh)
+        sb = _step_bias(<const floating*>(L.W_ih_p if L.W_ih_p != NULL else L.W_ih_b), pb_ih,
+                        pb_hh, GH, n_hh)
     except MemoryError:
         free(work)
         free(L.hwork)
@@ -1009,7 +1059,7 @@ cdef int _forward(int kind, const floating[:, ::1] X, const floating[:, ::1] W_i
                     _fill_bias(g, T * B, GH, pb_ih, pb_hh, n_hh)
                 _b16_pgemm(<int>(T * B), <int>GH, <int>I, &X[0, 0], I, 1, wib, xb, True,
                            <floating>(1 if pb_ih != NULL else 0), g, <int>GH)
-        elif L.W_ih_p == NULL:
+        elif L.W_ih_p == NULL and L.W_ih_b == NULL:
             with nogil:
                 _input_all(<int>(T * B), <int>GH, <int>I, &X[0, 0], &W_ih[0, 0], pb_ih,
                            pb_hh, <int>n_hh, g)
@@ -1185,7 +1235,7 @@ cdef int _backward(int kind, const floating[:, ::1] X, const floating[:, ::1] W_
     L.kind, L.relu, L.reverse = kind, relu, reverse
     L.T, L.B, L.H, L.P, L.In, L.GH = T, B, H, P, I, GH
     L.W_hr = NULL if W_hr is None or W_hr.shape[0] == 0 else &W_hr[0, 0]
-    L.bpanels = L.hb = NULL
+    L.bpanels = L.hb = L.W_ih_b = NULL
     L.hbk = 0
     L.mstep = 0
     cdef floating* phm = _cache_ptr("Hm", Hm, T, B, H)

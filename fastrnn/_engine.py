@@ -120,13 +120,38 @@ def recurrent_t(W_hh: np.ndarray, T: int, B: int) -> np.ndarray:
 # again) and repacks when anything changed, in place or not.  An entry is never modified,
 # only replaced, so a call in another thread keeps the one it took; it goes when its
 # weight array does.
-_PACKED: dict[int, tuple] = {}
+_PACKED: dict[tuple[int, str], tuple] = {}
 
 
-def _forget(key: int, ref) -> None:
+def _forget(key: tuple[int, str], ref) -> None:
     entry = _PACKED.get(key)
     if entry is not None and entry[0] is ref:
         del _PACKED[key]
+
+
+def _packed(W: np.ndarray, layout: str, pack) -> np.ndarray:
+    """``pack(W)``, kept for ``W`` under the name ``layout`` and computed again only when
+    W's bytes changed (see _PACKED)."""
+    key = (id(W), layout)
+    entry = _PACKED.get(key)
+    if entry is not None and entry[0]() is W and _core.same_bytes(W, entry[1]):
+        return entry[2]
+    # pack from a copy, which the entry keeps: packed and compared bytes are the same
+    # bytes even when W is rewritten meanwhile (a load_state_dict in another thread)
+    source = W.copy()
+    out = pack(source)
+    try:
+        ref = weakref.ref(W, functools.partial(_forget, key))
+    except TypeError:                   # an object without weak references: no caching
+        return out
+    _PACKED[key] = (ref, source, out)
+    return out
+
+
+def _lstm_pack(W_hh: np.ndarray) -> np.ndarray:
+    out = aligned_empty((W_hh.shape[1], W_hh.shape[0]), np.float32)
+    _core.lstm_pack(W_hh, out)
+    return out
 
 
 def packed_lstm_weights(W_hh: np.ndarray, T: int, B: int) -> np.ndarray | None:
@@ -135,21 +160,7 @@ def packed_lstm_weights(W_hh: np.ndarray, T: int, B: int) -> np.ndarray | None:
     H = W_hh.shape[1]
     if B != 1 or W_hh.dtype != np.float32 or H % 16 or T < _tuning.PACKED_MIN_STEPS:
         return None
-    key = id(W_hh)
-    entry = _PACKED.get(key)
-    if entry is not None and entry[0]() is W_hh and _core.same_bytes(W_hh, entry[1]):
-        return entry[2]
-    # pack from a copy, which the entry keeps: packed and compared bytes are the same
-    # bytes even when W_hh is rewritten meanwhile (a load_state_dict in another thread)
-    source = W_hh.copy()
-    out = aligned_empty((H, 4 * H), np.float32)
-    _core.lstm_pack(source, out)
-    try:
-        ref = weakref.ref(W_hh, functools.partial(_forget, key))
-    except TypeError:                   # an object without weak references: no caching
-        return out
-    _PACKED[key] = (ref, source, out)
-    return out
+    return _packed(W_hh, "lstm_row", _lstm_pack)
 
 
 def use_panels(W_hh: np.ndarray, T: int, B: int, kind: Kind | None = None) -> bool:
@@ -226,18 +237,24 @@ def b16_refusal(kind: Kind, projection: bool = False) -> None:
                          f"outside autocast (float32)")
 
 
-def b16_panels(W: np.ndarray, transpose: bool) -> np.ndarray:
-    """W.T (W_hh.T, W_ih.T forward) or W (W_hh, W_ih backward) in bf16 panels."""
-    B = W.T if transpose else W
-    out = np.empty(_blas.b16_packed_size(*B.shape), np.uint16)
+def _b16_pack(B: np.ndarray) -> np.ndarray:
+    out = aligned_empty((_blas.b16_packed_size(*B.shape),), np.uint16)
     _blas.b16_pack(B, out)
     return out
+
+
+def b16_panels(W: np.ndarray, transpose: bool) -> np.ndarray:
+    """W.T (W_hh.T, W_ih.T forward) or W (W_hh, W_ih backward) in bf16 panels, kept
+    with W while its bytes do not change (as the one-row LSTM's packed weights)."""
+    if transpose:
+        return _packed(W, "b16_t", lambda source: _b16_pack(source.T))
+    return _packed(W, "b16", _b16_pack)
 
 
 def b16_rows(rows: int, width: int) -> np.ndarray:
     """A workspace of ``rows`` bf16 rows of ``width`` values (padded as the kernels
     need)."""
-    return np.empty((rows, _blas.b16_kp(width)), np.uint16)
+    return aligned_empty((rows, _blas.b16_kp(width)), np.uint16)
 
 
 class Cache(NamedTuple):
@@ -284,19 +301,26 @@ def run_forward(kind: Kind, relu: bool, X: np.ndarray, weights: Weights, nact: n
     GH = kind.gates * H
     bounds = row_bounds(nact, B, H, kind.gates)
     b16_args: dict = {}
+    in_loop = False                 # the input projection step by step, in the loop
     if b16:
         b16_refusal(kind, W_hr is not None)
         W_hh_t, layout, W_ih_p = _EMPTY2[dt.char], _core.LAYOUT_TRANSPOSED, None
         b16_args = dict(W_hh_b=b16_panels(weights[1], True),
-                        W_ih_b=b16_panels(weights[0], True), Xb=b16_rows(T * B, X.shape[1]),
-                        hb=b16_rows(B, P))
+                        W_ih_b=b16_panels(weights[0], True))
+        I = X.shape[1]
+        in_loop = _core.b16_fuses(kind.kernel_id)
+        if in_loop:                 # each row of hb: [x_t | h], one product a step
+            b16_args["hb"] = b16_rows(B, _blas.b16_kp(I) + P)
+        else:
+            b16_args.update(Xb=b16_rows(T * B, I), hb=b16_rows(B, P))
     else:
         W_hh_t, layout = forward_operand(kind, weights[1], T, B,
                                          W_hr is None and hmask is None and zoneout[0] is None)
         W_ih_p = input_operand(weights[0], layout)
+        in_loop = W_ih_p is not None
     # projecting step by step, inference keeps the gates of one step only
     # the gates are the panel product's C: aligned, as its packed operands are
-    Gt = aligned_empty((T * B if train or W_ih_p is None else B, GH), dt)
+    Gt = aligned_empty((T * B if train or not in_loop else B, GH), dt)
     Hp = _cache_array(train, (T, B, P), dt)
     Hm = np.empty((T, B, H), dt) if train and W_hr is not None else None
     Cp = _cache_array(train, (T, B, H), dt) if kind.has_cell else None

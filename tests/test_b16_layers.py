@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 
 import fastrnn
-from fastrnn import _blas, _core
+from fastrnn import _blas, _core, _engine
 from fastrnn.precision import compute_dtype
 
 from test_b16 import DETECTED, LEVELS, round_b16
@@ -300,3 +300,28 @@ def test_kernel_refuses_bad_bf16_arguments():
     with pytest.raises(ValueError, match="hb must have shape"):
         _core.forward(_core.KIND_LSTM, X, W_ih, W_hh, b, b, nact, bounds, h, Y, 0, Gt, c=c,
                       W_hh_b=Whb, W_ih_b=Wib, Xb=Xb, hb=hb[:1])
+
+
+@needs_bf16
+def test_bf16_panels_follow_the_weights():
+    """The bf16 panels are kept with their weight array and packed again after any change
+    (an optimizer step in place)."""
+    layer = fastrnn.LSTM(8, 16, seed=5)
+    x = data(4, 3, 8)
+    W = layer.weight_hh_l0.data
+    first = _engine.b16_panels(W, True)
+    assert _engine.b16_panels(W, True) is first
+    with fastrnn.autocast("bfloat16"):
+        y0, _ = layer(x)
+        W[2, 3] += 0.5
+        y1, _ = layer(x)
+    again = _engine.b16_panels(W, True)
+    assert again is not first
+    expect = np.empty_like(again)
+    _blas.b16_pack(W.T, expect)
+    np.testing.assert_array_equal(again, expect)
+    fresh = fastrnn.LSTM(8, 16, seed=5)
+    fresh.load_state_dict(layer.state_dict())
+    with fastrnn.autocast("bfloat16"):
+        np.testing.assert_array_equal(fresh(x)[0], y1)
+    assert not np.array_equal(y0, y1)
