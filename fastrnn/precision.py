@@ -47,13 +47,23 @@ _local = threading.local()
 
 def compute_dtype() -> str | None:
     """The precision of the calling thread's products: ``"bfloat16"`` inside
-    :func:`autocast`, else None (float32, or the layers' own dtype)."""
+    :func:`autocast`, else None (float32, or the layers' own dtype).
+
+    >>> from fastrnn.precision import compute_dtype
+    >>> compute_dtype() is None
+    True
+    """
     return getattr(_local, "dtype", None)
 
 
 def precision_name(dtype: object, name: str = "dtype") -> str | None:
     """``"bfloat16"`` or None (float32) for one of :data:`PRECISIONS`' names (or None);
-    a ``ValueError`` naming ``name`` otherwise."""
+    a ``ValueError`` naming ``name`` otherwise.
+
+    >>> from fastrnn.precision import precision_name
+    >>> precision_name("bf16"), precision_name("float32")
+    ('bfloat16', None)
+    """
     if dtype is None:
         return None
     key = getattr(dtype, "__name__", dtype)           # numpy.float32 and the like
@@ -73,6 +83,13 @@ def autocast(dtype: object = "bfloat16", enabled: bool = True) -> Iterator[None]
 
     The backward pass of a training forward pass runs in the precision its forward pass
     ran in, whatever the precision at the time of the backward call.
+
+    >>> import fastrnn
+    >>> from fastrnn.precision import compute_dtype
+    >>> with fastrnn.autocast("bfloat16"):
+    ...     inner = compute_dtype()
+    >>> inner, compute_dtype()
+    ('bfloat16', None)
     """
     chosen = precision_name(dtype)
     if not isinstance(enabled, bool):
@@ -90,7 +107,13 @@ def autocast(dtype: object = "bfloat16", enabled: bool = True) -> Iterator[None]
 
 def precision_scope(precision: object) -> contextlib.AbstractContextManager:
     """The context of a ``precision=`` argument (``fit``, ``predict``, ``evaluate``):
-    :func:`autocast` of it, or nothing for None (the caller's precision)."""
+    :func:`autocast` of it, or nothing for None (the caller's precision).
+
+    >>> from fastrnn.precision import compute_dtype, precision_scope
+    >>> with precision_scope("bfloat16"):
+    ...     compute_dtype()
+    'bfloat16'
+    """
     if precision is None:
         return contextlib.nullcontext()
     precision_name(precision, "precision")
