@@ -71,18 +71,23 @@ static inline float fr_b16_widen(fr_b16 b)
     return x;
 }
 
-/* fr_b16_round of a row, without branches (so that it vectorises) */
+/* fr_b16_round without branches (so that loops of it vectorise), as an unsigned int */
+static inline __attribute__((always_inline)) unsigned int fr_b16_bits(const float *x)
+{
+    unsigned int u;
+    memcpy(&u, x, sizeof u);
+    const unsigned int nearest = (u + 0x7fffu + ((u >> 16) & 1u)) >> 16;
+    const unsigned int quiet = (u >> 16) | 0x40u;
+    return (u & 0x7fffffffu) > 0x7f800000u ? quiet : nearest;
+}
+
+/* fr_b16_round of a row */
 static inline __attribute__((always_inline)) void
 fr_b16_round_row(const float *src, long K, fr_b16 *dst)
 {
     long k;
-    for (k = 0; k < K; k++) {
-        unsigned int u;
-        memcpy(&u, src + k, sizeof u);
-        const unsigned int nearest = (u + 0x7fffu + ((u >> 16) & 1u)) >> 16;
-        const unsigned int quiet = (u >> 16) | 0x40u;
-        dst[k] = (fr_b16)((u & 0x7fffffffu) > 0x7f800000u ? quiet : nearest);
-    }
+    for (k = 0; k < K; k++)
+        dst[k] = (fr_b16)fr_b16_bits(src + k);
 }
 
 #if defined(__GNUC__) && !defined(__clang__) && defined(__x86_64__) && defined(__linux__)
@@ -108,23 +113,54 @@ void fr_b16_rows(const float *src, long m, long K, long sr, long sk, fr_b16 *dst
         }
         return;
     }
-    for (r0 = 0; r0 < m; r0 += 32) {
-        const long r1 = m - r0 < 32 ? m : r0 + 32;
-        for (k0 = 0; k0 < K; k0 += 32) {
-            const long k1 = K - k0 < 32 ? K : k0 + 32;
-            for (k = k0; k < k1; k++)
+    /* chunks of 32 values of k outer: with A's rows the source's columns (sr = 1), a
+       chunk is 32 whole rows of the source, read in order, and each tile writes a 64-byte
+       piece of 32 rows of dst */
+    for (k0 = 0; k0 < K; k0 += 32) {
+        const long k1 = K - k0 < 32 ? K : k0 + 32;
+        for (r0 = 0; r0 < m; r0 += 32) {
+            const long r1 = m - r0 < 32 ? m : r0 + 32;
+            if (sr == 1) {
+                /* round the tile along the source's rows (contiguous, vectorised), then
+                   transpose it */
+                fr_b16 tile[32][32];
+                for (k = k0; k < k1; k++)
+                    fr_b16_round_row(src + r0 + k * sk, r1 - r0, tile[k - k0]);
                 for (r = r0; r < r1; r++)
-                    dst[r * ldd + k] = fr_b16_round(src[r * sr + k * sk]);
+                    for (k = k0; k < k1; k++)
+                        dst[r * ldd + k] = tile[k - k0][r - r0];
+            } else {
+                for (k = k0; k < k1; k++)
+                    for (r = r0; r < r1; r++)
+                        dst[r * ldd + k] = fr_b16_round(src[r * sr + k * sk]);
+            }
         }
-        for (r = r0; r < r1; r++)
-            for (k = K; k < Kp; k++)
-                dst[r * ldd + k] = 0;
+    }
+    for (r = 0; r < m; r++)
+        for (k = K; k < Kp; k++)
+            dst[r * ldd + k] = 0;
+}
+
+/* W[j*ldw + i] += Ct[i*ldc + j] for i < rows, j < cols: a product computed transposed
+   added into its destination, in tiles of 32 x 32 */
+FR_B16_CLONES static __attribute__((unused))
+void fr_b16_add_t(const float *Ct, long ldc, long rows, long cols, float *W, long ldw)
+{
+    long i0, j0, i, j;
+    for (j0 = 0; j0 < cols; j0 += 32) {
+        const long j1 = cols - j0 < 32 ? cols : j0 + 32;
+        for (i0 = 0; i0 < rows; i0 += 32) {
+            const long i1 = rows - i0 < 32 ? rows : i0 + 32;
+            for (j = j0; j < j1; j++)
+                for (i = i0; i < i1; i++)
+                    W[j * ldw + i] += Ct[i * ldc + j];
+        }
     }
 }
 
 /* B[k, j] = src[j*sj + k*sk] (K, n) into the panels of fr_b16_pack's layout (above);
    fr_b16_packed_size(K, n) values, every one written */
-static __attribute__((unused))
+FR_B16_CLONES static __attribute__((unused))
 void fr_b16_pack(const float *src, long n, long K, long sj, long sk, fr_b16 *out)
 {
     const long Kp = fr_b16_kp(K);
@@ -132,10 +168,24 @@ void fr_b16_pack(const float *src, long n, long K, long sj, long sk, fr_b16 *out
     memset(out, 0, (size_t)fr_b16_packed_size(K, n) * sizeof(fr_b16));
     /* the inner loop runs along the source's contiguous axis */
     if (sj == 1) {
-        for (k = 0; k < K; k++)
-            for (j = 0; j < n; j++)
-                out[(j / 16) * 16 * Kp + (k / 2) * 32 + (j % 16) * 2 + (k % 2)] =
-                    fr_b16_round(src[j + k * sk]);
+        /* a pair of rows of B at a time: one 64-byte row of a panel from 16 values of
+           each, interleaved (vectorised) */
+        for (k = 0; k < K; k += 2) {
+            /* an odd K's last row pairs with zeros (hi then reads lo again: in bounds) */
+            const int pair = k + 1 < K;
+            const float *lo = src + k * sk, *hi = pair ? src + (k + 1) * sk : lo;
+            const unsigned int keep = pair ? 0xffff0000u : 0u;
+            long P;
+            for (P = 0; P * 16 < n; P++) {
+                const long w = n - 16 * P < 16 ? n - 16 * P : 16;
+                unsigned int row[16];
+                long c;
+                for (c = 0; c < w; c++)
+                    row[c] = fr_b16_bits(lo + 16 * P + c)
+                             | ((fr_b16_bits(hi + 16 * P + c) << 16) & keep);
+                memcpy(out + P * 16 * Kp + (k / 2) * 32, row, (size_t)w * sizeof row[0]);
+            }
+        }
     } else {
         for (j = 0; j < n; j++)
             for (k = 0; k < K; k++)

@@ -9,6 +9,7 @@ cdef extern from "_b16.h" nogil:
     void fr_b16_rows(const float* src, long m, long K, long sr, long sk, fr_b16* dst,
                      long ldd)
     void fr_b16_pack(const float* src, long n, long K, long sj, long sk, fr_b16* out)
+    void fr_b16_add_t(const float* Ct, long ldc, long rows, long cols, float* W, long ldw)
     void fr_b16_gemm(const fr_b16* A, long lda, long m, long K, const fr_b16* Bp, long n,
                      float* C, long ldc, int accumulate, const float* bias)
     void fr_b16_gemm2(const fr_b16* A, long lda, long m, long K, const fr_b16* Bp, long K2,

@@ -49,8 +49,8 @@ from libc.stdlib cimport calloc, free, malloc
 from libc.string cimport memcmp, memcpy, memset
 
 from fastrnn._b16 cimport (_isa_name, _set_isa_cap, fr_b16, fr_b16_gemm, fr_b16_isa,
-                           fr_b16_gemm2, fr_b16_kp, fr_b16_pack, fr_b16_packed_size,
-                           fr_b16_rows)
+                           fr_b16_add_t, fr_b16_gemm2, fr_b16_kp, fr_b16_pack,
+                           fr_b16_packed_size, fr_b16_rows)
 from fastrnn._blas cimport (_check_index, _check_shape, _parts, _pgemm_parts,
                             _side_by_side, _team, _threads)
 from fastrnn._cellmath cimport (CELL_FASTGRNN, CELL_FASTRNN, CELL_GRU, CELL_GRU_RB,
@@ -350,58 +350,86 @@ cdef void _b16_pgemm(int m, int N, int K, const floating* a, long sr, long sk,
 
 
 cdef struct _B16Grads:
-    # the bf16 operands of the products after a backward loop, in one workspace
+    # the bf16 operands of the products after a backward loop, in one workspace.  The
+    # weight gradients are computed transposed, dW.T = X.T @ dG (and Hp.T @ dG): the
+    # transposed operands are then X and Hp, smaller than dG, and dG packs as a right
+    # operand in the order of its rows
     const fr_b16* W_ih          # W_ih (G*H, I) in panels: dX = dG @ W_ih
     fr_b16* dG                  # dG (T*B, G*H) as rows, for dX
-    fr_b16* dGt                 # dG.T (G*H, T*B) as rows, for dW_ih and dW_hh
-    fr_b16* dHt                 # the GRU's dHn.T (H, T*B) as rows, or unused
-    fr_b16* X                   # X (T*B, I) in panels
-    fr_b16* Hp                  # Hp (T*B, P) in panels
+    fr_b16* dGp                 # dG (T*B, G*H) in panels
+    fr_b16* dHp                 # the GRU's dHn (T*B, H) in panels, or unused
+    fr_b16* Xt                  # X.T (I, T*B) as rows
+    fr_b16* Hpt                 # Hp.T (P, T*B) as rows
+    float* Ct                   # a product's transposed sums, (max(I, P), G*H) floats
 
 
 def b16_backward_size(Py_ssize_t T, Py_ssize_t B, Py_ssize_t I, Py_ssize_t GH,
                       Py_ssize_t P, Py_ssize_t H):
     """The uint16 values of :func:`backward`'s ``b16_work`` for T, B, I, the gate width
     G*H, the width P of h and the cell width H: the rows of a step's dG, then
-    :c:type:`_B16Grads`' operands."""
-    return _b16_backward_parts(T, B, I, GH, P, H)[6]
+    :c:type:`_B16Grads`' operands (every part on a 64-byte boundary of an aligned
+    array)."""
+    return _b16_backward_parts(T, B, I, GH, P, H)[7]
 
 
 cdef tuple _b16_backward_parts(Py_ssize_t T, Py_ssize_t B, Py_ssize_t I, Py_ssize_t GH,
                                Py_ssize_t P, Py_ssize_t H):
-    """Offsets of hb, dG, dGt, dHt, X, Hp in b16_work, and its size."""
+    """Offsets of hb, dG, dGp, dHp, Xt, Hpt, Ct in b16_work, then its size (index 7)."""
     cdef Py_ssize_t TB = T * B
-    sizes = [B * fr_b16_kp(GH), TB * fr_b16_kp(GH), GH * fr_b16_kp(TB), H * fr_b16_kp(TB),
-             fr_b16_packed_size(TB, I), fr_b16_packed_size(TB, P)]
+    sizes = [B * fr_b16_kp(GH), TB * fr_b16_kp(GH), fr_b16_packed_size(TB, GH),
+             fr_b16_packed_size(TB, H), I * fr_b16_kp(TB), P * fr_b16_kp(TB),
+             2 * max(I, P) * GH]
     offsets = [0]
     for size in sizes:
-        offsets.append(offsets[len(offsets) - 1] + size)
+        offsets.append(offsets[len(offsets) - 1] + (size + 31) // 32 * 32)
     return tuple(offsets)
+
+
+cdef void _b16_pack_parts(const float* src, long n, long K, long ld, fr_b16* out) noexcept nogil:
+    """fr_b16_pack of a row-major B (K, n; row stride ld), its panels in parts across the
+    threads."""
+    cdef long panels = (n + 15) // 16, kp = fr_b16_kp(K)
+    cdef int parts = _parts(<int>K, <int>n, 1), p
+    cdef long j0, j1
+    if parts > panels:
+        parts = <int>panels
+    if parts <= 1:
+        fr_b16_pack(src, n, K, 1, ld, out)
+        return
+    for p in prange(parts, num_threads=_team(parts), schedule="static"):
+        j0 = panels * p // parts * 16
+        j1 = panels * (p + 1) // parts * 16
+        if j1 > n:
+            j1 = n
+        fr_b16_pack(src + j0, j1 - j0, K, 1, ld, out + j0 * kp)
 
 
 cdef void _b16_param_grads(const _Grads* d, const _B16Grads* b, const floating* dG,
                            const floating* dG2, const floating* X, const floating* Hp,
                            floating* dX, floating* dW_ih, floating* db_ih,
                            floating* dW_hh, floating* db_hh) noexcept nogil:
-    """_param_grads in bf16: the four products from bf16 operands (dG and dG.T
-    converted once each), float sums; the bias gradients in float."""
+    """_param_grads in bf16: the four products from bf16 operands, float sums; the bias
+    gradients in float."""
     cdef int n2 = d.n2
     if floating is float:
         # dX (+)= dG @ W_ih
         if dX != NULL:
             _b16_pgemm(d.TB, d.In, d.GH, dG, d.GH, 1, b.W_ih, b.dG, True,
                        <floating>(1 if d.accumulate_dx else 0), dX, d.In)
-        # dW_ih += dG.T @ X  (dG.T converted here, for dW_hh too)
-        fr_b16_pack(X, d.In, d.TB, 1, d.In, b.X)
-        _b16_pgemm(d.GH, d.In, d.TB, dG, 1, d.GH, b.X, b.dGt, True, <floating>1, dW_ih,
-                   d.In)
-        # dW_hh[:n1] += dG[:, :n1].T @ Hp;  GRU: dW_hh[n1:] += dHn.T @ Hp
-        fr_b16_pack(Hp, d.H, d.TB, 1, d.H, b.Hp)
-        _b16_pgemm(d.n1, d.H, d.TB, dG, 1, d.ld1, b.Hp, b.dGt, False, <floating>1, dW_hh,
-                   d.H)
+        # dW_ih += (X.T @ dG).T
+        _b16_pack_parts(dG, d.GH, d.TB, d.GH, b.dGp)
+        _b16_pgemm(d.In, d.GH, d.TB, X, 1, d.In, b.dGp, b.Xt, True, <floating>0, b.Ct,
+                   d.GH)
+        fr_b16_add_t(b.Ct, d.GH, d.In, d.GH, dW_ih, d.In)
+        # dW_hh[:n1] += (Hp.T @ dG).T[:n1];  GRU: dW_hh[n1:] += (Hp.T @ dHn).T
+        _b16_pgemm(d.H, d.GH, d.TB, Hp, 1, d.H, b.dGp, b.Hpt, True, <floating>0, b.Ct,
+                   d.GH)
+        fr_b16_add_t(b.Ct, d.GH, d.H, d.n1, dW_hh, d.H)
         if dG2 != NULL and n2 > 0:
-            _b16_pgemm(n2, d.H, d.TB, dG2, 1, d.ld2, b.Hp, b.dHt, True, <floating>1,
-                       dW_hh + d.n1 * d.H, d.H)
+            _b16_pack_parts(dG2, n2, d.TB, d.ld2, b.dHp)
+            _b16_pgemm(d.H, n2, d.TB, Hp, 1, d.H, b.dHp, b.Hpt, False, <floating>0, b.Ct,
+                       n2)
+            fr_b16_add_t(b.Ct, n2, d.H, n2, dW_hh + d.n1 * d.H, d.H)
     if db_ih != NULL:
         _add_colsum(dG, d.TB, d.GH, d.GH, db_ih)
     if db_hh != NULL:
@@ -1267,21 +1295,28 @@ cdef int _backward(int kind, const floating[:, ::1] X, const floating[:, ::1] W_
     _check_product_layout(kind, L.panels, NULL)
     L.bpanels = _b16_panels("W_hh_b", W_hh_b, GH, P)
     cdef _B16Grads bg
-    bg.dG = bg.dGt = bg.dHt = bg.X = bg.Hp = NULL
+    bg.dG = bg.dGp = bg.dHp = bg.Xt = bg.Hpt = NULL
+    bg.Ct = NULL
     bg.W_ih = _b16_panels("W_ih_b", W_ih_b, GH, I)
     cdef tuple offsets
+    cdef fr_b16* work
     if L.bpanels != NULL or bg.W_ih != NULL:
         _b16_kind(kind, L.W_hr, sizeof(floating) == sizeof(float))
         if L.bpanels == NULL or bg.W_ih == NULL or L.panels != NULL:
             raise ValueError("W_hh_b and W_ih_b are given together, without W_hh_p")
         offsets = _b16_backward_parts(T, B, I, GH, P, H)
-        if b16_work is None or b16_work.shape[0] != offsets[6]:
-            raise ValueError(f"b16_work must have {offsets[6]} values (b16_backward_size)")
-        L.hb, L.hbk = &b16_work[0], fr_b16_kp(GH)
-        bg.dG, bg.dGt, bg.dHt = (&b16_work[0] + <Py_ssize_t>offsets[1],
-                                 &b16_work[0] + <Py_ssize_t>offsets[2],
-                                 &b16_work[0] + <Py_ssize_t>offsets[3])
-        bg.X, bg.Hp = &b16_work[0] + <Py_ssize_t>offsets[4], &b16_work[0] + <Py_ssize_t>offsets[5]
+        if b16_work is None or b16_work.shape[0] != offsets[7]:
+            raise ValueError(f"b16_work must have {offsets[7]} values (b16_backward_size)")
+        if (<size_t>&b16_work[0]) % 64:
+            raise ValueError("b16_work must start on a 64-byte boundary")
+        work = &b16_work[0]
+        L.hb, L.hbk = work, fr_b16_kp(GH)
+        bg.dG = work + <Py_ssize_t>offsets[1]
+        bg.dGp = work + <Py_ssize_t>offsets[2]
+        bg.dHp = work + <Py_ssize_t>offsets[3]
+        bg.Xt = work + <Py_ssize_t>offsets[4]
+        bg.Hpt = work + <Py_ssize_t>offsets[5]
+        bg.Ct = <float*>(work + <Py_ssize_t>offsets[6])
     cdef floating* g = &Gt[0, 0]
     cdef floating* pdx = &dX[0, 0] if dX is not None else NULL
     cdef bint before = FR_KINDS[kind].reset_before
