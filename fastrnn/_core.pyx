@@ -329,7 +329,9 @@ cdef void _b16_pgemm(int m, int N, int K, const floating* a, long sr, long sk,
                      floating* out, int ldo) noexcept nogil:
     """out := bf16(op(a)) @ B + beta * out (beta 0 or 1) over m rows, op(a)[r, k] =
     a[r*sr + k*sk], in parts of rows across the threads; ``ab`` (m, fr_b16_kp(K)) the
-    converted rows: converted here with ``convert``, else already (float only)."""
+    converted rows: converted here with ``convert``, else already (float only).  The
+    parts start at multiples of 16 rows, so that every row takes the path (AMX tiles or
+    the rows after them) it takes in one part: the same sums whatever the threads."""
     cdef int parts = _parts(m, N, K), p, r0, r1
     cdef long kp = fr_b16_kp(K)
     if floating is float:
@@ -341,8 +343,8 @@ cdef void _b16_pgemm(int m, int N, int K, const floating* a, long sr, long sk,
             fr_b16_gemm(ab, kp, m, K, Bp, N, out, ldo, beta != 0, NULL)
             return
         for p in prange(parts, num_threads=_team(parts), schedule="static"):
-            r0 = <int>((<long>m * p) // parts)
-            r1 = <int>((<long>m * (p + 1)) // parts)
+            r0 = <int>((<long>m * p) // parts) // 16 * 16
+            r1 = <int>((<long>m * (p + 1)) // parts) // 16 * 16 if p + 1 < parts else m
             if convert:
                 fr_b16_rows(a + r0 * sr, r1 - r0, K, sr, sk, ab + r0 * kp, kp)
             fr_b16_gemm(ab + r0 * kp, kp, r1 - r0, K, Bp, N, out + <long>r0 * ldo, ldo,

@@ -60,14 +60,25 @@ set_num_threads = _runtime.set_num_threads
 get_num_threads = _runtime.get_num_threads
 
 
-def row_bounds(nact: np.ndarray, batch: int, hidden: int, gates: int) -> np.ndarray:
+def row_bounds(nact: np.ndarray, batch: int, hidden: int, gates: int,
+               align: int = 1) -> np.ndarray:
     """Row ranges for the parallel time loop: ``bounds[p]..bounds[p+1]`` is part p.
 
     Rows are sorted longest first, so an even split by rows would give the first part the
     most steps; the cuts balance the active (row, step) pairs instead.  At most
     ``get_num_threads()`` parts of at least ``_tuning.MIN_ROWS`` rows, when the loop has
-    ``_tuning.MIN_LOOP_FLOPS`` of work or more.
+    ``_tuning.MIN_LOOP_FLOPS`` of work or more.  ``align``: the cuts rounded down to
+    multiples of it (the bf16 mode: 16, the rows of an AMX tile, so that each row's
+    products take the path they take in one part, whatever the threads).
     """
+    bounds = _row_bounds(nact, batch, hidden, gates)
+    if align > 1 and bounds.shape[0] > 2:
+        bounds[1:-1] = bounds[1:-1] // align * align
+    return bounds
+
+
+def _row_bounds(nact: np.ndarray, batch: int, hidden: int, gates: int) -> np.ndarray:
+    """:func:`row_bounds` without alignment."""
     T = nact.shape[0]
     parts = min(_blas.get_num_threads(), batch // _tuning.MIN_ROWS)
     if parts <= 1 or 2.0 * T * batch * gates * hidden * hidden < _tuning.MIN_LOOP_FLOPS:
@@ -314,7 +325,7 @@ def run_forward(kind: Kind, relu: bool, X: np.ndarray, weights: Weights, nact: n
     H = P if W_hr is None else W_hr.shape[1]
     dt = X.dtype
     GH = kind.gates * H
-    bounds = row_bounds(nact, B, H, kind.gates)
+    bounds = row_bounds(nact, B, H, kind.gates, 16 if b16 else 1)
     b16_args: dict = {}
     in_loop = False                 # the input projection step by step, in the loop
     if b16:

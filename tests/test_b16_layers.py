@@ -325,3 +325,37 @@ def test_bf16_panels_follow_the_weights():
     with fastrnn.autocast("bfloat16"):
         np.testing.assert_array_equal(fresh(x)[0], y1)
     assert not np.array_equal(y0, y1)
+
+
+@needs_bf16
+@pytest.mark.parametrize("mode", MODES)
+@pytest.mark.parametrize("lengths", [None, "varied"])
+def test_the_same_bits_whatever_the_threads(mode, lengths):
+    """The time loop on one or two parts of the batch, and the products before and after
+    it (conversions, packing, bf16 products) in one part or split across the threads:
+    the same sums (the parts start at multiples of 16 rows, so each row's products take
+    the same path, AMX tiles or the rows after them)."""
+    if _blas.process_num_threads() < 2:
+        pytest.skip("one thread")
+    B = 70
+    layer = getattr(fastrnn, mode)(40, 72, seed=6)
+    x, dy = data(12, B, 40), data(12, B, 72, seed=1)      # LSTM, GRU: the loop splits
+    lens = None if lengths is None else np.random.default_rng(2).integers(1, 13, B)
+    old = _blas.parallel_min_flops()
+    threads = fastrnn.get_num_threads()
+    runs = []
+    try:
+        for n, threshold in ((1, 1e30), (2, 1), (2, 1e30)):
+            fastrnn.set_num_threads(n)
+            _blas.parallel_min_flops(threshold)
+            layer.zero_grad()
+            with fastrnn.autocast("bfloat16"):
+                y, _, backward = layer.forward_train(x, lengths=lens)
+                dx, _ = backward(dy)
+            runs.append([y, dx] + [p.grad.copy() for p in layer.parameters()])
+    finally:
+        _blas.parallel_min_flops(old)
+        fastrnn.set_num_threads(threads)
+    for other in runs[1:]:
+        for a, b in zip(runs[0], other):
+            np.testing.assert_array_equal(a, b)
