@@ -17,6 +17,9 @@
  *                 one operand of _mm512_dpbf16_ps
  *   fr_b16_gemm   C (m, n) = A (m, K) @ B, or C += A @ B (accumulate), or C = bias + A @ B;
  *                 A from fr_b16_rows (row stride lda >= Kp, zeros after K), B packed
+ *   fr_b16_gemm2  the same over two operands side by side in k, [A1 | A2] @ [B1 ; B2],
+ *                 one sum per element (a step's input projection and recurrent product)
+ *   fr_b16_add_t  W += Ct.T in tiles (a weight gradient computed transposed)
  *
  * fr_b16_gemm takes the fastest of three paths fr_isa() allows (fastrnn/_isa.h):
  *   AMX-BF16     _tile_dpbf16ps on blocks of 32 x 32 (16 x 16 tiles, 32 values of k a
@@ -467,16 +470,17 @@ void fr_b16_gemm_amx(const fr_b16 *A, long lda, long m, long K, const fr_b16 *Bp
 
 #endif /* FR_B16_X86 */
 
-/* C (m, n; row stride ldc) = A @ B, C += A @ B with accumulate, else C = bias + A @ B when
-   bias (n values) is not NULL; A (m, K) bf16 rows from fr_b16_rows (row stride lda, at
-   least fr_b16_kp(K), zeros after K), B packed by fr_b16_pack.  The path: AMX for a
-   product with at least one whole 16 x 16 tile of C, else AVX512-BF16, else portable C,
-   as fr_isa() allows. */
 static __attribute__((unused))
 void fr_b16_gemm2(const fr_b16 *A, long lda, long m, long K, const fr_b16 *Bp, long K2,
                   const fr_b16 *Bp2, long n, float *C, long ldc, int accumulate,
                   const float *bias);
 
+/* C (m, n; row stride ldc) = A @ B, C += A @ B with accumulate, else C = bias + A @ B when
+   bias (n values) is not NULL; A (m, K) bf16 rows from fr_b16_rows (row stride lda, at
+   least fr_b16_kp(K), zeros after K), B packed by fr_b16_pack.  The path: AMX for a
+   product with at least one whole 16 x 16 tile of C (its rows after the last whole tile
+   and columns after the last whole panel by AVX512-BF16), else AVX512-BF16, else portable
+   C, as fr_isa() allows. */
 static __attribute__((unused))
 void fr_b16_gemm(const fr_b16 *A, long lda, long m, long K, const fr_b16 *Bp, long n,
                  float *C, long ldc, int accumulate, const float *bias)
