@@ -359,3 +359,27 @@ def test_the_same_bits_whatever_the_threads(mode, lengths):
     for other in runs[1:]:
         for a, b in zip(runs[0], other):
             np.testing.assert_array_equal(a, b)
+
+
+@needs_bf16
+@pytest.mark.parametrize("make", [lambda: fastrnn.FastRNN(12, 32, seed=7),
+                                  lambda: fastrnn.FastGRNN(12, 32, seed=7),
+                                  lambda: fastrnn.LSTM(12, 32, peephole=True, seed=7)])
+def test_the_other_kinds_against_float32(make):
+    """FastRNN (one fused product a step), FastGRNN (its biases in the step) and the LSTM
+    with peepholes under bf16: within bf16's error of float32, forward and gradients."""
+    layer = make()
+    x, lengths = data(9, 6, 12), [9, 4, 7, 1, 9, 3]
+    runs = []
+    for precision in ("float32", "bfloat16"):
+        layer.zero_grad()
+        with fastrnn.autocast(precision):
+            y, _, backward = layer.forward_train(x, lengths=lengths)
+            dx, _ = backward(np.ones_like(y))
+            y_infer, _ = layer(x, lengths=lengths)
+        runs.append([y, y_infer, dx] + [p.grad.copy() for p in layer.parameters()])
+    np.testing.assert_allclose(runs[1][1], runs[1][0], atol=1e-5)   # inference as training
+    for a, b in zip(*runs):
+        if np.linalg.norm(a) > 0:
+            assert np.linalg.norm(a - b) / np.linalg.norm(a) < 2e-2
+    assert np.abs(runs[0][0] - runs[1][0]).max() > 1e-6
