@@ -32,7 +32,7 @@ from .onnx_import import from_onnx  # noqa: E402
 from .precision import autocast  # noqa: E402
 from .sequential import Bidirectional, Concatenate, Residual, Sequential  # noqa: E402
 from .streaming import Stepper  # noqa: E402
-from .quantize import dequantize, quantize  # noqa: E402
+from .quantization import dequantize, quantize  # noqa: E402
 from .torch_bridge import from_torch, to_torch  # noqa: E402
 from .training import History  # noqa: E402
 

@@ -33,7 +33,7 @@ from typing import TextIO
 
 import scipy.linalg.cython_blas  # noqa: F401  (loads scipy's BLAS)
 
-from . import _blas, _environ, _lowp, _malloc
+from . import _blas, _core, _environ, _lowp, _malloc
 from ._version import __version__
 
 #: where the thread budget at import comes from, first found first
@@ -137,7 +137,7 @@ _blas.set_num_threads(BUDGET)
 # The instruction sets the kernels with ISA-specific paths may use (fastrnn/_isa.h): the
 # level the CPU and operating system allow, capped by FASTRNN_ISA at import or by set_isa.
 #: the compiled modules with such paths: each has ``isa()`` and ``set_isa_cap(level)``
-ISA_MODULES = (_lowp,)
+ISA_MODULES = (_lowp, _core, _blas)
 #: the levels, lowest first (each includes the ones before it)
 ISA_LEVELS: tuple[str, ...] = tuple(_lowp.LEVELS)
 ISA_OPT_OUT = ("FASTRNN_ISA=level before importing fastrnn, or fastrnn._runtime.set_isa(level), "
@@ -145,8 +145,9 @@ ISA_OPT_OUT = ("FASTRNN_ISA=level before importing fastrnn, or fastrnn._runtime.
 
 
 def set_isa(level: str) -> None:
-    """Run fastrnn's kernels with instruction-set specific paths (today the int8 kernels
-    of :func:`fastrnn.quantize`) at ``level`` at most: one of :data:`ISA_LEVELS`
+    """Run fastrnn's kernels with instruction-set specific paths (the int8 products of
+    :func:`fastrnn.quantize`, the bf16 products of :func:`fastrnn.autocast`) at ``level``
+    at most: one of :data:`ISA_LEVELS`
     (``"baseline"``: portable code; ``"amx"``: no cap).  Every path gives the same
     results; the cap is for testing the lower ones and for comparing them.
 

@@ -12,8 +12,8 @@ nonlinearities and state updates, the states, the caches, the parameters ("maste
 weights") and their gradients, the optimizer, the heads and the losses.  On a CPU with
 AMX-BF16 (Intel Sapphire Rapids and newer) the products run on the tile units, several
 times faster than float32; with AVX512-BF16 alone, or neither, they are correct but no
-faster (fastrnn/_b16.h picks the path; the ``set_isa_cap`` of the compiled modules
-fastrnn._core and fastrnn._blas caps it).
+faster (fastrnn/_b16.h picks the path; ``FASTRNN_ISA`` caps it, as it caps the int8
+products).
 
 What it does not cover is refused with a ``ValueError`` naming it, rather than run in
 float32 unannounced: the GRU with r before the product, the layer-normalised LSTM, an

@@ -16,7 +16,7 @@ import pytest
 
 import fastrnn
 from fastrnn import _lowp, _runtime
-from fastrnn.quantize import named_recurrent
+from fastrnn.quantization import named_recurrent
 from fastrnn.reference import quantized as ref
 
 LEVELS = _runtime.ISA_LEVELS
@@ -438,6 +438,11 @@ def test_fastrnn_isa_caps_the_level_at_import():
                FASTRNN_ISA="baseline")
     assert out.returncode == 0, out.stderr
     assert '"now": "baseline"' in out.stdout and "FASTRNN_ISA=baseline" in out.stdout
+    # the cap reaches every module with such paths: the bf16 products' too
+    out = _run("import fastrnn; from fastrnn import _blas, _core, _lowp; "
+               "print(_lowp.isa(), _core.isa(), _blas.isa())", FASTRNN_ISA="avx512")
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.split() == ["avx512"] * 3 or _lowp.detected_isa() == "baseline"
     out = _run("import fastrnn; print(fastrnn._runtime.get_isa())", FASTRNN_ISA="sse9")
     assert out.returncode == 0 and "ignores FASTRNN_ISA='sse9'" in out.stderr
     assert out.stdout.strip() == _lowp.detected_isa()

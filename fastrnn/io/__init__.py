@@ -69,7 +69,8 @@ from ..cells import GRUCell, LSTMCell, RNNCell
 from ..heads import HEAD_TYPES
 from ..models import Seq2Seq, SequenceModel
 from ..module import Module
-from ..quantize import DTYPES as _QUANTIZED, _quantize_module, named_recurrent, quantized_arrays
+from ..quantization import (DTYPES as _QUANTIZED, _quantize_module, named_recurrent,
+                            quantized_arrays)
 from ..sequential import (LAYER_TYPES, MAX_DEPTH, Sequential, _dtype_of, _is_layer,
                           build_layer, layer_config)
 from .files import (_PATH_TYPES, _ZIP_ERRORS, MAX_DIRECTORY_BYTES, MAX_MEMBERS,

@@ -59,7 +59,7 @@ def quantize_weight(W: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     ``scale`` (n,) float32 = ``max|W[c, :]| / 127`` (0 for a row of zeros, whose q is 0).
 
     >>> import numpy as np
-    >>> from fastrnn.quantize import quantize_weight
+    >>> from fastrnn.quantization import quantize_weight
     >>> q, s = quantize_weight(np.array([[0.5, -1.0, 0.25]], np.float32))
     >>> q.tolist(), float(s[0] * 127)
     ([[64, -127, 32]], 1.0)
