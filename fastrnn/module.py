@@ -235,6 +235,9 @@ class Module:
             if not np.can_cast(a.dtype, p.dtype, casting="same_kind"):
                 raise TypeError(f"state_dict[{name!r}] has dtype {a.dtype}, which cannot "
                                 f"be cast to {p.dtype}")
+            if not p.data.flags.writeable:
+                raise TypeError(f"parameter {name!r} is read-only (a quantized copy is a "
+                                f"frozen snapshot: fastrnn.dequantize() it, then load)")
             arrays[name] = a
         for name, a in arrays.items():
             params[name].data[...] = a

@@ -336,6 +336,15 @@ def test_quantized_modules_are_inference_only():
         lstm.forward_states(x)
     with pytest.raises(ValueError, match="read-only"):
         lstm.weight_hh_l0.data[0, 0] = 1.0
+    # loading float weights into a quantized copy is refused before anything is written
+    model = fastrnn.Sequential([fastrnn.Linear(3, 3, seed=1), fastrnn.LSTM(3, 4, seed=2)])
+    qmodel = fastrnn.quantize(model)
+    before = {k: v.copy() for k, v in qmodel.state_dict().items()}
+    state = {k: v + 1 for k, v in model.state_dict().items()}
+    with pytest.raises(TypeError, match=r"read-only .*dequantize\(\)"):
+        qmodel.load_state_dict(state)
+    for name, value in qmodel.state_dict().items():
+        np.testing.assert_array_equal(value, before[name], err_msg=name)
     cell = fastrnn.quantize(fastrnn.GRUCell(3, 4, seed=0))
     with pytest.raises(TypeError, match="inference only"):
         cell.forward_train(np.ones((1, 3), np.float32))
