@@ -308,6 +308,18 @@ cdef inline void _b16_fused(int n, int N, int I, int P, const floating* x,
         fr_b16_gemm2(ab, ldab, n, I, Bx, P, Bh, N, out, N, 0, bias)
 
 
+cdef inline void _b16_input(int n, int N, int K, const floating* x, const fr_b16* Bx,
+                            fr_b16* ab, Py_ssize_t ldab, const floating* bias,
+                            floating* out) noexcept nogil:
+    """out[:n] := bias + bf16(x[:n]) @ W_ih.T (no bias: NULL), a step's input projection,
+    x (n, K) converted into ``ab`` first (float only)."""
+    if floating is float:
+        if n <= 0:
+            return
+        fr_b16_rows(x, n, K, K, 1, ab, ldab)
+        fr_b16_gemm(ab, ldab, n, K, Bx, N, out, N, 0, bias)
+
+
 cdef bint _b16_fuses(int kind) noexcept nogil:
     """Whether the bf16 mode computes a step's input projection and recurrent product of
     ``kind`` as one product: when both go into the gates alike (not the GRU, whose
@@ -547,6 +559,10 @@ cdef struct _Loop:
     const void* W_ih_b          # forward, a kind _b16_fuses: W_ih.T in bf16 panels, each
                                 #   step one product [x_t | h] @ [W_ih.T ; W_hh.T] (hb's
                                 #   rows [x_t | h], hbk = kp(I) + kp(P)); else NULL
+    const void* W_ih_bs         # forward, a kind that does not fuse: W_ih.T in bf16 panels,
+                                #   each step its own input projection before the recurrent
+                                #   product (hb holds x_t, then h: hbk = kp(max(I, P)));
+                                #   else NULL
 
 
 cdef inline floating* _rows(void* p, Py_ssize_t offset, floating* like) noexcept nogil:
@@ -612,6 +628,11 @@ cdef void _forward_rows(const _Loop* L, floating* g, Py_ssize_t lo,
             # 0. Gt[t] = x_t @ W_ih.T + biases: the projection, step by step
             _step_input(<int>n, <int>GH, <int>L.In, X + (t * B + lo) * L.In, Wip,
                         <const floating*>L.sbias, gt)
+        elif L.W_ih_bs != NULL:
+            # 0. the same as a bf16 product (x_t through hb, which h then reuses)
+            _b16_input(<int>n, <int>GH, <int>L.In, X + (t * B + lo) * L.In,
+                       <const fr_b16*>L.W_ih_bs, <fr_b16*>L.hb + lo * L.hbk, L.hbk,
+                       <const floating*>L.sbias, gt)
         if before:
             # 1. Gt[t, r z] += h @ W_hr,z.T; r, z; then Gt[t, n] += (r*h) @ W_hn.T, with
             #    r*h kept in Hn (training) or the workspace Gh
@@ -944,7 +965,9 @@ def forward(int kind, X, W_ih, W_hh, b_ih, b_hh, nact, bounds, h, Y, Py_ssize_t 
     (``_blas.b16_pack``), makes every step's product a bf16 product with float sums, h
     converted into the workspace ``hb`` (B, b16_kp(P)) uint16; ``W_ih_b``, W_ih.T
     (I, G*H) in bf16 panels, does the same for the input projection before the loop, X
-    converted into ``Xb`` (T*B, b16_kp(I)).  With them, W_hh_t is empty and the layout
+    converted into ``Xb`` (T*B, b16_kp(I)); without ``Xb`` (a kind that does not fuse, see
+    :func:`b16_fuses`) each step projects its own input in the loop, x_t and then h
+    converted into ``hb`` (B, b16_kp(max(I, P))), and in inference ``Gt`` may have B rows.  With them, W_hh_t is empty and the layout
     LAYOUT_TRANSPOSED (no panels, no W_ih_p).
     """
     if _is_double(X):
@@ -1039,7 +1062,7 @@ cdef int _forward(int kind, const floating[:, ::1] X, const floating[:, ::1] W_i
         L.panels = _panels_ptr(whh_t, layout)
     _check_product_layout(kind, L.panels, L.W_ih_p)
     L.bpanels = _b16_panels("W_hh_b", W_hh_b, P, GH)
-    L.W_ih_b = NULL
+    L.W_ih_b = L.W_ih_bs = NULL
     cdef const fr_b16* wib = _b16_panels("W_ih_b", W_ih_b, I, GH)
     cdef fr_b16* xb = NULL
     L.hb, L.hbk = NULL, fr_b16_kp(P)
@@ -1055,11 +1078,16 @@ cdef int _forward(int kind, const floating[:, ::1] X, const floating[:, ::1] W_i
             L.hbk = fr_b16_kp(I) + fr_b16_kp(P)
             L.hb = _b16_work("hb", hb, B, fr_b16_kp(I) + P)
             wib = NULL
+        elif Xb is None:            # each step projects its own input, x_t then h in hb
+            L.W_ih_bs = wib
+            L.hbk = fr_b16_kp(max(I, P))
+            L.hb = _b16_work("hb", hb, B, max(I, P))
+            wib = NULL
         else:
             L.hb = _b16_work("hb", hb, B, P)
             xb = _b16_work("Xb", Xb, T * B, I)
-    L.gstep = _gates_step(Gt.shape[0], L.W_ih_p != NULL or L.W_ih_b != NULL, train, T, B,
-                          GH)
+    L.gstep = _gates_step(Gt.shape[0], L.W_ih_p != NULL or L.W_ih_b != NULL
+                          or L.W_ih_bs != NULL, train, T, B, GH)
     cdef floating* g = &Gt[0, 0]
     cdef floating* work = NULL
     cdef floating* sb = NULL
@@ -1073,7 +1101,8 @@ cdef int _forward(int kind, const floating[:, ::1] X, const floating[:, ::1] W_i
         L.hwork = _mask_work(L.hmask, B, P, sizeof(floating))
         if L.zh != NULL and not train:          # the previous states of a step
             L.zwork = _mask_work(L.zh, B, P + H, sizeof(floating))
-        sb = _step_bias(<const floating*>(L.W_ih_p if L.W_ih_p != NULL else L.W_ih_b), pb_ih,
+        sb = _step_bias(<const floating*>(L.W_ih_p if L.W_ih_p != NULL else
+                                          L.W_ih_b if L.W_ih_b != NULL else L.W_ih_bs), pb_ih,
                         pb_hh, GH, n_hh)
     except MemoryError:
         free(work)
@@ -1089,7 +1118,7 @@ cdef int _forward(int kind, const floating[:, ::1] X, const floating[:, ::1] W_i
                     _fill_bias(g, T * B, GH, pb_ih, pb_hh, n_hh)
                 _b16_pgemm(<int>(T * B), <int>GH, <int>I, &X[0, 0], I, 1, wib, xb, True,
                            <floating>(1 if pb_ih != NULL else 0), g, <int>GH)
-        elif L.W_ih_p == NULL and L.W_ih_b == NULL:
+        elif L.W_ih_p == NULL and L.W_ih_b == NULL and L.W_ih_bs == NULL:
             with nogil:
                 _input_all(<int>(T * B), <int>GH, <int>I, &X[0, 0], &W_ih[0, 0], pb_ih,
                            pb_hh, <int>n_hh, g)

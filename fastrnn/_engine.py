@@ -337,6 +337,9 @@ def run_forward(kind: Kind, relu: bool, X: np.ndarray, weights: Weights, nact: n
         in_loop = _core.b16_fuses(kind.kernel_id)
         if in_loop:                 # each row of hb: [x_t | h], one product a step
             b16_args["hb"] = b16_rows(B, _blas.b16_kp(I) + P)
+        elif B >= _tuning.B16_STEP_INPUT_MIN_ROWS:     # x_t, then h, through hb
+            in_loop = True
+            b16_args["hb"] = b16_rows(B, max(I, P))
         else:
             b16_args.update(Xb=b16_rows(T * B, I), hb=b16_rows(B, P))
     else:

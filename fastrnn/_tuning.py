@@ -53,6 +53,13 @@ Q8_PARALLEL_MIN_OPS = 1e8
 # W7, GRU T50 B256 I64 H128, 9.2 -> 5.3-8.0 ms; with 16 rows (LSTM I64 H128) 1.03 -> 1.10
 # ms: a few rows make small products that run better as one over all steps.
 Q8_STEP_INPUT_MIN_ROWS = 32
+# The same for the bf16 mode's kinds whose step does not fuse its input projection with
+# the recurrent product (GRU, FastGRNN: _core.b16_fuses): from this many batch rows on,
+# each step projects its own input as one bf16 product before the recurrent one.
+# Measured here (AMX, 2 threads, GRU T=50 I=32 H=128): B=16 0.89 against 1.05 ms with the
+# projection before the loop, B=32 0.71 against 1.10, B=64 1.15 against 1.80, W7 (B=256
+# I=64) 3.3-3.9 against 5.4-6.5; level at B = 1, 4, 8.
+B16_STEP_INPUT_MIN_ROWS = 16
 
 # ---------------------------------------------------------------------------------------
 # The compiled BLAS layer (fastrnn/_blas.pyx)

@@ -133,11 +133,15 @@ def test_against_float32_on_benchmark_shapes(mode, T, B, I, H):
 
 @needs_bf16
 @pytest.mark.parametrize("mode", MODES)
-@pytest.mark.parametrize("bidirectional, lengths", [(False, None), (True, [7, 3, 5, 1])])
+@pytest.mark.parametrize("bidirectional, lengths", [
+    (False, None), (True, [7, 3, 5, 1]),
+    # 40 rows: a GRU's steps project their own inputs in the loop (B16_STEP_INPUT_MIN_ROWS)
+    (True, [7, 1] + [1 + (3 * b) % 7 for b in range(38)])])
 def test_gradients_against_float32(mode, bidirectional, lengths):
     layer = getattr(fastrnn, mode)(24, 32, num_layers=2, bidirectional=bidirectional, seed=3)
-    x = data(7, 4, 24)
-    dy = data(7, 4, 64 if bidirectional else 32, seed=1)
+    B = 4 if lengths is None else len(lengths)
+    x = data(7, B, 24)
+    dy = data(7, B, 64 if bidirectional else 32, seed=1)
     grads = {}
     for precision in ("float32", "bfloat16"):
         layer.zero_grad()
