@@ -35,9 +35,17 @@ def writes_english(out):
     assert len(words) >= 10 and sum(w in known for w in words) >= 0.8 * len(words)
 
 
+def keeps_accuracy(out):
+    """The int8/bf16 example: the model trained in bf16 learns the digits, and its int8
+    copy is within half a point of its float32 accuracy."""
+    m = re.match(r"trained in bf16: accuracy ([\d.]+) in float32, ([\d.]+) in int8", out)
+    float32, int8 = float(m[1]), float(m[2])
+    assert float32 > 0.9 and abs(int8 - float32) <= 0.005
+
+
 # what an example prints, checked: README states it
 CLAIMS = {"sine_waves(256": learns_sines, 'generate(vocab.encode("And God said")':
-          writes_english}
+          writes_english, "fastrnn.quantize(model)": keeps_accuracy}
 
 
 @pytest.mark.parametrize("index", range(len(BLOCKS)))
