@@ -1352,43 +1352,40 @@ def fmt_accuracy(acc) -> str:
     return text
 
 
-def accuracy_table(workloads, contenders, results) -> str:
-    """Max / mean absolute difference from fastrnn's float32 output per contender
-    (inference: y; training step: the input gradient dx), on the benchmark's shapes,
-    weights and inputs."""
+def _contender_table(workloads, contenders, results, heading, cell) -> str:
+    """A table of one row per workload and mode and one column per contender (named
+    ``heading(c)``): ``cell(measurement)`` where the contender ran, else why it did not."""
     by_key, reasons = _cells(results)
-    others = [c for c in contenders if c != "fastrnn"]
-    cols = ["workload", "description"] + [f"{c} max / mean" for c in others]
-    lines = ["| " + " | ".join(cols) + " |", "|" + "---|" * len(cols)]
-    for w in workloads:
-        for mode in w.modes:
-            row = _row_label(w, mode)
-            for c in others:
-                m = by_key.get((c, w.id, mode))
-                if m is not None and "accuracy" in m:
-                    row.append(fmt_accuracy(m["accuracy"]))
-                else:
-                    row.append(reasons.get((c, w.id, mode), "n/a"))
-            lines.append("| " + " | ".join(row) + " |")
-    return "\n".join(lines)
-
-
-def precision_table(workloads, contenders, results) -> str:
-    """The precision each contender computed in, per workload and mode, as it found out
-    (autocast's output dtype, the quantized graph's operators, OpenVINO's compiled
-    model), or why it did not run."""
-    by_key, reasons = _cells(results)
-    cols = ["workload", "description"] + list(contenders)
+    cols = ["workload", "description"] + [heading(c) for c in contenders]
     lines = ["| " + " | ".join(cols) + " |", "|" + "---|" * len(cols)]
     for w in workloads:
         for mode in w.modes:
             row = _row_label(w, mode)
             for c in contenders:
                 m = by_key.get((c, w.id, mode))
-                row.append(m.get("precision", "fp32") if m is not None
+                value = cell(m) if m is not None else None
+                row.append(value if value is not None
                            else reasons.get((c, w.id, mode), "n/a"))
             lines.append("| " + " | ".join(row) + " |")
     return "\n".join(lines)
+
+
+def accuracy_table(workloads, contenders, results) -> str:
+    """Max / mean absolute difference from fastrnn's float32 output per contender
+    (inference: y; training step: the input gradient dx), on the benchmark's shapes,
+    weights and inputs."""
+    return _contender_table(
+        workloads, [c for c in contenders if c != "fastrnn"], results,
+        lambda c: f"{c} max / mean",
+        lambda m: fmt_accuracy(m["accuracy"]) if "accuracy" in m else None)
+
+
+def precision_table(workloads, contenders, results) -> str:
+    """The precision each contender computed in, per workload and mode, as it found out
+    (autocast's output dtype, the quantized graph's operators, OpenVINO's compiled
+    model), or why it did not run."""
+    return _contender_table(workloads, list(contenders), results, str,
+                            lambda m: m.get("precision", "fp32"))
 
 
 def precision_tables(workloads, contenders, results) -> str:
