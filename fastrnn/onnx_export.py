@@ -31,6 +31,7 @@ from .heads import ManyToMany, ManyToOne
 from .io import atomic_write
 from .layers import GRU, LSTM, RNN, Embedding, Linear
 from .models import Seq2Seq, SequenceModel
+from .quantization import refuse_quantized
 
 __all__ = ["export_onnx", "OPSET"]
 
@@ -347,6 +348,7 @@ def export_onnx(obj, path=None, *, lengths: bool = False, initial_state: bool = 
     >>> [i.name for i in graph.graph.input]
     ['x', 'lengths']
     """
+    refuse_quantized(obj, "export_onnx")
     onnx = _onnx()
     kind = type(obj)
     dt = None

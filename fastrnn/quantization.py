@@ -142,6 +142,21 @@ def named_recurrent(module: Module, prefix: str = ""):
         yield from named_recurrent(child, f"{prefix}{name}.")
 
 
+def refuse_quantized(obj, what: str) -> None:
+    """A ``TypeError`` naming ``what`` (an export) when ``obj`` holds a quantized layer or
+    cell: an export writes float weights, and would turn the int8 model into a float one
+    without a word; the caller says so with :func:`dequantize`."""
+    if not isinstance(obj, Module):
+        return
+    for name, module in named_recurrent(obj):
+        if getattr(module, "quantized", None):
+            where = f" (its {name.rstrip('.')})" if name else ""
+            raise TypeError(f"{what}: this {type(obj).__name__} is quantized "
+                            f"({module.quantized}){where}, and {what} writes float weights: "
+                            f"export fastrnn.dequantize(model), the float32 copy of its int8 "
+                            f"weights")
+
+
 def _recurrent(module: Module) -> bool:
     return isinstance(module, (_RNNBase, _CellBase))
 

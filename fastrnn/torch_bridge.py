@@ -25,6 +25,7 @@ from .heads import ManyToMany, ManyToOne, OneToMany
 from .io import open_regular_file, read_npz, zip_names
 from .layers import GRU, LSTM, RNN, Embedding, Linear
 from .models import SequenceModel
+from .quantization import refuse_quantized
 
 __all__ = ["from_torch", "to_torch", "from_state_dict", "read_state_dict"]
 
@@ -524,6 +525,7 @@ def to_torch(obj):
     >>> fastrnn.to_torch(fastrnn.LSTM(4, 8, bidirectional=True, seed=0))
     LSTM(4, 8, bidirectional=True)
     """
+    refuse_quantized(obj, "to_torch")
     kind = type(obj)
     if kind not in (*_LAYERS.values(), *_CELLS.values(), Linear, Embedding, SequenceModel):
         raise TypeError(f"cannot convert a {kind.__module__}.{kind.__name__} to torch: "

@@ -327,6 +327,18 @@ def test_quantize_copies_and_dequantize_gives_back_the_float_weights():
     np.testing.assert_allclose(d(x)[0], q(x)[0], atol=0.02)
 
 
+@pytest.mark.parametrize("export", ["export_onnx", "to_torch"])
+@pytest.mark.parametrize("make", [
+    lambda: fastrnn.GRU(3, 4, seed=0), lambda: fastrnn.LSTMCell(3, 4, seed=0),
+    lambda: fastrnn.SequenceModel.build("lstm", input_size=3, hidden_size=4,
+                                        output_size=2, seed=0)], ids=["layer", "cell", "model"])
+def test_exports_refuse_a_quantized_model(export, make):
+    """An export writes float weights: a quantized model is refused, naming dequantize(),
+    before the export's own library is needed; its dequantized copy is what exports."""
+    with pytest.raises(TypeError, match=rf"{export}: .* quantized \(int8\).*dequantize"):
+        getattr(fastrnn, export)(fastrnn.quantize(make()))
+
+
 def test_quantized_modules_are_inference_only():
     lstm = fastrnn.quantize(fastrnn.LSTM(3, 4, seed=0))
     x = np.ones((2, 1, 3), np.float32)
