@@ -38,7 +38,7 @@ compile_args.append("-fopenmp")     # the time loop runs on parts of the batch i
 
 # what each module compiles in: the headers, and the .pxd files it cimports
 HEADERS = {
-    "_blas": ["fastrnn/_blas.pxd", "fastrnn/_panel.h", "fastrnn/_b16.pxd", "fastrnn/_b16.h",
+    "_blas": ["fastrnn/_blas.pxd", "fastrnn/_panel.h", "fastrnn/_adam.h", "fastrnn/_b16.pxd", "fastrnn/_b16.h",
               "fastrnn/_isa.h"],
     "_core": ["fastrnn/_core.pxd", "fastrnn/_blas.pxd", "fastrnn/_cellmath.pxd",
               "fastrnn/_cellmath.h", "fastrnn/_panel.h", "fastrnn/_b16.pxd", "fastrnn/_b16.h",

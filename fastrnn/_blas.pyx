@@ -12,6 +12,14 @@ read (threads, size limits, whether the panel product is on) lives here only, an
 from cython.parallel cimport prange
 from libc.stdlib cimport free
 
+cdef extern from "_adam.h" nogil:
+    void fr_adam_f(float* p, const float* grad, float* m, float* v, long n, float w,
+                   int lerp_high, float beta2, float one_minus_beta2, float sqrt_bc2,
+                   float eps, float neg_step)
+    void fr_adam_d(double* p, const double* grad, double* m, double* v, long n, double w,
+                   int lerp_high, double beta2, double one_minus_beta2, double sqrt_bc2,
+                   double eps, double neg_step)
+
 cdef extern from "<stdlib.h>" nogil:
     void* aligned_alloc(size_t alignment, size_t size)
 
@@ -557,3 +565,31 @@ def b16_gemm(const fr_b16[:, ::1] A, Py_ssize_t K, const fr_b16[::1] Bp, float[:
         pbias = &bias[0]
     with nogil:
         fr_b16_gemm(&A[0, 0], A.shape[1], m, K, &Bp[0], n, &C[0, 0], n, accumulate, pbias)
+
+
+# ---------------------------------------------------------------------------------------
+# Adam's update in one pass (fastrnn/_adam.h)
+# ---------------------------------------------------------------------------------------
+
+def adam_step(floating[::1] p, const floating[::1] grad, floating[::1] m, floating[::1] v,
+              double w, bint lerp_high, double beta2, double one_minus_beta2,
+              double sqrt_bc2, double eps, double neg_step):
+    """One Adam step on flat, contiguous ``p`` in place, moments ``m`` and ``v`` updated:
+    ``fastrnn.optim.functional.adam_update``'s operations in its order, bit for bit (no
+    weight decay, no amsgrad, not maximizing).  The scalars are those the NumPy update
+    multiplies by, already rounded to the arrays' type: ``w`` the lerp's weight 1 - beta1
+    (or 1 - w, ``lerp_high``: weights of 0.5 and more take torch.lerp's other form),
+    ``sqrt_bc2`` sqrt(1 - beta2**t), ``neg_step`` -lr / (1 - beta1**t)."""
+    cdef Py_ssize_t n = p.shape[0]
+    for name, a in (("grad", grad), ("m", m), ("v", v)):
+        if a.shape[0] != n:
+            raise ValueError(f"{name} must have {n} values, as p, got {a.shape[0]}")
+    if n == 0:
+        return
+    with nogil:
+        if floating is float:
+            fr_adam_f(&p[0], &grad[0], &m[0], &v[0], n, <float>w, lerp_high, <float>beta2,
+                      <float>one_minus_beta2, <float>sqrt_bc2, <float>eps, <float>neg_step)
+        else:
+            fr_adam_d(&p[0], &grad[0], &m[0], &v[0], n, w, lerp_high, beta2,
+                      one_minus_beta2, sqrt_bc2, eps, neg_step)

@@ -638,3 +638,33 @@ def test_docstring_examples():
         documented |= {t.name.rsplit(".", 1)[-1] for t in finder.find(module) if t.examples}
     assert attempted > 20 and failed == 0
     assert set(optim.__all__) <= documented, sorted(set(optim.__all__) - documented)
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("beta1", [0.9, 0.3], ids=["lerp-low", "lerp-high"])
+def test_adam_compiled_pass_is_the_numpy_update_bit_for_bit(dtype, beta1):
+    """The one-pass update (C-contiguous arrays) and the NumPy passes (the same arrays in
+    Fortran order) give the same bits over several steps, for both forms of the lerp."""
+    from fastrnn.optim.functional import adam_update
+    rng = np.random.default_rng(0)
+    shape = (37, 19)
+    p = rng.standard_normal(shape).astype(dtype)
+    m, v = np.zeros_like(p), np.zeros_like(p)
+    pf, mf, vf = (np.asfortranarray(a) for a in (p, m, v))
+    for step in range(1, 6):
+        g = (rng.standard_normal(shape) * 10.0 ** rng.integers(-3, 3, shape)).astype(dtype)
+        gf = np.asfortranarray(g)
+        kwargs = dict(lr=3e-3, beta1=beta1, beta2=0.999, eps=1e-8)
+        adam_update(p, g, m, v, None, step, **kwargs)
+        adam_update(pf, gf, mf, vf, None, step, **kwargs)
+        for a, b in ((p, pf), (m, mf), (v, vf)):
+            np.testing.assert_array_equal(a, b)
+    assert not np.array_equal(p, rng.standard_normal(shape).astype(dtype))
+
+
+def test_adam_compiled_pass_refuses_mismatched_arrays():
+    from fastrnn import _blas
+    a = np.zeros(4, np.float32)
+    with pytest.raises(ValueError, match="grad must have 4 values"):
+        _blas.adam_step(a, np.zeros(3, np.float32), a.copy(), a.copy(), 0.1, False, 0.999,
+                        0.001, 1.0, 1e-8, -1e-3)

@@ -9,9 +9,19 @@ from __future__ import annotations
 
 import numpy as np
 
+from .. import _blas
+
 
 def _work(work, like: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return (np.empty_like(like), np.empty_like(like)) if work is None else work
+
+
+def _fusable(param: np.ndarray, *others: np.ndarray) -> bool:
+    """Whether the compiled update applies: float32 or float64 arrays of one dtype and
+    size, all C-contiguous (their flat views are then views)."""
+    return (param.dtype in (np.float32, np.float64) and param.flags.c_contiguous
+            and all(o.dtype == param.dtype and o.size == param.size
+                    and o.flags.c_contiguous for o in others))
 
 
 def _needed(array: np.ndarray | None, name: str, when: str) -> np.ndarray:
@@ -104,6 +114,18 @@ def adam_update(param: np.ndarray, grad: np.ndarray, exp_avg: np.ndarray,
     >>> w.round(6)                                     # the first step moves by lr
     array([0.9])
     """
+    if weight_decay == 0 and not amsgrad and not maximize and _fusable(
+            param, grad, exp_avg, exp_avg_sq):
+        # the same operations in one compiled pass (fastrnn/_adam.h), bit for bit
+        t = param.dtype.type
+        w = t(1 - beta1)
+        high = not abs(w) < 0.5                     # _lerp_'s two forms
+        _blas.adam_step(param.reshape(-1), grad.reshape(-1), exp_avg.reshape(-1),
+                        exp_avg_sq.reshape(-1), float(t(1) - w if high else w), high,
+                        float(t(beta2)), float(t(1 - beta2)),
+                        float(t((1 - beta2 ** step) ** 0.5)), float(t(eps)),
+                        float(t(-(lr / (1 - beta1 ** step)))))
+        return
     a, b = _work(work, param)
     if decoupled_weight_decay and weight_decay != 0:
         param *= 1 - lr * weight_decay             # theta <- theta (1 - gamma lambda)
