@@ -45,6 +45,15 @@ def scatter_add_rows(index: np.ndarray, rows: np.ndarray, out: np.ndarray) -> No
     _blas.scatter_add_rows(np.ascontiguousarray(index, dtype=np.intp), rows, out)
 
 
+def adam_step(param: np.ndarray, grad: np.ndarray, exp_avg: np.ndarray,
+              exp_avg_sq: np.ndarray, *scalars) -> None:
+    """Adam's update in one compiled pass (``_blas.adam_step``, fastrnn/_adam.h) on
+    C-contiguous arrays of one dtype and size, through their flat views; ``scalars`` as
+    ``_blas.adam_step`` takes them."""
+    _blas.adam_step(param.reshape(-1), grad.reshape(-1), exp_avg.reshape(-1),
+                    exp_avg_sq.reshape(-1), *scalars)
+
+
 def active_rows(sorted_lengths: np.ndarray | None, steps: int, batch: int) -> np.ndarray:
     """nact[t] = number of rows with t < length; rows sorted longest first."""
     if sorted_lengths is None:

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from .. import _blas
+from .. import _engine
 
 
 def _work(work, like: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -120,11 +120,10 @@ def adam_update(param: np.ndarray, grad: np.ndarray, exp_avg: np.ndarray,
         t = param.dtype.type
         w = t(1 - beta1)
         high = not abs(w) < 0.5                     # _lerp_'s two forms
-        _blas.adam_step(param.reshape(-1), grad.reshape(-1), exp_avg.reshape(-1),
-                        exp_avg_sq.reshape(-1), float(t(1) - w if high else w), high,
-                        float(t(beta2)), float(t(1 - beta2)),
-                        float(t((1 - beta2 ** step) ** 0.5)), float(t(eps)),
-                        float(t(-(lr / (1 - beta1 ** step)))))
+        _engine.adam_step(param, grad, exp_avg, exp_avg_sq, float(t(1) - w if high else w),
+                          high, float(t(beta2)), float(t(1 - beta2)),
+                          float(t((1 - beta2 ** step) ** 0.5)), float(t(eps)),
+                          float(t(-(lr / (1 - beta1 ** step)))))
         return
     a, b = _work(work, param)
     if decoupled_weight_decay and weight_decay != 0:
