@@ -19,14 +19,14 @@ import argparse
 import os
 import platform
 import sys
-import time
 from functools import partial
 
 import numpy as np
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 import fastrnn  # noqa: E402
-from fastrnn import _blas  # noqa: E402
+from fastrnn import _blas, _runtime  # noqa: E402
+from bench_products import median_time  # noqa: E402  (beside this script)
 
 PRODUCTS = [
     # (what, m, k, n)
@@ -42,23 +42,11 @@ PORTABLE_MAX_FLOP = 2e8         # the portable path is slow: the smaller product
 LAYERS = [("W4/W4i", "LSTM", 50, 128, 512, 512), ("W7", "GRU", 50, 256, 64, 128)]
 
 
-def median_time(fn, seconds: float) -> float:
-    fn()
-    times = []
-    end = time.perf_counter() + seconds
-    while time.perf_counter() < end or len(times) < 3:
-        t = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - t)
-    return float(np.median(times))
-
-
 def products(seconds: float) -> None:
     rng = np.random.default_rng(0)
+    here = _runtime.ISA_LEVELS.index(_blas.isa_detected())
     levels = [lv for lv in ("amx", "avx512_bf16", "baseline")
-              if ["baseline", "avx512", "avx512_vnni", "avx512_bf16", "amx"].index(lv)
-              <= ["baseline", "avx512", "avx512_vnni", "avx512_bf16", "amx"].index(
-                  _blas.isa_detected())]
+              if _runtime.ISA_LEVELS.index(lv) <= here]
     print("| product | m | k | n | float32 panel GFLOP/s | "
           + " | ".join(f"bf16 {lv} GFLOP/s" for lv in levels) + " |")
     print("|---|---|---|---|---|" + "---|" * len(levels))
