@@ -36,11 +36,14 @@ PRODUCTS = [
     ("input projection, T*B=3200, I=16, RNN H=64", 3200, 16, 64, False),
     ("input projection, T*B=1600, I=32, LSTM H=128", 1600, 32, 512, False),
     ("input projection, T*B=6400, I=512, LSTM H=512", 6400, 512, 2048, False),
+    ("dX = dG @ W_ih, LSTM H=512, I=512, T*B=6400", 6400, 2048, 512, False),
     ("dW_hh = dG.T @ Hp, RNN H=64, T*B=3200", 64, 3200, 64, True),
     ("dW_hh = dG.T @ Hp, LSTM H=128, T*B=1600", 512, 1600, 128, True),
     ("dW_ih = dG.T @ X, LSTM H=128, I=32, T*B=1600", 512, 1600, 32, True),
     ("dW_hh = dG.T @ Hp, GRU H=256, T*B=6400", 768, 6400, 256, True),
     ("dW_hh = dG.T @ Hp, LSTM H=512, T*B=6400, one thread's half", 1024, 6400, 512, True),
+    ("dW_hh = dG.T @ Hp, LSTM H=1024, T*B=3200, one thread's half", 2048, 3200, 1024, True),
+    ("dW_hh = dG.T @ Hp, LSTM H=1024, T*B=3200", 4096, 3200, 1024, True),
 ]
 
 
