@@ -42,7 +42,7 @@ HEADERS = {
               "fastrnn/_isa.h"],
     "_core": ["fastrnn/_core.pxd", "fastrnn/_blas.pxd", "fastrnn/_cellmath.pxd",
               "fastrnn/_cellmath.h", "fastrnn/_panel.h", "fastrnn/_b16.pxd", "fastrnn/_b16.h",
-              "fastrnn/_isa.h"],
+              "fastrnn/_isa.h", "fastrnn/_barrier.h"],
     "_step": ["fastrnn/_blas.pxd", "fastrnn/_cellmath.pxd", "fastrnn/_cellmath.h",
               "fastrnn/_panel.h"],
     "_floor": ["fastrnn/_core.pxd", "fastrnn/_blas.pxd", "fastrnn/_cellmath.pxd",

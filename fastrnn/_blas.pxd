@@ -26,6 +26,7 @@ cdef extern from "_panel.h" nogil:
 cdef int _team(int threads) noexcept nogil
 cdef int _threads() noexcept nogil
 cdef double _side_by_side() noexcept nogil
+cdef double _shared_product_bytes() noexcept nogil
 cdef int _parts(int m, int n, int k) noexcept nogil
 
 

@@ -152,13 +152,17 @@ cdef double _size_setting(value) except -1:
     return v
 
 
+cdef double _setting(double* slot, value) except -1:
+    """Set ``slot`` to the size setting ``value`` unless None; its value."""
+    if value is not None:
+        slot[0] = _size_setting(value)
+    return slot[0]
+
+
 def parallel_min_flops(value=None):
     """Get (and optionally set) the size, in floating-point operations, from which a product
     is split across threads."""
-    global _par_min_flops
-    if value is not None:
-        _par_min_flops = _size_setting(value)
-    return _par_min_flops
+    return _setting(&_par_min_flops, value)
 
 
 cdef int _parts(int m, int n, int k) noexcept nogil:
@@ -244,10 +248,7 @@ cdef double _small_mnk = 1048575
 def small_product_size(value=None):
     """Get (and optionally set) the largest M*N*K of one per-step BLAS call; 0 disables the
     blocking."""
-    global _small_mnk
-    if value is not None:
-        _small_mnk = _size_setting(value)
-    return _small_mnk
+    return _setting(&_small_mnk, value)
 
 
 cdef void gemm_rows(bint trans_b, int m, int n, int k, const floating* A, int lda,
@@ -282,15 +283,30 @@ cdef double _side_by_side_flops = 1.6e8
 def grads_side_by_side_flops(value=None):
     """Get (and optionally set) the size (flops of the four products) below which the
     products after a backward loop run side by side, one per thread; 0: never."""
-    global _side_by_side_flops
-    if value is not None:
-        _side_by_side_flops = _size_setting(value)
-    return _side_by_side_flops
+    return _setting(&_side_by_side_flops, value)
 
 
 cdef double _side_by_side() noexcept nogil:
     """The size below which the products after a backward loop run side by side."""
     return _side_by_side_flops
+
+
+# The threads of a time loop share each step's products where the packed weights a step
+# reads take this many bytes or more (fastrnn/_core.pyx; _tuning.SHARED_PRODUCT_BYTES).
+cdef double _shared_bytes = 4.0 * 1024 * 1024
+
+
+def shared_product_bytes(value=None):
+    """Get (and optionally set) the size of the packed weights a step's products read, in
+    bytes, from which the threads of a time loop share each step's products (each
+    computes some columns for all rows) instead of each multiplying its own rows by all of
+    them; 0: always, where the loop can."""
+    return _setting(&_shared_bytes, value)
+
+
+cdef double _shared_product_bytes() noexcept nogil:
+    """The weights' size from which a time loop's threads share each step's products."""
+    return _shared_bytes
 
 
 def transpose(const floating[:, ::1] A, floating[:, ::1] out):

@@ -44,7 +44,7 @@ not computed at all when nothing reads it (the first layer of a model).
 
 cimport numpy as cnp
 from cython cimport floating
-from cython.parallel cimport prange
+from cython.parallel cimport parallel, prange, threadid
 from libc.stdlib cimport calloc, free, malloc
 from libc.string cimport memcmp, memcpy, memset
 
@@ -52,7 +52,7 @@ from fastrnn._b16 cimport (_isa_name, _set_isa_cap, fr_b16, fr_b16_gemm, fr_b16_
                            fr_b16_add_t, fr_b16_gemm2, fr_b16_kp, fr_b16_pack,
                            fr_b16_packed_size, fr_b16_rows)
 from fastrnn._blas cimport (_check_index, _check_shape, _parts, _pgemm_parts,
-                            _side_by_side, _team, _threads)
+                            _shared_product_bytes, _side_by_side, _team, _threads)
 from fastrnn._cellmath cimport (CELL_FASTGRNN, CELL_FASTRNN, CELL_GRU, CELL_GRU_RB,
                                 CELL_LSTM, CELL_LSTM_LN, CELL_LSTM_P, CELL_RNN, FR_KINDS,
                                 N_CELLS,
@@ -64,6 +64,14 @@ from fastrnn._cellmath cimport (CELL_FASTGRNN, CELL_FASTRNN, CELL_GRU, CELL_GRU_
                                 fr_ln_rows_f, fr_lnlstm_grad_d, fr_lnlstm_grad_f,
                                 fr_lnlstm_step_d, fr_lnlstm_step_f, fr_lstm_pack_f,
                                 fr_lstm_row_f)
+
+cimport openmp
+
+cdef extern from "_barrier.h" nogil:
+    ctypedef struct fr_barrier:
+        pass
+    void fr_barrier_init(fr_barrier* b, int n)
+    void fr_barrier_wait(fr_barrier* b, int* sense)
 
 cnp.import_array()
 
@@ -570,9 +578,10 @@ cdef inline floating* _rows(void* p, Py_ssize_t offset, floating* like) noexcept
     return <floating*>p + offset if p != NULL else NULL
 
 
-cdef void _forward_rows(const _Loop* L, floating* g, Py_ssize_t lo,
-                        Py_ssize_t hi) noexcept nogil:
-    """The forward time loop over batch rows lo..hi-1 (``g`` is Gt)."""
+cdef void _forward_rows(const _Loop* L, floating* g, Py_ssize_t lo, Py_ssize_t hi,
+                        _Team* tm) noexcept nogil:
+    """The forward time loop over batch rows lo..hi-1 (``g`` is Gt); with ``tm``, each
+    step's products shared with the team (see _share_step)."""
     cdef Py_ssize_t T = L.T, B = L.B, H = L.H, P = L.P, GH = L.GH, ldy = L.ldy, rows = hi - lo
     cdef Py_ssize_t s, t, n, step = B * H, pstep = B * P
     cdef bint apart = FR_KINDS[L.kind].product_apart, before = FR_KINDS[L.kind].reset_before
@@ -604,6 +613,7 @@ cdef void _forward_rows(const _Loop* L, floating* g, Py_ssize_t lo,
     cdef floating* zw = <floating*>L.zwork
     cdef floating* hprev = NULL
     cdef floating* cprev = NULL
+    cdef floating* g_all = g
     if zh != NULL:                  # the state each step starts from, for zoneout
         hprev = hp if hp != NULL else zw + lo * P
         cprev = cp if cp != NULL else (zw + B * P + lo * H if cs != NULL else NULL)
@@ -624,7 +634,12 @@ cdef void _forward_rows(const _Loop* L, floating* g, Py_ssize_t lo,
             memcpy(hprev, hs, n * P * sizeof(floating))
             if cprev != NULL:
                 memcpy(cprev, cs, n * H * sizeof(floating))
-        if Wip != NULL:
+        if tm != NULL:
+            # 0.-1. as below, each thread some columns of every row (h * mask first)
+            if hmask != NULL:
+                _mask_rows(hs, hmask, hw, n, P)
+            _share_step(L, tm, t, g_all + t * L.gstep)
+        elif Wip != NULL:
             # 0. Gt[t] = x_t @ W_ih.T + biases: the projection, step by step
             _step_input(<int>n, <int>GH, <int>L.In, X + (t * B + lo) * L.In, Wip,
                         <const floating*>L.sbias, gt)
@@ -633,7 +648,9 @@ cdef void _forward_rows(const _Loop* L, floating* g, Py_ssize_t lo,
             _b16_input(<int>n, <int>GH, <int>L.In, X + (t * B + lo) * L.In,
                        <const fr_b16*>L.W_ih_bs, <fr_b16*>L.hb + lo * L.hbk, L.hbk,
                        <const floating*>L.sbias, gt)
-        if before:
+        if tm != NULL:
+            pass
+        elif before:
             # 1. Gt[t, r z] += h @ W_hr,z.T; r, z; then Gt[t, n] += (r*h) @ W_hn.T, with
             #    r*h kept in Hn (training) or the workspace Gh
             rh = hn + t * step if hn != NULL else gh
@@ -685,9 +702,10 @@ cdef void _forward_rows(const _Loop* L, floating* g, Py_ssize_t lo,
 
 
 cdef void _backward_rows(const _Loop* L, floating* g, Py_ssize_t lo, Py_ssize_t hi,
-                         floating* sums) noexcept nogil:
+                         floating* sums, _Team* tm) noexcept nogil:
     """The backward time loop over batch rows lo..hi-1 (``g`` is Gt, which becomes dG);
-    ``sums``: from row lo on, ``_loop_sums`` blocks of H values per row, or NULL."""
+    ``sums``: from row lo on, ``_loop_sums`` blocks of H values per row, or NULL; with
+    ``tm``, each step's product shared with the team (see _share_back)."""
     cdef Py_ssize_t T = L.T, B = L.B, H = L.H, P = L.P, GH = L.GH, ldy = L.ldy, rows = hi - lo
     cdef Py_ssize_t s, t, n, step = B * H, pstep = B * P
     cdef bint apart = FR_KINDS[L.kind].product_apart, direct = FR_KINDS[L.kind].direct_path
@@ -714,6 +732,7 @@ cdef void _backward_rows(const _Loop* L, floating* g, Py_ssize_t lo, Py_ssize_t 
     cdef const floating* zc = _rows(<void*>L.zc, lo * H, g)
     cdef floating* kept_h = _rows(L.zwork, lo * P, g)
     cdef floating* kept_c = _rows(L.zwork, B * P + lo * H, g)
+    cdef floating* g_all = g
     g += lo * GH
     for s in range(T):
         t = s if L.reverse else T - 1 - s
@@ -758,6 +777,10 @@ cdef void _backward_rows(const _Loop* L, floating* g, Py_ssize_t lo, Py_ssize_t 
                          dhs if hmask == NULL else hw, <int>P)
             if hmask != NULL:
                 _add_masked(hw, hmask, dhs, n, P, direct)
+        elif tm != NULL:            # each thread some columns of every row
+            _share_back(L, tm, t, g_all + t * B * GH)
+            if hmask != NULL:
+                _add_masked(hw, hmask, dhs, n, P, direct)
         elif hmask == NULL:
             _back_product(<int>n, <int>back, <int>P, dgh if apart else gt, <int>GH, W_hh,
                           panels, <floating>(1 if direct else 0), dhs)
@@ -776,26 +799,159 @@ cdef inline Py_ssize_t step_z(const _Loop* L, Py_ssize_t cols) noexcept nogil:
     return L.zstep * cols
 
 
+# ---------------------------------------------------------------------------------------
+# Sharing each step's products
+#
+# Split by rows, every thread multiplies its rows by all of W_hh.T (and with the projection
+# in the loop, W_ih.T) at every step: with large weights (LSTM H=512: 4 MiB each) each
+# thread streams them all from L3 at every step.  Where the packed weights are large
+# (_blas.shared_product_bytes), the threads share each step's products instead: each one
+# computes a range of whole panels, some columns of every active row, between two
+# barriers; then each thread does the cell math of its own rows as before.  Each element
+# is the same sum in the same order, so the results do not change; the price is two
+# barriers a step.  (W4, LSTM T=50 B=128 I=512 H=512, both threads: see _tuning.)
+# ---------------------------------------------------------------------------------------
+
+cdef struct _Team:
+    fr_barrier* barrier
+    int p, n                    # this thread's place in the team, the team's size
+    int sense                   # this thread's sense of the barrier
+
+
+cdef inline void _team_columns(const _Team* tm, Py_ssize_t cols, Py_ssize_t* c0,
+                               Py_ssize_t* c1) noexcept nogil:
+    """The columns [c0, c1) of a product of ``cols`` columns that thread tm.p computes:
+    whole panels of 64 (a range of panels is laid out as a packed matrix of its own)."""
+    cdef Py_ssize_t panels = (cols + 63) // 64
+    c0[0] = min(64 * (panels * tm.p // tm.n), cols)
+    c1[0] = min(64 * (panels * (tm.p + 1) // tm.n), cols)
+
+
+cdef void _share_step(const _Loop* L, _Team* tm, Py_ssize_t t,
+                      floating* gt) noexcept nogil:
+    """Steps 0.-1. of the forward loop for all active rows of step t, columns
+    _team_columns of them in this thread: Gt[t] (= biases + x_t @ W_ih.T when the loop
+    projects the input) += h @ W_hh.T, or Gh = h @ W_hh.T for a kind that keeps the
+    product apart (float only).  ``gt`` is Gt[t] from row 0."""
+    cdef Py_ssize_t n = L.nact[t], GH = L.GH, P = L.P, I = L.In, c0, c1
+    cdef bint apart = FR_KINDS[L.kind].product_apart
+    cdef const float* src = <const float*>(L.h if L.hmask == NULL else L.hwork)
+    cdef const float* bias = <const float*>L.sbias
+    _team_columns(tm, GH, &c0, &c1)
+    if floating is float:
+        fr_barrier_wait(tm.barrier, &tm.sense)      # every row's h (and Gt) is ready
+        if c1 > c0 and n > 0:
+            if L.W_ih_p != NULL:
+                fr_panel_gemm_f(<const float*>L.X + t * L.B * I, I, 0, n, I,
+                                <const float*>L.W_ih_p + c0 * I, c1 - c0, gt + c0, GH, 0,
+                                bias + c0 if bias != NULL else NULL)
+            fr_panel_gemm_f(src, P, 0, n, P, <const float*>L.panels + c0 * P, c1 - c0,
+                            (<float*>L.gh if apart else gt) + c0, GH, 0 if apart else 1,
+                            NULL)
+        fr_barrier_wait(tm.barrier, &tm.sense)      # every row's products are done
+
+
+cdef void _share_back(const _Loop* L, _Team* tm, Py_ssize_t t,
+                      floating* gt) noexcept nogil:
+    """Step 3. of the backward loop for all active rows of step t, columns _team_columns
+    of them in this thread: dh = dG[t] @ W_hh (+ dh on a kind's direct path; into the
+    workspace under recurrent dropout), from dGh for a kind that keeps the product apart
+    (float only).  ``gt`` is dG[t] from row 0."""
+    cdef Py_ssize_t n = L.nact[t], GH = L.GH, P = L.P, c0, c1
+    cdef bint apart = FR_KINDS[L.kind].product_apart
+    cdef bint add = FR_KINDS[L.kind].direct_path and L.hmask == NULL
+    cdef float* dh = <float*>(L.h if L.hmask == NULL else L.hwork)
+    _team_columns(tm, P, &c0, &c1)
+    if floating is float:
+        fr_barrier_wait(tm.barrier, &tm.sense)      # every row's dG[t] (and dh) is ready
+        if c1 > c0 and n > 0:
+            fr_panel_gemm_f(<const float*>L.gh if apart else gt, GH, 0, n, GH,
+                            <const float*>L.panels + c0 * GH, c1 - c0, dh + c0, P, add,
+                            NULL)
+        fr_barrier_wait(tm.barrier, &tm.sense)      # every row's dh is done
+
+
+cdef bint _shares_products(const _Loop* L, bint backward, Py_ssize_t parts) noexcept nogil:
+    """Whether the threads of this loop share each step's products: float panel products
+    (not bf16, not the GRU with r before the product) over packed weights of at least
+    _blas.shared_product_bytes."""
+    cdef double floats = <double>L.GH * L.P
+    if (parts < 2 or L.panels == NULL or L.bpanels != NULL
+            or FR_KINDS[L.kind].reset_before):
+        return False
+    if not backward:
+        if L.W_ih_b != NULL or L.W_ih_bs != NULL:
+            return False
+        if L.W_ih_p != NULL:
+            floats += <double>L.GH * L.In
+    return floats * sizeof(float) >= _shared_product_bytes()
+
+
+cdef void _team_rows(const _Loop* L, floating* g, const int* bd, Py_ssize_t parts,
+                     bint backward, floating* sums, fr_barrier* barrier) noexcept nogil:
+    """One thread of a loop whose threads share each step's products: its part of the
+    rows, in step with the others.  With fewer threads than parts (a team cut short by
+    OpenMP), the parts run one after another without sharing."""
+    cdef Py_ssize_t width = FR_KINDS[L.kind].loop_sums * L.H, p
+    cdef int tn = openmp.omp_get_num_threads()
+    cdef _Team tm
+    tm.barrier, tm.p, tm.n, tm.sense = barrier, openmp.omp_get_thread_num(), tn, 0
+    if tn != parts:
+        p = tm.p
+        while p < parts:
+            if backward:
+                _backward_rows(L, g, bd[p], bd[p + 1],
+                               sums + bd[p] * width if sums != NULL else NULL, NULL)
+            else:
+                _forward_rows(L, g, bd[p], bd[p + 1], NULL)
+            p += tn
+        return
+    p = tm.p
+    if backward:
+        _backward_rows(L, g, bd[p], bd[p + 1], sums + bd[p] * width if sums != NULL else NULL,
+                       &tm)
+    else:
+        _forward_rows(L, g, bd[p], bd[p + 1], &tm)
+
+
+cdef Py_ssize_t _shared_loops = 0
+
+
+def shared_loops():
+    """How many time loops (forward or backward) have shared their steps' products since
+    the module was loaded."""
+    return _shared_loops
+
+
 cdef int _run_rows(const _Loop* L, floating* g, const int[::1] bounds, bint backward,
                    floating* sums) except -1:
-    """The time loop on the row ranges of ``bounds``, in parallel when there are several;
-    backward: row b sums into ``sums + b * FR_KINDS[kind].loop_sums * H`` (``sums`` NULL when the
-    kind sums nothing), so that the sums do not depend on how the rows are split."""
+    """The time loop on the row ranges of ``bounds``, in parallel when there are several
+    (sharing each step's products where _shares_products); backward: row b sums into
+    ``sums + b * FR_KINDS[kind].loop_sums * H`` (``sums`` NULL when the kind sums
+    nothing), so that the sums do not depend on how the rows are split."""
     cdef Py_ssize_t p, parts = bounds.shape[0] - 1, width = FR_KINDS[L.kind].loop_sums * L.H
     cdef const int* bd = &bounds[0]
+    cdef fr_barrier barrier
+    cdef bint share = floating is float and _shares_products(L, backward, parts)
+    global _shared_loops
+    _shared_loops += share
     with nogil:
         if parts == 1:
             if backward:
-                _backward_rows(L, g, 0, L.B, sums)
+                _backward_rows(L, g, 0, L.B, sums, NULL)
             else:
-                _forward_rows(L, g, 0, L.B)
+                _forward_rows(L, g, 0, L.B, NULL)
+        elif share:
+            fr_barrier_init(&barrier, <int>parts)
+            with parallel(num_threads=_team(<int>parts)):
+                _team_rows(L, g, bd, parts, backward, sums, &barrier)
         else:
             for p in prange(parts, num_threads=_team(parts), schedule="static"):
                 if backward:
                     _backward_rows(L, g, bd[p], bd[p + 1],
-                                   sums + bd[p] * width if sums != NULL else NULL)
+                                   sums + bd[p] * width if sums != NULL else NULL, NULL)
                 else:
-                    _forward_rows(L, g, bd[p], bd[p + 1])
+                    _forward_rows(L, g, bd[p], bd[p + 1], NULL)
     return 0
 
 

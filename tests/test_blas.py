@@ -37,10 +37,12 @@ def test_the_compiled_thresholds_are_the_tuned_ones():
     assert _blas.grads_side_by_side_flops() == _tuning.GRADS_SIDE_BY_SIDE_FLOPS
     assert _blas.panel_limits() == (_tuning.PANEL_MIN_ROWS, _tuning.PANEL_TA_MAX_ROWS,
                                     _tuning.PANEL_MAX_BYTES)
+    assert _blas.shared_product_bytes() == _tuning.SHARED_PRODUCT_BYTES
 
 
 @pytest.mark.parametrize("setting", [_blas.parallel_min_flops, _blas.small_product_size,
-                                     _blas.grads_side_by_side_flops])
+                                     _blas.grads_side_by_side_flops,
+                                     _blas.shared_product_bytes])
 def test_a_size_setting_round_trips_and_refuses_a_negative(setting):
     before = setting()
     try:
