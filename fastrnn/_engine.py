@@ -175,13 +175,15 @@ def _lstm_pack(W_hh: np.ndarray) -> np.ndarray:
     return out
 
 
-def packed_lstm_weights(W_hh: np.ndarray, T: int, B: int) -> np.ndarray | None:
+def packed_lstm_weights(W_hh: np.ndarray, T: int, B: int,
+                        keep: bool = True) -> np.ndarray | None:
     """W_hh packed for the one-row LSTM loop (``_core.lstm_pack``), or None when that
-    loop does not apply (several rows, float64, H not a multiple of 16, few steps)."""
+    loop does not apply (several rows, float64, H not a multiple of 16, few steps);
+    ``keep``: see :func:`panels`."""
     H = W_hh.shape[1]
     if B != 1 or W_hh.dtype != np.float32 or H % 16 or T < _tuning.PACKED_MIN_STEPS:
         return None
-    return _packed(W_hh, "lstm_row", _lstm_pack)
+    return _packed(W_hh, "lstm_row", _lstm_pack) if keep else _lstm_pack(W_hh)
 
 
 def use_panels(W_hh: np.ndarray, T: int, B: int, kind: Kind | None = None) -> bool:
@@ -192,48 +194,59 @@ def use_panels(W_hh: np.ndarray, T: int, B: int, kind: Kind | None = None) -> bo
             and not (kind is not None and kind.reset_before))
 
 
-def panels(W: np.ndarray, transpose: bool) -> np.ndarray:
-    """W.T (W_hh.T, W_ih.T forward) or W (W_hh backward) packed for the panel product."""
-    if not transpose and W.shape[1] <= 64:
-        return W            # one panel, rows in order: W is laid out as its packed copy
+def _panel_pack(W: np.ndarray, transpose: bool) -> np.ndarray:
     out = aligned_empty(W.shape[::-1] if transpose else W.shape, np.float32)
     _blas.panel_pack(W, out, transpose)
     return out
 
 
-def step_operand(W_hh: np.ndarray, T: int, B: int,
-                 kind: Kind | None = None) -> tuple[np.ndarray, int]:
+def panels(W: np.ndarray, transpose: bool, keep: bool = True) -> np.ndarray:
+    """W.T (W_hh.T, W_ih.T forward) or W (W_hh backward) packed for the panel product;
+    with ``keep``, kept with W while its bytes do not change (see _PACKED): inference,
+    where the weights stay as they are from call to call (training changes them at every
+    step, so its calls pack afresh rather than copy and compare as well)."""
+    if not transpose and W.shape[1] <= 64:
+        return W            # one panel, rows in order: W is laid out as its packed copy
+    if not keep:
+        return _panel_pack(W, transpose)
+    return _packed(W, "panels_t" if transpose else "panels",
+                   functools.partial(_panel_pack, transpose=transpose))
+
+
+def step_operand(W_hh: np.ndarray, T: int, B: int, kind: Kind | None = None,
+                 keep: bool = True) -> tuple[np.ndarray, int]:
     """What the per-step product ``h @ W_hh.T`` of a forward loop reads, and its layout
-    (``_core``'s ``LAYOUT_PANELS`` or ``LAYOUT_TRANSPOSED``)."""
+    (``_core``'s ``LAYOUT_PANELS`` or ``LAYOUT_TRANSPOSED``); ``keep``: see :func:`panels`."""
     if use_panels(W_hh, T, B, kind):
-        return panels(W_hh, True), _core.LAYOUT_PANELS
+        return panels(W_hh, True, keep), _core.LAYOUT_PANELS
     return recurrent_t(W_hh, T, B), _core.LAYOUT_TRANSPOSED
 
 
-def forward_operand(kind: Kind, W_hh: np.ndarray, T: int, B: int,
-                    plain: bool = True) -> tuple[np.ndarray, int]:
+def forward_operand(kind: Kind, W_hh: np.ndarray, T: int, B: int, plain: bool = True,
+                    keep: bool = True) -> tuple[np.ndarray, int]:
     """What a forward time loop multiplies by at each step, and its layout: the one-row
     LSTM loop's packed weights when it applies (a ``plain`` LSTM: no projection, no
     recurrent dropout, no zoneout), else :func:`step_operand`."""
     if kind.kernel_id == _core.KIND_LSTM and plain:
-        packed = packed_lstm_weights(W_hh, T, B)
+        packed = packed_lstm_weights(W_hh, T, B, keep)
         if packed is not None:
             return packed, _core.LAYOUT_LSTM_ROW
-    return step_operand(W_hh, T, B, kind)
+    return step_operand(W_hh, T, B, kind, keep)
 
 
-def input_operand(W_ih: np.ndarray, layout: int) -> np.ndarray | None:
+def input_operand(W_ih: np.ndarray, layout: int, keep: bool = True) -> np.ndarray | None:
     """W_ih.T packed for a forward loop that projects each step's input itself (with the
     panel product: the step's gates stay in cache), or None: one product over all steps
-    before the loop."""
+    before the loop; ``keep``: see :func:`panels`."""
     if layout == _core.LAYOUT_PANELS and _tuning.STEP_PROJECTION:
-        return panels(W_ih, True)
+        return panels(W_ih, True, keep)
     return None
 
 
 def backward_operand(W_hh: np.ndarray, T: int, B: int, kind: Kind | None = None) -> np.ndarray:
-    """W_hh packed for the backward time loop's products, or empty (BLAS reads W_hh)."""
-    return (panels(W_hh, False) if use_panels(W_hh, T, B, kind)
+    """W_hh packed for the backward time loop's products (afresh: training changes W_hh
+    at every step), or empty (BLAS reads W_hh)."""
+    return (panels(W_hh, False, keep=False) if use_panels(W_hh, T, B, kind)
             else _EMPTY2[W_hh.dtype.char])
 
 
@@ -353,8 +366,9 @@ def run_forward(kind: Kind, relu: bool, X: np.ndarray, weights: Weights, nact: n
             b16_args.update(Xb=b16_rows(T * B, I), hb=b16_rows(B, P))
     else:
         W_hh_t, layout = forward_operand(kind, weights[1], T, B,
-                                         W_hr is None and hmask is None and zoneout[0] is None)
-        W_ih_p = input_operand(weights[0], layout)
+                                         W_hr is None and hmask is None and zoneout[0] is None,
+                                         keep=not train)
+        W_ih_p = input_operand(weights[0], layout, keep=not train)
         in_loop = W_ih_p is not None
     # projecting step by step, inference keeps the gates of one step only
     # the gates are the panel product's C: aligned, as its packed operands are
@@ -409,7 +423,7 @@ def _ln_forward(kind: Kind, X: np.ndarray, weights: Weights, nact: np.ndarray,
     bounds = row_bounds(nact, B, H, kind.gates)
     W_ih, W_hh = weights[:2]
     norms = extras(kind, weights)[1]
-    W_hh_t, layout = step_operand(W_hh, T, B, kind)
+    W_hh_t, layout = step_operand(W_hh, T, B, kind, keep=not train)
     Gt, Gh = np.empty((T * B, GH), dt), np.empty((B, GH), dt)
     Hp, Cp, Xc = (_cache_array(train, (T, B, H), dt) for _ in range(3))
     Xh = _cache_array(train, (T, B, GH), dt)
@@ -627,9 +641,9 @@ def gemm_floor(mode: str, x: np.ndarray, W_ih: np.ndarray, W_hh: np.ndarray, len
     nact = active_rows(None if lengths is None else np.sort(lengths)[::-1].copy(), T, B)
     bounds = row_bounds(nact, B, H, KINDS[mode].gates)
     X = np.ascontiguousarray(x).reshape(T * B, I)
-    W_hh_t, layout = step_operand(W_hh, T, B)
+    W_hh_t, layout = step_operand(W_hh, T, B, keep=not train)
     W_hh_p = backward_operand(W_hh, T, B)
-    W_ih_p = input_operand(W_ih, layout)
+    W_ih_p = input_operand(W_ih, layout, keep=not train)
     Gt = np.zeros((T * B, GH), dt)
     h = np.zeros((B, H), dt)
     Hp = np.zeros((T * B, H), dt)

@@ -742,6 +742,35 @@ def test_packed_weights_follow_every_change_of_w_hh():
     assert key not in _engine._PACKED
 
 
+def test_panels_are_kept_for_inference_and_follow_every_change():
+    """The panel product's packed weights are kept with the weight array at inference,
+    packed again after any change of its bytes, and packed afresh (not kept) in
+    training, whose steps change them."""
+    layer = fastrnn.LSTM(8, 64, dtype=np.float32, seed=2)
+    W = layer._params["weight_hh_l0"].data
+    x = np.random.default_rng(2).standard_normal((12, 8, 8)).astype(np.float32)
+    first = _engine.panels(W, True)
+    assert _engine.panels(W, True) is first
+    unkept = _engine.panels(W, True, keep=False)
+    assert unkept is not first
+    np.testing.assert_array_equal(unkept, first)
+    y0 = layer(x)[0]
+    W[3, 5] += 0.25                                                    # in place
+    again = _engine.panels(W, True)
+    assert again is not first
+    np.testing.assert_array_equal(again, _engine.panels(W.copy(), True, keep=False))
+    fresh = fastrnn.LSTM(8, 64, dtype=np.float32, seed=2)
+    fresh.load_state_dict(layer.state_dict())
+    y1 = layer(x)[0]
+    assert not np.array_equal(y1, y0)
+    np.testing.assert_array_equal(y1, fresh(x)[0])
+    trained = fastrnn.LSTM(8, 64, dtype=np.float32, seed=3)
+    ids = {id(p.data) for p in trained.parameters()}
+    y, _, backward = trained.forward_train(x)
+    backward(np.ones_like(y))
+    assert not [key for key in _engine._PACKED if key[0] in ids]
+
+
 def test_same_bytes():
     a = np.arange(6, dtype=np.float32).reshape(2, 3)
     assert _core.same_bytes(a, a.copy())
