@@ -349,9 +349,10 @@ struct fr_b16_tilecfg {
    bp (Kp values of k a panel), into tiles 0-3.  With ``prefetch``, A's rows two steps of
    k ahead (strided, the hardware does not fetch them): for the first pair of panels of a
    block of rows, whose rows come from memory.  For the other pairs they are in L2, and
-   the prefetches only cost (the per-step fused product, 64 rows, k = 1024, n = 2048:
-   930-960 -> 1020-1040 GFLOP/s a core without them; 6400 rows, k = 512, n = 2048, 640-700
-   without any, 730-810 with the first pair's). */
+   the prefetches only cost.  One thread, GFLOP/s: the per-step fused product (64 rows,
+   k = 1024, n = 2048) 806-957 with every pair's, 973-1004 with the first pair's; the
+   input projection (6400 rows, k = 512, n = 2048) 705-809, 656-738, and 636-704 with
+   none. */
 static inline __attribute__((always_inline)) FR_B16_AMX void
 fr_b16_amx_k(const fr_b16 *A, long lda, long Kp, const fr_b16 *bp, int rt, int ct,
              int prefetch)
