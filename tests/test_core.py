@@ -779,3 +779,16 @@ def test_same_bytes():
     assert not _core.same_bytes(a, b)
     assert not _core.same_bytes(a, a[:1].copy())
     assert _core.same_bytes(np.zeros(0), np.zeros(0))
+
+
+@pytest.mark.parametrize("threads", [1, 2])
+def test_same_bytes_in_parts(threads):
+    """From 1 MiB on the compare runs in one part a thread: a change anywhere, in the
+    first or last byte of a part too, is found."""
+    a = np.random.default_rng(0).integers(0, 256, (3 << 20) + 5, dtype=np.uint8)
+    with fastrnn.threads(threads):
+        assert _core.same_bytes(a, a.copy())
+        for i in (0, a.size // 2 - 1, a.size // 2, a.size // 2 + 1, a.size - 1):
+            b = a.copy()
+            b[i] ^= 1
+            assert not _core.same_bytes(a, b), i
