@@ -578,10 +578,27 @@ cdef inline floating* _rows(void* p, Py_ssize_t offset, floating* like) noexcept
     return <floating*>p + offset if p != NULL else NULL
 
 
+cdef bint _h_in_y(const _Loop* L) noexcept nogil:
+    """Whether the forward loop keeps h in Y: each step writes h into Y[t] and the next
+    reads it there, and only the last step's is copied into h (instead of every step's
+    into Y).  For a kind whose cell step only writes h (the plain LSTM), with Y's rows
+    as wide as h, and every row active at every step (a row that waits keeps its h but
+    has zeros in Y); not with recurrent dropout, zoneout or a projection."""
+    cdef Py_ssize_t t
+    if (L.kind != CELL_LSTM or L.ldy != L.P or L.hmask != NULL or L.zh != NULL
+            or L.W_hr != NULL):
+        return False
+    for t in range(L.T):
+        if L.nact[t] != L.B:
+            return False
+    return True
+
+
 cdef void _forward_rows(const _Loop* L, floating* g, Py_ssize_t lo, Py_ssize_t hi,
                         _Team* tm) noexcept nogil:
     """The forward time loop over batch rows lo..hi-1 (``g`` is Gt); with ``tm``, each
-    step's products shared with the team (see _share_step)."""
+    step's products shared with the team (see _share_step); h kept in Y when
+    _h_in_y says so."""
     cdef Py_ssize_t T = L.T, B = L.B, H = L.H, P = L.P, GH = L.GH, ldy = L.ldy, rows = hi - lo
     cdef Py_ssize_t s, t, n, step = B * H, pstep = B * P
     cdef bint apart = FR_KINDS[L.kind].product_apart, before = FR_KINDS[L.kind].reset_before
@@ -608,6 +625,9 @@ cdef void _forward_rows(const _Loop* L, floating* g, Py_ssize_t lo, Py_ssize_t h
     cdef floating* rh
     cdef floating* mt
     cdef const floating* hsrc = hs if hmask == NULL else hw   # what the product reads
+    cdef floating* hout = hs                    # where the cell step writes h
+    cdef bint in_y = _h_in_y(L)
+    cdef const floating* hall = <const floating*>(L.h if hmask == NULL else L.hwork)
     cdef const floating* zh = <const floating*>L.zh
     cdef const floating* zc = <const floating*>L.zc
     cdef floating* zw = <floating*>L.zwork
@@ -626,8 +646,13 @@ cdef void _forward_rows(const _Loop* L, floating* g, Py_ssize_t lo, Py_ssize_t h
         n = _active(L.nact[t], lo, hi)
         gt = g + t * L.gstep
         yt = y + t * B * ldy
+        if in_y:                    # h_prev is the last step's Y (h at the first step)
+            if s > 0:
+                hsrc = hout
+                hall = <const floating*>L.y + (t + 1 if L.reverse else t - 1) * B * ldy
+            hout = yt
         if hp != NULL:
-            memcpy(hp + t * pstep, hs, rows * P * sizeof(floating))
+            memcpy(hp + t * pstep, hsrc if in_y else hs, rows * P * sizeof(floating))
         if cp != NULL:
             memcpy(cp + t * step, cs, rows * H * sizeof(floating))
         if zh != NULL and hp == NULL:           # inference: keep h_prev (and c_prev)
@@ -638,7 +663,7 @@ cdef void _forward_rows(const _Loop* L, floating* g, Py_ssize_t lo, Py_ssize_t h
             # 0.-1. as below, each thread some columns of every row (h * mask first)
             if hmask != NULL:
                 _mask_rows(hs, hmask, hw, n, P)
-            _share_step(L, tm, t, g_all + t * L.gstep)
+            _share_step(L, tm, t, g_all + t * L.gstep, hall)
         elif Wip != NULL:
             # 0. Gt[t] = x_t @ W_ih.T + biases: the projection, step by step
             _step_input(<int>n, <int>GH, <int>L.In, X + (t * B + lo) * L.In, Wip,
@@ -683,7 +708,7 @@ cdef void _forward_rows(const _Loop* L, floating* g, Py_ssize_t lo, Py_ssize_t h
         #    into Hm, then h = Hm[t] @ W_hr.T)
         mt = hm + t * L.mstep if hm != NULL else NULL
         _cell_step(L.kind, L.relu, gt, gh, <const floating*>L.b1, <const floating*>L.b2,
-                   <floating>L.s0, <floating>L.s1, hs if mt == NULL else mt, cs,
+                   <floating>L.s0, <floating>L.s1, hout if mt == NULL else mt, cs,
                    aux + t * step if aux != NULL else NULL, n, H)
         if mt != NULL:
             gemm(False, True, <int>n, <int>P, <int>H, <floating>1, mt, <int>H, W_hr, <int>H,
@@ -697,8 +722,11 @@ cdef void _forward_rows(const _Loop* L, floating* g, Py_ssize_t lo, Py_ssize_t h
                 _zone(zc + t * step_z(L, H), cprev + (t * step if cp != NULL else 0), cs,
                       n * H)
         # 4. Y[t] = h; zeros at padded steps
-        _copy_rows(hs, P, yt, ldy, n, P)
-        _zero_rows(yt + n * ldy, ldy, rows - n, P)
+        if not in_y:
+            _copy_rows(hs, P, yt, ldy, n, P)
+            _zero_rows(yt + n * ldy, ldy, rows - n, P)
+    if in_y and T > 0:              # the last h, from Y
+        memcpy(hs, hout, rows * P * sizeof(floating))
 
 
 cdef void _backward_rows(const _Loop* L, floating* g, Py_ssize_t lo, Py_ssize_t hi,
@@ -827,15 +855,15 @@ cdef inline void _team_columns(const _Team* tm, Py_ssize_t cols, Py_ssize_t* c0,
     c1[0] = min(64 * (panels * (tm.p + 1) // tm.n), cols)
 
 
-cdef void _share_step(const _Loop* L, _Team* tm, Py_ssize_t t,
-                      floating* gt) noexcept nogil:
+cdef void _share_step(const _Loop* L, _Team* tm, Py_ssize_t t, floating* gt,
+                      const floating* h) noexcept nogil:
     """Steps 0.-1. of the forward loop for all active rows of step t, columns
     _team_columns of them in this thread: Gt[t] (= biases + x_t @ W_ih.T when the loop
     projects the input) += h @ W_hh.T, or Gh = h @ W_hh.T for a kind that keeps the
-    product apart (float only).  ``gt`` is Gt[t] from row 0."""
+    product apart (float only).  ``gt`` is Gt[t] and ``h`` h_prev (B, P), from row 0."""
     cdef Py_ssize_t n = L.nact[t], GH = L.GH, P = L.P, I = L.In, c0, c1
     cdef bint apart = FR_KINDS[L.kind].product_apart
-    cdef const float* src = <const float*>(L.h if L.hmask == NULL else L.hwork)
+    cdef const float* src = <const float*>h
     cdef const float* bias = <const float*>L.sbias
     _team_columns(tm, GH, &c0, &c1)
     if floating is float:

@@ -2,6 +2,8 @@
 every kernel and the layers against the pure-NumPy reference (float64 to 1e-10), and the
 kernels' own argument checks (a ValueError, never a crash)."""
 
+import contextlib
+
 import numpy as np
 import pytest
 from numpy.testing import assert_allclose
@@ -769,6 +771,72 @@ def test_panels_are_kept_for_inference_and_follow_every_change():
     y, _, backward = trained.forward_train(x)
     backward(np.ones_like(y))
     assert not [key for key in _engine._PACKED if key[0] in ids]
+
+
+def _lstm_pass(X, weights, nact, reverse, h0, c0, dY, width, col):
+    """An LSTM's inference and training pass through run_forward / run_backward, its
+    output in columns col..col+H of a (T, B, width) Y: (Y's columns, h, c, the inference
+    Y's columns, dX, dh, dc, the weight gradients)."""
+    kind = TEST_KINDS["LSTM"]
+    T, B, H = dY.shape
+    out = []
+    for train in (False, True):
+        h, c = h0.copy(), c0.copy()
+        Y = np.full((T, B, width), np.nan, X.dtype)
+        cache = _engine.run_forward(kind, False, X, weights, nact, reverse, h, c, Y, col,
+                                    train)
+        out.append((Y[:, :, col:col + H].copy(), h, c))
+    wide = np.zeros((T, B, width), X.dtype)
+    wide[:, :, col:col + H] = dY
+    dh, dc = np.ones_like(h0), np.ones_like(c0)
+    dX = np.zeros_like(X)
+    grads = tuple(np.zeros_like(w) for w in weights)
+    _engine.run_backward(kind, False, X, weights, nact, reverse, cache, wide, col, dh, dc,
+                         dX, True, grads)
+    return out + [dX, dh, dc, grads]
+
+
+@pytest.mark.parametrize("mode", ["float", "shared", "bf16"])
+@pytest.mark.parametrize("lengths", [None, "all"], ids=["full", "all_T"])
+@pytest.mark.parametrize("reverse", [False, True], ids=["fwd", "rev"])
+def test_lstm_keeping_h_in_y_is_bit_for_bit_the_copying_loop(mode, lengths, reverse,
+                                                             monkeypatch):
+    """An LSTM whose Y is as wide as h and whose rows are all active at every step keeps
+    h in Y (each step reads the last step's Y); into wider Y the loop copies h at every
+    step.  Both give the same bits, in the float loops (each thread its rows, or the
+    threads sharing each step's product) and the bf16 one, and match the reference."""
+    T_, B_, I_, H_ = 6, 32, 5, 32
+    monkeypatch.setattr(_tuning, "MIN_LOOP_FLOPS", 0)       # two parts of rows
+    rng = np.random.default_rng(11)
+    x = rng.standard_normal((T_, B_, I_)).astype(np.float32)
+    X = x.reshape(T_ * B_, I_)
+    W_ih = rng.uniform(-0.5, 0.5, (4 * H_, I_)).astype(np.float32)
+    W_hh = rng.uniform(-0.5, 0.5, (4 * H_, H_)).astype(np.float32)
+    b_ih, b_hh = (rng.uniform(-0.5, 0.5, 4 * H_).astype(np.float32) for _ in range(2))
+    weights = (W_ih, W_hh, b_ih, b_hh)
+    h0, c0 = (rng.standard_normal((B_, H_)).astype(np.float32) for _ in range(2))
+    dY = rng.standard_normal((T_, B_, H_)).astype(np.float32)
+    lens = None if lengths is None else np.full(B_, T_)
+    nact = _engine.active_rows(lens, T_, B_)
+    before = _blas.shared_product_bytes()
+    try:
+        _blas.shared_product_bytes(0 if mode == "shared" else 1 << 60)
+        with fastrnn.threads(2), (fastrnn.autocast("bfloat16") if mode == "bf16"
+                                  else contextlib.nullcontext()):
+            narrow = _lstm_pass(X, weights, nact, reverse, h0, c0, dY, H_, 0)
+            wide = _lstm_pass(X, weights, nact, reverse, h0, c0, dY, 3 * H_, H_)
+    finally:
+        _blas.shared_product_bytes(before)
+    for a, b in zip(narrow, wide):
+        for u, v in zip(a, b) if isinstance(a, tuple) else [(a, b)]:
+            np.testing.assert_array_equal(u, v)
+    if mode != "bf16":
+        y_r, h_r, c_r, _ = ref.lstm_forward(x, h0, c0, *weights, lengths=lens,
+                                            reverse=reverse)
+        for y, h, c in narrow[:2]:
+            assert_allclose(y, y_r, **TOL[np.float32])
+            assert_allclose(h, h_r, **TOL[np.float32])
+            assert_allclose(c, c_r, **TOL[np.float32])
 
 
 def test_same_bytes():
