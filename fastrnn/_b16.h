@@ -99,6 +99,39 @@ fr_b16_round_row(const float *src, long K, fr_b16 *dst)
 #define FR_B16_CLONES
 #endif
 
+#if FR_B16_X86
+#define FR_B16_AVX __attribute__((target("avx512f,avx512bw,avx512vl,avx512bf16")))
+
+/* fr_b16_round_row by the AVX512-BF16 conversion, 16 values an instruction: the same bits
+   (it rounds to nearest, ties to even, and quiets a NaN as fr_b16_round does; checked
+   over all 2^32 floats), but for denormal inputs, which it takes as zeros: 16 values
+   with one among them take fr_b16_bits.  One thread's rows of a step of an LSTM with
+   I = H = 512, 64 x 1024 floats in L2, on the AMX Xeon: 11 -> 7 us. */
+static FR_B16_AVX __attribute__((unused))
+void fr_b16_round_row_avx(const float *src, long K, fr_b16 *dst)
+{
+    const __m512i magnitude = _mm512_set1_epi32(0x7fffffff);
+    const __m512i exponent = _mm512_set1_epi32(0x7f800000);
+    long k;
+    int i;
+    for (k = 0; k + 16 <= K; k += 16) {
+        const __m512 v = _mm512_loadu_ps(src + k);
+        const __m512i u = _mm512_castps_si512(v);
+        const __mmask16 denormal = _mm512_test_epi32_mask(u, magnitude)
+                                   & ~_mm512_test_epi32_mask(u, exponent);
+        if (denormal) {
+            for (i = 0; i < 16; i++)
+                dst[k + i] = (fr_b16)fr_b16_bits(src + k + i);
+        } else {
+            const __m256bh b = _mm512_cvtneps_pbh(v);
+            memcpy(dst + k, &b, sizeof b);
+        }
+    }
+    for (; k < K; k++)
+        dst[k] = (fr_b16)fr_b16_bits(src + k);
+}
+#endif
+
 /* dst[r*ldd + k] = bf16(src[r*sr + k*sk]) for r < m, k < K; zeros for K <= k < Kp.
    In tiles of 32 x 32 when the source is read across its rows (sk != 1), so that both
    sides stay in the cache. */
@@ -108,9 +141,19 @@ void fr_b16_rows(const float *src, long m, long K, long sr, long sk, fr_b16 *dst
     const long Kp = fr_b16_kp(K);
     long r, k, r0, k0;
     if (sk == 1) {
+#if FR_B16_X86
+        const int bf16 = fr_isa() >= FR_ISA_BF16;
+#else
+        const int bf16 = 0;
+#endif
         for (r = 0; r < m; r++) {
             fr_b16 *d = dst + r * ldd;
-            fr_b16_round_row(src + r * sr, K, d);
+#if FR_B16_X86
+            if (bf16)
+                fr_b16_round_row_avx(src + r * sr, K, d);
+            else
+#endif
+                fr_b16_round_row(src + r * sr, K, d);
             for (k = K; k < Kp; k++)
                 d[k] = 0;
         }
@@ -230,8 +273,6 @@ void fr_b16_gemm_c(const fr_b16 *A, long lda, long m, long K, const fr_b16 *Bp, 
 #if FR_B16_X86
 
 /* ------------------------------------------------------------------ AVX512-BF16 path */
-
-#define FR_B16_AVX __attribute__((target("avx512f,avx512bw,avx512vl,avx512bf16")))
 
 /* Rows r..r+RM of C over NQ panels, for the pairs kk0..kk1 of k: per pair, NQ loads of
    the panels and RM broadcasts of A's pair feed RM*NQ dot products.  ``first``: the sums

@@ -65,6 +65,27 @@ def test_rounding_to_nearest_even():
     np.testing.assert_array_equal(got[:11], bits_b16(cases)[:11])
 
 
+@pytest.mark.parametrize("level", PATHS)
+def test_convert_gives_the_same_bits_on_every_path(level):
+    """Rows convert 16 values an instruction with AVX512-BF16, which takes denormals as
+    zeros: runs of 16 with and without denormals, NaNs with payloads, infinities, ties
+    and the tail after the last 16 give the bits of the rule on every path."""
+    rng = np.random.default_rng(7)
+    u = rng.integers(0, 2 ** 32, (9, 203), dtype=np.uint64).astype(np.uint32)
+    u[1, 16:32] &= 0x807FFFFF                    # 16 denormals (and signed zeros)
+    u[2, 40] = 0x00000001                       # one denormal among 15 normal values
+    u[3, ::7] = 0x7F800001 + np.arange(29, dtype=np.uint32) * 0x1001    # NaNs
+    u[4, :4] = [0x7F800000, 0xFF800000, 0x3F808000, 0x3F818000]         # inf, ties
+    u[5, 200:] = 0x80000001                     # denormals in the tail
+    A = u.view(np.float32)
+    _blas.set_isa_cap(level)
+    got = convert(A)[:, :A.shape[1]]
+    nan = (u & 0x7FFFFFFF) > 0x7F800000
+    want = np.where(nan, (u >> 16) | 0x40,
+                    (u.astype(np.uint64) + 0x7FFF + ((u >> 16) & 1)) >> 16).astype(np.uint16)
+    np.testing.assert_array_equal(got, want)
+
+
 @pytest.mark.parametrize("m, K", [(1, 1), (2, 31), (3, 32), (17, 33), (5, 100)])
 @pytest.mark.parametrize("transposed", [False, True])
 def test_convert_rows_with_strides(m, K, transposed):
