@@ -663,7 +663,7 @@ cdef void _forward_rows(const _Loop* L, floating* g, Py_ssize_t lo, Py_ssize_t h
             # 0.-1. as below, each thread some columns of every row (h * mask first)
             if hmask != NULL:
                 _mask_rows(hs, hmask, hw, n, P)
-            _share_step(L, tm, t, g_all + t * L.gstep, hall)
+            _share_step(L, tm, t, g_all + t * L.gstep, hall, lo, n)
         elif Wip != NULL:
             # 0. Gt[t] = x_t @ W_ih.T + biases: the projection, step by step
             _step_input(<int>n, <int>GH, <int>L.In, X + (t * B + lo) * L.In, Wip,
@@ -837,7 +837,13 @@ cdef inline Py_ssize_t step_z(const _Loop* L, Py_ssize_t cols) noexcept nogil:
 # computes a range of whole panels, some columns of every active row, between two
 # barriers; then each thread does the cell math of its own rows as before.  Each element
 # is the same sum in the same order, so the results do not change; the price is two
-# barriers a step.  (W4, LSTM T=50 B=128 I=512 H=512, both threads: see _tuning.)
+# barriers a step.  (W4, LSTM T=50 B=128 I=512 H=512, both threads: see _tuning.)  The
+# bf16 mode's forward loops share the same way: each thread converts its own rows (the
+# operand of every row is ready after the first barrier), then multiplies every row by
+# some columns of the bf16 panels; every element takes the path (AMX tiles or the rows
+# after them) it takes in the row split, whose parts start at multiples of 16 rows.
+# (An LSTM H=512 bf16 step's fused product reads 4 MiB of panels; shared, each thread
+# streams half of them from L3: W4i's 50 products alone, 2 threads, 16-18 -> 14-15 ms.)
 # ---------------------------------------------------------------------------------------
 
 cdef struct _Team:
@@ -856,26 +862,45 @@ cdef inline void _team_columns(const _Team* tm, Py_ssize_t cols, Py_ssize_t* c0,
 
 
 cdef void _share_step(const _Loop* L, _Team* tm, Py_ssize_t t, floating* gt,
-                      const floating* h) noexcept nogil:
+                      const floating* h, Py_ssize_t lo, Py_ssize_t mine) noexcept nogil:
     """Steps 0.-1. of the forward loop for all active rows of step t, columns
     _team_columns of them in this thread: Gt[t] (= biases + x_t @ W_ih.T when the loop
     projects the input) += h @ W_hh.T, or Gh = h @ W_hh.T for a kind that keeps the
-    product apart (float only).  ``gt`` is Gt[t] and ``h`` h_prev (B, P), from row 0."""
-    cdef Py_ssize_t n = L.nact[t], GH = L.GH, P = L.P, I = L.In, c0, c1
+    product apart (float only).  ``gt`` is Gt[t] and ``h`` h_prev (B, P), from row 0.
+    The bf16 mode converts this thread's own ``mine`` active rows from ``lo`` on (x_t and
+    h side by side when it fuses the projection) before the first barrier: every row's
+    bf16 operand is ready after it."""
+    cdef Py_ssize_t n = L.nact[t], GH = L.GH, P = L.P, I = L.In, c0, c1, ldb = L.hbk
     cdef bint apart = FR_KINDS[L.kind].product_apart
     cdef const float* src = <const float*>h
     cdef const float* bias = <const float*>L.sbias
+    cdef const float* x = <const float*>L.X + t * L.B * I
+    cdef fr_b16* hb = <fr_b16*>L.hb
+    cdef long kx = fr_b16_kp(I) if L.W_ih_b != NULL else 0
     _team_columns(tm, GH, &c0, &c1)
     if floating is float:
+        if L.bpanels != NULL and mine > 0:
+            if L.W_ih_b != NULL:
+                fr_b16_rows(x + lo * I, mine, I, I, 1, hb + lo * ldb, ldb)
+            fr_b16_rows(src + lo * P, mine, P, P, 1, hb + lo * ldb + kx, ldb)
         fr_barrier_wait(tm.barrier, &tm.sense)      # every row's h (and Gt) is ready
         if c1 > c0 and n > 0:
-            if L.W_ih_p != NULL:
-                fr_panel_gemm_f(<const float*>L.X + t * L.B * I, I, 0, n, I,
-                                <const float*>L.W_ih_p + c0 * I, c1 - c0, gt + c0, GH, 0,
-                                bias + c0 if bias != NULL else NULL)
-            fr_panel_gemm_f(src, P, 0, n, P, <const float*>L.panels + c0 * P, c1 - c0,
-                            (<float*>L.gh if apart else gt) + c0, GH, 0 if apart else 1,
-                            NULL)
+            if L.bpanels != NULL:
+                if L.W_ih_b != NULL:
+                    fr_b16_gemm2(hb, ldb, n, I, <const fr_b16*>L.W_ih_b + c0 * kx, P,
+                                 <const fr_b16*>L.bpanels + c0 * fr_b16_kp(P), c1 - c0,
+                                 gt + c0, GH, 0, bias + c0 if bias != NULL else NULL)
+                else:
+                    fr_b16_gemm(hb, ldb, n, P, <const fr_b16*>L.bpanels + c0 * fr_b16_kp(P),
+                                c1 - c0, gt + c0, GH, 1, NULL)
+            else:
+                if L.W_ih_p != NULL:
+                    fr_panel_gemm_f(x, I, 0, n, I, <const float*>L.W_ih_p + c0 * I,
+                                    c1 - c0, gt + c0, GH, 0,
+                                    bias + c0 if bias != NULL else NULL)
+                fr_panel_gemm_f(src, P, 0, n, P, <const float*>L.panels + c0 * P, c1 - c0,
+                                (<float*>L.gh if apart else gt) + c0, GH, 0 if apart else 1,
+                                NULL)
         fr_barrier_wait(tm.barrier, &tm.sense)      # every row's products are done
 
 
@@ -900,19 +925,19 @@ cdef void _share_back(const _Loop* L, _Team* tm, Py_ssize_t t,
 
 
 cdef bint _shares_products(const _Loop* L, bint backward, Py_ssize_t parts) noexcept nogil:
-    """Whether the threads of this loop share each step's products: float panel products
-    (not bf16, not the GRU with r before the product) over packed weights of at least
-    _blas.shared_product_bytes."""
-    cdef double floats = <double>L.GH * L.P
-    if (parts < 2 or L.panels == NULL or L.bpanels != NULL
-            or FR_KINDS[L.kind].reset_before):
+    """Whether the threads of this loop share each step's products: float panel products,
+    or the bf16 mode's forward products (not for a kind that keeps the product apart or
+    projects its input in a product of its own), not the GRU with r before the product;
+    over packed weights of at least _blas.shared_product_bytes."""
+    cdef double values = <double>L.GH * L.P
+    cdef bint b16 = L.bpanels != NULL
+    if parts < 2 or FR_KINDS[L.kind].reset_before or (L.panels == NULL and not b16):
         return False
-    if not backward:
-        if L.W_ih_b != NULL or L.W_ih_bs != NULL:
-            return False
-        if L.W_ih_p != NULL:
-            floats += <double>L.GH * L.In
-    return floats * sizeof(float) >= _shared_product_bytes()
+    if b16 and (backward or L.W_ih_bs != NULL or FR_KINDS[L.kind].product_apart):
+        return False
+    if not backward and (L.W_ih_p != NULL or L.W_ih_b != NULL):
+        values += <double>L.GH * L.In
+    return values * (sizeof(fr_b16) if b16 else sizeof(float)) >= _shared_product_bytes()
 
 
 cdef void _team_rows(const _Loop* L, floating* g, const int* bd, Py_ssize_t parts,

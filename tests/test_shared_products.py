@@ -160,3 +160,57 @@ def test_the_default_threshold_shares_large_weights_only():
             assert (_core.shared_loops() > loops) == shares
         with sharing(NEVER):
             np.testing.assert_array_equal(layer(x)[0], y)
+
+
+# The bf16 mode's forward loops share their products too (fr_b16_gemm over some columns of
+# every active row); its backward loops and the kinds whose step multiplies apart (GRU) or
+# projects its input in a product of its own (FastGRNN from 16 rows on) do not.  B = 40:
+# row parts cut at multiples of 16, so that the last rows take the path after the AMX
+# tiles; H = 88: 352 gate columns (no multiple of 64) and rows padded to 96 values.
+B16_FORMS = {
+    "lstm": (fastrnn.LSTM, 40, 88, 40, {}, True),
+    "lstm-2layers-bi": (fastrnn.LSTM, 24, 80, 40, {"num_layers": 2, "bidirectional": True},
+                        True),
+    "lstm-peephole": (fastrnn.LSTM, 40, 88, 40, {"peephole": True}, True),
+    "lstm-recurrent-dropout-zoneout": (fastrnn.LSTM, 40, 88, 40,
+                                       {"recurrent_dropout": 0.3, "zoneout": 0.2}, True),
+    "rnn-tanh": (fastrnn.RNN, 40, 160, 40, {}, True),
+    "fastgrnn": (FastGRNN, 40, 160, 40, {}, False),
+    "gru": (fastrnn.GRU, 40, 96, 40, {}, False),
+}
+LEVELS = ("baseline", "avx512_bf16", "amx")
+
+
+@pytest.mark.parametrize("level", LEVELS)
+@pytest.mark.parametrize("lengths", [False, True], ids=["full", "lengths"])
+@pytest.mark.parametrize("form", sorted(B16_FORMS))
+def test_bf16_shared_products_give_the_same_bits(form, lengths, level):
+    """Under autocast("bfloat16"), on each ISA path of the bf16 product (those above the
+    CPU's run its best): sharing and the row split give the same bits, in inference and
+    in training (outputs, states, gradients, dx, dstate0)."""
+    cls, I, H, B, options, shares = B16_FORMS[form]
+    x, lens = _data(5, I, B, lengths)
+
+    def make():
+        return cls(I, H, seed=4, **options)
+
+    _core.set_isa_cap(level)
+    try:
+        with fastrnn.autocast("bfloat16"):
+            loops = _core.shared_loops()
+            out_never, grads_never = _train(make, x, lens, NEVER)
+            infer_never = _infer(make, x, lens, NEVER)
+            assert _core.shared_loops() == loops
+            out_always, grads_always = _train(make, x, lens, 0)
+            infer_always = _infer(make, x, lens, 0)
+            shared = _core.shared_loops() - loops
+    finally:
+        _core.set_isa_cap(None)
+    _assert_same(out_always, out_never)
+    _assert_same(infer_always, infer_never)
+    for name in grads_never:
+        np.testing.assert_array_equal(grads_always[name], grads_never[name], err_msg=name)
+    if _can_share():
+        layers = options.get("num_layers", 1) * (2 if options.get("bidirectional") else 1)
+        # each forward loop, in training and in inference; never a backward one
+        assert shared == (2 * layers if shares else 0)
