@@ -1,11 +1,14 @@
 """Write the tables of a benchmark run into README.md and docs/benchmark.rst.
 
-Usage: ``python scripts/bench_tables.py [latest.json [scaling.json [precision.json]]]``
-(defaults: the three files under bench/results).  The tables go between the marker
-comments ``bench-table`` / ``scaling-table`` / ``precision-table`` ``start`` and ``end`` in
-both files, so that the documents show exactly what the last run measured (the precision
-run, ``--contenders precision``: its timing, accuracy and precision tables).  Run
-``docs/plot_benchmark.py`` on the same files for the plots.
+Usage: ``python scripts/bench_tables.py [latest.json [scaling.json [precision.json]]]
+[--second-cpu precision.json]`` (defaults: the three files under bench/results).  The
+tables go between the marker comments ``bench-table`` / ``scaling-table`` /
+``precision-table`` ``start`` and ``end`` in both files, so that the documents show exactly
+what the last run measured (the precision run, ``--contenders precision``: its timing,
+accuracy and precision tables).  ``--second-cpu`` names a precision run on a CPU of another
+kind (bf16 and int8 take other kernels where a CPU lacks AMX), whose tables go between the
+``precision-table-second-cpu`` markers.  Run ``docs/plot_benchmark.py`` on the same files
+for the plots.
 """
 
 from __future__ import annotations
@@ -88,11 +91,24 @@ def rst_blocks(text: str) -> str:
     )
 
 
-def main(latest: Path, scaling: Path, precision: Path | None = None) -> None:
-    """The workload table of ``latest``, the scaling tables of ``scaling`` and the
-    precision tables of ``precision``, of those files that exist (each is a run of its own:
-    without it its tables stay as they are, with the date and machine of the run that made
-    them)."""
+def precision_block(path: Path) -> tuple[str, str]:
+    """The timing, accuracy and precision tables of a precision run, as markdown and rst."""
+    run, workloads, contenders = load(path)
+    tables = (
+        harness.markdown_table(workloads, contenders, run["results"])
+        + "\n\n"
+        + harness.precision_tables(workloads, contenders, run["results"])
+    )
+    return header(run) + "\n\n" + tables, header(run) + "\n\n" + rst_blocks(tables)
+
+
+def main(
+    latest: Path, scaling: Path, precision: Path | None = None, second: Path | None = None
+) -> None:
+    """The workload table of ``latest``, the scaling tables of ``scaling``, the precision
+    tables of ``precision`` and of ``second`` (a precision run on another kind of CPU), of
+    those files that exist (each is a run of its own: without it its tables stay as they
+    are, with the date and machine of the run that made them)."""
     readme = ROOT / "README.md"
     doc = ROOT / "docs" / "benchmark.rst"
     text, rst = readme.read_text(), doc.read_text()
@@ -109,16 +125,14 @@ def main(latest: Path, scaling: Path, precision: Path | None = None) -> None:
         text = replace(text, "scaling-table", header(srun) + "\n\n" + stables, False)
         rst = replace(rst, "scaling-table", header(srun) + "\n\n" + rst_blocks(stables), True)
         written.append(scaling.name)
-    if precision is not None and precision.exists():
-        prun, pworkloads, pcontenders = load(precision)
-        ptables = (
-            harness.markdown_table(pworkloads, pcontenders, prun["results"])
-            + "\n\n"
-            + harness.precision_tables(pworkloads, pcontenders, prun["results"])
-        )
-        text = replace(text, "precision-table", header(prun) + "\n\n" + ptables, False)
-        rst = replace(rst, "precision-table", header(prun) + "\n\n" + rst_blocks(ptables), True)
-        written.append(precision.name)
+    for name, path in (("precision-table", precision), ("precision-table-second-cpu", second)):
+        if path is not None and path.exists():
+            markdown, restructured = precision_block(path)
+            text = replace(text, name, markdown, False)
+            rst = replace(rst, name, restructured, True)
+            written.append(path.name)
+    if second is not None and not second.exists():
+        raise SystemExit(f"{second} does not exist")
     if not written:
         raise SystemExit(f"none of {latest}, {scaling}, {precision} exists")
     readme.write_text(text)
@@ -127,10 +141,19 @@ def main(latest: Path, scaling: Path, precision: Path | None = None) -> None:
 
 
 if __name__ == "__main__":
-    args = [Path(a) for a in sys.argv[1:]]
+    argv = sys.argv[1:]
+    second_cpu = None
+    if "--second-cpu" in argv:
+        k = argv.index("--second-cpu")
+        if k + 1 >= len(argv):
+            raise SystemExit("--second-cpu needs the path of a precision run")
+        second_cpu = Path(argv[k + 1])
+        del argv[k : k + 2]
+    args = [Path(a) for a in argv]
     results = ROOT / "bench" / "results"
     main(
         args[0] if args else results / "latest.json",
         args[1] if len(args) > 1 else results / "scaling.json",
         args[2] if len(args) > 2 else results / "precision.json",
+        second_cpu,
     )
