@@ -282,42 +282,86 @@ void fr_q8_out16(const fr_q8_call *P, long r, long c0, __m512i raw)
                           _mm512_fmadd_ps(_mm512_cvtepi32_ps(acc), scale, base));
 }
 
-/* rows r..r+MR-1 over panels p..p+NP-1: MR*NP accumulators for the whole k loop */
+/* acc + the dot products of a's unsigned and b's signed bytes, 4 by 4 (vpdpbusd), in
+ * inline assembly: GCC 12 copies the accumulator of the intrinsic in and out at every
+ * call, two register moves per product in the inner loop. */
 static inline __attribute__((always_inline)) FR_Q8_VNNI
-void fr_q8_block_vnni(const fr_q8_call *P, long r, long p, const int MR, const int NP)
+__m512i fr_q8_dpbusd(__m512i acc, __m512i a, __m512i b)
 {
-    const long Kp = P->Kp, G = Kp / 4;
-    const int8_t *B = P->B + p * 16 * Kp;
-    __m512i acc[4][4];
-    long g;
-    int i, j;
-    for (i = 0; i < MR; i++)
-        for (j = 0; j < NP; j++)
-            acc[i][j] = _mm512_setzero_si512();
-    for (g = 0; g < G; g++) {
-        __m512i b[4];
-        for (j = 0; j < NP; j++)
-            b[j] = _mm512_loadu_si512((const void *)(B + j * 16 * Kp + g * 64));
-        for (i = 0; i < MR; i++) {
-            int32_t word;
-            __m512i a;
-            memcpy(&word, P->A + (r + i) * P->lda + g * 4, 4);
-            a = _mm512_set1_epi32(word);
-            for (j = 0; j < NP; j++)
-                acc[i][j] = _mm512_dpbusd_epi32(acc[i][j], a, b[j]);
-        }
-    }
-    for (i = 0; i < MR; i++)
-        for (j = 0; j < NP; j++)
-            fr_q8_out16(P, r + i, (p + j) * 16, acc[i][j]);
+    __asm__("vpdpbusd %2, %1, %0" : "+v"(acc) : "v"(a), "vm"(b));
+    return acc;
 }
+
+/* Rows r..r+MR-1 over panels p..p+NP-1: MR*NP accumulators for the whole k loop, each
+ * starting from -128 * colsum (the zero point's share: the sums come out exact), then the
+ * epilogue with each panel's scales, column sums and bias loaded once for the MR rows.
+ * One function per shape (the macro below), so that every accumulator has a register of
+ * its own. */
+#define FR_Q8_BLOCK(MR, NP)                                                                \
+static inline __attribute__((always_inline)) FR_Q8_VNNI void                              \
+fr_q8_block_##MR##_##NP(const fr_q8_call *P, long r, long p)                               \
+{                                                                                          \
+    const long Kp = P->Kp, G = Kp / 4, lda = P->lda;                                       \
+    const int8_t *B = P->B + p * 16 * Kp;                                                  \
+    const uint8_t *A = P->A + r * lda;                                                     \
+    __m512i acc[MR][NP], zc[NP];                                                           \
+    __mmask16 mk[NP];                                                                      \
+    long g;                                                                                \
+    int i, j;                                                                              \
+    for (j = 0; j < NP; j++) {                                                             \
+        const long left = P->n - (p + j) * 16;                                             \
+        mk[j] = left >= 16 ? (__mmask16)0xFFFF : (__mmask16)((1u << left) - 1);            \
+        zc[j] = _mm512_sub_epi32(_mm512_setzero_si512(), _mm512_slli_epi32(                \
+            _mm512_loadu_si512((const void *)(P->colsum + (p + j) * 16)), 7));             \
+    }                                                                                      \
+    for (i = 0; i < MR; i++)                                                               \
+        for (j = 0; j < NP; j++)                                                           \
+            acc[i][j] = zc[j];                                                             \
+    for (g = 0; g < G; g++) {                                                              \
+        __m512i b[NP];                                                                     \
+        for (j = 0; j < NP; j++)                                                           \
+            b[j] = _mm512_loadu_si512((const void *)(B + j * 16 * Kp + g * 64));           \
+        for (i = 0; i < MR; i++) {                                                         \
+            int32_t word;                                                                  \
+            memcpy(&word, A + i * lda + g * 4, 4);                                         \
+            const __m512i a = _mm512_set1_epi32(word);                                     \
+            for (j = 0; j < NP; j++)                                                       \
+                acc[i][j] = fr_q8_dpbusd(acc[i][j], a, b[j]);                               \
+        }                                                                                  \
+    }                                                                                      \
+    for (j = 0; j < NP; j++) {                                                             \
+        const long c0 = (p + j) * 16;                                                      \
+        const __m512 sw = _mm512_maskz_loadu_ps(mk[j], P->sw + c0);                        \
+        const __m512 bias = P->bias != NULL ? _mm512_maskz_loadu_ps(mk[j], P->bias + c0)   \
+                                            : _mm512_setzero_ps();                         \
+        for (i = 0; i < MR; i++) {                                                         \
+            if (P->sums != NULL) {                                                         \
+                _mm512_mask_storeu_epi32(P->sums + (r + i) * P->ldc + c0, mk[j],           \
+                                         acc[i][j]);                                       \
+                continue;                                                                  \
+            }                                                                              \
+            float *c = P->C + (r + i) * P->ldc + c0;                                       \
+            const __m512 base = P->accumulate ? _mm512_maskz_loadu_ps(mk[j], c) : bias;    \
+            const __m512 scale = _mm512_mul_ps(_mm512_set1_ps(P->sa[r + i]), sw);          \
+            _mm512_mask_storeu_ps(c, mk[j], _mm512_fmadd_ps(_mm512_cvtepi32_ps(acc[i][j]), \
+                                                            scale, base));                 \
+        }                                                                                  \
+    }                                                                                      \
+}
+
+FR_Q8_BLOCK(4, 4) FR_Q8_BLOCK(3, 4) FR_Q8_BLOCK(2, 4) FR_Q8_BLOCK(1, 4)
+FR_Q8_BLOCK(4, 3) FR_Q8_BLOCK(3, 3) FR_Q8_BLOCK(2, 3) FR_Q8_BLOCK(1, 3)
+FR_Q8_BLOCK(4, 2) FR_Q8_BLOCK(3, 2) FR_Q8_BLOCK(2, 2) FR_Q8_BLOCK(1, 2)
+FR_Q8_BLOCK(4, 1) FR_Q8_BLOCK(3, 1) FR_Q8_BLOCK(2, 1) FR_Q8_BLOCK(1, 1)
+
+#undef FR_Q8_BLOCK
 
 #define FR_Q8_ROWS(NP)                                                 \
     switch (r1 - r < 4 ? r1 - r : 4) {                                 \
-    case 4: fr_q8_block_vnni(P, r, p, 4, NP); break;                   \
-    case 3: fr_q8_block_vnni(P, r, p, 3, NP); break;                   \
-    case 2: fr_q8_block_vnni(P, r, p, 2, NP); break;                   \
-    default: fr_q8_block_vnni(P, r, p, 1, NP); break;                  \
+    case 4: fr_q8_block_4_##NP(P, r, p); break;                        \
+    case 3: fr_q8_block_3_##NP(P, r, p); break;                        \
+    case 2: fr_q8_block_2_##NP(P, r, p); break;                        \
+    default: fr_q8_block_1_##NP(P, r, p); break;                       \
     }
 
 static FR_Q8_VNNI void fr_q8_gemm_vnni(const fr_q8_call *P, long r0, long r1)
