@@ -292,6 +292,42 @@ __m512i fr_q8_dpbusd(__m512i acc, __m512i a, __m512i b)
     return acc;
 }
 
+/* The epilogue of a block: the call's fields copied into locals first (the masked
+ * stores may write anywhere as far as the compiler knows, so P's fields would be read
+ * again after each one), the mode tested once. */
+#define fr_q8_epilogue(P, r, p, MR, NP, acc, mk)                                           \
+    do {                                                                                   \
+        const long ldc_ = (P)->ldc;                                                        \
+        int32_t *const sums_ = (P)->sums;                                                  \
+        float *const C_ = (P)->C;                                                          \
+        const float *const sa_ = (P)->sa + (r), *const sw_ = (P)->sw, *const bz_ = (P)->bias; \
+        const int add_ = (P)->accumulate;                                                  \
+        float sav_[MR];                                                                    \
+        int i_, j_;                                                                        \
+        if (sums_ != NULL) {                                                               \
+            for (j_ = 0; j_ < NP; j_++)                                                    \
+                for (i_ = 0; i_ < MR; i_++)                                                \
+                    _mm512_mask_storeu_epi32(sums_ + ((r) + i_) * ldc_ + ((p) + j_) * 16,  \
+                                             mk[j_], acc[i_][j_]);                         \
+            break;                                                                         \
+        }                                                                                  \
+        for (i_ = 0; i_ < MR; i_++)                                                        \
+            sav_[i_] = sa_[i_];                                                            \
+        for (j_ = 0; j_ < NP; j_++) {                                                      \
+            const long c0_ = ((p) + j_) * 16;                                              \
+            const __m512 sw = _mm512_maskz_loadu_ps(mk[j_], sw_ + c0_);                    \
+            const __m512 bias = bz_ != NULL ? _mm512_maskz_loadu_ps(mk[j_], bz_ + c0_)     \
+                                            : _mm512_setzero_ps();                         \
+            for (i_ = 0; i_ < MR; i_++) {                                                  \
+                float *c_ = C_ + ((r) + i_) * ldc_ + c0_;                                  \
+                const __m512 base = add_ ? _mm512_maskz_loadu_ps(mk[j_], c_) : bias;       \
+                const __m512 scale = _mm512_mul_ps(_mm512_set1_ps(sav_[i_]), sw);          \
+                _mm512_mask_storeu_ps(c_, mk[j_], _mm512_fmadd_ps(                         \
+                    _mm512_cvtepi32_ps(acc[i_][j_]), scale, base));                        \
+            }                                                                              \
+        }                                                                                  \
+    } while (0)
+
 /* Rows r..r+MR-1 over panels p..p+NP-1: MR*NP accumulators for the whole k loop, each
  * starting from -128 * colsum (the zero point's share: the sums come out exact), then the
  * epilogue with each panel's scales, column sums and bias loaded once for the MR rows.
@@ -329,24 +365,7 @@ fr_q8_block_##MR##_##NP(const fr_q8_call *P, long r, long p)                    
                 acc[i][j] = fr_q8_dpbusd(acc[i][j], a, b[j]);                               \
         }                                                                                  \
     }                                                                                      \
-    for (j = 0; j < NP; j++) {                                                             \
-        const long c0 = (p + j) * 16;                                                      \
-        const __m512 sw = _mm512_maskz_loadu_ps(mk[j], P->sw + c0);                        \
-        const __m512 bias = P->bias != NULL ? _mm512_maskz_loadu_ps(mk[j], P->bias + c0)   \
-                                            : _mm512_setzero_ps();                         \
-        for (i = 0; i < MR; i++) {                                                         \
-            if (P->sums != NULL) {                                                         \
-                _mm512_mask_storeu_epi32(P->sums + (r + i) * P->ldc + c0, mk[j],           \
-                                         acc[i][j]);                                       \
-                continue;                                                                  \
-            }                                                                              \
-            float *c = P->C + (r + i) * P->ldc + c0;                                       \
-            const __m512 base = P->accumulate ? _mm512_maskz_loadu_ps(mk[j], c) : bias;    \
-            const __m512 scale = _mm512_mul_ps(_mm512_set1_ps(P->sa[r + i]), sw);          \
-            _mm512_mask_storeu_ps(c, mk[j], _mm512_fmadd_ps(_mm512_cvtepi32_ps(acc[i][j]), \
-                                                            scale, base));                 \
-        }                                                                                  \
-    }                                                                                      \
+    fr_q8_epilogue(P, r, p, MR, NP, acc, mk);                                              \
 }
 
 FR_Q8_BLOCK(4, 4) FR_Q8_BLOCK(3, 4) FR_Q8_BLOCK(2, 4) FR_Q8_BLOCK(1, 4)
