@@ -331,8 +331,8 @@ __m512i fr_q8_dpbusd(__m512i acc, __m512i a, __m512i b)
 /* Rows r..r+MR-1 over panels p..p+NP-1: MR*NP accumulators for the whole k loop, each
  * starting from -128 * colsum (the zero point's share: the sums come out exact), then the
  * epilogue with each panel's scales, column sums and bias loaded once for the MR rows.
- * One function per shape (the macro below), so that every accumulator has a register of
- * its own. */
+ * One function per shape (the macro below): MR and NP are constants in each, so that its
+ * loops unroll. */
 #define FR_Q8_BLOCK(MR, NP)                                                                \
 static inline __attribute__((always_inline)) FR_Q8_VNNI void                              \
 fr_q8_block_##MR##_##NP(const fr_q8_call *P, long r, long p)                               \
@@ -374,6 +374,7 @@ FR_Q8_BLOCK(4, 2) FR_Q8_BLOCK(3, 2) FR_Q8_BLOCK(2, 2) FR_Q8_BLOCK(1, 2)
 FR_Q8_BLOCK(4, 1) FR_Q8_BLOCK(3, 1) FR_Q8_BLOCK(2, 1) FR_Q8_BLOCK(1, 1)
 
 #undef FR_Q8_BLOCK
+#undef fr_q8_epilogue
 
 #define FR_Q8_ROWS(NP)                                                 \
     switch (r1 - r < 4 ? r1 - r : 4) {                                 \
